@@ -1,0 +1,193 @@
+"""Outputs of the call core: what the shell must do, as frozen dataclasses.
+
+PBX commands go to the ARI adapter; ``Crm*`` commands go to the journal (outbox) and from there to Bitrix24.
+A CRM call is named by ``crm_leg``: the EXTERNAL_CALL_ID of one conversation leg, unique per leg. The delivery
+side maps it to the CALL_ID that ``register`` returns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import IntEnum
+
+
+class CallType(IntEnum):
+    """Bitrix24 ``TYPE`` of ``telephony.externalCall.register``."""
+
+    OUTGOING = 1
+    INCOMING = 2
+    INCOMING_REDIRECTED = 3
+    CALLBACK = 4
+    INFO = 5
+
+
+# --- PBX ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AnswerCaller:
+    pass
+
+
+@dataclass(frozen=True)
+class StartMusic:
+    """Music on hold (or ringback) to the caller while the walk goes on."""
+
+
+@dataclass(frozen=True)
+class StopMusic:
+    pass
+
+
+@dataclass(frozen=True)
+class PlayPrompt:
+    prompt: str
+    """Our id for this playback; it comes back in ``PromptFinished``."""
+    media: str
+
+
+@dataclass(frozen=True)
+class StopPrompt:
+    prompt: str
+
+
+@dataclass(frozen=True)
+class RingAgent:
+    """Originate leg ``leg`` to the employee's device; the PBX gives up after ``timeout`` seconds."""
+
+    leg: str
+    ext: str
+    timeout: float
+
+
+@dataclass(frozen=True)
+class RingNumber:
+    """Originate leg ``leg`` to an external number (a mobile or a forward) through the trunk."""
+
+    leg: str
+    number: str
+    timeout: float
+
+
+@dataclass(frozen=True)
+class CancelLeg:
+    """Stop ringing (or hang up) leg ``leg``."""
+
+    leg: str
+
+
+@dataclass(frozen=True)
+class ConnectLeg:
+    """Bridge the answered leg ``leg`` with the caller."""
+
+    leg: str
+
+
+@dataclass(frozen=True)
+class StartRecording:
+    name: str
+
+
+@dataclass(frozen=True)
+class RecordVoicemail:
+    name: str
+    max_seconds: float
+
+
+@dataclass(frozen=True)
+class HangupCaller:
+    reason: str = "normal"
+
+
+@dataclass(frozen=True)
+class LookupCrm:
+    """Ask the CRM who the caller is (answer: ``CrmLookedUp``; the core waits a bounded time)."""
+
+    phone: str
+
+
+# --- Bitrix24 --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CrmRegister:
+    crm_leg: str
+    user_id: int
+    phone: str
+    call_type: CallType
+    line: str
+    started_at: datetime
+    show: bool
+    crm_create: bool = True
+    crm_source: str = ""
+    crm_entity_type: str = ""
+    crm_entity_id: int = 0
+
+
+@dataclass(frozen=True)
+class CrmAdopt:
+    """Bitrix24 registered this leg itself (click-to-call): ``call_id`` is its CALL_ID; do not register."""
+
+    crm_leg: str
+    call_id: str
+
+
+@dataclass(frozen=True)
+class CrmShow:
+    crm_leg: str
+    user_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class CrmHide:
+    crm_leg: str
+    user_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class CrmFinish:
+    crm_leg: str
+    user_id: int
+    duration: int
+    """Talk time in whole seconds, from answer to hang-up; 0 when nobody answered."""
+    status_code: str
+    failed_reason: str = ""
+
+
+@dataclass(frozen=True)
+class CrmAttachRecord:
+    crm_leg: str
+    recording: str
+
+
+@dataclass(frozen=True)
+class CrmMissedTask:
+    user_id: int
+    title: str
+    description: str
+
+
+@dataclass(frozen=True)
+class CrmNotify:
+    user_id: int
+    message: str
+
+
+PbxCommand = (
+    AnswerCaller
+    | StartMusic
+    | StopMusic
+    | PlayPrompt
+    | StopPrompt
+    | RingAgent
+    | RingNumber
+    | CancelLeg
+    | ConnectLeg
+    | StartRecording
+    | RecordVoicemail
+    | HangupCaller
+    | LookupCrm
+)
+CrmCommand = CrmRegister | CrmAdopt | CrmShow | CrmHide | CrmFinish | CrmAttachRecord | CrmMissedTask | CrmNotify
+Command = PbxCommand | CrmCommand

@@ -1,0 +1,230 @@
+"""The routing scheme as plain data: lines, rule chains, queue groups, IVR menus, employees.
+
+Built by ``bridge.config`` from TOML; read by ``bridge.domain.call``. Nothing here decides anything.
+
+A line's rule chain is tried top to bottom. A rule whose condition holds runs its action; an action that
+cannot run (the responsible manager is unknown or unavailable and so is the supervisor) passes the call on to
+the next rule. When no rule is left the line's ``fallback`` runs (default: hang up).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+from bridge.domain.schedule import Schedule
+
+RING_SECONDS = 5.0
+"""One ring, as Bitrix24's routing pages count it."""
+
+MAX_EVERYBODY_DEVICES = 10
+"""At most this many devices ring at once in the ``everybody`` distribution."""
+
+
+class Availability(Enum):
+    """What the shell knows about an agent right now (device state, timeman, absence chart)."""
+
+    AVAILABLE = "available"
+    BUSY = "busy"
+    UNREGISTERED = "unregistered"
+    ABSENT = "absent"
+    NOT_CLOCKED_IN = "not_clocked_in"
+
+
+class Distribution(Enum):
+    EVENLY = "evenly"
+    IN_ORDER = "in_order"
+    EVERYBODY = "everybody"
+
+
+# --- actions: where a rule, an IVR key or a final action sends the call ---------------------------
+
+
+@dataclass(frozen=True)
+class ToEmployee:
+    ext: str
+
+
+@dataclass(frozen=True)
+class ToNumber:
+    number: str
+
+
+@dataclass(frozen=True)
+class ToQueue:
+    queue: str
+
+
+@dataclass(frozen=True)
+class ToIvr:
+    menu: str
+
+
+@dataclass(frozen=True)
+class ToResponsible:
+    """Ring the CRM-responsible manager, then (if ``supervisor``) their department head."""
+
+    supervisor: bool = True
+    rings: int = 4
+
+
+@dataclass(frozen=True)
+class ToVoicemail:
+    """Record a message for ``ext`` (or the line's / queue's missed-call owner when empty)."""
+
+    ext: str = ""
+
+
+@dataclass(frozen=True)
+class HoldUntilFree:
+    """Music on hold until a member of ``queue`` is free, then offer the call to them."""
+
+    queue: str
+    max_wait: float | None = None
+
+
+@dataclass(frozen=True)
+class Hangup:
+    pass
+
+
+Action = ToEmployee | ToNumber | ToQueue | ToIvr | ToResponsible | ToVoicemail | HoldUntilFree | Hangup
+
+
+# --- conditions ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Always:
+    pass
+
+
+@dataclass(frozen=True)
+class InHours:
+    """True while ``schedule`` is open (or closed, with ``inside=False``)."""
+
+    schedule: str
+    inside: bool = True
+
+
+@dataclass(frozen=True)
+class CallerPrefix:
+    """The caller's number (digits only) starts with one of ``prefixes`` (a region is a named set)."""
+
+    prefixes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class KnownClient:
+    """The CRM lookup found (or, with ``known=False``, did not find) the caller."""
+
+    known: bool = True
+
+
+@dataclass(frozen=True)
+class CrmField:
+    """A field of the CRM entity found (e.g. the open deal's ``OPPORTUNITY``) compared with ``value``.
+
+    ``op`` is one of ``= != > >= < <=``; numeric when both sides parse as numbers, text otherwise.
+    """
+
+    field: str
+    op: str
+    value: str
+
+
+Condition = Always | InHours | CallerPrefix | KnownClient | CrmField
+
+
+@dataclass(frozen=True)
+class Rule:
+    when: Condition
+    then: Action
+    name: str = ""
+
+
+# --- the building blocks ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Employee:
+    """An extension with its Bitrix24 user and the employee's own forwarding rules."""
+
+    ext: str
+    user_id: int
+    name: str = ""
+    mobile: str = ""
+    supervisor_ext: str = ""
+    on_busy: ToVoicemail | ToNumber | None = None
+    """Busy rule: when rung directly and busy, leave a voicemail or go to a number instead of skipping."""
+    unavailable_to_mobile: bool = False
+    """Unavailable rule: when not registered, ring the employee's mobile instead."""
+    no_answer_to_mobile: bool = False
+    """After the employee's rings run out unanswered, ring their mobile before moving on."""
+
+
+@dataclass(frozen=True)
+class QueueGroup:
+    id: str
+    members: tuple[str, ...]
+    distribution: Distribution = Distribution.IN_ORDER
+    rings_per_member: int = 3
+    """``everybody``: rings for the whole group (``0`` = wait endlessly)."""
+    passes: int = 1
+    """How many times ``in_order``/``evenly`` walk the whole list before the final action."""
+    final: Action = field(default_factory=Hangup)
+    missed_owner: str = ""
+    """Extension that owns missed calls of this group (finish USER_ID, missed-call task)."""
+    intercept_code: str = ""
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class IvrMenu:
+    id: str
+    prompt: str
+    """Media URI played to the caller, e.g. ``sound:ivr-main``."""
+    options: tuple[tuple[str, Action], ...]
+    """Key -> action; a key is one DTMF digit ``0-9 * #``."""
+    timeout: float = 5.0
+    """Seconds to wait for a key after the prompt ended."""
+    max_replays: int = 2
+    on_fail: Action = field(default_factory=Hangup)
+    invalid_prompt: str = "sound:option-is-invalid"
+
+
+@dataclass(frozen=True)
+class Line:
+    number: str
+    name: str = ""
+    rules: tuple[Rule, ...] = ()
+    fallback: Action = field(default_factory=Hangup)
+    default_ext: str = ""
+    """Who owns the call before anyone rings (register USER_ID) and its missed calls when nobody else does."""
+    crm_create: bool = True
+    crm_source: str = ""
+    missed_task: bool = False
+    """Create a Bitrix24 task for the missed-call owner."""
+    missed_notify: bool = False
+    record: bool = True
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything the core needs to route calls; handed to every call at its start."""
+
+    lines: dict[str, Line]
+    queues: dict[str, QueueGroup]
+    menus: dict[str, IvrMenu]
+    employees: dict[str, Employee]
+    schedules: dict[str, Schedule] = field(default_factory=dict)
+    ring_seconds: float = RING_SECONDS
+    crm_lookup_timeout: float = 2.0
+    voicemail_max_seconds: float = 120.0
+    voicemail_prompt: str = "sound:vm-intro"
+
+    def employee_by_user(self, user_id: int) -> Employee | None:
+        for emp in self.employees.values():
+            if emp.user_id == user_id:
+                return emp
+        return None
