@@ -1,0 +1,45 @@
+# Every target creates and uses .venv by itself: on a fresh Debian machine with Python 3.11,
+# `make demo` and `make test` do all the set-up.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+PYTEST_FLAGS ?=
+
+.PHONY: demo test check lint bench chaos clean
+
+$(STAMP): pyproject.toml
+	@if ! $(PYTHON) -m venv --help >/dev/null 2>&1 || ! $(PYTHON) -c 'import ensurepip' >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing python3-venv (Debian ships venv separately)"; \
+	    apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null; \
+	  else echo "error: $(PYTHON) has no venv module; run: sudo apt-get install python3-venv" >&2; exit 1; fi; \
+	fi
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/b24-bridge demo
+
+# The default test run: everything but the slow suites, with 100 % branch coverage of the pure core enforced.
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow" \
+	  --cov=bridge/domain --cov-branch --cov-report=term-missing:skip-covered --cov-fail-under=100 $(PYTEST_FLAGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check bridge tests bench
+	$(BIN)/ruff format --check bridge tests bench
+	$(BIN)/mypy
+
+check: lint test
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+chaos: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/chaos
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage

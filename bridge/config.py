@@ -1,0 +1,386 @@
+"""One TOML file -> frozen, typed settings, with one clear error per problem.
+
+Secrets (ARI password, AMI secret, webhook URL, OAuth client secret, application token) may be written inline,
+or taken from an environment variable (``<key>_env = "NAME"``) or a file (``<key>_file = "/path"``). They are
+held as :class:`Secret`, whose ``repr`` never shows the value.
+
+Routing is written as short strings, so a line's scheme reads top to bottom:
+
+* actions: ``queue:ID``, ``employee:EXT``, ``number:DIGITS``, ``ivr:ID``, ``responsible``,
+  ``responsible:nosupervisor``, ``voicemail`` / ``voicemail:EXT``, ``hold:QUEUE``, ``hangup``;
+* conditions: ``always``, ``hours:SCHEDULE``, ``closed:SCHEDULE``, ``prefix:7495,7499``, ``region:NAME``,
+  ``known``, ``unknown``, ``crm:FIELD>=VALUE`` (operators ``= != > >= < <=``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from datetime import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from bridge.config_routing import RoutingParser
+from bridge.domain.scheme import Plan
+
+EXIT_CONFIG = 78
+"""Exit status for a bad configuration (``EX_CONFIG`` of sysexits.h)."""
+
+
+class Secret:
+    """A secret value; prints as ``'***'`` everywhere."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __repr__(self) -> str:
+        return "'***'" if self._value else "''"
+
+    __str__ = __repr__
+
+
+class ConfigError(Exception):
+    """All problems found in one config file, each naming its key."""
+
+    def __init__(self, path: Path, problems: list[str]) -> None:
+        self.path = path
+        self.problems = problems
+        super().__init__(f"{path}: " + "; ".join(problems))
+
+    def render(self) -> str:
+        lines = [f"error: bad configuration in {self.path} ({len(self.problems)} problem(s)):"]
+        lines += [f"  - {p}" for p in self.problems]
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class AsteriskSettings:
+    ari_url: str = "http://127.0.0.1:8088"
+    ari_user: str = "b24bridge"
+    ari_password: Secret = field(default_factory=lambda: Secret(""))
+    app: str = "b24bridge"
+    ami_host: str = "127.0.0.1"
+    ami_port: int = 5038
+    ami_user: str = "b24bridge"
+    ami_secret: Secret = field(default_factory=lambda: Secret(""))
+    agent_endpoint: str = "PJSIP/{ext}"
+    """Dial string template of an agent's device."""
+    trunk_endpoint: str = "PJSIP/{number}@trunk"
+    device: str = "PJSIP/{ext}"
+    """Device whose state decides an agent's availability."""
+    moh_class: str = "default"
+    outbound_contexts: tuple[str, ...] = ("from-agents",)
+    """Dialplan contexts whose calls are outbound calls from desk phones (watched on AMI)."""
+    monitor_lines: tuple[str, ...] = ()
+    """Lines the dialplan routes itself; the bridge only mirrors them from AMI."""
+    ping_interval: float = 10.0
+    reconnect_max_delay: float = 30.0
+
+
+@dataclass(frozen=True)
+class OAuthSettings:
+    portal: str
+    client_id: str
+    client_secret: Secret
+    token_file: Path
+    oauth_host: str = "https://oauth.bitrix.info"
+
+
+@dataclass(frozen=True)
+class Bitrix24Settings:
+    webhook_url: Secret | None = None
+    oauth: OAuthSettings | None = None
+    rate: float = 2.0
+    """Requests per second the portal's bucket drains (2 standard, 5 enterprise)."""
+    burst: int = 50
+    """The bucket's size (50 standard, 250 enterprise)."""
+    application_token: Secret = field(default_factory=lambda: Secret(""))
+    """``auth[application_token]`` that genuine events carry."""
+    events: str = "push"
+    """How click-to-call events arrive: ``push`` (HTTP handler), ``pull`` (``event.offline.get``) or ``off``."""
+    events_url: str = ""
+    """Public URL of our event handler, for ``event.bind`` in OAuth mode."""
+    poll_interval: float = 2.0
+    register_timeout: float = 5.0
+    """A call whose ``register`` has not gone through in this time is mirrored offline at its end."""
+    request_timeout: float = 30.0
+    record_inline_limit: int = 5 * 1024 * 1024
+    """Recordings up to this size are sent base64 in ``attachRecord``; larger ones through ``uploadUrl``."""
+    directory_refresh: float = 300.0
+    availability_ttl: float = 30.0
+
+
+@dataclass(frozen=True)
+class JournalSettings:
+    path: Path = Path("b24-bridge.db")
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    host: str = "127.0.0.1"
+    port: int = 8480
+
+
+@dataclass(frozen=True)
+class EmployeesSettings:
+    auto_map: bool = True
+    """Also map extensions from Bitrix24 users' ``UF_PHONE_INNER``."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    path: Path
+    asterisk: AsteriskSettings
+    bitrix24: Bitrix24Settings
+    journal: JournalSettings
+    http: HttpSettings
+    employees: EmployeesSettings
+    plan: Plan
+
+
+class _Reader:
+    """Reads typed values out of nested TOML tables, collecting problems instead of stopping at the first."""
+
+    def __init__(self, base: Path, env: dict[str, str]) -> None:
+        self.problems: list[str] = []
+        self.base = base
+        self.env = env
+
+    def problem(self, key: str, message: str) -> None:
+        self.problems.append(f"{key}: {message}")
+
+    def table(self, data: dict[str, Any], key: str, name: str) -> dict[str, Any]:
+        value = data.get(name, {})
+        if not isinstance(value, dict):
+            self.problem(f"{key}{name}", f"must be a table, got {type(value).__name__}")
+            return {}
+        return value
+
+    def get(self, data: dict[str, Any], key: str, name: str, kind: type, default: Any) -> Any:
+        if name not in data:
+            return default
+        value = data[name]
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            self.problem(f"{key}{name}", f"must be {kind.__name__}, got {type(value).__name__} {value!r}")
+            return default
+        return value
+
+    def positive(self, data: dict[str, Any], key: str, name: str, kind: type, default: Any) -> Any:
+        value = self.get(data, key, name, kind, default)
+        if value is not None and value <= 0:
+            self.problem(f"{key}{name}", f"must be > 0, got {value!r}")
+            return default
+        return value
+
+    def secret(self, data: dict[str, Any], key: str, name: str, required: bool) -> Secret | None:
+        given = [n for n in (name, f"{name}_env", f"{name}_file") if n in data]
+        if len(given) > 1:
+            self.problem(f"{key}{name}", f"give only one of {', '.join(given)}")
+            return None
+        if not given:
+            if required:
+                self.problem(f"{key}{name}", f"missing (set {name}, {name}_env or {name}_file)")
+            return None
+        which = given[0]
+        raw = data[which]
+        if not isinstance(raw, str):
+            self.problem(f"{key}{which}", "must be a string")
+            return None
+        if which.endswith("_env"):
+            if raw not in self.env:
+                self.problem(f"{key}{which}", f"environment variable {raw} is not set")
+                return None
+            return Secret(self.env[raw])
+        if which.endswith("_file"):
+            path = self.path(raw)
+            try:
+                return Secret(path.read_text(encoding="utf-8").strip())
+            except OSError as exc:
+                self.problem(f"{key}{which}", f"cannot read {path}: {exc.strerror}")
+                return None
+        return Secret(raw)
+
+    def path(self, raw: str) -> Path:
+        path = Path(raw).expanduser()
+        return path if path.is_absolute() else self.base / path
+
+    def unknown(self, data: dict[str, Any], key: str, known: set[str]) -> None:
+        for name in data:
+            if name not in known:
+                self.problem(f"{key}{name}", "unknown key")
+
+
+_ASTERISK_KEYS = {
+    "ari_url", "ari_user", "ari_password", "ari_password_env", "ari_password_file", "app", "ami_host",
+    "ami_port", "ami_user", "ami_secret", "ami_secret_env", "ami_secret_file", "agent_endpoint",
+    "trunk_endpoint", "device", "moh_class", "outbound_contexts", "monitor_lines", "ping_interval",
+    "reconnect_max_delay",
+}  # fmt: skip
+
+
+def _asterisk(r: _Reader, data: dict[str, Any]) -> AsteriskSettings:
+    k = "asterisk."
+    r.unknown(data, k, _ASTERISK_KEYS)
+    d = AsteriskSettings()
+    ari_url = r.get(data, k, "ari_url", str, d.ari_url)
+    if urlsplit(ari_url).scheme not in ("http", "https"):
+        r.problem(f"{k}ari_url", f"must be an http(s) URL, got {ari_url!r}")
+    for name in ("agent_endpoint", "device"):
+        if "{ext}" not in r.get(data, k, name, str, "{ext}"):
+            r.problem(f"{k}{name}", "must contain {ext}")
+    if "{number}" not in r.get(data, k, "trunk_endpoint", str, "{number}"):
+        r.problem(f"{k}trunk_endpoint", "must contain {number}")
+    port = r.get(data, k, "ami_port", int, d.ami_port)
+    if not 0 < port < 65536:
+        r.problem(f"{k}ami_port", f"must be a TCP port, got {port}")
+    return AsteriskSettings(
+        ari_url=ari_url.rstrip("/"),
+        ari_user=r.get(data, k, "ari_user", str, d.ari_user),
+        ari_password=r.secret(data, k, "ari_password", required=True) or Secret(""),
+        app=r.get(data, k, "app", str, d.app),
+        ami_host=r.get(data, k, "ami_host", str, d.ami_host),
+        ami_port=port,
+        ami_user=r.get(data, k, "ami_user", str, d.ami_user),
+        ami_secret=r.secret(data, k, "ami_secret", required=True) or Secret(""),
+        agent_endpoint=r.get(data, k, "agent_endpoint", str, d.agent_endpoint),
+        trunk_endpoint=r.get(data, k, "trunk_endpoint", str, d.trunk_endpoint),
+        device=r.get(data, k, "device", str, d.device),
+        moh_class=r.get(data, k, "moh_class", str, d.moh_class),
+        outbound_contexts=tuple(r.get(data, k, "outbound_contexts", list, list(d.outbound_contexts))),
+        monitor_lines=tuple(str(x) for x in r.get(data, k, "monitor_lines", list, [])),
+        ping_interval=r.positive(data, k, "ping_interval", float, d.ping_interval),
+        reconnect_max_delay=r.positive(data, k, "reconnect_max_delay", float, d.reconnect_max_delay),
+    )
+
+
+_B24_KEYS = {
+    "webhook_url", "webhook_url_env", "webhook_url_file", "oauth", "rate", "burst", "application_token",
+    "application_token_env", "application_token_file", "events", "events_url", "poll_interval",
+    "register_timeout", "request_timeout", "record_inline_limit", "directory_refresh", "availability_ttl",
+}  # fmt: skip
+_OAUTH_KEYS = {"portal", "client_id", "client_secret", "client_secret_env", "client_secret_file", "token_file",
+               "oauth_host"}  # fmt: skip
+
+
+def _bitrix24(r: _Reader, data: dict[str, Any]) -> Bitrix24Settings:
+    k = "bitrix24."
+    r.unknown(data, k, _B24_KEYS)
+    d = Bitrix24Settings()
+    webhook = r.secret(data, k, "webhook_url", required=False)
+    if webhook is not None and not re.match(r"^https?://[^/]+/rest/\d+/[^/]+/?$", webhook.reveal()):
+        r.problem(f"{k}webhook_url", "must look like https://PORTAL/rest/USER_ID/CODE/ (value not shown)")
+    oauth = None
+    if "oauth" in data:
+        o = r.table(data, k, "oauth")
+        ko = f"{k}oauth."
+        r.unknown(o, ko, _OAUTH_KEYS)
+        for req in ("portal", "client_id", "token_file"):
+            if req not in o:
+                r.problem(f"{ko}{req}", "missing")
+        oauth = OAuthSettings(
+            portal=r.get(o, ko, "portal", str, ""),
+            client_id=r.get(o, ko, "client_id", str, ""),
+            client_secret=r.secret(o, ko, "client_secret", required=True) or Secret(""),
+            token_file=r.path(r.get(o, ko, "token_file", str, "b24-token.json")),
+            oauth_host=r.get(o, ko, "oauth_host", str, "https://oauth.bitrix.info").rstrip("/"),
+        )
+    if (webhook is None) == (oauth is None):
+        r.problem(f"{k}webhook_url", "set exactly one of bitrix24.webhook_url and [bitrix24.oauth]")
+    events = r.get(data, k, "events", str, d.events)
+    if events not in ("push", "pull", "off"):
+        r.problem(f"{k}events", f"must be push, pull or off, got {events!r}")
+    return Bitrix24Settings(
+        webhook_url=webhook,
+        oauth=oauth,
+        rate=r.positive(data, k, "rate", float, d.rate),
+        burst=r.positive(data, k, "burst", int, d.burst),
+        application_token=r.secret(data, k, "application_token", required=events == "push") or Secret(""),
+        events=events,
+        events_url=r.get(data, k, "events_url", str, ""),
+        poll_interval=r.positive(data, k, "poll_interval", float, d.poll_interval),
+        register_timeout=r.positive(data, k, "register_timeout", float, d.register_timeout),
+        request_timeout=r.positive(data, k, "request_timeout", float, d.request_timeout),
+        record_inline_limit=r.positive(data, k, "record_inline_limit", int, d.record_inline_limit),
+        directory_refresh=r.positive(data, k, "directory_refresh", float, d.directory_refresh),
+        availability_ttl=r.positive(data, k, "availability_ttl", float, d.availability_ttl),
+    )
+
+
+def _http(r: _Reader, data: dict[str, Any]) -> HttpSettings:
+    r.unknown(data, "http.", {"listen"})
+    listen = r.get(data, "http.", "listen", str, "127.0.0.1:8480")
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        r.problem("http.listen", f"must be HOST:PORT, got {listen!r}")
+        return HttpSettings()
+    return HttpSettings(host=host.strip("[]"), port=int(port))
+
+
+def parse_settings(data: dict[str, Any], *, path: Path, env: dict[str, str] | None = None) -> Settings:
+    """Turn parsed TOML into settings; raise :class:`ConfigError` listing every problem."""
+    r = _Reader(path.parent, dict(os.environ) if env is None else env)
+    r.unknown(data, "", {"asterisk", "bitrix24", "journal", "http", "employees", "routing", "regions",
+                         "schedules", "queues", "ivr", "lines"})  # fmt: skip
+    asterisk = _asterisk(r, r.table(data, "", "asterisk"))
+    bitrix24 = _bitrix24(r, r.table(data, "", "bitrix24"))
+    journal_data = r.table(data, "", "journal")
+    r.unknown(journal_data, "journal.", {"path"})
+    journal = JournalSettings(path=r.path(r.get(journal_data, "journal.", "path", str, "b24-bridge.db")))
+    http = _http(r, r.table(data, "", "http"))
+    emp_data = r.table(data, "", "employees")
+    employees = EmployeesSettings(auto_map=r.get(emp_data, "employees.", "auto_map", bool, True))
+    plan = RoutingParser(r.problem, _check_timezone, _parse_hours).plan(data)
+    if r.problems:
+        raise ConfigError(path, r.problems)
+    return Settings(path, asterisk, bitrix24, journal, http, employees, plan)
+
+
+def _check_timezone(name: str) -> bool:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+def _parse_hours(text: str) -> tuple[time, time]:
+    """``"09:00-18:00"`` -> (09:00, 18:00); raises ValueError."""
+    start, sep, end = text.partition("-")
+    if not sep:
+        raise ValueError("expected HH:MM-HH:MM")
+    return time.fromisoformat(start.strip()), time.fromisoformat(end.strip())
+
+
+def load_config(path: Path, env: dict[str, str] | None = None) -> Settings:
+    """Read and validate the TOML file at ``path``."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(path, [f"cannot read the file: {exc.strerror}"]) from exc
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(path, [f"not UTF-8 text (byte {exc.start})"]) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(path, [f"TOML syntax: {exc}"]) from exc
+    return parse_settings(data, path=path, env=env)

@@ -1,0 +1,425 @@
+"""The routing half of the config: schedules, regions, employees, queues, IVR menus and lines -> ``Plan``.
+
+Every reference (a queue named by a rule, an extension named by a queue) is checked, and each problem is
+reported with its key, so an operator fixes a broken scheme in one pass.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import date, time
+from typing import Any
+
+from bridge.domain.schedule import Hours, Schedule
+from bridge.domain.scheme import (
+    RING_SECONDS,
+    Action,
+    Always,
+    CallerPrefix,
+    Condition,
+    CrmField,
+    Distribution,
+    Employee,
+    Hangup,
+    HoldUntilFree,
+    InHours,
+    IvrMenu,
+    KnownClient,
+    Line,
+    Plan,
+    QueueGroup,
+    Rule,
+    ToEmployee,
+    ToIvr,
+    ToNumber,
+    ToQueue,
+    ToResponsible,
+    ToVoicemail,
+)
+
+_DAYS = {"mon": 1, "tue": 2, "wed": 3, "thu": 4, "fri": 5, "sat": 6, "sun": 7}
+_CRM_RE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\s*(>=|<=|!=|=|>|<)\s*(.+)$")
+_NUMBER_RE = re.compile(r"^\+?[0-9]{3,20}$")
+_EXT_RE = re.compile(r"^[0-9A-Za-z_-]{1,20}$")
+_DTMF_RE = re.compile(r"^[0-9*#]$")
+
+Problem = Callable[[str, str], None]
+
+
+class RoutingParser:
+    """Builds a :class:`Plan`; reports problems through ``problem(key, message)``."""
+
+    def __init__(
+        self,
+        problem: Problem,
+        timezone_ok: Callable[[str], bool],
+        parse_hours: Callable[[str], tuple[time, time]],
+    ) -> None:
+        self.problem = problem
+        self.timezone_ok = timezone_ok
+        self.parse_hours = parse_hours
+        self._refs: list[tuple[str, str, str]] = []  # (key, kind, id) checked once everything is read
+
+    # -- sections ------------------------------------------------------------------------------------
+
+    def plan(self, data: dict[str, Any]) -> Plan:
+        routing = self._table(data, "routing")
+        known = {"ring_seconds", "crm_lookup_timeout", "voicemail_max_seconds", "voicemail_prompt"}
+        for name in routing:
+            if name not in known:
+                self.problem(f"routing.{name}", "unknown key")
+        self.regions = {
+            name: tuple(self._digits_list(f"regions.{name}", v)) for name, v in self._table(data, "regions").items()
+        }
+        schedules = {sid: self._schedule(sid, s) for sid, s in self._tables(data, "schedules").items()}
+        employees = self._employees(self._table(data, "employees"))
+        queues = {qid: self._queue(qid, q) for qid, q in self._tables(data, "queues").items()}
+        menus = {mid: self._menu(mid, m) for mid, m in self._tables(data, "ivr").items()}
+        lines = {str(num): self._line(str(num), ln) for num, ln in self._tables(data, "lines").items()}
+        for num in lines:
+            if not _NUMBER_RE.match(num):
+                self.problem(f"lines.{num}", "a line number must be digits (optionally a leading +)")
+        present: dict[str, set[str]] = {
+            "queue": set(queues),
+            "ivr": set(menus),
+            "employee": set(employees),
+            "schedule": set(schedules),
+        }
+        for key, kind, ident in self._refs:
+            if ident not in present[kind]:
+                self.problem(key, f"unknown {kind} {ident!r}")
+        return Plan(
+            lines=lines,
+            queues=queues,
+            menus=menus,
+            employees=employees,
+            schedules=schedules,
+            ring_seconds=self._number(routing, "routing.", "ring_seconds", RING_SECONDS),
+            crm_lookup_timeout=self._number(routing, "routing.", "crm_lookup_timeout", 2.0),
+            voicemail_max_seconds=self._number(routing, "routing.", "voicemail_max_seconds", 120.0),
+            voicemail_prompt=str(routing.get("voicemail_prompt", "sound:vm-intro")),
+        )
+
+    def _schedule(self, sid: str, data: dict[str, Any]) -> Schedule:
+        key = f"schedules.{sid}"
+        tz = data.get("timezone", "UTC")
+        if not isinstance(tz, str) or not self.timezone_ok(tz):
+            self.problem(f"{key}.timezone", f"unknown timezone {tz!r}")
+            tz = "UTC"
+        weekly: dict[int, Hours] = {}
+        holidays: set[date] = set()
+        overrides: dict[date, Hours] = {}
+        for name, value in data.items():
+            if name in _DAYS:
+                weekly[_DAYS[name]] = self._hours(f"{key}.{name}", value)
+            elif name == "holidays":
+                holidays.update(d for d in (self._date(f"{key}.holidays", v) for v in value) if d)
+            elif name == "overrides":
+                for day, hours in self._table(data, "overrides", key).items():
+                    parsed = self._date(f"{key}.overrides", day)
+                    if parsed:
+                        overrides[parsed] = self._hours(f"{key}.overrides.{day}", hours)
+            elif name != "timezone":
+                self.problem(f"{key}.{name}", "unknown key (days are mon..sun, plus holidays, overrides)")
+        return Schedule(sid, tz, weekly, frozenset(holidays), overrides)
+
+    def _employees(self, data: dict[str, Any]) -> dict[str, Employee]:
+        result: dict[str, Employee] = {}
+        for name in data:
+            if name not in ("auto_map", "map"):
+                self.problem(f"employees.{name}", "unknown key (auto_map, [employees.map.EXT])")
+        for ext, emp in self._tables(data, "map", "employees").items():
+            key = f"employees.map.{ext}"
+            if not _EXT_RE.match(ext):
+                self.problem(key, "an extension is 1-20 letters, digits, - or _")
+            known = {"user_id", "name", "mobile", "supervisor", "on_busy", "unavailable_to_mobile",
+                     "no_answer_to_mobile"}  # fmt: skip
+            for name in emp:
+                if name not in known:
+                    self.problem(f"{key}.{name}", "unknown key")
+            user_id = emp.get("user_id")
+            if not isinstance(user_id, int) or isinstance(user_id, bool) or user_id <= 0:
+                self.problem(f"{key}.user_id", "must be the Bitrix24 user id (a positive integer)")
+                user_id = 0
+            mobile = str(emp.get("mobile", ""))
+            if mobile and not _NUMBER_RE.match(mobile):
+                self.problem(f"{key}.mobile", "must be digits with an optional leading +")
+            on_busy: ToVoicemail | ToNumber | None = None
+            if "on_busy" in emp:
+                action = self._action(f"{key}.on_busy", emp["on_busy"])
+                if isinstance(action, ToVoicemail | ToNumber):
+                    on_busy = action
+                else:
+                    self.problem(f"{key}.on_busy", "must be voicemail[:EXT] or number:DIGITS")
+            supervisor = str(emp.get("supervisor", ""))
+            if supervisor:
+                self._refs.append((f"{key}.supervisor", "employee", supervisor))
+            for flag in ("unavailable_to_mobile", "no_answer_to_mobile"):
+                if emp.get(flag) and not mobile:
+                    self.problem(f"{key}.{flag}", "needs a mobile number")
+            result[ext] = Employee(
+                ext=ext,
+                user_id=user_id,
+                name=str(emp.get("name", "")),
+                mobile=mobile,
+                supervisor_ext=supervisor,
+                on_busy=on_busy,
+                unavailable_to_mobile=bool(emp.get("unavailable_to_mobile", False)),
+                no_answer_to_mobile=bool(emp.get("no_answer_to_mobile", False)),
+            )
+        return result
+
+    def _queue(self, qid: str, data: dict[str, Any]) -> QueueGroup:
+        key = f"queues.{qid}"
+        known = {"members", "distribution", "rings_per_member", "passes", "final", "missed_owner",
+                 "intercept_code", "name"}  # fmt: skip
+        for name in data:
+            if name not in known:
+                self.problem(f"{key}.{name}", "unknown key")
+        members = data.get("members", [])
+        if not isinstance(members, list) or not members:
+            self.problem(f"{key}.members", "must be a non-empty list of extensions")
+            members = []
+        members = [str(m) for m in members]
+        for m in members:
+            self._refs.append((f"{key}.members", "employee", m))
+        if len(set(members)) != len(members):
+            self.problem(f"{key}.members", "lists an extension twice")
+        dist_name = data.get("distribution", "in_order")
+        try:
+            distribution = Distribution(dist_name)
+        except ValueError:
+            self.problem(f"{key}.distribution", f"must be evenly, in_order or everybody, got {dist_name!r}")
+            distribution = Distribution.IN_ORDER
+        rings = data.get("rings_per_member", 3)
+        min_rings = 0 if distribution is Distribution.EVERYBODY else 1
+        if not isinstance(rings, int) or isinstance(rings, bool) or rings < min_rings:
+            self.problem(f"{key}.rings_per_member", f"must be an integer >= {min_rings}")
+            rings = 3
+        passes = data.get("passes", 1)
+        if not isinstance(passes, int) or isinstance(passes, bool) or passes < 1:
+            self.problem(f"{key}.passes", "must be an integer >= 1")
+            passes = 1
+        missed_owner = str(data.get("missed_owner", ""))
+        if missed_owner:
+            self._refs.append((f"{key}.missed_owner", "employee", missed_owner))
+        code = str(data.get("intercept_code", ""))
+        if code and not re.match(r"^[0-9*#]{1,10}$", code):
+            self.problem(f"{key}.intercept_code", "must be 1-10 of 0-9 * #")
+        return QueueGroup(
+            id=qid,
+            members=tuple(members),
+            distribution=distribution,
+            rings_per_member=rings,
+            passes=passes,
+            final=self._action(f"{key}.final", data.get("final", "hangup")),
+            missed_owner=missed_owner,
+            intercept_code=code,
+            name=str(data.get("name", qid)),
+        )
+
+    def _menu(self, mid: str, data: dict[str, Any]) -> IvrMenu:
+        key = f"ivr.{mid}"
+        known = {"prompt", "options", "timeout", "max_replays", "on_fail", "invalid_prompt"}
+        for name in data:
+            if name not in known:
+                self.problem(f"{key}.{name}", "unknown key")
+        if not isinstance(data.get("prompt"), str):
+            self.problem(f"{key}.prompt", "missing (a media URI such as sound:ivr-main)")
+        options: list[tuple[str, Action]] = []
+        for digit, target in self._table(data, "options", key).items():
+            if not _DTMF_RE.match(digit):
+                self.problem(f"{key}.options.{digit}", "a key is one of 0-9 * #")
+            options.append((digit, self._action(f"{key}.options.{digit}", target)))
+        if not options:
+            self.problem(f"{key}.options", "a menu needs at least one key")
+        replays = data.get("max_replays", 2)
+        if not isinstance(replays, int) or isinstance(replays, bool) or replays < 0:
+            self.problem(f"{key}.max_replays", "must be an integer >= 0")
+            replays = 2
+        return IvrMenu(
+            id=mid,
+            prompt=str(data.get("prompt", "")),
+            options=tuple(options),
+            timeout=self._number(data, f"{key}.", "timeout", 5.0),
+            max_replays=replays,
+            on_fail=self._action(f"{key}.on_fail", data.get("on_fail", "hangup")),
+            invalid_prompt=str(data.get("invalid_prompt", "sound:option-is-invalid")),
+        )
+
+    def _line(self, num: str, data: dict[str, Any]) -> Line:
+        key = f"lines.{num}"
+        known = {"name", "rules", "fallback", "default_ext", "crm_create", "crm_source", "missed_task",
+                 "missed_notify", "record"}  # fmt: skip
+        for name in data:
+            if name not in known:
+                self.problem(f"{key}.{name}", "unknown key")
+        rules: list[Rule] = []
+        raw_rules = data.get("rules", [])
+        if not isinstance(raw_rules, list):
+            self.problem(f"{key}.rules", "must be a list of {when = ..., then = ...}")
+            raw_rules = []
+        for i, raw in enumerate(raw_rules):
+            rkey = f"{key}.rules[{i}]"
+            if not isinstance(raw, dict) or "then" not in raw:
+                self.problem(rkey, "must be a table with `then` (and optionally `when`, `name`)")
+                continue
+            for name in raw:
+                if name not in ("when", "then", "name"):
+                    self.problem(f"{rkey}.{name}", "unknown key")
+            rules.append(
+                Rule(
+                    when=self._condition(f"{rkey}.when", raw.get("when", "always")),
+                    then=self._action(f"{rkey}.then", raw["then"]),
+                    name=str(raw.get("name", "")),
+                )
+            )
+        default_ext = str(data.get("default_ext", ""))
+        if default_ext:
+            self._refs.append((f"{key}.default_ext", "employee", default_ext))
+        flags = {n: data.get(n, d) for n, d in (("crm_create", True), ("missed_task", False),
+                                                  ("missed_notify", False), ("record", True))}  # fmt: skip
+        for name, value in flags.items():
+            if not isinstance(value, bool):
+                self.problem(f"{key}.{name}", "must be true or false")
+        return Line(
+            number=num,
+            name=str(data.get("name", num)),
+            rules=tuple(rules),
+            fallback=self._action(f"{key}.fallback", data.get("fallback", "hangup")),
+            default_ext=default_ext,
+            crm_create=bool(flags["crm_create"]),
+            crm_source=str(data.get("crm_source", "")),
+            missed_task=bool(flags["missed_task"]),
+            missed_notify=bool(flags["missed_notify"]),
+            record=bool(flags["record"]),
+        )
+
+    # -- the small grammar of actions and conditions ----------------------------------------------
+
+    def _action(self, key: str, text: Any) -> Action:
+        if not isinstance(text, str):
+            self.problem(key, f"an action must be a string, got {text!r}")
+            return Hangup()
+        kind, _, arg = text.strip().partition(":")
+        refs = {"queue": "queue", "employee": "employee", "ivr": "ivr", "hold": "queue"}
+        if kind in refs:
+            if not arg:
+                self.problem(key, f"{kind}: needs an id, e.g. {kind}:sales")
+                return Hangup()
+            self._refs.append((key, refs[kind], arg))
+            if kind == "queue":
+                return ToQueue(arg)
+            if kind == "employee":
+                return ToEmployee(arg)
+            if kind == "ivr":
+                return ToIvr(arg)
+            return HoldUntilFree(arg)
+        if kind == "number":
+            if not _NUMBER_RE.match(arg):
+                self.problem(key, f"number: must be digits with an optional leading +, got {arg!r}")
+                return Hangup()
+            return ToNumber(arg)
+        if kind == "voicemail":
+            if arg:
+                self._refs.append((key, "employee", arg))
+            return ToVoicemail(arg)
+        if kind == "responsible" and arg in ("", "nosupervisor"):
+            return ToResponsible(supervisor=arg != "nosupervisor")
+        if kind == "hangup" and not arg:
+            return Hangup()
+        self.problem(key, f"unknown action {text!r} (queue:, employee:, number:, ivr:, hold:, responsible, "
+                          "voicemail, hangup)")  # fmt: skip
+        return Hangup()
+
+    def _condition(self, key: str, text: Any) -> Condition:
+        if not isinstance(text, str):
+            self.problem(key, f"a condition must be a string, got {text!r}")
+            return Always()
+        kind, _, arg = text.strip().partition(":")
+        if kind == "always" and not arg:
+            return Always()
+        if kind in ("hours", "closed") and arg:
+            self._refs.append((key, "schedule", arg))
+            return InHours(arg, inside=kind == "hours")
+        if kind == "prefix" and arg:
+            return CallerPrefix(tuple(self._digits_list(key, arg.split(","))))
+        if kind == "region" and arg:
+            if arg not in self.regions:
+                self.problem(key, f"unknown region {arg!r}")
+                return Always()
+            return CallerPrefix(self.regions[arg])
+        if kind in ("known", "unknown") and not arg:
+            return KnownClient(known=kind == "known")
+        if kind == "crm":
+            match = _CRM_RE.match(arg)
+            if match:
+                return CrmField(match.group(1), match.group(2), match.group(3).strip())
+        self.problem(key, f"unknown condition {text!r} (always, hours:, closed:, prefix:, region:, known, unknown, "
+                          "crm:FIELD>=VALUE)")  # fmt: skip
+        return Always()
+
+    # -- small readers ----------------------------------------------------------------------------
+
+    def _table(self, data: dict[str, Any], name: str, parent: str = "") -> dict[str, Any]:
+        value = data.get(name, {})
+        if not isinstance(value, dict):
+            self.problem(f"{parent}.{name}" if parent else name, "must be a table")
+            return {}
+        return value
+
+    def _tables(self, data: dict[str, Any], name: str, parent: str = "") -> dict[str, dict[str, Any]]:
+        result: dict[str, dict[str, Any]] = {}
+        prefix = f"{parent}.{name}" if parent else name
+        for ident, value in self._table(data, name, parent).items():
+            if isinstance(value, dict):
+                result[str(ident)] = value
+            else:
+                self.problem(f"{prefix}.{ident}", "must be a table")
+        return result
+
+    def _number(self, data: dict[str, Any], key: str, name: str, default: float) -> float:
+        value = data.get(name, default)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            self.problem(f"{key}{name}", f"must be a number > 0, got {value!r}")
+            return default
+        return float(value)
+
+    def _digits_list(self, key: str, values: Any) -> list[str]:
+        if not isinstance(values, list):
+            self.problem(key, "must be a list of digit prefixes")
+            return []
+        result = [str(v).strip().lstrip("+") for v in values]
+        for v in result:
+            if not v.isdigit():
+                self.problem(key, f"a prefix is digits only, got {v!r}")
+        return result
+
+    def _hours(self, key: str, value: Any) -> Hours:
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list):
+            self.problem(key, 'must be a list like ["09:00-13:00", "14:00-18:00"]')
+            return ()
+        result: list[tuple[time, time]] = []
+        for text in value:
+            try:
+                start, end = self.parse_hours(str(text))
+            except ValueError:
+                self.problem(key, f"bad interval {text!r} (HH:MM-HH:MM)")
+                continue
+            if end <= start and end != time(0, 0):
+                self.problem(key, f"interval {text!r} ends before it starts")
+                continue
+            result.append((start, end))
+        return tuple(result)
+
+    def _date(self, key: str, value: Any) -> date | None:
+        if isinstance(value, date):
+            return value
+        try:
+            return date.fromisoformat(str(value))
+        except ValueError:
+            self.problem(key, f"bad date {value!r} (YYYY-MM-DD)")
+            return None
