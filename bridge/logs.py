@@ -43,13 +43,11 @@ _secrets: set[str] = set()
 def register_secrets(values: Iterable[str]) -> None:
     """Remember secret values (passwords, tokens, webhook codes) so that no log line shows them."""
     for value in values:
-        if value and len(value) >= 4:
+        if "/rest/" in value:
+            # a webhook URL: its code is the secret; the portal's name stays readable
+            value = value.rstrip("/").rsplit("/", 1)[-1]
+        if len(value) >= 4:
             _secrets.add(value)
-            # a webhook URL's code is a secret on its own as well
-            if "/rest/" in value:
-                code = value.rstrip("/").rsplit("/", 1)[-1]
-                if len(code) >= 4:
-                    _secrets.add(code)
 
 
 def clear_secrets() -> None:

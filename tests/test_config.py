@@ -1,0 +1,166 @@
+"""The TOML configuration: the example loads, every problem is reported with its key, secrets stay hidden."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from bridge.cli import main
+from bridge.config import EXIT_CONFIG, ConfigError, Secret, load_config, parse_settings
+from bridge.domain.scheme import (
+    Always,
+    CallerPrefix,
+    CrmField,
+    Distribution,
+    HoldUntilFree,
+    InHours,
+    KnownClient,
+    ToEmployee,
+    ToIvr,
+    ToNumber,
+    ToQueue,
+    ToResponsible,
+    ToVoicemail,
+)
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "bridge.example.toml"
+
+
+def example_data() -> dict:
+    return tomllib.loads(EXAMPLE.read_text(encoding="utf-8"))
+
+
+def problems_of(data: dict, env: dict[str, str] | None = None, tmp: Path | None = None) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        parse_settings(data, path=(tmp or Path("/etc/b24")) / "bridge.toml", env=env or {})
+    return info.value.problems
+
+
+def test_example_config_loads_into_the_plan() -> None:
+    settings = load_config(EXAMPLE, env={})
+    plan = settings.plan
+    assert settings.asterisk.agent_endpoint == "PJSIP/{ext}"
+    assert settings.bitrix24.rate == 2.0 and settings.bitrix24.burst == 50
+    assert settings.journal.path == EXAMPLE.parent / "b24-bridge.db"
+    assert (settings.http.host, settings.http.port) == ("127.0.0.1", 8480)
+    sales = plan.lines["74951112233"]
+    assert [r.when for r in sales.rules] == [
+        InHours("office", inside=False),
+        CrmField("OPPORTUNITY", ">=", "100000"),
+        KnownClient(True),
+        Always(),
+    ]
+    assert [r.then for r in sales.rules] == [
+        ToVoicemail("1005"),
+        ToEmployee("1005"),
+        ToResponsible(supervisor=True),
+        ToQueue("sales"),
+    ]
+    assert plan.lines["74951112255"].rules[0].when == CallerPrefix(("7812",))
+    assert plan.lines["74951112244"].rules[1].then == ToIvr("main")
+    assert plan.queues["support"].distribution is Distribution.EVERYBODY
+    assert plan.queues["overflow"].final == ToNumber("74950000000")
+    assert plan.queues["duty"].final == HoldUntilFree("duty")
+    assert dict(plan.menus["main"].options)["3"] == ToIvr("billing")
+    assert plan.employees["1003"].on_busy == ToVoicemail("")
+    assert plan.employees["1004"].unavailable_to_mobile
+    assert plan.employees["1002"].supervisor_ext == "1005"
+    office = plan.schedules["office"]
+    assert office.timezone == "Europe/Moscow" and len(office.holidays) == 2
+
+
+def test_secrets_from_env_and_file_and_never_in_repr(tmp_path: Path) -> None:
+    data = example_data()
+    del data["asterisk"]["ari_password"]
+    data["asterisk"]["ari_password_env"] = "ARI_PW"
+    del data["asterisk"]["ami_secret"]
+    (tmp_path / "ami.secret").write_text("s3cr3t-ami\n")
+    data["asterisk"]["ami_secret_file"] = "ami.secret"
+    settings = parse_settings(data, path=tmp_path / "bridge.toml", env={"ARI_PW": "pw-from-env"})
+    assert settings.asterisk.ari_password.reveal() == "pw-from-env"
+    assert settings.asterisk.ami_secret.reveal() == "s3cr3t-ami"
+    text = repr(settings)
+    for secret in ("pw-from-env", "s3cr3t-ami", "webhookcode", "app-token-from"):
+        assert secret not in text
+    assert repr(Secret("x")) == "'***'"
+
+
+def test_every_problem_is_reported_with_its_key() -> None:
+    data = example_data()
+    data["asterisk"]["ami_port"] = 70000
+    data["asterisk"]["agent_endpoint"] = "PJSIP/agent"
+    data["asterisk"]["colour"] = "blue"
+    data["bitrix24"]["rate"] = -1
+    data["queues"]["sales"]["distribution"] = "randomly"
+    data["queues"]["sales"]["members"].append("9999")
+    data["lines"]["74951112233"]["rules"][0]["then"] = "queue:nosuch"
+    data["lines"]["74951112233"]["rules"][1]["when"] = "moon:full"
+    data["ivr"]["main"]["options"]["x"] = "hangup"
+    data["schedules"]["office"]["timezone"] = "Mars/Olympus"
+    data["schedules"]["office"]["mon"] = ["18:00-09:00"]
+    data["employees"]["map"]["1001"]["mobile"] = "+7 (916) 000"
+    problems = problems_of(data)
+    expected = [
+        "asterisk.ami_port",
+        "asterisk.agent_endpoint",
+        "asterisk.colour: unknown key",
+        "bitrix24.rate",
+        "queues.sales.distribution",
+        "queues.sales.members: unknown employee '9999'",
+        "lines.74951112233.rules[0].then: unknown queue 'nosuch'",
+        "lines.74951112233.rules[1].when: unknown condition",
+        "ivr.main.options.x",
+        "schedules.office.timezone",
+        "schedules.office.mon: interval '18:00-09:00' ends before it starts",
+        "employees.map.1001.mobile",
+    ]
+    for prefix in expected:
+        assert any(p.startswith(prefix) for p in problems), (prefix, problems)
+    assert len(problems) == len(expected)
+
+
+def test_missing_secrets_and_auth_mode() -> None:
+    data = example_data()
+    del data["asterisk"]["ari_password"]
+    data["asterisk"]["ami_secret_env"] = "NOPE"
+    del data["asterisk"]["ami_secret"]
+    data["bitrix24"]["oauth"] = {"portal": "x.bitrix24.ru", "client_id": "c", "client_secret": "s", "token_file": "t"}
+    problems = problems_of(data)
+    assert any(p.startswith("asterisk.ari_password: missing") for p in problems)
+    assert any("environment variable NOPE is not set" in p for p in problems)
+    assert any("exactly one of bitrix24.webhook_url and [bitrix24.oauth]" in p for p in problems)
+
+
+def test_bad_webhook_url_error_does_not_show_it() -> None:
+    data = example_data()
+    data["bitrix24"]["webhook_url"] = "ftp://portal/hooks/supersecretcode"
+    problems = problems_of(data)
+    assert any(p.startswith("bitrix24.webhook_url") for p in problems)
+    assert all("supersecretcode" not in p for p in problems)
+
+
+def test_check_config_prints_redacted_config(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check-config", "--config", str(EXAMPLE)]) == 0
+    out = capsys.readouterr()
+    data = json.loads(out.out)
+    assert data["asterisk"]["ari_password"] == "***"
+    assert data["bitrix24"]["webhook_url"] == "***"
+    assert "webhookcode" not in out.out and "ari-secret" not in out.out
+    assert data["plan"]["queues"]["sales"]["final"] == {"kind": "ToVoicemail", "ext": "1005"}
+    assert "3 line(s)" in out.err
+
+
+def test_broken_toml_names_the_line_and_exits_78(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[asterisk]\nari_url = "http://x"\nari_password = \n')
+    assert main(["check-config", "--config", str(bad)]) == EXIT_CONFIG
+    err = capsys.readouterr().err
+    assert "TOML syntax" in err and "line 3" in err
+
+
+def test_missing_file_is_a_config_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check-config", "--config", str(tmp_path / "nope.toml")]) == EXIT_CONFIG
+    assert "cannot read the file" in capsys.readouterr().err

@@ -1,0 +1,67 @@
+"""Structured logs: JSON lines with the call's context, secrets replaced wherever they appear."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+
+import pytest
+import structlog
+
+from bridge import logs
+
+
+@pytest.fixture(autouse=True)
+def _reset() -> Iterator[None]:
+    yield
+    logs.clear_secrets()
+    structlog.contextvars.clear_contextvars()
+
+
+def lines(stream: io.StringIO) -> list[dict]:
+    return [json.loads(x) for x in stream.getvalue().splitlines()]
+
+
+def test_json_lines_carry_the_bound_call_context() -> None:
+    out = io.StringIO()
+    logs.configure(json=True, stream=out)
+    log = structlog.get_logger("t")
+    with logs.bind_call("1795306061.1", linkedid="1795306061.0", line="74951112233"):
+        log.info("call.transition", to="ringing")
+    log.info("daemon.started")
+    first, second = lines(out)
+    assert first["event"] == "call.transition" and first["to"] == "ringing"
+    assert (first["call_id"], first["linkedid"], first["line"]) == ("1795306061.1", "1795306061.0", "74951112233")
+    assert first["level"] == "info" and "timestamp" in first
+    assert "call_id" not in second
+
+
+def test_secrets_are_redacted_everywhere() -> None:
+    out = io.StringIO()
+    logs.configure(json=True, stream=out)
+    logs.register_secrets(["https://portal.bitrix24.ru/rest/1/abcdef123456/", "ari-p&ss#1", "", "x"])
+    log = structlog.get_logger("t")
+    log.warning(
+        "crm.retry",
+        url="https://portal.bitrix24.ru/rest/1/abcdef123456/telephony.externalCall.finish.json",
+        nested={"password": "ari-p&ss#1", "list": ["code abcdef123456 leaked"]},
+    )
+    try:
+        raise RuntimeError("login failed for ari-p&ss#1")
+    except RuntimeError:
+        log.exception("pbx.disconnected")
+    text = out.getvalue()
+    assert "abcdef123456" not in text and "ari-p&ss#1" not in text
+    first, second = lines(out)
+    assert first["nested"]["password"] == "***"
+    assert first["url"].startswith("https://portal.bitrix24.ru/rest/1/***/")
+    assert "***" in second["exception"]
+
+
+def test_console_renderer_on_request() -> None:
+    out = io.StringIO()
+    logs.configure(json=False, stream=out)
+    structlog.get_logger("t").info("call.started", caller="79161234567")
+    text = out.getvalue()
+    assert "call.started" in text and "79161234567" in text and not text.startswith("{")
