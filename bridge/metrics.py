@@ -1,0 +1,53 @@
+"""Prometheus metrics of one daemon, on a registry of its own (several daemons can live in one test process)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class _Sampled(Collector):
+    """Gauges read at scrape time from the parts that own the numbers."""
+
+    def __init__(self, samples: dict[str, tuple[str, Callable[[], float]]]) -> None:
+        self._samples = samples
+
+    def collect(self):  # type: ignore[no-untyped-def]
+        for name, (doc, read) in self._samples.items():
+            try:
+                value = float(read())
+            except Exception:  # a part that is not up yet has no number to give
+                continue
+            yield GaugeMetricFamily(name, doc, value=value)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.calls = Counter(
+            "b24bridge_calls", "Calls ended, by outcome (Bitrix24 STATUS_CODE)", ["status"], registry=r
+        )
+        self.active_calls = Gauge("b24bridge_active_calls", "Calls in progress", registry=r)
+        self.reconnects = Counter("b24bridge_pbx_reconnects", "PBX reconnects", ["link"], registry=r)
+        self.event_lag = Histogram(
+            "b24bridge_event_lag_seconds",
+            "From a PBX event entering the queue to the core having handled it",
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+            registry=r,
+        )
+        self.clicktocall = Counter("b24bridge_clicktocall", "Click-to-call events, by result", ["result"], registry=r)
+        self._samples: dict[str, tuple[str, Callable[[], float]]] = {}
+        r.register(_Sampled(self._samples))
+
+    def sample(self, name: str, doc: str, read: Callable[[], float]) -> None:
+        """Expose ``read()`` as the gauge ``name`` at every scrape."""
+        self._samples[name] = (doc, read)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
