@@ -1,0 +1,65 @@
+"""The daemon's HTTP surface: ``/healthz``, ``/metrics`` and the Bitrix24 event handler ``/b24/events``."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+
+import structlog
+from aiohttp import web
+
+from bridge.crm.inbound import CallbackRequest, ClickToCall, EventGate, Rejected, nest_form
+from bridge.metrics import CONTENT_TYPE, Metrics
+
+log = structlog.get_logger(__name__)
+
+EVENTS_PATH = "/b24/events"
+MAX_EVENT_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Health:
+    ok: bool
+    detail: str
+
+
+HealthProbe = Callable[[], Mapping[str, Health]]
+EventSink = Callable[[ClickToCall | CallbackRequest], Awaitable[None]]
+
+
+def build_app(*, health: HealthProbe, metrics: Metrics, gate: EventGate, on_event: EventSink) -> web.Application:
+    app = web.Application(client_max_size=MAX_EVENT_BYTES)
+
+    async def healthz(_request: web.Request) -> web.Response:
+        parts = health()
+        body = {name: {"ok": h.ok, "detail": h.detail} for name, h in parts.items()}
+        ok = all(h.ok for h in parts.values())
+        reasons = [f"{name}: {h.detail}" for name, h in parts.items() if not h.ok]
+        return web.json_response({"ok": ok, "components": body, "reasons": reasons}, status=200 if ok else 503)
+
+    async def metrics_view(_request: web.Request) -> web.Response:
+        return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+
+    async def events(request: web.Request) -> web.Response:
+        try:
+            form = await request.post()
+        except (ValueError, web.HTTPRequestEntityTooLarge) as exc:
+            return _reject(metrics, f"unreadable form: {type(exc).__name__}", 400, request)
+        payload = nest_form({k: v for k, v in form.items() if isinstance(v, str)})
+        parsed = gate.accept(payload)
+        if isinstance(parsed, Rejected):
+            return _reject(metrics, parsed.reason, parsed.status, request)
+        metrics.clicktocall.labels(result="accepted").inc()
+        await on_event(parsed)
+        return web.json_response({"result": True})
+
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics_view)
+    app.router.add_post(EVENTS_PATH, events)
+    return app
+
+
+def _reject(metrics: Metrics, reason: str, status: int, request: web.Request) -> web.Response:
+    metrics.clicktocall.labels(result="rejected").inc()
+    log.warning("clicktocall.rejected", reason=reason, status=status, peer=request.remote)
+    return web.json_response({"error": reason}, status=status)
