@@ -1,0 +1,52 @@
+"""A protocol-level Bitrix24 REST simulator (aiohttp) for the bridge's tests, demo and benchmarks.
+
+It follows ``/work/shared/reference/bitrix24-rest.md`` and its emulator checklist: OAuth and inbound-webhook
+URLs, the ``result``/``time`` and ``error``/``error_description`` envelopes, the per-portal leaky bucket
+(503 ``QUERY_LIMIT_EXCEEDED``), the per-method operating budget (429 ``OPERATION_TIME_LIMIT``, off by default),
+``batch`` with ``$result[...]`` references, ``telephony.externalCall.*``/``externalLine.*``, statistics,
+directory and CRM reads, event delivery (online POSTs and the offline queue), and injected faults.
+``GET /_sim/state`` shows what happened; ``POST /_sim/reset|fault|click_to_call|callback_request|tokens|
+expire_tokens`` steer it; ``GET /_sim/records/<CALL_ID>`` returns an attached record.
+
+Departures from the reference (and guesses where it is silent):
+
+* The OAuth server is the simulator itself (``/oauth/token/``), not ``oauth.bitrix.info``; ``server_endpoint``
+  points at it too. ``NO_AUTH_FOUND`` ("Wrong authorization data") is used for any unknown token, where the
+  cloud may say ``invalid_token``.
+* Event handlers and ``RECORD_URL`` may be on 127.0.0.1 (the cloud refuses local and private addresses).
+  Events are sent at once, not through a delayed queue; ``click_to_call`` waits for the deliveries.
+  App-bound deliveries carry a fresh access token for the triggering user but no ``refresh_token``;
+  webhook-bound ones only domain/endpoints/member_id/application_token. One ``application_token`` serves
+  both (the cloud gives an outgoing webhook its own token).
+* ``WRONG_AUTH_TYPE`` (HTTP 403) is returned through an inbound webhook for register/finish/externalLine.* and
+  event.* only when ``webhook_allowed_for_telephony=False``; by default webhooks work (see reference 1.0).
+* Phones are compared as digits, equal or equal in the last ten digits; ``PHONE_NUMBER`` is stored as digits.
+* ``finish`` hides the card of the finishing user only (CORE-VOX). Its result shows ``CALL_START_DATE`` as
+  ``{}``, as the docs' example does (a PHP DateTime json-encoded); statistics show the ISO date.
+* The "call not found" finish error carries ``ERROR_CORE`` unless ``empty_error_code_fraction`` > 0, when
+  that fraction of them carry an empty ``error`` (as in the field report b24-rest-docs#175).
+* Unverified texts: "Handler already binded" (empty code) for a repeated ``event.bind``; the upload POST to
+  an ``uploadUrl`` answers ``{"result": {"FILE_ID": n}}``; ``tasks.task.add``/``timeman.status`` error texts;
+  ``EVENT_ADDITIONAL`` is ``[]`` in offline events. ``batch`` leaves an unresolvable ``$result[...]`` as written
+  and prints empty ``result_error``/``result_total``/... as ``[]`` (PHP's empty array).
+* Outages close the connection without an answer by default (``outage_mode="502"`` sends nginx's HTML 502).
+* ``/_sim/reset`` clears calls, cards, requests, counters, tasks, notifications, created leads and the
+  offline queue; it keeps seed data, lines, event bindings and tokens.
+
+Built-in seed (``default_seed.json``), a small call centre:
+
+* user 1 Alexander Admin, portal admin, no extension; users 11..16 with UF_PHONE_INNER 1001..1006 and
+  mobiles ``+7 916 000-10-0N``: 11 Anna, 12 Boris, 13 Vera, 14 Gleb (clocked out, CLOSED, on long leave),
+  15 Dmitry (head of Sales, ext 1005), 16 Elena (head of Support, ext 1006); user 17 Fyodor is dismissed
+  (ACTIVE false) but still has ext 1007.
+* departments: 1 "Call centre" (UF_HEAD 1), 2 "Sales" (parent 1, UF_HEAD 15; users 11..15),
+  3 "Support" (parent 1, UF_HEAD 16; users 16, 17).
+* contact 1 Ivan Kuznetsov, ``+7 916 123-45-67`` (79161234567), responsible 12 (ext 1002);
+  contact 2 Olga Smirnova, 79035550001, responsible 13, with deal 1 "Fleet contract", OPPORTUNITY 500000 RUB;
+  company 1 "Romashka LLC", 74957770000, responsible 14 (clocked out).
+"""
+
+from bridge.sim.bitrix24.seed import SeedError
+from bridge.sim.bitrix24.simulator import Bitrix24Simulator
+
+__all__ = ["Bitrix24Simulator", "SeedError"]
