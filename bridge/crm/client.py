@@ -1,0 +1,288 @@
+"""The Bitrix24 REST client: auth (inbound webhook or OAuth app), pacing, retries, batch, paging.
+
+Every request is a JSON POST to ``<webhook_url><method>.json`` or ``<portal>/rest/<method>.json`` (with ``auth``
+in the body), paced by the portal's shared leaky bucket (:mod:`bridge.crm.pacing`) and retried with jittered
+exponential back-off while the failure is transient. Errors leave as :mod:`bridge.crm.errors`; library exceptions
+are translated here, and no message or log line carries the webhook code or a token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+import structlog
+from aiolimiter import AsyncLimiter
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+
+from bridge import __version__
+from bridge.config import Bitrix24Settings
+from bridge.crm.auth import OAuthTokens
+from bridge.crm.envelope import BatchResult, as_dict, as_int, error_of
+from bridge.crm.errors import (
+    NETWORK,
+    ExpiredTokenError,
+    PermanentCrmError,
+    TransientCrmError,
+    classify,
+)
+from bridge.crm.pacing import CrmStats, fill_bucket, limiter_for
+from bridge.crm.query import batch_command
+from bridge.logs import redact_text, register_secrets
+
+log = structlog.get_logger(__name__)
+
+USER_AGENT = f"b24-bridge/{__version__}"
+MAX_BATCH = 50
+QUERY_LIMIT_PAUSE = 2.0
+"""Seconds every request of the portal waits after a 503 ``QUERY_LIMIT_EXCEEDED``."""
+MAX_PAGES = 2000
+
+
+def _portal_base(portal: str) -> str:
+    portal = portal.strip().rstrip("/")
+    return portal if portal.startswith(("http://", "https://")) else f"https://{portal}"
+
+
+class Bitrix24Client:
+    """One portal, one auth; safe for concurrent use by many tasks."""
+
+    def __init__(
+        self,
+        settings: Bitrix24Settings,
+        *,
+        session: aiohttp.ClientSession | None = None,
+        limiter: AsyncLimiter | None = None,
+        retry_attempts: int = 4,
+        retry_max_wait: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if (settings.webhook_url is None) == (settings.oauth is None):
+            raise ValueError("set exactly one of webhook_url and oauth")
+        self.settings = settings
+        self._session = session
+        self._own_session = session is None
+        self._limiter = limiter
+        self._retry_attempts = max(1, retry_attempts)
+        self._retry_max_wait = retry_max_wait
+        self._clock = clock
+        self._paused_until: dict[str, float] = {}
+        """Per method (and ``""`` for the whole portal): not before this ``clock()`` time."""
+        self.stats = CrmStats(limiter=limiter)
+        if settings.webhook_url is not None:
+            webhook = settings.webhook_url.reveal()
+            register_secrets([webhook])
+            self._base = webhook if webhook.endswith("/") else webhook + "/"
+            self._rest = self._base
+            self._tokens: OAuthTokens | None = None
+        else:
+            assert settings.oauth is not None
+            self._base = _portal_base(settings.oauth.portal)
+            self._rest = self._base + "/rest/"
+            self._tokens = OAuthTokens(settings.oauth, timeout=settings.request_timeout)
+        parts = urlsplit(self._base)
+        self.portal = (parts.netloc or parts.path).lower()
+        """Host (and port) of the portal: the key of its shared leaky bucket."""
+
+    # --- plumbing ----------------------------------------------------------------------------------
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(headers={"User-Agent": USER_AGENT})
+            self._own_session = True
+        return self._session
+
+    def _bucket(self) -> AsyncLimiter:
+        if self._limiter is None:
+            self._limiter = limiter_for(self.portal, self.settings.rate, self.settings.burst)
+            self.stats.limiter = self._limiter
+        return self._limiter
+
+    def bucket_level(self) -> float:
+        return self.stats.bucket_level()
+
+    async def close(self) -> None:
+        if self._own_session and self._session is not None:
+            await self._session.close()
+        self._session = None
+
+    async def __aenter__(self) -> Bitrix24Client:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def _wait_pauses(self, method: str) -> None:
+        while True:
+            until = max(self._paused_until.get("", 0.0), self._paused_until.get(method, 0.0))
+            delay = until - self._clock()
+            if delay <= 0:
+                return
+            await asyncio.sleep(delay)
+
+    def _pause(self, key: str, seconds: float) -> None:
+        self._paused_until[key] = max(self._paused_until.get(key, 0.0), self._clock() + seconds)
+
+    async def _post_once(self, method: str, body: Mapping[str, Any], token: str | None) -> dict[str, Any]:
+        """One paced HTTP request; the envelope on success, one of our errors otherwise."""
+        payload = dict(body)
+        if token is not None:
+            payload["auth"] = token
+        await self._wait_pauses(method)
+        await self._bucket().acquire()
+        self.stats.requests += 1
+        started = self._clock()
+        try:
+            async with self._http().post(
+                f"{self._rest}{method}.json",
+                json=payload,
+                headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
+                timeout=aiohttp.ClientTimeout(total=self.settings.request_timeout),
+            ) as response:
+                status = response.status
+                text = await response.text(errors="replace")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            self.stats.errors += 1
+            detail = redact_text(f"{type(exc).__name__}: {exc}").replace(self._base, "<portal>/")
+            raise TransientCrmError(method, NETWORK, detail) from exc
+        log.debug("crm.request", method=method, status=status, duration=round(self._clock() - started, 3))
+        try:
+            envelope = json.loads(text)
+        except ValueError:
+            envelope = None
+        if not isinstance(envelope, dict):
+            self.stats.errors += 1
+            error = classify(method, "ERROR_UNEXPECTED_ANSWER", "the portal did not answer JSON", status)
+            if status < 400:
+                raise TransientCrmError(method, error.code, error.description, status)
+            raise error
+        if "error" in envelope or "error_description" in envelope or status >= 400:
+            self.stats.errors += 1
+            error = error_of(method, envelope, status)
+            if isinstance(error, TransientCrmError) and error.query_limit:
+                self.stats.query_limit_exceeded += 1
+                fill_bucket(self._bucket())
+                self._pause("", QUERY_LIMIT_PAUSE)
+            elif isinstance(error, TransientCrmError) and error.method_blocked:
+                self._pause(method, self._retry_max_wait)
+            raise error
+        return envelope
+
+    async def _authorised(self, method: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """One attempt, with at most one token refresh in it."""
+        if self._tokens is None:
+            try:
+                return await self._post_once(method, body, None)
+            except ExpiredTokenError as exc:
+                raise PermanentCrmError(method, exc.code, exc.description, exc.status) from exc
+        token = self._tokens.access_token()
+        try:
+            return await self._post_once(method, body, token)
+        except ExpiredTokenError:
+            pass
+        fresh = await self._tokens.refresh(self._http(), rejected=token)
+        self.stats.token_refreshes = self._tokens.refreshes
+        try:
+            return await self._post_once(method, body, fresh)
+        except ExpiredTokenError as exc:
+            raise PermanentCrmError(method, exc.code, "token rejected right after a refresh", exc.status) from exc
+
+    def _log_retry(self, state: RetryCallState) -> None:
+        self.stats.retries += 1
+        error = state.outcome.exception() if state.outcome else None
+        log.warning(
+            "crm.retry",
+            method=getattr(error, "method", ""),
+            code=getattr(error, "code", ""),
+            attempt=state.attempt_number,
+            wait=round(state.upcoming_sleep, 3),
+        )
+
+    async def _request(self, method: str, body: Mapping[str, Any], commands: int = 1) -> dict[str, Any]:
+        self.stats.commands += commands
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self._retry_attempts),
+            wait=wait_random_exponential(multiplier=0.5, max=self._retry_max_wait),
+            retry=retry_if_exception_type(TransientCrmError),
+            before_sleep=self._log_retry,
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                return await self._authorised(method, body)
+        raise AssertionError("unreachable: tenacity either returns or re-raises")  # pragma: no cover
+
+    # --- public API --------------------------------------------------------------------------------
+
+    async def call_envelope(self, method: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The whole answer of ``method``: ``result`` plus ``total``/``next``/``time`` when present."""
+        return await self._request(method, dict(params or {}))
+
+    async def call(self, method: str, params: Mapping[str, Any] | None = None) -> Any:
+        """The ``result`` of ``method``."""
+        return (await self.call_envelope(method, params)).get("result")
+
+    async def batch(self, commands: Mapping[str, tuple[str, Mapping[str, Any]]], *, halt: bool = False) -> BatchResult:
+        """Up to 50 commands in one request; later ones may use ``$result[key][FIELD]`` of earlier ones."""
+        if len(commands) > MAX_BATCH:
+            raise ValueError(f"a batch holds at most {MAX_BATCH} commands, got {len(commands)}")
+        if not commands:
+            return BatchResult()
+        cmd = {key: batch_command(method, params) for key, (method, params) in commands.items()}
+        envelope = await self._request("batch", {"halt": 1 if halt else 0, "cmd": cmd}, commands=len(commands))
+        return BatchResult.parse(envelope.get("result"), {key: method for key, (method, _) in commands.items()})
+
+    async def upload(self, method: str, url: str, field_name: str, filename: str, content: bytes) -> Any:
+        """POST a file as multipart ``field_name`` to a one-off upload URL that ``method`` handed out.
+
+        The URL carries a token, so it is treated as a secret; the answer's ``result`` is returned.
+        """
+        register_secrets([url, *url.split("?", 1)[1:]])
+        form = aiohttp.FormData()
+        form.add_field(field_name, content, filename=filename, content_type="application/octet-stream")
+        await self._bucket().acquire()
+        self.stats.requests += 1
+        try:
+            async with self._http().post(
+                url,
+                data=form,
+                headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
+                timeout=aiohttp.ClientTimeout(total=self.settings.request_timeout),
+            ) as response:
+                status = response.status
+                text = await response.text(errors="replace")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            self.stats.errors += 1
+            raise TransientCrmError(method, NETWORK, f"upload failed: {type(exc).__name__}") from exc
+        try:
+            body = json.loads(text)
+        except ValueError:
+            body = None
+        if status >= 400 or not isinstance(body, dict) or "error" in body:
+            self.stats.errors += 1
+            error = error_of(method, body if isinstance(body, dict) else {}, status)
+            raise (
+                error
+                if not isinstance(error, ExpiredTokenError)
+                else PermanentCrmError(method, error.code, "the upload URL has expired", status)
+            )
+        return body.get("result")
+
+    async def list_all(self, method: str, params: Mapping[str, Any] | None = None) -> list[Any]:
+        """Every row of a list method, page by page (50 a page, following ``next``)."""
+        rows: list[Any] = []
+        start = 0
+        for _ in range(MAX_PAGES):
+            envelope = await self.call_envelope(method, {**(params or {}), "start": start})
+            page = envelope.get("result")
+            rows.extend(page if isinstance(page, list) else as_dict(page).values())
+            following = as_int(envelope.get("next"))
+            if following is None or following <= start:
+                return rows
+            start = following
+        raise PermanentCrmError(method, "TOO_MANY_PAGES", f"more than {MAX_PAGES} pages")
