@@ -1,0 +1,232 @@
+"""The employee directory: extension <-> Bitrix24 user, mobiles, supervisors, and CRM-side availability.
+
+The map is the configured ``[employees.map]`` plus (with ``auto_map``) every active user's ``UF_PHONE_INNER``;
+configured entries win, and their blanks (mobile, supervisor) are filled from Bitrix24. A supervisor is the head
+(``UF_HEAD``) of the user's first department, or of its parent when the user heads it. A refresh that fails or
+looks partial keeps the last good map (``directory.stale``). Availability facts (clocked in? absent today?) come
+from ``timeman.status`` and ``calendar.accessibility.get`` and are cached for ``availability_ttl`` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
+from datetime import date
+from typing import Any
+
+import structlog
+
+from bridge.crm.envelope import as_int
+from bridge.crm.errors import CrmError
+from bridge.crm.telephony import Telephony
+from bridge.domain.scheme import Availability, Employee
+
+log = structlog.get_logger(__name__)
+
+SHRINK_LIMIT = 0.5
+"""A refresh with fewer than this share of the last good count of users looks partial..."""
+SHRINK_CONFIRMATIONS = 3
+"""...until it has come back the same this many times in a row (people do leave)."""
+CLOCKED_IN = frozenset({"OPENED"})
+_NO_TIMEMAN = frozenset({"ERROR_METHOD_NOT_FOUND", "insufficient_scope", "ACCESS_DENIED"})
+USERS_PER_BATCH = 49
+"""``timeman.status`` per user plus one ``calendar.accessibility.get`` for all of them, within 50 commands."""
+
+
+def dialable(phone: Any) -> str:
+    """``+7 916 000-10-01`` -> ``+79160001001``; empty for junk."""
+    text = str(phone or "").strip()
+    digits = re.sub(r"\D", "", text)
+    return ("+" + digits if text.startswith("+") else digits) if digits else ""
+
+
+def _department_ids(user: Mapping[str, Any]) -> list[int]:
+    raw = user.get("UF_DEPARTMENT")
+    values = raw if isinstance(raw, list) else [raw]
+    return [n for n in (as_int(v) for v in values) if n is not None]
+
+
+def _name(user: Mapping[str, Any]) -> str:
+    return " ".join(str(user.get(k) or "") for k in ("NAME", "LAST_NAME")).strip()
+
+
+def _mobile(user: Mapping[str, Any]) -> str:
+    return dialable(user.get("PERSONAL_MOBILE")) or dialable(user.get("WORK_PHONE"))
+
+
+class Directory:
+    """Who is who on the phone; read the map with :meth:`employees`, keep it fresh with :meth:`run`."""
+
+    def __init__(
+        self,
+        telephony: Telephony,
+        configured: dict[str, Employee],
+        auto_map: bool = True,
+        refresh: float = 300.0,
+        availability_ttl: float = 30.0,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        today: Callable[[], date] = date.today,
+        time_tracking: bool = True,
+    ) -> None:
+        self.telephony = telephony
+        self.configured = dict(configured)
+        self.auto_map = auto_map
+        self.refresh_interval = refresh
+        self.availability_ttl = availability_ttl
+        self._clock = clock
+        self._today = today
+        self._map: dict[str, Employee] = dict(configured)
+        self._good_user_count = 0
+        self._shrunk_seen = 0
+        self._availability: dict[int, tuple[float, Availability | None]] = {}
+        self._time_tracking = time_tracking
+        """Ask ``timeman.status`` (NOT_CLOCKED_IN) at all; turned off when the portal has no time tracking."""
+        self.refreshed_at: float | None = None
+        """``clock()`` of the last refresh that was accepted (None: running on the configuration alone)."""
+
+    # --- the map -----------------------------------------------------------------------------------
+
+    def employees(self) -> dict[str, Employee]:
+        return dict(self._map)
+
+    def user_for(self, ext: str) -> int | None:
+        employee = self._map.get(ext)
+        return employee.user_id if employee is not None else None
+
+    def ext_for(self, user_id: int) -> str | None:
+        for employee in self._map.values():
+            if employee.user_id == user_id:
+                return employee.ext
+        return None
+
+    async def refresh(self) -> bool:
+        """Reload from Bitrix24; True when the new map was taken, False when the last good one is kept."""
+        try:
+            users = [u for u in await self.telephony.user_get_all({"ACTIVE": True}) if u.get("ACTIVE") is not False]
+            departments = await self.telephony.department_get()
+        except CrmError as exc:
+            log.warning("directory.stale", reason="refresh failed", method=exc.method, code=exc.code)
+            return False
+        if self._looks_partial(len(users)):
+            log.warning("directory.stale", reason="fewer users than before", users=len(users),
+                        before=self._good_user_count)  # fmt: skip
+            return False
+        self._map = self._build(users, departments)
+        self._good_user_count = len(users)
+        self._shrunk_seen = 0
+        self.refreshed_at = self._clock()
+        log.info("directory.refreshed", users=len(users), employees=len(self._map))
+        return True
+
+    def _looks_partial(self, count: int) -> bool:
+        if self._good_user_count == 0 or count >= self._good_user_count * SHRINK_LIMIT:
+            return False
+        self._shrunk_seen += 1
+        return self._shrunk_seen < SHRINK_CONFIRMATIONS
+
+    def _build(self, users: list[dict[str, Any]], departments: list[dict[str, Any]]) -> dict[str, Employee]:
+        by_id = {uid: u for u in users if (uid := as_int(u.get("ID"))) is not None}
+        heads = {did: as_int(d.get("UF_HEAD")) for d in departments if (did := as_int(d.get("ID"))) is not None}
+        parents = {as_int(d.get("ID")): as_int(d.get("PARENT")) for d in departments}
+        inner = {uid: str(u.get("UF_PHONE_INNER") or "").strip() for uid, u in by_id.items()}
+        configured_users = {e.user_id for e in self.configured.values()}
+        ext_of_user = {uid: ext for uid, ext in inner.items() if ext}
+        ext_of_user.update({e.user_id: e.ext for e in self.configured.values()})
+
+        def supervisor_of(user_id: int) -> str:
+            departments_of = _department_ids(by_id.get(user_id, {}))
+            department = departments_of[0] if departments_of else None
+            seen: set[int] = set()
+            while department is not None and department not in seen:
+                seen.add(department)
+                head = heads.get(department)
+                if head is not None and head != user_id:
+                    return ext_of_user.get(head, "")
+                department = parents.get(department)
+            return ""
+
+        result: dict[str, Employee] = {}
+        if self.auto_map:
+            for uid, ext in sorted(inner.items()):
+                if not ext or uid in configured_users or ext in self.configured:
+                    continue
+                if ext in result:
+                    log.warning("directory.duplicate_extension", ext=ext, user_id=uid, kept=result[ext].user_id)
+                    continue
+                user = by_id[uid]
+                name = " ".join(str(user.get(k) or "") for k in ("NAME", "LAST_NAME")).strip()
+                mobile = dialable(user.get("PERSONAL_MOBILE")) or dialable(user.get("WORK_PHONE"))
+                result[ext] = Employee(
+                    ext=ext, user_id=uid, name=name, mobile=mobile, supervisor_ext=supervisor_of(uid)
+                )
+        for ext, employee in self.configured.items():
+            user = by_id.get(employee.user_id, {})
+            result[ext] = replace(
+                employee,
+                name=employee.name or _name(user),
+                mobile=employee.mobile or _mobile(user),
+                supervisor_ext=employee.supervisor_ext or supervisor_of(employee.user_id),
+            )
+        return result
+
+    async def run(self) -> None:
+        """Refresh now and then every ``refresh`` seconds until cancelled."""
+        while True:
+            try:
+                await self.refresh()
+            except Exception as exc:  # a bug must not stop the loop that keeps the map fresh
+                log.error("directory.stale", reason="unexpected error", error=repr(exc))
+            await asyncio.sleep(self.refresh_interval)
+
+    # --- availability ------------------------------------------------------------------------------
+
+    async def crm_availability(self, ext: str) -> Availability | None:
+        """What Bitrix24 holds against the agent right now (ABSENT, NOT_CLOCKED_IN), or None."""
+        return (await self.availability([ext])).get(ext)
+
+    async def availability(self, exts: Iterable[str]) -> dict[str, Availability]:
+        """CRM-side availability of several extensions (only those with something against them)."""
+        users = {ext: uid for ext in exts if (uid := self.user_for(ext)) is not None}
+        now = self._clock()
+        stale = sorted({uid for uid in users.values() if self._availability.get(uid, (0.0, None))[0] <= now})
+        for start in range(0, len(stale), USERS_PER_BATCH):
+            await self._fetch(stale[start : start + USERS_PER_BATCH])
+        facts = {ext: self._availability.get(uid, (0.0, None))[1] for ext, uid in users.items()}
+        return {ext: fact for ext, fact in facts.items() if fact is not None}
+
+    async def _fetch(self, user_ids: list[int]) -> None:
+        day = self._today().isoformat()
+        commands: dict[str, tuple[str, Mapping[str, Any]]] = {
+            "absence": ("calendar.accessibility.get", {"users": user_ids, "from": day, "to": day})
+        }
+        if self._time_tracking:
+            commands.update({f"timeman_{uid}": ("timeman.status", {"USER_ID": uid}) for uid in user_ids})
+        try:
+            answer = await self.telephony.client.batch(commands)
+        except CrmError as exc:
+            log.warning("directory.availability_failed", code=exc.code, users=len(user_ids))
+            return  # keep what we had (even if expired): routing must not wait on Bitrix24
+        absences = answer.results.get("absence")
+        absences = absences if isinstance(absences, dict) else {}
+        timeman_errors = [e for k, e in answer.errors.items() if k.startswith("timeman_")]
+        expires = self._clock() + self.availability_ttl
+        for uid in user_ids:
+            fact: Availability | None = None
+            events = absences.get(str(uid))
+            status = answer.results.get(f"timeman_{uid}")
+            if isinstance(events, list) and any(
+                isinstance(e, dict) and str(e.get("ACCESSIBILITY") or "").lower() == "absent" for e in events
+            ):
+                fact = Availability.ABSENT
+            elif isinstance(status, dict) and str(status.get("STATUS") or "") not in CLOCKED_IN:
+                fact = Availability.NOT_CLOCKED_IN
+            self._availability[uid] = (expires, fact)
+        if self._time_tracking and timeman_errors and all(e.code in _NO_TIMEMAN for e in timeman_errors):
+            self._time_tracking = False
+            log.info(
+                "directory.time_tracking_off", reason="timeman.status is not available", code=timeman_errors[0].code
+            )
