@@ -1,0 +1,17 @@
+"""The durable outbox of Bitrix24 operations (SQLite, WAL): see :mod:`bridge.journal.store`."""
+
+from bridge.journal.codec import CodecError, decode_command, encode_command, kind_of
+from bridge.journal.rows import CallRow, OpRow, PendingOp
+from bridge.journal.store import Journal, JournalError
+
+__all__ = [
+    "CallRow",
+    "CodecError",
+    "Journal",
+    "JournalError",
+    "OpRow",
+    "PendingOp",
+    "decode_command",
+    "encode_command",
+    "kind_of",
+]

@@ -1,0 +1,121 @@
+"""What the journal hands out: read-only snapshots of its rows."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from typing import Any
+
+from bridge.domain.commands import CrmCommand
+from bridge.journal.codec import CodecError, decode_command
+
+NEEDS_CALL_ID = frozenset({"show", "hide", "finish", "attach_record"})
+"""Kinds that name the call by its CALL_ID, so they can only go after ``register`` (or ``adopt``)."""
+CARD_KINDS = frozenset({"show", "hide"})
+
+
+@dataclass(frozen=True)
+class CallRow:
+    """One CRM leg (``crm_leg`` = EXTERNAL_CALL_ID) as the journal knows it."""
+
+    crm_leg: str
+    line: str
+    phone: str
+    linkedid: str
+    pbx_call: str
+    call_type: int | None
+    started_at: str | None
+    """ISO-8601 with the offset it was given with."""
+    started_ts: float | None
+    answered_at: float | None
+    ended_at: float | None
+    user_id: int | None
+    """The user it was registered for; once it has ended, the employee who talked (finish's USER_ID)."""
+    duration: int | None
+    status_code: str | None
+    recording: str | None
+    call_id: str | None
+    mode: str
+    """``online`` or ``offline`` (register did not go through in time: mirrored at the end with SHOW=0)."""
+    state: str
+    """``open`` (not ended), ``ended`` (ended, operations outstanding), ``done`` or ``failed``."""
+    created_at: float
+    updated_at: float
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> CallRow:
+        return cls(**{name: row[name] for name in row.keys()})  # noqa: SIM118 (sqlite3.Row is not a dict)
+
+
+@dataclass(frozen=True)
+class OpRow:
+    """One operation of the outbox."""
+
+    id: int
+    crm_leg: str | None
+    seq: int
+    kind: str
+    command_json: str
+    state: str
+    """``pending``, ``sent`` (handed to the network, answer not yet recorded), ``done`` or ``failed``."""
+    attempts: int
+    last_error: str
+    note: str
+    result: Any
+    next_attempt_at: float
+    created_at: float
+    done_at: float | None
+
+    @property
+    def command(self) -> CrmCommand:
+        """The domain command; raises :class:`~bridge.journal.codec.CodecError` if the stored text is damaged."""
+        return decode_command(self.command_json)
+
+    @property
+    def readable(self) -> bool:
+        try:
+            decode_command(self.command_json)
+        except CodecError:
+            return False
+        return True
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> OpRow:
+        raw_result = row["result"]
+        try:
+            result = json.loads(raw_result) if raw_result is not None else None
+        except ValueError:
+            result = raw_result
+        return cls(
+            id=row["id"],
+            crm_leg=row["crm_leg"],
+            seq=row["seq"],
+            kind=row["kind"],
+            command_json=row["command"],
+            state=row["state"],
+            attempts=row["attempts"],
+            last_error=row["last_error"],
+            note=row["note"],
+            result=result,
+            next_attempt_at=row["next_attempt_at"],
+            created_at=row["created_at"],
+            done_at=row["done_at"],
+        )
+
+
+@dataclass(frozen=True)
+class PendingOp:
+    """An operation that may be sent now, with what the sender needs to know about its call."""
+
+    id: int
+    crm_leg: str | None
+    seq: int
+    kind: str
+    command: CrmCommand
+    attempts: int
+    """More than 0: it may already have reached Bitrix24 (a crash or a lost answer); check before resending."""
+    created_at: float
+    call_id: str | None
+    mode: str
+    call_state: str

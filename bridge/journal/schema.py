@@ -1,0 +1,86 @@
+"""The journal's SQLite schema as an ordered list of migrations; ``PRAGMA user_version`` counts those applied.
+
+Append a new migration to :data:`MIGRATIONS` to change the schema; never edit one that has shipped.
+Times are unix seconds (REAL, wall clock) except ``calls.started_at``, which keeps the call's start as ISO-8601
+with its offset because that is what ``CALL_START_DATE`` must carry.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+MIGRATIONS: list[list[str]] = [
+    [
+        """
+        CREATE TABLE calls (
+            crm_leg     TEXT PRIMARY KEY,           -- EXTERNAL_CALL_ID of the leg
+            line        TEXT NOT NULL DEFAULT '',
+            phone       TEXT NOT NULL DEFAULT '',   -- the caller's (client's) number
+            linkedid    TEXT NOT NULL DEFAULT '',
+            pbx_call    TEXT NOT NULL DEFAULT '',
+            call_type   INTEGER,                    -- Bitrix24 TYPE
+            started_at  TEXT,
+            started_ts  REAL,
+            answered_at REAL,
+            ended_at    REAL,
+            user_id     INTEGER,                    -- registered for; after the end: the employee who talked
+            duration    INTEGER,
+            status_code TEXT,
+            recording   TEXT,
+            call_id     TEXT,                       -- Bitrix24 CALL_ID once known
+            mode        TEXT NOT NULL DEFAULT 'online' CHECK (mode IN ('online', 'offline')),
+            state       TEXT NOT NULL DEFAULT 'open' CHECK (state IN ('open', 'ended', 'done', 'failed')),
+            created_at  REAL NOT NULL,
+            updated_at  REAL NOT NULL
+        )
+        """,
+        """
+        CREATE TABLE operations (
+            id              INTEGER PRIMARY KEY AUTOINCREMENT,
+            crm_leg         TEXT REFERENCES calls (crm_leg),  -- NULL: belongs to no call (tasks, notices)
+            seq             INTEGER NOT NULL,                 -- order within the leg, from 1
+            kind            TEXT NOT NULL,
+            command         TEXT NOT NULL,                    -- the domain command as JSON (codec.py)
+            state           TEXT NOT NULL DEFAULT 'pending'
+                            CHECK (state IN ('pending', 'sent', 'done', 'failed')),
+            attempts        INTEGER NOT NULL DEFAULT 0,       -- times it was (possibly) sent
+            last_error      TEXT NOT NULL DEFAULT '',
+            note            TEXT NOT NULL DEFAULT '',         -- how it ended: delivered, skipped, ...
+            result          TEXT,                             -- Bitrix24's answer as JSON
+            next_attempt_at REAL NOT NULL,
+            created_at      REAL NOT NULL,
+            done_at         REAL,
+            UNIQUE (crm_leg, seq)
+        )
+        """,
+        "CREATE INDEX operations_open ON operations (crm_leg, seq) WHERE state IN ('pending', 'sent')",
+        "CREATE INDEX calls_started ON calls (started_ts)",
+        "CREATE INDEX calls_state ON calls (state)",
+    ],
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class SchemaError(Exception):
+    pass
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Apply the migrations the database has not seen, each in its own transaction; returns the version."""
+    (version,) = conn.execute("PRAGMA user_version").fetchone()
+    if version > SCHEMA_VERSION:
+        raise SchemaError(
+            f"the journal has schema version {version}, newer than this program's {SCHEMA_VERSION}; upgrade b24-bridge"
+        )
+    for number in range(version, SCHEMA_VERSION):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in MIGRATIONS[number]:
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {number + 1}")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+    return SCHEMA_VERSION

@@ -1,0 +1,430 @@
+"""The outbox on a real SQLite file: serialization, order rules, offline bookkeeping, and surviving kill -9."""
+
+from __future__ import annotations
+
+import json
+import random
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from structlog.testing import capture_logs
+
+from bridge.domain.commands import (
+    CallType,
+    CrmAdopt,
+    CrmAttachRecord,
+    CrmCommand,
+    CrmFinish,
+    CrmHide,
+    CrmMissedTask,
+    CrmNotify,
+    CrmRegister,
+    CrmShow,
+)
+from bridge.journal import CodecError, Journal, JournalError, decode_command, encode_command
+
+MSK = timezone(timedelta(hours=3))
+START = datetime(2026, 3, 7, 10, 20, 30, tzinfo=MSK)
+
+
+class FakeClock:
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def journal(tmp_path: Path, clock: FakeClock) -> Journal:
+    j = Journal.open(tmp_path / "journal.db", clock=clock)
+    yield j
+    j.close()
+
+
+def register(leg: str, user: int = 7, show: bool = True) -> CrmRegister:
+    return CrmRegister(leg, user, "+79001234567", CallType.INCOMING, "74950000000", START, show)
+
+
+def finish(leg: str, user: int = 8, duration: int = 42, status: str = "200") -> CrmFinish:
+    return CrmFinish(leg, user, duration, status)
+
+
+def states(journal: Journal, leg: str) -> list[tuple[str, str]]:
+    return [(op.kind, op.state) for op in journal.operations(leg)]
+
+
+# --- serialization ---------------------------------------------------------------------------------
+
+offsets = st.integers(min_value=-12 * 60, max_value=14 * 60).map(lambda m: timezone(timedelta(minutes=m)))
+aware = st.datetimes(timezones=offsets)
+text = st.text(max_size=20)
+ints = st.integers(min_value=-(2**31), max_value=2**31)
+commands = st.one_of(
+    st.builds(
+        CrmRegister,
+        text,
+        ints,
+        text,
+        st.sampled_from(CallType),
+        text,
+        aware,
+        st.booleans(),
+        st.booleans(),
+        text,
+        text,
+        ints,
+    ),
+    st.builds(CrmAdopt, text, text),
+    st.builds(CrmShow, text, st.lists(ints, max_size=10).map(tuple)),
+    st.builds(CrmHide, text, st.lists(ints, max_size=10).map(tuple)),
+    st.builds(CrmFinish, text, ints, ints, text, text),
+    st.builds(CrmAttachRecord, text, text),
+    st.builds(CrmMissedTask, ints, text, text),
+    st.builds(CrmNotify, ints, text),
+)
+
+
+@given(commands)
+def test_every_command_survives_the_round_trip(cmd: CrmCommand) -> None:
+    back = decode_command(encode_command(cmd))
+    assert back == cmd
+    assert type(back) is type(cmd)
+    if isinstance(cmd, CrmRegister):
+        assert isinstance(back, CrmRegister)
+        assert back.started_at.utcoffset() == cmd.started_at.utcoffset()
+        assert type(back.call_type) is CallType
+
+
+def test_stored_form_is_plain_json_with_offset_and_enum_value() -> None:
+    data = json.loads(encode_command(register("leg-1")))
+    assert data["kind"] == "register"
+    assert data["started_at"] == "2026-03-07T10:20:30+03:00"
+    assert data["call_type"] == 2
+
+
+@pytest.mark.parametrize(
+    ("stored", "complaint"),
+    [
+        ("not json", "not JSON"),
+        ("[1, 2]", "not a JSON object"),
+        ('{"kind": "explode"}', "unknown command kind"),
+        ('{"kind": "show", "crm_leg": "x"}', "missing field 'user_ids'"),
+        ('{"kind": "show", "crm_leg": "x", "user_ids": [1, "2"]}', "show.user_ids"),
+        ('{"kind": "finish", "crm_leg": "x", "user_id": true, "duration": 1, "status_code": "200"}', "finish.user_id"),
+        ('{"kind": "notify", "user_id": 1, "message": "m", "extra": 1}', "unknown fields"),
+        (encode_command(register("x")).replace("2026-03-07T10:20:30+03:00", "yesterday"), "register.started_at"),
+        (encode_command(register("x")).replace('"call_type":2', '"call_type":9'), "not a CallType"),
+    ],
+)
+def test_damaged_text_is_refused_with_the_field_named(stored: str, complaint: str) -> None:
+    with pytest.raises(CodecError, match=complaint):
+        decode_command(stored)
+
+
+# --- the file ------------------------------------------------------------------------------------------
+
+
+def test_open_sets_wal_durable_commits_and_schema_version(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    Journal.open(path).close()
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("PRAGMA user_version").fetchone()[0] >= 1
+    conn.close()
+
+
+def test_a_journal_from_a_newer_program_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    Journal.open(path).close()
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA user_version = 99")
+    conn.close()
+    with pytest.raises(JournalError, match="newer than this program"):
+        Journal.open(path)
+
+
+def test_a_file_that_is_not_a_database_gives_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    path.write_bytes(b"this is not sqlite at all" * 100)
+    with pytest.raises(JournalError, match=r"cannot use the journal .*j\.db"):
+        Journal.open(path)
+
+
+def test_what_was_appended_is_there_after_reopening(tmp_path: Path, clock: FakeClock) -> None:
+    path = tmp_path / "j.db"
+    with Journal.open(path, clock=clock) as j:
+        j.append(register("leg-1"), linkedid="1700.1", pbx_call="1700.2")
+        j.append(finish("leg-1"))
+    with Journal.open(path, clock=clock) as j:
+        (call,) = j.calls()
+        assert [op.kind for op in j.operations("leg-1")] == ["register", "finish"]
+    assert (call.crm_leg, call.linkedid, call.pbx_call, call.phone, call.line) == (
+        "leg-1", "1700.1", "1700.2", "+79001234567", "74950000000")  # fmt: skip
+    assert call.started_at == "2026-03-07T10:20:30+03:00"
+    assert call.started_ts == START.timestamp()
+    assert (call.user_id, call.duration, call.status_code, call.call_type) == (8, 42, "200", 2)
+    assert call.answered_at == clock.now - 42
+    assert (call.state, call.mode) == ("ended", "online")
+
+
+# --- order rules ---------------------------------------------------------------------------------------
+
+
+def test_register_carries_the_ops_right_behind_it_and_later_ops_wait_for_the_call_id(journal: Journal) -> None:
+    journal.append(register("a"))
+    journal.append(CrmShow("a", (7,)))
+    journal.append(CrmHide("a", (7,)))
+    journal.append(finish("a"))
+    journal.append(CrmAttachRecord("a", "rec-a"))
+    assert [p.kind for p in journal.ready()] == ["register", "hide", "finish"], "the show was skipped: call ended"
+    assert states(journal, "a")[1] == ("show", "done")
+    assert all(p.call_id is None for p in journal.ready())
+
+    reg = journal.ready()[0]
+    journal.mark_sent([reg.id])
+    assert journal.ready() == [], "nothing of a leg goes while its head is in flight"
+    journal.mark_failed(reg.id, "timeout", permanent=False)
+    journal.mark_sent([reg.id])
+    journal.mark_done(reg.id, {"CALL_ID": "externalCall.x"}, call_id="externalCall.x")
+    ready = journal.ready()
+    assert [p.kind for p in ready] == ["hide"]
+    assert ready[0].call_id == "externalCall.x"
+    journal.mark_done(ready[0].id)
+    (fin,) = journal.ready()
+    assert fin.kind == "finish"
+    journal.mark_done(fin.id)
+    (rec,) = journal.ready()
+    assert rec.kind == "attach_record"
+    assert journal.calls()[0].state == "ended"
+    journal.mark_done(rec.id)
+    assert journal.calls()[0].state == "done"
+    assert journal.depth() == 0
+
+
+def test_legs_are_independent_and_oldest_first_within_the_limit(journal: Journal, clock: FakeClock) -> None:
+    for i in range(5):
+        journal.append(register(f"leg-{i}"))
+        journal.append(CrmShow(f"leg-{i}", (7,)))
+        clock.now += 1
+    ready = journal.ready(limit=5)
+    assert [(p.crm_leg, p.kind) for p in ready] == [
+        ("leg-0", "register"), ("leg-0", "show"), ("leg-1", "register"), ("leg-1", "show")]  # fmt: skip
+    assert len(journal.ready(limit=1)) == 2, "a chain is never cut, and one always comes"
+
+
+def test_a_transient_failure_waits_for_its_retry_time(journal: Journal, clock: FakeClock) -> None:
+    journal.append(register("a"))
+    (op,) = journal.ready()
+    journal.mark_sent([op.id])
+    journal.mark_failed(op.id, "HTTP 502", permanent=False, retry_at=clock.now + 4)
+    assert journal.ready() == []
+    assert journal.next_due(register_timeout=100) == clock.now + 4
+    clock.now += 4
+    (again,) = journal.ready()
+    assert again.attempts == 1
+    assert journal.operations("a")[0].last_error == "HTTP 502"
+
+
+def test_a_failed_register_fails_what_needs_its_call_id_but_not_other_work(journal: Journal) -> None:
+    journal.append(register("a"))
+    journal.append(CrmShow("a", (7,)))
+    journal.append(CrmNotify(7, "hello"))
+    reg = journal.ready()[0]
+    cascaded = journal.mark_failed(reg.id, "User is not found or is not active", permanent=True)
+    assert len(cascaded) == 1
+    journal.append(finish("a"))
+    assert states(journal, "a") == [("register", "failed"), ("show", "failed"), ("finish", "failed")]
+    assert journal.operations("a")[2].last_error == "register failed: User is not found or is not active"
+    assert journal.calls()[0].state == "failed"
+    assert [p.kind for p in journal.ready()] == ["notify"]
+
+
+def test_a_failed_finish_fails_the_record_but_a_failed_card_fails_nothing(journal: Journal) -> None:
+    journal.append(register("a"))
+    journal.append(CrmShow("a", (7,)))
+    (reg, show) = journal.ready()
+    journal.mark_done(reg.id, call_id="C1")
+    journal.mark_failed(show.id, "bad user", permanent=True)
+    journal.append(finish("a"))
+    journal.append(CrmAttachRecord("a", "r"))
+    (fin,) = journal.ready()
+    journal.mark_failed(fin.id, "Unexpected database error", permanent=True)
+    assert states(journal, "a")[-1] == ("attach_record", "failed")
+    assert journal.calls()[0].state == "failed"
+
+
+def test_ops_for_a_leg_never_registered_are_failed_on_arrival(journal: Journal) -> None:
+    journal.append(finish("ghost"))
+    assert states(journal, "ghost") == [("finish", "failed")]
+    assert journal.operations("ghost")[0].last_error == "no register for this call leg"
+
+
+def test_an_adopted_call_needs_no_register(journal: Journal) -> None:
+    journal.append(CrmAdopt("c2c", "externalCall.abc"))
+    journal.append(finish("c2c"))
+    (fin,) = journal.ready()
+    assert (fin.kind, fin.call_id) == ("finish", "externalCall.abc")
+    assert states(journal, "c2c")[0] == ("adopt", "done")
+
+
+# --- offline -----------------------------------------------------------------------------------------
+
+
+def test_a_register_stuck_past_the_timeout_takes_the_call_offline(journal: Journal, clock: FakeClock) -> None:
+    journal.append(register("a"))
+    journal.append(CrmShow("a", (7,)))
+    reg = journal.ready()[0]
+    journal.mark_sent([reg.id])
+    clock.now += 10
+    assert journal.take_offline(register_timeout=5) == [], "one in flight is not stuck yet"
+    journal.mark_failed(reg.id, "outage", permanent=False, retry_at=clock.now + 1)
+    assert journal.next_due(register_timeout=5) == clock.now - 5
+    assert journal.take_offline(register_timeout=5) == ["a"]
+    assert journal.calls()[0].mode == "offline"
+    journal.append(CrmHide("a", (7,)))
+    assert states(journal, "a") == [("register", "pending"), ("show", "done"), ("hide", "done")]
+    assert "offline" in journal.operations("a")[2].note
+    clock.now += 5
+    assert journal.ready() == [], "an offline call waits for its end"
+    journal.append(finish("a"))
+    ready = journal.ready()
+    assert [(p.kind, p.mode, p.attempts) for p in ready] == [("register", "offline", 1), ("finish", "offline", 0)]
+
+
+def test_requeue_after_a_crash_keeps_the_attempt_count(journal: Journal) -> None:
+    journal.append(register("a"))
+    journal.append(finish("a"))
+    ops = journal.ready()
+    journal.mark_sent([op.id for op in ops])
+    assert journal.requeue_sent() == 2
+    assert [(p.kind, p.attempts) for p in journal.ready()] == [("register", 1), ("finish", 1)]
+
+
+# --- reading -----------------------------------------------------------------------------------------
+
+
+def test_metrics_depth_and_age(journal: Journal, clock: FakeClock) -> None:
+    assert (journal.depth(), journal.oldest_pending_age(clock.now)) == (0, 0.0)
+    journal.append(register("a"))
+    clock.now += 3
+    journal.append(CrmNotify(1, "x"))
+    assert journal.depth() == 2
+    assert journal.oldest_pending_age(clock.now + 2) == 5.0
+
+
+def test_calls_filter_by_status_start_and_leg(journal: Journal) -> None:
+    for i, minutes in enumerate((0, 10, 20)):
+        journal.append(CrmRegister(f"l{i}", 7, "+7900", CallType.INCOMING, "1", START + timedelta(minutes=minutes),
+                                   False))  # fmt: skip
+    journal.append(finish("l0"))
+    l0_register = journal.operations("l0")[0]
+    journal.mark_done(l0_register.id, call_id="C")
+    journal.mark_done(journal.operations("l0")[1].id)
+    assert [c.crm_leg for c in journal.calls(status="done")] == ["l0"]
+    assert [c.crm_leg for c in journal.calls(status="pending")] == ["l1", "l2"]
+    assert [c.crm_leg for c in journal.calls(since=START + timedelta(minutes=10))] == ["l1", "l2"]
+    since_utc = (START + timedelta(minutes=20)).astimezone(UTC)
+    assert [c.crm_leg for c in journal.calls(since=since_utc)] == ["l2"]
+    assert [c.crm_leg for c in journal.calls(crm_leg="l1")] == ["l1"]
+
+
+def test_a_damaged_row_is_parked_and_logged_not_sent(journal: Journal, tmp_path: Path) -> None:
+    op_id = journal.append(CrmNotify(1, "x"))
+    journal.append(CrmNotify(2, "y"))
+    conn = sqlite3.connect(tmp_path / "journal.db")
+    conn.execute("UPDATE operations SET command = '{broken' WHERE id = ?", (op_id,))
+    conn.commit()
+    conn.close()
+    with capture_logs() as logs:
+        ready = journal.ready()
+    assert [p.command for p in ready] == [CrmNotify(2, "y")]
+    assert journal.operations(None)[0].state == "failed"
+    assert any(e["event"] == "journal.bad_row" and e["op"] == op_id for e in logs)
+
+
+# --- kill -9 -------------------------------------------------------------------------------------------
+
+WRITER = textwrap.dedent(
+    """
+    import sys
+    from datetime import datetime, timezone
+    import structlog
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
+    from bridge.domain.commands import CallType, CrmFinish, CrmHide, CrmRegister
+    from bridge.journal import Journal
+
+    j = Journal.open(sys.argv[1])
+    first = int(sys.argv[2])
+    start = datetime(2026, 3, 7, 10, 0, tzinfo=timezone.utc)
+    i = first
+    while True:
+        leg = f"leg-{i}"
+        with j.transaction():
+            j.append(CrmRegister(leg, 1, "+7900", CallType.INCOMING, "1", start, True))
+            j.append(CrmHide(leg, (1,)))
+            j.append(CrmFinish(leg, 1, 5, "200"))
+        print("appended", leg, flush=True)
+        if i > first:
+            for op in j.operations(f"leg-{i - 1}"):
+                j.mark_sent([op.id])
+                print("sent", op.id, flush=True)
+                j.mark_done(op.id, {"ok": True}, call_id="C" if op.kind == "register" else None)
+                print("done", op.id, flush=True)
+        i += 1
+    """
+)
+
+
+def test_kill_9_at_random_moments_loses_nothing_and_keeps_order(tmp_path: Path) -> None:
+    path = tmp_path / "journal.db"
+    rng = random.Random()
+    appended: set[str] = set()
+    done: set[int] = set()
+    first = 0
+    for _round in range(6):
+        child = subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(path), str(first)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        assert child.stdout is not None
+        stop_after = rng.randint(5, 200)
+        for n, line in enumerate(child.stdout):
+            what, item = line.split()
+            if what == "appended":
+                appended.add(item)
+            elif what == "done":
+                done.add(int(item))
+            if n >= stop_after:
+                break
+        child.kill()  # SIGKILL, wherever the writer is
+        child.wait()
+        with Journal.open(path) as j:
+            j.requeue_sent()
+            legs = {c.crm_leg: c for c in j.calls()}
+            assert appended <= set(legs), "every append reported as committed is there"
+            for leg in legs:
+                ops = j.operations(leg)
+                assert [(op.seq, op.kind) for op in ops] == [(1, "register"), (2, "hide"), (3, "finish")], leg
+                flags = [op.state == "done" for op in ops]
+                assert flags == sorted(flags, reverse=True), f"{leg}: done ops must be a prefix"
+                assert all(op.state in ("pending", "done") for op in ops)
+                assert legs[leg].call_id == ("C" if flags[0] else None)
+            settled = {op.id for leg in legs for op in j.operations(leg) if op.state == "done"}
+            assert done <= settled, "every op reported done is done"
+            first = max(int(leg.split("-")[1]) for leg in legs) + 1
+    assert len(appended) > 6
