@@ -9,7 +9,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
+from bridge.domain.commands import CallType
 from bridge.domain.scheme import Availability
+
+
+class Direction(Enum):
+    """Which way a call goes, seen from the company: a client calls in, or an employee calls out."""
+
+    INBOUND = "inbound"
+    OUTBOUND = "outbound"
 
 
 class LegOutcome(Enum):
@@ -140,5 +148,80 @@ Event = (
     | RecordingReady
     | Intercepted
     | Transferred
+    | TimerFired
+)
+
+
+# --- calls the bridge only watches (AMI; no Stasis): inputs of ``bridge.domain.observed.step`` ---------------
+
+
+@dataclass(frozen=True)
+class ObservedStarted:
+    """A call the dialplan handles itself has started.
+
+    Outbound (a desk phone dials out, a click-to-call or a callback leg): ``ext`` is the employee calling and
+    ``number`` the client. Inbound on a monitor-only line: ``number`` is the caller, ``ext`` is empty (or the
+    extension the DID points to). ``adopt_call_id`` is set when Bitrix24 registered the call itself
+    (click-to-call, ONEXTERNALCALLSTART): the bridge must finish that CALL_ID and never register.
+    """
+
+    direction: Direction
+    number: str
+    ext: str = ""
+    line: str = ""
+    crm_key: str = ""
+    """Prefix of the call's unique EXTERNAL_CALL_ID."""
+    call_type: CallType | None = None
+    """Bitrix24 TYPE; default OUTGOING for outbound, INCOMING for inbound (CALLBACK for callback legs)."""
+    adopt_call_id: str = ""
+    linkedid: str = ""
+
+
+@dataclass(frozen=True)
+class ObservedRinging:
+    """Extension ``ext`` started ringing for this call (monitor-only inbound lines)."""
+
+    ext: str
+
+
+@dataclass(frozen=True)
+class ObservedStoppedRinging:
+    ext: str
+
+
+@dataclass(frozen=True)
+class ObservedAnswered:
+    """The call was answered: inbound by ``ext``; outbound by the client (``ext`` may stay empty)."""
+
+    ext: str = ""
+
+
+@dataclass(frozen=True)
+class ObservedEnded:
+    """The call hung up. ``dialstatus`` (DialEnd) wins over ``cause`` (Hangup) for the status code.
+
+    ``recording`` names the MixMonitor file of the call, if one ran; the core then waits for
+    ``ObservedRecording`` with that name (bounded) to attach it.
+    """
+
+    dialstatus: str = ""
+    cause: int | None = None
+    recording: str = ""
+
+
+@dataclass(frozen=True)
+class ObservedRecording:
+    """The recording ``name`` is stored and can be attached."""
+
+    name: str
+
+
+ObservedEvent = (
+    ObservedStarted
+    | ObservedRinging
+    | ObservedStoppedRinging
+    | ObservedAnswered
+    | ObservedEnded
+    | ObservedRecording
     | TimerFired
 )

@@ -31,7 +31,4 @@ class Schedule:
         """Whether the schedule is open at the aware datetime ``at`` (converted to its timezone)."""
         local = at.astimezone(ZoneInfo(self.timezone))
         now = local.time().replace(tzinfo=None)
-        for start, end in self.hours_on(local.date()):
-            if start <= now and (now < end or end == time(0, 0)):
-                return True
-        return False
+        return any(start <= now and (now < end or end == time(0, 0)) for start, end in self.hours_on(local.date()))

@@ -42,12 +42,18 @@ class Distribution(Enum):
 
 @dataclass(frozen=True)
 class ToEmployee:
+    """Ring one employee (with their own busy / unavailable / no-answer rules) for ``rings`` rings."""
+
     ext: str
+    rings: int = 4
 
 
 @dataclass(frozen=True)
 class ToNumber:
+    """Forward the caller to an external number through the trunk; give up after ``rings`` rings."""
+
     number: str
+    rings: int = 6
 
 
 @dataclass(frozen=True)
