@@ -174,6 +174,8 @@ class ObservedStarted:
     call_type: CallType | None = None
     """Bitrix24 TYPE; default OUTGOING for outbound, INCOMING for inbound (CALLBACK for callback legs)."""
     adopt_call_id: str = ""
+    user_id: int = 0
+    """The employee's Bitrix24 user when the shell knows it (click-to-call's USER_ID); else from ``ext``."""
     linkedid: str = ""
 
 

@@ -1,0 +1,299 @@
+"""The per-call state machine of an inbound call in the Stasis application.
+
+``step(call, event, now) -> (call, commands)``; ``call.deadline`` is when the shell must feed ``TimerFired``.
+Created by ``start_call`` in NEW; everything else happens by stepping events. The rules:
+
+NEW        CallStarted: answer the caller. If a rule (or an action reachable from one) needs CRM data
+           (KnownClient, CrmField, ToResponsible): ``LookupCrm``, music, -> LOOKUP. Else route.
+LOOKUP     CrmLookedUp, or TimerFired after ``plan.crm_lookup_timeout`` (the caller counts as unknown): route.
+route      Register the CRM call (TYPE 2, SHOW 0, CALL_START_DATE = the call's start) for the responsible
+           manager, else the line's default extension, else (later) the first employee rung; then the rule
+           chain (``routing``): the first rule whose condition holds runs its action; an action that cannot
+           run passes the call to the next rule, then the fallback, then hang-up.
+RINGING    One or more legs ring (``walk``), music on. TimerFired / LegEnded / AvailabilityChanged of a
+           ringing member: release it and move on. LegAnswered: connect it, release every other leg,
+           record -> TALKING. Intercepted by a member of the ringing group: they take the call.
+HOLDING    Hold until free: music until a queue member becomes available, then offer (-> RINGING) and back.
+MENU_*     IVR (``ivr``): prompt, a key selects, timeouts and invalid keys replay, then ``on_fail``.
+VOICEMAIL_*  Intro prompt, then the message is recorded until the caller hangs up or the time is up.
+TALKING    CallerHungUp: hang up the agent; the agent's LegEnded: hang up the caller; either way the CRM leg
+           is finished once with the talk time. Transferred: each conversation leg is its own CRM call.
+WRAP_UP    Every CRM leg finished; RecordingReady attaches (always after finish); TimerFired gives up.
+DONE       Terminal, no deadline; every event is ignored.
+
+In every state with the caller on the line: CallerHungUp ends the call (missed if nobody talked: 304 for the
+missed-call owner); AvailabilityChanged is recorded; a leg the core released that still answers is hung up,
+except that a leg released by the core's own ring timeout in the previous step wins the call if its answer
+comes before its end and nobody else has answered; a released leg's LegEnded is absorbed.
+
+An event with no entry for the current state changes nothing and is reported in ``call.ignored``; a move the
+table in ``state.MOVES`` does not allow raises ``IllegalMove`` (a bug in the core, never bad input).
+The cards follow the ring: ``cards.sync`` runs after every step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from bridge.domain import cards, ivr, routing, walk
+from bridge.domain.commands import AnswerCaller, CancelLeg, HangupCaller, LookupCrm
+from bridge.domain.ending import end_missed, end_talk
+from bridge.domain.events import (
+    AvailabilityChanged,
+    CallerHungUp,
+    CallStarted,
+    CrmLookedUp,
+    DtmfReceived,
+    Event,
+    Intercepted,
+    LegAnswered,
+    LegEnded,
+    PromptFinished,
+    RecordingReady,
+    TimerFired,
+    Transferred,
+)
+from bridge.domain.legs import music_on
+from bridge.domain.rules import needs_crm
+from bridge.domain.scheme import Plan
+from bridge.domain.state import LIVE, Call, Leg, State, Step, move
+from bridge.domain.talk import connect, on_transfer
+from bridge.domain.walk import WalkStep
+
+Handler = Callable[[Call, Any, datetime], Step]
+
+
+def start_call(plan: Plan, call_id: str, now: datetime) -> Call:
+    return Call(plan=plan, call_id=call_id, started_at=now)
+
+
+def step(call: Call, event: Event, now: datetime) -> Step:
+    """Feed one event; returns the new call and the commands for the shell, in order."""
+    handler = TABLE.get((call.state, type(event)))
+    if handler is None:
+        return _ignore(call, f"{type(event).__name__} has no meaning in state {call.state.value}")
+    new, commands = handler(replace(call, ignored="", warning=""), event, now)
+    if new.ignored:
+        return replace(call, ignored=new.ignored, warning=""), []
+    if new.grace == call.grace:
+        new = replace(new, grace=())  # the grace of a timeout lasts one step
+    new, shown = cards.sync(new)
+    return new, commands + shown
+
+
+def _ignore(call: Call, reason: str) -> Step:
+    return replace(call, ignored=reason, warning=""), []
+
+
+def _follow(result: WalkStep, now: datetime) -> Step:
+    call, commands, follow = result
+    call, more = routing.then(call, follow, now)
+    return call, commands + more
+
+
+def _find(legs: tuple[Leg, ...], leg_id: str) -> Leg | None:
+    return next((leg for leg in legs if leg.id == leg_id), None)
+
+
+def _timer(handler: Callable[[Call, datetime], Step]) -> Handler:
+    """A TimerFired handler that runs only once the deadline has passed (a stale timer is ignored)."""
+
+    def on_timer(call: Call, event: TimerFired, now: datetime) -> Step:
+        deadline = call.deadline
+        if deadline is None or now < deadline:
+            return _ignore(call, "no deadline has passed")
+        return handler(call, now)
+
+    return on_timer
+
+
+# --- start and routing ---------------------------------------------------------------------------
+
+
+def _started(call: Call, event: CallStarted, now: datetime) -> Step:
+    line = call.plan.lines.get(event.line)
+    call = replace(
+        call,
+        line=event.line,
+        caller=event.caller,
+        crm_key=event.crm_key,
+        linkedid=event.linkedid,
+        availability=dict(event.availability),
+        answered_today=dict(event.answered_today),
+    )
+    if line is None:
+        call = replace(move(call, State.DONE), ended_at=now, warning=f"line {event.line!r} is not configured")
+        return call, [HangupCaller("unallocated")]
+    if needs_crm(call.plan, line):
+        call, music = music_on(call)
+        timer = now + timedelta(seconds=call.plan.crm_lookup_timeout)
+        return replace(move(call, State.LOOKUP), timer=timer), [AnswerCaller(), LookupCrm(event.caller), *music]
+    call, commands = _route(call, now)
+    return call, [AnswerCaller(), *commands]
+
+
+def _route(call: Call, now: datetime) -> Step:
+    client = call.client
+    default = cards.employee_user(call, call.plan.lines[call.line].default_ext)
+    owner = client.responsible_user_id if client and client.responsible_user_id else default
+    call, registered = cards.ensure_registered(replace(call, timer=None), owner, now)
+    call, commands = routing.next_rule(call, now)
+    return call, registered + commands
+
+
+def _looked_up(call: Call, event: CrmLookedUp, now: datetime) -> Step:
+    return _route(replace(call, client=event.client), now)
+
+
+# --- legs ----------------------------------------------------------------------------------------
+
+
+def _answered(call: Call, event: LegAnswered, now: datetime) -> Step:
+    leg = _find(call.ringing, event.leg)
+    return connect(call, leg, now) if leg else _late_answer(call, event, now)
+
+
+def _late_answer(call: Call, event: LegAnswered, now: datetime) -> Step:
+    leg = _find(call.released, event.leg)
+    if leg is None:
+        return _ignore(call, f"leg {event.leg} is not one of this call's")
+    if leg.id in call.grace:
+        return connect(call, leg, now)
+    return call, [CancelLeg(leg.id)]
+
+
+def _answered_talking(call: Call, event: LegAnswered, now: datetime) -> Step:
+    if call.talk and call.talk.leg == event.leg:
+        return _ignore(call, f"leg {event.leg} already talks")
+    return _late_answer(call, event, now)
+
+
+def _ended(call: Call, event: LegEnded, now: datetime) -> Step:
+    leg = _find(call.ringing, event.leg)
+    if leg is None:
+        return _leg_gone(call, event, now)
+    return _follow(walk.on_leg_ended(call, leg, event.outcome, now), now)
+
+
+def _ended_talking(call: Call, event: LegEnded, now: datetime) -> Step:
+    if call.talk and call.talk.leg == event.leg:
+        return end_talk(call, now, by_caller=False)
+    return _leg_gone(call, event, now)
+
+
+def _leg_gone(call: Call, event: LegEnded, now: datetime) -> Step:
+    if _find(call.released, event.leg) is None:
+        return _ignore(call, f"leg {event.leg} is not one of this call's")
+    return replace(call, released=tuple(leg for leg in call.released if leg.id != event.leg)), []
+
+
+def _availability(call: Call, event: AvailabilityChanged, now: datetime) -> Step:
+    return replace(call, availability={**call.availability, event.ext: event.availability}), []
+
+
+def _availability_walking(call: Call, event: AvailabilityChanged, now: datetime) -> Step:
+    call, _ = _availability(call, event, now)
+    return _follow(walk.on_availability(call, event.ext, event.availability, now), now)
+
+
+def _intercepted(call: Call, event: Intercepted, now: datetime) -> Step:
+    queue = call.plan.queues.get(walk.current(call).queue)
+    if queue is None or event.ext not in queue.members or (event.code and event.code != queue.intercept_code):
+        return _refuse_intercept(call, event, now)
+    leg = Leg(event.leg, now, ext=event.ext, user_id=cards.employee_user(call, event.ext))
+    return connect(call, leg, now)
+
+
+def _refuse_intercept(call: Call, event: Intercepted, now: datetime) -> Step:
+    return replace(call, warning=f"{event.ext} may not intercept this call now"), [CancelLeg(event.leg)]
+
+
+# --- media ---------------------------------------------------------------------------------------
+
+
+def _prompt_done(handler: Callable[[Call, datetime], Step]) -> Handler:
+    def on_prompt(call: Call, event: PromptFinished, now: datetime) -> Step:
+        if event.prompt != call.prompt:
+            return _ignore(call, f"prompt {event.prompt} is not playing")
+        return handler(call, now)
+
+    return on_prompt
+
+
+def _menu_prompt_done(call: Call, now: datetime) -> Step:
+    return _follow(ivr.on_prompt_finished(call, now), now)
+
+
+def _digit(call: Call, event: DtmfReceived, now: datetime) -> Step:
+    return _follow(ivr.on_digit(call, event.digit), now)
+
+
+def _recording(call: Call, event: RecordingReady, now: datetime) -> Step:
+    result = cards.recording_ready(call, event.name)
+    if result is None:
+        return _ignore(call, f"no call leg waits for recording {event.name}")
+    call, commands = result
+    if call.state is State.WRAP_UP and not cards.recordings_pending(call):
+        call = replace(move(call, State.DONE), timer=None)
+    return call, commands
+
+
+def _voicemail_stored(call: Call, event: RecordingReady, now: datetime) -> Step:
+    result = cards.recording_ready(call, event.name)
+    if result is None:
+        return _ignore(call, f"no call leg waits for recording {event.name}")
+    return end_missed(result[0], now, hang_up=True)
+
+
+def _give_up_recordings(call: Call, now: datetime) -> Step:
+    late = ", ".join(leg.recording for leg in call.crm_legs if leg.recording and not leg.attached)
+    return replace(move(call, State.DONE), timer=None, warning=f"recordings not stored in time: {late}"), []
+
+
+# --- the table -----------------------------------------------------------------------------------
+
+
+def _table() -> dict[tuple[State, type], Handler]:
+    table: dict[tuple[State, type], Handler] = {(State.NEW, CallStarted): _started}
+    for state in LIVE:
+        table[(state, CallerHungUp)] = lambda call, event, now: end_missed(call, now, hang_up=False)
+        table[(state, AvailabilityChanged)] = _availability
+        table[(state, RecordingReady)] = _recording
+        table[(state, LegEnded)] = _leg_gone
+        table[(state, LegAnswered)] = _late_answer
+        table[(state, Intercepted)] = _refuse_intercept
+    for state in (State.RINGING, State.HOLDING):
+        table[(state, AvailabilityChanged)] = _availability_walking
+        table[(state, TimerFired)] = _timer(lambda call, now: _follow(walk.on_timeout(call, now), now))
+    table.update(
+        {
+            (State.LOOKUP, CrmLookedUp): _looked_up,
+            (State.LOOKUP, TimerFired): _timer(_route),
+            (State.RINGING, LegAnswered): _answered,
+            (State.RINGING, LegEnded): _ended,
+            (State.RINGING, Intercepted): _intercepted,
+            (State.MENU_PROMPT, PromptFinished): _prompt_done(_menu_prompt_done),
+            (State.MENU_PROMPT, DtmfReceived): _digit,
+            (State.MENU_WAIT, DtmfReceived): _digit,
+            (State.MENU_WAIT, TimerFired): _timer(lambda call, now: _follow(ivr.on_wait_timeout(call), now)),
+            (State.VOICEMAIL_PROMPT, PromptFinished): _prompt_done(
+                lambda call, now: ivr.on_voicemail_prompt_finished(call, now)
+            ),
+            (State.VOICEMAIL_RECORDING, TimerFired): _timer(lambda call, now: end_missed(call, now, hang_up=True)),
+            (State.VOICEMAIL_RECORDING, RecordingReady): _voicemail_stored,
+            (State.TALKING, CallerHungUp): lambda call, event, now: end_talk(call, now, by_caller=True),
+            (State.TALKING, LegAnswered): _answered_talking,
+            (State.TALKING, LegEnded): _ended_talking,
+            (State.TALKING, Transferred): lambda call, event, now: on_transfer(call, event, now),
+            (State.WRAP_UP, RecordingReady): _recording,
+            (State.WRAP_UP, TimerFired): _timer(_give_up_recordings),
+        }
+    )
+    return table
+
+
+TABLE = _table()
+"""(state, event type) -> handler. Anything not here is ignored."""
