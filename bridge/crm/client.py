@@ -39,8 +39,9 @@ log = structlog.get_logger(__name__)
 
 USER_AGENT = f"b24-bridge/{__version__}"
 MAX_BATCH = 50
-QUERY_LIMIT_PAUSE = 2.0
-"""Seconds every request of the portal waits after a 503 ``QUERY_LIMIT_EXCEEDED``."""
+QUERY_LIMIT_PAUSE_REQUESTS = 4
+"""After a 503 ``QUERY_LIMIT_EXCEEDED`` every request of the portal waits until this many requests' worth has
+drained from the portal's bucket (2 s on a standard plan), on top of our bucket being marked full."""
 MAX_PAGES = 2000
 
 
@@ -167,7 +168,7 @@ class Bitrix24Client:
             if isinstance(error, TransientCrmError) and error.query_limit:
                 self.stats.query_limit_exceeded += 1
                 fill_bucket(self._bucket())
-                self._pause("", QUERY_LIMIT_PAUSE)
+                self._pause("", QUERY_LIMIT_PAUSE_REQUESTS / self.settings.rate)
             elif isinstance(error, TransientCrmError) and error.method_blocked:
                 self._pause(method, self._retry_max_wait)
             raise error
