@@ -1,0 +1,364 @@
+"""ARI events (JSON dicts) -> domain events. Pure: no I/O, no clock; it only remembers what it was told.
+
+:class:`AriTranslator` follows the channels of our Stasis application:
+
+* ``StasisStart`` with args ``inbound,<DID>`` -> ``CallStarted`` (the call is named by the caller's channel id);
+  ``agent,<call>,<leg>`` -> ``LegAnswered``; ``intercept,<ext>`` -> ``Intercepted`` (call None: the daemon picks
+  the call); anything else -> ``StasisEntered``.
+* A leg (registered with :meth:`AriTranslator.expect_leg` before it is originated) ends with ``LegEnded`` when
+  its channel is destroyed, its outcome by the rules of ``bridge.pbx.outcomes`` (Local: the final ``Dial``
+  status; single channels: the hangup cause). An answered leg ends as HANGUP (also on ``StasisEnd``).
+* The caller's ``StasisEnd`` / ``ChannelDestroyed`` -> ``CallerHungUp`` once, with the cause of its
+  ``ChannelHangupRequest`` (Asterisk does not send ``ChannelDestroyed`` for it after ``StasisEnd``).
+* ``ChannelDtmfReceived`` -> ``DtmfReceived``; ``PlaybackFinished`` -> ``PromptFinished``;
+  ``RecordingFinished`` -> ``RecordingReady``; ``DeviceStateChanged`` -> ``AvailabilityChanged``.
+* ``BridgeBlindTransfer`` / ``BridgeAttendedTransfer`` -> ``Transferred``, best effort: for a blind transfer the
+  new leg is not known yet (``leg`` is the replacing channel or ""), and ``exten`` is reported as ``ext`` when
+  it is short (at most 6 characters), else as ``number``.
+
+AMI events are translated by :class:`bridge.pbx.observe.AmiTranslator` (re-exported here).
+
+Unknown event types and events about channels we do not follow give no event. Malformed input gives one
+``BadInput`` event; no exception escapes :meth:`AriTranslator.feed`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from bridge.domain.events import (
+    AvailabilityChanged,
+    CallerHungUp,
+    CallStarted,
+    DtmfReceived,
+    Intercepted,
+    LegAnswered,
+    LegEnded,
+    LegOutcome,
+    PromptFinished,
+    RecordingReady,
+    Transferred,
+)
+from bridge.pbx import wire
+from bridge.pbx.events import BadInput, LiveChannel, PbxEvent, Resynced, StasisEntered
+from bridge.pbx.observe import AmiTranslator
+from bridge.pbx.outcomes import (
+    PROGRESS_DIALSTATUS,
+    EndpointTemplate,
+    availability_of,
+    local_leg_outcome,
+    single_leg_outcome,
+)
+
+DTMF_DIGITS = frozenset("0123456789*#ABCD")
+SHORT_EXTEN = 6
+
+
+@dataclass
+class CallerState:
+    channel: str
+    number: str
+    name: str
+    linkedid: str
+    hangup_cause: int | None = None
+
+
+@dataclass
+class LegState:
+    call: str
+    answered: bool = False
+    final_dialstatus: str | None = None
+    local: bool = False
+
+
+class AriTranslator:
+    """Turns ARI messages into ``PbxEvent``s, remembering the callers, legs, playbacks and recordings."""
+
+    def __init__(self, device: EndpointTemplate) -> None:
+        self.device = device
+        self.callers: dict[str, CallerState] = {}
+        self.legs: dict[str, LegState] = {}
+        self.playbacks: dict[str, tuple[str, str]] = {}
+        """Playback id -> (call, prompt id)."""
+        self.recordings: dict[str, str] = {}
+        """Recording name -> call."""
+        self._handlers: dict[str, Callable[[Mapping[str, Any]], list[PbxEvent]]] = {
+            "StasisStart": self._stasis_start,
+            "StasisEnd": self._stasis_end,
+            "ChannelHangupRequest": self._hangup_request,
+            "ChannelDestroyed": self._destroyed,
+            "Dial": self._dial,
+            "ChannelDtmfReceived": self._dtmf,
+            "PlaybackFinished": self._playback_finished,
+            "RecordingFinished": self._recording_finished,
+            "DeviceStateChanged": self._device_state,
+            "BridgeBlindTransfer": self._blind_transfer,
+            "BridgeAttendedTransfer": self._attended_transfer,
+        }
+
+    # --- what the adapter tells us -----------------------------------------------------------------
+
+    def expect_leg(self, leg: str, call: str, *, answered: bool = False, local: bool = False) -> None:
+        """``leg`` (a channel id we chose) belongs to ``call``; register before originating it.
+
+        ``local``: the leg is a Local channel (its outcome then comes from the Dial status).
+        """
+        self.legs.setdefault(leg, LegState(call=call, answered=answered, local=local))
+
+    def expect_playback(self, playback: str, call: str, prompt: str) -> None:
+        self.playbacks[playback] = (call, prompt)
+
+    def forget_playback(self, playback: str) -> None:
+        self.playbacks.pop(playback, None)
+
+    def expect_recording(self, name: str, call: str) -> None:
+        self.recordings[name] = call
+
+    def forget_call(self, call: str) -> None:
+        """Drop what is remembered about a call that is over."""
+        self.callers.pop(call, None)
+        for leg in [leg for leg, state in self.legs.items() if state.call == call]:
+            del self.legs[leg]
+        for pid in [pid for pid, (owner, _) in self.playbacks.items() if owner == call]:
+            del self.playbacks[pid]
+
+    def linkedid(self, call: str | None) -> str:
+        caller = self.callers.get(call or "")
+        return caller.linkedid if caller else ""
+
+    # --- input -------------------------------------------------------------------------------------
+
+    def feed_text(self, frame: str | bytes) -> list[PbxEvent]:
+        """One WebSocket text frame."""
+        try:
+            message = json.loads(frame)
+        except (ValueError, TypeError) as exc:
+            return [_bad(f"not JSON: {type(exc).__name__}")]
+        return self.feed(message)
+
+    def feed(self, message: object) -> list[PbxEvent]:
+        """One decoded ARI message -> the events it means (often none)."""
+        if not isinstance(message, Mapping):
+            return [_bad(f"ARI message is a {type(message).__name__}, not an object")]
+        kind = message.get("type")
+        if not isinstance(kind, str) or not kind:
+            return [_bad("ARI message without a type")]
+        handler = self._handlers.get(kind)
+        if handler is None:
+            return []
+        try:
+            return handler(message)
+        except wire.Malformed as exc:
+            return [_bad(f"{kind}: {exc}")]
+
+    def resync(self, channels: object) -> list[PbxEvent]:
+        """``GET /channels`` after a (re)connect -> ends of what vanished meanwhile, then ``Resynced``."""
+        if not isinstance(channels, list):
+            return [_bad("channel list is not a list")]
+        events: list[PbxEvent] = []
+        live: list[LiveChannel] = []
+        for item in channels:
+            try:
+                live.append(_live_channel(item))
+            except wire.Malformed as exc:
+                events.append(_bad(f"channel list: {exc}"))
+        ids = {channel.id for channel in live}
+        for leg in [leg for leg in self.legs if leg not in ids]:
+            events += self._leg_ended(leg, cause=None)
+        for call in [call for call in self.callers if call not in ids]:
+            events += self._caller_gone(call, cause=None)
+        events.append(PbxEvent(None, Resynced(link="ari", channels=tuple(live))))
+        return events
+
+    # --- handlers ----------------------------------------------------------------------------------
+
+    def _stasis_start(self, message: Mapping[str, Any]) -> list[PbxEvent]:
+        channel = wire.mapping(message, "channel")
+        cid = wire.text(channel, "id")
+        args = wire.string_list(message, "args")
+        caller = wire.optional_mapping(channel, "caller") or {}
+        number, name = wire.optional_text(caller, "number"), wire.optional_text(caller, "name")
+        kind = args[0] if args else ""
+        if kind == "inbound":
+            if len(args) < 2 or not args[1]:
+                raise wire.Malformed("inbound without a DID")
+            if cid in self.callers:
+                return []
+            linkedid = wire.optional_text(channel, "linkedid")
+            self.callers[cid] = CallerState(cid, number, name, linkedid)
+            started = CallStarted(line=args[1], caller=number, caller_name=name, linkedid=linkedid)
+            return [PbxEvent(cid, started, linkedid)]
+        if kind == "agent":
+            if len(args) < 2 or not args[1]:
+                raise wire.Malformed("agent without a call")
+            leg = self.legs.setdefault(cid, LegState(call=args[1]))
+            if leg.answered:
+                return []
+            leg.answered = True
+            return [PbxEvent(leg.call, LegAnswered(cid), self.linkedid(leg.call))]
+        if kind == "intercept":
+            if len(args) < 2 or not args[1]:
+                raise wire.Malformed("intercept without an extension")
+            code = args[2] if len(args) > 2 else ""
+            return [PbxEvent(None, Intercepted(ext=args[1], leg=cid, code=code))]
+        entered = StasisEntered(cid, tuple(args), number, name, wire.optional_text(channel, "name"))
+        return [PbxEvent(None, entered)]
+
+    def _stasis_end(self, message: Mapping[str, Any]) -> list[PbxEvent]:
+        cid = wire.text(wire.mapping(message, "channel"), "id")
+        if cid in self.callers:
+            return self._caller_gone(cid, cause=None)
+        leg = self.legs.get(cid)
+        if leg is not None and leg.answered:
+            return self._leg_ended(cid, cause=None)
+        return []
+
+    def _hangup_request(self, message: Mapping[str, Any]) -> list[PbxEvent]:
+        cid = wire.text(wire.mapping(message, "channel"), "id")
+        cause = wire.optional_int(message, "cause")
+        caller = self.callers.get(cid)
+        if caller is not None and cause is not None and caller.hangup_cause is None:
+            caller.hangup_cause = cause
+        return []
+
+    def _destroyed(self, message: Mapping[str, Any]) -> list[PbxEvent]:
+        channel = wire.mapping(message, "channel")
+        cid = wire.text(channel, "id")
+        cause = wire.optional_int(message, "cause")
+        if cid in self.callers:
+            return self._caller_gone(cid, cause)
+        leg = self.legs.get(cid)
+        if leg is not None:
+            leg.local = leg.local or wire.optional_text(channel, "name").startswith("Local/")
+            return self._leg_ended(cid, cause)
+        return []
+
+    def _dial(self, message: Mapping[str, Any]) -> list[PbxEvent]:
+        peer = wire.mapping(message, "peer")
+        leg = self.legs.get(wire.text(peer, "id"))
+        status = wire.optional_text(message, "dialstatus")
+        if leg is not None:
+            leg.local = leg.local or wire.optional_text(peer, "name").startswith("Local/")
+            if status not in PROGRESS_DIALSTATUS:
+                leg.final_dialstatus = status
+        return []
+
+    def _dtmf(self, message: Mapping[str, Any]) -> list[PbxEvent]:
+        cid = wire.text(wire.mapping(message, "channel"), "id")
+        digit = wire.text(message, "digit")
+        if digit not in DTMF_DIGITS:
+            raise wire.Malformed(f"digit {digit[:8]!r} is not a DTMF key")
+        if cid not in self.callers:
+            return []
+        return [PbxEvent(cid, DtmfReceived(digit), self.linkedid(cid))]
+
+    def _playback_finished(self, message: Mapping[str, Any]) -> list[PbxEvent]:
+        pid = wire.text(wire.mapping(message, "playback"), "id")
+        owner = self.playbacks.pop(pid, None)
+        if owner is None:
+            return []
+        call, prompt = owner
+        return [PbxEvent(call, PromptFinished(prompt), self.linkedid(call))]
+
+    def _recording_finished(self, message: Mapping[str, Any]) -> list[PbxEvent]:
+        recording = wire.mapping(message, "recording")
+        name = wire.text(recording, "name")
+        call = self.recordings.pop(name, None)
+        if call is None:
+            return []
+        duration = wire.optional_number(recording, "duration")
+        return [PbxEvent(call, RecordingReady(name, duration), self.linkedid(call))]
+
+    def _device_state(self, message: Mapping[str, Any]) -> list[PbxEvent]:
+        state = wire.mapping(message, "device_state")
+        ext = self.device.value_of(wire.text(state, "name"))
+        availability = availability_of(wire.text(state, "state"))
+        if availability is None:
+            raise wire.Malformed("unknown device state")
+        if ext is None:
+            return []
+        return [PbxEvent(None, AvailabilityChanged(ext, availability))]
+
+    def _blind_transfer(self, message: Mapping[str, Any]) -> list[PbxEvent]:
+        if wire.optional_text(message, "result") != "Success":
+            return []
+        call = self._call_of(message, "transferee", "channel")
+        if call is None:
+            return []
+        exten = wire.optional_text(message, "exten")
+        replace = wire.optional_mapping(message, "replace_channel")
+        leg = wire.optional_text(replace, "id") if replace else ""
+        short = len(exten) <= SHORT_EXTEN
+        moved = Transferred(leg=leg, ext=exten if short else "", number="" if short else exten)
+        return [PbxEvent(call, moved, self.linkedid(call))]
+
+    def _attended_transfer(self, message: Mapping[str, Any]) -> list[PbxEvent]:
+        if wire.optional_text(message, "result") != "Success":
+            return []
+        call = self._call_of(message, "transferee", "transferer_first_leg")
+        target = wire.optional_mapping(message, "transfer_target") or wire.optional_mapping(
+            message, "transferer_second_leg"
+        )
+        if call is None or target is None:
+            return []
+        leg = wire.text(target, "id")
+        ext = self.device.value_of_channel(wire.optional_text(target, "name")) or ""
+        self.expect_leg(leg, call, answered=True)
+        return [PbxEvent(call, Transferred(leg=leg, ext=ext, attended=True), self.linkedid(call))]
+
+    # --- helpers -----------------------------------------------------------------------------------
+
+    def _call_of(self, message: Mapping[str, Any], *fields: str) -> str | None:
+        """The call a transfer concerns: a field naming our caller, or one of our legs."""
+        for name in fields:
+            channel = wire.optional_mapping(message, name)
+            cid = wire.optional_text(channel, "id") if channel else ""
+            if cid in self.callers:
+                return cid
+            if cid in self.legs:
+                return self.legs[cid].call
+        return None
+
+    def _caller_gone(self, call: str, cause: int | None) -> list[PbxEvent]:
+        caller = self.callers.pop(call)
+        final = caller.hangup_cause if caller.hangup_cause is not None else cause
+        return [PbxEvent(call, CallerHungUp(16 if final is None else final), caller.linkedid)]
+
+    def _leg_ended(self, leg_id: str, cause: int | None) -> list[PbxEvent]:
+        leg = self.legs.pop(leg_id)
+        if leg.answered:
+            outcome = LegOutcome.HANGUP
+        elif leg.local:
+            outcome = local_leg_outcome(leg.final_dialstatus, cause)
+        else:
+            outcome = single_leg_outcome(leg.final_dialstatus, cause)
+        return [PbxEvent(leg.call, LegEnded(leg_id, outcome), self.linkedid(leg.call))]
+
+
+def _bad(reason: str) -> PbxEvent:
+    return PbxEvent(None, BadInput(reason))
+
+
+def _live_channel(item: object) -> LiveChannel:
+    if not isinstance(item, Mapping):
+        raise wire.Malformed("channel is not an object")
+    caller = wire.optional_mapping(item, "caller") or {}
+    dialplan = wire.optional_mapping(item, "dialplan") or {}
+    return LiveChannel(
+        id=wire.text(item, "id"),
+        name=wire.optional_text(item, "name"),
+        state=wire.optional_text(item, "state"),
+        caller=wire.optional_text(caller, "number"),
+        caller_name=wire.optional_text(caller, "name"),
+        linkedid=wire.optional_text(item, "linkedid"),
+        app=wire.optional_text(dialplan, "app_name"),
+        app_data=wire.optional_text(dialplan, "app_data"),
+        context=wire.optional_text(dialplan, "context"),
+        exten=wire.optional_text(dialplan, "exten"),
+    )
+
+
+__all__ = ["AmiTranslator", "AriTranslator", "CallerState", "LegState"]

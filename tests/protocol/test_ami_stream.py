@@ -1,0 +1,101 @@
+"""The AMI byte stream: incremental UTF-8, message framing, Command output."""
+
+from __future__ import annotations
+
+import pytest
+from panoramisk.message import Message
+
+from bridge.pbx.ami_stream import AmiStreamDecoder, BadFrame, command_output
+from tests.protocol.recorded import SCENARIOS, TRANSCRIPTS, ami_messages
+
+
+def decode_in_reads(raw: bytes, cuts: list[int]) -> list[object]:
+    decoder = AmiStreamDecoder()
+    out: list[object] = []
+    for start, end in zip([0, *cuts], [*cuts, len(raw)], strict=True):
+        out += decoder.feed(raw[start:end])
+    return out
+
+
+def test_a_caller_name_split_inside_a_character_stays_whole() -> None:
+    raw = (TRANSCRIPTS / "a_inbound_noanswer_then_answer.ami.txt").read_bytes()
+    name = "Иван Петров".encode()
+    at = raw.index(name)
+    whole = decode_in_reads(raw, [])
+    for inside in range(1, len(name)):
+        split = decode_in_reads(raw, [at + inside])
+        assert [dict(m.items()) for m in split] == [dict(m.items()) for m in whole]  # type: ignore[attr-defined]
+    names = {m.get("CallerIDName") for m in whole}  # type: ignore[attr-defined]
+    assert "Иван Петров" in names and "ван Петров" not in names
+
+
+def test_panoramisk_alone_would_lose_the_split_character() -> None:
+    """The gap we wrap: decoding each read on its own drops the broken bytes."""
+    name = "Иван".encode()
+    first, second = name[:1], name[1:]
+    assert (first.decode("utf8", "ignore") + second.decode("utf8", "ignore")) == "ван"
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_every_byte_by_itself_gives_the_same_messages(scenario: str) -> None:
+    raw = (TRANSCRIPTS / f"{scenario}.ami.txt").read_bytes()
+    bytewise = decode_in_reads(raw, list(range(1, len(raw))))
+    recorded = [m for _, m in ami_messages(scenario)]
+    assert [dict(m.items()) for m in bytewise] == [dict(m.items()) for m in recorded]  # type: ignore[attr-defined]
+    assert len(recorded) > 50
+
+
+def test_the_banner_gives_the_version_and_is_not_a_message() -> None:
+    decoder = AmiStreamDecoder()
+    assert decoder.feed(b"Asterisk Call") == []
+    out = decoder.feed(b" Manager/9.0.0\r\nResponse: Success\r\nMessage: Authentication accepted\r\n\r\n")
+    assert decoder.version == "9.0.0"
+    assert len(out) == 1 and out[0].response == "Success"
+
+
+def test_garbage_between_messages_is_reported_and_the_stream_goes_on() -> None:
+    decoder = AmiStreamDecoder()
+    out = decoder.feed(
+        b"Asterisk Call Manager/9.0.0\r\n\r\nthis is not AMI\r\n\r\nEvent: Hangup\r\nUniqueid: 1.2\r\n\r\n"
+    )
+    assert isinstance(out[0], BadFrame) and "not an AMI message" in out[0].reason
+    assert out[1].event == "Hangup" and out[1].uniqueid == "1.2"
+
+
+def test_invalid_utf8_is_replaced_not_dropped() -> None:
+    out = AmiStreamDecoder().feed(b"Event: Newchannel\r\nCallerIDName: A\xffB\r\n\r\n")
+    assert out[0].calleridname == "A\ufffdB"
+
+
+def test_an_endless_frame_is_dropped() -> None:
+    decoder = AmiStreamDecoder()
+    decoder.feed(b"Asterisk Call Manager/9.0.0\r\n")
+    out = decoder.feed(b"X: " + b"y" * (1024 * 1024 + 10))
+    assert isinstance(out[-1], BadFrame)
+    assert decoder.feed(b"\r\n\r\nEvent: Ping\r\n\r\n")[-1].event == "Ping"
+
+
+def parsed(text: str) -> Message:
+    message = Message.from_line(text.replace("\n", "\r\n"))
+    assert message is not None
+    return message
+
+
+@pytest.mark.parametrize(
+    ("response", "lines"),
+    [
+        ("Response: Success\nMessage: Command output follows\nOutput: one\nOutput: two", ["one", "two"]),
+        ("Response: Success\nMessage: Command output follows\nOutput: only one", ["only one"]),
+        ("Response: Success\nMessage: Command output follows\nOutput: ", []),
+        ("Response: Success\nMessage: Command output follows\nOutput:", []),
+        ("Response: Success\nMessage: Command output follows", []),
+        ("Response: Success\nOutput: a\nOutput: \nOutput: b\nOutput: ", ["a", "", "b"]),
+    ],
+)
+def test_command_output_is_always_a_list_of_lines(response: str, lines: list[str]) -> None:
+    assert command_output(parsed(response)) == lines
+
+
+def test_legacy_follows_body_with_bare_newlines() -> None:
+    message = Message.from_line("Response: Follows\r\nPrivilege: Command\r\nline 1\nline 2\n--END COMMAND--")
+    assert command_output(message) == ["line 1", "line 2"]

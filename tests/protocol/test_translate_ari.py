@@ -1,0 +1,201 @@
+"""Recorded ARI WebSocket frames of a real Asterisk 20 -> the domain events the core gets."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import pytest
+
+from bridge.domain.events import (
+    CallerHungUp,
+    CallStarted,
+    DtmfReceived,
+    LegAnswered,
+    LegEnded,
+    LegOutcome,
+    PromptFinished,
+)
+from bridge.pbx.events import BadInput, PbxEvent
+from bridge.pbx.outcomes import EndpointTemplate
+from bridge.pbx.translate import AriTranslator
+from tests.protocol.recorded import ari_frames, originated_channels, playback_ids
+
+
+def caller_channel(scenario: str) -> str:
+    first = json.loads(ari_frames(scenario)[0])
+    assert first["type"] == "StasisStart"
+    return str(first["channel"]["id"])
+
+
+def replay(scenario: str, translator: AriTranslator | None = None) -> tuple[AriTranslator, list[PbxEvent]]:
+    """Feed a recording as the ARI link does: the legs and playbacks the app started are registered first."""
+    translator = translator or AriTranslator(EndpointTemplate("Local/{ext}@agents"))
+    call = caller_channel(scenario)
+    for leg in originated_channels(scenario):
+        translator.expect_leg(leg, call, local=True)
+    for n, playback in enumerate(playback_ids(scenario)):
+        translator.expect_playback(playback, call, f"prompt-{n}")
+    events: list[PbxEvent] = []
+    for frame in ari_frames(scenario):
+        events += translator.feed_text(frame)
+    return translator, events
+
+
+def test_a_no_answer_then_the_next_agent_answers() -> None:
+    call = caller_channel("a_inbound_noanswer_then_answer")
+    leg_1002, leg_1001 = originated_channels("a_inbound_noanswer_then_answer")
+    translator, events = replay("a_inbound_noanswer_then_answer")
+    assert events == [
+        PbxEvent(call, CallStarted(line="74951112233", caller="79161234567", caller_name="Иван Петров")),
+        PbxEvent(call, LegEnded(leg_1002, LegOutcome.NO_ANSWER)),
+        PbxEvent(call, LegAnswered(leg_1001)),
+        PbxEvent(call, CallerHungUp(16)),
+        PbxEvent(call, LegEnded(leg_1001, LegOutcome.HANGUP)),
+    ]
+    assert translator.callers == {} and translator.legs == {}, "nothing is left of an ended call"
+
+
+def test_b_busy_then_unavailable_then_the_caller_hangs_up() -> None:
+    call = caller_channel("b_inbound_busy_unavailable_missed")
+    leg_1003, leg_1004 = originated_channels("b_inbound_busy_unavailable_missed")
+    _, events = replay("b_inbound_busy_unavailable_missed")
+    assert [e.event for e in events] == [
+        CallStarted(line="74951112233", caller="74959876543", caller_name="ООО Ромашка"),
+        LegEnded(leg_1003, LegOutcome.BUSY),
+        LegEnded(leg_1004, LegOutcome.UNAVAILABLE),
+        CallerHungUp(16),
+    ]
+    assert {e.call for e in events} == {call}
+
+
+def test_c_the_caller_presses_2_after_the_greeting() -> None:
+    call = caller_channel("c_inbound_dtmf")
+    (leg,) = originated_channels("c_inbound_dtmf")
+    _, events = replay("c_inbound_dtmf")
+    assert [e.event for e in events] == [
+        CallStarted(line="74951112244", caller="79161234567", caller_name="Иван Петров"),
+        PromptFinished("prompt-0"),
+        DtmfReceived("2"),
+        LegAnswered(leg),
+        CallerHungUp(16),
+        LegEnded(leg, LegOutcome.HANGUP),
+    ]
+    assert {e.call for e in events} == {call}
+
+
+def test_d_an_outbound_dialplan_call_has_no_ari_traffic() -> None:
+    assert ari_frames("d_outbound_dialplan") == []
+
+
+def test_busy_comes_from_the_dial_status_not_from_the_cause_0_of_the_half_we_hold() -> None:
+    frames = [json.loads(f) for f in ari_frames("b_inbound_busy_unavailable_missed")]
+    leg_1003 = originated_channels("b_inbound_busy_unavailable_missed")[0]
+    destroyed = [f for f in frames if f["type"] == "ChannelDestroyed" and f["channel"]["id"] == leg_1003]
+    assert destroyed[0]["cause"] == 0, "the recording shows the trap: cause 0 on the ;1 half"
+    _, events = replay("b_inbound_busy_unavailable_missed")
+    assert LegEnded(leg_1003, LegOutcome.BUSY) in [e.event for e in events]
+
+
+def leg_frames(dialstatus: str | None, cause: int, name: str) -> tuple[str, list[dict[str, Any]]]:
+    """The recorded busy leg of scenario b with another final Dial status / cause / channel name."""
+    frames = [json.loads(f) for f in ari_frames("b_inbound_busy_unavailable_missed")]
+    leg = originated_channels("b_inbound_busy_unavailable_missed")[0]
+    out = []
+    for frame in frames:
+        channel = frame.get("peer") or frame.get("channel") or {}
+        if channel.get("id") != leg or frame["type"] not in ("Dial", "ChannelDestroyed"):
+            continue
+        frame = copy.deepcopy(frame)
+        (frame.get("peer") or frame["channel"])["name"] = name
+        if frame["type"] == "Dial" and frame["dialstatus"]:
+            if dialstatus is None:
+                continue
+            frame["dialstatus"] = dialstatus
+        if frame["type"] == "ChannelDestroyed":
+            frame["cause"] = cause
+        out.append(frame)
+    return leg, out
+
+
+@pytest.mark.parametrize(
+    ("dialstatus", "cause", "outcome"),
+    [
+        ("BUSY", 0, LegOutcome.BUSY),
+        ("CHANUNAVAIL", 20, LegOutcome.UNAVAILABLE),
+        ("CONGESTION", 0, LegOutcome.CONGESTION),
+        ("NOANSWER", 21, LegOutcome.REJECTED),
+        ("NOANSWER", 19, LegOutcome.NO_ANSWER),
+        (None, 19, LegOutcome.NO_ANSWER),
+        (None, 0, LegOutcome.NO_ANSWER),
+    ],
+)
+def test_local_legs_take_their_outcome_from_the_dial_status(
+    dialstatus: str | None, cause: int, outcome: LegOutcome
+) -> None:
+    translator = AriTranslator(EndpointTemplate("Local/{ext}@agents"))
+    leg, frames = leg_frames(dialstatus, cause, "Local/1003@agents-00000006;1")
+    translator.expect_leg(leg, "call-1")
+    events = [e for frame in frames for e in translator.feed(frame)]
+    assert [e.event for e in events] == [LegEnded(leg, outcome)]
+
+
+@pytest.mark.parametrize(
+    ("cause", "outcome"),
+    [
+        (17, LegOutcome.BUSY),
+        (19, LegOutcome.NO_ANSWER),
+        (18, LegOutcome.NO_ANSWER),
+        (20, LegOutcome.UNAVAILABLE),
+        (21, LegOutcome.REJECTED),
+        (34, LegOutcome.CONGESTION),
+        (42, LegOutcome.CONGESTION),
+        (16, LegOutcome.NO_ANSWER),
+        (38, LegOutcome.FAILED),
+    ],
+)
+def test_single_channel_legs_take_their_outcome_from_the_hangup_cause(cause: int, outcome: LegOutcome) -> None:
+    translator = AriTranslator(EndpointTemplate("PJSIP/{ext}"))
+    leg, frames = leg_frames(None, cause, "PJSIP/1003-00000006")
+    translator.expect_leg(leg, "call-1")
+    events = [e for frame in frames for e in translator.feed(frame)]
+    assert [e.event for e in events] == [LegEnded(leg, outcome)]
+
+
+STRANGE_FRAMES: list[object] = [
+    "not json at all {",
+    "[1, 2, 3]",
+    '"a string"',
+    "{}",
+    '{"type": 5}',
+    '{"type": "StasisStart"}',
+    '{"type": "StasisStart", "channel": "1795306061.1", "args": ["inbound", "1"]}',
+    '{"type": "StasisStart", "channel": {"id": 7}, "args": ["inbound", "1"]}',
+    '{"type": "StasisStart", "channel": {"id": "x"}, "args": "inbound"}',
+    '{"type": "StasisStart", "channel": {"id": "x"}, "args": ["inbound"]}',
+    '{"type": "ChannelDestroyed", "channel": {"id": "1795306061.4"}, "cause": "many"}',
+    '{"type": "ChannelDtmfReceived", "channel": {"id": "1795306061.1"}, "digit": "22"}',
+    '{"type": "Dial", "dialstatus": "BUSY"}',
+    '{"type": "DeviceStateChanged", "device_state": {"name": "PJSIP/1001", "state": "SLEEPY"}}',
+    b"\xff\xfe\x00",
+]
+
+
+@pytest.mark.parametrize("frame", STRANGE_FRAMES)
+def test_strange_frames_are_bad_input_and_change_nothing(frame: str | bytes) -> None:
+    translator = AriTranslator(EndpointTemplate("PJSIP/{ext}"))
+    frames = ari_frames("a_inbound_noanswer_then_answer")
+    translator.expect_leg("1795306061.4", "1795306061.1", local=True)
+    translator.feed_text(frames[0])
+    before = (copy.deepcopy(translator.callers), copy.deepcopy(translator.legs))
+    events = translator.feed_text(frame)
+    assert len(events) == 1 and isinstance(events[0].event, BadInput), events
+    assert (translator.callers, translator.legs) == before
+
+
+def test_unknown_event_types_and_foreign_channels_give_nothing() -> None:
+    translator = AriTranslator(EndpointTemplate("PJSIP/{ext}"))
+    assert translator.feed({"type": "SomethingNew", "x": 1}) == []
+    assert translator.feed({"type": "ChannelDestroyed", "channel": {"id": "not-ours"}, "cause": 16}) == []
+    assert translator.feed({"type": "ChannelDtmfReceived", "channel": {"id": "not-ours"}, "digit": "5"}) == []
