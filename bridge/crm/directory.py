@@ -130,14 +130,27 @@ class Directory:
 
     def _build(self, users: list[dict[str, Any]], departments: list[dict[str, Any]]) -> dict[str, Employee]:
         by_id = {uid: u for u in users if (uid := as_int(u.get("ID"))) is not None}
+        result: dict[str, Employee] = {}
+        if self.auto_map:
+            configured_users = {e.user_id for e in self.configured.values()}
+            for uid, user in sorted(by_id.items()):
+                ext = str(user.get("UF_PHONE_INNER") or "").strip()
+                if not ext or uid in configured_users or ext in self.configured:
+                    continue
+                if ext in result:
+                    log.warning("directory.duplicate_extension", ext=ext, user_id=uid, kept=result[ext].user_id)
+                    continue
+                result[ext] = Employee(ext=ext, user_id=uid, name=_name(user), mobile=_mobile(user))
+        for ext, employee in self.configured.items():
+            user = by_id.get(employee.user_id, {})
+            result[ext] = replace(employee, name=employee.name or _name(user), mobile=employee.mobile or _mobile(user))
+        # Supervisors last, so that they point at extensions of the final map only.
+        ext_of_user = {e.user_id: e.ext for e in result.values()}
         heads = {did: as_int(d.get("UF_HEAD")) for d in departments if (did := as_int(d.get("ID"))) is not None}
         parents = {as_int(d.get("ID")): as_int(d.get("PARENT")) for d in departments}
-        inner = {uid: str(u.get("UF_PHONE_INNER") or "").strip() for uid, u in by_id.items()}
-        configured_users = {e.user_id for e in self.configured.values()}
-        ext_of_user = {uid: ext for uid, ext in inner.items() if ext}
-        ext_of_user.update({e.user_id: e.ext for e in self.configured.values()})
 
         def supervisor_of(user_id: int) -> str:
+            """Head of the user's first department; for the head itself, the head of the parent, and so on."""
             departments_of = _department_ids(by_id.get(user_id, {}))
             department = departments_of[0] if departments_of else None
             seen: set[int] = set()
@@ -149,29 +162,10 @@ class Directory:
                 department = parents.get(department)
             return ""
 
-        result: dict[str, Employee] = {}
-        if self.auto_map:
-            for uid, ext in sorted(inner.items()):
-                if not ext or uid in configured_users or ext in self.configured:
-                    continue
-                if ext in result:
-                    log.warning("directory.duplicate_extension", ext=ext, user_id=uid, kept=result[ext].user_id)
-                    continue
-                user = by_id[uid]
-                name = " ".join(str(user.get(k) or "") for k in ("NAME", "LAST_NAME")).strip()
-                mobile = dialable(user.get("PERSONAL_MOBILE")) or dialable(user.get("WORK_PHONE"))
-                result[ext] = Employee(
-                    ext=ext, user_id=uid, name=name, mobile=mobile, supervisor_ext=supervisor_of(uid)
-                )
-        for ext, employee in self.configured.items():
-            user = by_id.get(employee.user_id, {})
-            result[ext] = replace(
-                employee,
-                name=employee.name or _name(user),
-                mobile=employee.mobile or _mobile(user),
-                supervisor_ext=employee.supervisor_ext or supervisor_of(employee.user_id),
-            )
-        return result
+        return {
+            ext: e if e.supervisor_ext else replace(e, supervisor_ext=supervisor_of(e.user_id))
+            for ext, e in result.items()
+        }
 
     async def run(self) -> None:
         """Refresh now and then every ``refresh`` seconds until cancelled."""

@@ -1,0 +1,199 @@
+"""The employee directory against the Bitrix24 simulator: auto-mapping, configured overrides, supervisors,
+the last good map on failure, and cached availability facts."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from structlog.testing import capture_logs
+
+from bridge.config import Bitrix24Settings, Secret
+from bridge.crm.client import Bitrix24Client
+from bridge.crm.directory import Directory, dialable
+from bridge.crm.telephony import Telephony
+from bridge.domain.scheme import Availability, Employee, ToVoicemail
+from bridge.sim.bitrix24 import Bitrix24Simulator
+from tests.eventually import eventually
+
+DEFAULT_SEED: dict[str, Any] = json.loads(
+    (Path(__file__).parents[2] / "bridge/sim/bitrix24/default_seed.json").read_text(encoding="utf-8")
+)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def seed_with(**user_changes: dict[str, Any]) -> dict[str, Any]:
+    """The default seed with some users' fields changed (keyed ``u<ID>``)."""
+    seed = copy.deepcopy(DEFAULT_SEED)
+    for user in seed["users"]:
+        user.update(user_changes.get(f"u{user['ID']}", {}))
+    return seed
+
+
+async def client_for(sim: Bitrix24Simulator, attempts: int = 4) -> Bitrix24Client:
+    return Bitrix24Client(Bitrix24Settings(webhook_url=Secret(sim.webhook_url)), retry_attempts=attempts,
+                          retry_max_wait=0.01)  # fmt: skip
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[Bitrix24Simulator]:
+    async with Bitrix24Simulator() as simulator:
+        yield simulator
+
+
+@pytest.fixture
+async def telephony(sim: Bitrix24Simulator) -> AsyncIterator[Telephony]:
+    client = await client_for(sim, attempts=1)
+    async with client:
+        yield Telephony(client)
+
+
+def requests_for(sim: Bitrix24Simulator, method: str) -> int:
+    return sum(1 for r in sim.state()["requests"] if r["method"] == method)
+
+
+def test_dialable_keeps_the_plus_and_the_digits() -> None:
+    assert dialable("+7 916 000-10-01") == "+79160001001"
+    assert dialable("8 (495) 100-10-01") == "84951001001"
+    assert dialable(None) == dialable("n/a") == ""
+
+
+async def test_auto_map_from_uf_phone_inner_with_mobiles_and_supervisors(telephony: Telephony) -> None:
+    directory = Directory(telephony, {}, auto_map=True, refresh=300, availability_ttl=30)
+    assert await directory.refresh() is True
+    employees = directory.employees()
+    assert sorted(employees) == ["1001", "1002", "1003", "1004", "1005", "1006"]  # 1007 is not active
+    anna = employees["1001"]
+    assert (anna.user_id, anna.name, anna.mobile) == (11, "Anna Ivanova", "+79160001001")
+    # Sales (UF_HEAD 15 = ext 1005) for 11..14; the heads themselves go up to the Call centre, whose head
+    # (the admin) has no extension.
+    assert {ext: e.supervisor_ext for ext, e in employees.items()} == {
+        "1001": "1005", "1002": "1005", "1003": "1005", "1004": "1005", "1005": "", "1006": "",
+    }  # fmt: skip
+    assert directory.user_for("1003") == 13 and directory.ext_for(13) == "1003"
+    assert directory.user_for("1007") is None and directory.ext_for(17) is None
+
+
+async def test_configured_entries_win_and_get_their_blanks_filled(telephony: Telephony) -> None:
+    configured = {
+        "2002": Employee("2002", 12, on_busy=ToVoicemail()),  # user 12 also has UF_PHONE_INNER 1002
+        "1003": Employee("1003", 11, name="Anna at the front desk", supervisor_ext="1006"),  # takes over ext 1003
+    }
+    directory = Directory(telephony, configured, auto_map=True, refresh=300, availability_ttl=30)
+    before = directory.employees()
+    assert before == configured  # the configuration alone until the first refresh
+    await directory.refresh()
+    employees = directory.employees()
+    assert "1002" not in employees and "1001" not in employees  # users 12 and 11 are configured elsewhere
+    boris = employees["2002"]
+    assert (boris.user_id, boris.name, boris.mobile, boris.supervisor_ext) == (
+        12, "Boris Petrov", "+79160001002", "1005"
+    )  # fmt: skip
+    assert boris.on_busy == ToVoicemail()
+    front = employees["1003"]
+    assert (front.user_id, front.name, front.supervisor_ext) == (11, "Anna at the front desk", "1006")
+    assert directory.ext_for(12) == "2002" and directory.ext_for(13) is None
+
+
+async def test_without_auto_map_only_configured_extensions_exist(telephony: Telephony) -> None:
+    directory = Directory(telephony, {"501": Employee("501", 13)}, auto_map=False, refresh=300, availability_ttl=30)
+    await directory.refresh()
+    assert list(directory.employees()) == ["501"]
+    assert directory.employees()["501"].supervisor_ext == ""  # the head (15) has no extension in this map
+
+
+async def test_a_failed_refresh_keeps_the_last_good_map(sim: Bitrix24Simulator, telephony: Telephony) -> None:
+    directory = Directory(telephony, {}, auto_map=True, refresh=300, availability_ttl=30)
+    await directory.refresh()
+    good = directory.employees()
+    sim.set_fault(error_rate=1.0, error_kinds=("500",))
+    with capture_logs() as logs:
+        assert await directory.refresh() is False
+    assert directory.employees() == good
+    assert [e["reason"] for e in logs if e["event"] == "directory.stale"] == ["refresh failed"]
+
+
+async def test_a_refresh_with_far_fewer_users_is_kept_out_until_it_repeats(telephony: Telephony) -> None:
+    small = copy.deepcopy(DEFAULT_SEED)
+    small["users"] = [u for u in small["users"] if u["ID"] in (1, 11)]
+    directory = Directory(telephony, {}, auto_map=True, refresh=300, availability_ttl=30)
+    await directory.refresh()
+    good = directory.employees()
+    async with Bitrix24Simulator(seed=small) as shrunk:
+        client = await client_for(shrunk)
+        async with client:
+            directory.telephony = Telephony(client)  # the portal suddenly answers with 2 users instead of 7
+            with capture_logs() as logs:
+                assert await directory.refresh() is False
+                assert await directory.refresh() is False
+            assert directory.employees() == good
+            assert {e["reason"] for e in logs if e["event"] == "directory.stale"} == {"fewer users than before"}
+            assert await directory.refresh() is True  # the third time in a row it is believed
+    assert list(directory.employees()) == ["1001"]
+
+
+async def test_run_refreshes_periodically(sim: Bitrix24Simulator, telephony: Telephony) -> None:
+    directory = Directory(telephony, {}, auto_map=True, refresh=0.05, availability_ttl=30)
+    runner = asyncio.create_task(directory.run())
+    try:
+        await eventually(lambda: requests_for(sim, "user.get") >= 3)
+        assert "1001" in directory.employees()
+    finally:
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
+
+
+async def test_availability_absent_and_not_clocked_in_cached_for_the_ttl() -> None:
+    seed = seed_with(u12={"TIMEMAN_STATUS": "CLOSED"}, u13={"TIMEMAN_STATUS": "PAUSED"})
+    clock = FakeClock()
+    async with Bitrix24Simulator(seed=seed) as sim:
+        client = await client_for(sim)
+        async with client:
+            directory = Directory(Telephony(client), {}, True, refresh=300, availability_ttl=30, clock=clock)
+            await directory.refresh()
+            facts = await directory.availability(["1001", "1002", "1003", "1004", "9999"])
+            assert facts == {
+                "1002": Availability.NOT_CLOCKED_IN,
+                "1003": Availability.NOT_CLOCKED_IN,
+                "1004": Availability.ABSENT,  # on leave (and clocked out)
+            }
+            assert requests_for(sim, "batch") == 1  # every user in one request
+            assert await directory.crm_availability("1001") is None
+            assert await directory.crm_availability("1004") is Availability.ABSENT
+            assert requests_for(sim, "batch") == 1  # still cached
+            clock.now += 31
+            assert await directory.crm_availability("1002") is Availability.NOT_CLOCKED_IN
+            assert requests_for(sim, "batch") == 2
+
+
+async def test_availability_without_time_tracking_only_knows_absences(telephony: Telephony) -> None:
+    directory = Directory(telephony, {}, True, refresh=300, availability_ttl=30, time_tracking=False)
+    await directory.refresh()
+    assert await directory.availability(["1001", "1004", "1005"]) == {"1004": Availability.ABSENT}
+
+
+async def test_availability_when_bitrix24_is_down_keeps_what_it_knew(
+    sim: Bitrix24Simulator, telephony: Telephony
+) -> None:
+    clock = FakeClock()
+    directory = Directory(telephony, {}, True, refresh=300, availability_ttl=30, clock=clock)
+    await directory.refresh()
+    assert await directory.crm_availability("1004") is Availability.ABSENT
+    clock.now += 60
+    sim.set_fault(error_rate=1.0, error_kinds=("500",))
+    with capture_logs() as logs:
+        assert await directory.crm_availability("1004") is Availability.ABSENT
+        assert await directory.crm_availability("1001") is None
+    assert any(e["event"] == "directory.availability_failed" for e in logs)
