@@ -163,12 +163,12 @@ class EventHub:
         self.deliveries.append(entry)
         if entry["ok"]:
             self._count("events_delivered")
-            log.info("sim.event_delivered", event=binding.event, handler=binding.handler)
+            log.info("sim.event_delivered", event_name=binding.event, handler=binding.handler)
         else:
             self._count("events_failed")  # the queue server logs and never resends
             log.warning(
                 "sim.event_failed",
-                event=binding.event,
+                event_name=binding.event,
                 handler=binding.handler,
                 status=entry["status"],
                 error=entry.get("error"),
@@ -213,7 +213,7 @@ class EventHub:
             to_str(params.get("AUTH_CONNECTOR")),
         )
         self.bindings.append(binding)
-        log.info("sim.event_bound", event=event, handler=handler, offline=offline)
+        log.info("sim.event_bound", event_name=event, handler=handler, offline=offline)
         return Reply(True)
 
     async def _unbind(self, caller: Caller, params: Params) -> Reply:

@@ -176,6 +176,11 @@ class RestFront:
                 "sim.request_failed", method=method, status=exc.status, error=exc.code, description=exc.description
             )
             return web.json_response(exc.body(), status=exc.status)
+        except Exception:  # a simulator bug must still answer like the portal's own internal error
+            log.exception("sim.handler_crashed", method=method)
+            portal.log_request(method, 500, commands, "INTERNAL_SERVER_ERROR")
+            error = errors.internal_error()
+            return web.json_response(error.body(), status=error.status)
         portal.log_request(method, 200, commands)
         log.debug("sim.request", method=method, commands=commands)
         return web.json_response(body)

@@ -1,0 +1,175 @@
+"""event.bind, delivery of ONEXTERNALCALLSTART & co. as form POSTs, no retries, the offline queue."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import pytest
+from aiohttp import web
+
+from tests.eventually import eventually
+from tests.sim.b24_support import Rest, local_server, rest_fixture, sim_fixture  # noqa: F401
+
+
+@dataclass
+class Handler:
+    """An event handler on 127.0.0.1 that records what Bitrix24 posts to it."""
+
+    url: str = ""
+    status: int = 200
+    posts: list[dict[str, str]] = field(default_factory=list)
+    content_types: list[str] = field(default_factory=list)
+
+    async def receive(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        self.posts.append({key: str(value) for key, value in form.items()})
+        self.content_types.append(request.content_type)
+        return web.Response(status=self.status, text="ok")
+
+
+@pytest.fixture
+async def handler() -> AsyncIterator[Handler]:
+    receiver = Handler()
+    async with local_server([web.post("/b24/events", receiver.receive)]) as base:
+        receiver.url = f"{base}/b24/events"
+        yield receiver
+
+
+async def test_click_to_call_registers_then_delivers_onexternalcallstart(rest: Rest, handler: Handler) -> None:
+    tokens = rest.sim.issue_tokens(user_id=1)
+    status, body = await rest.oauth("telephony.externalLine.add", tokens["access_token"], {"NUMBER": "74950000001"})
+    assert status == 200
+    status, body = await rest.oauth(
+        "event.bind", tokens["access_token"], {"event": "OnExternalCallStart", "handler": handler.url}
+    )
+    assert (status, body["result"]) == (200, True)
+
+    call_id = await rest.sim.click_to_call(user_id=12, phone="+7 916 123-45-67")
+    assert len(handler.posts) == 1 and handler.content_types == ["application/x-www-form-urlencoded"]
+    post = handler.posts[0]
+    assert post["event"] == "ONEXTERNALCALLSTART" and post["event_handler_id"].isdigit() and post["ts"].isdigit()
+    data = {key[5:-1]: value for key, value in post.items() if key.startswith("data[")}
+    assert data == {
+        "PHONE_NUMBER": "+7 916 123-45-67",
+        "PHONE_NUMBER_INTERNATIONAL": "+79161234567",
+        "EXTENSION": "",
+        "USER_ID": "12",
+        "CALL_LIST_ID": "0",
+        "LINE_NUMBER": "74950000001",
+        "IS_MOBILE": "0",
+        "CALL_ID": call_id,
+        "CRM_ENTITY_TYPE": "CONTACT",
+        "CRM_ENTITY_ID": "1",
+    }
+    assert post["auth[domain]"] == rest.sim.portal
+    assert post["auth[client_endpoint]"] == f"{rest.sim.url}/rest/"
+    assert post["auth[application_token]"] == "simapptoken"
+    assert post["auth[member_id]"] and post["auth[server_endpoint]"]
+    status, me = await rest.oauth("user.current", post["auth[access_token]"])  # the triggering user's token
+    assert (status, me["result"]["ID"]) == (200, "12")
+
+    call = next(c for c in rest.sim.state()["calls"] if c["CALL_ID"] == call_id)
+    assert (call["TYPE"], call["USER_ID"], call["EXTERNAL_CALL_ID"], call["status"]) == (1, 12, None, "active")
+    # The bridge must finish the CALL_ID from the event, not register again.
+    status, body = await rest.oauth(
+        "telephony.externalCall.finish", tokens["access_token"], {"CALL_ID": call_id, "USER_ID": 12, "DURATION": 20}
+    )
+    assert status == 200 and body["result"]["PORTAL_NUMBER"] == "74950000001"
+
+
+async def test_webhook_bound_handler_gets_only_outgoing_webhook_auth(rest: Rest, handler: Handler) -> None:
+    assert await rest.result("event.bind", {"event": "ONEXTERNALCALLSTART", "handler": handler.url}) is True
+    await rest.sim.click_to_call(
+        user_id=13, phone="79035550001", crm_entity_type="CONTACT", crm_entity_id=2, call_list_id=5
+    )
+    auth = {key[5:-1] for key in handler.posts[0] if key.startswith("auth[")}
+    assert auth == {"domain", "client_endpoint", "server_endpoint", "member_id", "application_token"}
+    assert handler.posts[0]["data[CALL_LIST_ID]"] == "5" and handler.posts[0]["data[LINE_NUMBER]"] == ""
+
+
+async def test_failed_delivery_is_logged_and_never_retried(rest: Rest, handler: Handler) -> None:
+    handler.status = 500
+    await rest.result("event.bind", {"event": "ONEXTERNALCALLSTART", "handler": handler.url})
+    await rest.result("event.bind", {"event": "ONEXTERNALCALLSTART", "handler": "http://127.0.0.1:9/nobody"})
+    call_id = await rest.sim.click_to_call(user_id=12, phone="79161234567")
+    assert call_id.startswith("externalCall.")
+    state = rest.sim.state()
+    assert len(handler.posts) == 1
+    assert sorted(d["ok"] for d in state["events"]["deliveries"]) == [False, False]
+    assert state["counters"]["events_failed"] == 2 and "events_delivered" not in state["counters"]
+
+
+async def test_call_end_event_after_finish(rest: Rest, handler: Handler) -> None:
+    await rest.result("event.bind", {"event": "ONVOXIMPLANTCALLEND", "handler": handler.url})
+    call_id = await rest.register(LINE_NUMBER="100")
+    await rest.finish(call_id, DURATION=9, STATUS_CODE="200")
+    await eventually(lambda: handler.posts)
+    post = handler.posts[0]
+    assert post["event"] == "ONVOXIMPLANTCALLEND"
+    assert (post["data[CALL_ID]"], post["data[CALL_DURATION]"], post["data[CALL_FAILED_CODE]"]) == (call_id, "9", "200")
+    assert post["data[PORTAL_NUMBER]"] == "100" and post["data[PORTAL_USER_ID]"] == "12"
+
+
+async def test_callback_request_event(rest: Rest, handler: Handler) -> None:
+    await rest.result("event.bind", {"event": "ONEXTERNALCALLBACKSTART", "handler": handler.url})
+    await rest.sim.callback_request("+7 903 555-00-01", "Call the client back")
+    status, _ = await rest.control("callback_request", {"phone": "79990001111", "text": "New visitor"})
+    assert status == 200
+    first, second = handler.posts
+    assert (first["data[TEXT]"], first["data[CRM_ENTITY_TYPE]"], first["data[CRM_ENTITY_ID]"]) == (
+        "Call the client back",
+        "CONTACT",
+        "2",
+    )
+    assert second["data[CRM_ENTITY_TYPE]"] == "LEAD" and second["data[VOICE]"]
+
+
+async def test_offline_binding_and_event_offline_get(rest: Rest, handler: Handler) -> None:
+    assert await rest.result("event.bind", {"event": "ONEXTERNALCALLSTART", "event_type": "offline"}) is True
+    first = await rest.sim.click_to_call(user_id=12, phone="79161234567")
+    second = await rest.sim.click_to_call(user_id=13, phone="79035550001", crm_entity_id=2)
+    assert handler.posts == []
+    got = await rest.result("event.offline.get", {"limit": 1, "clear": 0})
+    assert got["process_id"] and len(got["events"]) == 1
+    event = got["events"][0]
+    assert set(event) == {"ID", "TIMESTAMP_X", "EVENT_NAME", "EVENT_DATA", "EVENT_ADDITIONAL", "MESSAGE_ID"}
+    assert event["EVENT_NAME"] == "ONEXTERNALCALLSTART" and event["EVENT_DATA"]["CALL_ID"] == first
+    rest_of_queue = await rest.result("event.offline.get")  # a parallel poller gets the other record
+    assert rest_of_queue["process_id"] is None
+    assert [e["EVENT_DATA"]["CALL_ID"] for e in rest_of_queue["events"]] == [second]
+    assert await rest.result("event.offline.get") == {"process_id": None, "events": []}
+    assert len(rest.sim.state()["events"]["offline_queue"]) == 1  # still held by the process
+    assert await rest.result("event.offline.clear", {"process_id": got["process_id"]}) is True
+    assert rest.sim.state()["events"]["offline_queue"] == []
+
+
+async def test_bind_errors_get_and_unbind(rest: Rest, handler: Handler) -> None:
+    status, body = await rest.call("event.bind", {"event": "ONSOMETHINGELSE", "handler": handler.url})
+    assert (status, body) == (400, {"error": "ERROR_EVENT_NOT_FOUND", "error_description": "Event not found"})
+    assert await rest.result("event.bind", {"event": "ONEXTERNALCALLSTART", "handler": handler.url}) is True
+    status, body = await rest.call("event.bind", {"event": "ONEXTERNALCALLSTART", "handler": handler.url})
+    assert (status, body["error_description"]) == (400, "Handler already binded")
+    assert await rest.result("event.get") == [
+        {"event": "ONEXTERNALCALLSTART", "handler": handler.url, "auth_type": "0", "offline": 0}
+    ]
+    user_token = rest.sim.issue_tokens(user_id=12)["access_token"]
+    status, body = await rest.oauth("event.bind", user_token, {"event": "ONEXTERNALCALLSTART", "event_type": "offline"})
+    assert (status, body["error"]) == (403, "ACCESS_DENIED")  # offline events need an admin
+    assert await rest.result("event.unbind", {"event": "ONEXTERNALCALLSTART", "handler": handler.url}) == {"count": 1}
+    await rest.sim.click_to_call(user_id=12, phone="79161234567")
+    assert handler.posts == []
+
+
+async def test_click_to_call_control_endpoint(rest: Rest, handler: Handler) -> None:
+    await rest.result("event.bind", {"event": "ONEXTERNALCALLSTART", "handler": handler.url})
+    status, body = await rest.control(
+        "click_to_call", {"user_id": 11, "phone": "74957770000", "crm_entity_type": "COMPANY", "crm_entity_id": 1}
+    )
+    assert status == 200 and handler.posts[0]["data[CALL_ID]"] == body["CALL_ID"]
+    assert handler.posts[0]["data[CRM_ENTITY_TYPE]"] == "COMPANY"
+    status, body = await rest.control("click_to_call", {"phone": "1"})
+    assert status == 400 and "user_id" in body["error"]
+    status, body = await rest.control("click_to_call", {"user_id": 17, "phone": "79161234567"})
+    assert status == 400 and "not an active user" in body["error"]
+    assert len(handler.posts) == 1
