@@ -85,6 +85,7 @@ class CallRegistry:
         self._lines = lines
         self._wall = wall_clock
         self.calls: dict[str, Call] = {}  # every call ever registered, in order
+        self._active: dict[str, Call] = {}  # the active-calls table; finish removes the row
         self.cards: dict[int, list[dict[str, Any]]] = {}
         self._stat_ids = itertools.count(1)
         self._file_ids = itertools.count(9001)
@@ -92,12 +93,12 @@ class CallRegistry:
 
     def reset(self) -> None:
         self.calls.clear()
+        self._active.clear()
         self.cards.clear()
         self._stat_ids = itertools.count(1)
 
     def active(self, call_id: str) -> Call | None:
-        call = self.calls.get(call_id)
-        return call if call is not None and call.status == "active" else None
+        return self._active.get(call_id)
 
     def finished(self, call_id: str) -> Call | None:
         call = self.calls.get(call_id)
@@ -111,10 +112,9 @@ class CallRegistry:
     ) -> Call | None:
         """The re-registration lookup: active calls only, DATE_CREATE within the last 30 minutes."""
         horizon = self._wall() - DEDUP_WINDOW
-        for call in reversed(list(self.calls.values())):
+        for call in reversed(self._active.values()):
             if (
-                call.status == "active"
-                and call.app_id == app_id
+                call.app_id == app_id
                 and call.user_id == user_id
                 and call.phone == phone
                 and call.type == call_type
@@ -139,6 +139,7 @@ class CallRegistry:
                     lead = self._crm.create_lead(call.phone, call.user_id, call.call_id, call.type != 1)
                     call.crm_entity_type, call.crm_entity_id, call.created_lead = "LEAD", lead.id, lead.id
         self.calls[call.call_id] = call
+        self._active[call.call_id] = call
         if call.show:
             self.push_card(call.user_id, "show", call.call_id)
         return call
@@ -159,6 +160,7 @@ class CallRegistry:
     ) -> dict[str, Any]:
         """Move the call to statistics; returns the statistics row."""
         call.status = "finished"
+        self._active.pop(call.call_id, None)
         call_status = 1 if duration > 0 else 0
         call.finish = {
             "USER_ID": user_id,
