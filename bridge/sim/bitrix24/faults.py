@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -111,6 +111,3 @@ def pick_failure(plan: FaultPlan, now: float) -> str | None:
     if plan.error_rate and plan.rng.random() < plan.error_rate:
         return plan.rng.choice(plan.error_kinds)
     return None
-
-
-NowFn = Callable[[], float]

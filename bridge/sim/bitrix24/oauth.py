@@ -15,7 +15,6 @@ import structlog
 from aiohttp import web
 
 from bridge.sim.bitrix24 import errors
-from bridge.sim.bitrix24.errors import RestError
 from bridge.sim.bitrix24.params import nest_pairs
 
 log = structlog.get_logger(__name__)
@@ -146,7 +145,3 @@ async def token_endpoint(request: web.Request, store: TokenStore) -> web.Respons
         return web.json_response({"error": exc.code, "error_description": exc.description}, status=exc.status)
     log.info("sim.oauth_granted", grant_type=params.get("grant_type"), user_id=body["user_id"])
     return web.json_response(body)
-
-
-def rest_error_from(exc: OAuthError) -> RestError:
-    return RestError(exc.description, exc.code, exc.status)
