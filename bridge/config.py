@@ -143,6 +143,10 @@ class HttpSettings:
 class EmployeesSettings:
     auto_map: bool = True
     """Also map extensions from Bitrix24 users' ``UF_PHONE_INNER``."""
+    time_tracking: bool = False
+    """Skip agents who have not clocked in (Bitrix24 time management). Off unless the company uses it."""
+    skip_absent: bool = True
+    """Skip agents the Bitrix24 absence chart marks absent today."""
 
 
 @dataclass(frozen=True)
@@ -348,7 +352,11 @@ def parse_settings(data: dict[str, Any], *, path: Path, env: dict[str, str] | No
     journal = JournalSettings(path=r.path(r.get(journal_data, "journal.", "path", str, "b24-bridge.db")))
     http = _http(r, r.table(data, "", "http"))
     emp_data = r.table(data, "", "employees")
-    employees = EmployeesSettings(auto_map=r.get(emp_data, "employees.", "auto_map", bool, True))
+    employees = EmployeesSettings(
+        auto_map=r.get(emp_data, "employees.", "auto_map", bool, True),
+        time_tracking=r.get(emp_data, "employees.", "time_tracking", bool, False),
+        skip_absent=r.get(emp_data, "employees.", "skip_absent", bool, True),
+    )
     plan = RoutingParser(r.problem, _check_timezone, _parse_hours).plan(data)
     if r.problems:
         raise ConfigError(path, r.problems)

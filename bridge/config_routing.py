@@ -127,8 +127,10 @@ class RoutingParser:
     def _employees(self, data: dict[str, Any]) -> dict[str, Employee]:
         result: dict[str, Employee] = {}
         for name in data:
-            if name not in ("auto_map", "map"):
-                self.problem(f"employees.{name}", "unknown key (auto_map, [employees.map.EXT])")
+            if name not in ("auto_map", "time_tracking", "skip_absent", "map"):
+                self.problem(
+                    f"employees.{name}", "unknown key (auto_map, time_tracking, skip_absent, [employees.map.EXT])"
+                )
         for ext, emp in self._tables(data, "map", "employees").items():
             key = f"employees.map.{ext}"
             if not _EXT_RE.match(ext):
