@@ -1,0 +1,314 @@
+"""The AMI link (panoramisk 1.4): watch calls the dialplan handles, device states, commands and originates.
+
+What this adds to panoramisk, one gap each (``/work/shared/reference/asterisk.md`` section 3):
+
+* an incremental UTF-8 decoder in our protocol subclass (a read may split a character of a caller name);
+* ``Command`` output normalised to a list of lines (:func:`bridge.pbx.ami_stream.command_output`);
+* Async ``Originate`` run as its own task: panoramisk returns only once ``OriginateResponse`` arrives;
+* a watchdog: panoramisk pings but never checks the Pong, so a silent half-open connection is never noticed;
+* our own reconnect loop with exponential backoff (capped at ``reconnect_max_delay``) instead of panoramisk's
+  fixed delay, and actions pending at a disconnect fail instead of being resent (an Originate must not run twice);
+* after each (re)connect a resync: ``CoreShowChannels`` and ``DeviceStateList`` -> ``Resynced``;
+* events are translated and queued from plain sync callbacks (panoramisk schedules coroutine callbacks with
+  ``ensure_future``: no ordering).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from panoramisk import Manager
+from panoramisk.ami_protocol import AMIProtocol
+
+from bridge.config import AsteriskSettings
+from bridge.logs import register_secrets
+from bridge.pbx.ami_stream import AmiStreamDecoder, BadFrame, command_output
+from bridge.pbx.events import BadInput, PbxError, PbxEvent
+from bridge.pbx.observe import AmiTranslator
+from bridge.pbx.outcomes import EndpointTemplate
+
+log = structlog.get_logger(__name__)
+
+ACTION_TIMEOUT = 10.0
+CONNECT_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True)
+class OriginateResult:
+    """What ``OriginateResponse`` said: ``reason`` 4 = answered, 5 = busy, 3 = no answer, 1/8 = failed."""
+
+    success: bool
+    reason: int
+    channel: str = ""
+    uniqueid: str = ""
+
+
+class Utf8AmiProtocol(AMIProtocol):  # type: ignore[misc]
+    """panoramisk's protocol, reading through :class:`AmiStreamDecoder` and reporting bad frames."""
+
+    version: str | None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.stream = AmiStreamDecoder()
+
+    def data_received(self, data: bytes) -> None:
+        for item in self.stream.feed(data):
+            if isinstance(item, BadFrame):
+                log.warning("pbx.bad_input", link="ami", reason=item.reason)
+            else:
+                self.handle_message(item)
+        if self.version is None and self.stream.version is not None:
+            self.version = self.stream.version
+
+
+class _Manager(Manager):  # type: ignore[misc]
+    """One connection, driven by :class:`AmiLink`: no reconnect and no unchecked ping of its own."""
+
+    pinger: asyncio.TimerHandle | None
+
+    def __init__(self, lost: asyncio.Event, **config: Any) -> None:
+        super().__init__(**config)
+        self.lost = lost
+
+    def ping(self) -> None:
+        """Our watchdog pings and checks the answer."""
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._connected = False
+        if self.pinger is not None:
+            self.pinger.cancel()
+            self.pinger = None
+        self.fail_pending()
+        self.lost.set()
+
+    def fail_pending(self) -> None:
+        """Fail the actions still waiting for an answer (panoramisk would resend them after a reconnect)."""
+        pending = list(self.awaiting_actions)
+        self.awaiting_actions.clear()
+        if self.protocol is not None:
+            pending += list(self.protocol.responses.values())
+            self.protocol.responses.clear()
+        for action in pending:
+            if not action.future.done():
+                action.future.set_exception(PbxError(0, "AMI connection lost", action=str(action["action"])))
+
+
+class AmiLink:
+    """Keeps one AMI session up and puts what it sees on ``out`` as :class:`PbxEvent`."""
+
+    retry_initial = 0.5
+
+    def __init__(self, settings: AsteriskSettings, out: asyncio.Queue[PbxEvent]) -> None:
+        self.settings = settings
+        self.out = out
+        self.translator = AmiTranslator(
+            EndpointTemplate(settings.device), settings.outbound_contexts, settings.monitor_lines
+        )
+        self._manager: _Manager | None = None
+        self._stopping = asyncio.Event()
+        self.connected = False
+        register_secrets([settings.ami_secret.reveal()])
+
+    # --- lifecycle -----------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Connect, and reconnect with backoff, until :meth:`stop`."""
+        delay = self.retry_initial
+        while not self._stopping.is_set():
+            try:
+                await self._session()
+                delay = self.retry_initial
+            except (OSError, TimeoutError, PbxError) as exc:
+                log.warning("pbx.connect_failed", link="ami", error=_describe(exc))
+            if self._stopping.is_set():
+                break
+            log.info("pbx.reconnecting", link="ami", delay=delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), delay)
+            delay = min(delay * 2, self.settings.reconnect_max_delay)
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        if self._manager is not None:
+            self._manager.close()
+            self._manager.lost.set()
+
+    async def _session(self) -> None:
+        manager = await self._connect()
+        self._manager = manager
+        self.connected = True
+        log.info("pbx.connected", link="ami", version=manager.protocol.version or "")
+        watchdog = asyncio.create_task(self._watchdog(manager))
+        try:
+            await self._resync()
+            await manager.lost.wait()
+        finally:
+            watchdog.cancel()
+            self.connected = False
+            self._manager = None
+            manager.close()
+            manager.fail_pending()
+            log.info("pbx.disconnected", link="ami")
+
+    async def _connect(self) -> _Manager:
+        loop = asyncio.get_running_loop()
+        s = self.settings
+        manager = _Manager(
+            asyncio.Event(),
+            host=s.ami_host,
+            port=s.ami_port,
+            username=s.ami_user,
+            secret=s.ami_secret.reveal(),
+            events="on",
+            encoding="utf8",
+            loop=loop,
+            protocol_factory=Utf8AmiProtocol,
+            ping_delay=3600,
+        )
+        manager.register_event("*", self._on_event)
+        connecting = loop.create_connection(Utf8AmiProtocol, s.ami_host, s.ami_port)
+        transport, protocol = await asyncio.wait_for(connecting, CONNECT_TIMEOUT)
+        made: asyncio.Future[tuple[asyncio.BaseTransport, Utf8AmiProtocol]] = loop.create_future()
+        made.set_result((transport, protocol))
+        manager.connection_made(made)
+        login = manager.authenticated_future
+        try:
+            answer = await asyncio.wait_for(asyncio.shield(login), ACTION_TIMEOUT)
+        except BaseException:
+            manager.close()
+            raise
+        if not answer.success:
+            manager.close()
+            raise PbxError(0, "AMI login refused (check ami_user / ami_secret)", action="Login")
+        return manager  # type: ignore[no-any-return]
+
+    async def _watchdog(self, manager: _Manager) -> None:
+        """Ping every ``ping_interval``; no answer within it -> drop the connection (the run loop reconnects)."""
+        interval = self.settings.ping_interval
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await asyncio.wait_for(manager.send_action({"Action": "Ping"}), interval)
+            except TimeoutError:
+                log.warning("pbx.pong_missing", link="ami", waited=interval)
+                transport = getattr(manager.protocol, "transport", None)
+                if transport is not None:
+                    transport.abort()
+                manager.lost.set()
+                return
+            except PbxError:
+                return
+
+    async def _resync(self) -> None:
+        channels = await self.core_show_channels()
+        try:
+            devices = await self._list("DeviceStateList", "DeviceStateChange")
+        except PbxError as exc:
+            log.info("pbx.device_states_unavailable", link="ami", error=str(exc))
+            devices = []
+        for event in self.translator.resync(channels, devices):
+            self._emit(event)
+
+    # --- events --------------------------------------------------------------------------------------
+
+    def _on_event(self, _manager: Any, message: Any) -> None:
+        for event in self.translator.feed(message):
+            self._emit(event)
+
+    def _emit(self, event: PbxEvent) -> None:
+        if isinstance(event.event, BadInput):
+            log.warning("pbx.bad_input", link="ami", reason=event.event.reason)
+        else:
+            self.out.put_nowait(event)
+
+    # --- actions -------------------------------------------------------------------------------------
+
+    async def action(self, fields: Mapping[str, str | list[str]], wait: float = ACTION_TIMEOUT) -> Any:
+        """Send one action and wait for its answer (a Message, or a list for multi-message answers)."""
+        manager = self._manager
+        if manager is None or not self.connected:
+            raise PbxError(0, "AMI not connected", action=str(fields.get("Action", "")))
+        for key, value in fields.items():
+            for item in value if isinstance(value, list) else [value]:
+                if "\r" in item or "\n" in item or "\r" in key or "\n" in key:
+                    raise PbxError(0, f"line break in {key}", action=str(fields.get("Action", "")))
+        try:
+            return await asyncio.wait_for(manager.send_action(dict(fields)), wait)
+        except TimeoutError as exc:
+            raise PbxError(0, "no answer from AMI", action=str(fields.get("Action", ""))) from exc
+
+    async def command(self, cmd: str) -> list[str]:
+        """A CLI command; its output as lines."""
+        answer = await self.action({"Action": "Command", "Command": cmd})
+        first = answer[0] if isinstance(answer, list) else answer
+        if first.response not in ("Success", "Follows"):
+            raise PbxError(0, str(first.message or first.response), action="Command")
+        return command_output(first)
+
+    async def core_show_channels(self) -> list[dict[str, str]]:
+        """Every channel that exists now, as ``CoreShowChannel`` header dicts."""
+        return await self._list("CoreShowChannels", "CoreShowChannel")
+
+    async def _list(self, action: str, item_event: str) -> list[dict[str, str]]:
+        answer = await self.action({"Action": action})
+        messages = answer if isinstance(answer, list) else [answer]
+        if messages[0].response == "Error":
+            raise PbxError(0, str(messages[0].message), action=action)
+        return [dict(m.items()) for m in messages if m.event == item_event]
+
+    def originate_async(
+        self,
+        channel: str,
+        *,
+        context: str = "",
+        exten: str = "",
+        priority: int = 1,
+        application: str = "",
+        data: str = "",
+        caller_id: str = "",
+        timeout: float = 30.0,
+        variables: Mapping[str, str] | None = None,
+    ) -> asyncio.Task[OriginateResult]:
+        """Start an Async Originate in its own task; the task ends with the ``OriginateResponse``."""
+        fields: dict[str, str | list[str]] = {
+            "Action": "Originate",
+            "Channel": channel,
+            "Async": "true",
+            "Timeout": str(int(timeout * 1000)),
+        }
+        if application:
+            fields.update(Application=application, Data=data)
+        else:
+            fields.update(Context=context, Exten=exten, Priority=str(priority))
+        if caller_id:
+            fields["CallerID"] = caller_id
+        if variables:
+            fields["Variable"] = [f"{name}={value}" for name, value in variables.items()]
+        return asyncio.create_task(self._originate(fields, timeout))
+
+    async def _originate(self, fields: dict[str, str | list[str]], ring_for: float) -> OriginateResult:
+        answer = await self.action(fields, wait=ring_for + ACTION_TIMEOUT)
+        messages = answer if isinstance(answer, list) else [answer]
+        if messages[0].response == "Error":
+            raise PbxError(0, str(messages[0].message), action="Originate")
+        for message in messages:
+            if message.event == "OriginateResponse":
+                reason = message.reason
+                return OriginateResult(
+                    success=message.response == "Success",
+                    reason=int(reason) if str(reason).isdigit() else 0,
+                    channel=str(message.channel),
+                    uniqueid=str(message.uniqueid),
+                )
+        raise PbxError(0, "no OriginateResponse", action="Originate")
+
+
+def _describe(exc: BaseException) -> str:
+    """An error for the log: its type and message (ours and OS errors carry no secrets)."""
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

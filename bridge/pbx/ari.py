@@ -1,0 +1,179 @@
+"""The ARI link: our Stasis application over aioari 0.10.2, reconnected and resynchronised.
+
+aioari's ``run()`` returns quietly when the socket closes, crashes on a frame that is not JSON, and awaits
+listeners inside its socket reader; so the link reads the events WebSocket itself: every text frame is
+translated at once (:class:`bridge.pbx.translate.AriTranslator`, pure) and the resulting events are put on
+the output queue. When the socket closes the link reconnects with exponential backoff (capped at
+``reconnect_max_delay``) and, after each (re)connect, lists the channels (``GET /channels``) so the translator
+reports what ended meanwhile, followed by ``Resynced``. REST calls go through :class:`bridge.pbx.ari_rest.AriRest`
+(string booleans, errors as :class:`PbxError`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import aiohttp
+import structlog
+
+from bridge.config import AsteriskSettings
+from bridge.domain.commands import PbxCommand
+from bridge.domain.events import CallerHungUp
+from bridge.pbx.ari_commands import CallCommands
+from bridge.pbx.ari_rest import AriRest
+from bridge.pbx.events import BadInput, PbxError, PbxEvent
+from bridge.pbx.outcomes import EndpointTemplate
+from bridge.pbx.translate import AriTranslator
+
+log = structlog.get_logger(__name__)
+
+
+class AriLink:
+    """Keeps the Stasis application connected; executes PBX commands; puts events on ``out``."""
+
+    retry_initial = 0.5
+
+    def __init__(self, settings: AsteriskSettings, out: asyncio.Queue[PbxEvent]) -> None:
+        self.settings = settings
+        self.out = out
+        self.translator = AriTranslator(EndpointTemplate(settings.device))
+        self.rest = AriRest(settings)
+        self.commands = CallCommands(settings, self.translator, self.request, self._emit)
+        self.connected = False
+        self._socket: aiohttp.ClientWebSocketResponse | None = None
+        self._stopping = asyncio.Event()
+        self._cleanups: set[asyncio.Task[None]] = set()
+
+    # --- lifecycle -----------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Connect, and reconnect with backoff, until :meth:`stop`."""
+        delay = self.retry_initial
+        while not self._stopping.is_set():
+            try:
+                if await self._session():
+                    delay = self.retry_initial
+            except PbxError as exc:
+                log.warning("pbx.connect_failed", link="ari", error=str(exc), status=exc.status)
+            if self._stopping.is_set():
+                break
+            log.info("pbx.reconnecting", link="ari", delay=delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), delay)
+            delay = min(delay * 2, self.settings.reconnect_max_delay)
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        if self._socket is not None:
+            await self._socket.close()
+        for task in list(self._cleanups):
+            task.cancel()
+
+    async def _session(self) -> bool:
+        """One connection: open, subscribe, resync, read until the socket closes. True if it got that far."""
+        await self.rest.open()
+        try:
+            self._socket = await self.rest.events(self.settings.app)
+            self.connected = True
+            log.info("pbx.connected", link="ari", app=self.settings.app)
+            for event in self.translator.resync(await self.request("channels", "list")):
+                self._emit(event)
+            await self._read(self._socket)
+            return True
+        finally:
+            self.connected = False
+            self._socket = None
+            await self.rest.close()
+            log.info("pbx.disconnected", link="ari")
+
+    async def _read(self, socket: aiohttp.ClientWebSocketResponse) -> None:
+        async for message in socket:
+            if message.type is aiohttp.WSMsgType.TEXT:
+                for event in self.translator.feed_text(message.data):
+                    self._emit(event)
+            elif message.type is aiohttp.WSMsgType.BINARY:
+                self._emit(PbxEvent(None, BadInput(f"binary WebSocket frame of {len(message.data)} bytes")))
+            elif message.type is aiohttp.WSMsgType.ERROR:
+                log.warning("pbx.socket_error", link="ari", error=type(socket.exception()).__name__)
+                break
+
+    def _emit(self, event: PbxEvent) -> None:
+        if isinstance(event.event, BadInput):
+            log.warning("pbx.bad_input", link="ari", reason=event.event.reason)
+            return
+        self.out.put_nowait(event)
+        if isinstance(event.event, CallerHungUp) and event.call in self.commands.calls:
+            self._background(self.commands.release(event.call))
+
+    def _background(self, work: Any) -> None:
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(self._quietly(work))
+        self._cleanups.add(task)
+        task.add_done_callback(self._cleanups.discard)
+
+    async def _quietly(self, work: Any) -> None:
+        try:
+            await work
+        except PbxError as exc:
+            log.warning("pbx.cleanup_failed", link="ari", error=str(exc))
+
+    # --- REST ----------------------------------------------------------------------------------------
+
+    async def request(self, resource: str, operation: str, **params: object) -> Any:
+        """Any ARI operation by swagger nickname; see :meth:`AriRest.request`."""
+        return await self.rest.request(resource, operation, **params)
+
+    async def execute(self, call_id: str, cmd: PbxCommand) -> None:
+        """Carry out one PBX command of call ``call_id`` (raises :class:`PbxError` when ARI refuses it).
+
+        A ring command that cannot be originated also puts ``LegEnded(FAILED)`` on the queue.
+        """
+        try:
+            await self.commands.execute(call_id, cmd)
+        except PbxError as exc:
+            log.warning("pbx.command_failed", call_id=call_id, command=type(cmd).__name__, status=exc.status,
+                        error=exc.body, action=exc.action)  # fmt: skip
+            raise
+
+    async def channels(self) -> list[dict[str, Any]]:
+        """``GET /channels``: every channel that exists now."""
+        listed = await self.request("channels", "list")
+        return [item for item in listed if isinstance(item, dict)] if isinstance(listed, list) else []
+
+    async def fetch_recording(self, name: str) -> bytes | None:
+        """The stored recording's file (``GET /recordings/stored/{name}/file``); None when there is none."""
+        try:
+            data = await self.request("recordings", "getStoredFile", recordingName=name)
+        except PbxError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return data if isinstance(data, bytes) else None
+
+    async def originate(
+        self,
+        endpoint: str,
+        channel_id: str,
+        app_args: Sequence[str] | str,
+        caller_id: str = "",
+        timeout: float = 30.0,  # noqa: ASYNC109 - the ring timeout ARI applies, not ours
+        variables: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """Originate ``endpoint`` into our Stasis app with our own channel id (click-to-call, callbacks).
+
+        A 409 (the channel id exists) means it is already under way and is not an error: returns ``{}``.
+        """
+        args = app_args if isinstance(app_args, str) else ",".join(app_args)
+        try:
+            made = await self.request("channels", "originateWithId", channelId=channel_id, endpoint=endpoint,
+                                      app=self.settings.app, appArgs=args, callerId=caller_id or None,
+                                      timeout=math.ceil(timeout) if timeout > 0 else -1,
+                                      variables=dict(variables) if variables else None)  # fmt: skip
+        except PbxError as exc:
+            if exc.status == 409:
+                return {}
+            raise
+        return made if isinstance(made, dict) else {}

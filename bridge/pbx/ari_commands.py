@@ -1,0 +1,204 @@
+"""The domain's PBX commands carried out over ARI, as the recorded application did them
+(``tests/fixtures/transcripts/a_inbound_noanswer_then_answer.ari-rest.txt``):
+
+answer the caller; one mixing bridge per call holding the caller (made when first needed); music on hold on the
+bridge; prompts played on the caller with our own playback id; legs originated with *our* channel id
+(``POST /channels/{leg}``, app = ours, appArgs ``agent,<call>,<leg>``, the caller's caller ID) so a retry is
+idempotent (409: already ringing); an answered leg joins the bridge; recordings are wav files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from bridge.config import AsteriskSettings
+from bridge.domain.commands import (
+    AnswerCaller,
+    CancelLeg,
+    ConnectLeg,
+    HangupCaller,
+    PbxCommand,
+    PlayPrompt,
+    RecordVoicemail,
+    RingAgent,
+    RingNumber,
+    StartMusic,
+    StartRecording,
+    StopMusic,
+    StopPrompt,
+)
+from bridge.domain.events import LegEnded, LegOutcome
+from bridge.pbx.events import PbxError, PbxEvent
+from bridge.pbx.outcomes import EndpointTemplate
+from bridge.pbx.translate import AriTranslator
+
+log = structlog.get_logger(__name__)
+
+Request = Callable[..., Awaitable[Any]]
+
+DIALLABLE = re.compile(r"[0-9]{1,32}")
+CHANNEL_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+HANGUP_REASONS = frozenset({
+    "normal", "busy", "congestion", "no_answer", "timeout", "rejected", "unallocated", "normal_unspecified",
+    "number_incomplete", "codec_mismatch", "interworking", "failure", "answered_elsewhere",
+})  # fmt: skip
+
+
+@dataclass
+class CallMedia:
+    """What the link made on the PBX for one call."""
+
+    bridge: str | None = None
+    music: bool = False
+    prompts: dict[str, str] = field(default_factory=dict)
+    """Prompt id -> playback id."""
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+class CallCommands:
+    """Carries out PBX commands for calls; ``request`` is :meth:`AriRest.request` of the live session."""
+
+    def __init__(
+        self,
+        settings: AsteriskSettings,
+        translator: AriTranslator,
+        request: Request,
+        emit: Callable[[PbxEvent], None],
+    ) -> None:
+        self.settings = settings
+        self.translator = translator
+        self.request = request
+        self.emit = emit
+        self.agent_endpoint = EndpointTemplate(settings.agent_endpoint)
+        self.trunk_endpoint = EndpointTemplate(settings.trunk_endpoint, "number")
+        self.calls: dict[str, CallMedia] = {}
+        self._playbacks = 0
+
+    async def execute(self, call: str, command: PbxCommand) -> None:
+        match command:
+            case AnswerCaller():
+                await self.request("channels", "answer", channelId=call)
+            case StartMusic():
+                bridge = await self._bridge(call)
+                await self.request("bridges", "startMoh", bridgeId=bridge, mohClass=self.settings.moh_class)
+                self.calls[call].music = True
+            case StopMusic():
+                await self._stop_music(call)
+            case PlayPrompt(prompt=prompt, media=uri):
+                await self._play(call, prompt, uri)
+            case StopPrompt(prompt=prompt):
+                playback = self.calls[call].prompts.pop(prompt, None) if call in self.calls else None
+                if playback is not None:
+                    self.translator.forget_playback(playback)
+                    await _tolerate(self.request("playbacks", "stop", playbackId=playback), 404)
+            case RingAgent(leg=leg, ext=ext, timeout=timeout):
+                await self._ring(call, leg, self.agent_endpoint.format(ext), timeout)
+            case RingNumber(leg=leg, number=number, timeout=timeout):
+                if not DIALLABLE.fullmatch(number):
+                    self._refuse(call, leg, "the number is not plain digits")
+                    return
+                await self._ring(call, leg, self.trunk_endpoint.format(number), timeout)
+            case CancelLeg(leg=leg):
+                await _tolerate(self.request("channels", "hangup", channelId=leg, reason="normal"), 404)
+            case ConnectLeg(leg=leg):
+                self.translator.expect_leg(leg, call, answered=True)
+                bridge = await self._bridge(call)
+                await self._stop_music(call)
+                await self.request("bridges", "addChannel", bridgeId=bridge, channel=leg)
+            case StartRecording(name=name):
+                bridge = await self._bridge(call)
+                self.translator.expect_recording(name, call)
+                await self.request("bridges", "record", bridgeId=bridge, name=name, format="wav")
+            case RecordVoicemail(name=name, max_seconds=max_seconds):
+                self.translator.expect_recording(name, call)
+                await self.request("channels", "record", channelId=call, name=name, format="wav",
+                                   maxDurationSeconds=max(1, math.ceil(max_seconds)), beep=True,
+                                   terminateOn="#")  # fmt: skip
+            case HangupCaller(reason=reason):
+                reason = reason if reason in HANGUP_REASONS else "normal"
+                await _tolerate(self.request("channels", "hangup", channelId=call, reason=reason), 404)
+                await self.release(call)
+            case _:
+                log.error("pbx.unsupported_command", call_id=call, command=type(command).__name__)
+
+    async def release(self, call: str) -> None:
+        """The caller is gone: destroy the call's bridge (which ends a bridge recording) and forget it."""
+        media = self.calls.pop(call, None)
+        if media is not None and media.bridge is not None:
+            await _tolerate(self.request("bridges", "destroy", bridgeId=media.bridge), 404)
+
+    async def _bridge(self, call: str) -> str:
+        media = self.calls.setdefault(call, CallMedia())
+        async with media.lock:
+            if media.bridge is None:
+                bridge = await self.request("bridges", "create", type="mixing", name=f"call-{call}")
+                media.bridge = str(bridge["id"])
+                await self.request("bridges", "addChannel", bridgeId=media.bridge, channel=call)
+            return media.bridge
+
+    async def _stop_music(self, call: str) -> None:
+        media = self.calls.get(call)
+        if media is not None and media.music and media.bridge is not None:
+            media.music = False
+            await _tolerate(self.request("bridges", "stopMoh", bridgeId=media.bridge), 404, 409)
+
+    async def _play(self, call: str, prompt: str, uri: str) -> None:
+        media = self.calls.setdefault(call, CallMedia())
+        self._playbacks += 1
+        playback = f"{call}-{self._playbacks}"
+        media.prompts[prompt] = playback
+        self.translator.expect_playback(playback, call, prompt)
+        try:
+            await self.request("channels", "playWithId", channelId=call, playbackId=playback, media=uri)
+        except PbxError:
+            self.translator.forget_playback(playback)
+            media.prompts.pop(prompt, None)
+            raise
+
+    async def _ring(self, call: str, leg: str, endpoint: str, ring_for: float) -> None:
+        if not CHANNEL_ID.fullmatch(leg):
+            self._refuse(call, leg, "the leg id is not a plain channel id")
+            return
+        caller = self.translator.callers.get(call)
+        caller_id = _caller_id(caller.name, caller.number) if caller is not None else None
+        self.translator.expect_leg(leg, call, local=endpoint.lower().startswith("local/"))
+        try:
+            await self.request("channels", "originateWithId", channelId=leg, endpoint=endpoint,
+                               app=self.settings.app, appArgs=f"agent,{call},{leg}", callerId=caller_id,
+                               timeout=max(1, math.ceil(ring_for)))  # fmt: skip
+        except PbxError as exc:
+            if exc.status == 409:
+                log.info("leg.exists", call_id=call, leg=leg)
+                return
+            self.translator.legs.pop(leg, None)
+            self.emit(PbxEvent(call, LegEnded(leg, LegOutcome.FAILED), self.translator.linkedid(call)))
+            raise
+        log.info("leg.ringing", call_id=call, leg=leg, endpoint=endpoint)
+
+    def _refuse(self, call: str, leg: str, reason: str) -> None:
+        log.error("pbx.command_refused", call_id=call, leg=leg, reason=reason)
+        self.emit(PbxEvent(call, LegEnded(leg, LegOutcome.FAILED), self.translator.linkedid(call)))
+
+
+def _caller_id(name: str, number: str) -> str | None:
+    """``"Иван Петров" <79161234567>``, or None when there is no number."""
+    if not number:
+        return None
+    clean = name.replace('"', "").replace("<", "").replace(">", "").strip()
+    return f'"{clean}" <{number}>' if clean else f"<{number}>"
+
+
+async def _tolerate(pending: Awaitable[Any], *statuses: int) -> None:
+    """Await a request whose failure with one of ``statuses`` means "already done" (e.g. 404 gone)."""
+    try:
+        await pending
+    except PbxError as exc:
+        if exc.status not in statuses:
+            raise

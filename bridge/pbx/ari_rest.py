@@ -1,0 +1,163 @@
+"""ARI over aioari 0.10.2 / aioswagger11, with its gaps wrapped (``asterisk.md`` section 3):
+
+* boolean parameters must be strings (``'false'``; a Python bool raises ``TypeError: Invalid variable type``):
+  :meth:`AriRest.request` turns every bool into ``"true"``/``"false"``;
+* the WebSocket URL is built without escaping the credentials (a password such as ``p&ss#1`` fails the handshake
+  with 401): :class:`EscapingHttpClient` percent-escapes every query value; a user name with ``:`` cannot work
+  with ARI's ``api_key=user:password`` and is refused with a clear error;
+* a failed ``connect()`` leaves an unclosed aiohttp session: :meth:`AriRest.open` closes it;
+* HTTP errors surface as aiohttp exceptions: they become :class:`PbxError` with the status and the body.
+
+Responses come back as plain JSON (dicts and lists) or bytes (recordings), never aioari's model objects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+from urllib.parse import quote, urlencode, urlsplit
+
+import aioari
+import aiohttp
+from aiohttp import web_exceptions
+from aioswagger11.http_client import ApiKeyAuthenticator, AsynchronousHttpClient
+from yarl import URL
+
+from bridge.config import AsteriskSettings
+from bridge.logs import redact_text, register_secrets
+from bridge.pbx.events import PbxError
+
+REQUEST_TIMEOUT = 10.0
+CONNECT_TIMEOUT = 10.0
+
+
+def check_credentials(user: str, password: str) -> None:
+    """Refuse credentials ARI's ``api_key=user:password`` cannot carry (raises ValueError, never shows them)."""
+    if ":" in user:
+        raise ValueError("asterisk.ari_user must not contain ':' (ARI splits api_key=user:password at the first ':')")
+    if "\x00" in user or "\x00" in password:
+        raise ValueError("asterisk.ari_user / ari_password must not contain NUL characters")
+
+
+class EscapingHttpClient(AsynchronousHttpClient):  # type: ignore[misc]
+    """aioswagger11's client, with every query value of the WebSocket URL percent-escaped."""
+
+    def __init__(self, host: str, user: str, password: str, heartbeat: float | None = None) -> None:
+        check_credentials(user, password)
+        self.authenticator = ApiKeyAuthenticator(host, f"{user}:{password}")
+        self.websockets: set[aiohttp.ClientWebSocketResponse] = set()
+        self.session = aiohttp.ClientSession()
+        self.heartbeat = heartbeat
+
+    async def ws_connect(self, url: str, params: dict[str, Any] | None = None) -> aiohttp.ClientWebSocketResponse:
+        query = dict(params or {})
+        if self.authenticator.matches(url):
+            self.authenticator.apply(query, query)
+        encoded = urlencode({k: str(v) for k, v in query.items()}, quote_via=quote, safe="")
+        target = URL(f"{url}?{encoded}" if encoded else url, encoded=True)
+        socket = await self.session.ws_connect(target, heartbeat=self.heartbeat)
+        self.websockets.add(socket)
+        return socket
+
+    async def close(self) -> None:
+        for socket in list(self.websockets):
+            await socket.close()
+        await self.session.close()
+
+
+def ari_value(value: object) -> object:
+    """A parameter as aioswagger11 can send it: bools as ``"true"``/``"false"``, whole floats as ints."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, list | tuple):
+        return ",".join(str(ari_value(item)) for item in value)
+    return value
+
+
+class AriRest:
+    """One ARI client session: swagger docs loaded, REST operations, the events WebSocket."""
+
+    def __init__(self, settings: AsteriskSettings) -> None:
+        self.settings = settings
+        password = settings.ari_password.reveal()
+        check_credentials(settings.ari_user, password)
+        register_secrets([password, quote(password, safe=""), f"{settings.ari_user}:{password}"])
+        self.http: EscapingHttpClient | None = None
+        self.client: Any = None
+
+    async def open(self) -> None:
+        """Load the API docs; on any failure close the HTTP session again (aioari leaves it open)."""
+        base = self.settings.ari_url.rstrip("/") + "/"
+        host = urlsplit(base).hostname or ""
+        http = EscapingHttpClient(host, self.settings.ari_user, self.settings.ari_password.reveal(),
+                                  heartbeat=self.settings.ping_interval)  # fmt: skip
+        try:
+            client = aioari.Client(base, http)
+            await asyncio.wait_for(client.init(), CONNECT_TIMEOUT)
+        except web_exceptions.HTTPException as exc:
+            await http.close()
+            raise PbxError(exc.status, _body(exc), action="load api-docs") from None
+        except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
+            await http.close()
+            raise PbxError(0, _describe(exc), action="load api-docs") from None
+        except BaseException:
+            await http.close()
+            raise
+        self.http, self.client = http, client
+
+    async def close(self) -> None:
+        http, self.http, self.client = self.http, None, None
+        if http is not None:
+            await http.close()
+
+    async def events(self, app: str) -> aiohttp.ClientWebSocketResponse:
+        """Open the events WebSocket of ``app``."""
+        return await self.request("events", "eventWebsocket", app=app)  # type: ignore[no-any-return]
+
+    async def request(self, resource: str, operation: str, **params: object) -> Any:
+        """One ARI operation by its swagger nickname (``channels``, ``originateWithId``); JSON, bytes or None."""
+        action = f"{resource}.{operation}"
+        if self.client is None:
+            raise PbxError(0, "ARI not connected", action=action)
+        api = self.client.swagger.get_resource(resource)
+        op = api.get_operation(operation) if api is not None else None
+        if op is None:
+            raise PbxError(0, "no such ARI operation", action=action)
+        args = {name: ari_value(value) for name, value in params.items() if value is not None}
+        try:
+            response = await asyncio.wait_for(op(**args), REQUEST_TIMEOUT)
+            if isinstance(response, aiohttp.ClientWebSocketResponse):
+                return response
+            body = await response.read()
+            response.release()
+        except web_exceptions.HTTPException as exc:
+            raise PbxError(exc.status, _body(exc), action=action) from None
+        except aiohttp.WSServerHandshakeError as exc:
+            raise PbxError(exc.status, "WebSocket handshake refused", action=action) from None
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise PbxError(0, _describe(exc), action=action) from None
+        if not body:
+            return None
+        if response.content_type == "application/json":
+            try:
+                return json.loads(body)
+            except ValueError:
+                raise PbxError(response.status, "answer is not JSON", action=action) from None
+        return body
+
+
+def _body(exc: web_exceptions.HTTPException) -> str:
+    """The error body ARI sent, e.g. ``{"message":"Channel not found"}`` -> ``Channel not found``."""
+    text = exc.text or ""
+    try:
+        message = json.loads(text).get("message")
+    except (ValueError, AttributeError):
+        message = None
+    return redact_text(str(message) if message else text)[:500]
+
+
+def _describe(exc: BaseException) -> str:
+    return redact_text(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)[:300]
