@@ -209,11 +209,13 @@ class Journal:
                     self._x("UPDATE calls SET call_id = ? WHERE crm_leg = ?", (call_id, leg))
                 self._refresh_call(leg, now)
 
-    def mark_failed(self, op_id: int, error: str, *, permanent: bool, retry_at: float | None = None) -> list[int]:
+    def mark_failed(
+        self, op_id: int, error: str, *, permanent: bool, retry_at: float | None = None
+    ) -> list[tuple[int, str]]:
         """A transient failure goes back to ``pending`` until ``retry_at``; a permanent one parks the operation and
-        every later one of its leg that can no longer succeed (their ids are returned)."""
+        every later one of its leg that can no longer succeed (returned as ``(id, kind)``)."""
         now = self._clock()
-        cascaded: list[int] = []
+        cascaded: list[tuple[int, str]] = []
         with self.transaction():
             leg = self._leg_of(op_id)
             if not permanent:
@@ -237,7 +239,7 @@ class Journal:
                             " WHERE id = ?",
                             (reason, now, later["id"]),
                         )
-                        cascaded.append(later["id"])
+                        cascaded.append((later["id"], later["kind"]))
                 self._refresh_call(leg, now)
         return cascaded
 
@@ -246,16 +248,22 @@ class Journal:
             self._x("UPDATE calls SET call_id = ?, updated_at = ? WHERE crm_leg = ?", (call_id, self._clock(), crm_leg))
 
     def take_offline(self, register_timeout: float) -> list[str]:
-        """Online legs whose ``register`` is still unsent ``register_timeout`` s after it was journaled go offline:
-        their card operations are settled as skipped. Returns those legs."""
+        """Online legs whose ``register`` is still unsent ``register_timeout`` s after it was journaled go offline
+        (see :meth:`go_offline`). Returns those legs."""
         now = self._clock()
         with self.transaction():
             legs = [r[0] for r in self._x(queries.STALE_REGISTERS, (now - register_timeout,)).fetchall()]
             for leg in legs:
-                self._x("UPDATE calls SET mode = 'offline', updated_at = ? WHERE crm_leg = ?", (now, leg))
-                self._x(queries.SKIP_PENDING_CARDS, ("skipped: the call is offline", now, leg))
-                self._refresh_call(leg, now)
+                self.go_offline(leg)
         return legs
+
+    def go_offline(self, crm_leg: str) -> None:
+        """Mirror this leg without cards: pending show/hide are settled as skipped, and so are later ones."""
+        now = self._clock()
+        with self.transaction():
+            self._x("UPDATE calls SET mode = 'offline', updated_at = ? WHERE crm_leg = ?", (now, crm_leg))
+            self._x(queries.SKIP_PENDING_CARDS, ("skipped: the call is offline", now, crm_leg))
+            self._refresh_call(crm_leg, now)
 
     def requeue_sent(self) -> int:
         """After a restart: operations left ``sent`` may or may not have arrived; make them ``pending`` again
@@ -285,6 +293,8 @@ class Journal:
         now = self._clock()
         picked: list[PendingOp] = []
         for head in self._eligible_heads():
+            if len(picked) >= limit:
+                break
             if head["next_attempt_at"] > now:
                 continue
             chain = [head]
@@ -296,7 +306,7 @@ class Journal:
                         break
                     chain.append(row)
             if picked and len(picked) + len(chain) > limit:
-                break
+                continue  # a shorter chain further on may still fit
             picked += [p for p in (self._pending(row, head) for row in chain) if p is not None]
         return picked
 
