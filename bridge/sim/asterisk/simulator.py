@@ -1,0 +1,312 @@
+"""``AsteriskSimulator``: AMI and ARI servers on 127.0.0.1 plus the controls tests and demos use."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from bridge.sim.asterisk.ami import AmiServer
+from bridge.sim.asterisk.ami_actions import AmiActions
+from bridge.sim.asterisk.ari import EventSocket, build_app
+from bridge.sim.asterisk.bus import EventBus
+from bridge.sim.asterisk.calls import CallHandle
+from bridge.sim.asterisk.causes import DEVICE_STATES
+from bridge.sim.asterisk.inbound import CallerScript, InboundCall, place_inbound
+from bridge.sim.asterisk.model import CallerId, Channel, Headers
+from bridge.sim.asterisk.originate import Originator
+from bridge.sim.asterisk.outbound import Phone, dial_out, enter_by_code, start_phone
+from bridge.sim.asterisk.parties import Answer, Party, PartyBook
+from bridge.sim.asterisk.pbx import Pbx
+
+log = structlog.get_logger(__name__)
+
+_REDACTED = ("secret", "password", "api_key")
+
+
+class AsteriskSimulator:
+    """A protocol-level Asterisk 20: AMI over TCP, ARI over HTTP + WebSocket, scripted parties."""
+
+    def __init__(
+        self,
+        *,
+        ari_user: str = "b24bridge",
+        ari_password: str = "ari-secret",
+        ami_user: str = "b24bridge",
+        ami_secret: str = "ami-secret",
+        dialplan_context: str = "from-trunk",
+        stasis_app: str = "b24bridge",
+        outbound_context: str = "from-agents",
+        phone_template: str = "Local/{ext}@phones",
+        trunk_template: str = "Local/{number}@external",
+        default_party: Party | None = None,
+        media_seconds: float = 0.3,
+        recordings_dir: Path | None = None,
+        endpoints: Iterable[str] = (),
+        asterisk_id: str = "02:fc:00:00:00:01",
+    ) -> None:
+        self.ari_user, self.ari_password = ari_user, ari_password
+        self.dialplan_context, self.stasis_app = dialplan_context, stasis_app
+        self.outbound_context = outbound_context
+        self.phone_template, self.trunk_template = phone_template, trunk_template
+        self.bus = EventBus(asterisk_id)
+        self.pbx = Pbx(self.bus, PartyBook(default_party or Answer(after=1.0)))
+        self.pbx.media.media_seconds = media_seconds
+        self.originator = Originator(self.pbx)
+        self.ami_server = AmiServer(username=ami_user, secret=ami_secret, handler=AmiActions(self).handle)
+        self.bus.ami_sinks.append(self.ami_server.broadcast)
+        self.requests: list[dict[str, Any]] = []
+        self.global_variables: dict[str, str] = {}
+        self.sockets: set[EventSocket] = set()
+        self.ari_silent = False
+        self._awake = asyncio.Event()
+        self._awake.set()
+        self._recordings_dir, self._own_dir = recordings_dir, recordings_dir is None
+        self._runner: web.AppRunner | None = None
+        self.started_at = time.time()
+        self.host, self.ari_port, self.ami_port = "127.0.0.1", 0, 0
+        for endpoint in endpoints:
+            self.pbx.endpoints[endpoint] = "online"
+
+    # --- lifecycle -------------------------------------------------------------------------
+    async def start(self, host: str = "127.0.0.1", ari_port: int = 0, ami_port: int = 0) -> None:
+        if self._recordings_dir is None:
+            self._recordings_dir = Path(tempfile.mkdtemp(prefix="asterisk-sim-"))
+        self.pbx.media.recordings_dir = self._recordings_dir
+        self.host = host
+        self._runner = web.AppRunner(build_app(self), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, ari_port)
+        await site.start()
+        server = site._server
+        assert isinstance(server, asyncio.Server)
+        self.ari_port = server.sockets[0].getsockname()[1]
+        self.ami_port = await self.ami_server.start(host, ami_port)
+        self.started_at = time.time()
+        log.info("sim.started", ari_url=self.ari_url, ami_port=self.ami_port)
+
+    async def stop(self) -> None:
+        self.wake()
+        for channel in list(self.pbx.channels.values()):
+            channel.cancel_timers()
+        for socket in list(self.sockets):
+            socket.abort()
+        await self.ami_server.stop()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self._own_dir and self._recordings_dir is not None:
+            shutil.rmtree(self._recordings_dir, ignore_errors=True)
+        log.info("sim.stopped")
+
+    async def __aenter__(self) -> AsteriskSimulator:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    @property
+    def ari_url(self) -> str:
+        return f"http://{self.host}:{self.ari_port}"
+
+    @property
+    def ami_host(self) -> str:
+        return self.host
+
+    @property
+    def ami_chunk_size(self) -> int | None:
+        return self.ami_server.chunk_size
+
+    @ami_chunk_size.setter
+    def ami_chunk_size(self, size: int | None) -> None:
+        self.ami_server.chunk_size = size
+
+    # --- parties and devices ---------------------------------------------------------------
+    def set_party(self, extension: str, party: Party) -> None:
+        self.pbx.parties.set(extension, party)
+
+    def set_device_state(self, device: str, state: str) -> None:
+        if state not in DEVICE_STATES:
+            raise ValueError(f"unknown device state {state!r}; one of {', '.join(DEVICE_STATES)}")
+        self.pbx.set_device_state(device, state)
+
+    def device_state(self, device: str) -> str:
+        if device in self.pbx.device_states:
+            return self.pbx.device_states[device]
+        return "UNKNOWN" if device.startswith(("Local/", "Stasis:")) else "NOT_INUSE"
+
+    def set_endpoint_state(self, endpoint: str, state: str) -> None:
+        """``online``/``offline``: ContactStatus + PeerStatus on AMI, EndpointStateChange on ARI."""
+        if state not in ("online", "offline"):
+            raise ValueError(f"endpoint state must be 'online' or 'offline', not {state!r}")
+        tech, _, resource = endpoint.partition("/")
+        self.pbx.endpoints[endpoint] = state
+        if state == "online":
+            contact_states, peer_state = ["Created", "Reachable"], "Reachable"
+        else:
+            contact_states, peer_state = ["Removed"], "Unreachable"
+        uri = f"sip:{resource}@127.0.0.1:5060"
+        for contact_state in contact_states:
+            self.pbx.ami(
+                "ContactStatus",
+                [("URI", uri), ("ContactStatus", contact_state), ("AOR", resource), ("EndpointName", resource),
+                 ("RoundtripUsec", "0")],
+                "system",
+            )  # fmt: skip
+        self.pbx.ami("PeerStatus", [("ChannelType", tech), ("Peer", endpoint), ("PeerStatus", peer_state)], "system")
+        ids = [c.id for c in self.pbx.channels.values() if c.device == endpoint]
+        self.pbx.ari(
+            "EndpointStateChange",
+            after={"endpoint": {"technology": tech, "resource": resource, "state": state, "channel_ids": ids}},
+            sources=(f"endpoint:{endpoint}", f"endpoint:{tech}"),
+        )
+        self.pbx.set_device_state(endpoint, "NOT_INUSE" if state == "online" else "UNAVAILABLE")
+
+    # --- scripted calls --------------------------------------------------------------------
+    async def place_inbound_call(
+        self,
+        did: str,
+        caller: str,
+        caller_name: str = "",
+        *,
+        hangup_after: float | None = None,
+        dtmf: Sequence[tuple[float, str]] = (),
+        hangup_after_answer: float | None = None,
+    ) -> InboundCall:
+        script = CallerScript(hangup_after=hangup_after, dtmf=list(dtmf), hangup_after_answer=hangup_after_answer)
+        return place_inbound(
+            self.pbx, app=self.stasis_app, context=self.dialplan_context, did=did,
+            caller=CallerId(caller_name, caller), script=script,
+        )  # fmt: skip
+
+    async def place_outbound_call(
+        self,
+        from_ext: str,
+        number: str,
+        answer_after: float = 4.0,
+        talk: float | None = 8.0,
+        *,
+        caller_name: str | None = None,
+        device: str | None = None,
+        dial_timeout: float = 60.0,
+        hangup_after: float | None = None,
+    ) -> CallHandle:
+        """A phone dials ``number`` through the dialplan (AMI only). ``set_party(number, ...)``
+        overrides ``answer_after``/``talk``; ``hangup_after`` makes the phone give up first."""
+        phone = Phone(
+            device=device or self.phone_template.format(ext=from_ext),
+            caller=CallerId(f"Agent {from_ext}" if caller_name is None else caller_name, from_ext),
+            context=self.outbound_context,
+            party=Answer(after=0.0),
+            originated=False,
+        )
+        party = self.pbx.parties.get(number) or Answer(after=answer_after, talk=talk)
+
+        def then(channel: Channel, handle: CallHandle) -> None:
+            dial_out(self.pbx, channel, handle, number=number, trunk=self.trunk_template, party=party,
+                     timeout=dial_timeout)  # fmt: skip
+
+        handle = start_phone(self.pbx, phone, number, then)
+        if hangup_after is not None:
+            quitter = handle.members[-1]  # the phone robot (";2") or the phone itself
+            self.pbx.later(quitter, hangup_after, lambda: self.pbx.hangup(quitter, 16, "dialplan"))
+        return handle
+
+    async def intercept(
+        self, ext: str, code: str = "*8", args: Sequence[str] = (), *, device: str | None = None
+    ) -> CallHandle:
+        """A phone dials a feature code that enters Stasis with ``args``."""
+        phone = Phone(
+            device=device or self.phone_template.format(ext=ext), caller=CallerId(f"Agent {ext}", ext),
+            context=self.outbound_context, party=Answer(after=0.0), originated=False,
+        )  # fmt: skip
+        app, stasis_args = self.stasis_app, list(args) or ["intercept", ext]
+        return start_phone(
+            self.pbx, phone, code,
+            lambda channel, _handle: enter_by_code(self.pbx, channel, app=app, code=code, args=stasis_args),
+        )  # fmt: skip
+
+    # --- faults and injection --------------------------------------------------------------
+    async def drop_connections(self, *, ari: bool = True, ami: bool = True) -> None:
+        if ami:
+            self.ami_server.drop_all()
+        if ari:
+            for socket in list(self.sockets):
+                socket.abort()
+        await asyncio.sleep(0)
+
+    def go_silent(self, *, ami: bool = True, ari: bool = False) -> None:
+        """Keep the sockets open but stop answering and sending (a half-open connection)."""
+        if ami:
+            self.ami_server.silent = True
+        if ari:
+            self.ari_silent = True
+            self._awake.clear()
+
+    def wake(self) -> None:
+        self.ami_server.silent = False
+        self.ari_silent = False
+        self._awake.set()
+
+    async def wait_awake_ari(self) -> None:
+        await self._awake.wait()
+
+    async def inject_ami_event(self, event: dict[str, str] | Headers) -> None:
+        headers = list(event.items()) if isinstance(event, dict) else list(event)
+        self.ami_server.broadcast(headers)
+        await asyncio.sleep(0)
+
+    async def inject_ami_bytes(self, data: bytes) -> None:
+        """Raw bytes to every logged-in AMI session (malformed frames, partial messages)."""
+        self.ami_server.broadcast_bytes(data)
+        await asyncio.sleep(0)
+
+    async def inject_ari_event(self, event: dict[str, Any]) -> None:
+        self.bus.broadcast_ari(event)
+        await asyncio.sleep(0)
+
+    async def inject_ari_text(self, text: str) -> None:
+        """A raw text frame to every events WebSocket (bad JSON, wrong shapes)."""
+        for socket in list(self.sockets):
+            socket.push_text(text)
+        await asyncio.sleep(0)
+
+    # --- inspection ------------------------------------------------------------------------
+    def record_request(self, proto: str, method: str, path: str, params: dict[str, Any]) -> None:
+        clean = {k: ("***" if k.lower() in _REDACTED else v) for k, v in params.items()}
+        self.requests.append({"proto": proto, "method": method, "path": path, "params": clean, "at": time.time()})
+
+    def channels(self) -> list[dict[str, Any]]:
+        return [channel.as_json() for channel in self.pbx.channels.values()]
+
+    @property
+    def recordings(self) -> dict[str, dict[str, Any]]:
+        return dict(self.pbx.media.stored)
+
+    def channel_variable(self, channel: Channel, name: str) -> str | None:
+        """A channel variable or the dialplan functions ARI/AMI clients read."""
+        functions = {
+            "CHANNEL(linkedid)": channel.linkedid,
+            "CHANNEL(uniqueid)": channel.id,
+            "UNIQUEID": channel.id,
+            "CHANNEL(name)": channel.name,
+            "CHANNEL(state)": channel.state,
+            "CALLERID(num)": channel.caller.number,
+            "CALLERID(name)": channel.caller.name,
+            "CONNECTEDLINE(num)": channel.connected.number,
+            "CONNECTEDLINE(name)": channel.connected.name,
+        }
+        if name in functions:
+            return functions[name]
+        return channel.variables.get(name)
