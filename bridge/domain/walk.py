@@ -249,7 +249,7 @@ def on_leg_ended(call: Call, leg: Leg, outcome: LegOutcome, now: datetime) -> Wa
     walk = current(call)
     call, _ = release(call, [leg], cancel=False)
     endless = walk.kind is WalkKind.EVERYBODY and not walk.ring_seconds
-    if endless and outcome is LegOutcome.NO_ANSWER and is_available(call, leg.ext):
+    if endless and outcome is LegOutcome.NO_ANSWER:
         call, commands = ring_agent(call, leg.ext, ENDLESS_LEG_SECONDS, now)
         return call, commands, None
     return _after_stop(call, BY_OUTCOME[outcome], now)
