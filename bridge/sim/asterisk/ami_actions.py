@@ -207,7 +207,7 @@ class AmiActions:
     async def device_state_list(self, session: AmiSession, request: AmiRequest) -> None:
         rows: list[Headers] = [
             [("Event", "DeviceStateChange"), ("Device", device), ("State", state)]
-            for device, state in sorted(self.sim.pbx.device_states.items())
+            for device, state in sorted(self.sim.pbx.devices.states.items())
         ]
         self._list(session, request, "Device State Changes", rows, "DeviceStateListComplete")
 

@@ -48,7 +48,7 @@ def _contacts(sim: AsteriskSimulator) -> list[str]:
         "",
     ]
     found = 0
-    for endpoint, state in sorted(sim.pbx.endpoints.items()):
+    for endpoint, state in sorted(sim.pbx.devices.endpoints.items()):
         tech, _, resource = endpoint.partition("/")
         if tech.upper() != "PJSIP" or state != "online":
             continue

@@ -8,6 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from bridge.sim.asterisk.ari_http import Params, answer, fail, no_content, sim_of
+from bridge.sim.asterisk.bus import StasisApp
 from bridge.sim.asterisk.causes import DEVICE_STATES
 from bridge.sim.asterisk.media import LiveRecording
 from bridge.sim.asterisk.model import ari_time, now
@@ -58,7 +59,7 @@ async def list_applications(request: web.Request) -> web.Response:
     return answer([app.as_json() for app in apps if app.socket is not None])
 
 
-def _app(request: web.Request) -> Any:
+def _app(request: web.Request) -> StasisApp:
     app = sim_of(request).bus.apps.get(request.match_info["applicationName"])
     if app is None or app.socket is None:
         fail(404, "Application does not exist")
@@ -94,7 +95,7 @@ async def subscription(request: web.Request) -> web.Response:
 def _endpoints(request: web.Request) -> list[dict[str, Any]]:
     pbx = sim_of(request).pbx
     found = []
-    for endpoint, state in sorted(pbx.endpoints.items()):
+    for endpoint, state in sorted(pbx.devices.endpoints.items()):
         tech, _, resource = endpoint.partition("/")
         ids = [c.id for c in pbx.channels.values() if c.device == endpoint]
         found.append({"technology": tech, "resource": resource, "state": state, "channel_ids": ids})
@@ -127,14 +128,14 @@ async def get_endpoint(request: web.Request) -> web.Response:
 # --- device states ---------------------------------------------------------------------------
 @routes.get("/ari/deviceStates")
 async def list_device_states(request: web.Request) -> web.Response:
-    states = sim_of(request).pbx.device_states
+    states = sim_of(request).pbx.devices.states
     return answer([{"name": name, "state": state} for name, state in sorted(states.items())])
 
 
 @routes.get("/ari/deviceStates/{deviceName}")
 async def get_device_state(request: web.Request) -> web.Response:
     name = request.match_info["deviceName"]
-    return answer({"name": name, "state": sim_of(request).device_state(name)})
+    return answer({"name": name, "state": sim_of(request).pbx.devices.state_of(name)})
 
 
 @routes.put("/ari/deviceStates/{deviceName}")
@@ -145,7 +146,7 @@ async def put_device_state(request: web.Request) -> web.Response:
         fail(409, "Uncontrolled device specified")
     if state not in DEVICE_STATES:
         fail(400, f"Invalid device state: {state}")
-    sim_of(request).pbx.set_device_state(name, state)
+    sim_of(request).pbx.devices.set_state(name, state)
     return no_content()
 
 
@@ -154,7 +155,7 @@ async def delete_device_state(request: web.Request) -> web.Response:
     name = request.match_info["deviceName"]
     if not name.startswith("Stasis:"):
         fail(409, "Uncontrolled device specified")
-    if sim_of(request).pbx.device_states.pop(name, None) is None:
+    if sim_of(request).pbx.devices.states.pop(name, None) is None:
         fail(404, "Device name is missing")
     return no_content()
 
@@ -248,9 +249,10 @@ async def get_sound(request: web.Request) -> web.Response:
 async def user_event(request: web.Request) -> web.Response:
     params, sim = await Params.read(request), sim_of(request)
     application = params.require("application")
-    if not sim.bus.is_active(application):
+    app = sim.bus.apps.get(application)
+    if app is None or app.socket is None:
         fail(404, "Application not found")
-    sim.bus.apps[application].socket.push(  # type: ignore[union-attr]
+    app.socket.push(
         {
             "type": "ChannelUserevent",
             "timestamp": ari_time(now()),

@@ -153,6 +153,36 @@ class Channel:
             (f"{prefix}Linkedid", self.linkedid),
         ]
 
+    def cdr_fields(self, cause: int) -> Headers:
+        """The AMI ``Cdr`` event body for this channel ending with ``cause``."""
+        ended = now()
+        if self.answered_at is not None:
+            disposition = "ANSWERED"
+        else:
+            disposition = {17: "BUSY", 20: "FAILED", 34: "FAILED", 0: "FAILED"}.get(cause, "NO ANSWER")
+        billable = int(ended - self.answered_at) if self.answered_at is not None else 0
+        caller = self.caller
+        return [
+            ("AccountCode", self.accountcode),
+            ("Source", caller.number),
+            ("Destination", self.exten),
+            ("DestinationContext", self.context),
+            ("CallerID", f'"{caller.name}" <{caller.number}>' if caller.name else caller.number),
+            ("Channel", self.name),
+            ("DestinationChannel", self.dialed_peer),
+            ("LastApplication", self.app_name),
+            ("LastData", self.app_data),
+            ("StartTime", cdr_time(self.created_at)),
+            ("AnswerTime", cdr_time(self.answered_at)),
+            ("EndTime", cdr_time(ended)),
+            ("Duration", str(int(ended - self.created_at))),
+            ("BillableSeconds", str(billable)),
+            ("Disposition", disposition),
+            ("AMAFlags", "DOCUMENTATION"),
+            ("UniqueID", self.id),
+            ("UserField", self.variables.get("CDR(userfield)", "")),
+        ]
+
 
 @dataclass(eq=False)
 class Bridge:

@@ -87,7 +87,7 @@ class Originator:
             if inner is not None:
                 app.channels.add(inner.id)
         party = pbx.parties.for_endpoint(request.endpoint)
-        if inner is None and pbx.endpoints.get(outer.device) == "offline":
+        if inner is None and pbx.devices.is_offline(outer.device):
             party = Unregistered()
         return Leg(pbx, outer=outer, inner=inner, dialstring=dialstring, party=party, timeout=request.timeout)
 

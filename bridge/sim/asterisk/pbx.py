@@ -24,7 +24,7 @@ from bridge.sim.asterisk.causes import (
     SOFT_HANGUP_EXPLICIT,
     cause_text,
 )
-from bridge.sim.asterisk.model import Bridge, CallerId, Channel, Headers, IdSource, ari_time, cdr_time, now
+from bridge.sim.asterisk.model import Bridge, CallerId, Channel, Headers, IdSource, ari_time, now
 from bridge.sim.asterisk.parties import PartyBook
 
 log = structlog.get_logger(__name__)
@@ -35,6 +35,7 @@ HangupHow = Literal["app", "dialplan", "timeout", "remote"]
 class Pbx:
     def __init__(self, bus: EventBus, parties: PartyBook) -> None:
         from bridge.sim.asterisk.bridging import Bridging
+        from bridge.sim.asterisk.devices import Devices
         from bridge.sim.asterisk.media import Media
 
         self.bus = bus
@@ -42,10 +43,9 @@ class Pbx:
         self.ids = IdSource()
         self.channels: dict[str, Channel] = {}
         self.bridges: dict[str, Bridge] = {}
-        self.device_states: dict[str, str] = {}
-        self.endpoints: dict[str, str] = {}  # "PJSIP/1001" -> "online" | "offline"
         self.destroy_hooks: list[Callable[[Channel], None]] = []
         self.bridge_hooks: list[Callable[[Bridge], None]] = []
+        self.devices = Devices(self)
         self.bridging = Bridging(self)
         self.media = Media(self)
 
@@ -163,7 +163,7 @@ class Pbx:
         channel.state = state
         self.ari("ChannelStateChange", channel)
         self.ami("Newstate", channel.ami_fields())
-        self.refresh_device(channel.device)
+        self.devices.refresh(channel.device)
 
     def answer(self, channel: Channel) -> None:
         if channel.state == "Up" or channel.destroyed:
@@ -286,61 +286,8 @@ class Pbx:
         self.channels.pop(channel.id, None)
         self.ari("ChannelDestroyed", channel, after={"cause": cause, "cause_txt": cause_text(cause)})
         self.ami("Hangup", [*channel.ami_fields(), ("Cause", str(cause)), ("Cause-txt", cause_text(cause))])
-        self.ami("Cdr", self._cdr(channel, cause), "cdr")
+        self.ami("Cdr", channel.cdr_fields(cause), "cdr")
         self.bus.forget_channel(channel.id)
-        self.refresh_device(channel.device)
+        self.devices.refresh(channel.device)
         for hook in list(self.destroy_hooks):
             hook(channel)
-
-    def _cdr(self, channel: Channel, cause: int) -> Headers:
-        ended = now()
-        if channel.answered_at is not None:
-            disposition = "ANSWERED"
-        else:
-            disposition = {17: "BUSY", 20: "FAILED", 34: "FAILED", 0: "FAILED"}.get(cause, "NO ANSWER")
-        billable = int(ended - channel.answered_at) if channel.answered_at is not None else 0
-        caller = channel.caller
-        return [
-            ("AccountCode", channel.accountcode),
-            ("Source", caller.number),
-            ("Destination", channel.exten),
-            ("DestinationContext", channel.context),
-            ("CallerID", f'"{caller.name}" <{caller.number}>' if caller.name else caller.number),
-            ("Channel", channel.name),
-            ("DestinationChannel", channel.dialed_peer),
-            ("LastApplication", channel.app_name),
-            ("LastData", channel.app_data),
-            ("StartTime", cdr_time(channel.created_at)),
-            ("AnswerTime", cdr_time(channel.answered_at)),
-            ("EndTime", cdr_time(ended)),
-            ("Duration", str(int(ended - channel.created_at))),
-            ("BillableSeconds", str(billable)),
-            ("Disposition", disposition),
-            ("AMAFlags", "DOCUMENTATION"),
-            ("UniqueID", channel.id),
-            ("UserField", channel.variables.get("CDR(userfield)", "")),
-        ]
-
-    # --- devices ---------------------------------------------------------------------------
-    def refresh_device(self, device: str) -> None:
-        """Recompute a device's state from its channels, as Asterisk's device state engine does."""
-        if self.endpoints.get(device) == "offline":
-            return
-        live = [c for c in self.channels.values() if c.device == device and not c.destroyed]
-        if not live:
-            state = "NOT_INUSE"
-        elif device.startswith("Local/") or any(c.state == "Up" for c in live):
-            state = "INUSE"
-        else:
-            state = "RINGING"
-        if self.device_states.get(device) != state:
-            self.set_device_state(device, state)
-
-    def set_device_state(self, device: str, state: str) -> None:
-        self.device_states[device] = state
-        self.ami("DeviceStateChange", [("Device", device), ("State", state)])
-        self.ari(
-            "DeviceStateChanged",
-            after={"device_state": {"name": device, "state": state}},
-            sources=(f"deviceState:{device}",),
-        )

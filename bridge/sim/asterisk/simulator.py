@@ -74,7 +74,7 @@ class AsteriskSimulator:
         self.started_at = time.time()
         self.host, self.ari_port, self.ami_port = "127.0.0.1", 0, 0
         for endpoint in endpoints:
-            self.pbx.endpoints[endpoint] = "online"
+            self.pbx.devices.endpoints[endpoint] = "online"
 
     # --- lifecycle -------------------------------------------------------------------------
     async def start(self, host: str = "127.0.0.1", ari_port: int = 0, ami_port: int = 0) -> None:
@@ -137,41 +137,20 @@ class AsteriskSimulator:
         self.pbx.parties.set(extension, party)
 
     def set_device_state(self, device: str, state: str) -> None:
+        """AMI ``DeviceStateChange``; ARI ``DeviceStateChanged`` to apps subscribed to the device."""
         if state not in DEVICE_STATES:
             raise ValueError(f"unknown device state {state!r}; one of {', '.join(DEVICE_STATES)}")
-        self.pbx.set_device_state(device, state)
+        self.pbx.devices.set_state(device, state)
 
     def device_state(self, device: str) -> str:
-        if device in self.pbx.device_states:
-            return self.pbx.device_states[device]
-        return "UNKNOWN" if device.startswith(("Local/", "Stasis:")) else "NOT_INUSE"
+        return self.pbx.devices.state_of(device)
 
     def set_endpoint_state(self, endpoint: str, state: str) -> None:
-        """``online``/``offline``: ContactStatus + PeerStatus on AMI, EndpointStateChange on ARI."""
-        if state not in ("online", "offline"):
-            raise ValueError(f"endpoint state must be 'online' or 'offline', not {state!r}")
-        tech, _, resource = endpoint.partition("/")
-        self.pbx.endpoints[endpoint] = state
-        if state == "online":
-            contact_states, peer_state = ["Created", "Reachable"], "Reachable"
-        else:
-            contact_states, peer_state = ["Removed"], "Unreachable"
-        uri = f"sip:{resource}@127.0.0.1:5060"
-        for contact_state in contact_states:
-            self.pbx.ami(
-                "ContactStatus",
-                [("URI", uri), ("ContactStatus", contact_state), ("AOR", resource), ("EndpointName", resource),
-                 ("RoundtripUsec", "0")],
-                "system",
-            )  # fmt: skip
-        self.pbx.ami("PeerStatus", [("ChannelType", tech), ("Peer", endpoint), ("PeerStatus", peer_state)], "system")
-        ids = [c.id for c in self.pbx.channels.values() if c.device == endpoint]
-        self.pbx.ari(
-            "EndpointStateChange",
-            after={"endpoint": {"technology": tech, "resource": resource, "state": state, "channel_ids": ids}},
-            sources=(f"endpoint:{endpoint}", f"endpoint:{tech}"),
-        )
-        self.pbx.set_device_state(endpoint, "NOT_INUSE" if state == "online" else "UNAVAILABLE")
+        """``online``/``offline``: ContactStatus + PeerStatus on AMI, EndpointStateChange on ARI.
+        An offline endpoint is UNAVAILABLE and dialing it gives CHANUNAVAIL."""
+        if state not in ("online", "offline") or "/" not in endpoint:
+            raise ValueError(f"need an endpoint like PJSIP/1001 and 'online' or 'offline', not {endpoint!r} {state!r}")
+        self.pbx.devices.set_endpoint_state(endpoint, state)
 
     # --- scripted calls --------------------------------------------------------------------
     async def place_inbound_call(
