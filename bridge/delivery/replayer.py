@@ -1,0 +1,158 @@
+"""Mirroring one ended call that Bitrix24 missed (``b24-bridge replay``), with the journal kept in step.
+
+Same rules as the daemon's offline mirroring (:mod:`bridge.delivery.loop`): statistics first; if the call is
+there, only our bookkeeping changes; otherwise ``register`` SHOW=0 + ``finish`` in one batch, then the recording.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import structlog
+
+from bridge.crm.client import Bitrix24Client
+from bridge.crm.errors import CrmError
+from bridge.crm.telephony import Telephony
+from bridge.delivery.check import find_in_statistics
+from bridge.delivery.hooks import DeliveryObserver
+from bridge.delivery.loop import RecordingLoader
+from bridge.delivery.plan import Chain, plan_batch, record_filename
+from bridge.delivery.settle import Settler
+from bridge.domain.commands import CrmFinish, CrmRegister
+from bridge.journal import CallRow, Journal, OpRow, PendingOp
+
+log = structlog.get_logger(__name__)
+
+FINAL = ("done",)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    crm_leg: str
+    started_at: str | None
+    status: str
+    """``replayed``, ``already present``, ``would send``, ``failed`` or ``skipped``."""
+    detail: str = ""
+
+
+def _pending(op: OpRow, call: CallRow, mode: str) -> PendingOp:
+    return PendingOp(
+        id=op.id, crm_leg=op.crm_leg, seq=op.seq, kind=op.kind, command=op.command, attempts=op.attempts,
+        created_at=op.created_at, call_id=call.call_id, mode=mode, call_state=call.state,
+    )  # fmt: skip
+
+
+def describe(chain: Chain, record: OpRow | None) -> str:
+    """What would be sent for this chain, in words an operator checks against the PBX's records."""
+    parts = []
+    for op in chain.ops:
+        cmd = op.command
+        if isinstance(cmd, CrmRegister):
+            parts.append(f"register SHOW=0 start {cmd.started_at.isoformat()} user {cmd.user_id} from {cmd.phone}")
+        elif isinstance(cmd, CrmFinish):
+            parts.append(f"finish user {cmd.user_id} duration {cmd.duration} s status {cmd.status_code}")
+    if record is not None:
+        parts.append(f"attachRecord {record_filename(getattr(record.command, 'recording', ''))}")
+    return " + ".join(parts)
+
+
+class Replayer:
+    def __init__(
+        self,
+        journal: Journal,
+        client: Bitrix24Client,
+        telephony: Telephony,
+        loader: RecordingLoader,
+        *,
+        dry_run: bool = False,
+        observer: DeliveryObserver | None = None,
+    ) -> None:
+        self.journal = journal
+        self.client = client
+        self.telephony = telephony
+        self.loader = loader
+        self.dry_run = dry_run
+        self.settler = Settler(journal, observer or DeliveryObserver(), time.time, retry_base=1.0, retry_cap=60.0)
+
+    async def replay(self, call: CallRow) -> Outcome:
+        leg = call.crm_leg
+        try:
+            return await self._replay(call)
+        except CrmError as exc:
+            return Outcome(leg, call.started_at, "failed", str(exc))
+        except ValueError as exc:  # a damaged row in the journal
+            log.error("replay.bad_row", crm_leg=leg, error=str(exc))
+            return Outcome(leg, call.started_at, "failed", f"journal row unreadable: {exc}")
+
+    async def _replay(self, call: CallRow) -> Outcome:
+        leg = call.crm_leg
+        ops = self.journal.operations(leg)
+        origin = next((op for op in ops if op.kind in ("register", "adopt")), None)
+        finish = next((op for op in ops if op.kind == "finish"), None)
+        record = next((op for op in ops if op.kind == "attach_record" and op.state not in FINAL), None)
+        if origin is None or finish is None:
+            return Outcome(leg, call.started_at, "failed", "nothing to replay: no register or no finish journaled")
+        chain = Chain([_pending(op, call, "offline") for op in (origin, finish) if op.state not in FINAL])
+        if chain.ops and chain.head.kind == "adopt":
+            chain.ops = chain.ops[1:]
+        if chain.ops:
+            found = (await find_in_statistics(self.client, [leg])).get(leg)
+            if found is not None:
+                if not self.dry_run:
+                    self.settler.present(chain, found)
+                    await self._attach(leg, record)
+                return Outcome(leg, call.started_at, "already present", f"CALL_ID {found.get('CALL_ID')}")
+        if self.dry_run:
+            return Outcome(leg, call.started_at, "would send", describe(chain, record) or "nothing")
+        if not chain.ops:  # register and finish went through earlier; only the recording is left
+            detail = await self._attach(leg, record)
+            status = "replayed" if detail.endswith("attached") else "skipped"
+            return Outcome(leg, call.started_at, status, detail or "nothing left to send")
+        self.journal.go_offline(leg)
+        failure = await self._send(chain)
+        if failure:
+            return Outcome(leg, call.started_at, "failed", failure)
+        detail = await self._attach(leg, record)
+        return Outcome(leg, call.started_at, "replayed", detail)
+
+    async def _send(self, chain: Chain) -> str:
+        """Send register SHOW=0 + finish; returns the failure reason, or "" when Bitrix24 took both."""
+        plan = plan_batch([chain])
+        for op, reason in plan.unbuildable:
+            self.settler.fail(op, f"cannot build the request: {reason}")
+            return reason
+        self.journal.mark_sent(plan.op_ids())
+        try:
+            batch = await self.client.batch(plan.commands)
+        except CrmError as exc:
+            for op in chain.ops:
+                self.journal.mark_failed(op.id, str(exc), permanent=False)
+            return str(exc)
+        with self.journal.transaction():
+            self.settler.settle_chain(chain, batch)
+        states = {op.id: op for op in self.journal.operations(chain.leg)}
+        unsettled = [states[op.id] for op in chain.ops if states[op.id].state != "done"]
+        return "; ".join(f"{op.kind}: {op.last_error or op.state}" for op in unsettled)
+
+    async def _attach(self, leg: str, record: OpRow | None) -> str:
+        """Attach the recording when it can be read; a note for the summary."""
+        if record is None:
+            return ""
+        call = self.journal.calls(crm_leg=leg)[0]
+        name = getattr(record.command, "recording", "")
+        try:
+            content = await self.loader(name)
+        except OSError as exc:
+            return f"recording not attached: {exc}"
+        if not content or not call.call_id:
+            return f"recording {name!r} not found"
+        op = _pending(record, call, call.mode)
+        self.journal.mark_sent([op.id])
+        try:
+            file_id = await self.telephony.attach_record(call.call_id, record_filename(name), content)
+        except CrmError as exc:
+            self.settler.error(op, exc)
+            return f"recording not attached: {exc}"
+        self.settler.done(op, {"FILE_ID": file_id})
+        return f"recording {record_filename(name)} attached"

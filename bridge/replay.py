@@ -1,0 +1,129 @@
+"""``b24-bridge replay`` and ``b24-bridge journal``: mirror what Bitrix24 missed, and show the journal.
+
+Replay needs no PBX: it takes the journal's calls whose end is known but which are not done (offline, failed or
+still pending), asks ``voximplant.statistic.get`` per call whether Bitrix24 already has it, and sends the missing
+ones as ``register`` SHOW=0 with the real start + ``finish`` with the real user, duration and status in one batch
+(then ``attachRecord`` when the recording can be read), through the same paced client as the daemon.
+Run it while the daemon is stopped, or for calls the daemon has given up on (``failed``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from bridge.config import Settings, load_config
+from bridge.crm.client import Bitrix24Client
+from bridge.crm.telephony import Telephony
+from bridge.delivery.loop import RecordingLoader
+from bridge.delivery.progress import progress_for
+from bridge.delivery.recordings import recording_loader
+from bridge.delivery.replayer import Outcome, Replayer
+from bridge.journal import Journal, JournalError
+from bridge.journal.report import snapshot, table
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+def parse_since(text: str | None) -> datetime | None:
+    """``--since``: ISO-8601 date or date-time; without an offset it is local time."""
+    if not text:
+        return None
+    moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    return moment if moment.tzinfo is not None else moment.astimezone()
+
+
+def _open_journal(settings: Settings) -> Journal:
+    path = settings.journal.path
+    if not Path(path).exists():
+        raise JournalError(f"there is no journal at {path} (journal.path in {settings.path})")
+    return Journal.open(path)
+
+
+def journal_main(args: argparse.Namespace) -> int:
+    settings = load_config(Path(args.config))
+    try:
+        journal = _open_journal(settings)
+    except JournalError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    with journal:
+        data = snapshot(journal, args.status)
+    if args.json:
+        print(json.dumps(data, ensure_ascii=False, indent=2))
+    else:
+        Console().print(table(data))
+    return 0
+
+
+def main(args: argparse.Namespace) -> int:
+    settings = load_config(Path(args.config))
+    try:
+        since = parse_since(args.since)
+    except ValueError:
+        print(f"error: --since {args.since!r} is not an ISO-8601 date or date-time", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        journal = _open_journal(settings)
+    except JournalError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    with journal:
+        loader = recording_loader(settings.asterisk)
+        outcomes = asyncio.run(replay(settings, journal, since, args.call, args.dry_run, loader))
+    print_summary(outcomes, args.dry_run)
+    return EXIT_FAILED if any(o.status == "failed" for o in outcomes) else 0
+
+
+async def replay(
+    settings: Settings,
+    journal: Journal,
+    since: datetime | None,
+    call: str | None,
+    dry_run: bool,
+    loader: RecordingLoader,
+) -> list[Outcome]:
+    candidates = [c for c in journal.calls(since=since, crm_leg=call) if c.ended_at is not None and c.state != "done"]
+    if call and not candidates:
+        known = journal.calls(crm_leg=call)
+        why = "it is not in the journal" if not known else f"it is {known[0].state} (nothing to replay)"
+        return [Outcome(call, known[0].started_at if known else None, "skipped", why)]
+    outcomes: list[Outcome] = []
+    if not candidates:
+        return outcomes
+    # no client-side retries: a batch whose answer was lost must be checked, not resent blindly
+    async with Bitrix24Client(settings.bitrix24, retry_attempts=1) as client:
+        replayer = Replayer(journal, client, Telephony(client), loader, dry_run=dry_run)
+        with progress_for(len(candidates), "checking" if dry_run else "replaying") as advance:
+            for row in candidates:
+                outcome = await replayer.replay(row)
+                outcomes.append(outcome)
+                advance(outcome.crm_leg, outcome.status)
+    return outcomes
+
+
+def print_summary(outcomes: list[Outcome], dry_run: bool) -> None:
+    console = Console()
+    if not outcomes:
+        console.print("Nothing to replay: every ended call in the journal is done.")
+        return
+    title = "replay --dry-run: nothing was sent" if dry_run else "replay"
+    summary = Table(title=title)
+    for column in ("call (EXTERNAL_CALL_ID)", "started", "outcome", "detail"):
+        summary.add_column(column, overflow="fold")
+    style = {"replayed": "green", "already present": "cyan", "failed": "bold red", "would send": "yellow"}
+    for o in outcomes:
+        summary.add_row(o.crm_leg, o.started_at or "", f"[{style.get(o.status, '')}]{o.status}", o.detail)
+    console.print(summary)
+    counts: dict[str, int] = {}
+    for o in outcomes:
+        counts[o.status] = counts.get(o.status, 0) + 1
+    console.print(", ".join(f"{status}: {n}" for status, n in counts.items()))

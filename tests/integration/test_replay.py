@@ -1,0 +1,211 @@
+"""``b24-bridge replay`` and ``b24-bridge journal`` as a user runs them, against the simulator, with no PBX."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bridge.config import Bitrix24Settings, Secret
+from bridge.crm.client import Bitrix24Client
+from bridge.crm.telephony import Telephony
+from bridge.domain.commands import CallType, CrmAttachRecord, CrmFinish, CrmHide, CrmRegister, CrmShow
+from bridge.journal import Journal
+from bridge.sim.bitrix24 import Bitrix24Simulator
+
+RATE, BURST = 20.0, 50
+MSK = timezone(timedelta(hours=3))
+START = datetime.now(MSK).replace(microsecond=0) - timedelta(hours=2)
+
+
+@dataclass
+class Cli:
+    code: int
+    out: str
+    err: str
+
+
+@dataclass
+class Setup:
+    sim: Bitrix24Simulator
+    config: Path
+    journal: Path
+    recording: Path
+    expected: dict[str, tuple[datetime, int, int, str]]
+
+    async def run(self, *args: str) -> Cli:
+        """``python -m bridge <args>`` in a subprocess (it runs its own event loop; the simulator runs in ours)."""
+        child = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bridge", *args, "--config", str(self.config),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, "COLUMNS": "250", "TERM": "dumb"},
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(child.communicate(), timeout=60)
+        assert child.returncode is not None
+        return Cli(child.returncode, out.decode(), err.decode())
+
+    def sim_calls(self) -> dict[str, dict[str, Any]]:
+        calls = self.sim.state()["calls"]
+        legs = [c["EXTERNAL_CALL_ID"] for c in calls]
+        assert len(legs) == len(set(legs)), "an EXTERNAL_CALL_ID reached Bitrix24 twice"
+        return {c["EXTERNAL_CALL_ID"]: c for c in calls}
+
+    def sent_methods(self) -> set[str]:
+        return {r["method"] for r in self.sim.state()["requests"]}
+
+
+def write_config(path: Path, webhook: str) -> None:
+    path.write_text(
+        f"""
+[asterisk]
+ari_url = "http://127.0.0.1:9"   # no PBX: replay must not need one
+ari_password = "ari-secret"
+ami_secret = "ami-secret"
+
+[bitrix24]
+webhook_url = "{webhook}"
+events = "off"
+rate = {RATE}
+burst = {BURST}
+
+[journal]
+path = "journal.db"
+""",
+        encoding="utf-8",
+    )
+
+
+def offline_call(journal: Journal, leg: str, user: int, talker: int, duration: int, status: str, minute: int) -> None:
+    start = START + timedelta(minutes=minute)
+    journal.append(CrmRegister(leg, user, f"7916555{minute:04d}", CallType.INCOMING, "74950000001", start, True))
+    journal.append(CrmShow(leg, (user,)))
+    journal.append(CrmHide(leg, (user,)))
+    journal.append(CrmFinish(leg, talker, duration, status))
+
+
+@pytest.fixture
+async def setup(tmp_path: Path) -> AsyncIterator[Setup]:
+    async with Bitrix24Simulator(rate=RATE, burst=BURST) as sim:
+        config = tmp_path / "bridge.toml"
+        write_config(config, sim.webhook_url)
+        recording = tmp_path / "rec-off-1.wav"
+        recording.write_bytes(b"RIFF" + b"\x01\x02" * 2000)
+        expected: dict[str, tuple[datetime, int, int, str]] = {}
+        clock = [datetime.now().timestamp()]
+        with Journal.open(tmp_path / "journal.db", clock=lambda: clock[0]) as journal:
+            for i, (user, talker, duration, status) in enumerate(
+                [(11, 12, 95, "200"), (13, 13, 0, "304"), (15, 16, 7, "200"), (12, 12, 0, "486")]
+            ):
+                offline_call(journal, f"off-{i}", user, talker, duration, status, minute=i)
+                expected[f"off-{i}"] = (START + timedelta(minutes=i), talker, duration, status)
+            journal.append(CrmAttachRecord("off-1", str(recording)))
+            offline_call(journal, "gone-user", 17, 17, 30, "200", minute=10)  # user 17 has been dismissed
+            offline_call(journal, "arrived", 11, 11, 44, "200", minute=11)
+            journal.append(CrmRegister("still-talking", 11, "79160000000", CallType.INCOMING, "1", START, True))
+            clock[0] += 60
+            assert len(journal.take_offline(register_timeout=5)) == 7
+        # "arrived" reached Bitrix24 before the bridge lost the answers: the journal does not know it
+        async with Bitrix24Client(Bitrix24Settings(webhook_url=Secret(sim.webhook_url))) as client:
+            telephony = Telephony(client)
+            registered = await telephony.register(
+                user_id=11, phone="79165550011", call_type=2, external_call_id="arrived", show=False,
+                started_at=START + timedelta(minutes=11), line="74950000001",
+            )  # fmt: skip
+            await telephony.finish(registered.call_id, 11, 44, "200")
+        sim.core.requests.clear()
+        yield Setup(sim, config, tmp_path / "journal.db", recording, expected)
+
+
+async def test_dry_run_reads_statistics_sends_nothing_and_shows_what_it_would_send(setup: Setup) -> None:
+    result = await setup.run("replay", "--dry-run")
+    assert result.code == 0, result.err
+    assert setup.sent_methods() <= {"batch"}, "only statistics batches"
+    assert len(setup.sim_calls()) == 1, "nothing new reached Bitrix24"
+    lines = {line.split("│")[1].strip(): line for line in result.out.splitlines() if line.count("│") > 3}
+    for leg in ("off-0", "off-1", "off-2", "off-3", "gone-user"):
+        assert "would send" in lines[leg]
+    assert "register SHOW=0 start" in lines["off-0"] and "finish user 12 duration 95 s status 200" in lines["off-0"]
+    assert "attachRecord rec-off-1.wav" in lines["off-1"]
+    assert "already present" in lines["arrived"]
+    assert "still-talking" not in lines, "a call that has not ended is not replayed"
+    assert "checking 6/6 arrived: already present" in result.err
+    with Journal.open(setup.journal) as journal:
+        assert {c.state for c in journal.calls()} == {"open", "ended"}, "the journal is untouched"
+
+
+async def test_replay_mirrors_missing_calls_once_and_reports_each(setup: Setup) -> None:
+    result = await setup.run("replay")
+    assert result.code == 1, "one call failed, so the exit status says so"
+    calls = setup.sim_calls()
+    for leg, (start, user, duration, status) in setup.expected.items():
+        call = calls[leg]
+        assert call["SHOW"] is False
+        assert datetime.fromisoformat(call["CALL_START_DATE"]) == start
+        assert (call["finish"]["USER_ID"], call["finish"]["DURATION"], call["finish"]["STATUS_CODE"]) == (
+            user, duration, status)  # fmt: skip
+        assert call["finish_attempts"] == 1
+    assert calls["off-1"]["record"] == {"name": "rec-off-1.wav", "size": setup.recording.stat().st_size}
+    assert calls["arrived"]["finish_attempts"] == 1, "the call already there was not sent again"
+    assert "gone-user" not in calls and "still-talking" not in calls
+    lines = {line.split("│")[1].strip(): line for line in result.out.splitlines() if line.count("│") > 3}
+    assert all("replayed" in lines[leg] for leg in setup.expected)
+    assert "already present" in lines["arrived"]
+    assert "failed" in lines["gone-user"] and "User is not found" in lines["gone-user"]
+    assert "replayed: 4" in result.out and "already present: 1" in result.out and "failed: 1" in result.out
+    with Journal.open(setup.journal) as journal:
+        states = {c.crm_leg: c for c in journal.calls()}
+    assert all(states[leg].state == "done" for leg in [*setup.expected, "arrived"])
+    assert states["arrived"].call_id == calls["arrived"]["CALL_ID"]
+    assert states["gone-user"].state == "failed"
+
+    again = await setup.run("replay")
+    assert "replayed" not in again.out and "gone-user" in again.out, "only the failed call is left to try"
+    assert setup.sim_calls().keys() == calls.keys()
+
+
+async def test_replay_of_one_call_or_since_a_time(setup: Setup) -> None:
+    one = await setup.run("replay", "--call", "off-2")
+    assert one.code == 0, one.err
+    assert set(setup.sim_calls()) == {"arrived", "off-2"}
+    later = await setup.run("replay", "--since", (START + timedelta(minutes=3)).isoformat())
+    assert set(setup.sim_calls()) == {"arrived", "off-2", "off-3"}
+    assert "gone-user" in later.out and later.code == 1
+    done = await setup.run("replay", "--call", "off-2")
+    assert "nothing to replay" in done.out
+
+
+async def test_bad_input_is_refused_with_a_clear_message(setup: Setup, tmp_path: Path) -> None:
+    bad_since = await setup.run("replay", "--since", "last tuesday")
+    assert bad_since.code == 2 and "--since 'last tuesday' is not an ISO-8601" in bad_since.err
+    setup.journal.rename(tmp_path / "elsewhere.db")
+    missing = await setup.run("journal")
+    assert missing.code == 2 and "there is no journal at" in missing.err
+
+
+async def test_journal_lists_calls_and_operations(setup: Setup) -> None:
+    listing = await setup.run("journal", "--json")
+    assert listing.code == 0, listing.err
+    data = json.loads(listing.out)
+    calls = {c["crm_leg"]: c for c in data["calls"]}
+    assert set(calls) == {*setup.expected, "gone-user", "arrived", "still-talking"}
+    off0 = calls["off-0"]
+    assert (off0["mode"], off0["state"], off0["user_id"], off0["duration"], off0["status_code"]) == (
+        "offline", "ended", 12, 95, "200")  # fmt: skip
+    assert [(op["kind"], op["state"]) for op in off0["operations"]] == [
+        ("register", "pending"), ("show", "done"), ("hide", "done"), ("finish", "pending")]  # fmt: skip
+    assert off0["operations"][1]["note"].startswith("skipped")
+
+    await setup.run("replay")
+    failed = json.loads((await setup.run("journal", "--status", "failed", "--json")).out)
+    assert [c["crm_leg"] for c in failed["calls"]] == ["gone-user"]
+    assert "User is not found" in failed["calls"][0]["operations"][0]["last_error"]
+    table = await setup.run("journal", "--status", "done")
+    assert table.code == 0 and "off-0" in table.out and "gone-user" not in table.out
