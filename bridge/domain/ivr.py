@@ -44,10 +44,10 @@ def _play(call: Call, media: str, *, invalid: bool) -> WalkStep:
 
 def on_prompt_finished(call: Call, now: datetime) -> WalkStep:
     visit, menu = _menu(call)
+    call = replace(call, prompt="")
     if visit.invalid:
         return _play(call, menu.prompt, invalid=False)
-    timer = now + timedelta(seconds=menu.timeout)
-    return replace(move(call, State.MENU_WAIT), prompt="", timer=timer), [], None
+    return replace(move(call, State.MENU_WAIT), timer=now + timedelta(seconds=menu.timeout)), [], None
 
 
 def on_digit(call: Call, digit: str) -> WalkStep:

@@ -19,10 +19,13 @@ from bridge.domain.commands import (
     CrmHide,
     CrmRegister,
     CrmShow,
+    HangupCaller,
+    PlayPrompt,
     RingAgent,
     RingNumber,
+    StopPrompt,
 )
-from bridge.domain.events import Event, Intercepted, LegEnded, Transferred
+from bridge.domain.events import CallerHungUp, Event, Intercepted, LegEnded, PromptFinished, Transferred
 from bridge.domain.scheme import MAX_EVERYBODY_DEVICES, Plan
 from bridge.domain.state import Call, State, WalkKind
 
@@ -40,6 +43,8 @@ class Ledger:
     shown: dict[str, set[int]] = field(default_factory=dict)
     attached: set[str] = field(default_factory=set)
     leg_users: dict[str, int] = field(default_factory=dict)
+    playing: str = ""
+    """The prompt the caller hears now."""
 
     def _user_of_number(self, number: str) -> int:
         return next((e.user_id for e in self.plan.employees.values() if e.mobile and e.mobile == number), 0)
@@ -64,6 +69,8 @@ class Ledger:
         self._check(after)
 
     def _event(self, event: Event, before: Call, after: Call, now: datetime) -> None:
+        if (isinstance(event, PromptFinished) and event.prompt == self.playing) or isinstance(event, CallerHungUp):
+            self.playing = ""
         if isinstance(event, Intercepted):
             emp = self.plan.employees.get(event.ext)
             self.leg_users[event.leg] = emp.user_id if emp else 0
@@ -98,6 +105,14 @@ class Ledger:
             self.ringing.pop(command.leg, None)
             self.talking = (command.leg, self.leg_users.get(command.leg, 0))
             self.talk_started["pending"] = now
+        elif isinstance(command, PlayPrompt):
+            assert not self.playing, f"{command.prompt} plays over {self.playing}"
+            self.playing = command.prompt
+        elif isinstance(command, StopPrompt):
+            assert command.prompt == self.playing, f"stopped {command.prompt}, but {self.playing!r} plays"
+            self.playing = ""
+        elif isinstance(command, HangupCaller):
+            self.playing = ""
         elif isinstance(command, CrmRegister | CrmAdopt):
             assert command.crm_leg not in self.registered, "registered twice"
             self._open_leg()
