@@ -1,0 +1,466 @@
+"""Answer, talk and end; transfers (each conversation its own CRM call); the races; nothing after the end."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from bridge.domain.call import TABLE, step
+from bridge.domain.commands import (
+    AnswerCaller,
+    CallType,
+    CancelLeg,
+    ConnectLeg,
+    CrmAttachRecord,
+    CrmFinish,
+    CrmHide,
+    CrmShow,
+    HangupCaller,
+    RingAgent,
+    RingNumber,
+    StartMusic,
+    StartRecording,
+    StopMusic,
+    StopPrompt,
+)
+from bridge.domain.events import (
+    AvailabilityChanged,
+    CallerHungUp,
+    CallStarted,
+    CrmClient,
+    CrmLookedUp,
+    DtmfReceived,
+    Event,
+    Intercepted,
+    LegAnswered,
+    LegEnded,
+    LegOutcome,
+    PromptFinished,
+    RecordingReady,
+    TimerFired,
+    Transferred,
+)
+from bridge.domain.routing import MAX_HOPS
+from bridge.domain.scheme import (
+    Availability,
+    HoldUntilFree,
+    IvrMenu,
+    KnownClient,
+    Plan,
+    Rule,
+    ToIvr,
+    ToNumber,
+    ToQueue,
+    ToResponsible,
+    ToVoicemail,
+)
+from bridge.domain.state import MOVES, Call, IllegalMove, Leg, State, Talk, Walk, WalkKind, move
+from tests.domain.builders import (
+    START,
+    Driver,
+    at,
+    crm,
+    leg,
+    plan,
+    play,
+    queue,
+    register,
+    route,
+    started,
+)
+
+
+def one_queue(**kw: object) -> Plan:
+    return route(ToQueue("q"), queues=(queue("q", "1001", "1002"),), default_ext="1005", **kw)
+
+
+def test_the_agent_hangs_up_first_the_caller_is_hung_up_and_the_talk_time_counts_from_the_answer() -> None:
+    d = Driver(one_queue())
+    d(started())
+    d(TimerFired(), 15)
+    d(LegAnswered("c-leg2"), 21)
+    assert d(LegEnded("c-leg2", LegOutcome.HANGUP), 32.6) == [HangupCaller(), CrmFinish("k.1", 2, 12, "200")]
+    assert d.call.state is State.WRAP_UP and d.call.handled_by == "1002"
+    assert d(LegEnded("c-leg1", LegOutcome.NO_ANSWER), 33) == []  # absorbed: the leg released at 15 s
+    assert d(RecordingReady("c-rec3"), 34) == [CrmAttachRecord("k.1", "c-rec3")]
+    assert d.call.state is State.DONE
+
+
+def test_blind_then_attended_transfer_each_conversation_leg_is_its_own_crm_call() -> None:
+    first = Talk("k.1", "c-leg1", "1001", 1, at(5))
+    second = Talk("k.2", "x1", "1004", 4, at(70))
+    third = Talk("k.3", "x2", "1002", 2, at(100))
+    call = play(
+        one_queue(),
+        [
+            (
+                0,
+                started(),
+                [AnswerCaller(), register(5), StartMusic(), RingAgent("c-leg1", "1001", 15.0), CrmShow("k.1", (1,))],
+                {
+                    **START,
+                    "state": State.RINGING,
+                    "rule_index": 1,
+                    "hops": 1,
+                    "last_queue": "q",
+                    "walk": Walk(WalkKind.QUEUE, queue="q", order=("1001", "1002"), position=0, ring_seconds=15.0),
+                    "ringing": (leg(1, "1001"),),
+                    "crm_legs": (crm(1, 5, shown=(1,)),),
+                    "music": True,
+                    "timer": at(15),
+                    "serial": 1,
+                },
+            ),
+            (
+                5,
+                LegAnswered("c-leg1"),
+                [StopMusic(), ConnectLeg("c-leg1"), StartRecording("c-rec2")],
+                {
+                    "state": State.TALKING,
+                    "walk": None,
+                    "ringing": (),
+                    "talk": first,
+                    "crm_legs": (crm(1, 5, shown=(1,), recording="c-rec2"),),
+                    "music": False,
+                    "timer": None,
+                    "serial": 2,
+                },
+            ),
+            (
+                65,
+                Transferred("x1", ext="1004"),
+                [
+                    CrmFinish("k.1", 1, 60, "200"),
+                    register(4, n=2, t=65, call_type=CallType.INCOMING_REDIRECTED),
+                    CrmShow("k.2", (4,)),
+                ],
+                {
+                    "state": State.RINGING,
+                    "talk": None,
+                    "talks": (replace(first, ended_at=at(65)),),
+                    "released": (Leg("c-leg1", at(5), "1001", 1),),
+                    "ringing": (Leg("x1", at(65), "1004", 4),),
+                    "walk": Walk(WalkKind.TRANSFER, ring_seconds=30.0),
+                    "crm_legs": (crm(1, 5, finished=True, recording="c-rec2"), crm(2, 4, shown=(4,))),
+                    "timer": at(95),
+                },
+            ),
+            (
+                66,
+                RecordingReady("c-rec2"),
+                [CrmAttachRecord("k.1", "c-rec2")],
+                {"crm_legs": (crm(1, 5, finished=True, recording="c-rec2", attached=True), crm(2, 4, shown=(4,)))},
+            ),
+            (66.5, LegEnded("c-leg1", LegOutcome.HANGUP), [], {"released": ()}),
+            (
+                70,
+                LegAnswered("x1"),
+                [ConnectLeg("x1"), StartRecording("c-rec3")],
+                {
+                    "state": State.TALKING,
+                    "walk": None,
+                    "ringing": (),
+                    "talk": second,
+                    "crm_legs": (
+                        crm(1, 5, finished=True, recording="c-rec2", attached=True),
+                        crm(2, 4, shown=(4,), recording="c-rec3"),
+                    ),
+                    "timer": None,
+                    "serial": 3,
+                },
+            ),
+            (
+                100,
+                Transferred("x2", ext="1002", attended=True),
+                [
+                    CrmFinish("k.2", 4, 30, "200"),
+                    register(2, n=3, t=100, call_type=CallType.INCOMING_REDIRECTED),
+                    StartRecording("c-rec4"),
+                    CrmShow("k.3", (2,)),
+                ],
+                {
+                    "talk": third,
+                    "talks": (replace(first, ended_at=at(65)), replace(second, ended_at=at(100))),
+                    "released": (Leg("x1", at(70), "1004", 4),),
+                    "crm_legs": (
+                        crm(1, 5, finished=True, recording="c-rec2", attached=True),
+                        crm(2, 4, finished=True, recording="c-rec3"),
+                        crm(3, 2, shown=(2,), recording="c-rec4"),
+                    ),
+                    "serial": 4,
+                },
+            ),
+            (
+                200,
+                CallerHungUp(),
+                [CancelLeg("x2"), CrmFinish("k.3", 2, 100, "200")],
+                {
+                    "state": State.WRAP_UP,
+                    "talk": None,
+                    "talks": (
+                        replace(first, ended_at=at(65)),
+                        replace(second, ended_at=at(100)),
+                        replace(third, ended_at=at(200)),
+                    ),
+                    "crm_legs": (
+                        crm(1, 5, finished=True, recording="c-rec2", attached=True),
+                        crm(2, 4, finished=True, recording="c-rec3"),
+                        crm(3, 2, finished=True, recording="c-rec4"),
+                    ),
+                    "timer": at(230),
+                    "ended_at": at(200),
+                },
+            ),
+            (
+                201,
+                RecordingReady("c-rec4"),
+                [CrmAttachRecord("k.3", "c-rec4")],
+                {
+                    "crm_legs": (
+                        crm(1, 5, finished=True, recording="c-rec2", attached=True),
+                        crm(2, 4, finished=True, recording="c-rec3"),
+                        crm(3, 2, finished=True, recording="c-rec4", attached=True),
+                    ),
+                },
+            ),
+            (
+                202,
+                RecordingReady("c-rec3"),
+                [CrmAttachRecord("k.2", "c-rec3")],
+                {
+                    "state": State.DONE,
+                    "crm_legs": (
+                        crm(1, 5, finished=True, recording="c-rec2", attached=True),
+                        crm(2, 4, finished=True, recording="c-rec3", attached=True),
+                        crm(3, 2, finished=True, recording="c-rec4", attached=True),
+                    ),
+                    "timer": None,
+                },
+            ),
+        ],
+    )
+    assert call.handled_by == "1002"  # 100 s, against 60 s for 1001 and 30 s for 1004
+
+
+def test_a_blind_transfer_nobody_answers_ends_missed_for_its_target() -> None:
+    d = Driver(one_queue(record=False))
+    d(started())
+    d(LegAnswered("c-leg1"), 5)
+    d(Transferred("x1", ext="1004"), 20)
+    assert d(TimerFired(), 50) == [CancelLeg("x1"), HangupCaller(), CrmFinish("k.2", 4, 0, "304")]
+    assert d.call.state is State.DONE and d.call.handled_by == "1001"
+
+
+def test_a_transfer_to_an_external_number_stays_registered_to_the_employee_who_transferred() -> None:
+    d = Driver(one_queue(record=False))
+    d(started())
+    d(LegAnswered("c-leg1"), 5)
+    assert d(Transferred("x1", number="79990001122", attended=True), 20) == [
+        CrmFinish("k.1", 1, 15, "200"),
+        register(1, n=2, t=20, call_type=CallType.INCOMING_REDIRECTED),
+    ]
+    assert d.call.talk == Talk("k.2", "x1", "", 0, at(20))
+    assert d(CallerHungUp(), 80) == [CancelLeg("x1"), CrmFinish("k.2", 1, 60, "200")]
+
+
+def test_a_call_nobody_can_own_is_connected_and_transferred_without_any_crm_call() -> None:
+    d = Driver(route(ToNumber("74950000000")))
+    assert d(started()) == [AnswerCaller(), StartMusic(), RingNumber("c-leg1", "74950000000", 30.0)]
+    assert d(LegAnswered("c-leg1"), 3) == [StopMusic(), ConnectLeg("c-leg1"), StartRecording("c-rec2")]
+    assert d(Transferred("x1", number="79990001122", attended=True), 9) == [StartRecording("c-rec3")]
+    assert d.call.talk == Talk("", "x1", "", 0, at(9))
+    assert d(CallerHungUp(), 10) == [CancelLeg("x1")]
+    assert d.call.state is State.DONE
+
+
+def test_an_answer_that_races_the_ring_timeout_wins_the_call() -> None:
+    ringing = Walk(WalkKind.QUEUE, queue="q", order=("1001", "1002"), position=1, ring_seconds=15.0)
+    before = Driver(one_queue(record=False))
+    before(started())
+    play(
+        one_queue(record=False),
+        [
+            (
+                15,
+                TimerFired(),
+                [CancelLeg("c-leg1"), RingAgent("c-leg2", "1002", 15.0), CrmHide("k.1", (1,)), CrmShow("k.1", (2,))],
+                {
+                    "walk": ringing,
+                    "ringing": (leg(2, "1002", 15),),
+                    "released": (leg(1, "1001"),),
+                    "grace": ("c-leg1",),
+                    "crm_legs": (crm(1, 5, shown=(2,)),),
+                    "timer": at(30),
+                    "serial": 2,
+                },
+            ),
+            (
+                15.2,
+                LegAnswered("c-leg1"),
+                [StopMusic(), ConnectLeg("c-leg1"), CancelLeg("c-leg2"), CrmHide("k.1", (2,)), CrmShow("k.1", (1,))],
+                {
+                    "state": State.TALKING,
+                    "walk": None,
+                    "ringing": (),
+                    "released": (leg(2, "1002", 15),),
+                    "talk": Talk("k.1", "c-leg1", "1001", 1, at(15.2)),
+                    "crm_legs": (crm(1, 5, shown=(1,)),),
+                    "music": False,
+                    "timer": None,
+                },
+            ),
+        ],
+        call=before.call,
+    )
+
+
+def test_the_grace_of_a_ring_timeout_lasts_one_step() -> None:
+    d = Driver(one_queue())
+    d(started())
+    d(TimerFired(), 15)
+    d(AvailabilityChanged("1003", Availability.BUSY), 15.1)
+    assert d(LegAnswered("c-leg1"), 15.2) == [CancelLeg("c-leg1")]
+    assert d.call.state is State.RINGING and d.call.ringing[0].id == "c-leg2"
+
+
+def test_a_late_answer_also_wins_over_the_voicemail_the_timeout_started() -> None:
+    q = queue("q", "1001", rings_per_member=1, final=ToVoicemail("1005"))
+    d = Driver(route(ToQueue("q"), queues=(q,), default_ext="1005", record=False))
+    d(started())
+    d(TimerFired(), 5)
+    assert d.call.state is State.VOICEMAIL_PROMPT
+    assert d(LegAnswered("c-leg1"), 5.3) == [StopPrompt("c-prompt2"), ConnectLeg("c-leg1"), CrmShow("k.1", (1,))]
+    assert d.call.state is State.TALKING and d.call.voicemail_user == 0
+    assert d(CallerHungUp(), 9.3) == [CancelLeg("c-leg1"), CrmFinish("k.1", 1, 4, "200")]
+
+
+def test_events_that_do_not_belong_to_the_call_change_nothing() -> None:
+    d = Driver(one_queue())
+    d(started())
+    d(LegAnswered("c-leg1"), 2)
+    before = d.call
+    for event in (
+        LegAnswered("c-leg1"),
+        LegAnswered("forged"),
+        LegEnded("forged", LegOutcome.BUSY),
+        RecordingReady("forged.wav"),
+        CallStarted("74951112233", "1"),
+        CrmLookedUp(None),
+        TimerFired(),
+    ):
+        assert d(event, 3) == []
+        assert d.call.ignored and replace(d.call, ignored="") == replace(before, ignored="")
+
+
+# --- the caller hangs up at any point ----------------------------------------------------------------
+
+
+MENU = IvrMenu("m", "sound:m", (("1", ToQueue("q")),))
+
+
+def reach(state: State) -> Driver:
+    """A call in ``state``."""
+    q = queue("q", "1001", "1002")
+    if state is State.LOOKUP:
+        d = Driver(plan(Rule(KnownClient(), ToResponsible()), queues=(q,), default_ext="1005"))
+        d(started())
+        return d
+    actions = {
+        State.RINGING: ToQueue("q"),
+        State.HOLDING: HoldUntilFree("q"),
+        State.MENU_PROMPT: ToIvr("m"),
+        State.MENU_WAIT: ToIvr("m"),
+        State.VOICEMAIL_PROMPT: ToVoicemail(),
+        State.VOICEMAIL_RECORDING: ToVoicemail(),
+        State.TALKING: ToQueue("q"),
+    }
+    d = Driver(route(actions[state], queues=(q,), menus=(MENU,), default_ext="1005", record=False))
+    busy = {"e1001": Availability.BUSY, "e1002": Availability.BUSY} if state is State.HOLDING else {}
+    d(started(**busy))
+    if state in (State.MENU_WAIT, State.VOICEMAIL_RECORDING):
+        d(PromptFinished(d.call.prompt), 1)
+    if state is State.TALKING:
+        d(LegAnswered("c-leg1"), 1)
+    assert d.call.state is state
+    return d
+
+
+@pytest.mark.parametrize(
+    "state",
+    [State.LOOKUP, State.RINGING, State.HOLDING, State.MENU_PROMPT, State.MENU_WAIT, State.VOICEMAIL_PROMPT],
+)
+def test_the_caller_hanging_up_before_anyone_answers_is_a_missed_call_finished_once(state: State) -> None:
+    d = reach(state)
+    commands = d(CallerHungUp(), 10)
+    finishes = [c for c in d.all_commands() if isinstance(c, CrmFinish)]
+    assert finishes == [CrmFinish("k.1", 5, 0, "304")]
+    assert not any(isinstance(c, HangupCaller) for c in commands)
+    assert [c for c in commands if isinstance(c, CancelLeg)] == [CancelLeg(x.id) for x in reach(state).call.ringing]
+    assert d.call.state is State.DONE and d.call.deadline is None
+
+
+@pytest.mark.parametrize("state", [State.VOICEMAIL_RECORDING, State.TALKING])
+def test_the_caller_hanging_up_after_a_message_or_a_talk(state: State) -> None:
+    d = reach(state)
+    d(CallerHungUp(), 10)
+    finish = [c for c in d.all_commands() if isinstance(c, CrmFinish)]
+    expected = CrmFinish("k.1", 5, 0, "304") if state is State.VOICEMAIL_RECORDING else CrmFinish("k.1", 1, 9, "200")
+    assert finish == [expected]
+    assert d.call.state in (State.WRAP_UP, State.DONE)
+
+
+def test_nothing_happens_after_the_end() -> None:
+    d = reach(State.TALKING)
+    d(CallerHungUp(), 10)
+    assert d.call.state is State.DONE
+    everything: list[Event] = [
+        CallStarted("74951112233", "1"),
+        CrmLookedUp(CrmClient("LEAD", 1)),
+        AvailabilityChanged("1001", Availability.AVAILABLE),
+        LegAnswered("c-leg1"),
+        LegEnded("c-leg1", LegOutcome.HANGUP),
+        CallerHungUp(),
+        DtmfReceived("1"),
+        PromptFinished("c-prompt1"),
+        RecordingReady("c-rec2"),
+        Intercepted("1001", "i1"),
+        Transferred("x1", "1002"),
+        TimerFired(),
+    ]
+    for event in everything:
+        assert d(event, 100) == [] and d.call.ignored and d.call.deadline is None
+    assert {e for s, e in TABLE if s is State.DONE} == set()
+
+
+def test_intercepting_a_call_that_does_not_ring_is_refused() -> None:
+    d = reach(State.MENU_WAIT)
+    assert d(Intercepted("1001", "i1", "*8"), 2) == [CancelLeg("i1")]
+    assert d.call.state is State.MENU_WAIT
+
+
+def test_a_routing_loop_is_cut_after_the_hop_limit() -> None:
+    q = queue("q", "1001", final=ToQueue("q"))
+    d = Driver(route(ToQueue("q"), queues=(q,), default_ext="1005"))
+    commands = d(started(e1001=Availability.ABSENT))
+    assert commands == [AnswerCaller(), register(5), HangupCaller(), CrmFinish("k.1", 5, 0, "304")]
+    assert d.call.hops == MAX_HOPS and d.call.warning.startswith("routing loop")
+
+
+def test_an_illegal_move_of_the_core_itself_raises() -> None:
+    call = reach(State.RINGING).call
+    with pytest.raises(IllegalMove, match="ringing -> voicemail_recording"):
+        move(call, State.VOICEMAIL_RECORDING)
+    assert move(call, State.RINGING) is call
+    assert MOVES[State.DONE] == frozenset()
+
+
+def test_step_reports_the_ignored_reason_and_keeps_the_call() -> None:
+    call: Call = reach(State.MENU_PROMPT).call
+    new, commands = step(call, LegEnded("nope", LegOutcome.BUSY), at(5))
+    assert commands == [] and new.ignored == "leg nope is not one of this call's"
+    assert replace(new, ignored="") == call
+    new, _ = step(new, Transferred("x"), at(6))
+    assert new.ignored == "Transferred has no meaning in state menu_prompt"
+    new, _ = step(new, CrmLookedUp(None), at(6))
+    assert new.ignored == "CrmLookedUp has no meaning in state menu_prompt"
