@@ -5,8 +5,12 @@ One cycle: calls whose ``register`` is stuck past ``register_timeout`` go offlin
 statistics; the rest go out as ONE ``batch`` (paced by the client's shared bucket), a ``register`` and what
 follows it linked through ``$result[...][CALL_ID]``; recordings are attached one by one after that.
 Operations are marked ``sent`` (committed) just before the request leaves, so after ``kill -9`` nothing is
-resent blindly. The client retries a request itself; what still fails transiently waits in the journal with
-an exponential back-off in ``next_attempt_at``.
+resent blindly: an operation that was (possibly) sent before is checked against the statistics first.
+
+Retrying lives in the journal: what fails transiently waits with an exponential back-off in
+``next_attempt_at``. Give Delivery a client built with ``retry_attempts=1``: a client-side retry of a batch
+whose answer was lost would resend a ``register`` + ``finish`` without that check (a second finish, a
+duplicate call). The bucket is shared per portal either way, so pacing is unchanged.
 """
 
 from __future__ import annotations
@@ -41,6 +45,9 @@ async def _no_recordings(_name: str) -> bytes | None:
 
 
 class Delivery:
+    """Drains ``journal`` into Bitrix24. ``clock`` must be the journal's (wall) clock; call :meth:`notify` after
+    appending; run :meth:`run` as a task, cancel it on shutdown after :meth:`flush`."""
+
     def __init__(
         self,
         journal: Journal,

@@ -6,6 +6,7 @@ directory is tried first so that ``b24-bridge replay`` works on the PBX host wit
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import quote
@@ -49,11 +50,12 @@ def recording_loader(
         if content is not None or asterisk is None:
             return content
         url = f"{asterisk.ari_url}/ari/recordings/stored/{quote(name, safe='')}/file"
-        auth = aiohttp.BasicAuth(asterisk.ari_user, asterisk.ari_password.reveal())
+        credentials = f"{asterisk.ari_user}:{asterisk.ari_password.reveal()}".encode()
+        headers = {"Authorization": "Basic " + base64.b64encode(credentials).decode("ascii")}
         try:
             async with (
                 aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session,
-                session.get(url, auth=auth) as response,
+                session.get(url, headers=headers) as response,
             ):
                 if response.status == 404:
                     return None

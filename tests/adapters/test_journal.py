@@ -222,7 +222,16 @@ def test_legs_are_independent_and_oldest_first_within_the_limit(journal: Journal
     ready = journal.ready(limit=5)
     assert [(p.crm_leg, p.kind) for p in ready] == [
         ("leg-0", "register"), ("leg-0", "show"), ("leg-1", "register"), ("leg-1", "show")]  # fmt: skip
-    assert len(journal.ready(limit=1)) == 2, "a chain is never cut, and one always comes"
+    assert [p.kind for p in journal.ready(limit=1)] == ["register"], "what rides on a register may wait"
+
+
+def test_a_chain_never_exceeds_one_batch(journal: Journal) -> None:
+    journal.append(register("chatty"))
+    for user in range(70):
+        journal.append(CrmShow("chatty", (user,)))
+    chain = journal.ready(limit=50)
+    assert len(chain) == 50
+    assert [p.kind for p in chain[:2]] == ["register", "show"]
 
 
 def test_a_transient_failure_waits_for_its_retry_time(journal: Journal, clock: FakeClock) -> None:

@@ -6,6 +6,7 @@ The bucket is scaled but keeps the portal's proportions (20/s and 50 here, on bo
 from __future__ import annotations
 
 import asyncio
+import base64
 import math
 import random
 import sqlite3
@@ -20,14 +21,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 from structlog.testing import capture_logs
 
-from bridge.config import Bitrix24Settings, Secret
+from bridge.config import AsteriskSettings, Bitrix24Settings, Secret
 from bridge.crm.builders import FINISH
 from bridge.crm.client import Bitrix24Client
 from bridge.crm.errors import CallNotFoundError
 from bridge.crm.telephony import Telephony
-from bridge.delivery import Delivery
+from bridge.delivery import Delivery, recording_loader
 from bridge.delivery.hooks import DeliveryObserver
 from bridge.delivery.settle import Settler
 from bridge.domain.commands import (
@@ -492,3 +494,36 @@ async def test_a_delivery_killed_mid_batch_loses_nothing_and_sends_nothing_twice
     for leg, call in mirrored.items():
         assert call["status"] == "finished" and call["finish_attempts"] == 1, leg
     assert {c.state for c in stack.journal.calls()} == {"done"}
+
+
+# --- where recordings come from ----------------------------------------------------------------------
+
+
+async def test_the_recording_loader_reads_the_spool_then_asks_ari(tmp_path: Path) -> None:
+    (tmp_path / "on-disk.wav").write_bytes(b"disk")
+    seen: list[tuple[str, str | None]] = []
+
+    async def stored_file(request: web.Request) -> web.Response:
+        seen.append((request.match_info["name"], request.headers.get("Authorization")))
+        if request.match_info["name"] == "in/ari":
+            return web.Response(body=b"from-ari", content_type="audio/wav")
+        return web.json_response({"message": "Recording not found"}, status=404)
+
+    app = web.Application()
+    app.router.add_get("/ari/recordings/stored/{name}/file", stored_file)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    port = runner.addresses[0][1]
+    try:
+        ari = AsteriskSettings(ari_url=f"http://127.0.0.1:{port}", ari_password=Secret("ari-pass"))
+        load = recording_loader(ari, directories=[tmp_path])
+        assert await load("on-disk") == b"disk"
+        assert await load("in/ari") == b"from-ari"
+        assert await load("nowhere") is None
+        assert seen[0] == ("in/ari", "Basic " + base64.b64encode(b"b24bridge:ari-pass").decode())
+    finally:
+        await runner.cleanup()
+    with pytest.raises(OSError, match="ARI is not reachable"):
+        await load("in/ari")
+    assert await recording_loader(None, directories=[tmp_path])("nowhere") is None

@@ -1,0 +1,130 @@
+"""The journal's queries: what may be sent now, and what the operator and the metrics see.
+
+:class:`JournalReader` holds the connection; :class:`~bridge.journal.store.Journal` adds the writes.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import structlog
+
+from bridge.journal import queries
+from bridge.journal.rows import CARD_KINDS, NEEDS_CALL_ID, CallRow, OpRow, PendingOp
+
+log = structlog.get_logger(__name__)
+
+Clock = Callable[[], float]
+
+
+class JournalReader:
+    def __init__(self, conn: sqlite3.Connection, clock: Clock) -> None:
+        self._conn = conn
+        self._clock = clock
+
+    def _x(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> sqlite3.Cursor:
+        return self._conn.execute(sql, params)
+
+    def _park_damaged(self, op_id: int, reason: str) -> None:
+        """A stored command that cannot be read: the writer parks it (it must never be sent)."""
+        raise NotImplementedError
+
+    def ready(self, limit: int = 50) -> list[PendingOp]:
+        """Operations that may be sent now, oldest leg first, at most ``limit``.
+
+        Per leg only its head (the first operation not yet done or failed) and only if it is ``pending`` and due;
+        show/hide/finish/attachRecord only once a CALL_ID is known; an offline leg only once its end is journaled.
+        When the head is a ``register``, the pending operations right behind it (up to an ``attach_record``) come
+        with it, so that one batch can carry them with ``$result[...]`` references.
+        """
+        now = self._clock()
+        picked: list[PendingOp] = []
+        for head in self._eligible_heads():
+            if len(picked) >= limit:
+                break
+            if head["next_attempt_at"] > now:
+                continue
+            chain = [head]
+            if head["kind"] == "register":
+                for row in self._x(queries.FOLLOWERS, (head["crm_leg"], head["seq"])).fetchall():
+                    if row["state"] in ("done", "failed"):
+                        continue
+                    if len(chain) >= limit or row["state"] != "pending" or row["kind"] not in CARD_KINDS | {"finish"}:
+                        break
+                    chain.append(row)
+            if len(picked) + len(chain) > limit:
+                continue  # a shorter chain further on may still fit
+            picked += [p for p in (self._pending(row, head) for row in chain) if p is not None]
+        return picked
+
+    def _eligible_heads(self) -> list[sqlite3.Row]:
+        heads = self._x(queries.HEADS).fetchall()
+        return [h for h in heads if h["state"] == "pending" and self._may_go(h)]
+
+    @staticmethod
+    def _may_go(head: sqlite3.Row) -> bool:
+        if head["crm_leg"] is None:
+            return True
+        if head["kind"] == "register":
+            return bool(head["mode"] == "online" or head["ended_at"] is not None)
+        return head["kind"] not in NEEDS_CALL_ID or head["call_id"] is not None
+
+    def _pending(self, row: sqlite3.Row, head: sqlite3.Row) -> PendingOp | None:
+        op = OpRow.from_row(row)
+        try:
+            command = op.command
+        except ValueError as exc:
+            log.error("journal.bad_row", op=op.id, crm_leg=op.crm_leg, error=str(exc))
+            self._park_damaged(op.id, f"stored command unreadable: {exc}")
+            return None
+        return PendingOp(
+            id=op.id, crm_leg=op.crm_leg, seq=op.seq, kind=op.kind, command=command, attempts=op.attempts,
+            created_at=op.created_at, call_id=head["call_id"], mode=head["mode"] or "online",
+            call_state=head["call_state"] or "",
+        )  # fmt: skip
+
+    def next_due(self, register_timeout: float) -> float | None:
+        """The earliest time something may become ready without a new append (a retry or an offline deadline)."""
+        times = [h["next_attempt_at"] for h in self._eligible_heads()]
+        (oldest,) = self._x(queries.OLDEST_ONLINE_REGISTER).fetchone()
+        if oldest is not None:
+            times.append(oldest + register_timeout)
+        return min(times, default=None)
+
+    def calls(
+        self, status: str | None = None, since: datetime | float | None = None, crm_leg: str | None = None
+    ) -> list[CallRow]:
+        """Calls, oldest first. ``status``: ``pending`` (open or ended), ``open``, ``ended``, ``done``, ``failed``."""
+        where: list[str] = []
+        params: list[Any] = []
+        if status is not None:
+            states = {"pending": ("open", "ended")}.get(status, (status,))
+            where.append(f"state IN ({', '.join('?' * len(states))})")
+            params += list(states)
+        if since is not None:
+            where.append("started_ts >= ?")
+            params.append(since.timestamp() if isinstance(since, datetime) else since)
+        if crm_leg is not None:
+            where.append("crm_leg = ?")
+            params.append(crm_leg)
+        sql = "SELECT * FROM calls" + (" WHERE " + " AND ".join(where) if where else "")
+        rows = self._x(sql + " ORDER BY COALESCE(started_ts, created_at), crm_leg", tuple(params)).fetchall()
+        return [CallRow.from_row(r) for r in rows]
+
+    def operations(self, crm_leg: str | None) -> list[OpRow]:
+        """A leg's operations in order (``None``: the operations that belong to no call)."""
+        rows = self._x("SELECT * FROM operations WHERE crm_leg IS ? ORDER BY seq, id", (crm_leg,)).fetchall()
+        return [OpRow.from_row(r) for r in rows]
+
+    def depth(self) -> int:
+        """Operations not yet done or failed."""
+        (count,) = self._x("SELECT COUNT(*) FROM operations WHERE state IN ('pending', 'sent')").fetchone()
+        return int(count)
+
+    def oldest_pending_age(self, now: float) -> float:
+        """Seconds since the oldest operation not yet done or failed was journaled (0 when there is none)."""
+        (oldest,) = self._x("SELECT MIN(created_at) FROM operations WHERE state IN ('pending', 'sent')").fetchone()
+        return 0.0 if oldest is None else max(0.0, now - oldest)
