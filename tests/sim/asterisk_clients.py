@@ -140,7 +140,10 @@ class AriWire:
             async for message in self.ws:
                 if message.type == aiohttp.WSMsgType.TEXT:
                     self.texts.append(message.data)
-                    self.events.append(json.loads(message.data))
+                    with contextlib.suppress(ValueError):
+                        event = json.loads(message.data)
+                        if isinstance(event, dict):
+                            self.events.append(event)
         finally:
             self.closed.set()
 
@@ -149,7 +152,9 @@ class AriWire:
     ) -> tuple[int, Any]:
         async with self.session.request(method, f"{self.base_url}/ari{path}", params=params, json=body) as resp:
             text = await resp.text()
-            return resp.status, (json.loads(text) if text else None)
+            if resp.content_type != "application/json":
+                return resp.status, text or None
+            return resp.status, json.loads(text)
 
     async def wait_for(self, event_type: str, within: float = 5.0, **fields: Any) -> dict[str, Any]:
         """The first event of ``event_type`` whose fields (``channel_name=...`` allowed) match."""

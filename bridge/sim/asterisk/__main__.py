@@ -10,6 +10,7 @@ import asyncio
 import signal
 import sys
 
+from bridge import logs
 from bridge.sim.asterisk.parties import parse_party
 from bridge.sim.asterisk.simulator import AsteriskSimulator
 
@@ -71,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as exc:
             print(str(exc), file=sys.stderr)
             return 2
+    logs.configure(stream=sys.stderr)  # stdout carries only the two "where to connect" lines
+    logs.register_secrets([args.password or "ari-secret", args.password or "ami-secret"])
     asyncio.run(_serve(args))
     return 0
 

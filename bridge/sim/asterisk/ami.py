@@ -93,6 +93,7 @@ class AmiServer:
         self.chunk_size: int | None = None
         self.chunk_pause = 0.002
         self.silent = False
+        self.dropped: list[str] = []  # actions ignored while silent
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._numbers = itertools.count(1)
@@ -171,6 +172,7 @@ class AmiServer:
             request, headers = AmiRequest(headers), []
             if self.silent:
                 log.info("sim.ami_dropped_silent", session=session.number, action=request.action)
+                self.dropped.append(request.action)
                 continue
             if await self._dispatch(session, request):
                 return

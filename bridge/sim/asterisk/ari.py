@@ -92,7 +92,13 @@ async def guard(request: web.Request, handler: Any) -> web.StreamResponse:
     await sim.wait_awake_ari()
     params = {k: v for k, v in request.query.items() if k != "api_key"}
     sim.record_request("ari", request.method, request.path, params)
-    response: web.StreamResponse = await handler(request)
+    try:
+        response: web.StreamResponse = await handler(request)
+    except web.HTTPException as exc:
+        if exc.content_type == "application/json" or exc.status < 400:
+            raise
+        log.warning("sim.ari_no_route", method=request.method, path=request.path, status=exc.status)
+        return web.json_response({"message": exc.reason}, status=exc.status)
     return response
 
 

@@ -132,13 +132,13 @@ async def list_device_states(request: web.Request) -> web.Response:
     return answer([{"name": name, "state": state} for name, state in sorted(states.items())])
 
 
-@routes.get("/ari/deviceStates/{deviceName}")
+@routes.get("/ari/deviceStates/{deviceName:.+}")
 async def get_device_state(request: web.Request) -> web.Response:
     name = request.match_info["deviceName"]
     return answer({"name": name, "state": sim_of(request).pbx.devices.state_of(name)})
 
 
-@routes.put("/ari/deviceStates/{deviceName}")
+@routes.put("/ari/deviceStates/{deviceName:.+}")
 async def put_device_state(request: web.Request) -> web.Response:
     name = request.match_info["deviceName"]
     state = (await Params.read(request)).require("deviceState")
@@ -150,7 +150,7 @@ async def put_device_state(request: web.Request) -> web.Response:
     return no_content()
 
 
-@routes.delete("/ari/deviceStates/{deviceName}")
+@routes.delete("/ari/deviceStates/{deviceName:.+}")
 async def delete_device_state(request: web.Request) -> web.Response:
     name = request.match_info["deviceName"]
     if not name.startswith("Stasis:"):
