@@ -32,6 +32,7 @@ _COMPARE: dict[str, Callable[[Any, Any], Any]] = {
     "<": operator.lt,
     "<=": operator.le,
 }
+_TEXT_OPS = frozenset({"=", "!="})
 
 
 def holds(condition: Condition, plan: Plan, caller: str, client: CrmClient | None, now: datetime) -> bool:
@@ -51,7 +52,8 @@ def holds(condition: Condition, plan: Plan, caller: str, client: CrmClient | Non
 
 
 def _field_matches(condition: CrmField, client: CrmClient) -> bool:
-    """Numeric comparison when both sides are numbers (``150000.00 >= 100000``), text otherwise."""
+    """Numeric comparison when both sides are numbers (``150000.00 >= 100000``). Otherwise ``=``/``!=``
+    compare the text and an ordering operator is false (a deal amount that is not a number is not big)."""
     compare = _COMPARE.get(condition.op)
     value = client.fields.get(condition.field)
     if compare is None or value is None:
@@ -59,7 +61,7 @@ def _field_matches(condition: CrmField, client: CrmClient) -> bool:
     left, right = _number(value), _number(condition.value)
     if left is not None and right is not None:
         return bool(compare(left, right))
-    return bool(compare(value.strip(), condition.value.strip()))
+    return condition.op in _TEXT_OPS and bool(compare(value.strip(), condition.value.strip()))
 
 
 def _number(text: str) -> Decimal | None:

@@ -131,7 +131,8 @@ class KnownClient:
 class CrmField:
     """A field of the CRM entity found (e.g. the open deal's ``OPPORTUNITY``) compared with ``value``.
 
-    ``op`` is one of ``= != > >= < <=``; numeric when both sides parse as numbers, text otherwise.
+    ``op`` is one of ``= != > >= < <=``; numeric when both sides parse as numbers. Otherwise ``=`` and ``!=``
+    compare the text, and the ordering operators are false.
     """
 
     field: str
