@@ -10,8 +10,28 @@ from pathlib import Path
 import pytest
 
 DOMAIN = Path(__file__).resolve().parents[2] / "bridge" / "domain"
-IMPURE = set(
-    ["asyncio", "socket", "time", "random", "logging", "threading", "subprocess", "os", "io", "secrets", "selectors", "ssl", "urllib", "http", "sqlite3", "multiprocessing", "concurrent", "signal", "uuid"]
+IMPURE = frozenset(
+    {
+        "asyncio",
+        "socket",
+        "time",
+        "random",
+        "logging",
+        "threading",
+        "subprocess",
+        "os",
+        "io",
+        "secrets",
+        "selectors",
+        "ssl",
+        "urllib",
+        "http",
+        "sqlite3",
+        "multiprocessing",
+        "concurrent",
+        "signal",
+        "uuid",
+    }
 )
 """Standard modules the core must not use either: I/O, a clock, randomness, concurrency."""
 
