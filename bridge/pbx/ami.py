@@ -103,6 +103,8 @@ class AmiLink:
     """Keeps one AMI session up and puts what it sees on ``out`` as :class:`PbxEvent`."""
 
     retry_initial = 0.5
+    action_timeout = ACTION_TIMEOUT
+    """Longest wait for an answer to an action (the login included)."""
 
     def __init__(self, settings: AsteriskSettings, out: asyncio.Queue[PbxEvent]) -> None:
         self.settings = settings
@@ -179,7 +181,7 @@ class AmiLink:
         manager.connection_made(made)
         login = manager.authenticated_future
         try:
-            answer = await asyncio.wait_for(asyncio.shield(login), ACTION_TIMEOUT)
+            answer = await asyncio.wait_for(asyncio.shield(login), self.action_timeout)
         except BaseException:
             manager.close()
             raise
@@ -229,7 +231,7 @@ class AmiLink:
 
     # --- actions -------------------------------------------------------------------------------------
 
-    async def action(self, fields: Mapping[str, str | list[str]], wait: float = ACTION_TIMEOUT) -> Any:
+    async def action(self, fields: Mapping[str, str | list[str]], wait: float | None = None) -> Any:
         """Send one action and wait for its answer (a Message, or a list for multi-message answers)."""
         manager = self._manager
         if manager is None or not self.connected:
@@ -239,7 +241,7 @@ class AmiLink:
                 if "\r" in item or "\n" in item or "\r" in key or "\n" in key:
                     raise PbxError(0, f"line break in {key}", action=str(fields.get("Action", "")))
         try:
-            return await asyncio.wait_for(manager.send_action(dict(fields)), wait)
+            return await asyncio.wait_for(manager.send_action(dict(fields)), wait or self.action_timeout)
         except TimeoutError as exc:
             raise PbxError(0, "no answer from AMI", action=str(fields.get("Action", ""))) from exc
 
@@ -293,7 +295,7 @@ class AmiLink:
         return asyncio.create_task(self._originate(fields, timeout))
 
     async def _originate(self, fields: dict[str, str | list[str]], ring_for: float) -> OriginateResult:
-        answer = await self.action(fields, wait=ring_for + ACTION_TIMEOUT)
+        answer = await self.action(fields, wait=ring_for + self.action_timeout)
         messages = answer if isinstance(answer, list) else [answer]
         if messages[0].response == "Error":
             raise PbxError(0, str(messages[0].message), action="Originate")

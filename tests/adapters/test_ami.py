@@ -1,0 +1,164 @@
+"""AmiLink against the Asterisk simulator over real sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+from structlog.testing import capture_logs
+
+from bridge.domain.events import (
+    AvailabilityChanged,
+    Direction,
+    ObservedAnswered,
+    ObservedEnded,
+    ObservedRecording,
+    ObservedStarted,
+)
+from bridge.domain.scheme import Availability
+from bridge.pbx.ami import AmiLink
+from bridge.pbx.events import PbxError, Resynced
+from bridge.sim.asterisk.parties import Answer
+from bridge.sim.asterisk.simulator import AsteriskSimulator
+from tests.adapters.pbx_fixtures import Events, running, settings_for, sim
+from tests.eventually import eventually
+
+__all__ = ["sim"]
+
+
+async def test_an_outbound_call_from_a_phone_is_mirrored(sim: AsteriskSimulator) -> None:
+    events = Events()
+    link = AmiLink(settings_for(sim), events.queue)
+    async with running(link):
+        await sim.place_outbound_call(from_ext="1001", number="84951234567", answer_after=0.2, talk=0.3)
+        await events.wait(ObservedRecording)
+    call = [e for e in events.all() if not isinstance(e.event, AvailabilityChanged | Resynced)]
+    linkedid = call[0].call
+    assert all(e.call == linkedid and e.linkedid == linkedid for e in call)
+    started, answered, ended, recording = (e.event for e in call)
+    assert isinstance(started, ObservedStarted)
+    assert (started.direction, started.ext, started.number) == (Direction.OUTBOUND, "1001", "84951234567")
+    assert answered == ObservedAnswered("")
+    assert isinstance(ended, ObservedEnded) and (ended.dialstatus, ended.cause) == ("ANSWER", 16)
+    assert recording == ObservedRecording(ended.recording) and ended.recording
+    phone = [e.event for e in events.of(AvailabilityChanged)]
+    assert phone[0] == AvailabilityChanged("1001", Availability.BUSY)
+    assert phone[-1] == AvailabilityChanged("1001", Availability.AVAILABLE)
+
+
+async def test_a_caller_name_split_inside_a_character_stays_whole(sim: AsteriskSimulator) -> None:
+    events = Events()
+    link = AmiLink(settings_for(sim), events.queue)
+    async with running(link):
+        await sim.place_outbound_call(from_ext="1001", number="84951234567", caller_name="Иван Петров", talk=5.0)
+        await events.wait(ObservedAnswered)
+        sim.ami_chunk_size = 3  # every run of two-byte characters gets a read boundary inside a character
+        channels = await link.core_show_channels()
+    names = {c.get("CallerIDName") or "" for c in channels}
+    assert {name for name in names if not name.isascii()} == {"Иван Петров"}, names
+
+
+async def test_command_output_is_a_list_of_lines(sim: AsteriskSimulator) -> None:
+    link = AmiLink(settings_for(sim), asyncio.Queue())
+    async with running(link):
+        version = await link.command("core show version")
+        channels = await link.command("core show channels")
+        try:
+            await link.command("no such thing")
+        except PbxError as exc:
+            refused = exc
+    assert len(version) == 1 and version[0].startswith("Asterisk 20"), "a single Output: header is one line"
+    assert channels[-2:] == ["0 active channels", "0 active calls"]
+    assert refused.action == "Command"
+
+
+async def test_an_async_originate_runs_on_its_own_while_events_keep_flowing(sim: AsteriskSimulator) -> None:
+    sim.set_party("84950000001", Answer(after=0.2, talk=0.2))
+    events = Events()
+    link = AmiLink(settings_for(sim), events.queue)
+    async with running(link):
+        originate = link.originate_async("Local/1001@phones", context="from-agents", exten="84950000001", timeout=5)
+        version = await link.command("core show version")
+        assert version and not originate.done(), "other actions are answered while the originate waits"
+        await events.wait(ObservedStarted)
+        result = await asyncio.wait_for(originate, 5)
+    assert result.success and result.reason == 4
+
+
+async def test_a_dropped_connection_mid_call_reconnects_and_resyncs(sim: AsteriskSimulator) -> None:
+    events = Events()
+    link = AmiLink(settings_for(sim), events.queue)
+    async with running(link):
+        await sim.place_outbound_call(from_ext="1002", number="84957654321", answer_after=0.1, talk=1.0)
+        (started,) = await events.wait(ObservedStarted)
+        await sim.drop_connections(ami=True, ari=False)
+        resyncs = await events.wait(Resynced, count=2)
+        listed = resyncs[-1].event
+        assert isinstance(listed, Resynced) and listed.link == "ami"
+        assert started.call in {channel.linkedid for channel in listed.channels}, "the live call is listed"
+        (ended,) = await events.wait(ObservedEnded)
+    assert ended.call == started.call, "the call is still followed after the reconnect"
+
+
+async def test_a_silent_half_open_connection_is_noticed_by_the_watchdog(sim: AsteriskSimulator) -> None:
+    events = Events()
+    link = AmiLink(settings_for(sim, ping_interval=0.2), events.queue)
+    link.action_timeout = 0.5
+    with capture_logs() as logs:
+        async with running(link):
+            await events.wait(Resynced)
+            sim.go_silent(ami=True)
+            await eventually(lambda: not link.connected, timeout=3)
+            sim.wake()
+            await events.wait(Resynced, count=2)
+            assert link.connected
+    assert any(entry["event"] == "pbx.pong_missing" for entry in logs)
+
+
+async def test_reconnect_backs_off_up_to_the_cap() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    from bridge.config import AsteriskSettings
+
+    link = AmiLink(AsteriskSettings(ami_port=port, reconnect_max_delay=0.2), asyncio.Queue())
+    link.retry_initial = 0.05
+    with capture_logs() as logs:
+        task = asyncio.create_task(link.run())
+        await eventually(lambda: len([e for e in logs if e["event"] == "pbx.reconnecting"]) >= 5, timeout=5)
+        await link.stop()
+        await asyncio.wait_for(task, 5)
+    delays = [e["delay"] for e in logs if e["event"] == "pbx.reconnecting"][:5]
+    assert delays == [0.05, 0.1, 0.2, 0.2, 0.2]
+    assert not link.connected
+
+
+async def test_malformed_frames_are_logged_and_change_nothing(sim: AsteriskSimulator) -> None:
+    events = Events()
+    link = AmiLink(settings_for(sim), events.queue)
+    with capture_logs() as logs:
+        async with running(link):
+            await events.wait(Resynced)
+            await sim.inject_ami_bytes(b"this is not AMI at all\r\n\r\n")
+            await sim.inject_ami_event({"Event": "Hangup", "Uniqueid": "1.1", "Cause": "sixteen"})
+            await sim.inject_ami_event({"Event": "DeviceStateChange", "Device": "Local/1001@phones", "State": "?"})
+            await eventually(lambda: len([e for e in logs if e["event"] == "pbx.bad_input"]) >= 3, timeout=3)
+            assert link.connected and await link.command("core show version")
+            await sim.place_outbound_call(from_ext="1001", number="84951234567", answer_after=0.1, talk=0.1)
+            await events.wait(ObservedEnded)
+    assert next(type(e.event).__name__ for e in events.all()) == "Resynced", "no event came from the bad input"
+    assert all("secret" not in str(entry) for entry in logs)
+
+
+async def test_a_wrong_secret_is_refused_and_retried_without_showing_it(sim: AsteriskSimulator) -> None:
+    from bridge.config import Secret
+
+    link = AmiLink(settings_for(sim, ami_secret=Secret("wrong-secret-value")), asyncio.Queue())
+    link.retry_initial = 0.05
+    with capture_logs() as logs:
+        task = asyncio.create_task(link.run())
+        await eventually(lambda: any(e["event"] == "pbx.connect_failed" for e in logs), timeout=5)
+        await link.stop()
+        await asyncio.wait_for(task, 5)
+    assert not link.connected
+    assert "wrong-secret-value" not in repr(logs)

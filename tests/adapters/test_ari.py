@@ -1,0 +1,229 @@
+"""AriLink against the Asterisk simulator over real sockets: whole calls driven like the core drives them."""
+
+from __future__ import annotations
+
+import pytest
+from structlog.testing import capture_logs
+
+from bridge.domain.commands import (
+    AnswerCaller,
+    CancelLeg,
+    ConnectLeg,
+    HangupCaller,
+    PbxCommand,
+    PlayPrompt,
+    RecordVoicemail,
+    RingAgent,
+    RingNumber,
+    StartMusic,
+    StartRecording,
+)
+from bridge.domain.events import (
+    CallerHungUp,
+    CallStarted,
+    DtmfReceived,
+    Intercepted,
+    LegAnswered,
+    LegEnded,
+    LegOutcome,
+    PromptFinished,
+    RecordingReady,
+)
+from bridge.pbx.ari import AriLink
+from bridge.pbx.events import PbxError, PbxEvent, Resynced, StasisEntered
+from bridge.sim.asterisk.parties import Answer, Busy, NeverAnswer, Unregistered
+from bridge.sim.asterisk.simulator import AsteriskSimulator
+from tests.adapters.pbx_fixtures import Events, running, settings_for, sim
+from tests.eventually import eventually
+
+__all__ = ["sim"]
+
+
+class Core:
+    """A tiny scripted core: executes the commands the real core would send for each step."""
+
+    def __init__(self, link: AriLink, events: Events) -> None:
+        self.link = link
+        self.events = events
+        self.call = ""
+
+    async def started(self) -> CallStarted:
+        (event,) = await self.events.wait(CallStarted)
+        assert event.call is not None
+        self.call = event.call
+        assert isinstance(event.event, CallStarted)
+        return event.event
+
+    async def do(self, *commands: PbxCommand) -> None:
+        for command in commands:
+            await self.link.execute(self.call, command)
+
+    def leg(self, n: int) -> str:
+        return f"{self.call}-leg{n}"
+
+    async def outcome(self, leg: str) -> LegEnded:
+        found = await self.events.wait(LegEnded)
+        ended = [e.event for e in found if isinstance(e.event, LegEnded) and e.event.leg == leg]
+        assert ended, f"no LegEnded for {leg}: {found}"
+        return ended[0]
+
+
+def requests(sim: AsteriskSimulator) -> list[str]:
+    return [f"{r['method']} {r['path']}" for r in sim.requests if r["proto"] == "ari"]
+
+
+@pytest.mark.xfail(
+    raises=PbxError,
+    reason="simulator bug: bridging a channel whose id is ours (the core's '<call>-leg2') fails with 500, "
+    "because bridge/sim/asterisk/bridging.py _age() parses every linkedid as '<seconds>.<counter>'",
+)
+async def test_a_whole_inbound_walk_no_answer_next_answers_talk_hang_up(sim: AsteriskSimulator) -> None:
+    sim.set_party("1002", NeverAnswer())
+    sim.set_party("1001", Answer(after=0.1))
+    events = Events()
+    link = AriLink(settings_for(sim), events.queue)
+    core = Core(link, events)
+    async with running(link):
+        await sim.place_inbound_call(did="74951112233", caller="79161234567", caller_name="Иван Петров",
+                                     hangup_after_answer=0.5)  # fmt: skip
+        started = await core.started()
+        await core.do(AnswerCaller(), StartMusic(), RingAgent(core.leg(1), "1002", 0.3))
+        assert (await core.outcome(core.leg(1))).outcome is LegOutcome.NO_ANSWER
+        await core.do(RingAgent(core.leg(2), "1001", 3))
+        (answered,) = await events.wait(LegAnswered)
+        await core.do(ConnectLeg(core.leg(2)), StartRecording(f"{core.call}-talk"))
+        await events.wait(CallerHungUp)
+        await core.do(CancelLeg(core.leg(2)))
+        await events.wait(RecordingReady)
+        await eventually(lambda: not sim.channels(), timeout=3)
+    assert started == CallStarted(line="74951112233", caller="79161234567", caller_name="Иван Петров")
+    assert answered == PbxEvent(core.call, LegAnswered(core.leg(2)))
+    kinds = [type(e.event).__name__ for e in events.all() if e.call == core.call]
+    assert kinds[:4] == ["CallStarted", "LegEnded", "LegAnswered", "CallerHungUp"]
+    assert sorted(kinds[4:]) == ["LegEnded", "RecordingReady"], "the agent hung up; the bridge recording stored"
+    originate = next(r for r in sim.requests if r["path"] == f"/ari/channels/{core.leg(1)}")["params"]
+    assert originate["endpoint"] == "Local/1002@agents" and originate["app"] == "b24bridge"
+    assert originate["appArgs"] == f"agent,{core.call},{core.leg(1)}"
+    assert originate["callerId"] == '"Иван Петров" <79161234567>'
+    made = requests(sim)
+    assert made.count("POST /ari/bridges") == 1, "one bridge per call"
+    assert any(r.startswith("DELETE /ari/bridges/") and not r.endswith("/moh") for r in made), "bridge destroyed"
+    assert any(r.endswith("/moh") and r.startswith("DELETE") for r in made), "music stopped when connected"
+
+
+@pytest.mark.parametrize("template", ["Local/{ext}@agents", "PJSIP/{ext}"])
+async def test_busy_and_unregistered_agents_are_skipped(sim: AsteriskSimulator, template: str) -> None:
+    sim.set_party("1003", Busy())
+    sim.set_party("1004", Unregistered())
+    events = Events()
+    link = AriLink(settings_for(sim, agent_endpoint=template), events.queue)
+    core = Core(link, events)
+    async with running(link):
+        await sim.place_inbound_call(did="74951112233", caller="74959876543", caller_name="ООО Ромашка",
+                                     hangup_after=1.5)  # fmt: skip
+        await core.started()
+        await core.do(AnswerCaller(), StartMusic(), RingAgent(core.leg(1), "1003", 2))
+        busy = await core.outcome(core.leg(1))
+        await core.do(RingAgent(core.leg(2), "1004", 2))
+        unregistered = await core.outcome(core.leg(2))
+        (hung_up,) = await events.wait(CallerHungUp)
+    assert (busy.outcome, unregistered.outcome) == (LegOutcome.BUSY, LegOutcome.UNAVAILABLE)
+    assert hung_up.event == CallerHungUp(16)
+
+
+async def test_a_dtmf_ivr_choice_arrives(sim: AsteriskSimulator) -> None:
+    events = Events()
+    link = AriLink(settings_for(sim), events.queue)
+    core = Core(link, events)
+    async with running(link):
+        await sim.place_inbound_call(did="74951112244", caller="79161234567", dtmf=[(0.5, "2")], hangup_after=1.5)
+        await core.started()
+        await core.do(AnswerCaller(), PlayPrompt("menu-1", "sound:hello-world"))
+        (finished,) = await events.wait(PromptFinished)
+        (digit,) = await events.wait(DtmfReceived)
+        await core.do(HangupCaller())
+    assert finished.event == PromptFinished("menu-1") and finished.call == core.call
+    assert digit.event == DtmfReceived("2") and digit.call == core.call
+
+
+async def test_a_voicemail_is_recorded_and_fetched(sim: AsteriskSimulator) -> None:
+    events = Events()
+    link = AriLink(settings_for(sim), events.queue)
+    core = Core(link, events)
+    async with running(link):
+        await sim.place_inbound_call(did="74951112233", caller="79161234567", hangup_after=1.0)
+        await core.started()
+        await core.do(AnswerCaller(), RecordVoicemail("vm-1", 30))
+        (ready,) = await events.wait(RecordingReady)
+        data = await link.fetch_recording("vm-1")
+        missing = await link.fetch_recording("never-recorded")
+    assert ready.event == RecordingReady("vm-1", ready.event.duration) and ready.call == core.call  # type: ignore[union-attr]
+    record = next(r for r in sim.requests if r["path"].endswith("/record"))["params"]
+    assert (record["beep"], record["terminateOn"], record["format"]) == ("true", "#", "wav")
+    assert data and missing is None
+
+
+async def test_a_websocket_drop_mid_call_reconnects_resyncs_and_reports_what_ended_meanwhile(
+    sim: AsteriskSimulator,
+) -> None:
+    sim.set_party("1002", NeverAnswer())
+    events = Events()
+    link = AriLink(settings_for(sim), events.queue)
+    core = Core(link, events)
+    async with running(link):
+        await sim.place_inbound_call(did="74951112233", caller="79161234567", hangup_after=3.0)
+        await core.started()
+        await core.do(AnswerCaller(), StartMusic(), RingAgent(core.leg(1), "1002", 0.5))
+        link.retry_initial = 1.0  # stay away long enough for the leg to time out unseen
+        await sim.drop_connections(ari=True, ami=False)
+        resyncs = await events.wait(Resynced, count=2)
+        (ended,) = await events.wait(LegEnded)
+        assert link.connected
+        await events.wait(CallerHungUp, within=5)
+    listed = resyncs[-1].event
+    assert isinstance(listed, Resynced) and core.call in {channel.id for channel in listed.channels}
+    assert ended.event == LegEnded(core.leg(1), LegOutcome.NO_ANSWER)
+    order = [type(e.event).__name__ for e in events.all()]
+    assert order.index("LegEnded") < len(order) - 1 - order[::-1].index("Resynced"), "ends come before Resynced"
+
+
+async def test_an_intercept_code_enters_stasis_for_the_daemon_to_route(sim: AsteriskSimulator) -> None:
+    events = Events()
+    link = AriLink(settings_for(sim), events.queue)
+    async with running(link):
+        await sim.intercept(ext="1001")
+        (intercepted,) = await events.wait(Intercepted)
+    assert intercepted.call is None
+    assert isinstance(intercepted.event, Intercepted) and intercepted.event.ext == "1001"
+    assert intercepted.event.leg in {c["id"] for c in sim.channels()}
+
+
+async def test_click_to_call_legs_enter_as_stasis_entered(sim: AsteriskSimulator) -> None:
+    sim.set_party("1001", Answer(after=0.1))
+    events = Events()
+    link = AriLink(settings_for(sim), events.queue)
+    async with running(link):
+        made = await link.originate("Local/1001@agents", "c2c-1", ["click2call", "84951234567"], '"CRM" <100>', 5)
+        again = await link.originate("Local/1001@agents", "c2c-1", ["click2call", "84951234567"])
+        (entered,) = await events.wait(StasisEntered)
+    assert made["id"] == "c2c-1" and again == {}, "a second originate with the same id is not an error"
+    assert entered.event == StasisEntered("c2c-1", ("click2call", "84951234567"), "100", "CRM",
+                                          entered.event.name)  # type: ignore[union-attr]  # fmt: skip
+
+
+async def test_ring_commands_that_cannot_work_end_the_leg_as_failed(sim: AsteriskSimulator) -> None:
+    events = Events()
+    link = AriLink(settings_for(sim), events.queue)
+    core = Core(link, events)
+    async with running(link):
+        await sim.place_inbound_call(did="74951112233", caller="79161234567", hangup_after=2.0)
+        await core.started()
+        with capture_logs() as logs:
+            await core.do(RingNumber(core.leg(1), "8495; Dial(evil)", 5))
+        (failed,) = await events.wait(LegEnded)
+        await core.do(RingAgent(core.leg(2), "1001", 5), RingAgent(core.leg(2), "1001", 5))
+        await core.do(HangupCaller())
+    assert failed.event == LegEnded(core.leg(1), LegOutcome.FAILED)
+    assert any(e["event"] == "pbx.command_refused" for e in logs)
+    assert not any("evil" in r["path"] or "evil" in str(r["params"]) for r in sim.requests)
+    assert len([r for r in sim.requests if r["path"] == f"/ari/channels/{core.leg(2)}"]) == 2, "retry sent"
