@@ -183,3 +183,53 @@ async def test_channels_snapshot_and_variables(sim: AsteriskSimulator, ari: AriW
     assert varset["value"] == "vip"
     missing = await ari.call("GET", f"/channels/{call.channel_id}/variable", {"variable": "NOPE"})
     assert missing == (404, {"message": "Provided variable was not found"})
+
+
+async def answered_leg(ari: AriWire, endpoint: str) -> str:
+    params = {"endpoint": endpoint, "app": "b24bridge", "appArgs": "leg", "callerId": WHO}
+    _, channel = await ari.call("POST", "/channels", params)
+    await ari.wait_for("StasisStart", channel_id=channel["id"])
+    return str(channel["id"])
+
+
+async def test_blind_transfer_replaces_the_agent_with_a_local_leg(
+    sim: AsteriskSimulator, ari: AriWire, ami: AmiWire
+) -> None:
+    sim.set_party("1001", Answer(after=0.05))
+    sim.set_party("1002", Answer(after=0.05))
+    call = await sim.place_inbound_call("74951112233", "79161234567", "Иван Петров")
+    await ari.wait_for("StasisStart", channel_id=call.channel_id)
+    bridge_id, agent_id = await bridge_with_agent(ari, call.channel_id, "1001")
+    replacement = await sim.blind_transfer(agent_id, "1002")
+    transfer = await ari.wait_for("BridgeBlindTransfer")
+    assert (transfer["exten"], transfer["result"], transfer["bridge"]["id"]) == ("1002", "Success", bridge_id)
+    assert (transfer["channel"]["id"], transfer["transferee"]["id"]) == (agent_id, call.channel_id)
+    assert transfer["replace_channel"]["id"] == replacement
+    start = await ari.wait_for("StasisStart", channel_id=replacement)
+    assert start["replace_channel"]["id"] == agent_id
+    await ari.wait_for("ChannelDestroyed", channel_id=agent_id)
+    await ari.wait_for("Dial", dialstatus="ANSWER", peer_name="Local/1002@from-agents-")
+    assert sorted(sim.pbx.bridges[bridge_id].member_ids()) == sorted([call.channel_id, replacement])
+    await eventually(lambda: ami.events("BlindTransfer"))
+    assert ami.events("BlindTransfer")[0]["Extension"] == "1002"
+
+
+async def test_attended_transfer_joins_transferee_and_target(sim: AsteriskSimulator, ari: AriWire) -> None:
+    for ext in ("1001", "1002", "1003"):
+        sim.set_party(ext, Answer(after=0))
+    customer, first = await answered_leg(ari, "PJSIP/1003"), await answered_leg(ari, "PJSIP/1001")
+    second, target = await answered_leg(ari, "PJSIP/1001"), await answered_leg(ari, "PJSIP/1002")
+    bridges = []
+    for pair in ((customer, first), (second, target)):
+        _, bridge = await ari.call("POST", "/bridges")
+        await ari.call("POST", f"/bridges/{bridge['id']}/addChannel", {"channel": ",".join(pair)})
+        bridges.append(bridge["id"])
+    await sim.attended_transfer(first, second)
+    transfer = await ari.wait_for("BridgeAttendedTransfer")
+    assert (transfer["transferee"]["id"], transfer["transfer_target"]["id"]) == (customer, target)
+    assert transfer["destination_bridge"] == bridges[0]
+    for leg in (first, second):
+        await ari.wait_for("ChannelDestroyed", channel_id=leg)
+    assert sim.pbx.bridges[bridges[0]].member_ids() == [customer, target]
+    with pytest.raises(ValueError):
+        await sim.attended_transfer(customer, "no-such-channel")

@@ -153,6 +153,21 @@ class Channel:
             (f"{prefix}Linkedid", self.linkedid),
         ]
 
+    def read_variable(self, name: str) -> str | None:
+        """A variable, or one of the dialplan functions ARI/AMI clients read."""
+        functions = {
+            "CHANNEL(linkedid)": self.linkedid,
+            "CHANNEL(uniqueid)": self.id,
+            "UNIQUEID": self.id,
+            "CHANNEL(name)": self.name,
+            "CHANNEL(state)": self.state,
+            "CALLERID(num)": self.caller.number,
+            "CALLERID(name)": self.caller.name,
+            "CONNECTEDLINE(num)": self.connected.number,
+            "CONNECTEDLINE(name)": self.connected.name,
+        }
+        return functions[name] if name in functions else self.variables.get(name)
+
     def cdr_fields(self, cause: int) -> Headers:
         """The AMI ``Cdr`` event body for this channel ending with ``cause``."""
         ended = now()

@@ -205,7 +205,7 @@ class Pbx:
         )
 
     # --- Stasis ----------------------------------------------------------------------------
-    def enter_stasis(self, channel: Channel, app: str, args: list[str]) -> bool:
+    def enter_stasis(self, channel: Channel, app: str, args: list[str], replacing: Channel | None = None) -> bool:
         """Stasis(app,args...): False (and STASISSTATUS=FAILED) when no WebSocket serves ``app``."""
         channel.set_dialplan("Stasis", ",".join([app, *args]))
         if not self.bus.is_active(app):
@@ -215,7 +215,10 @@ class Pbx:
         self.set_var(channel, "STASISSTATUS", "")
         self.bus.app(app).stasis_channels.add(channel.id)
         channel.stasis_app, channel.stasis_args = app, list(args)
-        self.ari("StasisStart", channel, after={"args": list(args)})
+        after: dict[str, Any] = {"args": list(args)}
+        if replacing is not None:
+            after["replace_channel"] = replacing.as_json()
+        self.ari("StasisStart", channel, after=after)
         return True
 
     def leave_stasis(self, channel: Channel) -> None:

@@ -26,6 +26,7 @@ from bridge.sim.asterisk.originate import Originator
 from bridge.sim.asterisk.outbound import Phone, dial_out, enter_by_code, start_phone
 from bridge.sim.asterisk.parties import Answer, Party, PartyBook
 from bridge.sim.asterisk.pbx import Pbx
+from bridge.sim.asterisk.transfers import TransferError, attended_transfer, blind_transfer
 
 log = structlog.get_logger(__name__)
 
@@ -216,6 +217,20 @@ class AsteriskSimulator:
             lambda channel, _handle: enter_by_code(self.pbx, channel, app=app, code=code, args=stasis_args),
         )  # fmt: skip
 
+    async def blind_transfer(self, channel_id: str, exten: str, context: str | None = None) -> str:
+        """The phone on ``channel_id`` (in a Stasis bridge) blind-transfers its peer to ``exten``.
+        Returns the id of the Local ``;1`` that replaces it in the bridge."""
+        return blind_transfer(self.pbx, self._channel(channel_id), exten, context or self.outbound_context).id
+
+    async def attended_transfer(self, first_leg_id: str, second_leg_id: str) -> None:
+        """Join the peer of ``first_leg_id`` with the peer of ``second_leg_id``; both legs hang up."""
+        attended_transfer(self.pbx, self._channel(first_leg_id), self._channel(second_leg_id))
+
+    def _channel(self, channel_id: str) -> Channel:
+        if channel_id not in self.pbx.channels:
+            raise TransferError(f"no channel {channel_id!r}")
+        return self.pbx.channels[channel_id]
+
     # --- faults and injection --------------------------------------------------------------
     async def drop_connections(self, *, ari: bool = True, ami: bool = True) -> None:
         if ami:
@@ -274,18 +289,5 @@ class AsteriskSimulator:
         return dict(self.pbx.media.stored)
 
     def channel_variable(self, channel: Channel, name: str) -> str | None:
-        """A channel variable or the dialplan functions ARI/AMI clients read."""
-        functions = {
-            "CHANNEL(linkedid)": channel.linkedid,
-            "CHANNEL(uniqueid)": channel.id,
-            "UNIQUEID": channel.id,
-            "CHANNEL(name)": channel.name,
-            "CHANNEL(state)": channel.state,
-            "CALLERID(num)": channel.caller.number,
-            "CALLERID(name)": channel.caller.name,
-            "CONNECTEDLINE(num)": channel.connected.number,
-            "CONNECTEDLINE(name)": channel.connected.name,
-        }
-        if name in functions:
-            return functions[name]
-        return channel.variables.get(name)
+        """A channel variable or one of the dialplan functions clients read (``CHANNEL(linkedid)``)."""
+        return channel.read_variable(name)
