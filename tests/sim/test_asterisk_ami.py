@@ -246,3 +246,31 @@ async def test_panoramisk_logs_in_receives_events_and_runs_actions(sim: Asterisk
         assert str(version.output).startswith("Asterisk 20.")
     finally:
         manager.close()
+
+
+async def test_originate_into_stasis_with_application_data(sim: AsteriskSimulator, ami: AmiWire, ari: AriWire) -> None:
+    sim.set_party("1007", Answer(after=0.05))
+    queued = await ami.action(
+        "Originate", Channel="PJSIP/1007", Application="Stasis", Data="b24bridge,callback,1007",
+        CallerID=CALLER, Async="true",
+    )  # fmt: skip
+    assert queued["Response"] == "Success"
+    start = await ari.wait_for("StasisStart", args=["callback", "1007"])
+    assert start["channel"]["caller"] == {"name": "Иван Петров", "number": "79161234567"}
+    await eventually(lambda: ami.events("OriginateResponse"))
+    assert ami.events("OriginateResponse")[0]["Response"] == "Success"
+
+
+async def test_caller_robot_variables_script_an_originated_customer(
+    sim: AsteriskSimulator, ami: AmiWire, ari: AriWire
+) -> None:
+    await ami.action(
+        "Originate", Channel="Local/74951112244@from-trunk", Context="callers", Exten="s", Priority="1",
+        CallerID=CALLER, Variable="CALLER_HANGUP_AFTER=0.1,CALLER_DTMF_DELAY=0.1,CALLER_DTMF=2", Async="true",
+    )  # fmt: skip
+    start = await ari.wait_for("StasisStart", args=["inbound", "74951112244"])
+    assert not [e for e in ari.events if e["type"] == "ChannelDtmfReceived"], "the robot waits for the answer"
+    await ari.call("POST", f"/channels/{start['channel']['id']}/answer")
+    dtmf = await ari.wait_for("ChannelDtmfReceived", digit="2")
+    end = await ari.wait_for("StasisEnd", channel_id=start["channel"]["id"])
+    assert ari.events.index(dtmf) < ari.events.index(end)

@@ -49,6 +49,20 @@ def _number(text: str, default: float) -> float:
         return default
 
 
+def _caller_robot(variables: dict[str, str]) -> CallerScript:
+    """The recorded caller robot: after the answer, Wait(CALLER_DTMF_DELAY), SendDTMF(CALLER_DTMF),
+    then Wait(CALLER_HANGUP_AFTER) and Hangup (without DTMF: just the last wait)."""
+    digits = variables.get("CALLER_DTMF", "")
+    delay = _number(variables.get("CALLER_DTMF_DELAY", ""), 0.0) if digits else 0.0
+    hangup_after = _number(variables.get("CALLER_HANGUP_AFTER", ""), -1.0)
+    return CallerScript(
+        hangup_after=None if hangup_after < 0 else delay + hangup_after,
+        dtmf=[(delay, digits)] if digits else [],
+        timing="answer",
+        variables=variables,
+    )
+
+
 class AmiActions:
     def __init__(self, sim: AsteriskSimulator) -> None:
         self.sim = sim
@@ -113,16 +127,7 @@ class AmiActions:
         exten, _, context = resource.partition("@")
         application = request.get("Application")
         if tech.lower() == "local" and context == sim.dialplan_context:
-            script = CallerScript(
-                hangup_after=_number(variables.get("CALLER_HANGUP_AFTER", ""), -1.0),
-                dtmf=[(_number(variables.get("CALLER_DTMF_DELAY", ""), 0.0), variables["CALLER_DTMF"])]
-                if variables.get("CALLER_DTMF")
-                else [],
-                timing="answer",
-                variables=variables,
-            )
-            if script.hangup_after is not None and script.hangup_after < 0:
-                script.hangup_after = None
+            script = _caller_robot(variables)
             place_inbound(
                 pbx, app=sim.stasis_app, context=context, did=exten, caller=caller, script=script,
                 originate_timeout=timeout, report=report,

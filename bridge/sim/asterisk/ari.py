@@ -119,6 +119,8 @@ async def events(request: web.Request) -> web.StreamResponse:
                 await ws.pong(message.data)
             elif message.type == WSMsgType.CLOSE:
                 break
+            elif message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+                log.warning("sim.ari_client_frame_ignored", apps=apps, size=len(message.data))
     finally:
         sim.bus.detach(socket)
         sim.sockets.discard(socket)
