@@ -162,3 +162,16 @@ async def test_a_wrong_secret_is_refused_and_retried_without_showing_it(sim: Ast
         await asyncio.wait_for(task, 5)
     assert not link.connected
     assert "wrong-secret-value" not in repr(logs)
+
+
+async def test_device_states_arrive_with_the_resync_and_as_they_change(sim: AsteriskSimulator) -> None:
+    sim.set_device_state("PJSIP/1001", "INUSE")
+    events = Events()
+    link = AmiLink(settings_for(sim, device="PJSIP/{ext}"), events.queue)
+    async with running(link):
+        (resynced,) = await events.wait(Resynced)
+        sim.set_device_state("PJSIP/1001", "UNAVAILABLE")
+        await events.wait(AvailabilityChanged)
+    assert isinstance(resynced.event, Resynced) and resynced.event.availability.get("1001") is Availability.BUSY
+    changed = [e.event for e in events.of(AvailabilityChanged)]
+    assert changed[-1] == AvailabilityChanged("1001", Availability.UNREGISTERED)

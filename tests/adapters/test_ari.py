@@ -31,7 +31,7 @@ from bridge.domain.events import (
 )
 from bridge.pbx.ari import AriLink
 from bridge.pbx.events import PbxError, PbxEvent, Resynced, StasisEntered
-from bridge.sim.asterisk.parties import Answer, Busy, NeverAnswer, Unregistered
+from bridge.sim.asterisk.parties import Answer, Busy, Congestion, NeverAnswer, Party, Reject, Unregistered
 from bridge.sim.asterisk.simulator import AsteriskSimulator
 from tests.adapters.pbx_fixtures import Events, running, settings_for, sim
 from tests.eventually import eventually
@@ -61,11 +61,11 @@ class Core:
     def leg(self, n: int) -> str:
         return f"{self.call}-leg{n}"
 
-    async def outcome(self, leg: str) -> LegEnded:
-        found = await self.events.wait(LegEnded)
-        ended = [e.event for e in found if isinstance(e.event, LegEnded) and e.event.leg == leg]
-        assert ended, f"no LegEnded for {leg}: {found}"
-        return ended[0]
+    async def outcome(self, leg: str) -> LegOutcome:
+        def ended() -> list[LegEnded]:
+            return [e.event for e in self.events.of(LegEnded) if isinstance(e.event, LegEnded) and e.event.leg == leg]
+
+        return (await eventually(ended, timeout=5, message=f"no LegEnded for {leg}"))[0].outcome
 
 
 def requests(sim: AsteriskSimulator) -> list[str]:
@@ -88,7 +88,7 @@ async def test_a_whole_inbound_walk_no_answer_next_answers_talk_hang_up(sim: Ast
                                      hangup_after_answer=0.5)  # fmt: skip
         started = await core.started()
         await core.do(AnswerCaller(), StartMusic(), RingAgent(core.leg(1), "1002", 0.3))
-        assert (await core.outcome(core.leg(1))).outcome is LegOutcome.NO_ANSWER
+        assert await core.outcome(core.leg(1)) is LegOutcome.NO_ANSWER
         await core.do(RingAgent(core.leg(2), "1001", 3))
         (answered,) = await events.wait(LegAnswered)
         await core.do(ConnectLeg(core.leg(2)), StartRecording(f"{core.call}-talk"))
@@ -112,22 +112,27 @@ async def test_a_whole_inbound_walk_no_answer_next_answers_talk_hang_up(sim: Ast
 
 
 @pytest.mark.parametrize("template", ["Local/{ext}@agents", "PJSIP/{ext}"])
-async def test_busy_and_unregistered_agents_are_skipped(sim: AsteriskSimulator, template: str) -> None:
-    sim.set_party("1003", Busy())
-    sim.set_party("1004", Unregistered())
+async def test_busy_unregistered_rejecting_and_congested_agents_are_skipped(
+    sim: AsteriskSimulator, template: str
+) -> None:
+    parties: dict[str, Party] = {"1003": Busy(), "1004": Unregistered(), "1005": Reject(after=0.1),
+                                 "1006": Congestion()}  # fmt: skip
+    for ext, party in parties.items():
+        sim.set_party(ext, party)
     events = Events()
     link = AriLink(settings_for(sim, agent_endpoint=template), events.queue)
     core = Core(link, events)
+    outcomes = []
     async with running(link):
         await sim.place_inbound_call(did="74951112233", caller="74959876543", caller_name="ООО Ромашка",
-                                     hangup_after=1.5)  # fmt: skip
+                                     hangup_after=2.0)  # fmt: skip
         await core.started()
-        await core.do(AnswerCaller(), StartMusic(), RingAgent(core.leg(1), "1003", 2))
-        busy = await core.outcome(core.leg(1))
-        await core.do(RingAgent(core.leg(2), "1004", 2))
-        unregistered = await core.outcome(core.leg(2))
+        await core.do(AnswerCaller(), StartMusic())
+        for n, ext in enumerate(parties, start=1):
+            await core.do(RingAgent(core.leg(n), ext, 2))
+            outcomes.append(await core.outcome(core.leg(n)))
         (hung_up,) = await events.wait(CallerHungUp)
-    assert (busy.outcome, unregistered.outcome) == (LegOutcome.BUSY, LegOutcome.UNAVAILABLE)
+    assert outcomes == [LegOutcome.BUSY, LegOutcome.UNAVAILABLE, LegOutcome.REJECTED, LegOutcome.CONGESTION]
     assert hung_up.event == CallerHungUp(16)
 
 

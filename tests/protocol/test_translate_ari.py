@@ -9,15 +9,20 @@ from typing import Any
 import pytest
 
 from bridge.domain.events import (
+    AvailabilityChanged,
     CallerHungUp,
     CallStarted,
     DtmfReceived,
+    Intercepted,
     LegAnswered,
     LegEnded,
     LegOutcome,
     PromptFinished,
+    RecordingReady,
+    Transferred,
 )
-from bridge.pbx.events import BadInput, PbxEvent
+from bridge.domain.scheme import Availability
+from bridge.pbx.events import BadInput, PbxEvent, Resynced, StasisEntered
 from bridge.pbx.outcomes import EndpointTemplate
 from bridge.pbx.translate import AriTranslator
 from tests.protocol.recorded import ari_frames, originated_channels, playback_ids
@@ -199,3 +204,74 @@ def test_unknown_event_types_and_foreign_channels_give_nothing() -> None:
     assert translator.feed({"type": "SomethingNew", "x": 1}) == []
     assert translator.feed({"type": "ChannelDestroyed", "channel": {"id": "not-ours"}, "cause": 16}) == []
     assert translator.feed({"type": "ChannelDtmfReceived", "channel": {"id": "not-ours"}, "digit": "5"}) == []
+
+
+def channel(cid: str, name: str = "PJSIP/1001-00000001", number: str = "79161234567") -> dict[str, Any]:
+    return {"id": cid, "name": name, "state": "Up", "caller": {"name": "", "number": number}}
+
+
+def inbound_call(translator: AriTranslator, cid: str = "c.1") -> None:
+    translator.feed({"type": "StasisStart", "args": ["inbound", "74951112233"], "channel": channel(cid)})
+
+
+def test_stasis_arguments_decide_what_an_entry_is() -> None:
+    translator = AriTranslator(EndpointTemplate("PJSIP/{ext}"))
+    intercept = translator.feed({"type": "StasisStart", "args": ["intercept", "1002"], "channel": channel("i.1")})
+    other = translator.feed({"type": "StasisStart", "args": ["click2call", "7916"], "channel": channel("k.1")})
+    agent = translator.feed({"type": "StasisStart", "args": ["agent", "c.9", "c.9-leg1"], "channel": channel("x")})
+    assert intercept == [PbxEvent(None, Intercepted(ext="1002", leg="i.1"))]
+    assert other == [PbxEvent(None, StasisEntered("k.1", ("click2call", "7916"), "79161234567", "",
+                                                  "PJSIP/1001-00000001"))]  # fmt: skip
+    assert agent == [PbxEvent("c.9", LegAnswered("x"))], "a leg we never registered names its call in the args"
+
+
+def test_device_states_of_agents_become_availability() -> None:
+    translator = AriTranslator(EndpointTemplate("PJSIP/{ext}"))
+    changed = translator.feed({"type": "DeviceStateChanged", "device_state": {"name": "PJSIP/1001", "state": "INUSE"}})
+    foreign = translator.feed({"type": "DeviceStateChanged", "device_state": {"name": "Queue:x", "state": "INUSE"}})
+    assert changed == [PbxEvent(None, AvailabilityChanged("1001", Availability.BUSY))]
+    assert foreign == []
+
+
+def test_recordings_we_asked_for_come_back_ready() -> None:
+    translator = AriTranslator(EndpointTemplate("PJSIP/{ext}"))
+    inbound_call(translator)
+    translator.expect_recording("c.1-talk", "c.1")
+    done = {"type": "RecordingFinished", "recording": {"name": "c.1-talk", "format": "wav", "duration": 12}}
+    assert translator.feed(done) == [PbxEvent("c.1", RecordingReady("c.1-talk", 12.0))]
+    assert translator.feed(done) == [], "reported once"
+
+
+def test_transfers_are_reported_best_effort() -> None:
+    translator = AriTranslator(EndpointTemplate("PJSIP/{ext}"))
+    inbound_call(translator)
+    translator.expect_leg("c.1-leg1", "c.1", answered=True)
+    blind = {"type": "BridgeBlindTransfer", "result": "Success", "exten": "1003", "channel": channel("c.1-leg1"),
+             "transferee": channel("c.1")}  # fmt: skip
+    external = {**blind, "exten": "84951234567"}
+    failed = {**blind, "result": "Fail"}
+    attended = {"type": "BridgeAttendedTransfer", "result": "Success", "transferer_first_leg": channel("c.1-leg1"),
+                "transferee": channel("c.1"), "transfer_target": channel("t.1", "PJSIP/1004-00000009")}  # fmt: skip
+    assert translator.feed(blind) == [PbxEvent("c.1", Transferred(leg="", ext="1003"))]
+    assert translator.feed(external) == [PbxEvent("c.1", Transferred(leg="", number="84951234567"))]
+    assert translator.feed(failed) == []
+    assert translator.feed(attended) == [PbxEvent("c.1", Transferred(leg="t.1", ext="1004", attended=True))]
+    assert translator.legs["t.1"].answered, "the new party's hang-up will be reported"
+
+
+def test_resync_reports_what_ended_while_away_then_the_live_channels() -> None:
+    translator = AriTranslator(EndpointTemplate("PJSIP/{ext}"))
+    inbound_call(translator, "c.1")
+    inbound_call(translator, "c.2")
+    translator.expect_leg("c.1-leg1", "c.1")
+    translator.expect_leg("c.2-leg1", "c.2", answered=True)
+    events = translator.resync([channel("c.1"), channel("c.2-leg1"), {"id": 5}])
+    assert [e.event for e in events[:-1]] == [
+        BadInput("channel list: id missing or not a string"),
+        LegEnded("c.1-leg1", LegOutcome.NO_ANSWER),
+        CallerHungUp(16),
+    ]
+    assert events[1].call == "c.1" and events[2].call == "c.2"
+    resynced = events[-1].event
+    assert isinstance(resynced, Resynced) and [c.id for c in resynced.channels] == ["c.1", "c.2-leg1"]
+    assert set(translator.callers) == {"c.1"} and set(translator.legs) == {"c.2-leg1"}
