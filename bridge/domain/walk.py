@@ -49,9 +49,6 @@ OFFER_RINGS = 4
 class PassOn:
     """The action cannot run (any more): the call goes on to the line's next rule."""
 
-    def __repr__(self) -> str:
-        return "PASS_ON"
-
 
 PASS_ON = PassOn()
 Follow = Action | PassOn | None

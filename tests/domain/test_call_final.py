@@ -210,6 +210,7 @@ def test_forward_to_an_external_number_rings_it_without_a_card_and_finishes_for_
     assert d(LegAnswered("c-leg2"), 7) == [StopMusic(), ConnectLeg("c-leg2")]
     assert d.call.talk == Talk("k.1", "c-leg2", "", 0, at(7))
     assert d(LegEnded("c-leg2", LegOutcome.HANGUP), 19) == [HangupCaller(), CrmFinish("k.1", 3, 12, "200")]
+    assert d.call.handled_by == ""  # nobody of ours talked
 
 
 def test_a_forward_to_a_number_that_does_not_answer_passes_the_call_on() -> None:

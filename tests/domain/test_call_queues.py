@@ -257,7 +257,10 @@ def test_everybody_endless_rings_again_when_legs_time_out_and_runs_the_final_act
 
 def test_every_member_offline_runs_the_final_action_at_once() -> None:
     q = queue("q", "1001", "1002", final=ToQueue("q2"))
-    q2 = queue("q2", "1003", dist=Distribution.EVERYBODY, rings_per_member=1)
+    q2 = queue("q2", "1003", dist=Distribution.EVERYBODY, rings_per_member=1, final=ToQueue("q3"))
+    q3 = queue("q3", "1004", dist=Distribution.EVERYBODY, rings_per_member=1)
+    d = Driver(route(ToQueue("q"), queues=(q, q2, q3), default_ext="1005"))
+    assert d(started(e1001=BUSY, e1002=BUSY, e1003=BUSY))[3] == RingAgent("c-leg1", "1004", 5.0)
     d = Driver(route(ToQueue("q"), queues=(q, q2), default_ext="1005"))
     commands = d(started(e1001=A.NOT_CLOCKED_IN, e1002=A.ABSENT))
     assert commands == [
