@@ -93,9 +93,9 @@ class Replayer:
         record = next((op for op in ops if op.kind == "attach_record" and op.state not in FINAL), None)
         if origin is None or finish is None:
             return Outcome(leg, call.started_at, "failed", "nothing to replay: no register or no finish journaled")
-        chain = Chain([_pending(op, call, "offline") for op in (origin, finish) if op.state not in FINAL])
-        if chain.ops and chain.head.kind == "adopt":
-            chain.ops = chain.ops[1:]
+        # an adopted (click-to-call) leg's origin is settled on arrival: only its finish can be left
+        mode = "online" if origin.state in FINAL else "offline"
+        chain = Chain([_pending(op, call, mode) for op in (origin, finish) if op.state not in FINAL])
         if chain.ops:
             found = (await find_in_statistics(self.client, [leg])).get(leg)
             if found is not None:
@@ -109,7 +109,8 @@ class Replayer:
             detail = await self._attach(leg, record)
             status = "replayed" if detail.endswith("attached") else "skipped"
             return Outcome(leg, call.started_at, status, detail or "nothing left to send")
-        self.journal.go_offline(leg)
+        if chain.head.kind == "register":
+            self.journal.go_offline(leg)
         failure = await self._send(chain)
         if failure:
             return Outcome(leg, call.started_at, "failed", failure)

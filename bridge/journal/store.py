@@ -206,7 +206,7 @@ class Journal(JournalReader):
                 self._refresh_call(leg, now)
 
     def mark_failed(
-        self, op_id: int, error: str, *, permanent: bool, retry_at: float | None = None
+        self, op_id: int, error: str, permanent: bool, retry_at: float | None = None
     ) -> list[tuple[int, str]]:
         """A transient failure goes back to ``pending`` until ``retry_at``; a permanent one parks the operation and
         every later one of its leg that can no longer succeed (returned as ``(id, kind)``)."""

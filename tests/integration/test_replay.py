@@ -120,6 +120,19 @@ async def setup(tmp_path: Path) -> AsyncIterator[Setup]:
                 started_at=START + timedelta(minutes=11), line="74950000001",
             )  # fmt: skip
             await telephony.finish(registered.call_id, 11, 44, "200")
+            # "half-done": registered online, but its finish was refused and parked
+            half = await telephony.register(
+                user_id=13, phone="79165550012", call_type=2, external_call_id="half-done", show=True,
+                started_at=START + timedelta(minutes=12), line="74950000001",
+            )  # fmt: skip
+        with Journal.open(tmp_path / "journal.db") as journal:
+            journal.append(CrmRegister("half-done", 13, "79165550012", CallType.INCOMING, "74950000001",
+                                       START + timedelta(minutes=12), True))  # fmt: skip
+            journal.append(CrmFinish("half-done", 13, 61, "200"))
+            register_op, finish_op = [p for p in journal.ready() if p.crm_leg == "half-done"]
+            journal.mark_done(register_op.id, {"CALL_ID": half.call_id}, call_id=half.call_id)
+            journal.mark_failed(finish_op.id, "telephony.externalCall.finish: ERROR_CORE: Unexpected database error",
+                                permanent=True)  # fmt: skip
         sim.core.requests.clear()
         yield Setup(sim, config, tmp_path / "journal.db", recording, expected)
 
@@ -128,17 +141,19 @@ async def test_dry_run_reads_statistics_sends_nothing_and_shows_what_it_would_se
     result = await setup.run("replay", "--dry-run")
     assert result.code == 0, result.err
     assert setup.sent_methods() <= {"batch"}, "only statistics batches"
-    assert len(setup.sim_calls()) == 1, "nothing new reached Bitrix24"
+    assert set(setup.sim_calls()) == {"arrived", "half-done"}, "nothing new reached Bitrix24"
     lines = {line.split("│")[1].strip(): line for line in result.out.splitlines() if line.count("│") > 3}
     for leg in ("off-0", "off-1", "off-2", "off-3", "gone-user"):
         assert "would send" in lines[leg]
     assert "register SHOW=0 start" in lines["off-0"] and "finish user 12 duration 95 s status 200" in lines["off-0"]
     assert "attachRecord rec-off-1.wav" in lines["off-1"]
     assert "already present" in lines["arrived"]
+    assert "would send" in lines["half-done"] and "register" not in lines["half-done"]
+    assert "finish user 13 duration 61 s status 200" in lines["half-done"]
     assert "still-talking" not in lines, "a call that has not ended is not replayed"
-    assert "checking 6/6 arrived: already present" in result.err
+    assert "checking 7/7 half-done: would send" in result.err
     with Journal.open(setup.journal) as journal:
-        assert {c.state for c in journal.calls()} == {"open", "ended"}, "the journal is untouched"
+        assert {c.state for c in journal.calls()} == {"open", "ended", "failed"}, "the journal is untouched"
 
 
 async def test_replay_mirrors_missing_calls_once_and_reports_each(setup: Setup) -> None:
@@ -159,10 +174,15 @@ async def test_replay_mirrors_missing_calls_once_and_reports_each(setup: Setup) 
     assert all("replayed" in lines[leg] for leg in setup.expected)
     assert "already present" in lines["arrived"]
     assert "failed" in lines["gone-user"] and "User is not found" in lines["gone-user"]
-    assert "replayed: 4" in result.out and "already present: 1" in result.out and "failed: 1" in result.out
+    assert "replayed: 5" in result.out and "already present: 1" in result.out and "failed: 1" in result.out
+    half = calls["half-done"]
+    assert (half["status"], half["finish"]["DURATION"], half["finish_attempts"], half["SHOW"]) == (
+        "finished", 61, 1, True)  # fmt: skip
+    assert "replayed" in lines["half-done"]
     with Journal.open(setup.journal) as journal:
         states = {c.crm_leg: c for c in journal.calls()}
-    assert all(states[leg].state == "done" for leg in [*setup.expected, "arrived"])
+    assert all(states[leg].state == "done" for leg in [*setup.expected, "arrived", "half-done"])
+    assert states["half-done"].mode == "online", "a call registered online stays online"
     assert states["arrived"].call_id == calls["arrived"]["CALL_ID"]
     assert states["gone-user"].state == "failed"
 
@@ -174,9 +194,10 @@ async def test_replay_mirrors_missing_calls_once_and_reports_each(setup: Setup) 
 async def test_replay_of_one_call_or_since_a_time(setup: Setup) -> None:
     one = await setup.run("replay", "--call", "off-2")
     assert one.code == 0, one.err
-    assert set(setup.sim_calls()) == {"arrived", "off-2"}
+    assert set(setup.sim_calls()) == {"arrived", "half-done", "off-2"}
     later = await setup.run("replay", "--since", (START + timedelta(minutes=3)).isoformat())
-    assert set(setup.sim_calls()) == {"arrived", "off-2", "off-3"}
+    assert set(setup.sim_calls()) == {"arrived", "half-done", "off-2", "off-3"}
+    assert setup.sim_calls()["half-done"]["status"] == "finished"
     assert "gone-user" in later.out and later.code == 1
     done = await setup.run("replay", "--call", "off-2")
     assert "nothing to replay" in done.out
@@ -195,7 +216,7 @@ async def test_journal_lists_calls_and_operations(setup: Setup) -> None:
     assert listing.code == 0, listing.err
     data = json.loads(listing.out)
     calls = {c["crm_leg"]: c for c in data["calls"]}
-    assert set(calls) == {*setup.expected, "gone-user", "arrived", "still-talking"}
+    assert set(calls) == {*setup.expected, "gone-user", "arrived", "still-talking", "half-done"}
     off0 = calls["off-0"]
     assert (off0["mode"], off0["state"], off0["user_id"], off0["duration"], off0["status_code"]) == (
         "offline", "ended", 12, 95, "200")  # fmt: skip
