@@ -91,6 +91,7 @@ class Delivery:
                 failures += 1
                 pause = min(ERROR_PAUSE_MAX, 0.5 * 2**failures)
                 log.exception("delivery.error", pause=pause)
+                self._unstick()
                 await asyncio.sleep(pause)
                 continue
             if worked:
@@ -98,6 +99,12 @@ class Delivery:
             due = self.journal.next_due(self.settings.register_timeout)
             timeout = None if due is None else max(0.0, due - self.clock())
             await self._wait_for_wake(timeout)
+
+    def _unstick(self) -> None:
+        """After an unexpected error nothing of ours is in flight: what is still ``sent`` goes back to the queue
+        (its attempts stay counted, so it is checked before it is resent)."""
+        with contextlib.suppress(Exception):
+            self.journal.requeue_sent()
 
     async def _wait_for_wake(self, seconds: float | None) -> None:
         with contextlib.suppress(TimeoutError):
@@ -230,7 +237,10 @@ class Delivery:
             file_id = await self.telephony.attach_record(op.call_id or "", record_filename(name), content)
         except CrmError as exc:
             self.settler.error(op, exc)
-        except ValueError as exc:
+        except ValueError as exc:  # not wav/mp3, or empty
             self.settler.fail(op, str(exc))
+        except Exception as exc:
+            log.exception("delivery.error", crm_leg=op.crm_leg, method="telephony.externalCall.attachRecord")
+            self.settler.retry(op, f"{type(exc).__name__}: {exc}", "INTERNAL")
         else:
             self.settler.done(op, {"FILE_ID": file_id})

@@ -394,11 +394,16 @@ async def test_recordings_are_attached_after_finish_and_a_missing_one_is_reporte
 ) -> None:
     audio = b"RIFF" + bytes(range(256)) * 40
 
+    failures = {"rec-flaky": 1}
+
     async def loader(name: str) -> bytes | None:
-        return audio if name == "rec-ok" else None
+        if failures.get(name):
+            failures[name] -= 1
+            raise OSError("ARI is not reachable")
+        return audio if name in ("rec-ok", "rec-flaky") else None
 
     stack = await make_stack(sim, loader=loader, register_timeout=30)
-    for leg, recording in (("with-rec", "rec-ok"), ("no-rec", "rec-gone")):
+    for leg, recording in (("with-rec", "rec-ok"), ("no-rec", "rec-gone"), ("flaky", "rec-flaky")):
         stack.append(register(leg))
         stack.append(CrmFinish(leg, 11, 60, "200"))
         stack.append(CrmAttachRecord(leg, recording))
@@ -411,6 +416,8 @@ async def test_recordings_are_attached_after_finish_and_a_missing_one_is_reporte
     (missing,) = [op for op in stack.journal.operations("no-rec") if op.kind == "attach_record"]
     assert (missing.state, missing.last_error) == ("failed", "recording 'rec-gone' not found")
     assert mirrored["no-rec"]["status"] == "finished"
+    assert mirrored["flaky"]["record"] == {"name": "rec-flaky.wav", "size": len(audio)}, "read again later"
+    assert "ARI is not reachable" in stack.journal.operations("flaky")[-1].last_error
 
 
 async def test_tasks_and_notifications_go_out_too(
