@@ -233,3 +233,16 @@ async def test_attended_transfer_joins_transferee_and_target(sim: AsteriskSimula
     assert sim.pbx.bridges[bridges[0]].member_ids() == [customer, target]
     with pytest.raises(ValueError):
         await sim.attended_transfer(customer, "no-such-channel")
+
+
+async def test_client_chosen_ids_bridge_and_keep_the_oldest_linkedid(sim: AsteriskSimulator, ari: AriWire) -> None:
+    sim.set_party("1001", Answer(after=0))
+    call = await sim.place_inbound_call("74951112233", "79161234567")
+    await ari.wait_for("StasisStart", channel_id=call.channel_id)
+    params = {"endpoint": "Local/1001@agents", "app": "b24bridge", "channelId": "call-leg2", "otherChannelId": "x"}
+    assert (await ari.call("POST", "/channels", params))[0] == 200
+    await ari.wait_for("StasisStart", channel_id="call-leg2")
+    _, bridge = await ari.call("POST", "/bridges")
+    both = {"channel": f"call-leg2,{call.channel_id}"}
+    assert (await ari.call("POST", f"/bridges/{bridge['id']}/addChannel", both))[0] == 204
+    assert sim.pbx.channels["call-leg2"].linkedid == call.linkedid

@@ -9,6 +9,7 @@ channel into the bridge (it shows in ``channels`` and ``BRIDGEPEER`` but has no 
 
 from __future__ import annotations
 
+import sys
 import uuid
 from typing import TYPE_CHECKING
 
@@ -16,11 +17,6 @@ from bridge.sim.asterisk.model import Bridge, CallerId, Channel, now
 
 if TYPE_CHECKING:
     from bridge.sim.asterisk.pbx import Pbx
-
-
-def _age(uniqueid: str) -> tuple[int, int]:
-    seconds, _, counter = uniqueid.partition(".")
-    return (int(seconds), int(counter or 0))
 
 
 class Bridging:
@@ -55,7 +51,8 @@ class Bridging:
         channel.bridge = bridge
         if channel.stasis_app is not None:
             self.pbx.bus.app(channel.stasis_app).bridges.add(bridge.id)
-        oldest = min((c.linkedid for c in bridge.channels), key=_age)
+        order = self.pbx.creation_order
+        oldest = min((c.linkedid for c in bridge.channels), key=lambda linkedid: order.get(linkedid, sys.maxsize))
         for member in bridge.channels:
             member.linkedid = oldest
         self.pbx.ari("ChannelEnteredBridge", channel, after={"bridge": bridge.as_json()}, bridges=(bridge,))

@@ -42,6 +42,7 @@ class Pbx:
         self.parties = parties
         self.ids = IdSource()
         self.channels: dict[str, Channel] = {}
+        self.creation_order: dict[str, int] = {}  # uniqueid -> creation rank: the oldest linkedid wins
         self.bridges: dict[str, Bridge] = {}
         self.destroy_hooks: list[Callable[[Channel], None]] = []
         self.bridge_hooks: list[Callable[[Bridge], None]] = []
@@ -108,6 +109,7 @@ class Pbx:
             exten=exten,
         )
         self.channels[uid] = channel
+        self.creation_order[uid] = len(self.creation_order)
         self.ami("Newchannel", channel.ami_fields())
         self.ari("ChannelCreated", channel)
         return channel
