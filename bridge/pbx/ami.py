@@ -16,21 +16,20 @@ What this adds to panoramisk, one gap each (``/work/shared/reference/asterisk.md
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from panoramisk import Manager
-from panoramisk.ami_protocol import AMIProtocol
 
 from bridge.config import AsteriskSettings
 from bridge.logs import register_secrets
-from bridge.pbx.ami_stream import AmiStreamDecoder, BadFrame, command_output
+from bridge.pbx.ami_protocol import LinkManager, Utf8AmiProtocol
+from bridge.pbx.ami_stream import command_output
 from bridge.pbx.events import BadInput, PbxError, PbxEvent
 from bridge.pbx.observe import AmiTranslator
 from bridge.pbx.outcomes import EndpointTemplate
+from bridge.pbx.reconnect import ReconnectingLink
 
 log = structlog.get_logger(__name__)
 
@@ -48,100 +47,26 @@ class OriginateResult:
     uniqueid: str = ""
 
 
-class Utf8AmiProtocol(AMIProtocol):  # type: ignore[misc]
-    """panoramisk's protocol, reading through :class:`AmiStreamDecoder` and reporting bad frames."""
-
-    version: str | None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)
-        self.stream = AmiStreamDecoder()
-
-    def data_received(self, data: bytes) -> None:
-        for item in self.stream.feed(data):
-            if isinstance(item, BadFrame):
-                log.warning("pbx.bad_input", link="ami", reason=item.reason)
-            else:
-                self.handle_message(item)
-        if self.version is None and self.stream.version is not None:
-            self.version = self.stream.version
-
-
-class _Manager(Manager):  # type: ignore[misc]
-    """One connection, driven by :class:`AmiLink`: no reconnect and no unchecked ping of its own."""
-
-    pinger: asyncio.TimerHandle | None
-
-    def __init__(self, lost: asyncio.Event, **config: Any) -> None:
-        super().__init__(**config)
-        self.lost = lost
-
-    def ping(self) -> None:
-        """Our watchdog pings and checks the answer."""
-
-    def connection_lost(self, exc: BaseException | None) -> None:
-        self._connected = False
-        if self.pinger is not None:
-            self.pinger.cancel()
-            self.pinger = None
-        self.fail_pending()
-        self.lost.set()
-
-    def fail_pending(self) -> None:
-        """Fail the actions still waiting for an answer (panoramisk would resend them after a reconnect)."""
-        pending = list(self.awaiting_actions)
-        self.awaiting_actions.clear()
-        if self.protocol is not None:
-            pending += list(self.protocol.responses.values())
-            self.protocol.responses.clear()
-        for action in pending:
-            if not action.future.done():
-                action.future.set_exception(PbxError(0, "AMI connection lost", action=str(action["action"])))
-
-
-class AmiLink:
+class AmiLink(ReconnectingLink):
     """Keeps one AMI session up and puts what it sees on ``out`` as :class:`PbxEvent`."""
 
-    retry_initial = 0.5
+    link = "ami"
     action_timeout = ACTION_TIMEOUT
     """Longest wait for an answer to an action (the login included)."""
 
     def __init__(self, settings: AsteriskSettings, out: asyncio.Queue[PbxEvent]) -> None:
+        super().__init__(settings.reconnect_max_delay)
         self.settings = settings
         self.out = out
         self.translator = AmiTranslator(
             EndpointTemplate(settings.device), settings.outbound_contexts, settings.monitor_lines
         )
-        self._manager: _Manager | None = None
-        self._stopping = asyncio.Event()
-        self.connected = False
+        self._manager: LinkManager | None = None
         register_secrets([settings.ami_secret.reveal()])
 
     # --- lifecycle -----------------------------------------------------------------------------------
 
-    async def run(self) -> None:
-        """Connect, and reconnect with backoff, until :meth:`stop`."""
-        delay = self.retry_initial
-        while not self._stopping.is_set():
-            try:
-                await self._session()
-                delay = self.retry_initial
-            except (OSError, TimeoutError, PbxError) as exc:
-                log.warning("pbx.connect_failed", link="ami", error=_describe(exc))
-            if self._stopping.is_set():
-                break
-            log.info("pbx.reconnecting", link="ami", delay=delay)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), delay)
-            delay = min(delay * 2, self.settings.reconnect_max_delay)
-
-    async def stop(self) -> None:
-        self._stopping.set()
-        if self._manager is not None:
-            self._manager.close()
-            self._manager.lost.set()
-
-    async def _session(self) -> None:
+    async def _session(self) -> bool:
         manager = await self._connect()
         self._manager = manager
         self.connected = True
@@ -150,6 +75,7 @@ class AmiLink:
         try:
             await self._resync()
             await manager.lost.wait()
+            return True
         finally:
             watchdog.cancel()
             self.connected = False
@@ -158,10 +84,10 @@ class AmiLink:
             manager.fail_pending()
             log.info("pbx.disconnected", link="ami")
 
-    async def _connect(self) -> _Manager:
+    async def _connect(self) -> LinkManager:
         loop = asyncio.get_running_loop()
         s = self.settings
-        manager = _Manager(
+        manager = LinkManager(
             asyncio.Event(),
             host=s.ami_host,
             port=s.ami_port,
@@ -190,7 +116,7 @@ class AmiLink:
             raise PbxError(0, "AMI login refused (check ami_user / ami_secret)", action="Login")
         return manager  # type: ignore[no-any-return]
 
-    async def _watchdog(self, manager: _Manager) -> None:
+    async def _watchdog(self, manager: LinkManager) -> None:
         """Ping every ``ping_interval``; no answer within it -> drop the connection (the run loop reconnects)."""
         interval = self.settings.ping_interval
         while True:
@@ -309,8 +235,3 @@ class AmiLink:
                     uniqueid=str(message.uniqueid),
                 )
         raise PbxError(0, "no OriginateResponse", action="Originate")
-
-
-def _describe(exc: BaseException) -> str:
-    """An error for the log: its type and message (ours and OS errors carry no secrets)."""
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

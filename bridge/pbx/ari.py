@@ -12,7 +12,6 @@ reports what ended meanwhile, followed by ``Resynced``. REST calls go through :c
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -27,49 +26,31 @@ from bridge.pbx.ari_commands import CallCommands
 from bridge.pbx.ari_rest import AriRest
 from bridge.pbx.events import BadInput, PbxError, PbxEvent
 from bridge.pbx.outcomes import EndpointTemplate
+from bridge.pbx.reconnect import ReconnectingLink
 from bridge.pbx.translate import AriTranslator
 
 log = structlog.get_logger(__name__)
 
 
-class AriLink:
+class AriLink(ReconnectingLink):
     """Keeps the Stasis application connected; executes PBX commands; puts events on ``out``."""
 
-    retry_initial = 0.5
+    link = "ari"
 
     def __init__(self, settings: AsteriskSettings, out: asyncio.Queue[PbxEvent]) -> None:
+        super().__init__(settings.reconnect_max_delay)
         self.settings = settings
         self.out = out
         self.translator = AriTranslator(EndpointTemplate(settings.device))
         self.rest = AriRest(settings)
         self.commands = CallCommands(settings, self.translator, self.request, self._emit)
-        self.connected = False
         self._socket: aiohttp.ClientWebSocketResponse | None = None
-        self._stopping = asyncio.Event()
         self._cleanups: set[asyncio.Task[None]] = set()
 
     # --- lifecycle -----------------------------------------------------------------------------------
 
-    async def run(self) -> None:
-        """Connect, and reconnect with backoff, until :meth:`stop`."""
-        delay = self.retry_initial
-        while not self._stopping.is_set():
-            try:
-                if await self._session():
-                    delay = self.retry_initial
-            except PbxError as exc:
-                log.warning("pbx.connect_failed", link="ari", error=str(exc), status=exc.status)
-            if self._stopping.is_set():
-                break
-            log.info("pbx.reconnecting", link="ari", delay=delay)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), delay)
-            delay = min(delay * 2, self.settings.reconnect_max_delay)
-
     async def stop(self) -> None:
-        self._stopping.set()
-        if self._socket is not None:
-            await self._socket.close()
+        await super().stop()
         for task in list(self._cleanups):
             task.cancel()
 
@@ -107,18 +88,19 @@ class AriLink:
             return
         self.out.put_nowait(event)
         if isinstance(event.event, CallerHungUp) and event.call in self.commands.calls:
-            self._background(self.commands.release(event.call))
+            self._release_later(event.call)
 
-    def _background(self, work: Any) -> None:
-        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(self._quietly(work))
+    def _release_later(self, call: str) -> None:
+        """Destroy the call's bridge in the background: the event path never waits for REST."""
+        task = asyncio.get_running_loop().create_task(self._release(call))
         self._cleanups.add(task)
         task.add_done_callback(self._cleanups.discard)
 
-    async def _quietly(self, work: Any) -> None:
+    async def _release(self, call: str) -> None:
         try:
-            await work
+            await self.commands.release(call)
         except PbxError as exc:
-            log.warning("pbx.cleanup_failed", link="ari", error=str(exc))
+            log.warning("pbx.cleanup_failed", link="ari", call_id=call, error=str(exc))
 
     # --- REST ----------------------------------------------------------------------------------------
 

@@ -33,7 +33,7 @@ from bridge.domain.events import (
     ObservedStoppedRinging,
 )
 from bridge.domain.scheme import Availability
-from bridge.pbx import wire
+from bridge.pbx import snapshots, wire
 from bridge.pbx.events import BadInput, LiveChannel, PbxEvent, Resynced
 from bridge.pbx.outcomes import EndpointTemplate, availability_of
 
@@ -89,7 +89,7 @@ class AmiTranslator:
         self.linked_of = {}
         for message in channels:
             try:
-                channel = _live_channel(message)
+                channel = snapshots.from_ami(message)
             except wire.Malformed as exc:
                 events.append(PbxEvent(None, BadInput(f"AMI CoreShowChannel: {exc}")))
                 continue
@@ -143,7 +143,9 @@ class AmiTranslator:
         exten = wire.optional_header(message, "Exten")
         uniqueid = wire.header(message, "Uniqueid")
         if context in self.outbound_contexts and DIALLED_NUMBER.fullmatch(exten):
-            ext = self.device.value_of_channel(wire.header(message, "Channel")) or _number(message, "CallerIDNum")
+            ext = self.device.value_of_channel(wire.header(message, "Channel")) or snapshots.ami_number(
+                message, "CallerIDNum"
+            )
             call = WatchedCall(linkedid, Direction.OUTBOUND, uniqueid, ext=ext)
             started = ObservedStarted(
                 direction=Direction.OUTBOUND,
@@ -157,7 +159,7 @@ class AmiTranslator:
             call = WatchedCall(linkedid, Direction.INBOUND, uniqueid)
             started = ObservedStarted(
                 direction=Direction.INBOUND,
-                number=_number(message, "CallerIDNum"),
+                number=snapshots.ami_number(message, "CallerIDNum"),
                 line=exten,
                 crm_key=linkedid,
                 call_type=CallType.INCOMING,
@@ -269,23 +271,3 @@ class AmiTranslator:
 
 def _linkedid(message: wire.AmiMessage) -> str:
     return wire.optional_header(message, "Linkedid") or wire.header(message, "DestLinkedid")
-
-
-def _number(message: wire.AmiMessage, key: str) -> str:
-    value = wire.optional_header(message, key)
-    return "" if value == "<unknown>" else value
-
-
-def _live_channel(message: wire.AmiMessage) -> LiveChannel:
-    return LiveChannel(
-        id=wire.header(message, "Uniqueid"),
-        name=wire.header(message, "Channel"),
-        state=wire.optional_header(message, "ChannelStateDesc"),
-        caller=_number(message, "CallerIDNum"),
-        caller_name=_number(message, "CallerIDName"),
-        linkedid=wire.optional_header(message, "Linkedid") or wire.header(message, "Uniqueid"),
-        app=wire.optional_header(message, "Application"),
-        app_data=wire.optional_header(message, "ApplicationData"),
-        context=wire.optional_header(message, "Context"),
-        exten=wire.optional_header(message, "Exten"),
-    )

@@ -12,9 +12,7 @@
   ``ChannelHangupRequest`` (Asterisk does not send ``ChannelDestroyed`` for it after ``StasisEnd``).
 * ``ChannelDtmfReceived`` -> ``DtmfReceived``; ``PlaybackFinished`` -> ``PromptFinished``;
   ``RecordingFinished`` -> ``RecordingReady``; ``DeviceStateChanged`` -> ``AvailabilityChanged``.
-* ``BridgeBlindTransfer`` / ``BridgeAttendedTransfer`` -> ``Transferred``, best effort: for a blind transfer the
-  new leg is not known yet (``leg`` is the replacing channel or ""), and ``exten`` is reported as ``ext`` when
-  it is short (at most 6 characters), else as ``number``.
+* ``BridgeBlindTransfer`` / ``BridgeAttendedTransfer`` -> ``Transferred``, best effort (``bridge.pbx.transfers``).
 
 AMI events are translated by :class:`bridge.pbx.observe.AmiTranslator` (re-exported here).
 
@@ -40,9 +38,8 @@ from bridge.domain.events import (
     LegOutcome,
     PromptFinished,
     RecordingReady,
-    Transferred,
 )
-from bridge.pbx import wire
+from bridge.pbx import snapshots, transfers, wire
 from bridge.pbx.events import BadInput, LiveChannel, PbxEvent, Resynced, StasisEntered
 from bridge.pbx.observe import AmiTranslator
 from bridge.pbx.outcomes import (
@@ -54,7 +51,6 @@ from bridge.pbx.outcomes import (
 )
 
 DTMF_DIGITS = frozenset("0123456789*#ABCD")
-SHORT_EXTEN = 6
 
 
 @dataclass
@@ -162,7 +158,7 @@ class AriTranslator:
         live: list[LiveChannel] = []
         for item in channels:
             try:
-                live.append(_live_channel(item))
+                live.append(snapshots.from_ari(item))
             except wire.Malformed as exc:
                 events.append(_bad(f"channel list: {exc}"))
         ids = {channel.id for channel in live}
@@ -283,31 +279,18 @@ class AriTranslator:
         return [PbxEvent(None, AvailabilityChanged(ext, availability))]
 
     def _blind_transfer(self, message: Mapping[str, Any]) -> list[PbxEvent]:
-        if wire.optional_text(message, "result") != "Success":
-            return []
         call = self._call_of(message, "transferee", "channel")
-        if call is None:
+        if call is None or not transfers.succeeded(message):
             return []
-        exten = wire.optional_text(message, "exten")
-        replace = wire.optional_mapping(message, "replace_channel")
-        leg = wire.optional_text(replace, "id") if replace else ""
-        short = len(exten) <= SHORT_EXTEN
-        moved = Transferred(leg=leg, ext=exten if short else "", number="" if short else exten)
-        return [PbxEvent(call, moved, self.linkedid(call))]
+        return [PbxEvent(call, transfers.blind(message), self.linkedid(call))]
 
     def _attended_transfer(self, message: Mapping[str, Any]) -> list[PbxEvent]:
-        if wire.optional_text(message, "result") != "Success":
-            return []
         call = self._call_of(message, "transferee", "transferer_first_leg")
-        target = wire.optional_mapping(message, "transfer_target") or wire.optional_mapping(
-            message, "transferer_second_leg"
-        )
-        if call is None or target is None:
+        moved = transfers.attended(message, self.device) if call is not None and transfers.succeeded(message) else None
+        if call is None or moved is None:
             return []
-        leg = wire.text(target, "id")
-        ext = self.device.value_of_channel(wire.optional_text(target, "name")) or ""
-        self.expect_leg(leg, call, answered=True)
-        return [PbxEvent(call, Transferred(leg=leg, ext=ext, attended=True), self.linkedid(call))]
+        self.expect_leg(moved.leg, call, answered=True)
+        return [PbxEvent(call, moved, self.linkedid(call))]
 
     # --- helpers -----------------------------------------------------------------------------------
 
@@ -340,25 +323,6 @@ class AriTranslator:
 
 def _bad(reason: str) -> PbxEvent:
     return PbxEvent(None, BadInput(reason))
-
-
-def _live_channel(item: object) -> LiveChannel:
-    if not isinstance(item, Mapping):
-        raise wire.Malformed("channel is not an object")
-    caller = wire.optional_mapping(item, "caller") or {}
-    dialplan = wire.optional_mapping(item, "dialplan") or {}
-    return LiveChannel(
-        id=wire.text(item, "id"),
-        name=wire.optional_text(item, "name"),
-        state=wire.optional_text(item, "state"),
-        caller=wire.optional_text(caller, "number"),
-        caller_name=wire.optional_text(caller, "name"),
-        linkedid=wire.optional_text(item, "linkedid"),
-        app=wire.optional_text(dialplan, "app_name"),
-        app_data=wire.optional_text(dialplan, "app_data"),
-        context=wire.optional_text(dialplan, "context"),
-        exten=wire.optional_text(dialplan, "exten"),
-    )
 
 
 __all__ = ["AmiTranslator", "AriTranslator", "CallerState", "LegState"]

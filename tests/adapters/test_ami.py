@@ -175,3 +175,14 @@ async def test_device_states_arrive_with_the_resync_and_as_they_change(sim: Aste
     assert isinstance(resynced.event, Resynced) and resynced.event.availability.get("1001") is Availability.BUSY
     changed = [e.event for e in events.of(AvailabilityChanged)]
     assert changed[-1] == AvailabilityChanged("1001", Availability.UNREGISTERED)
+
+
+async def test_stop_does_not_wait_for_a_silent_asterisk(sim: AsteriskSimulator) -> None:
+    sim.go_silent(ami=True)
+    link = AmiLink(settings_for(sim), asyncio.Queue())
+    with capture_logs() as logs:
+        task = asyncio.create_task(link.run())
+        await eventually(lambda: any(e["event"] == "sim.ami_dropped_silent" for e in logs), timeout=3)
+        await link.stop()
+        await asyncio.wait_for(task, 1.0)
+    assert not link.connected

@@ -30,7 +30,7 @@ from bridge.domain.events import (
     RecordingReady,
 )
 from bridge.pbx.ari import AriLink
-from bridge.pbx.events import PbxError, PbxEvent, Resynced, StasisEntered
+from bridge.pbx.events import PbxEvent, Resynced, StasisEntered
 from bridge.sim.asterisk.parties import Answer, Busy, Congestion, NeverAnswer, Party, Reject, Unregistered
 from bridge.sim.asterisk.simulator import AsteriskSimulator
 from tests.adapters.pbx_fixtures import Events, running, settings_for, sim
@@ -72,11 +72,6 @@ def requests(sim: AsteriskSimulator) -> list[str]:
     return [f"{r['method']} {r['path']}" for r in sim.requests if r["proto"] == "ari"]
 
 
-@pytest.mark.xfail(
-    raises=PbxError,
-    reason="simulator bug: bridging a channel whose id is ours (the core's '<call>-leg2') fails with 500, "
-    "because bridge/sim/asterisk/bridging.py _age() parses every linkedid as '<seconds>.<counter>'",
-)
 async def test_a_whole_inbound_walk_no_answer_next_answers_talk_hang_up(sim: AsteriskSimulator) -> None:
     sim.set_party("1002", NeverAnswer())
     sim.set_party("1001", Answer(after=0.1))

@@ -163,3 +163,18 @@ async def test_strange_ari_json_is_logged_and_changes_nothing(sim: AsteriskSimul
             await events.wait(CallStarted)
             assert link.connected
     assert [type(e.event).__name__ for e in events.all()][:2] == ["Resynced", "CallStarted"]
+
+
+async def test_a_silent_events_socket_is_noticed_and_stop_does_not_wait(sim: AsteriskSimulator) -> None:
+    events = Events()
+    link = AriLink(settings_for(sim, ping_interval=0.2), events.queue)
+    async with running(link):
+        await events.wait(Resynced)
+        sim.go_silent(ami=False, ari=True)
+        await eventually(lambda: not link.connected, timeout=3)
+        sim.wake()
+        await events.wait(Resynced, count=2)
+        sim.go_silent(ami=False, ari=True)
+        await eventually(lambda: not link.connected, timeout=3)
+        stopping = asyncio.create_task(link.stop())
+    await asyncio.wait_for(stopping, 1.0)

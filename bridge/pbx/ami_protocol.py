@@ -1,0 +1,67 @@
+"""panoramisk 1.4, wrapped: a protocol that decodes UTF-8 across reads and a manager that leaves reconnecting
+and pinging to :class:`bridge.pbx.ami.AmiLink`."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import structlog
+from panoramisk import Manager
+from panoramisk.ami_protocol import AMIProtocol
+
+from bridge.pbx.ami_stream import AmiStreamDecoder, BadFrame
+from bridge.pbx.events import PbxError
+
+log = structlog.get_logger(__name__)
+
+
+class Utf8AmiProtocol(AMIProtocol):  # type: ignore[misc]
+    """panoramisk's protocol, reading through :class:`AmiStreamDecoder` and reporting bad frames."""
+
+    version: str | None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.stream = AmiStreamDecoder()
+
+    def data_received(self, data: bytes) -> None:
+        for item in self.stream.feed(data):
+            if isinstance(item, BadFrame):
+                log.warning("pbx.bad_input", link="ami", reason=item.reason)
+            else:
+                self.handle_message(item)
+        if self.version is None and self.stream.version is not None:
+            self.version = self.stream.version
+
+
+class LinkManager(Manager):  # type: ignore[misc]
+    """One connection, driven by :class:`AmiLink`: no reconnect and no unchecked ping of its own."""
+
+    pinger: asyncio.TimerHandle | None
+
+    def __init__(self, lost: asyncio.Event, **config: Any) -> None:
+        super().__init__(**config)
+        self.lost = lost
+
+    def ping(self) -> None:
+        """Our watchdog pings and checks the answer."""
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._connected = False
+        if self.pinger is not None:
+            self.pinger.cancel()
+            self.pinger = None
+        self.fail_pending()
+        self.lost.set()
+
+    def fail_pending(self) -> None:
+        """Fail the actions still waiting for an answer (panoramisk would resend them after a reconnect)."""
+        pending = list(self.awaiting_actions)
+        self.awaiting_actions.clear()
+        if self.protocol is not None:
+            pending += list(self.protocol.responses.values())
+            self.protocol.responses.clear()
+        for action in pending:
+            if not action.future.done():
+                action.future.set_exception(PbxError(0, "AMI connection lost", action=str(action["action"])))
