@@ -320,6 +320,7 @@ async def test_dropped_websocket_deactivates_the_app_until_it_reconnects(sim: As
     assert [c["id"] for c in sim.channels()] == [call.caller_channel.id, call.channel_id]
     missed = await sim.place_inbound_call("74951112299", "79161234567")
     await asyncio.wait_for(missed.ended(), 5)  # Stasis() fails without the app: the call is lost
+    assert (await ari.call("GET", "/channels"))[0] == 200, "REST works again on a new connection"
     again = AriWire(sim.ari_url, "b24bridge", "ari-secret")
     await again.open()
     _, channels = await again.call("GET", "/channels")

@@ -99,6 +99,9 @@ async def guard(request: web.Request, handler: Any) -> web.StreamResponse:
             raise
         log.warning("sim.ari_no_route", method=request.method, path=request.path, status=exc.status)
         return web.json_response({"message": exc.reason}, status=exc.status)
+    except Exception:
+        log.exception("sim.ari_handler_failed", method=request.method, path=request.path)
+        return web.json_response({"message": "Internal Server Error"}, status=500)
     return response
 
 

@@ -18,12 +18,15 @@ from typing import Any, Literal
 
 import structlog
 
+from bridge.sim.asterisk.bridging import Bridging
 from bridge.sim.asterisk.bus import EventBus
 from bridge.sim.asterisk.causes import (
     SOFT_HANGUP_APPUNLOAD,
     SOFT_HANGUP_EXPLICIT,
     cause_text,
 )
+from bridge.sim.asterisk.devices import Devices
+from bridge.sim.asterisk.media import Media
 from bridge.sim.asterisk.model import Bridge, CallerId, Channel, Headers, IdSource, ari_time, now
 from bridge.sim.asterisk.parties import PartyBook
 
@@ -34,10 +37,6 @@ HangupHow = Literal["app", "dialplan", "timeout", "remote"]
 
 class Pbx:
     def __init__(self, bus: EventBus, parties: PartyBook) -> None:
-        from bridge.sim.asterisk.bridging import Bridging
-        from bridge.sim.asterisk.devices import Devices
-        from bridge.sim.asterisk.media import Media
-
         self.bus = bus
         self.parties = parties
         self.ids = IdSource()

@@ -238,6 +238,10 @@ class AsteriskSimulator:
         if ari:
             for socket in list(self.sockets):
                 socket.abort()
+            server = self._runner.server if self._runner is not None else None
+            for connection in list(server.connections if server is not None else []):
+                if connection.transport is not None:
+                    connection.transport.abort()
         await asyncio.sleep(0)
 
     def go_silent(self, *, ami: bool = True, ari: bool = False) -> None:
