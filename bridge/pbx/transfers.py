@@ -1,9 +1,9 @@
 """ARI ``BridgeBlindTransfer`` / ``BridgeAttendedTransfer`` -> ``Transferred``, best effort.
 
-A blind transfer sends the caller to a dialplan extension: the new leg is not known yet (``leg`` is the replacing
-channel, or ""), and ``exten`` is reported as ``ext`` when it is short (at most 6 characters, an extension), else
-as ``number``. An attended transfer names the new party's channel (``transfer_target``), whose extension comes
-from the ``device`` template.
+A blind transfer out of a Stasis bridge puts a Local channel in the transferer's place (``replace_channel``): that
+is the new leg; it enters Stasis at once and answers with its ``Dial`` status. ``exten`` is reported as ``ext``
+when it is short (at most 6 characters, an extension), else as ``number``. An attended transfer names the new
+party's channel (``transfer_target``), whose extension comes from the ``device`` template.
 """
 
 from __future__ import annotations
@@ -28,6 +28,11 @@ def blind(message: Mapping[str, Any]) -> Transferred:
     leg = wire.optional_text(replace, "id") if replace else ""
     short = len(exten) <= SHORT_EXTEN
     return Transferred(leg=leg, ext=exten if short else "", number="" if short else exten)
+
+
+def replaced_by_local(message: Mapping[str, Any]) -> bool:
+    replace = wire.optional_mapping(message, "replace_channel") or {}
+    return wire.optional_text(replace, "name").startswith("Local/")
 
 
 def attended(message: Mapping[str, Any], device: EndpointTemplate) -> Transferred | None:

@@ -68,6 +68,8 @@ class LegState:
     answered: bool = False
     final_dialstatus: str | None = None
     local: bool = False
+    entered: bool = False
+    """In Stasis before it was answered (the channel that replaces an agent after a blind transfer)."""
 
 
 class AriTranslator:
@@ -178,6 +180,9 @@ class AriTranslator:
         caller = wire.optional_mapping(channel, "caller") or {}
         number, name = wire.optional_text(caller, "number"), wire.optional_text(caller, "name")
         kind = args[0] if args else ""
+        if kind != "agent" and cid in self.legs:
+            self.legs[cid].entered = True  # a blind transfer's replacement: it answers with its Dial status
+            return []
         if kind == "inbound":
             if len(args) < 2 or not args[1]:
                 raise wire.Malformed("inbound without a DID")
@@ -236,10 +241,14 @@ class AriTranslator:
         peer = wire.mapping(message, "peer")
         leg = self.legs.get(wire.text(peer, "id"))
         status = wire.optional_text(message, "dialstatus")
-        if leg is not None:
-            leg.local = leg.local or wire.optional_text(peer, "name").startswith("Local/")
-            if status not in PROGRESS_DIALSTATUS:
-                leg.final_dialstatus = status
+        if leg is None:
+            return []
+        leg.local = leg.local or wire.optional_text(peer, "name").startswith("Local/")
+        if status not in PROGRESS_DIALSTATUS:
+            leg.final_dialstatus = status
+        if status == "ANSWER" and leg.entered and not leg.answered:
+            leg.answered = True
+            return [PbxEvent(leg.call, LegAnswered(wire.text(peer, "id")), self.linkedid(leg.call))]
         return []
 
     def _dtmf(self, message: Mapping[str, Any]) -> list[PbxEvent]:
@@ -282,7 +291,10 @@ class AriTranslator:
         call = self._call_of(message, "transferee", "channel")
         if call is None or not transfers.succeeded(message):
             return []
-        return [PbxEvent(call, transfers.blind(message), self.linkedid(call))]
+        moved = transfers.blind(message)
+        if moved.leg:
+            self.expect_leg(moved.leg, call, local=transfers.replaced_by_local(message))
+        return [PbxEvent(call, moved, self.linkedid(call))]
 
     def _attended_transfer(self, message: Mapping[str, Any]) -> list[PbxEvent]:
         call = self._call_of(message, "transferee", "transferer_first_leg")

@@ -28,6 +28,7 @@ from bridge.domain.events import (
     LegOutcome,
     PromptFinished,
     RecordingReady,
+    Transferred,
 )
 from bridge.pbx.ari import AriLink
 from bridge.pbx.events import PbxEvent, Resynced, StasisEntered
@@ -227,3 +228,24 @@ async def test_ring_commands_that_cannot_work_end_the_leg_as_failed(sim: Asteris
     assert any(e["event"] == "pbx.command_refused" for e in logs)
     assert not any("evil" in r["path"] or "evil" in str(r["params"]) for r in sim.requests)
     assert len([r for r in sim.requests if r["path"] == f"/ari/channels/{core.leg(2)}"]) == 2, "retry sent"
+
+
+async def test_a_blind_transfer_by_the_agent_rings_the_new_party_as_a_new_leg(sim: AsteriskSimulator) -> None:
+    sim.set_party("1001", Answer(after=0.1))
+    sim.set_party("1003", Answer(after=0.2))
+    events = Events()
+    link = AriLink(settings_for(sim), events.queue)
+    core = Core(link, events)
+    async with running(link):
+        await sim.place_inbound_call(did="74951112233", caller="79161234567", hangup_after_answer=2.0)
+        await core.started()
+        await core.do(AnswerCaller(), RingAgent(core.leg(1), "1001", 3))
+        await events.wait(LegAnswered)
+        await core.do(ConnectLeg(core.leg(1)))
+        replacement = await sim.blind_transfer(core.leg(1), "1003")
+        (moved,) = await events.wait(Transferred)
+        answered = await events.wait(LegAnswered, count=2)
+        assert await core.outcome(core.leg(1)) is LegOutcome.HANGUP
+    assert moved.event == Transferred(leg=replacement, ext="1003") and moved.call == core.call
+    assert answered[-1].event == LegAnswered(replacement)
+    assert not [e for e in events.all() if isinstance(e.event, StasisEntered)], "the replacement is our leg"

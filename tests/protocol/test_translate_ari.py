@@ -275,3 +275,21 @@ def test_resync_reports_what_ended_while_away_then_the_live_channels() -> None:
     resynced = events[-1].event
     assert isinstance(resynced, Resynced) and [c.id for c in resynced.channels] == ["c.1", "c.2-leg1"]
     assert set(translator.callers) == {"c.1"} and set(translator.legs) == {"c.2-leg1"}
+
+
+def test_a_blind_transfers_replacement_channel_is_a_leg_that_answers_with_its_dial_status() -> None:
+    translator = AriTranslator(EndpointTemplate("PJSIP/{ext}"))
+    inbound_call(translator)
+    translator.expect_leg("c.1-leg1", "c.1", answered=True)
+    replacement = channel("r.1", "Local/1003@from-agents-00000004;1")
+    blind = {"type": "BridgeBlindTransfer", "result": "Success", "exten": "1003", "channel": channel("c.1-leg1"),
+             "transferee": channel("c.1"), "replace_channel": replacement}  # fmt: skip
+    entered = {"type": "StasisStart", "args": [], "channel": replacement, "replace_channel": channel("c.1-leg1")}
+    ringing = {"type": "Dial", "dialstatus": "RINGING", "peer": replacement}
+    answered = {"type": "Dial", "dialstatus": "ANSWER", "peer": replacement}
+    assert translator.feed(blind) == [PbxEvent("c.1", Transferred(leg="r.1", ext="1003"))]
+    assert translator.feed(entered) == [], "not a StasisEntered for the daemon: it is our leg"
+    assert translator.feed(ringing) == []
+    assert translator.feed(answered) == [PbxEvent("c.1", LegAnswered("r.1"))]
+    gone = {"type": "ChannelDestroyed", "cause": 16, "channel": replacement}
+    assert translator.feed(gone) == [PbxEvent("c.1", LegEnded("r.1", LegOutcome.HANGUP))]
