@@ -432,18 +432,63 @@ def test_no_answer_forwards_to_the_mobile_without_the_card_flickering() -> None:
         queues=(queue("q", "1003", "1001"),),
         staff=staff(no_answer_to_mobile=True, unavailable_to_mobile=True),
         default_ext="1005",
+        record=False,
     )
-    d = Driver(the_plan)
-    d(started())
-    assert d(TimerFired(), 15) == [CancelLeg("c-leg1"), RingNumber("c-leg2", "79160001003", 15.0)]
-    assert d.call.walk is not None and d.call.walk.stage is Stage.MOBILE
-    # the mobile does not answer either: the fallback queue; in a queue walk the employee's rules do not apply
-    d(AvailabilityChanged("1003", A.UNREGISTERED), 20)
-    assert d(LegEnded("c-leg2", LegOutcome.NO_ANSWER), 21) == [
-        RingAgent("c-leg3", "1001", 15.0),
-        CrmHide("k.1", (3,)),
-        CrmShow("k.1", (1,)),
-    ]
+    targets = Walk(WalkKind.TARGETS, order=("1003",), position=0, ring_seconds=15.0)
+    mobile = leg(2, "1003", 15, number="79160001003", user=3)
+    play(
+        the_plan,
+        [
+            (
+                0,
+                started(),
+                [AnswerCaller(), register(5), StartMusic(), RingAgent("c-leg1", "1003", 15.0), CrmShow("k.1", (3,))],
+                {
+                    **START,
+                    "state": State.RINGING,
+                    "rule_index": 1,
+                    "hops": 1,
+                    "walk": targets,
+                    "ringing": (leg(1, "1003"),),
+                    "crm_legs": (crm(1, 5, shown=(3,)),),
+                    "music": True,
+                    "timer": at(15),
+                    "serial": 1,
+                },
+            ),
+            (
+                15,
+                TimerFired(),
+                [CancelLeg("c-leg1"), RingNumber("c-leg2", "79160001003", 15.0)],
+                {
+                    "walk": replace(targets, stage=Stage.MOBILE),
+                    "ringing": (mobile,),
+                    "released": (leg(1, "1003"),),
+                    "grace": ("c-leg1",),
+                    "timer": at(30),
+                    "serial": 2,
+                },
+            ),
+            # the desk phone goes offline: it does not matter for the mobile that rings now
+            (20, AvailabilityChanged("1003", A.UNREGISTERED), [], {"availability": {"1003": A.UNREGISTERED}}),
+            # the mobile does not answer either: the fallback queue, where the employee's own rules do not apply
+            (
+                21,
+                LegEnded("c-leg2", LegOutcome.NO_ANSWER),
+                [RingAgent("c-leg3", "1001", 15.0), CrmHide("k.1", (3,)), CrmShow("k.1", (1,))],
+                {
+                    "rule_index": 2,
+                    "hops": 2,
+                    "last_queue": "q",
+                    "walk": Walk(WalkKind.QUEUE, queue="q", order=("1003", "1001"), position=1, ring_seconds=15.0),
+                    "ringing": (leg(3, "1001", 21),),
+                    "crm_legs": (crm(1, 5, shown=(1,)),),
+                    "timer": at(36),
+                    "serial": 3,
+                },
+            ),
+        ],
+    )
 
 
 def test_an_employee_whose_phone_becomes_busy_while_ringing_gets_their_busy_rule() -> None:

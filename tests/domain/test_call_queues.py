@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from bridge.domain.commands import (
     AnswerCaller,
     CancelLeg,
@@ -291,22 +293,74 @@ def test_a_ringing_member_who_becomes_unavailable_is_released_at_once_and_the_wa
 
 def test_a_member_intercepts_the_call_ringing_in_their_group() -> None:
     q = queue("q", "1001", "1002", "1003", rings_per_member=2, intercept_code="*8")
-    plan = route(ToQueue("q"), queues=(q,), default_ext="1005", record=False)
-    d = Driver(plan)
-    d(started())
-    # someone outside the group, and a wrong code, are refused: their channel is hung up, nothing else changes
-    before = d.call
-    assert d(Intercepted("1004", "icpt-1", "*8"), 2) == [CancelLeg("icpt-1")]
-    assert d.call.warning == "1004 may not intercept this call now" and d.call.ringing == before.ringing
-    assert d(Intercepted("1003", "icpt-2", "*9"), 2) == [CancelLeg("icpt-2")]
-    assert d(Intercepted("1003", "icpt-3", "*8"), 3) == [
-        StopMusic(),
-        ConnectLeg("icpt-3"),
-        CancelLeg("c-leg1"),
-        CrmHide("k.1", (1,)),
-        CrmShow("k.1", (3,)),
-    ]
-    assert d.call.state is State.TALKING and d.call.talk == Talk("k.1", "icpt-3", "1003", 3, at(3))
-    assert d(Intercepted("1002", "icpt-4"), 4) == [CancelLeg("icpt-4")]
-    assert d(CallerHungUp(), 33) == [CancelLeg("icpt-3"), CrmFinish("k.1", 3, 30, "200")]
-    assert d.call.handled_by == "1003"
+    talk = Talk("k.1", "icpt-3", "1003", 3, at(3))
+    call = play(
+        route(ToQueue("q"), queues=(q,), default_ext="1005", record=False),
+        [
+            (
+                0,
+                started(),
+                [AnswerCaller(), register(5), StartMusic(), RingAgent("c-leg1", "1001", 10.0), CrmShow("k.1", (1,))],
+                {
+                    **START,
+                    "state": State.RINGING,
+                    "rule_index": 1,
+                    "hops": 1,
+                    "last_queue": "q",
+                    "walk": Walk(WalkKind.QUEUE, queue="q", order=q.members, position=0, ring_seconds=10.0),
+                    "ringing": (leg(1, "1001"),),
+                    "crm_legs": (crm(1, 5, shown=(1,)),),
+                    "music": True,
+                    "timer": at(10),
+                    "serial": 1,
+                },
+            ),
+            # someone outside the group, or the wrong code: refused, their channel hung up, nothing else changes
+            (
+                2,
+                Intercepted("1004", "icpt-1", "*8"),
+                [CancelLeg("icpt-1")],
+                {"warning": "1004 may not intercept this call now"},
+            ),
+            (
+                2,
+                Intercepted("1003", "icpt-2", "*9"),
+                [CancelLeg("icpt-2")],
+                {"warning": "1003 may not intercept this call now"},
+            ),
+            (
+                3,
+                Intercepted("1003", "icpt-3", "*8"),
+                [StopMusic(), ConnectLeg("icpt-3"), CancelLeg("c-leg1"), CrmHide("k.1", (1,)), CrmShow("k.1", (3,))],
+                {
+                    "state": State.TALKING,
+                    "walk": None,
+                    "ringing": (),
+                    "released": (leg(1, "1001"),),
+                    "talk": talk,
+                    "crm_legs": (crm(1, 5, shown=(3,)),),
+                    "music": False,
+                    "timer": None,
+                },
+            ),
+            (
+                4,
+                Intercepted("1002", "icpt-4"),
+                [CancelLeg("icpt-4")],
+                {"warning": "1002 may not intercept this call now"},
+            ),
+            (
+                33,
+                CallerHungUp(),
+                [CancelLeg("icpt-3"), CrmFinish("k.1", 3, 30, "200")],
+                {
+                    "state": State.DONE,
+                    "talk": None,
+                    "talks": (replace(talk, ended_at=at(33)),),
+                    "crm_legs": (crm(1, 5, finished=True),),
+                    "ended_at": at(33),
+                },
+            ),
+        ],
+    )
+    assert call.handled_by == "1003"
