@@ -17,6 +17,7 @@ from bridge.domain.commands import (
     RingNumber,
     StartMusic,
     StartRecording,
+    StopPrompt,
 )
 from bridge.domain.events import (
     CallerHungUp,
@@ -139,11 +140,13 @@ async def test_a_dtmf_ivr_choice_arrives(sim: AsteriskSimulator) -> None:
     async with running(link):
         await sim.place_inbound_call(did="74951112244", caller="79161234567", dtmf=[(0.5, "2")], hangup_after=1.5)
         await core.started()
-        await core.do(AnswerCaller(), PlayPrompt("menu-1", "sound:hello-world"))
+        await core.do(AnswerCaller(), PlayPrompt("greeting", "sound:hello-world"), StopPrompt("greeting"))
+        await core.do(PlayPrompt("menu-1", "sound:hello-world"))
         (finished,) = await events.wait(PromptFinished)
         (digit,) = await events.wait(DtmfReceived)
         await core.do(HangupCaller())
-    assert finished.event == PromptFinished("menu-1") and finished.call == core.call
+    assert finished.event == PromptFinished("menu-1") and finished.call == core.call, "a stopped prompt is not reported"
+    assert any(r.startswith("DELETE /ari/playbacks/") for r in requests(sim))
     assert digit.event == DtmfReceived("2") and digit.call == core.call
 
 
@@ -223,11 +226,13 @@ async def test_ring_commands_that_cannot_work_end_the_leg_as_failed(sim: Asteris
             await core.do(RingNumber(core.leg(1), "8495; Dial(evil)", 5))
         (failed,) = await events.wait(LegEnded)
         await core.do(RingAgent(core.leg(2), "1001", 5), RingAgent(core.leg(2), "1001", 5))
+        await core.do(CancelLeg(core.leg(2)), CancelLeg(core.leg(2)))  # the second finds it gone: 404, fine
         await core.do(HangupCaller())
     assert failed.event == LegEnded(core.leg(1), LegOutcome.FAILED)
     assert any(e["event"] == "pbx.command_refused" for e in logs)
     assert not any("evil" in r["path"] or "evil" in str(r["params"]) for r in sim.requests)
-    assert len([r for r in sim.requests if r["path"] == f"/ari/channels/{core.leg(2)}"]) == 2, "retry sent"
+    sent = [r["method"] for r in sim.requests if r["path"] == f"/ari/channels/{core.leg(2)}"]
+    assert sent == ["POST", "POST", "DELETE", "DELETE"], "the retried originate and cancel are no errors"
 
 
 async def test_a_blind_transfer_by_the_agent_rings_the_new_party_as_a_new_leg(sim: AsteriskSimulator) -> None:
