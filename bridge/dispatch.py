@@ -21,7 +21,7 @@ import structlog
 
 from bridge.domain import call as core
 from bridge.domain import observed as watch
-from bridge.domain.commands import CrmCommand, CrmFinish, LookupCrm, PbxCommand
+from bridge.domain.commands import CallType, CrmCommand, CrmFinish, HangupCaller, LookupCrm, PbxCommand
 from bridge.domain.events import (
     AvailabilityChanged,
     CallerHungUp,
@@ -50,8 +50,6 @@ CRM_COMMANDS = CrmCommand.__args__  # type: ignore[attr-defined]
 
 class PbxPort(Protocol):
     async def execute(self, call_id: str, cmd: PbxCommand) -> None: ...
-
-    async def hangup(self, channel_id: str, reason: str = "normal") -> None: ...
 
 
 class Outbox(Protocol):
@@ -117,8 +115,10 @@ class Dispatcher:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         on_stasis: Callable[[StasisEntered], None] | None = None,
         history: int = 1000,
+        queue: asyncio.Queue[Any] | None = None,
     ) -> None:
-        self.queue: asyncio.Queue[Input] = asyncio.Queue()
+        self.queue: asyncio.Queue[Any] = queue if queue is not None else asyncio.Queue()
+        """Every input, in order; the PBX links put their events here directly."""
         self.plan = plan
         self.pbx = pbx
         self.outbox = outbox
@@ -138,6 +138,10 @@ class Dispatcher:
         self._executors: dict[str, _Executor] = {}
         self._finishes: dict[str, list[CrmFinish]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._linked: set[str] = set()
+        self._callbacks: dict[str, str] = {}
+        self.foreign: Callable[[PbxEvent], bool] | None = None
+        """Gets first look at every PBX event of a call; True means it took the event (click-to-call sessions)."""
 
     # -- the loop ---------------------------------------------------------------------------------------
 
@@ -160,11 +164,14 @@ class Dispatcher:
         elif isinstance(item, TimerDue):
             self._timers.pop((item.call, item.observed), None)
             if item.observed:
-                self._step_observed(item.call, TimerFired())
+                self.step_observed(item.call, TimerFired())
             else:
                 self._step_call(item.call, TimerFired())
         else:
             self._pbx(item)
+
+    def knows(self, key: str) -> bool:
+        return key in self.calls or key in self.observed
 
     @property
     def active(self) -> int:
@@ -174,6 +181,8 @@ class Dispatcher:
 
     def _pbx(self, item: PbxEvent) -> None:
         event = item.event
+        if item.call is not None and self.foreign is not None and self.foreign(item):
+            return
         if isinstance(event, BadInput):
             log.warning("pbx.bad_input", reason=event.reason)
         elif isinstance(event, CallStarted):
@@ -193,7 +202,7 @@ class Dispatcher:
         elif isinstance(event, ObservedStarted):
             self.start_observed(item.call or item.linkedid, event)
         elif item.call is not None and item.call in self.observed:
-            self._step_observed(item.call, event)  # type: ignore[arg-type]
+            self.step_observed(item.call, event)  # type: ignore[arg-type]
         elif item.call is not None:
             self._step_call(item.call, event)  # type: ignore[arg-type]
 
@@ -203,10 +212,13 @@ class Dispatcher:
             return
         if not self.accepting:
             log.warning("call.refused", call_id=call_id, reason="shutting down")
-            self._spawn(self.pbx.hangup(call_id, "congestion"))
+            self._spawn(self.pbx.execute(call_id, HangupCaller("congestion")))
             return
         now = self.clock()
         plan = self.plan()
+        callback = self._callbacks.pop(call_id, None)
+        if callback is not None:
+            event = replace(event, caller=callback, call_type=CallType.CALLBACK)
         event = replace(
             event,
             crm_key=event.crm_key or call_id,
@@ -218,6 +230,15 @@ class Dispatcher:
             log.info("call.started", caller=event.caller, caller_name=event.caller_name)
         self.metrics.active_calls.set(self.active)
         self._step_call(call_id, event)
+
+    def crm_availability(self, found: dict[str, Availability]) -> None:
+        """Bitrix24's view of the agents' day (absent, not clocked in) changed: tell the calls that care."""
+        before = {ext: self.availability.of(ext) for ext in set(found) | set(self.availability.crm)}
+        self.availability.crm = dict(found)
+        for ext, old in before.items():
+            new = self.availability.of(ext)
+            if new is not old:
+                self._broadcast(AvailabilityChanged(ext, new))
 
     def _broadcast(self, event: AvailabilityChanged) -> None:
         for call_id in list(self.calls):
@@ -232,7 +253,7 @@ class Dispatcher:
         ]
         if not candidates:
             log.info("call.intercept_refused", ext=event.ext, reason="no call is ringing for this member")
-            self._spawn(self.pbx.hangup(event.leg, "normal"))
+            self._spawn(self.pbx.execute(event.leg, HangupCaller("normal")))
             return
         target = min(candidates, key=lambda c: c.started_at)
         self._step_call(target.call_id, event)
@@ -244,6 +265,9 @@ class Dispatcher:
         for ext, availability in event.availability.items():
             self.availability.device[ext] = availability
         log.info("pbx.resynced", link=event.link, channels=len(live))
+        if event.link in self._linked:
+            self.metrics.reconnects.labels(link=event.link).inc()
+        self._linked.add(event.link)
         if event.link == "ari":
             for call_id, call in list(self.calls.items()):
                 for leg in call.ringing:
@@ -261,7 +285,7 @@ class Dispatcher:
             for key in list(self.observed):
                 if key not in linked and key not in live:
                     log.info("call.reconciled", call_id=key, found="observed call gone")
-                    self._step_observed(key, ObservedEnded(cause=16))
+                    self.step_observed(key, ObservedEnded(cause=16))
 
     # -- stepping ---------------------------------------------------------------------------------------
 
@@ -299,9 +323,9 @@ class Dispatcher:
             return
         self.observed[key] = watch.start_observed(self.plan(), key, self.clock())
         self.metrics.active_calls.set(self.active)
-        self._step_observed(key, event)
+        self.step_observed(key, event)
 
-    def _step_observed(self, key: str, event: ObservedEvent) -> None:
+    def step_observed(self, key: str, event: ObservedEvent) -> None:
         call = self.observed.get(key)
         if call is None:
             return
@@ -354,6 +378,17 @@ class Dispatcher:
         if wrote:
             self.outbox_changed()
 
+    def submit(self, key: str, cmd: PbxCommand) -> None:
+        """Run a PBX command for ``key`` after the ones already submitted for it."""
+        self._executor(key).submit(cmd)
+
+    def expect_callback(self, channel: str, phone: str) -> None:
+        """``channel`` (being originated) is a callback to ``phone``: it enters as an inbound call of TYPE 4."""
+        self._callbacks[channel] = phone
+
+    def forget_callback(self, channel: str) -> None:
+        self._callbacks.pop(channel, None)
+
     def _executor(self, key: str) -> _Executor:
         executor = self._executors.get(key)
         if executor is None:
@@ -361,11 +396,8 @@ class Dispatcher:
         return executor
 
     def _pbx_failed(self, key: str, cmd: PbxCommand, error: Exception) -> None:
-        """A PBX command failed: a leg that could not be originated has ended, so the walk moves on."""
-        leg = getattr(cmd, "leg", "")
-        log.warning("pbx.command_failed", call_id=key, command=type(cmd).__name__, leg=leg, error=str(error))
-        if type(cmd).__name__ in ("RingAgent", "RingNumber") and leg:
-            self.put(PbxEvent(key, LegEnded(leg, LegOutcome.FAILED)))
+        """A PBX command failed. The link has already reported a leg it could not originate as ended."""
+        log.warning("pbx.command_failed", call_id=key, command=type(cmd).__name__, error=str(error))
 
     async def _lookup(self, key: str, phone: str) -> None:
         timeout = self.plan().crm_lookup_timeout

@@ -1,0 +1,81 @@
+"""``b24-bridge check``: connect to ARI, AMI and Bitrix24 once and say, one line each, whether it works."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import aiohttp
+from panoramisk import Manager
+
+from bridge.config import Settings
+from bridge.crm.client import Bitrix24Client
+from bridge.crm.errors import CrmError
+from bridge.logs import redact_text
+
+TIMEOUT = 10.0
+
+
+async def check_ari(settings: Settings) -> str:
+    a = settings.asterisk
+    auth = aiohttp.BasicAuth(a.ari_user, a.ari_password.reveal())
+    timeout = aiohttp.ClientTimeout(total=TIMEOUT)
+    async with aiohttp.ClientSession(auth=auth, timeout=timeout) as session:
+        async with session.get(f"{a.ari_url}/ari/asterisk/info") as response:
+            if response.status == 401:
+                raise RuntimeError(f"ARI refused user {a.ari_user!r}: wrong password (ari.conf)")
+            response.raise_for_status()
+            info = await response.json()
+        async with session.get(f"{a.ari_url}/ari/applications") as response:
+            apps = [app.get("name") for app in await response.json()] if response.status == 200 else []
+    version = info.get("system", {}).get("version", "?") if isinstance(info, dict) else "?"
+    listening = "the app is connected" if a.app in apps else f"app {a.app!r} not registered yet (daemon not running)"
+    return f"Asterisk {version} at {a.ari_url}; {listening}"
+
+
+async def check_ami(settings: Settings) -> str:
+    a = settings.asterisk
+    manager = Manager(
+        host=a.ami_host,
+        port=a.ami_port,
+        username=a.ami_user,
+        secret=a.ami_secret.reveal(),
+        ping_delay=3600,
+        reconnect_timeout=3600,
+        loop=asyncio.get_running_loop(),
+    )
+    try:
+        await asyncio.wait_for(manager.connect(), TIMEOUT)
+        reply = await asyncio.wait_for(manager.send_action({"Action": "Ping"}), TIMEOUT)
+        if str(reply.get("Response", "")).lower() != "success":
+            raise RuntimeError(f"Ping answered {reply.get('Response')!r}: {reply.get('Message', '')}")
+    finally:
+        manager.close()
+    return f"AMI at {a.ami_host}:{a.ami_port}, user {a.ami_user!r} logged in"
+
+
+async def check_bitrix24(settings: Settings) -> str:
+    async with Bitrix24Client(settings.bitrix24, retry_attempts=1) as client:
+        lines = await client.call("telephony.externalLine.get")
+    count = len(lines) if isinstance(lines, list) else 0
+    return f"Bitrix24 answers; telephony scope granted; {count} external line(s) registered for this app"
+
+
+async def _one(name: str, probe: Callable[[Settings], Awaitable[str]], settings: Settings) -> bool:
+    try:
+        detail = await asyncio.wait_for(probe(settings), TIMEOUT * 2)
+    except (OSError, TimeoutError, aiohttp.ClientError, CrmError, RuntimeError, ValueError) as exc:
+        text = str(exc) or type(exc).__name__
+        print(f"FAIL {name:<9} {redact_text(text)}")
+        return False
+    print(f"ok   {name:<9} {detail}")
+    return True
+
+
+async def check(settings: Settings) -> int:
+    results = [
+        await _one("ari", check_ari, settings),
+        await _one("ami", check_ami, settings),
+        await _one("bitrix24", check_bitrix24, settings),
+    ]
+    return 0 if all(results) else 1

@@ -1,0 +1,205 @@
+"""Click-to-call (ONEXTERNALCALLSTART) and callback requests (ONEXTERNALCALLBACKSTART), carried out over ARI.
+
+Click-to-call: Bitrix24 has already registered the call (TYPE 1) and opened the employee's card. We ring the
+employee's own device first; when they pick up, we dial the client through the trunk and bridge the two, record
+the conversation, and finish Bitrix24's CALL_ID with the talk time and the outcome. The employee's channel is
+both the "call" and its first leg for the ARI link (so the bridge holds it), and the CRM side is the observed-call
+machine with ``adopt_call_id`` (never register, finish that CALL_ID; CALL_LIST_ID stays with it in Bitrix24).
+
+Callback: we dial the client first and, once they answer, they enter the Stasis application as an inbound call on
+the line, so the line's scheme (its queue) takes them like any caller; the CRM call is registered as TYPE 4.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+import structlog
+
+from bridge.config import Settings
+from bridge.crm.inbound import CallbackRequest, ClickToCall, Parsed, Rejected
+from bridge.domain.commands import CancelLeg, ConnectLeg, HangupCaller, RingAgent, RingNumber, StartRecording
+from bridge.domain.events import (
+    Direction,
+    LegAnswered,
+    LegEnded,
+    LegOutcome,
+    ObservedAnswered,
+    ObservedEnded,
+    ObservedRecording,
+    ObservedStarted,
+    RecordingReady,
+)
+from bridge.pbx.events import PbxEvent, StasisEntered
+
+if TYPE_CHECKING:
+    from bridge.dispatch import Dispatcher
+
+log = structlog.get_logger(__name__)
+
+EMPLOYEE_RING_SECONDS = 30.0
+CLIENT_RING_SECONDS = 45.0
+DIALSTATUS = {
+    LegOutcome.NO_ANSWER: "NOANSWER",
+    LegOutcome.BUSY: "BUSY",
+    LegOutcome.UNAVAILABLE: "CHANUNAVAIL",
+    LegOutcome.CONGESTION: "CONGESTION",
+    LegOutcome.REJECTED: "NOANSWER",
+    LegOutcome.FAILED: "CHANUNAVAIL",
+}
+
+
+class Originator(Protocol):
+    async def originate(
+        self,
+        endpoint: str,
+        channel_id: str,
+        app_args: Any,
+        caller_id: str = "",
+        timeout: float = 30.0,  # noqa: ASYNC109 - the ring timeout the PBX applies
+        variables: Any = None,
+    ) -> dict[str, Any]: ...
+
+
+class Extensions(Protocol):
+    def ext_for(self, user_id: int) -> str | None: ...
+
+
+@dataclass
+class _Session:
+    """One click-to-call: the employee's leg is the key; the client's leg follows once they pick up."""
+
+    key: str
+    request: ClickToCall
+    ext: str
+    client_leg: str = ""
+    answered: bool = False
+    recording: str = ""
+    ended: bool = False
+    started: float = field(default_factory=time.monotonic)
+
+
+class ClickToCallDesk:
+    def __init__(self, settings: Settings, ari: Originator, directory: Extensions) -> None:
+        self.settings = settings
+        self.ari = ari
+        self.directory = directory
+        self.sessions: dict[str, _Session] = {}
+        self._serial = itertools.count(1)
+        self._run = f"{int(time.time()):x}"
+        self.dispatcher: Dispatcher | None = None
+
+    def attach(self, dispatcher: Dispatcher) -> None:
+        self.dispatcher = dispatcher
+        dispatcher.foreign = self.owns_event
+
+    # -- requests from Bitrix24 ---------------------------------------------------------------------------
+
+    async def on_event(self, request: ClickToCall | CallbackRequest) -> None:
+        await self.on_parsed(request)
+
+    async def on_parsed(self, parsed: Parsed) -> None:
+        if isinstance(parsed, Rejected):
+            log.warning("clicktocall.rejected", reason=parsed.reason)
+        elif isinstance(parsed, ClickToCall):
+            self.start(parsed)
+        else:
+            await self.call_back(parsed)
+
+    def start(self, request: ClickToCall) -> None:
+        dispatcher = self._dispatcher()
+        ext = request.extension if request.extension in dispatcher.plan().employees else None
+        ext = ext or self.directory.ext_for(request.user_id)
+        if not ext:
+            log.warning("clicktocall.rejected", reason=f"user {request.user_id} has no extension", call=request.call_id)
+            return
+        key = f"c2c-{self._run}-{next(self._serial)}"
+        session = _Session(key, request, ext)
+        self.sessions[key] = session
+        started = ObservedStarted(
+            direction=Direction.OUTBOUND,
+            number=request.phone,
+            ext=ext,
+            line=request.line,
+            crm_key=key,
+            adopt_call_id=request.call_id,
+            linkedid=key,
+        )
+        dispatcher.start_observed(key, started)
+        log.info("clicktocall.started", call_id=key, ext=ext, crm_call=request.call_id, call_list=request.call_list_id)
+        dispatcher.submit(key, RingAgent(leg=key, ext=ext, timeout=EMPLOYEE_RING_SECONDS))
+
+    async def call_back(self, request: CallbackRequest) -> None:
+        """Dial the client; when they answer they enter the line's scheme as an inbound call (TYPE 4)."""
+        dispatcher = self._dispatcher()
+        line = request.line or next(iter(self.settings.plan.lines), "")
+        if line not in self.settings.plan.lines:
+            log.warning("callback.rejected", reason=f"line {line!r} is not configured")
+            return
+        channel = f"cb-{self._run}-{next(self._serial)}"
+        dispatcher.expect_callback(channel, request.phone)
+        endpoint = self.settings.asterisk.trunk_endpoint.format(number=request.phone.lstrip("+"))
+        try:
+            await self.ari.originate(endpoint, channel, ("inbound", line, "callback"), caller_id=line,
+                                     timeout=CLIENT_RING_SECONDS)  # fmt: skip
+        except Exception as exc:  # the PBX refused: nothing to mirror, say why
+            dispatcher.forget_callback(channel)
+            log.warning("callback.failed", phone=request.phone, error=str(exc))
+            return
+        log.info("callback.dialling", call_id=channel, line=line)
+
+    # -- PBX events of our sessions ---------------------------------------------------------------------
+
+    def on_stasis(self, entered: StasisEntered) -> None:
+        log.warning("pbx.unexpected_stasis", channel=entered.channel, args=list(entered.args))
+
+    def owns_event(self, item: PbxEvent) -> bool:
+        """Events of a click-to-call session are ours; everything else goes on to the dispatcher."""
+        session = self.sessions.get(item.call or "")
+        if session is None:
+            return False
+        self._handle(session, item)
+        return True
+
+    def _handle(self, s: _Session, item: PbxEvent) -> None:
+        dispatcher = self._dispatcher()
+        event = item.event
+        if isinstance(event, LegAnswered) and event.leg == s.key and not s.client_leg:
+            s.client_leg = f"{s.key}-client"
+            number = s.request.phone.lstrip("+")
+            dispatcher.submit(s.key, RingNumber(leg=s.client_leg, number=number, timeout=CLIENT_RING_SECONDS))
+        elif isinstance(event, LegAnswered) and event.leg == s.client_leg and not s.answered:
+            s.answered = True
+            s.recording = f"{s.key}-talk"
+            dispatcher.submit(s.key, ConnectLeg(s.client_leg))
+            dispatcher.submit(s.key, StartRecording(s.recording))
+            dispatcher.step_observed(s.key, ObservedAnswered(ext=s.ext))
+        elif isinstance(event, LegEnded) and not s.ended:
+            s.ended = True
+            other = s.client_leg if event.leg == s.key else s.key
+            if other:
+                dispatcher.submit(s.key, CancelLeg(other))
+            dispatcher.submit(s.key, HangupCaller())
+            ended = self._ended(s, event)
+            dispatcher.step_observed(s.key, ended)
+            if not s.recording:
+                self.sessions.pop(s.key, None)
+        elif isinstance(event, RecordingReady) and event.name == s.recording:
+            dispatcher.step_observed(s.key, ObservedRecording(event.name))
+            self.sessions.pop(s.key, None)
+
+    def _ended(self, s: _Session, event: LegEnded) -> ObservedEnded:
+        recording = s.recording if s.answered else ""
+        if s.answered:
+            return ObservedEnded(dialstatus="ANSWER", cause=16, recording=recording)
+        if event.leg == s.key:  # the employee did not pick up: the client was never dialled
+            return ObservedEnded(dialstatus="CANCEL" if event.outcome is LegOutcome.HANGUP else "NOANSWER")
+        return ObservedEnded(dialstatus=DIALSTATUS.get(event.outcome, ""))
+
+    def _dispatcher(self) -> Dispatcher:
+        if self.dispatcher is None:
+            raise RuntimeError("ClickToCallDesk.attach() was not called")
+        return self.dispatcher

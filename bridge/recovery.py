@@ -1,0 +1,81 @@
+"""After a restart: the journal's calls that never ended, reconciled with what the PBX has now.
+
+A call whose channel is gone ended while the daemon was down: it is finished with what the journal knows (the
+registered user; talk time unknown, so 0 and 304 for a call that never reached a conversation we saw). A call
+whose channel is still up is adopted: watched until it ends, then finished with the talk time seen since the
+restart (a lower bound) when it was in a bridge with someone, else as missed. Both are logged as
+``call.reconciled``. The routing of an adopted call is not resumed: Asterisk keeps it where it is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import structlog
+
+from bridge.domain.commands import CrmFinish
+from bridge.domain.status import ANSWERED, MISSED
+from bridge.journal.rows import CallRow
+
+log = structlog.get_logger(__name__)
+
+
+LiveView = Callable[[], Awaitable[tuple[set[str], set[str]]]]
+"""Returns the ids that exist on the PBX now (channel ids and AMI Linkedids) and those in a conversation."""
+
+
+class Journalish(Protocol):
+    def calls(self, status: str | None = None, since: Any = None, crm_leg: str | None = None) -> list[CallRow]: ...
+
+    def append(self, cmd: Any, *, linkedid: str = "", pbx_call: str = "") -> int: ...
+
+
+@dataclass
+class _Adopted:
+    row: CallRow
+    talking_since: float | None = None
+
+
+async def recover_open_calls(
+    journal: Journalish,
+    ready: Callable[[], bool],
+    live_view: LiveView,
+    known: Callable[[str], bool],
+    notify: Callable[[], None],
+    *,
+    poll: float = 2.0,
+    clock: Callable[[], float] = time.monotonic,
+) -> None:
+    """Finish or adopt every open call of the journal that this process does not know (``known``)."""
+    rows = [row for row in journal.calls(status="open") if row.pbx_call and not known(row.pbx_call)]
+    if not rows:
+        return
+    while not ready():  # noqa: ASYNC110 - the PBX links expose a flag, not an event
+        await asyncio.sleep(poll / 4)
+    adopted = {row.crm_leg: _Adopted(row) for row in rows}
+    first = True
+    while adopted:
+        live, talking = await live_view()
+        now = clock()
+        for leg, item in list(adopted.items()):
+            pbx_call = item.row.pbx_call
+            if pbx_call in live:
+                if first:
+                    log.info("call.reconciled", call_id=pbx_call, crm_leg=leg, found="still up, adopted")
+                if pbx_call in talking and item.talking_since is None:
+                    item.talking_since = now
+                continue
+            duration = int(now - item.talking_since) if item.talking_since is not None else 0
+            status = ANSWERED if duration > 0 else MISSED
+            user = item.row.user_id or 0
+            journal.append(CrmFinish(leg, user, duration, status), linkedid=item.row.linkedid, pbx_call=pbx_call)
+            log.info("call.reconciled", call_id=pbx_call, crm_leg=leg, found="ended", status=status, duration=duration)
+            del adopted[leg]
+            notify()
+        first = False
+        if adopted:
+            await asyncio.sleep(poll)
