@@ -121,6 +121,7 @@ def _started(call: Call, event: CallStarted, now: datetime) -> Step:
         caller=event.caller,
         crm_key=event.crm_key,
         linkedid=event.linkedid,
+        call_type=event.call_type,
         availability=dict(event.availability),
         answered_today=dict(event.answered_today),
     )

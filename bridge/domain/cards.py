@@ -63,7 +63,7 @@ def ensure_registered(call: Call, user_id: int, now: datetime) -> Step:
     """Register the call's first CRM leg for ``user_id`` unless one exists or nobody is known yet."""
     if call.crm_legs or not user_id:
         return call, []
-    return register(call, user_id, now)
+    return register(call, user_id, now, call.call_type)
 
 
 def wanted(call: Call) -> tuple[int, ...]:

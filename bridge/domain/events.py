@@ -47,6 +47,8 @@ class CallStarted:
     """Extension -> availability now; extensions not listed count as available."""
     answered_today: dict[str, int] = field(default_factory=dict)
     """Extension -> calls answered so far, for the ``evenly`` distribution."""
+    call_type: CallType = CallType.INCOMING
+    """Bitrix24 TYPE of the call's first CRM leg: INCOMING, or CALLBACK for a callback the bridge placed."""
 
 
 @dataclass(frozen=True)

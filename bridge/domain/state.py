@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import Enum
 
-from bridge.domain.commands import Command
+from bridge.domain.commands import CallType, Command
 from bridge.domain.events import CrmClient
 from bridge.domain.scheme import Availability, Plan
 from bridge.domain.status import talk_seconds
@@ -167,6 +167,7 @@ class Call:
     caller: str = ""
     crm_key: str = ""
     linkedid: str = ""
+    call_type: CallType = CallType.INCOMING
     availability: Mapping[str, Availability] = field(default_factory=dict)
     answered_today: Mapping[str, int] = field(default_factory=dict)
     client: CrmClient | None = None

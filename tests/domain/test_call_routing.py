@@ -10,6 +10,7 @@ import pytest
 
 from bridge.domain.commands import (
     AnswerCaller,
+    CallType,
     CancelLeg,
     ConnectLeg,
     CrmAttachRecord,
@@ -303,3 +304,10 @@ def test_a_call_for_an_unconfigured_line_is_refused_and_nothing_is_mirrored() ->
     assert d(CallStarted("70000000000", CALLER)) == [HangupCaller("unallocated")]
     assert d.call.state is State.DONE and d.call.warning == "line '70000000000' is not configured"
     assert d(CallerHungUp(), 1) == [] and d.call.deadline is None
+
+
+def test_a_callback_call_is_registered_as_type_4() -> None:
+    d = Driver(plan(Rule(Always(), ToQueue("q")), queues=(queue("q", "1001"),), default_ext="1005"))
+    commands = d(CallStarted(LINE, CALLER, crm_key="k", call_type=CallType.CALLBACK))
+    assert commands[1] == register(5, call_type=CallType.CALLBACK)
+    assert d.call.call_type is CallType.CALLBACK
