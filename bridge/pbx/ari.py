@@ -44,7 +44,6 @@ class AriLink(ReconnectingLink):
         self.translator = AriTranslator(EndpointTemplate(settings.device))
         self.rest = AriRest(settings)
         self.commands = CallCommands(settings, self.translator, self.request, self._emit)
-        self._socket: aiohttp.ClientWebSocketResponse | None = None
         self._cleanups: set[asyncio.Task[None]] = set()
 
     # --- lifecycle -----------------------------------------------------------------------------------
@@ -58,18 +57,18 @@ class AriLink(ReconnectingLink):
         """One connection: open, subscribe, resync, read until the socket closes. True if it got that far."""
         await self.rest.open()
         try:
-            self._socket = await self.rest.events(self.settings.app)
+            socket = await self.rest.events(self.settings.app)
             self.connected = True
             log.info("pbx.connected", link="ari", app=self.settings.app)
             for event in self.translator.resync(await self.request("channels", "list")):
                 self._emit(event)
-            await self._read(self._socket)
+            await self._read(socket)
             return True
         finally:
+            if self.connected:
+                log.info("pbx.disconnected", link="ari")
             self.connected = False
-            self._socket = None
             await self.rest.close()
-            log.info("pbx.disconnected", link="ari")
 
     async def _read(self, socket: aiohttp.ClientWebSocketResponse) -> None:
         async for message in socket:
@@ -141,7 +140,7 @@ class AriLink(ReconnectingLink):
         channel_id: str,
         app_args: Sequence[str] | str,
         caller_id: str = "",
-        timeout: float = 30.0,  # noqa: ASYNC109 - the ring timeout ARI applies, not ours
+        timeout: float = 30.0,
         variables: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
         """Originate ``endpoint`` into our Stasis app with our own channel id (click-to-call, callbacks).
