@@ -59,7 +59,7 @@ class Originator(Protocol):
         channel_id: str,
         app_args: Any,
         caller_id: str = "",
-        timeout: float = 30.0,  # noqa: ASYNC109 - the ring timeout the PBX applies
+        timeout: float = 30.0,
         variables: Any = None,
     ) -> dict[str, Any]: ...
 

@@ -283,16 +283,18 @@ class Daemon:
     def request_stop(self) -> None:
         self.stop_requested.set()
 
-    async def serve(self) -> int:
+    async def serve(self, *, install_signals: bool = True) -> int:
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, self.request_stop)
+        signals = (signal.SIGTERM, signal.SIGINT) if install_signals else ()
+        for sig in signals:
+            loop.add_signal_handler(sig, self.request_stop)
         try:
             await self.startup()
             await self.stop_requested.wait()
         finally:
             await self.shutdown()
+            for sig in signals:
+                loop.remove_signal_handler(sig)
         return 0
 
     async def shutdown(self) -> None:

@@ -292,20 +292,18 @@ class Dispatcher:
     def _step_call(self, call_id: str, event: Event) -> None:
         call = self.calls.get(call_id)
         if call is None:
-            log.debug("call.unknown", call_id=call_id, event=type(event).__name__)
+            log.debug("call.unknown", call_id=call_id, on=type(event).__name__)
             return
         now = self.clock()
         with bind_call(call_id, call.linkedid, call.line):
             new, commands = core.step(call, event, now)
             if new.ignored:
-                log.debug("call.ignored", event=type(event).__name__, reason=new.ignored)
+                log.debug("call.ignored", on=type(event).__name__, reason=new.ignored)
                 return
             if new.warning:
                 log.warning("call.warning", problem=new.warning)
             if new.state is not call.state:
-                log.info(
-                    "call.transition", event=type(event).__name__, **{"from": call.state.value}, to=new.state.value
-                )
+                log.info("call.transition", on=type(event).__name__, **{"from": call.state.value}, to=new.state.value)
             self.calls[call_id] = new
             self._emit(call_id, new.linkedid, commands, observed=False)
             self._arm(call_id, new.deadline, now, observed=False)
@@ -333,12 +331,10 @@ class Dispatcher:
         with bind_call(key, key, call.line):
             new, commands = watch.step(call, event, now)
             if new.ignored:
-                log.debug("call.ignored", event=type(event).__name__, reason=new.ignored)
+                log.debug("call.ignored", on=type(event).__name__, reason=new.ignored)
                 return
             if new.state is not call.state:
-                log.info(
-                    "call.transition", event=type(event).__name__, **{"from": call.state.value}, to=new.state.value
-                )
+                log.info("call.transition", on=type(event).__name__, **{"from": call.state.value}, to=new.state.value)
             self.observed[key] = new
             self._emit(key, key, commands, observed=True)
             self._arm(key, new.deadline, now, observed=True)

@@ -110,7 +110,7 @@ class Delivery:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), seconds)
 
-    async def flush(self, timeout: float) -> bool:  # noqa: ASYNC109 (the shutdown budget, part of the API)
+    async def flush(self, timeout: float) -> bool:
         """Deliver what can go now, waiting for retries due within ``timeout`` s (for shutdown).
 
         True when nothing deliverable is left; False when time ran out first.
