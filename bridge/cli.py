@@ -25,7 +25,7 @@ Handler = Callable[[argparse.Namespace], int]
 _HANDLERS = {
     "run": "bridge.daemon:run_main",
     "check": "bridge.daemon:check_main",
-    "demo": "bridge.demo:main",
+    "demo": "bridge.sim.demo:main",
     "replay": "bridge.replay:main",
     "journal": "bridge.replay:journal_main",
     "explain": "bridge.explain:main",
