@@ -38,8 +38,9 @@ check: lint test
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
+# The slow suites: the full chaos run and the long tests elsewhere (a real 60 s outage, ...).
 chaos: $(STAMP)
-	$(BIN)/python -m pytest -q -p no:cacheprovider tests/chaos
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m slow tests
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage
