@@ -4,13 +4,14 @@ Replay needs no PBX: it takes the journal's calls whose end is known but which a
 still pending), asks ``voximplant.statistic.get`` per call whether Bitrix24 already has it, and sends the missing
 ones as ``register`` SHOW=0 with the real start + ``finish`` with the real user, duration and status in one batch
 (then ``attachRecord`` when the recording can be read), through the same paced client as the daemon.
-Run it while the daemon is stopped, or for calls the daemon has given up on (``failed``).
+It refuses to run while the daemon holds the journal's lock (see ``bridge.journal.lock``).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
 from datetime import datetime
@@ -27,6 +28,7 @@ from bridge.delivery.progress import progress_for
 from bridge.delivery.recordings import recording_loader
 from bridge.delivery.replayer import Outcome, Replayer
 from bridge.journal import Journal, JournalError
+from bridge.journal.lock import JournalBusy, exclusive
 from bridge.journal.report import snapshot, table
 
 EXIT_FAILED = 1
@@ -76,9 +78,15 @@ def main(args: argparse.Namespace) -> int:
     except JournalError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    with journal:
-        loader = recording_loader(settings.asterisk)
-        outcomes = asyncio.run(replay(settings, journal, since, args.call, args.dry_run, loader))
+    writer = contextlib.nullcontext() if args.dry_run else exclusive(settings.journal.path, holder="b24-bridge replay")
+    try:
+        with journal, writer:
+            loader = recording_loader(settings.asterisk)
+            outcomes = asyncio.run(replay(settings, journal, since, args.call, args.dry_run, loader))
+    except JournalBusy as exc:
+        print(f"error: {exc} (replay sends what the daemon would send; run it while the daemon is stopped)",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_USAGE
     print_summary(outcomes, args.dry_run)
     return EXIT_FAILED if any(o.status == "failed" for o in outcomes) else 0
 
