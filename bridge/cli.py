@@ -63,7 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     explain = with_config("explain", "run the routing core on a simulated clock and print the decision trail")
     explain.add_argument("--line", required=True, metavar="NUMBER", help="the line (DID) called")
     explain.add_argument("--from", dest="caller", required=True, metavar="CALLER", help="the caller's number")
-    explain.add_argument("--at", metavar="ISO-TIME", help="when the call arrives (default: now)")
+    explain.add_argument(
+        "--at", metavar="ISO-TIME", help="when the call arrives (default: now; without a UTC offset: local time)"
+    )
     explain.add_argument(
         "--agent",
         action="append",
@@ -76,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="EXT@SECONDS",
-        help="EXT answers after its device has rung SECONDS (nobody answers unless told)",
+        help="EXT (or a number the plan dials: a mobile, a forward) answers after ringing SECONDS; "
+        "nobody answers unless told",
     )
     explain.add_argument("--responsible", metavar="EXT", help="the CRM finds the caller, owned by EXT")
     explain.add_argument("--press", metavar="DIGITS", default="", help="DTMF keys the caller presses in menus")
