@@ -14,9 +14,12 @@ from typing import Any
 from panoramisk.message import Message
 
 EOL = "\r\n"
+FRAME_END = EOL + EOL
 BANNER = "Asterisk Call Manager/"
 MAX_BUFFER = 1024 * 1024
-"""A peer that sends this much without a blank line is not speaking AMI; the buffer is dropped."""
+"""A frame longer than this (in characters) is not AMI; it is reported once and skipped up to its end."""
+SINGLE_HEADERS = ("Event", "Response", "ActionID", "CommandID", "Message", "SubEvent", "EventList")
+"""Headers panoramisk reads as one string; a frame that repeats one would crash its dispatch."""
 
 
 @dataclass(frozen=True)
@@ -25,11 +28,16 @@ class BadFrame:
 
 
 class AmiStreamDecoder:
-    """Feed it bytes as they arrive; it returns the complete messages (panoramisk ``Message``) and bad frames."""
+    """Feed it bytes as they arrive; it returns the complete messages (panoramisk ``Message``) and bad frames.
+
+    However the stream is cut into reads, the result is the same.
+    """
 
     def __init__(self) -> None:
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._pending = ""
+        self._skipping = False
+        """The frame being received is already reported as too long; drop it up to its end."""
         self.version: str | None = None
 
     def feed(self, data: bytes) -> list[Any]:
@@ -43,22 +51,36 @@ class AmiStreamDecoder:
                 self.version = line[len(BANNER) :].strip()
             else:
                 self.version = ""  # a peer that starts without a banner
-        parts = text.split(EOL + EOL)
-        self._pending = parts.pop()
-        out: list[Any] = []
-        if len(self._pending) > MAX_BUFFER:
-            self._pending = ""
-            out.append(BadFrame(f"more than {MAX_BUFFER} bytes without a message end"))
-        for part in parts:
-            part = part.strip()
-            if not part:
-                continue
-            message = Message.from_line(part)
-            if message is None:
-                out.append(BadFrame(f"not an AMI message ({len(part)} characters, no Event or Response)"))
-            else:
-                out.append(message)
+        parts = text.split(FRAME_END)
+        pending = parts.pop()
+        if self._skipping and parts:
+            parts.pop(0)  # the end of the frame reported as too long
+            self._skipping = False
+        out = [_frame(part) for part in parts if part.strip()]
+        # the pending text may end with the first three characters of a frame end
+        if len(pending) > MAX_BUFFER + len(FRAME_END) - 1:
+            if not self._skipping:
+                out.append(_too_long())
+                self._skipping = True
+            pending = pending[-(len(FRAME_END) - 1) :]
+        self._pending = pending
         return out
+
+
+def _frame(part: str) -> Any:
+    if len(part) > MAX_BUFFER:
+        return _too_long()
+    message = Message.from_line(part.strip())
+    if message is None:
+        return BadFrame(f"not an AMI message ({len(part.strip())} characters, no Event or Response)")
+    repeated = [name for name in SINGLE_HEADERS if isinstance(message.get(name), list)]
+    if repeated:
+        return BadFrame(f"{repeated[0]} header repeated in one message")
+    return message
+
+
+def _too_long() -> BadFrame:
+    return BadFrame(f"a frame of more than {MAX_BUFFER} characters")
 
 
 END_COMMAND = "--END COMMAND--"
