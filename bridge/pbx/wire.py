@@ -5,8 +5,13 @@ A translator catches :class:`Malformed` and turns it into ``BadInput(reason)``; 
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Mapping
 from typing import Any
+
+INTEGER_TEXT = re.compile(r"-?[0-9]{1,19}")
+"""Decimal text as Asterisk writes numbers: ASCII digits only (``str.isdigit`` also takes ``²`` and ``٣``)."""
 
 AmiMessage = Mapping[str, "str | list[str]"]
 """An AMI message as panoramisk parses it: header -> value, a list when the header repeats."""
@@ -59,7 +64,7 @@ def optional_int(data: Mapping[str, Any], key: str) -> int | None:
         raise Malformed(f"{key} is not an integer")
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+    if isinstance(value, str) and INTEGER_TEXT.fullmatch(value.strip()):
         return int(value.strip())
     raise Malformed(f"{key} is not an integer")
 
@@ -70,7 +75,13 @@ def optional_number(data: Mapping[str, Any], key: str) -> float:
         return 0.0
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise Malformed(f"{key} is not a number")
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:
+        raise Malformed(f"{key} is out of range") from None
+    if not math.isfinite(number):
+        raise Malformed(f"{key} is not a finite number")
+    return number
 
 
 def string_list(data: Mapping[str, Any], key: str) -> list[str]:
