@@ -32,9 +32,10 @@ from bridge.crm.telephony import Telephony
 from bridge.delivery.hooks import DeliveryObserver
 from bridge.delivery.loop import Delivery
 from bridge.delivery.recordings import recording_loader
-from bridge.dispatch import Dispatcher
+from bridge.dispatch import Dispatcher, StampedQueue
 from bridge.domain.scheme import Availability, Plan
 from bridge.http_api import EVENTS_PATH, Health, build_app
+from bridge.journal.lock import JournalBusy, exclusive
 from bridge.journal.store import Journal
 from bridge.metrics import Metrics
 from bridge.pbx.ami import AmiLink
@@ -52,6 +53,9 @@ class Timing:
     grace: float = 20.0
     """Calls in progress are mirrored this long after SIGTERM before the daemon stops anyway."""
     flush: float = 10.0
+    """Then Bitrix24 gets this long to take what is still in the journal."""
+    recovery_poll: float = 2.0
+    """After a restart, how often calls adopted from the journal are checked on the PBX."""
 
 
 class _MetricsObserver(DeliveryObserver):
@@ -90,6 +94,7 @@ class Daemon:
         self.started = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
         self._runner: web.AppRunner | None = None
+        self._held = contextlib.ExitStack()
         self.http_port = 0
         logs.register_secrets(_secret_values(settings))
 
@@ -97,6 +102,8 @@ class Daemon:
 
     async def startup(self) -> None:
         s = self.settings
+        # one writer per journal: a second daemon or a replay on it would send the same calls twice
+        self._held.enter_context(exclusive(s.journal.path, holder="b24-bridge run"))
         self.journal = Journal.open(s.journal.path)
         # Delivery retries through the journal (with a statistics check), never by resending a batch blindly.
         self.delivery_client = Bitrix24Client(s.bitrix24, retry_attempts=1)
@@ -118,7 +125,7 @@ class Daemon:
             recording_loader=recording_loader(s.asterisk),
             observer=_MetricsObserver(self.metrics),
         )
-        pbx_queue: asyncio.Queue[Any] = asyncio.Queue()
+        pbx_queue = StampedQueue()
         self.ari = AriLink(s.asterisk, pbx_queue)
         self.ami = AmiLink(s.asterisk, pbx_queue)
         self.desk = ClickToCallDesk(s, self.ari, self.directory)
@@ -148,7 +155,12 @@ class Daemon:
             self._spawn(self._poll_events(), "event-poll")
         self._spawn(
             recover_open_calls(
-                self.journal, lambda: self.ari.connected, self._live_view, self.dispatcher.knows, self.delivery.notify
+                self.journal,
+                lambda: self.ari.connected,
+                self._live_view,
+                self.dispatcher.knows,
+                self.delivery.notify,
+                poll=self.timing.recovery_poll,
             ),
             "recovery",
         )
@@ -330,6 +342,7 @@ class Daemon:
             await self._runner.cleanup()
         if getattr(self, "journal", None) is not None:
             self.journal.close()
+        self._held.close()
         log.info("daemon.stopped")
 
     def _spawn(self, coro: Awaitable[Any], name: str) -> None:
@@ -363,7 +376,11 @@ def _secret_values(settings: Settings) -> list[str]:
 
 def run_main(args: argparse.Namespace) -> int:
     settings = load_config(Path(args.config))
-    return asyncio.run(Daemon(settings).serve())
+    try:
+        return asyncio.run(Daemon(settings).serve())
+    except JournalBusy as exc:
+        log.error("daemon.refused", reason=str(exc))
+        return 1
 
 
 def check_main(args: argparse.Namespace) -> int:

@@ -85,6 +85,28 @@ class CallSummary:
 Input = PbxEvent | LookupDone | TimerDue
 
 
+class StampedQueue(asyncio.Queue[Any]):
+    """A FIFO that remembers when each item was put, so the consumer can tell how long it waited."""
+
+    def _init(self, maxsize: int) -> None:
+        self._stamped: deque[tuple[float, Any]] = deque()
+        self.taken_put_at = 0.0
+        """When the item the last ``get`` returned was put (``time.perf_counter``)."""
+
+    def qsize(self) -> int:
+        return len(self._stamped)
+
+    def empty(self) -> bool:
+        return not self._stamped
+
+    def _put(self, item: Any) -> None:
+        self._stamped.append((time.perf_counter(), item))
+
+    def _get(self) -> Any:
+        self.taken_put_at, item = self._stamped.popleft()
+        return item
+
+
 @dataclass
 class AvailabilityBook:
     """What the shell knows about each extension: device state (PBX) and day (Bitrix24), combined."""
@@ -115,9 +137,9 @@ class Dispatcher:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         on_stasis: Callable[[StasisEntered], None] | None = None,
         history: int = 1000,
-        queue: asyncio.Queue[Any] | None = None,
+        queue: StampedQueue | None = None,
     ) -> None:
-        self.queue: asyncio.Queue[Any] = queue if queue is not None else asyncio.Queue()
+        self.queue = queue if queue is not None else StampedQueue()
         """Every input, in order; the PBX links put their events here directly."""
         self.plan = plan
         self.pbx = pbx
@@ -151,12 +173,11 @@ class Dispatcher:
     async def run(self) -> None:
         while True:
             item = await self.queue.get()
-            started = time.perf_counter()
             try:
                 self.handle(item)
             except Exception:  # one bad event must not stop every other call
                 log.exception("dispatch.error", input=type(item).__name__)
-            self.metrics.event_lag.observe(time.perf_counter() - started)
+            self.metrics.event_lag.observe(time.perf_counter() - self.queue.taken_put_at)
 
     def handle(self, item: Input) -> None:
         if isinstance(item, LookupDone):
@@ -310,10 +331,10 @@ class Dispatcher:
             if new.talk is not None and (call.talk is None or call.talk.leg != new.talk.leg) and new.talk.ext:
                 self._answered[new.talk.ext] = self._answered.get(new.talk.ext, 0) + 1
             if new.state is State.DONE:
+                del self.calls[call_id]
                 self._finished(
                     call_id, "inbound", new.line, new.caller, new.handled_by, [leg.id for leg in new.crm_legs]
                 )
-                del self.calls[call_id]
 
     def start_observed(self, key: str, event: ObservedStarted) -> None:
         if not key or key in self.observed:
@@ -333,6 +354,8 @@ class Dispatcher:
             if new.ignored:
                 log.debug("call.ignored", on=type(event).__name__, reason=new.ignored)
                 return
+            if new.warning:
+                log.warning("call.warning", problem=new.warning)
             if new.state is not call.state:
                 log.info("call.transition", on=type(event).__name__, **{"from": call.state.value}, to=new.state.value)
             self.observed[key] = new
@@ -340,8 +363,8 @@ class Dispatcher:
             self._arm(key, new.deadline, now, observed=True)
             if new.state is watch.ObservedState.DONE:
                 legs = [new.crm_leg] if new.crm_leg else []
-                self._finished(key, new.direction.value, new.line, new.number, new.talker, legs)
                 del self.observed[key]
+                self._finished(key, new.direction.value, new.line, new.number, new.talker, legs)
 
     def _finished(self, key: str, kind: str, line: str, number: str, handled_by: str, legs: list[str]) -> None:
         finishes = self._finishes.pop(key, [])
