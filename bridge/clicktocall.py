@@ -40,8 +40,10 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
-EMPLOYEE_RING_SECONDS = 30.0
-CLIENT_RING_SECONDS = 45.0
+EMPLOYEE_RINGS = 6
+"""How long the employee's own phone rings before the click-to-call gives up, in the plan's rings (30 s at 5 s)."""
+CLIENT_RINGS = 9
+"""How long the client's phone rings (click-to-call and callbacks), in rings (45 s at 5 s)."""
 DIALSTATUS = {
     LegOutcome.NO_ANSWER: "NOANSWER",
     LegOutcome.BUSY: "BUSY",
@@ -111,26 +113,32 @@ class ClickToCallDesk:
 
     def start(self, request: ClickToCall) -> None:
         dispatcher = self._dispatcher()
-        ext = request.extension if request.extension in dispatcher.plan().employees else None
+        plan = dispatcher.plan()
+        ext = request.extension if request.extension in plan.employees else None
         ext = ext or self.directory.ext_for(request.user_id)
-        if not ext:
-            log.warning("clicktocall.rejected", reason=f"user {request.user_id} has no extension", call=request.call_id)
-            return
         key = f"c2c-{self._run}-{next(self._serial)}"
-        session = _Session(key, request, ext)
-        self.sessions[key] = session
         started = ObservedStarted(
             direction=Direction.OUTBOUND,
             number=request.phone,
-            ext=ext,
+            ext=ext or "",
             line=request.line,
             crm_key=key,
             adopt_call_id=request.call_id,
+            user_id=request.user_id,
             linkedid=key,
         )
+        if not ext or not dispatcher.accepting:
+            # Bitrix24 already shows the employee a card "calling...": finish its call so the card closes
+            reason = "shutting down" if ext else f"user {request.user_id} has no extension"
+            log.warning("clicktocall.refused", reason=reason, crm_call=request.call_id)
+            dispatcher.start_observed(key, started)
+            dispatcher.step_observed(key, ObservedEnded(dialstatus="CHANUNAVAIL"))
+            return
+        self.sessions[key] = _Session(key, request, ext)
         dispatcher.start_observed(key, started)
         log.info("clicktocall.started", call_id=key, ext=ext, crm_call=request.call_id, call_list=request.call_list_id)
-        dispatcher.submit(key, RingAgent(leg=key, ext=ext, timeout=EMPLOYEE_RING_SECONDS))
+        ring = EMPLOYEE_RINGS * plan.ring_seconds
+        dispatcher.submit(key, RingAgent(leg=key, ext=ext, timeout=ring))
 
     async def call_back(self, request: CallbackRequest) -> None:
         """Dial the client; when they answer they enter the line's scheme as an inbound call (TYPE 4)."""
@@ -139,12 +147,16 @@ class ClickToCallDesk:
         if line not in self.settings.plan.lines:
             log.warning("callback.rejected", reason=f"line {line!r} is not configured")
             return
+        if not dispatcher.accepting:
+            log.warning("callback.rejected", reason="shutting down")
+            return
         channel = f"cb-{self._run}-{next(self._serial)}"
         dispatcher.expect_callback(channel, request.phone)
         endpoint = self.settings.asterisk.trunk_endpoint.format(number=request.phone.lstrip("+"))
+        ring = CLIENT_RINGS * dispatcher.plan().ring_seconds
         try:
             await self.ari.originate(endpoint, channel, ("inbound", line, "callback"), caller_id=line,
-                                     timeout=CLIENT_RING_SECONDS)  # fmt: skip
+                                     timeout=ring)  # fmt: skip
         except Exception as exc:  # the PBX refused: nothing to mirror, say why
             dispatcher.forget_callback(channel)
             log.warning("callback.failed", phone=request.phone, error=str(exc))
@@ -170,7 +182,8 @@ class ClickToCallDesk:
         if isinstance(event, LegAnswered) and event.leg == s.key and not s.client_leg:
             s.client_leg = f"{s.key}-client"
             number = s.request.phone.lstrip("+")
-            dispatcher.submit(s.key, RingNumber(leg=s.client_leg, number=number, timeout=CLIENT_RING_SECONDS))
+            ring = CLIENT_RINGS * dispatcher.plan().ring_seconds
+            dispatcher.submit(s.key, RingNumber(leg=s.client_leg, number=number, timeout=ring))
         elif isinstance(event, LegAnswered) and event.leg == s.client_leg and not s.answered:
             s.answered = True
             s.recording = f"{s.key}-talk"
@@ -195,9 +208,10 @@ class ClickToCallDesk:
         recording = s.recording if s.answered else ""
         if s.answered:
             return ObservedEnded(dialstatus="ANSWER", cause=16, recording=recording)
-        if event.leg == s.key:  # the employee did not pick up: the client was never dialled
-            return ObservedEnded(dialstatus="CANCEL" if event.outcome is LegOutcome.HANGUP else "NOANSWER")
-        return ObservedEnded(dialstatus=DIALSTATUS.get(event.outcome, ""))
+        if event.leg == s.key and event.outcome is LegOutcome.HANGUP:
+            return ObservedEnded(dialstatus="CANCEL")  # the employee put the phone down while the client rang
+        # the employee's phone did not pick up (the client was never dialled), or the client's did not
+        return ObservedEnded(dialstatus=DIALSTATUS.get(event.outcome, "NOANSWER"))
 
     def _dispatcher(self) -> Dispatcher:
         if self.dispatcher is None:
