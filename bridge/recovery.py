@@ -3,8 +3,10 @@
 A call whose channel is gone ended while the daemon was down: it is finished with what the journal knows (the
 registered user; talk time unknown, so 0 and 304 for a call that never reached a conversation we saw). A call
 whose channel is still up is adopted: watched until it ends, then finished with the talk time seen since the
-restart (a lower bound) when it was in a bridge with someone, else as missed. Both are logged as
-``call.reconciled``. The routing of an adopted call is not resumed: Asterisk keeps it where it is.
+restart (a lower bound) when it was in a bridge with someone, for the one employee whose card was still open
+(in a conversation only the talker's is), else as missed. Both are logged as ``call.reconciled``. Cards the
+journal last showed are hidden first, so nobody is left with one open. The routing of an adopted call is not
+resumed: Asterisk keeps it where it is.
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ from typing import Any, Protocol
 
 import structlog
 
-from bridge.domain.commands import CrmFinish
+from bridge.domain.commands import CrmFinish, CrmHide, CrmShow
 from bridge.domain.status import ANSWERED, MISSED
-from bridge.journal.rows import CallRow
+from bridge.journal.rows import CARD_KINDS, CallRow, OpRow
 
 log = structlog.get_logger(__name__)
 
@@ -30,6 +32,8 @@ LiveView = Callable[[], Awaitable[tuple[set[str], set[str]]]]
 
 class Journalish(Protocol):
     def calls(self, status: str | None = None, since: Any = None, crm_leg: str | None = None) -> list[CallRow]: ...
+
+    def operations(self, crm_leg: str | None) -> list[OpRow]: ...
 
     def append(self, cmd: Any, *, linkedid: str = "", pbx_call: str = "") -> int: ...
 
@@ -69,13 +73,36 @@ async def recover_open_calls(
                 if pbx_call in talking and item.talking_since is None:
                     item.talking_since = now
                 continue
-            duration = int(now - item.talking_since) if item.talking_since is not None else 0
-            status = ANSWERED if duration > 0 else MISSED
+            talked = item.talking_since is not None
+            duration = max(1, int(now - item.talking_since + 0.5)) if item.talking_since is not None else 0
+            status = ANSWERED if talked else MISSED
+            open_cards = cards_left_open(journal.operations(leg))
             user = item.row.user_id or 0
-            journal.append(CrmFinish(leg, user, duration, status), linkedid=item.row.linkedid, pbx_call=pbx_call)
+            if status == ANSWERED and len(open_cards) == 1:
+                user = open_cards[0]  # in a conversation only the talker's card stays open
+            keys = {"linkedid": item.row.linkedid, "pbx_call": pbx_call}
+            still_shown = tuple(u for u in open_cards if u != user)
+            if still_shown:  # finish closes the owner's card; nobody else may be left with one open
+                journal.append(CrmHide(leg, still_shown), **keys)
+            journal.append(CrmFinish(leg, user, duration, status), **keys)
             log.info("call.reconciled", call_id=pbx_call, crm_leg=leg, found="ended", status=status, duration=duration)
             del adopted[leg]
             notify()
         first = False
         if adopted:
             await asyncio.sleep(poll)
+
+
+def cards_left_open(operations: list[OpRow]) -> list[int]:
+    """Users whose card for this leg the journal last showed (sent or not), in the order they were shown."""
+    shown: dict[int, None] = {}
+    for op in operations:
+        if op.kind not in CARD_KINDS or not op.readable:
+            continue
+        command = op.command
+        if isinstance(command, CrmShow):
+            shown.update(dict.fromkeys(command.user_ids))
+        elif isinstance(command, CrmHide):
+            for user in command.user_ids:
+                shown.pop(user, None)
+    return list(shown)
