@@ -10,7 +10,7 @@ import asyncio
 import tomllib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ from bridge.sim.bitrix24 import Bitrix24Simulator
 ARI_PASSWORD = "ari-secret"
 AMI_SECRET = "ami-secret"
 APP_TOKEN = "simapptoken"
-STAGE_TIMING = Timing(grace=3.0, flush=3.0)
+STAGE_TIMING = Timing(grace=3.0, flush=3.0, recovery_poll=0.2)
 
 
 def demo_routing() -> dict[str, Any]:
@@ -85,10 +85,26 @@ class Stage:
     daemon: Daemon
     settings: Settings
     workdir: Path
+    timing: Timing = STAGE_TIMING
+    serving: asyncio.Task[int] | None = None
 
     @property
     def events_url(self) -> str:
         return f"http://127.0.0.1:{self.daemon.http_port}/b24/events"
+
+    async def start_daemon(self) -> Daemon:
+        """Start a new daemon (a new process, as far as it knows) on this stage's config and journal."""
+        self.daemon, self.serving = await _launch(self.settings, self.timing, self.crm)
+        return self.daemon
+
+    async def stop_daemon(self, *, grace: float | None = None, flush: float | None = None) -> int:
+        """Stop the daemon as SIGTERM does; ``grace=0, flush=0`` leaves calls in progress to the next start."""
+        timing = self.daemon.timing
+        self.daemon.timing = replace(timing, grace=timing.grace if grace is None else grace,
+                                     flush=timing.flush if flush is None else flush)  # fmt: skip
+        self.daemon.request_stop()
+        serving, self.serving = self.serving, None
+        return await serving if serving is not None else 0
 
 
 @asynccontextmanager
@@ -105,7 +121,7 @@ async def stage(
     """Start both simulators and the daemon; stop them all at the end (the daemon as on SIGTERM)."""
     workdir.mkdir(parents=True, exist_ok=True)
     async with (
-        AsteriskSimulator(ari_password=ARI_PASSWORD, ami_secret=AMI_SECRET) as pbx,
+        AsteriskSimulator(ari_password=ARI_PASSWORD, ami_secret=AMI_SECRET, phone_template="PJSIP/{ext}") as pbx,
         Bitrix24Simulator(rate=rate, burst=burst, application_token=APP_TOKEN) as crm,
     ):
         data = stage_config(
@@ -114,24 +130,41 @@ async def stage(
         if tweak is not None:
             tweak(data)
         settings = parse_settings(data, path=workdir / "bridge.toml", env={})
-        daemon = Daemon(settings, timing=timing)
-        serving = asyncio.create_task(daemon.serve(install_signals=False))
+        daemon, serving = await _launch(settings, timing, crm)
+        # a restart keeps the handler's address, as an installation's fixed port does
+        settings = replace(settings, http=replace(settings.http, port=daemon.http_port))
+        s = Stage(pbx, crm, daemon, settings, workdir, timing, serving)
         try:
-            await _until(lambda: daemon.started.is_set() and daemon.ari.connected and daemon.ami.connected, serving)
-            # the events handler must be known to the portal, as an operator sets it up (README)
-            await bind_event_handlers(crm, f"http://127.0.0.1:{daemon.http_port}/b24/events")
-            yield Stage(pbx, crm, daemon, settings, workdir)
+            yield s
         finally:
-            daemon.request_stop()
-            await serving
+            await s.stop_daemon()
 
 
-async def bind_event_handlers(crm: Bitrix24Simulator, handler: str) -> None:
-    """What an administrator does once in the portal: point click-to-call events at the daemon."""
+async def _launch(settings: Settings, timing: Timing, crm: Bitrix24Simulator) -> tuple[Daemon, asyncio.Task[int]]:
+    daemon = Daemon(settings, timing=timing)
+    serving = asyncio.create_task(daemon.serve(install_signals=False))
+    try:
+        await _until(lambda: daemon.started.is_set() and daemon.ari.connected and daemon.ami.connected, serving)
+        # the events handler must be known to the portal, as an operator sets it up (README)
+        if settings.bitrix24.events == "push":
+            await bind_event_handlers(crm, f"http://127.0.0.1:{daemon.http_port}/b24/events")
+        elif settings.bitrix24.events == "pull":
+            await bind_event_handlers(crm, "", offline=True)
+    except BaseException:
+        daemon.request_stop()
+        await asyncio.gather(serving, return_exceptions=True)
+        raise
+    return daemon, serving
+
+
+async def bind_event_handlers(crm: Bitrix24Simulator, handler: str, *, offline: bool = False) -> None:
+    """What an administrator does once in the portal: point click-to-call events at the daemon (``offline``:
+    queue them for ``event.offline.get`` instead)."""
     async with aiohttp.ClientSession() as session:
         for event in ("ONEXTERNALCALLSTART", "ONEXTERNALCALLBACKSTART"):
             url = f"{crm.webhook_url}event.bind.json"
-            async with session.post(url, json={"event": event, "handler": handler}) as response:
+            body = {"event": event, "event_type": "offline"} if offline else {"event": event, "handler": handler}
+            async with session.post(url, json=body) as response:
                 body = await response.json()
                 if "error" in body and "already" not in str(body.get("error_description", "")).lower():
                     raise RuntimeError(f"event.bind {event}: {body}")
