@@ -1,63 +1,156 @@
-"""The real daemon in-process against both simulators over sockets: whole inbound calls."""
+"""The real daemon in-process against both simulators over sockets: whole inbound calls, judged on Bitrix24's state.
+
+Each call uses its own caller number; ``mirrored`` waits until Bitrix24 holds exactly one call for it with the
+expected user, status, talk time, record, cards (who saw one, nobody left with one open) and tasks.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
 
+from bridge.domain.scheme import Availability
 from bridge.sim.asterisk import Answer, Busy, NeverAnswer, Unregistered
-from bridge.sim.stage import stage
+from bridge.sim.stage import Stage, stage
+from bridge.sim.verdict import ANSWERED, INCOMING, MISSED, Expect
 from tests.eventually import eventually
+from tests.integration.daemon_support import mirrored
 
 SALES = "74951112233"
+SUPPORT_IVR = "74951112244"
+SUPPORT_EVERYBODY = "74951112255"
+NIGHT = "74951112266"
 
 
-def calls_of(state: dict[str, Any], phone: str) -> list[dict[str, Any]]:
-    return [c for c in state["calls"] if c["PHONE_NUMBER"].endswith(phone[-10:])]
+async def absence_known(s: Stage) -> None:
+    """1004 is away today in Bitrix24: wait until the daemon has read that, as a walk would."""
+    await eventually(lambda: s.daemon.dispatcher.availability.of("1004") is Availability.ABSENT)
 
 
-def card_history(state: dict[str, Any], user: int) -> list[str]:
-    return [entry["action"] for entry in state["cards"].get(str(user), [])]
+def rang(s: Stage) -> list[str]:
+    """The agent devices the daemon originated, in order."""
+    return [r["params"]["endpoint"] for r in s.pbx.requests if r["params"].get("endpoint", "").endswith("@agents")]
+
+
+async def test_first_agent_answers_at_once(tmp_path: Path) -> None:
+    async with stage(tmp_path) as s:
+        s.pbx.set_party("1001", Answer(after=0.1))
+        call = await s.pbx.place_inbound_call(SALES, "79990000001", "Пётр", hangup_after_answer=1.0)
+        await asyncio.wait_for(call.ended(), 20)
+        crm = await mirrored(
+            s, Expect("79990000001", INCOMING, 11, ANSWERED, talk=1.0, recorded=True, shown_to=frozenset({11}))
+        )
+        assert crm.cards == {11: ("show", "hide")}
+        assert crm.record.endswith(".wav") and crm.record_size > 1000
 
 
 async def test_walk_past_a_silent_agent_to_one_who_answers(tmp_path: Path) -> None:
     async with stage(tmp_path) as s:
         s.pbx.set_party("1001", NeverAnswer())
         s.pbx.set_party("1002", Answer(after=0.2))
-        call = await s.pbx.place_inbound_call(SALES, "79990000001", "Пётр", hangup_after_answer=1.2)
+        call = await s.pbx.place_inbound_call(SALES, "79990000002", hangup_after_answer=1.2)
         await asyncio.wait_for(call.ended(), 20)
-
-        def finished() -> dict[str, Any]:
-            found = calls_of(s.crm.state(), "79990000001")
-            assert len(found) == 1 and found[0]["status"] == "finished", found
-            return found[0]
-
-        crm_call = await eventually(finished, timeout=15)
-        assert crm_call["TYPE"] == 2 and crm_call["LINE_NUMBER"] == SALES
-        assert crm_call["finish"]["USER_ID"] == 12
-        assert crm_call["finish"]["STATUS_CODE"] == "200"
-        assert 1 <= crm_call["finish"]["DURATION"] <= 2
-        state = s.crm.state()
-        assert card_history(state, 11) == ["show", "hide"]
-        assert card_history(state, 12)[0] == "show"
+        crm = await mirrored(
+            s, Expect("79990000002", INCOMING, 12, ANSWERED, talk=1.2, recorded=True, shown_to=frozenset({11, 12}))
+        )
+        assert crm.cards == {11: ("show", "hide"), 12: ("show", "hide")}
+        cards = s.crm.state()["cards"]
+        assert cards["11"][1]["at"] <= cards["12"][0]["at"], "1002's card opened before 1001 stopped ringing"
 
 
-async def test_busy_and_unregistered_agents_are_skipped_and_missed_call_goes_to_owner(tmp_path: Path) -> None:
+async def test_busy_and_unregistered_agents_are_skipped(tmp_path: Path) -> None:
     async with stage(tmp_path) as s:
         s.pbx.set_party("1001", Busy())
         s.pbx.set_party("1002", Unregistered())
-        s.pbx.set_party("1003", NeverAnswer())
-        s.pbx.set_party("1004", NeverAnswer())
-        call = await s.pbx.place_inbound_call(SALES, "79990000002", hangup_after=1.0)
+        s.pbx.set_party("1003", Answer(after=0.2))
+        s.pbx.set_device_state("PJSIP/1001", "INUSE")  # on another call
+        s.pbx.set_endpoint_state("PJSIP/1002", "offline")  # phone not registered
+        book = s.daemon.dispatcher.availability
+        await eventually(lambda: (book.of("1001"), book.of("1002")) == (Availability.BUSY, Availability.UNREGISTERED))
+        call = await s.pbx.place_inbound_call(SALES, "79990000003", hangup_after_answer=1.0)
         await asyncio.wait_for(call.ended(), 20)
+        await mirrored(
+            s, Expect("79990000003", INCOMING, 13, ANSWERED, talk=1.0, recorded=True, shown_to=frozenset({13}))
+        )
+        assert rang(s) == ["Local/1003@agents"], "busy and unregistered agents must not even ring"
 
-        def finished() -> dict[str, Any]:
-            found = calls_of(s.crm.state(), "79990000002")
-            assert len(found) == 1 and found[0]["status"] == "finished", found
-            return found[0]
 
-        crm_call = await eventually(finished, timeout=15)
-        assert crm_call["finish"]["STATUS_CODE"] == "304"
-        assert crm_call["finish"]["DURATION"] == 0
-        assert crm_call["finish"]["USER_ID"] == 15  # the queue's missed-call owner
+async def test_an_agent_found_busy_by_dialling_is_passed_over(tmp_path: Path) -> None:
+    async with stage(tmp_path) as s:
+        s.pbx.set_party("1001", Busy())  # no presence information: the dial itself says BUSY
+        s.pbx.set_party("1002", Unregistered())
+        s.pbx.set_party("1003", Answer(after=0.2))
+        call = await s.pbx.place_inbound_call(SALES, "79990000013", hangup_after_answer=1.0)
+        await asyncio.wait_for(call.ended(), 20)
+        crm = await mirrored(
+            s,
+            Expect("79990000013", INCOMING, 13, ANSWERED, talk=1.0, recorded=True, shown_to=frozenset({11, 12, 13})),
+        )
+        assert crm.cards[11] == crm.cards[12] == ("show", "hide")
+
+
+async def test_everybody_rings_at_once_and_the_rest_are_hidden_on_answer(tmp_path: Path) -> None:
+    async with stage(tmp_path) as s:
+        for ext in ("1001", "1002", "1003"):
+            s.pbx.set_party(ext, NeverAnswer())
+        s.pbx.set_party("1006", Answer(after=0.4))
+        call = await s.pbx.place_inbound_call(SUPPORT_EVERYBODY, "79990000004", hangup_after_answer=1.0)
+        await asyncio.wait_for(call.ended(), 20)
+        crm = await mirrored(
+            s,
+            Expect(
+                "79990000004", INCOMING, 16, ANSWERED, talk=1.0, recorded=True, shown_to=frozenset({11, 12, 13, 16})
+            ),
+        )
+        assert all(actions == ("show", "hide") for actions in crm.cards.values()), crm.cards
+        shown = {int(user): entries[0]["at"] for user, entries in s.crm.state()["cards"].items()}
+        assert max(shown.values()) - min(shown.values()) < 0.2, "the group's cards did not open together"
+
+
+async def test_ivr_choice_routes_to_the_chosen_queue(tmp_path: Path) -> None:
+    async with stage(tmp_path) as s:
+        s.pbx.set_party("1001", NeverAnswer())
+        s.pbx.set_party("1002", Answer(after=0.2))
+        call = await s.pbx.place_inbound_call(SUPPORT_IVR, "79990000005", dtmf=[(0.4, "1")], hangup_after_answer=1.0)
+        await asyncio.wait_for(call.ended(), 20)
+        # "1" is sales (in order: 1001, then 1002); the menu's fallback would ring the support group together
+        await mirrored(
+            s, Expect("79990000005", INCOMING, 12, ANSWERED, talk=1.0, recorded=True, shown_to=frozenset({11, 12}))
+        )
+
+
+async def test_after_hours_goes_to_voicemail_with_a_task(tmp_path: Path) -> None:
+    async with stage(tmp_path) as s:
+        call = await s.pbx.place_inbound_call(NIGHT, "79990000006", hangup_after=1.5)
+        await asyncio.wait_for(call.ended(), 20)
+        crm = await mirrored(s, Expect("79990000006", INCOMING, 15, MISSED, recorded=True, task_for=15))
+        assert "voicemail" in crm.record
+        assert rang(s) == []
+
+
+async def test_responsible_manager_then_supervisor(tmp_path: Path) -> None:
+    async with stage(tmp_path) as s:
+        s.pbx.set_party("1002", NeverAnswer())
+        s.pbx.set_party("1005", Answer(after=0.2))
+        call = await s.pbx.place_inbound_call(SALES, "79161234567", "Иван Петров", hangup_after_answer=1.0)
+        await asyncio.wait_for(call.ended(), 20)
+        crm = await mirrored(
+            s, Expect("79161234567", INCOMING, 15, ANSWERED, talk=1.0, recorded=True, shown_to=frozenset({12, 15}))
+        )
+        assert crm.cards == {12: ("show", "hide"), 15: ("show", "hide")}
+        assert rang(s) == ["Local/1002@agents", "Local/1005@agents"]
+
+
+async def test_missed_call_walks_the_queue_then_voicemail_and_a_task(tmp_path: Path) -> None:
+    async with stage(tmp_path) as s:
+        await absence_known(s)
+        for ext in ("1001", "1002", "1003", "1004"):
+            s.pbx.set_party(ext, NeverAnswer())
+        call = await s.pbx.place_inbound_call(SALES, "79990000007", hangup_after=3.5)
+        await asyncio.wait_for(call.ended(), 20)
+        crm = await mirrored(
+            s,
+            Expect("79990000007", INCOMING, 15, MISSED, recorded=True, shown_to=frozenset({11, 12, 13}), task_for=15),
+        )
+        assert "voicemail" in crm.record
+        assert "Local/1004@agents" not in rang(s), "1004 is absent today and must be skipped"

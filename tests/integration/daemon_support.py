@@ -1,0 +1,19 @@
+"""Shared waits for the daemon's integration tests: a call is judged on ``/_sim/state`` until it matches."""
+
+from __future__ import annotations
+
+from bridge.sim.stage import Stage
+from bridge.sim.verdict import CrmCall, Expect, calls_of, crm_call, verdict
+from tests.eventually import eventually
+
+
+async def mirrored(s: Stage, expect: Expect, timeout: float = 15.0) -> CrmCall:
+    """Wait until Bitrix24 holds exactly what ``expect`` says (record attached included); return the call."""
+
+    def matches() -> CrmCall:
+        state = s.crm.state()
+        problems = verdict(expect, state)
+        assert not problems, f"{expect.phone}: {problems}"
+        return crm_call(state, calls_of(state, expect.phone)[0])
+
+    return await eventually(matches, timeout=timeout)
