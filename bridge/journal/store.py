@@ -269,6 +269,15 @@ class Journal(JournalReader):
                           (self._clock(),))  # fmt: skip
         return cur.rowcount
 
+    def retry_now(self) -> int:
+        """Bitrix24 answers again: operations waiting out a back-off are due now (their attempts stay counted, so
+        a doubtful one is still checked first). Returns how many."""
+        now = self._clock()
+        with self.transaction():
+            cur = self._x("UPDATE operations SET next_attempt_at = ? WHERE state = 'pending' AND next_attempt_at > ?",
+                          (now, now))  # fmt: skip
+        return cur.rowcount
+
     def _park_damaged(self, op_id: int, reason: str) -> None:
         self.mark_failed(op_id, reason, permanent=True)
 

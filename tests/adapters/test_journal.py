@@ -322,6 +322,19 @@ def test_requeue_after_a_crash_keeps_the_attempt_count(journal: Journal) -> None
     assert [(p.kind, p.attempts) for p in journal.ready()] == [("register", 1), ("finish", 1)]
 
 
+def test_retry_now_makes_backed_off_operations_due_and_keeps_their_attempts(journal: Journal, clock: FakeClock) -> None:
+    journal.append(register("a"))
+    journal.append(register("b"))
+    first, second = journal.ready()
+    journal.mark_sent([first.id, second.id])
+    journal.mark_failed(first.id, "outage", permanent=False, retry_at=clock.now + 300)
+    journal.mark_done(second.id, {"CALL_ID": "externalCall.b"}, call_id="externalCall.b")
+    assert journal.ready() == []
+    assert journal.retry_now() == 1
+    assert [(p.crm_leg, p.attempts) for p in journal.ready()] == [("a", 1)]
+    assert journal.retry_now() == 0, "nothing is waiting any more"
+
+
 # --- reading -----------------------------------------------------------------------------------------
 
 
