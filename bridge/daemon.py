@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import contextlib
 import signal
+import sqlite3
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, replace
@@ -26,24 +27,26 @@ from bridge.config import Settings, load_config
 from bridge.crm.client import Bitrix24Client
 from bridge.crm.directory import Directory
 from bridge.crm.errors import CrmError
-from bridge.crm.inbound import EventGate, nest_form
+from bridge.crm.inbound import EventGate
 from bridge.crm.lookup import CrmLookup
 from bridge.crm.telephony import Telephony
-from bridge.delivery.hooks import DeliveryObserver
 from bridge.delivery.loop import Delivery
 from bridge.delivery.recordings import recording_loader
 from bridge.dispatch import Dispatcher, StampedQueue
-from bridge.domain.scheme import Availability, Plan
-from bridge.http_api import EVENTS_PATH, Health, build_app
+from bridge.domain.scheme import Plan
+from bridge.http_api import Health, build_app
 from bridge.journal.lock import JournalBusy, exclusive
 from bridge.journal.store import Journal
-from bridge.metrics import Metrics
+from bridge.metrics import DeliveryMetrics, Metrics
 from bridge.pbx.ami import AmiLink
 from bridge.pbx.ari import AriLink
-from bridge.recovery import recover_open_calls
+from bridge.portal import PortalUpkeep
+from bridge.recovery import pbx_live_view, recover_open_calls
 from bridge.systemd import Notifier
 
 log = structlog.get_logger(__name__)
+
+VITAL_TASKS = frozenset({"dispatcher", "delivery", "ari", "ami"})
 
 
 @dataclass(frozen=True)
@@ -56,32 +59,6 @@ class Timing:
     """Then Bitrix24 gets this long to take what is still in the journal."""
     recovery_poll: float = 2.0
     """After a restart, how often calls adopted from the journal are checked on the PBX."""
-
-
-class _MetricsObserver(DeliveryObserver):
-    def __init__(self, metrics: Metrics) -> None:
-        from prometheus_client import Counter
-
-        r = metrics.registry
-        self.requests = Counter("b24bridge_crm_requests", "batch requests sent to Bitrix24", ["ok"], registry=r)
-        self.commands = Counter("b24bridge_crm_commands", "operations confirmed by Bitrix24", ["method"], registry=r)
-        self.problems = Counter("b24bridge_crm_problems", "operations retried or failed", ["kind", "code"], registry=r)
-        self.offline_calls = Counter("b24bridge_crm_offline_calls", "calls mirrored offline", registry=r)
-
-    def batch_sent(self, commands: int, seconds: float, ok: bool) -> None:
-        self.requests.labels(ok=str(ok).lower()).inc()
-
-    def delivered(self, kind: str, method: str) -> None:
-        self.commands.labels(method=method).inc()
-
-    def retried(self, kind: str, method: str, code: str) -> None:
-        self.problems.labels(kind="retry", code=code or "network").inc()
-
-    def failed(self, kind: str, method: str, reason: str) -> None:
-        self.problems.labels(kind="failed", code=method).inc()
-
-    def offline(self, crm_leg: str) -> None:
-        self.offline_calls.inc()
 
 
 class Daemon:
@@ -123,7 +100,7 @@ class Daemon:
             Telephony(self.delivery_client),
             s.bitrix24,
             recording_loader=recording_loader(s.asterisk),
-            observer=_MetricsObserver(self.metrics),
+            observer=DeliveryMetrics(self.metrics, on_retry=lambda: self.portal.trouble()),
         )
         pbx_queue = StampedQueue()
         self.ari = AriLink(s.asterisk, pbx_queue)
@@ -141,6 +118,18 @@ class Daemon:
         )
         self.desk.attach(self.dispatcher)
         self.gate = EventGate(s.bitrix24.application_token.reveal())
+        self.portal = PortalUpkeep(
+            s,
+            self.client,
+            self.delivery_client,
+            self.directory,
+            self.gate,
+            on_event=self.desk.on_parsed,
+            on_availability=self.dispatcher.crm_availability,
+            backlog=self.journal,
+            backlog_due=self.delivery.notify,
+            handler_url=lambda: f"http://{s.http.host}:{self.http_port}",
+        )
         self._metrics_samples()
         await self._start_http()
         await self._refresh_directory()
@@ -149,22 +138,23 @@ class Daemon:
         self._spawn(self.ari.run(), "ari")
         self._spawn(self.ami.run(), "ami")
         self._spawn(self.directory.run(), "directory")
-        self._spawn(self._availability_loop(), "availability")
-        self._spawn(self._setup_portal(), "portal-setup")
+        self._spawn(self.portal.follow_availability(), "availability")
+        self._spawn(self.portal.set_up(), "portal-setup")
+        self._spawn(self.portal.watch_for_return(), "portal-watch")
         if s.bitrix24.events == "pull":
-            self._spawn(self._poll_events(), "event-poll")
+            self._spawn(self.portal.poll_events(), "event-poll")
         self._spawn(
             recover_open_calls(
                 self.journal,
                 lambda: self.ari.connected,
-                self._live_view,
+                lambda: pbx_live_view(self.ari, self.ami),
                 self.dispatcher.knows,
                 self.delivery.notify,
                 poll=self.timing.recovery_poll,
             ),
             "recovery",
         )
-        self._spawn(self.notifier.watchdog(self.healthy), "watchdog")
+        self._spawn(self.notifier.watchdog(self.alive), "watchdog")
         self.notifier.ready()
         self.started.set()
         log.info("daemon.started", http=f"{s.http.host}:{self.http_port}", lines=sorted(s.plan.lines))
@@ -189,89 +179,29 @@ class Daemon:
         except (TimeoutError, CrmError) as exc:
             log.warning("directory.stale", error=str(exc), note="using the configured employees only")
 
-    async def _setup_portal(self) -> None:
-        """Create the configured lines; in OAuth mode bind the click-to-call events to our handler."""
-        s = self.settings
-        for number, line in s.plan.lines.items():
-            try:
-                await self.telephony.external_line_add(number, line.name, crm_auto_create=line.crm_create)
-            except CrmError as exc:
-                if "already exists" not in exc.description:
-                    log.warning("crm.line_failed", line=number, error=str(exc))
-        if s.bitrix24.oauth is not None and s.bitrix24.events != "off":
-            offline = s.bitrix24.events == "pull"
-            handler = s.bitrix24.events_url or f"http://{s.http.host}:{self.http_port}{EVENTS_PATH}"
-            for event in ("ONEXTERNALCALLSTART", "ONEXTERNALCALLBACKSTART"):
-                try:
-                    await self.telephony.event_bind(event, handler, offline=offline)
-                except CrmError as exc:
-                    if "already" not in exc.description.lower():
-                        log.warning("crm.event_bind_failed", event_name=event, error=str(exc))
-
-    async def _poll_events(self) -> None:
-        """Pull mode: take click-to-call events from ``event.offline.get`` (no public handler needed)."""
-        while True:
-            try:
-                events = await self.telephony.event_offline_get(limit=50)
-            except CrmError as exc:
-                log.warning("crm.event_poll_failed", error=str(exc))
-                events = []
-            for item in events:
-                payload = {"event": item.get("EVENT_NAME", ""), "data": item.get("EVENT_DATA") or {}}
-                parsed = self.gate.accept(nest_form(payload) | payload, check_token=False)
-                await self.desk.on_parsed(parsed)
-            await asyncio.sleep(self.settings.bitrix24.poll_interval)
-
-    async def _availability_loop(self) -> None:
-        """Absence and time tracking from Bitrix24, for every known extension, once per TTL."""
-        while True:
-            exts = list(self.directory.employees())
-            try:
-                found = await self.directory.availability(exts)
-            except CrmError as exc:
-                log.debug("directory.availability_failed", error=str(exc))
-            else:
-                if not self.settings.employees.skip_absent:
-                    found = {e: a for e, a in found.items() if a is not Availability.ABSENT}
-                self.dispatcher.crm_availability(found)
-            await asyncio.sleep(self.settings.bitrix24.availability_ttl)
-
-    async def _live_view(self) -> tuple[set[str], set[str]]:
-        """What exists on the PBX now, for recovery: channel ids and Linkedids, and who is in a conversation."""
-        live: set[str] = set()
-        talking: set[str] = set()
-        for channel in await self.ari.channels():
-            live.add(str(channel.get("id")))
-        bridges = await self.ari.request("bridges", "list")
-        for bridge in bridges if isinstance(bridges, list) else []:
-            members = [str(c) for c in bridge.get("channels", [])] if isinstance(bridge, dict) else []
-            if len(members) >= 2:
-                talking.update(members)
-        if self.ami.connected:
-            for row in await self.ami.core_show_channels():
-                linkedid = row.get("Linkedid", "")
-                live.update(x for x in (row.get("Uniqueid", ""), linkedid) if x)
-                if row.get("BridgeId") and linkedid:
-                    talking.add(linkedid)
-        return live, talking
-
     # -- health and metrics -----------------------------------------------------------------------------
 
     def health(self) -> dict[str, Health]:
-        pending_age = self.journal.oldest_pending_age(time.time())
+        """Each component's state for ``/healthz`` (any not ok: 503 with the reasons)."""
+        try:
+            depth, pending_age = self.journal.depth(), self.journal.oldest_pending_age(time.time())
+        except sqlite3.Error as exc:
+            journal, depth, pending_age = Health(False, f"unreadable: {exc}"), 0, 0.0
+        else:
+            journal = Health(True, f"{depth} pending operation(s)")
         limit = max(60.0, self.settings.bitrix24.register_timeout * 12)
+        waiting = f"oldest pending operation {pending_age:.0f} s old" if pending_age else "nothing pending"
         return {
             "ari": Health(self.ari.connected, "connected" if self.ari.connected else "not connected"),
             "ami": Health(self.ami.connected, "connected" if self.ami.connected else "not connected"),
-            "bitrix24": Health(
-                pending_age < limit,
-                f"oldest pending operation {pending_age:.0f} s old" if pending_age else "nothing pending",
-            ),
-            "journal": Health(True, f"{self.journal.depth()} pending operation(s)"),
+            "bitrix24": Health(pending_age < limit, waiting),
+            "journal": journal,
         }
 
-    def healthy(self) -> bool:
-        return all(h.ok for h in self.health().values())
+    def alive(self) -> bool:
+        """For the systemd watchdog: the vital tasks still run. A PBX or Bitrix24 outage is no reason to be
+        restarted (the links reconnect, the journal waits); a crashed dispatcher or delivery is."""
+        return all(not task.done() for task in self._tasks if task.get_name() in VITAL_TASKS)
 
     def _metrics_samples(self) -> None:
         m = self.metrics

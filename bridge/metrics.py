@@ -8,6 +8,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from bridge.delivery.hooks import DeliveryObserver
+
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
@@ -51,3 +53,36 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class DeliveryMetrics(DeliveryObserver):
+    """What delivery reports, as counters on the daemon's registry."""
+
+    def __init__(self, metrics: Metrics, on_retry: Callable[[], None] | None = None) -> None:
+        self.on_retry = on_retry
+        """Told about every transient failure (the portal watch uses it to notice an outage)."""
+        r = metrics.registry
+        self.requests = Counter("b24bridge_crm_requests", "batch requests sent to Bitrix24", ["ok"], registry=r)
+        self.commands = Counter("b24bridge_crm_commands", "operations confirmed by Bitrix24", ["method"], registry=r)
+        self.problems = Counter(
+            "b24bridge_crm_problems", "operations retried (by error code) or parked (by method)", ["kind", "code"],
+            registry=r,
+        )  # fmt: skip
+        self.offline_calls = Counter("b24bridge_crm_offline_calls", "calls mirrored offline", registry=r)
+
+    def batch_sent(self, commands: int, seconds: float, ok: bool) -> None:
+        self.requests.labels(ok=str(ok).lower()).inc()
+
+    def delivered(self, kind: str, method: str) -> None:
+        self.commands.labels(method=method).inc()
+
+    def retried(self, kind: str, method: str, code: str) -> None:
+        self.problems.labels(kind="retry", code=code or "network").inc()
+        if self.on_retry is not None:
+            self.on_retry()
+
+    def failed(self, kind: str, method: str, reason: str) -> None:
+        self.problems.labels(kind="failed", code=method).inc()
+
+    def offline(self, crm_leg: str) -> None:
+        self.offline_calls.inc()

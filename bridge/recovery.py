@@ -38,6 +38,39 @@ class Journalish(Protocol):
     def append(self, cmd: Any, *, linkedid: str = "", pbx_call: str = "") -> int: ...
 
 
+class AriView(Protocol):
+    async def channels(self) -> list[dict[str, Any]]: ...
+
+    async def request(self, resource: str, operation: str, **params: object) -> Any: ...
+
+
+class AmiView(Protocol):
+    @property
+    def connected(self) -> bool: ...
+
+    async def core_show_channels(self) -> list[dict[str, str]]: ...
+
+
+async def pbx_live_view(ari: AriView, ami: AmiView) -> tuple[set[str], set[str]]:
+    """What exists on the PBX now: channel ids and Linkedids, and those in a conversation (a bridge of two+)."""
+    live: set[str] = set()
+    talking: set[str] = set()
+    for channel in await ari.channels():
+        live.add(str(channel.get("id")))
+    bridges = await ari.request("bridges", "list")
+    for bridge in bridges if isinstance(bridges, list) else []:
+        members = [str(c) for c in bridge.get("channels", [])] if isinstance(bridge, dict) else []
+        if len(members) >= 2:
+            talking.update(members)
+    if ami.connected:
+        for row in await ami.core_show_channels():
+            linkedid = row.get("Linkedid", "")
+            live.update(x for x in (row.get("Uniqueid", ""), linkedid) if x)
+            if row.get("BridgeId") and linkedid:
+                talking.add(linkedid)
+    return live, talking
+
+
 @dataclass
 class _Adopted:
     row: CallRow
