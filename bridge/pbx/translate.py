@@ -133,7 +133,7 @@ class AriTranslator:
         """One WebSocket text frame."""
         try:
             message = json.loads(frame)
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, RecursionError) as exc:  # RecursionError: nested deeper than the stack
             return [_bad(f"not JSON: {type(exc).__name__}")]
         return self.feed(message)
 
