@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Callable
+import random
 from typing import Any
 
 from hypothesis import HealthCheck, settings
@@ -116,22 +116,17 @@ def mutated_mapping(draw: st.DrawFn, original: dict[str, Any], *, extra_keys: bo
     return result if isinstance(result, dict) else {}
 
 
-def added_unrelated_fields(prefix: str = "zz_fuzz_") -> Callable[[st.DrawFn, Any], Any]:
-    """A function that adds fields named ``prefix...`` (never read by anyone) at any level of a JSON object."""
-
-    def add(draw: st.DrawFn, value: Any) -> Any:
-        if isinstance(value, dict):
-            out = {key: add(draw, item) for key, item in value.items()}
-            for name, extra in draw(
-                st.dictionaries(st.text("abcdefgh_", max_size=8), json_values(4), max_size=2)
-            ).items():
+def with_unrelated_fields(value: Any, rnd: random.Random, extras: dict[str, Any], prefix: str = "zz_fuzz_") -> Any:
+    """``value`` with some of ``extras`` added (named ``prefix...``, read by nobody) to objects at any level."""
+    if isinstance(value, dict):
+        out = {key: with_unrelated_fields(item, rnd, extras, prefix) for key, item in value.items()}
+        for name, extra in extras.items():
+            if rnd.random() < 0.3:
                 out[prefix + name] = extra
-            return out
-        if isinstance(value, list):
-            return [add(draw, item) for item in value]
-        return value
-
-    return add
+        return out
+    if isinstance(value, list):
+        return [with_unrelated_fields(item, rnd, extras, prefix) for item in value]
+    return value
 
 
 # --- byte streams --------------------------------------------------------------------------------------
