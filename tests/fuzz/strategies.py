@@ -42,6 +42,11 @@ def fuzz_settings(examples: int, **overrides: Any) -> settings:
     return settings(**options)
 
 
+def one_in(n: int) -> st.SearchStrategy[bool]:
+    """True about once in ``n`` draws (``integers(0, n - 1) == 0`` comes up far more often inside composites)."""
+    return st.sampled_from([True] + [False] * (n - 1))
+
+
 # --- text ------------------------------------------------------------------------------------------
 
 
@@ -107,8 +112,8 @@ def mutated_mapping(draw: st.DrawFn, original: dict[str, Any], *, extra_keys: bo
                 out.update(draw(st.dictionaries(odd_text(12), json_values(4), max_size=2)))
             return out
         if isinstance(value, list) and depth < 4:
-            return [mutate(item, depth + 1) for item in value if draw(st.integers(0, 5))]
-        if draw(st.integers(0, 3)) == 0:
+            return [mutate(item, depth + 1) for item in value if not draw(one_in(6))]
+        if draw(one_in(4)):
             return draw(json_values(4))
         return value
 
