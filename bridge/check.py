@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 from collections.abc import Awaitable, Callable
 
 import aiohttp
@@ -18,9 +19,9 @@ TIMEOUT = 10.0
 
 async def check_ari(settings: Settings) -> str:
     a = settings.asterisk
-    auth = aiohttp.BasicAuth(a.ari_user, a.ari_password.reveal())
+    token = base64.b64encode(f"{a.ari_user}:{a.ari_password.reveal()}".encode()).decode()
     timeout = aiohttp.ClientTimeout(total=TIMEOUT)
-    async with aiohttp.ClientSession(auth=auth, timeout=timeout) as session:
+    async with aiohttp.ClientSession(headers={"Authorization": f"Basic {token}"}, timeout=timeout) as session:
         async with session.get(f"{a.ari_url}/ari/asterisk/info") as response:
             if response.status == 401:
                 raise RuntimeError(f"ARI refused user {a.ari_user!r}: wrong password (ari.conf)")

@@ -4,15 +4,20 @@ the journal, and what ``/healthz`` and ``/metrics`` say meanwhile."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 from structlog.testing import capture_logs
 
+from bridge.daemon import Daemon
 from bridge.domain.state import State
+from bridge.journal.lock import JournalBusy
 from bridge.journal.store import Journal
 from bridge.sim.asterisk import Answer, NeverAnswer
 from bridge.sim.stage import Stage, stage
@@ -104,6 +109,24 @@ async def test_a_call_still_up_after_a_restart_is_adopted_until_it_ends(tmp_path
             s, Expect("79990000106", INCOMING, 11, ANSWERED, talk=2.0, recorded=False, shown_to=frozenset({11})), 10
         )
         assert 1 <= crm.duration <= 3
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+async def test_a_real_signal_stops_the_daemon_with_status_0(tmp_path: Path, signum: int) -> None:
+    async with stage(tmp_path) as s:
+        await s.stop_daemon()
+        daemon = Daemon(s.settings, timing=s.timing)
+        serving = asyncio.create_task(daemon.serve())  # with its SIGTERM/SIGINT handlers, as `b24-bridge run`
+        await eventually(lambda: daemon.started.is_set() and daemon.ari.connected)
+        os.kill(os.getpid(), signum)
+        assert await asyncio.wait_for(serving, 10) == 0
+
+
+async def test_a_second_daemon_on_the_same_journal_refuses_to_start(tmp_path: Path) -> None:
+    async with stage(tmp_path) as s:
+        with pytest.raises(JournalBusy, match="in use by b24-bridge run"):
+            await Daemon(s.settings, timing=s.timing).serve(install_signals=False)
+        assert s.daemon.alive(), "the running daemon is untouched"
 
 
 async def get(url: str) -> tuple[int, Any]:

@@ -1,0 +1,38 @@
+"""``b24-bridge check``: one line per connection (ARI, AMI, Bitrix24), a clear reason for each failure, no secrets."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from bridge.check import check
+from bridge.config import Secret
+from bridge.sim.stage import ARI_PASSWORD, stage
+
+
+def verdicts(out: str) -> list[str]:
+    """The check's own lines (the simulators' logs share stdout in tests)."""
+    return [line for line in out.splitlines() if line.startswith(("ok ", "FAIL "))]
+
+
+async def test_everything_reachable_is_ok(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    async with stage(tmp_path) as s:
+        assert await check(s.settings) == 0
+    lines = verdicts(capsys.readouterr().out)
+    assert [line.split()[:2] for line in lines] == [["ok", "ari"], ["ok", "ami"], ["ok", "bitrix24"]]
+    assert "the app is connected" in lines[0] and "logged in" in lines[1]
+
+
+async def test_each_failure_says_why_without_the_secret(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    async with stage(tmp_path) as s:
+        wrong = "not-the-ari-password"
+        asterisk = replace(s.settings.asterisk, ari_password=Secret(wrong), ami_port=1)
+        s.crm.set_fault(outage_seconds=60)
+        assert await check(replace(s.settings, asterisk=asterisk)) == 1
+    out = capsys.readouterr().out
+    lines = verdicts(out)
+    assert [line.split()[:2] for line in lines] == [["FAIL", "ari"], ["FAIL", "ami"], ["FAIL", "bitrix24"]]
+    assert "wrong password" in lines[0]
+    assert wrong not in out and ARI_PASSWORD not in out and "simwebhookcode" not in out
