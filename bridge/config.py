@@ -14,6 +14,7 @@ Routing is written as short strings, so a line's scheme reads top to bottom:
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tomllib
@@ -191,8 +192,8 @@ class _Reader:
 
     def positive(self, data: dict[str, Any], key: str, name: str, kind: type, default: Any) -> Any:
         value = self.get(data, key, name, kind, default)
-        if value is not None and value <= 0:
-            self.problem(f"{key}{name}", f"must be > 0, got {value!r}")
+        if value is not None and (value <= 0 or not math.isfinite(value)):
+            self.problem(f"{key}{name}", f"must be a finite number > 0, got {value!r}")
             return default
         return value
 
@@ -216,16 +217,25 @@ class _Reader:
                 return None
             return Secret(self.env[raw])
         if which.endswith("_file"):
-            path = self.path(raw)
+            path = self.path(raw, f"{key}{which}")
             try:
                 return Secret(path.read_text(encoding="utf-8").strip())
             except OSError as exc:
                 self.problem(f"{key}{which}", f"cannot read {path}: {exc.strerror}")
-                return None
+            except (UnicodeDecodeError, ValueError):  # ValueError: a NUL in the path, already reported
+                if "\x00" not in raw:
+                    self.problem(f"{key}{which}", f"{path} is not UTF-8 text")
+            return None
         return Secret(raw)
 
-    def path(self, raw: str) -> Path:
-        path = Path(raw).expanduser()
+    def path(self, raw: str, key: str) -> Path:
+        if "\x00" in raw:
+            self.problem(key, "a path cannot hold a NUL character")
+        try:
+            path = Path(raw).expanduser()
+        except RuntimeError:  # ~user of a user that does not exist
+            self.problem(key, f"cannot expand {raw[:60]!r}: no such home directory")
+            path = Path(raw)
         return path if path.is_absolute() else self.base / path
 
     def unknown(self, data: dict[str, Any], key: str, known: set[str]) -> None:
@@ -270,7 +280,7 @@ def _asterisk(r: _Reader, data: dict[str, Any]) -> AsteriskSettings:
         trunk_endpoint=r.get(data, k, "trunk_endpoint", str, d.trunk_endpoint),
         device=r.get(data, k, "device", str, d.device),
         moh_class=r.get(data, k, "moh_class", str, d.moh_class),
-        outbound_contexts=tuple(r.get(data, k, "outbound_contexts", list, list(d.outbound_contexts))),
+        outbound_contexts=tuple(_strings(r, data, k, "outbound_contexts", d.outbound_contexts)),
         monitor_lines=tuple(str(x) for x in r.get(data, k, "monitor_lines", list, [])),
         ping_interval=r.positive(data, k, "ping_interval", float, d.ping_interval),
         reconnect_max_delay=r.positive(data, k, "reconnect_max_delay", float, d.reconnect_max_delay),
@@ -305,7 +315,7 @@ def _bitrix24(r: _Reader, data: dict[str, Any]) -> Bitrix24Settings:
             portal=r.get(o, ko, "portal", str, ""),
             client_id=r.get(o, ko, "client_id", str, ""),
             client_secret=r.secret(o, ko, "client_secret", required=True) or Secret(""),
-            token_file=r.path(r.get(o, ko, "token_file", str, "b24-token.json")),
+            token_file=r.path(r.get(o, ko, "token_file", str, "b24-token.json"), f"{ko}token_file"),
             oauth_host=r.get(o, ko, "oauth_host", str, "https://oauth.bitrix.info").rstrip("/"),
         )
     if (webhook is None) == (oauth is None):
@@ -330,11 +340,19 @@ def _bitrix24(r: _Reader, data: dict[str, Any]) -> Bitrix24Settings:
     )
 
 
+def _strings(r: _Reader, data: dict[str, Any], key: str, name: str, default: tuple[str, ...]) -> list[str]:
+    values = r.get(data, key, name, list, list(default))
+    if not all(isinstance(value, str) for value in values):
+        r.problem(f"{key}{name}", "must be a list of strings")
+        return list(default)
+    return list(values)
+
+
 def _http(r: _Reader, data: dict[str, Any]) -> HttpSettings:
     r.unknown(data, "http.", {"listen"})
     listen = r.get(data, "http.", "listen", str, "127.0.0.1:8480")
     host, _, port = listen.rpartition(":")
-    if not host or not port.isdigit() or not 0 <= int(port) < 65536:
+    if not host or not re.fullmatch(r"[0-9]{1,5}", port) or not 0 <= int(port) < 65536:
         r.problem("http.listen", f"must be HOST:PORT, got {listen!r}")
         return HttpSettings()
     return HttpSettings(host=host.strip("[]"), port=int(port))
@@ -349,7 +367,8 @@ def parse_settings(data: dict[str, Any], *, path: Path, env: dict[str, str] | No
     bitrix24 = _bitrix24(r, r.table(data, "", "bitrix24"))
     journal_data = r.table(data, "", "journal")
     r.unknown(journal_data, "journal.", {"path"})
-    journal = JournalSettings(path=r.path(r.get(journal_data, "journal.", "path", str, "b24-bridge.db")))
+    journal_path = r.get(journal_data, "journal.", "path", str, "b24-bridge.db")
+    journal = JournalSettings(path=r.path(journal_path, "journal.path"))
     http = _http(r, r.table(data, "", "http"))
     emp_data = r.table(data, "", "employees")
     employees = EmployeesSettings(
@@ -366,7 +385,7 @@ def parse_settings(data: dict[str, Any], *, path: Path, env: dict[str, str] | No
 def _check_timezone(name: str) -> bool:
     try:
         ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a directory such as "Europe", a name too long
         return False
     return True
 
@@ -376,7 +395,10 @@ def _parse_hours(text: str) -> tuple[time, time]:
     start, sep, end = text.partition("-")
     if not sep:
         raise ValueError("expected HH:MM-HH:MM")
-    return time.fromisoformat(start.strip()), time.fromisoformat(end.strip())
+    hours = time.fromisoformat(start.strip()), time.fromisoformat(end.strip())
+    if any(moment.tzinfo is not None for moment in hours):
+        raise ValueError("office hours take the schedule's timezone, not an offset")
+    return hours
 
 
 def load_config(path: Path, env: dict[str, str] | None = None) -> Settings:
@@ -391,4 +413,6 @@ def load_config(path: Path, env: dict[str, str] | None = None) -> Settings:
         raise ConfigError(path, [f"not UTF-8 text (byte {exc.start})"]) from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(path, [f"TOML syntax: {exc}"]) from exc
+    except RecursionError as exc:
+        raise ConfigError(path, ["TOML syntax: arrays or tables nested too deeply"]) from exc
     return parse_settings(data, path=path, env=env)
