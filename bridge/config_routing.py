@@ -6,6 +6,7 @@ reported with its key, so an operator fixes a broken scheme in one pass.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from datetime import date, time
@@ -40,9 +41,10 @@ from bridge.domain.scheme import (
 
 _DAYS = {"mon": 1, "tue": 2, "wed": 3, "thu": 4, "fri": 5, "sat": 6, "sun": 7}
 _CRM_RE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\s*(>=|<=|!=|=|>|<)\s*(.+)$")
-_NUMBER_RE = re.compile(r"^\+?[0-9]{3,20}$")
-_EXT_RE = re.compile(r"^[0-9A-Za-z_-]{1,20}$")
-_DTMF_RE = re.compile(r"^[0-9*#]$")
+_NUMBER_RE = re.compile(r"\+?[0-9]{3,20}")
+_EXT_RE = re.compile(r"[0-9A-Za-z_-]{1,20}")
+_DTMF_RE = re.compile(r"[0-9*#]")
+"""Matched with ``fullmatch``: ``$`` would let a trailing line break through into a dial string."""
 
 Problem = Callable[[str, str], None]
 
@@ -78,7 +80,7 @@ class RoutingParser:
         menus = {mid: self._menu(mid, m) for mid, m in self._tables(data, "ivr").items()}
         lines = {str(num): self._line(str(num), ln) for num, ln in self._tables(data, "lines").items()}
         for num in lines:
-            if not _NUMBER_RE.match(num):
+            if not _NUMBER_RE.fullmatch(num):
                 self.problem(f"lines.{num}", "a line number must be digits (optionally a leading +)")
         present: dict[str, set[str]] = {
             "queue": set(queues),
@@ -114,6 +116,9 @@ class RoutingParser:
             if name in _DAYS:
                 weekly[_DAYS[name]] = self._hours(f"{key}.{name}", value)
             elif name == "holidays":
+                if not isinstance(value, list):
+                    self.problem(f"{key}.holidays", 'must be a list of dates like ["2027-01-01"]')
+                    continue
                 holidays.update(d for d in (self._date(f"{key}.holidays", v) for v in value) if d)
             elif name == "overrides":
                 for day, hours in self._table(data, "overrides", key).items():
@@ -133,7 +138,7 @@ class RoutingParser:
                 )
         for ext, emp in self._tables(data, "map", "employees").items():
             key = f"employees.map.{ext}"
-            if not _EXT_RE.match(ext):
+            if not _EXT_RE.fullmatch(ext):
                 self.problem(key, "an extension is 1-20 letters, digits, - or _")
             known = {"user_id", "name", "mobile", "supervisor", "on_busy", "unavailable_to_mobile",
                      "no_answer_to_mobile"}  # fmt: skip
@@ -145,7 +150,7 @@ class RoutingParser:
                 self.problem(f"{key}.user_id", "must be the Bitrix24 user id (a positive integer)")
                 user_id = 0
             mobile = str(emp.get("mobile", ""))
-            if mobile and not _NUMBER_RE.match(mobile):
+            if mobile and not _NUMBER_RE.fullmatch(mobile):
                 self.problem(f"{key}.mobile", "must be digits with an optional leading +")
             on_busy: ToVoicemail | ToNumber | None = None
             if "on_busy" in emp:
@@ -207,7 +212,7 @@ class RoutingParser:
         if missed_owner:
             self._refs.append((f"{key}.missed_owner", "employee", missed_owner))
         code = str(data.get("intercept_code", ""))
-        if code and not re.match(r"^[0-9*#]{1,10}$", code):
+        if code and not re.fullmatch(r"[0-9*#]{1,10}", code):
             self.problem(f"{key}.intercept_code", "must be 1-10 of 0-9 * #")
         return QueueGroup(
             id=qid,
@@ -231,7 +236,7 @@ class RoutingParser:
             self.problem(f"{key}.prompt", "missing (a media URI such as sound:ivr-main)")
         options: list[tuple[str, Action]] = []
         for digit, target in self._table(data, "options", key).items():
-            if not _DTMF_RE.match(digit):
+            if not _DTMF_RE.fullmatch(digit):
                 self.problem(f"{key}.options.{digit}", "a key is one of 0-9 * #")
             options.append((digit, self._action(f"{key}.options.{digit}", target)))
         if not options:
@@ -319,7 +324,7 @@ class RoutingParser:
                 return ToIvr(arg)
             return HoldUntilFree(arg)
         if kind == "number":
-            if not _NUMBER_RE.match(arg):
+            if not _NUMBER_RE.fullmatch(arg):
                 self.problem(key, f"number: must be digits with an optional leading +, got {arg!r}")
                 return Hangup()
             return ToNumber(arg)
@@ -383,8 +388,8 @@ class RoutingParser:
 
     def _number(self, data: dict[str, Any], key: str, name: str, default: float) -> float:
         value = data.get(name, default)
-        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-            self.problem(f"{key}{name}", f"must be a number > 0, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
+            self.problem(f"{key}{name}", f"must be a finite number > 0, got {value!r}")
             return default
         return float(value)
 
@@ -394,7 +399,7 @@ class RoutingParser:
             return []
         result = [str(v).strip().lstrip("+") for v in values]
         for v in result:
-            if not v.isdigit():
+            if not (v.isascii() and v.isdigit()):
                 self.problem(key, f"a prefix is digits only, got {v!r}")
         return result
 
