@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import os
 import random
+import string
 from typing import Any
 
 from hypothesis import HealthCheck, settings
@@ -86,6 +87,18 @@ def nested(depth: int, leaf: str = "1") -> str:
     opening = "".join('{"a":' if level % 2 else "[" for level in range(depth))
     closing = "".join("}" if level % 2 else "]" for level in reversed(range(depth)))
     return opening + leaf + closing
+
+
+def secret_texts(
+    alphabet: str = string.ascii_letters + string.digits + "!#%&*+-=?@^_~\\'\"<>$",
+) -> st.SearchStrategy[str]:
+    """Passwords and tokens; the ``Zq9`` start keeps them from matching words of a config or a message by chance."""
+    return st.text(alphabet, min_size=7, max_size=20).map(lambda text: "Zq9" + text)
+
+
+def webhook_codes() -> st.SearchStrategy[str]:
+    """The secret part of an inbound webhook URL (Bitrix24 makes them of lower-case letters and digits)."""
+    return st.text(string.ascii_lowercase + string.digits, min_size=7, max_size=16).map(lambda text: "zq9" + text)
 
 
 # --- mutations of recorded data ----------------------------------------------------------------------
