@@ -33,6 +33,7 @@ import sys
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
 from typing import Any, TextIO
+from urllib.parse import quote
 
 import structlog
 
@@ -41,13 +42,18 @@ _secrets: set[str] = set()
 
 
 def register_secrets(values: Iterable[str]) -> None:
-    """Remember secret values (passwords, tokens, webhook codes) so that no log line shows them."""
+    """Remember secret values (passwords, tokens, webhook codes) so that no log line shows them.
+
+    Also the forms a message may show a value in: escaped as Python's ``repr`` writes it and percent-encoded.
+    """
     for value in values:
         if "/rest/" in value:
             # a webhook URL: its code is the secret; the portal's name stays readable
             value = value.rstrip("/").rsplit("/", 1)[-1]
-        if len(value) >= 4:
-            _secrets.add(value)
+        if len(value) < 4:
+            continue
+        escaped = repr(value)[1:-1]
+        _secrets.update({value, escaped, value.replace("\\", "\\\\").replace("'", "\\'"), quote(value, safe="")})
 
 
 def clear_secrets() -> None:
@@ -64,13 +70,19 @@ def redact_text(text: str) -> str:
 def _redact(value: Any) -> Any:
     if isinstance(value, str):
         return redact_text(value)
+    if value is None or isinstance(value, bool | int | float):
+        return value
     if isinstance(value, Mapping):
-        return {k: _redact(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return type(value)(_redact(v) for v in value)
+        return {_redact(k): _redact(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        items = [_redact(v) for v in value]
+        return tuple(items) if isinstance(value, tuple) else items
     if isinstance(value, BaseException):
         return redact_text(repr(value))
-    return value
+    # anything else is rendered by its repr (bytes, URLs, library objects): redact that when it shows a secret
+    shown = value.decode("utf-8", "replace") if isinstance(value, bytes | bytearray) else repr(value)
+    redacted = redact_text(shown)
+    return value if redacted == shown else redacted
 
 
 def redact_processor(_logger: Any, _name: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
