@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import quote
 
 import structlog
 
@@ -23,7 +24,8 @@ class LogCapture:
 
     def lines(self) -> list[dict[str, Any]]:
         """Every line, parsed; a line that is not one JSON object fails the test."""
-        parsed = [json.loads(line) for line in self.stream.getvalue().splitlines()]
+        # "\n" only: a JSON string may hold U+0085 or U+2028, which str.splitlines() would also split at
+        parsed = [json.loads(line) for line in self.stream.getvalue().split("\n") if line]
         assert all(isinstance(line, dict) for line in parsed)
         return parsed
 
@@ -50,8 +52,8 @@ class LogCapture:
         return found
 
     def leaks(self, secret: str) -> list[str]:
-        """The captured strings that show ``secret``, raw or as Python's ``repr`` escapes it."""
-        shown = {secret, repr(secret)[1:-1]}
+        """The captured strings that show ``secret``: raw, as Python's ``repr`` escapes it, or percent-encoded."""
+        shown = {secret, repr(secret)[1:-1], quote(secret, safe="")}
         return [text for text in self.texts() if any(form in text for form in shown)]
 
 
