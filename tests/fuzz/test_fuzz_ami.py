@@ -189,7 +189,7 @@ MESSAGES = {scenario: messages_of(scenario) for scenario in SCENARIOS}
 NUMERIC_HEADERS = ("Cause", "BridgeNumChannels", "ChannelState", "Priority")
 
 
-@fuzz_settings(150)
+@fuzz_settings(80)
 @given(scenario=st.sampled_from(SCENARIOS), data=st.data())
 def test_the_translator_never_raises_on_mutated_recorded_messages(scenario: str, data: st.DataObject) -> None:
     messages = list(MESSAGES[scenario])

@@ -62,7 +62,7 @@ def assert_sane(events: list[PbxEvent]) -> None:
             assert isinstance(event.event.reason, str) and 0 < len(event.event.reason) < 200
 
 
-@fuzz_settings(100)
+@fuzz_settings(60)
 @given(scenario=st.sampled_from(ARI_SCENARIOS), data=st.data())
 def test_recorded_frames_with_fields_removed_retyped_or_garbled_never_raise(scenario: str, data: st.DataObject) -> None:
     messages: list[Any] = list(FRAMES[scenario])

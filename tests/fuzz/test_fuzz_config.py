@@ -175,7 +175,7 @@ def load(data: dict[str, Any], path: Path) -> Settings | ConfigError:
         return exc
 
 
-@fuzz_settings(300)
+@fuzz_settings(200)
 @given(config=configs())
 @example(config=(changed("schedules/office/timezone", "Europe"), []))
 @example(config=(changed("schedules/office/holidays", 5), []))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import namedtuple
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -39,6 +40,9 @@ def capture() -> Iterator[LogCapture]:
         yield logs
 
 
+Pair = namedtuple("Pair", "left right")
+
+
 class Holder:
     """An object whose repr shows what it holds (as a careless library's object would)."""
 
@@ -58,6 +62,7 @@ def shapes(secret: str, noise: str) -> dict[str, Any]:
         "bytes": text.encode(),
         "list": [noise, text],
         "tuple": (text,),
+        "namedtuple": Pair(noise, text),
         "set": {text},
         "frozenset": frozenset({text}),
         "nested": {"a": {"b": [text]}},
