@@ -108,7 +108,10 @@ class CallCommands:
             case CancelLeg(leg=leg):
                 await _tolerate(self.request("channels", "hangup", channelId=leg, reason="normal"), 404)
             case ConnectLeg(leg=leg):
+                came_by_itself = leg not in self.translator.legs  # not originated by us: an intercepting phone
                 self.translator.expect_leg(leg, call, answered=True)
+                if came_by_itself:  # it entered Stasis still ringing; a bridge does not answer it
+                    await self.request("channels", "answer", channelId=leg)
                 bridge = await self._bridge(call)
                 await self._stop_music(call)
                 await self.request("bridges", "addChannel", bridgeId=bridge, channel=leg)
