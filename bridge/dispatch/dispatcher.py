@@ -1,10 +1,4 @@
-"""The one consumer: every PBX fact, CRM answer and timer expiry goes through one queue into the core.
-
-One event at a time, no locks (design principle 6). For each input the dispatcher steps the call's pure state
-machine, arms the one timer per call from the deadline the core returns, hands PBX commands to a per-call
-executor (so the PBX is never waited for here and a call's commands keep their order), and writes CRM commands
-to the journal before anything is sent (outbox first).
-"""
+"""The dispatcher: see the package's docstring."""
 
 from __future__ import annotations
 
@@ -13,26 +7,26 @@ import contextlib
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from typing import Any, Protocol
 
 import structlog
 
+from bridge.dispatch import pbx_facts
+from bridge.dispatch.availability import AvailabilityBook
+from bridge.dispatch.executor import CallExecutor, PbxPort
+from bridge.dispatch.inputs import CallSummary, Input, LookupDone, StampedQueue, TimerDue
 from bridge.domain import call as core
 from bridge.domain import observed as watch
 from bridge.domain.commands import CallType, CrmCommand, CrmFinish, HangupCaller, LookupCrm, PbxCommand
 from bridge.domain.events import (
     AvailabilityChanged,
-    CallerHungUp,
     CallStarted,
     CrmClient,
     CrmLookedUp,
     Event,
     Intercepted,
-    LegEnded,
-    LegOutcome,
-    ObservedEnded,
     ObservedEvent,
     ObservedStarted,
     TimerFired,
@@ -48,80 +42,8 @@ log = structlog.get_logger(__name__)
 CRM_COMMANDS = CrmCommand.__args__  # type: ignore[attr-defined]
 
 
-class PbxPort(Protocol):
-    async def execute(self, call_id: str, cmd: PbxCommand) -> None: ...
-
-
 class Outbox(Protocol):
     def append(self, cmd: CrmCommand, *, linkedid: str = "", pbx_call: str = "") -> int: ...
-
-
-@dataclass(frozen=True)
-class LookupDone:
-    call: str
-    client: CrmClient | None
-
-
-@dataclass(frozen=True)
-class TimerDue:
-    call: str
-    observed: bool = False
-
-
-@dataclass(frozen=True)
-class CallSummary:
-    """How a call ended, as the PBX side saw it (the demo and the logs compare it with Bitrix24)."""
-
-    key: str
-    kind: str
-    line: str
-    number: str
-    handled_by: str
-    status: str
-    duration: int
-    crm_legs: tuple[str, ...]
-
-
-Input = PbxEvent | LookupDone | TimerDue
-
-
-class StampedQueue(asyncio.Queue[Any]):
-    """A FIFO that remembers when each item was put, so the consumer can tell how long it waited."""
-
-    def _init(self, maxsize: int) -> None:
-        self._stamped: deque[tuple[float, Any]] = deque()
-        self.taken_put_at = 0.0
-        """When the item the last ``get`` returned was put (``time.perf_counter``)."""
-
-    def qsize(self) -> int:
-        return len(self._stamped)
-
-    def empty(self) -> bool:
-        return not self._stamped
-
-    def _put(self, item: Any) -> None:
-        self._stamped.append((time.perf_counter(), item))
-
-    def _get(self) -> Any:
-        self.taken_put_at, item = self._stamped.popleft()
-        return item
-
-
-@dataclass
-class AvailabilityBook:
-    """What the shell knows about each extension: device state (PBX) and day (Bitrix24), combined."""
-
-    device: dict[str, Availability] = field(default_factory=dict)
-    crm: dict[str, Availability] = field(default_factory=dict)
-
-    def of(self, ext: str) -> Availability:
-        device = self.device.get(ext, Availability.AVAILABLE)
-        if device is not Availability.AVAILABLE:
-            return device
-        return self.crm.get(ext, Availability.AVAILABLE)
-
-    def snapshot(self) -> dict[str, Availability]:
-        return {ext: self.of(ext) for ext in set(self.device) | set(self.crm)}
 
 
 class Dispatcher:
@@ -157,10 +79,11 @@ class Dispatcher:
         self._answered: dict[str, int] = {}
         self._answered_day: date | None = None
         self._timers: dict[tuple[str, bool], asyncio.TimerHandle] = {}
-        self._executors: dict[str, _Executor] = {}
+        self._executors: dict[str, CallExecutor] = {}
         self._finishes: dict[str, list[CrmFinish]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._linked: set[str] = set()
+        self.links_seen: set[str] = set()
+        """PBX links that have connected once (their next resync is a reconnect)."""
         self._callbacks: dict[str, str] = {}
         self.foreign: Callable[[PbxEvent], bool] | None = None
         """Gets first look at every PBX event of a call; True means it took the event (click-to-call sessions)."""
@@ -181,13 +104,13 @@ class Dispatcher:
 
     def handle(self, item: Input) -> None:
         if isinstance(item, LookupDone):
-            self._step_call(item.call, CrmLookedUp(item.client))
+            self.step_call(item.call, CrmLookedUp(item.client))
         elif isinstance(item, TimerDue):
             self._timers.pop((item.call, item.observed), None)
             if item.observed:
                 self.step_observed(item.call, TimerFired())
             else:
-                self._step_call(item.call, TimerFired())
+                self.step_call(item.call, TimerFired())
         else:
             self._pbx(item)
 
@@ -212,9 +135,9 @@ class Dispatcher:
             self.availability.device[event.ext] = event.availability
             self._broadcast(AvailabilityChanged(event.ext, self.availability.of(event.ext)))
         elif isinstance(event, Intercepted) and item.call is None:
-            self._intercept(event)
+            pbx_facts.intercept(self, event)
         elif isinstance(event, Resynced):
-            self._resynced(event)
+            pbx_facts.resynced(self, event)
         elif isinstance(event, StasisEntered):
             if self.on_stasis is not None:
                 self.on_stasis(event)
@@ -225,7 +148,7 @@ class Dispatcher:
         elif item.call is not None and item.call in self.observed:
             self.step_observed(item.call, event)  # type: ignore[arg-type]
         elif item.call is not None:
-            self._step_call(item.call, event)  # type: ignore[arg-type]
+            self.step_call(item.call, event)  # type: ignore[arg-type]
 
     def _start(self, call_id: str, event: CallStarted) -> None:
         if not call_id or call_id in self.calls:
@@ -233,7 +156,7 @@ class Dispatcher:
             return
         if not self.accepting:
             log.warning("call.refused", call_id=call_id, reason="shutting down")
-            self._spawn(self.pbx.execute(call_id, HangupCaller("congestion")))
+            self.spawn(self.pbx.execute(call_id, HangupCaller("congestion")))
             return
         now = self.clock()
         plan = self.plan()
@@ -250,7 +173,7 @@ class Dispatcher:
         with bind_call(call_id, event.linkedid, event.line):
             log.info("call.started", caller=event.caller, caller_name=event.caller_name)
         self.metrics.active_calls.set(self.active)
-        self._step_call(call_id, event)
+        self.step_call(call_id, event)
 
     def crm_availability(self, found: dict[str, Availability]) -> None:
         """Bitrix24's view of the agents' day (absent, not clocked in) changed: tell the calls that care."""
@@ -263,54 +186,12 @@ class Dispatcher:
 
     def _broadcast(self, event: AvailabilityChanged) -> None:
         for call_id in list(self.calls):
-            self._step_call(call_id, event)
-
-    def _intercept(self, event: Intercepted) -> None:
-        """A member dialled an intercept code: give them the oldest call ringing in a group they belong to."""
-        candidates = [
-            c
-            for c in self.calls.values()
-            if c.state is State.RINGING and c.walk is not None and _group_has(c, event.ext, event.code)
-        ]
-        if not candidates:
-            log.info("call.intercept_refused", ext=event.ext, reason="no call is ringing for this member")
-            self._spawn(self.pbx.execute(event.leg, HangupCaller("normal")))
-            return
-        target = min(candidates, key=lambda c: c.started_at)
-        self._step_call(target.call_id, event)
-
-    def _resynced(self, event: Resynced) -> None:
-        """After a reconnect: calls whose channels are gone ended while we were away."""
-        live = {ch.id for ch in event.channels}
-        linked = {ch.linkedid for ch in event.channels if ch.linkedid}
-        for ext, availability in event.availability.items():
-            self.availability.device[ext] = availability
-        log.info("pbx.resynced", link=event.link, channels=len(live))
-        if event.link in self._linked:
-            self.metrics.reconnects.labels(link=event.link).inc()
-        self._linked.add(event.link)
-        if event.link == "ari":
-            for call_id, call in list(self.calls.items()):
-                for leg in call.ringing:
-                    if leg.id not in live:
-                        log.info("call.reconciled", call_id=call_id, leg=leg.id, found="leg gone")
-                        self._step_call(call_id, LegEnded(leg.id, LegOutcome.NO_ANSWER))
-                call = self.calls.get(call_id, call)
-                if call.talk is not None and call.talk.leg not in live and call_id in live:
-                    log.info("call.reconciled", call_id=call_id, leg=call.talk.leg, found="agent gone")
-                    self._step_call(call_id, LegEnded(call.talk.leg, LegOutcome.HANGUP))
-                if call_id not in live and call_id in self.calls:
-                    log.info("call.reconciled", call_id=call_id, found="caller gone")
-                    self._step_call(call_id, CallerHungUp(16))
-        else:
-            for key in list(self.observed):
-                if key not in linked and key not in live:
-                    log.info("call.reconciled", call_id=key, found="observed call gone")
-                    self.step_observed(key, ObservedEnded(cause=16))
+            self.step_call(call_id, event)
 
     # -- stepping ---------------------------------------------------------------------------------------
 
-    def _step_call(self, call_id: str, event: Event) -> None:
+    def step_call(self, call_id: str, event: Event) -> None:
+        """Feed ``event`` to the call's core; carry out what it returns (journal, PBX, timer), log the step."""
         call = self.calls.get(call_id)
         if call is None:
             log.debug("call.unknown", call_id=call_id, on=type(event).__name__)
@@ -391,7 +272,7 @@ class Dispatcher:
                     self._finishes.setdefault(key, []).append(cmd)
                 wrote = True
             elif isinstance(cmd, LookupCrm):
-                self._spawn(self._lookup(key, cmd.phone))
+                self.spawn(self._lookup(key, cmd.phone))
             elif not observed:
                 self._executor(key).submit(cmd)
         if wrote:
@@ -408,10 +289,15 @@ class Dispatcher:
     def forget_callback(self, channel: str) -> None:
         self._callbacks.pop(channel, None)
 
-    def _executor(self, key: str) -> _Executor:
+    @property
+    def callbacks_dialling(self) -> int:
+        """Callbacks originated whose client has not picked up (yet)."""
+        return len(self._callbacks)
+
+    def _executor(self, key: str) -> CallExecutor:
         executor = self._executors.get(key)
         if executor is None:
-            executor = self._executors[key] = _Executor(key, self.pbx, self._pbx_failed)
+            executor = self._executors[key] = CallExecutor(key, self.pbx, self._pbx_failed)
         return executor
 
     def _pbx_failed(self, key: str, cmd: PbxCommand, error: Exception) -> None:
@@ -445,7 +331,8 @@ class Dispatcher:
             self._answered.clear()
         return self._answered
 
-    def _spawn(self, coro: Awaitable[Any]) -> None:
+    def spawn(self, coro: Awaitable[Any]) -> None:
+        """Run ``coro`` in the background (cancelled by :meth:`close`)."""
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -460,44 +347,3 @@ class Dispatcher:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-
-
-def _group_has(call: Call, ext: str, code: str) -> bool:
-    walk = call.walk
-    if walk is None or not walk.queue:
-        return False
-    queue = call.plan.queues.get(walk.queue)
-    return queue is not None and ext in queue.members and (not code or queue.intercept_code in ("", code))
-
-
-class _Executor:
-    """Runs one call's PBX commands in order, in its own task, so the dispatcher never waits for the PBX."""
-
-    def __init__(self, key: str, pbx: PbxPort, failed: Callable[[str, PbxCommand, Exception], None]) -> None:
-        self.key = key
-        self.pbx = pbx
-        self.failed = failed
-        self.queue: asyncio.Queue[PbxCommand | None] = asyncio.Queue()
-        self.task = asyncio.ensure_future(self._run())
-
-    def submit(self, cmd: PbxCommand) -> None:
-        self.queue.put_nowait(cmd)
-
-    def close(self) -> None:
-        self.queue.put_nowait(None)
-
-    async def drain(self, grace: float) -> None:
-        self.close()
-        try:
-            await asyncio.wait_for(asyncio.shield(self.task), grace)
-        except (TimeoutError, asyncio.CancelledError):
-            self.task.cancel()
-
-    async def _run(self) -> None:
-        while (cmd := await self.queue.get()) is not None:
-            try:
-                await self.pbx.execute(self.key, cmd)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self.failed(self.key, cmd, exc)

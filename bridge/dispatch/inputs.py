@@ -1,0 +1,63 @@
+"""What goes through the dispatcher's one queue besides PBX facts, the queue itself, and what it reports."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from bridge.domain.events import CrmClient
+from bridge.pbx.events import PbxEvent
+
+
+@dataclass(frozen=True)
+class LookupDone:
+    call: str
+    client: CrmClient | None
+
+
+@dataclass(frozen=True)
+class TimerDue:
+    call: str
+    observed: bool = False
+
+
+@dataclass(frozen=True)
+class CallSummary:
+    """How a call ended, as the PBX side saw it (the demo and the logs compare it with Bitrix24)."""
+
+    key: str
+    kind: str
+    line: str
+    number: str
+    handled_by: str
+    status: str
+    duration: int
+    crm_legs: tuple[str, ...]
+
+
+Input = PbxEvent | LookupDone | TimerDue
+
+
+class StampedQueue(asyncio.Queue[Any]):
+    """A FIFO that remembers when each item was put, so the consumer can tell how long it waited."""
+
+    def _init(self, maxsize: int) -> None:
+        self._stamped: deque[tuple[float, Any]] = deque()
+        self.taken_put_at = 0.0
+        """When the item the last ``get`` returned was put (``time.perf_counter``)."""
+
+    def qsize(self) -> int:
+        return len(self._stamped)
+
+    def empty(self) -> bool:
+        return not self._stamped
+
+    def _put(self, item: Any) -> None:
+        self._stamped.append((time.perf_counter(), item))
+
+    def _get(self) -> Any:
+        self.taken_put_at, item = self._stamped.popleft()
+        return item
