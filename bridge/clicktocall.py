@@ -12,6 +12,7 @@ the line, so the line's scheme (its queue) takes them like any caller; the CRM c
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import time
 from dataclasses import dataclass, field
@@ -93,6 +94,7 @@ class ClickToCallDesk:
         self._serial = itertools.count(1)
         self._run = f"{int(time.time()):x}"
         self.dispatcher: Dispatcher | None = None
+        self._pending: set[asyncio.Future[None]] = set()
 
     def attach(self, dispatcher: Dispatcher) -> None:
         self.dispatcher = dispatcher
@@ -101,7 +103,13 @@ class ClickToCallDesk:
     # -- requests from Bitrix24 ---------------------------------------------------------------------------
 
     async def on_event(self, request: ClickToCall | CallbackRequest) -> None:
-        await self.on_parsed(request)
+        """A pushed event: answered at once (Bitrix24 does not wait long, nor retry); the PBX work follows."""
+        if isinstance(request, CallbackRequest):
+            task = asyncio.ensure_future(self.call_back(request))
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+        else:
+            self.start(request)
 
     async def on_parsed(self, parsed: Parsed) -> None:
         if isinstance(parsed, Rejected):
@@ -162,6 +170,8 @@ class ClickToCallDesk:
             log.warning("callback.failed", phone=request.phone, error=str(exc))
             return
         log.info("callback.dialling", call_id=channel, line=line)
+        # a client who never picks up never enters the app: forget the channel once it cannot ring any more
+        asyncio.get_running_loop().call_later(max(ring, 1.0) + 2.0, dispatcher.forget_callback, channel)
 
     # -- PBX events of our sessions ---------------------------------------------------------------------
 

@@ -154,3 +154,16 @@ async def test_missed_call_walks_the_queue_then_voicemail_and_a_task(tmp_path: P
         )
         assert "voicemail" in crm.record
         assert "Local/1004@agents" not in rang(s), "1004 is absent today and must be skipped"
+
+
+async def test_a_group_member_intercepts_a_ringing_call_with_the_code(tmp_path: Path) -> None:
+    async with stage(tmp_path) as s:
+        s.pbx.set_party("1001", NeverAnswer())
+        call = await s.pbx.place_inbound_call(SALES, "79990000008", hangup_after_answer=1.0)
+        await eventually(lambda: rang(s) == ["Local/1001@agents"])
+        await s.pbx.intercept("1003", "*8", args=("intercept", "1003", "*8"))
+        await asyncio.wait_for(call.ended(), 10)
+        crm = await mirrored(
+            s, Expect("79990000008", INCOMING, 13, ANSWERED, talk=1.0, recorded=True, shown_to=frozenset({11, 13}))
+        )
+        assert crm.cards[11] == ("show", "hide")

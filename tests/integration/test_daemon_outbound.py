@@ -49,7 +49,7 @@ async def test_callback_request_calls_the_client_then_the_line_queue_as_type_4(t
 
 
 async def test_callback_to_a_client_who_does_not_pick_up_leaves_nothing_in_bitrix24(tmp_path: Path) -> None:
-    async with stage(tmp_path) as s:
+    async with stage(tmp_path, ring_seconds=0.1) as s:
         s.pbx.set_party("79260000004", Busy())
         await s.crm.callback_request("79260000004", "call me", line=SALES)
         await eventually(
@@ -58,3 +58,5 @@ async def test_callback_to_a_client_who_does_not_pick_up_leaves_nothing_in_bitri
         await eventually(lambda: not s.pbx.channels())
         assert calls_of(s.crm.state(), "79260000004") == []
         assert s.daemon.dispatcher.active == 0
+        assert s.daemon.dispatcher.callbacks_dialling == 1
+        await eventually(lambda: s.daemon.dispatcher.callbacks_dialling == 0, timeout=5)
