@@ -21,7 +21,7 @@ from bridge.journal.lock import JournalBusy
 from bridge.journal.store import Journal
 from bridge.sim.asterisk import Answer, NeverAnswer
 from bridge.sim.stage import Stage, stage
-from bridge.sim.verdict import ANSWERED, INCOMING, MISSED, Expect, calls_of
+from bridge.sim.verdict import ANSWERED, INCOMING, MISSED, OUTGOING, Expect, calls_of
 from tests.eventually import eventually
 from tests.integration.daemon_support import mirrored
 
@@ -69,11 +69,15 @@ async def test_sigterm_while_a_call_talks_mirrors_it_within_the_grace_and_refuse
         await eventually(lambda: not s.daemon.dispatcher.accepting)
         late = await s.pbx.place_inbound_call(SALES, "79990000104", hangup_after=5.0)
         await asyncio.wait_for(late.ended(), 5)  # hung up by the stopping daemon, not by the caller
+        clicked = await s.crm.click_to_call(12, "79990000109")  # Bitrix24 opened a card: it must be closed
         assert await s.stop_daemon() == 0
         assert call.done, "the daemon waited for the call in progress"
         expect = Expect("79990000103", INCOMING, 11, ANSWERED, talk=1.5, recorded=True, shown_to=frozenset({11}))
         await mirrored(s, expect, timeout=0.5)  # already there: delivered before the daemon exited
         assert calls_of(s.crm.state(), "79990000104") == []
+        refused = Expect("79990000109", OUTGOING, 12, "480", shown_to=frozenset({12}), crm_call_id=clicked)
+        await mirrored(s, refused, timeout=0.5)
+        assert not [r for r in s.pbx.requests if r["params"].get("endpoint") == "Local/1002@agents"]
         assert journal_depth(s) == 0
 
 
