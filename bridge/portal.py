@@ -28,7 +28,7 @@ from bridge.http_api import EVENTS_PATH
 
 log = structlog.get_logger(__name__)
 
-PROBE_INTERVAL = 2.0
+PROBE_INTERVAL = 1.0
 """Seconds between probes of a portal that operations are waiting for."""
 PROBE_METHOD = "profile"
 """A cheap method every webhook and application may call."""
