@@ -50,7 +50,7 @@ async def test_calls_during_a_bitrix24_outage_are_mirrored_after_it(tmp_path: Pa
         assert calls_of(s.crm.state(), "79990000101") == [], "nothing can reach Bitrix24 during the outage"
         await asyncio.sleep(outage_ends - time.monotonic())  # the outage lasts its time whatever the daemon does
         # delivery retries (a statistics check first) every 2 s and the portal watch probes after long back-offs
-        await mirrored(s, Expect("79990000101", INCOMING, 11, ANSWERED, talk=1.0, recorded=True, offline=True), 4.5)
+        await mirrored(s, Expect("79990000101", INCOMING, 11, ANSWERED, talk=1.0, recorded=True, offline=True), 6)
         await mirrored(s, Expect("79990000102", INCOMING, 15, MISSED, recorded=True, task_for=15, offline=True), 6)
         for phone in ("79990000101", "79990000102"):
             (crm,) = calls_of(s.crm.state(), phone)
