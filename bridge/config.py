@@ -257,7 +257,7 @@ def _asterisk(r: _Reader, data: dict[str, Any]) -> AsteriskSettings:
     r.unknown(data, k, _ASTERISK_KEYS)
     d = AsteriskSettings()
     ari_url = r.get(data, k, "ari_url", str, d.ari_url)
-    if urlsplit(ari_url).scheme not in ("http", "https"):
+    if not _http_url(ari_url):
         r.problem(f"{k}ari_url", f"must be an http(s) URL, got {ari_url!r}")
     for name in ("agent_endpoint", "device"):
         if "{ext}" not in r.get(data, k, name, str, "{ext}"):
@@ -301,7 +301,8 @@ def _bitrix24(r: _Reader, data: dict[str, Any]) -> Bitrix24Settings:
     r.unknown(data, k, _B24_KEYS)
     d = Bitrix24Settings()
     webhook = r.secret(data, k, "webhook_url", required=False)
-    if webhook is not None and not re.match(r"^https?://[^/]+/rest/\d+/[^/]+/?$", webhook.reveal()):
+    url = webhook.reveal() if webhook is not None else ""
+    if webhook is not None and not (re.fullmatch(r"https?://[^/]+/rest/[0-9]+/[^/]+/?", url) and _http_url(url)):
         r.problem(f"{k}webhook_url", "must look like https://PORTAL/rest/USER_ID/CODE/ (value not shown)")
     oauth = None
     if "oauth" in data:
@@ -346,6 +347,16 @@ def _strings(r: _Reader, data: dict[str, Any], key: str, name: str, default: tup
         r.problem(f"{key}{name}", "must be a list of strings")
         return list(default)
     return list(values)
+
+
+def _http_url(url: str) -> bool:
+    """An http(s) URL with a host and, if any, a valid port (``urlsplit`` raises on ``[::1`` or ``:99999``)."""
+    try:
+        parts = urlsplit(url)
+        _ = parts.port
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 def _http(r: _Reader, data: dict[str, Any]) -> HttpSettings:
