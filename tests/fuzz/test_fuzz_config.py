@@ -15,6 +15,7 @@ import tomllib
 from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from hypothesis import event, example, given
@@ -146,6 +147,11 @@ def assert_usable(settings: Settings) -> None:
     assert 0 <= settings.http.port < 65536
     assert all(isinstance(context, str) for context in settings.asterisk.outbound_contexts)
     assert "\x00" not in str(settings.journal.path)
+    webhook = settings.bitrix24.webhook_url
+    for url in [settings.asterisk.ari_url, webhook.reveal() if webhook else "http://x"]:
+        parts = urlsplit(url)  # raises on a malformed URL (an unclosed [ of an IPv6 host)
+        assert parts.scheme in ("http", "https") and parts.hostname, url
+        assert parts.port is None or 0 < parts.port < 65536  # .port raises on a port that is no number
     for schedule in plan.schedules.values():
         for hours in schedule.weekly.values():
             assert all(start.tzinfo is None and end.tzinfo is None for start, end in hours)
@@ -191,6 +197,10 @@ def load(data: dict[str, Any], path: Path) -> Settings | ConfigError:
 @example(config=(changed("routing/ring_seconds", math.nan), []))
 @example(config=(changed("bitrix24/rate", math.inf), []))
 @example(config=(changed("asterisk/outbound_contexts", [1, 2]), []))
+@example(config=(changed("asterisk/ari_url", "http://[::1"), []))
+@example(config=(changed("asterisk/ari_url", "http://127.0.0.1:99999"), []))
+@example(config=(changed("bitrix24/webhook_url", "https://[::1/rest/1/zq9code/"), ["zq9code"]))
+@example(config=(changed("bitrix24/webhook_url", "https://portal:abc/rest/1/zq9code/"), ["zq9code"]))
 def test_mutated_settings_load_or_name_each_bad_key(tmp_path_factory: pytest.TempPathFactory, config: Any) -> None:
     data, secrets = config
     result = load(data, tmp_path_factory.getbasetemp() / "b24-bridge.toml")
@@ -218,6 +228,8 @@ def mutated_files(draw: st.DrawFn) -> tuple[bytes, list[str]]:
     text = text.replace("/rest/1/webhookcode/", f"/rest/1/{code}/")
     lines = text.encode().split(b"\n")
     for _ in range(draw(st.integers(1, 4))):
+        if not lines:
+            break
         at = draw(st.integers(0, len(lines) - 1))
         choice = draw(st.sampled_from(("drop", "repeat", "insert", "replace", "truncate")))
         if choice == "drop":
