@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import math
 import re
+import unicodedata
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,6 +46,7 @@ Request = Callable[..., Awaitable[Any]]
 
 DIALLABLE = re.compile(r"[0-9]{1,32}")
 CHANNEL_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+CALLER_NUMBER = re.compile(r"\+?[0-9*#]{1,32}")
 HANGUP_REASONS = frozenset({
     "normal", "busy", "congestion", "no_answer", "timeout", "rejected", "unallocated", "normal_unspecified",
     "number_incomplete", "codec_mismatch", "interworking", "failure", "answered_elsewhere",
@@ -191,10 +193,14 @@ class CallCommands:
 
 
 def _caller_id(name: str, number: str) -> str | None:
-    """``"Иван Петров" <79161234567>``, or None when there is no number."""
-    if not number:
+    """``"Иван Петров" <79161234567>``, or None when there is no usable number.
+
+    Both come from the caller (a trunk passes on whatever the far end claims): a number that is not digits
+    (``+``, ``*``, ``#`` allowed) is not passed on, and the name loses quotes, angle brackets and control characters.
+    """
+    if not CALLER_NUMBER.fullmatch(number):
         return None
-    clean = name.replace('"', "").replace("<", "").replace(">", "").strip()
+    clean = "".join(ch for ch in name if ch not in '"<>' and unicodedata.category(ch) != "Cc").strip()[:80]
     return f'"{clean}" <{number}>' if clean else f"<{number}>"
 
 
