@@ -8,12 +8,18 @@ fields nobody reads change nothing.
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bridge.config import load_config
+from bridge.domain.commands import RingAgent
+from bridge.domain.events import CallStarted
+from bridge.pbx.ari_commands import CallCommands
 from bridge.pbx.events import BadInput, PbxEvent, Resynced
 from bridge.pbx.outcomes import EndpointTemplate
 from bridge.pbx.translate import AriTranslator
@@ -29,6 +35,7 @@ from tests.protocol.recorded import SCENARIOS, ari_frames, originated_channels, 
 
 ARI_SCENARIOS = tuple(scenario for scenario in SCENARIOS if ari_frames(scenario))
 FRAMES = {scenario: [json.loads(frame) for frame in ari_frames(scenario)] for scenario in ARI_SCENARIOS}
+EXAMPLE_CONFIG = Path(__file__).resolve().parents[2] / "bridge.example.toml"
 KNOWN_TYPES = frozenset(AriTranslator(EndpointTemplate("PJSIP/{ext}"))._handlers)
 
 
@@ -142,3 +149,32 @@ def test_a_resync_with_any_channel_list_ends_with_resynced(scenario: str, listin
         assert isinstance(events[-1].event, Resynced)
     else:
         assert [type(event.event) for event in events] == [BadInput]
+
+
+# --- what a caller's forged caller ID can reach ------------------------------------------------------------------
+
+CALLER_ID = re.compile(r'(?:"[^"<>\x00-\x1f\x7f]*" )?<\+?[0-9*#]{1,32}>')
+
+
+@fuzz_settings(100)
+@given(
+    name=st.one_of(odd_text(40), st.just('Иван "the boss" <7916>')),
+    number=st.one_of(odd_text(24), st.from_regex(r"\+?[0-9]{1,20}", fullmatch=True), st.just("7916\r\n;1")),
+)
+async def test_a_forged_caller_id_reaches_an_agent_originate_only_as_a_clean_caller_id(name: str, number: str) -> None:
+    settings = load_config(EXAMPLE_CONFIG).asterisk
+    translator = AriTranslator(EndpointTemplate(settings.device))
+    channel = {"id": "caller-1", "name": "PJSIP/trunk-00000001", "caller": {"name": name, "number": number}}
+    start = {"type": "StasisStart", "args": ["inbound", "74951112233"], "channel": channel}
+    [started] = translator.feed(start)
+    assert isinstance(started.event, CallStarted) and started.event.caller == number
+    requests: list[dict[str, Any]] = []
+
+    async def request(resource: str, operation: str, **params: Any) -> Any:
+        requests.append(params)
+
+    commands = CallCommands(settings, translator, request, lambda _event: None)
+    await commands.execute("caller-1", RingAgent(leg="leg-1", ext="1001", timeout=10))
+    [originate] = requests
+    caller_id = originate["callerId"]
+    assert caller_id is None or CALLER_ID.fullmatch(caller_id), caller_id
