@@ -1,0 +1,152 @@
+"""The daemon under test, in its own process: ``python -m bench.child CONFIG.json MODE LOGFILE``.
+
+Running it apart from the simulators makes its CPU time and RSS its own. It is the production
+:class:`~bridge.daemon.Daemon` built from the config the parent wrote (the stage's, pointing at the parent's
+simulators), logging JSON at ``info`` into ``LOGFILE`` as it would into journald. ``MODE`` ``naive`` swaps the
+delivery's client for :class:`bench.naive.OneCommandPerRequest` before the first call arrives.
+
+Protocol on stdin/stdout, one JSON object per line: the child prints ``{"ready": ...}`` once connected, then
+answers each ``stats`` line with its figures; ``stop`` stops the daemon as SIGTERM does (``{"stopped": true}``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.naive import OneCommandPerRequest
+from bridge import logs
+from bridge.config import parse_settings
+from bridge.crm.client import Bitrix24Client
+from bridge.crm.telephony import Telephony
+from bridge.daemon import Daemon, Timing
+
+MODES = ("paced", "naive")
+CHILD_TIMING = Timing(grace=0.5, flush=0.5)
+START_TIMEOUT = 30.0
+
+
+def rss_kib() -> int:
+    """Resident set size now (Linux ``/proc``); the peak from ``getrusage`` elsewhere."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    return pages * os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+class Stalls:
+    """How long the daemon's event loop was kept from running (a 10 ms timer's overshoot) and its longest GC pause."""
+
+    PERIOD = 0.01
+
+    def __init__(self) -> None:
+        self.lag_ms: list[float] = []
+        self.gc_max_ms = 0.0
+        self._gc_started = 0.0
+        gc.callbacks.append(self._on_gc)
+
+    def _on_gc(self, phase: str, _info: dict[str, int]) -> None:
+        now = time.perf_counter()
+        if phase == "start":
+            self._gc_started = now
+        else:
+            self.gc_max_ms = max(self.gc_max_ms, (now - self._gc_started) * 1000)
+
+    async def watch(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            started = loop.time()
+            await asyncio.sleep(self.PERIOD)
+            self.lag_ms.append((loop.time() - started - self.PERIOD) * 1000)
+
+    def take(self) -> dict[str, float]:
+        """p99 and max loop lag and the longest GC pause since the last take, in ms."""
+        lags = sorted(self.lag_ms) or [0.0]
+        taken = {"lag_p99_ms": lags[min(len(lags) - 1, int(len(lags) * 0.99))], "lag_max_ms": lags[-1],
+                 "gc_max_ms": self.gc_max_ms}  # fmt: skip
+        self.lag_ms.clear()
+        self.gc_max_ms = 0.0
+        return taken
+
+
+def figures(daemon: Daemon, client: Bitrix24Client, stalls: Stalls) -> dict[str, Any]:
+    stats = client.stats
+    return {
+        **stalls.take(),
+        "rss_kib": rss_kib(),
+        "cpu_s": cpu_seconds(),
+        "active": daemon.dispatcher.active,
+        "depth": daemon.journal.depth(),
+        "requests": stats.requests,
+        "commands": stats.commands,
+        "query_limit_exceeded": stats.query_limit_exceeded,
+    }
+
+
+def use_naive_client(daemon: Daemon) -> Bitrix24Client:
+    """Give the delivery a one-command-per-request client (its journal is empty: nothing is in flight yet)."""
+    naive = OneCommandPerRequest(daemon.settings.bitrix24, retry_attempts=1)
+    daemon.delivery.client = naive
+    daemon.delivery.telephony = Telephony(naive)
+    return naive
+
+
+async def _until_connected(daemon: Daemon, serving: asyncio.Task[int]) -> None:
+    async with asyncio.timeout(START_TIMEOUT):
+        while not (daemon.started.is_set() and daemon.ari.connected and daemon.ami.connected):
+            if serving.done():
+                serving.result()
+                raise RuntimeError("the daemon stopped during start-up")
+            await asyncio.sleep(0.02)
+
+
+def _say(data: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(data) + "\n")
+    sys.stdout.flush()
+
+
+async def main(config: Path, mode: str) -> int:
+    settings = parse_settings(json.loads(config.read_text(encoding="utf-8")), path=config, env={})
+    daemon = Daemon(settings, timing=CHILD_TIMING)
+    serving = asyncio.create_task(daemon.serve(install_signals=False))
+    await _until_connected(daemon, serving)
+    client = use_naive_client(daemon) if mode == "naive" else daemon.delivery_client
+    stalls = Stalls()
+    watching = asyncio.create_task(stalls.watch())
+    _say({"ready": True, "pid": os.getpid(), **figures(daemon, client, stalls)})
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    while line := (await reader.readline()).decode().strip():
+        if line == "stop":
+            break
+        _say(figures(daemon, client, stalls))
+    watching.cancel()
+    daemon.request_stop()
+    await serving
+    if client is not daemon.delivery_client:
+        await client.close()
+    _say({"stopped": True})
+    return 0
+
+
+if __name__ == "__main__":
+    config_path, run_mode, log_path = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
+    if run_mode not in MODES:
+        raise SystemExit(f"mode must be one of {', '.join(MODES)}")
+    with log_path.open("w", encoding="utf-8") as log_file:
+        logs.configure(json=True, level="info", stream=log_file)
+        raise SystemExit(asyncio.run(main(config_path, run_mode)))

@@ -1,0 +1,142 @@
+"""One installation under load: both simulators in this process, the real daemon in a child process.
+
+The config is the stage's (:func:`bridge.sim.stage.stage_config`: the built-in call centre, addresses pointing at
+the simulators) with call recording off; see :mod:`bench.child` for the daemon's side.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from bench.portal_index import index_statistics
+from bridge.sim.asterisk import Answer, AsteriskSimulator, InboundCall
+from bridge.sim.bitrix24 import Bitrix24Simulator
+from bridge.sim.stage import AMI_SECRET, APP_TOKEN, ARI_PASSWORD, stage_config
+
+log = structlog.get_logger(__name__)
+
+ROOT = Path(__file__).resolve().parent.parent
+LINE = "74951112255"
+"""The load's line: queue ``support`` rings 1001, 1002, 1003 and 1006 at once ("everybody"), no CRM lookup."""
+AGENTS = ("1001", "1002", "1003", "1004", "1005", "1006")
+ANSWER_AFTER = 0.2
+CHILD_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """The portal's leaky bucket a phase runs against (the same numbers on the client's side)."""
+
+    rate: float
+    """Requests per second it drains, on the wall clock."""
+    burst: int
+    scale: float = 1.0
+    """How much faster than the real plan's clock: rate = real rate x scale, burst unchanged."""
+
+    @property
+    def ceiling(self) -> float:
+        """Commands per second the portal takes at most (every request a full batch)."""
+        return self.rate * 50
+
+    def describe(self) -> str:
+        real = f"{self.rate / self.scale:g} req/s, burst {self.burst}"
+        if self.scale == 1:
+            return f"real bucket ({real})"
+        return f"bucket x{self.scale:g} ({self.rate:g} req/s, burst {self.burst} = {real} on a {self.scale:g}x clock)"
+
+
+STANDARD = Bucket(2.0, 50)
+SCALED = Bucket(20.0, 50, scale=10.0)
+
+
+class Live:
+    """The running installation: ``pbx`` and ``crm`` simulators and the daemon child's figures."""
+
+    def __init__(self, pbx: AsteriskSimulator, crm: Bitrix24Simulator, child: asyncio.subprocess.Process) -> None:
+        self.pbx = pbx
+        self.crm = crm
+        self.child = child
+        self.calls: list[InboundCall] = []
+
+    async def _ask(self, line: str) -> dict[str, Any]:
+        assert self.child.stdin is not None and self.child.stdout is not None
+        self.child.stdin.write(line.encode() + b"\n")
+        await self.child.stdin.drain()
+        answer = await asyncio.wait_for(self.child.stdout.readline(), CHILD_TIMEOUT)
+        if not answer:
+            raise RuntimeError(f"the daemon child exited ({self.child.returncode}); see its log")
+        data: dict[str, Any] = json.loads(answer)
+        return data
+
+    async def stats(self) -> dict[str, Any]:
+        """The daemon's RSS (KiB), CPU seconds, active calls, journal depth and delivery client counters."""
+        return await self._ask("stats")
+
+    async def place(self, caller: str, talk: float) -> InboundCall:
+        call = await self.pbx.place_inbound_call(LINE, caller, hangup_after_answer=talk)
+        self.calls.append(call)
+        return call
+
+    def portal_counters(self) -> dict[str, int]:
+        counters = self.crm.core.counters
+        return {name: counters[name] for name in ("requests", "commands", "query_limit_exceeded")}
+
+    async def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._ask("stop"), CHILD_TIMEOUT)
+        try:
+            await asyncio.wait_for(self.child.wait(), CHILD_TIMEOUT)
+        except TimeoutError:
+            log.error("bench.child_stuck", pid=self.child.pid)
+            with contextlib.suppress(ProcessLookupError):
+                self.child.kill()
+            await self.child.wait()
+
+
+def config_data(pbx: AsteriskSimulator, crm: Bitrix24Simulator, workdir: Path, bucket: Bucket) -> dict[str, Any]:
+    data = stage_config(pbx, crm, workdir, ring_seconds=5.0, rate=bucket.rate, burst=bucket.burst, register_timeout=5.0)
+    for line in data["lines"].values():
+        line["record"] = False  # an upload is one request per file in any mode; the mirror is what is measured
+    return data
+
+
+@asynccontextmanager
+async def live_stack(workdir: Path, mode: str, bucket: Bucket) -> AsyncIterator[Live]:
+    """Simulators here, the daemon (``mode`` ``paced`` or ``naive``) in a child; everything stopped at the end."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    async with (
+        AsteriskSimulator(ari_password=ARI_PASSWORD, ami_secret=AMI_SECRET) as pbx,
+        Bitrix24Simulator(rate=bucket.rate, burst=bucket.burst, application_token=APP_TOKEN) as crm,
+    ):
+        index_statistics(crm)
+        for ext in AGENTS:
+            pbx.set_party(ext, Answer(after=ANSWER_AFTER))
+        config = workdir / f"bridge-{mode}.json"
+        config.write_text(json.dumps(config_data(pbx, crm, workdir, bucket)), encoding="utf-8")
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+        with (workdir / f"daemon-{mode}.stderr").open("wb") as stderr:
+            child = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "bench.child", str(config), mode, str(workdir / f"daemon-{mode}.log"),
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=stderr, cwd=ROOT, env=env,
+            )  # fmt: skip
+        live = Live(pbx, crm, child)
+        try:
+            assert child.stdout is not None
+            ready = await asyncio.wait_for(child.stdout.readline(), CHILD_TIMEOUT)
+            if not ready:
+                raise RuntimeError(f"the daemon child did not start; see {workdir}/daemon-{mode}.stderr")
+            log.debug("bench.child_ready", mode=mode, **json.loads(ready))
+            yield live
+        finally:
+            await live.stop()
