@@ -1,0 +1,163 @@
+"""Live load against the real daemon: the portal saturated, and latency and CPU at a steady number of calls.
+
+Every call comes in on :data:`bench.stack.LINE`; the four agents answer after 0.2 s and the caller hangs up
+``talk`` seconds after being connected. That mirrors as four commands (``register``, ``show``, ``hide``,
+``finish``) while the call's ``register`` goes through within the daemon's ``register_timeout`` (5 s); a call
+whose register waited longer is mirrored offline after its end (statistics check, ``register`` SHOW=0, ``finish``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.probe import LatencyProbe, percentile
+from bench.sizes import Sizes
+from bench.stack import SCALED, STANDARD, Bucket, Live, live_stack
+
+POLL = 0.05
+SATURATION_TALK = 0.5
+SETTLE_TIMEOUT = 10.0
+
+
+def caller_number(phase: int, index: int) -> str:
+    """Unique, well-formed Russian mobile numbers per phase: ``79<phase><8 digits>``."""
+    return f"79{phase}{index:08d}"
+
+
+async def place_steadily(live: Live, phase: int, rate: float, talk: float, limit: int | None = None) -> int:
+    """Place a call every ``1/rate`` s (on schedule, not drifting) until cancelled or ``limit`` calls."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    index = 0
+    try:
+        while limit is None or index < limit:
+            await live.place(caller_number(phase, index), talk)
+            index += 1
+            await asyncio.sleep(max(0.0, started + index / rate - loop.time()))
+    except asyncio.CancelledError:
+        pass
+    return index
+
+
+async def wait_for(check: Any, timeout: float) -> bool:
+    """Poll ``check()`` until true; False when ``timeout`` s passed first."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not check():
+        if loop.time() > deadline:
+            return False
+        await asyncio.sleep(POLL)
+    return True
+
+
+@dataclass
+class Saturation:
+    mode: str
+    bucket: Bucket
+    offered_rate: float
+    window: float
+    requests: int
+    commands: int
+    query_limit_exceeded: int
+    saturated: bool
+    """The portal's bucket was full when the window began."""
+
+    @property
+    def commands_per_request(self) -> float:
+        return self.commands / self.requests if self.requests else 0.0
+
+    @property
+    def throughput(self) -> float:
+        """Commands the portal carried out per second, as a fraction of its ceiling (rate x 50)."""
+        return self.commands / self.window / self.bucket.ceiling if self.window else 0.0
+
+
+async def saturation(workdir: Path, mode: str, sizes: Sizes) -> Saturation:
+    """Offer more than the portal takes; once its bucket is full, count what it took for a window."""
+    bucket = STANDARD
+    async with live_stack(workdir, mode, bucket) as live:
+        placing = asyncio.create_task(place_steadily(live, 1, sizes.saturation_rate, SATURATION_TALK))
+        try:
+            full = await wait_for(lambda: live.crm.core.bucket.level >= bucket.burst - 5, sizes.saturation_warmup)
+            before, started = live.portal_counters(), time.monotonic()
+            await asyncio.sleep(sizes.saturation_window)
+            after, window = live.portal_counters(), time.monotonic() - started
+        finally:
+            placing.cancel()
+            await placing
+    return Saturation(
+        mode=mode,
+        bucket=bucket,
+        offered_rate=sizes.saturation_rate,
+        window=window,
+        requests=after["requests"] - before["requests"],
+        commands=after["commands"] - before["commands"],
+        query_limit_exceeded=after["query_limit_exceeded"] - before["query_limit_exceeded"],
+        saturated=full,
+    )
+
+
+@dataclass
+class Steady:
+    mode: str
+    bucket: Bucket
+    target_calls: int
+    active: tuple[int, int]
+    """Calls the daemon had in progress at the start and the end of the window."""
+    samples_ms: list[float] = field(default_factory=list)
+    unmatched: int = 0
+    cpu_seconds: float = 0.0
+    calls_ended: int = 0
+    requests: int = 0
+    query_limit_exceeded: int = 0
+    stalls: dict[str, float] = field(default_factory=dict)
+    """The daemon's event loop lag (p99, max) and longest GC pause over the window, ms."""
+
+    @property
+    def p50(self) -> float:
+        return percentile(self.samples_ms, 0.50)
+
+    @property
+    def p99(self) -> float:
+        return percentile(self.samples_ms, 0.99)
+
+    @property
+    def cpu_per_1000_calls(self) -> float:
+        return self.cpu_seconds / self.calls_ended * 1000 if self.calls_ended else float("nan")
+
+
+async def steady(workdir: Path, mode: str, sizes: Sizes, bucket: Bucket = SCALED) -> Steady:
+    """``latency_calls`` calls in progress: ramp up for one hold time, then measure for another."""
+    hold = sizes.latency_hold
+    async with live_stack(workdir, mode, bucket) as live:
+        probe = LatencyProbe()
+        probe.attach(live.pbx, live.crm)
+        placing = asyncio.create_task(place_steadily(live, 2, sizes.latency_calls / hold, hold))
+        try:
+            await asyncio.sleep(hold)
+            first, before, started = await live.stats(), live.portal_counters(), time.monotonic()
+            await asyncio.sleep(hold)
+            last, after, ended = await live.stats(), live.portal_counters(), time.monotonic()
+        finally:
+            placing.cancel()
+            await placing
+        await wait_for(lambda: probe.unmatched(started, ended) == 0, SETTLE_TIMEOUT)
+        samples = probe.samples(started, ended)
+        ends = sum(1 for (kind, _), at in probe.events.items() if kind == "end" and started <= at < ended)
+        return Steady(
+            mode=mode,
+            bucket=bucket,
+            target_calls=sizes.latency_calls,
+            active=(int(first["active"]), int(last["active"])),
+            samples_ms=[s.ms for s in samples],
+            unmatched=probe.unmatched(started, ended),
+            cpu_seconds=float(last["cpu_s"]) - float(first["cpu_s"]),
+            calls_ended=ends,
+            requests=after["requests"] - before["requests"],
+            query_limit_exceeded=after["query_limit_exceeded"] - before["query_limit_exceeded"],
+            stalls={name: float(last[name]) for name in ("lag_p99_ms", "lag_max_ms", "gc_max_ms")},
+        )
