@@ -1,0 +1,130 @@
+"""``python -m bench [--quick] [--write BENCHMARKS.md] [--only PHASE,...]``: measure, print one table, optionally
+write it with the machine's details into a Markdown file. Not part of ``make test``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import logging
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from functools import partial
+from pathlib import Path
+from typing import TypeVar
+
+import structlog
+from rich.console import Console
+
+from bench.core import core_speed
+from bench.document import document, notes
+from bench.load import saturation, steady
+from bench.machine import busy, machine
+from bench.memory import memory
+from bench.replay import replay
+from bench.report import Results, rich_table
+from bench.sizes import FULL, QUICK, Sizes
+
+PHASES = ("core", "saturation", "steady", "memory", "replay")
+MODES = ("paced", "naive")
+T = TypeVar("T")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small sizes (under two minutes)")
+    parser.add_argument("--write", metavar="PATH", help="also write the results and the machine into PATH (Markdown)")
+    parser.add_argument("--only", metavar="PHASES", help=f"comma-separated subset of {','.join(PHASES)}")
+    args = parser.parse_args(argv)
+    chosen = [p.strip() for p in (args.only or ",".join(PHASES)).split(",") if p.strip()]
+    unknown = sorted(set(chosen) - set(PHASES))
+    if unknown:
+        parser.error(f"unknown phase(s) {', '.join(unknown)}; choose from {', '.join(PHASES)}")
+    args.phases = chosen
+    return args
+
+
+@contextmanager
+def load_generator_gc_paused() -> Iterator[None]:
+    """The simulators' garbage collector waits while a phase runs (the daemon's, in its own process, does not)."""
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+        gc.collect()
+
+
+async def run(sizes: Sizes, phases: list[str], workdir: Path, say: Callable[[str], None]) -> Results:
+    results = Results(sizes.name)
+
+    async def timed(name: str, job: Callable[[], Awaitable[T]]) -> T:
+        say(f"{name} ...")
+        started = time.monotonic()
+        with load_generator_gc_paused():
+            value = await job()
+        say(f"{name} done in {time.monotonic() - started:.0f} s")
+        return value
+
+    if "core" in phases:
+        say("core ...")
+        results.core = core_speed(sizes.core_seconds)
+    for mode in MODES:
+        if "saturation" in phases:
+            results.saturation[mode] = await timed(
+                f"saturation ({mode})", partial(saturation, workdir / f"saturation-{mode}", mode, sizes)
+            )
+        if "steady" in phases:
+            results.steady[mode] = await timed(
+                f"latency and CPU ({mode})", partial(steady, workdir / f"steady-{mode}", mode, sizes)
+            )
+        if "memory" in phases:
+            results.memory[mode] = await timed(
+                f"memory ({mode})", partial(memory, workdir / f"memory-{mode}", mode, sizes)
+            )
+        if "replay" in phases:
+            budget = sizes.naive_replay_budget if mode == "naive" else max(120.0, sizes.replay_calls * 0.05)
+            results.replay[mode] = await timed(
+                f"replay ({mode})", partial(replay, workdir / "replay", mode, sizes.replay_calls, budget)
+            )
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    sizes = QUICK if args.quick else FULL
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+    )
+    progress = Console(stderr=True)
+
+    def say(text: str) -> None:
+        progress.log(text)
+
+    if busy():
+        say("[yellow]warning: the machine is busy with something else; the figures will suffer")
+    with tempfile.TemporaryDirectory(prefix="b24-bench-") as tmp:
+        details = machine(Path(tmp))
+        started = time.monotonic()
+        results = asyncio.run(run(sizes, args.phases, Path(tmp), say))
+        elapsed = time.monotonic() - started
+    out = Console()
+    out.print(rich_table(results))
+    for paragraph in notes(results):
+        out.print(paragraph, "", sep="\n", markup=False)
+    if args.write:
+        command = "python -m bench" + (" --quick" if args.quick else "") + f" --write {args.write}"
+        if args.only:
+            command += f" --only {args.only}"
+        Path(args.write).write_text(document(results, details, elapsed, command), encoding="utf-8")
+        say(f"wrote {args.write}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

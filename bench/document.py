@@ -1,0 +1,141 @@
+"""How each figure was measured (printed under the table) and ``BENCHMARKS.md`` (``python -m bench --write``)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from bench.core import CoreSpeed
+from bench.load import Saturation, Steady
+from bench.memory import Memory
+from bench.replay import Replay
+from bench.report import NAIVE, OURS, Results, markdown_table
+from bench.stack import ANSWER_AFTER, LINE
+
+SETUP = (
+    "The daemon is the production one (`bridge.daemon.Daemon`, the stage's config: the built-in call centre with "
+    "call recording off, `register_timeout` 5 s, JSON logs at info into a file) in a child process of its own, so "
+    "its CPU time and RSS are its own; both simulators run in the bench's process and speak the real protocols over "
+    "127.0.0.1. The bench's process pauses its own garbage collector during a phase so that the load generator's "
+    f"pauses do not count against the daemon. Calls come in on line {LINE} (queue `support`: four agents ring at "
+    f"once, no CRM lookup); the agents answer after {ANSWER_AFTER:g} s. "
+    f"*{NAIVE}* is the same client with a limiter that never waits and one `call()` per command instead of "
+    "`batch()` (a call's commands in order, different calls concurrently), inside the same delivery loop; the "
+    "client's pause after a 503 stays on."
+)
+
+
+def _saturation_note(sat: dict[str, Saturation]) -> str:
+    first = next(iter(sat.values()))
+    details = "; ".join(
+        f"{mode}: {s.commands:,} commands in {s.requests:,} requests"
+        + ("" if s.saturated else " (the bucket never filled: not saturated)")
+        for mode, s in sat.items()
+    )
+    return (
+        f"**Saturation** ({first.bucket.describe()}): {first.offered_rate:g} calls/s offered (about 4 commands each "
+        "while a call's register goes out within 5 s, 3 with a statistics check when it is mirrored offline), "
+        f"{first.window:.0f} s counted from the moment the portal's bucket was full; the ceiling is rate x 50 = "
+        f"{first.bucket.ceiling:g} commands/s. {details}."
+    )
+
+
+def _steady_note(steady: dict[str, Steady]) -> str:
+    first = next(iter(steady.values()))
+    details = "; ".join(
+        f"{mode}: {len(s.samples_ms):,} pairs ({s.unmatched} unmatched), {s.calls_ended} calls ended, daemon "
+        f"active {s.active[0]}..{s.active[1]}, {s.requests:,} requests, event-loop lag p99 "
+        f"{s.stalls.get('lag_p99_ms', 0):.0f} ms / max {s.stalls.get('lag_max_ms', 0):.0f} ms, longest GC "
+        f"{s.stalls.get('gc_max_ms', 0):.0f} ms"
+        for mode, s in steady.items()
+    )
+    return (
+        f"**Latency and CPU** ({first.bucket.describe()}, so that the portal is not the limit): "
+        f"{first.target_calls} calls in progress, each lasting about the hold time; after a ramp of one hold time, "
+        "one hold time is measured. Pairs: a caller entering Stasis -> that call's `register`, its hang-up -> its "
+        "`finish`, stamped when the PBX simulator hands the event to the ARI socket and when the portal simulator "
+        "starts the command. CPU is the daemon process's user+system time over the window divided by the calls "
+        f"that ended in it. {details}."
+    )
+
+
+def _memory_note(memory: dict[str, Memory]) -> str:
+    first = next(iter(memory.values()))
+    details = "; ".join(
+        f"{mode}: {m.baseline_kib / 1024:.1f} MiB idle -> {m.loaded_kib / 1024:.1f} MiB with {m.active:,} calls"
+        + ("" if m.settled else " (sampled with a backlog still in the journal)")
+        for mode, m in memory.items()
+    )
+    return (
+        f"**Memory** ({first.bucket.describe()}): RSS of the daemon process with {first.target_calls:,} calls "
+        "connected, minus its RSS after 20 warm-up calls with none in progress, divided by the calls in progress. "
+        f"{details}."
+    )
+
+
+def _replay_note(replay: dict[str, Replay]) -> str:
+    first = next(iter(replay.values()))
+    details = "; ".join(
+        f"{mode}: {r.replayed:,}/{r.calls:,} calls in {r.seconds:.1f} s with {r.requests:,} requests "
+        f"({r.query_limit_exceeded:,} answered 503); the bucket alone needs {r.paced_seconds:.1f} s for the "
+        f"requests sent, {r.paced_seconds / r.bound_seconds if r.bound_seconds else float('nan'):.2f}x the bound"
+        for mode, r in replay.items()
+    )
+    return (
+        f"**Replay** ({first.bucket.describe()}): {first.calls:,} ended calls journaled offline, mirrored by the "
+        "daemon's `Delivery` in a child process (statistics check, then `register` SHOW=0 + `finish`). Bound: at "
+        f"least {first.min_requests:,} requests (3 commands a call, 50 a request), the first {first.bucket.burst} at "
+        f"once, then {first.bucket.rate:g}/s = {first.bound_seconds:.1f} s on this clock "
+        f"({first.bound_seconds * first.bucket.scale:.0f} s on the real portal). The bridge's own CPU does not "
+        "speed up with the clock, so on the real portal the ratio lies between what the requests sent need from "
+        "the bucket alone and the ratio measured here. A replay still running after its budget is cut short and "
+        f"projected at its pace so far. {details}."
+    )
+
+
+def _core_note(core: CoreSpeed) -> str:
+    return (
+        f"**Core**: `bridge.domain.call.step` alone, one thread, stepping the recorded inputs of {core.calls} whole "
+        f"calls of the built-in call centre ({core.steps_per_call:.1f} steps a call) for {core.seconds:.1f} s: "
+        f"{core.events:,} events."
+    )
+
+
+def notes(results: Results) -> list[str]:
+    """One paragraph per phase that ran, with the parameters and the figures behind the table's cells."""
+    out = [SETUP]
+    if results.saturation:
+        out.append(_saturation_note(results.saturation))
+    if results.steady:
+        out.append(_steady_note(results.steady))
+    if results.memory:
+        out.append(_memory_note(results.memory))
+    if results.replay:
+        out.append(_replay_note(results.replay))
+    if results.core is not None:
+        out.append(_core_note(results.core))
+    return [*out, *results.notes]
+
+
+def document(results: Results, machine: dict[str, str], elapsed: float, command: str) -> str:
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Generated by `{command}` on {when}; this {results.sizes} run took {elapsed / 60:.1f} minutes. "
+        "`make bench` runs the same and prints the table; `python -m bench --quick` is a smaller run (under two "
+        f"minutes). The targets apply to *{OURS}*; the other column is the comparison.",
+        "",
+        "## Machine",
+        "",
+        *(f"- {label}: {value}" for label, value in machine.items()),
+        "",
+        "## Results",
+        "",
+        markdown_table(results),
+        "",
+        "## How each figure is measured",
+        "",
+    ]
+    for paragraph in notes(results):
+        lines += [paragraph, ""]
+    return "\n".join(lines)

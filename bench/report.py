@@ -1,0 +1,145 @@
+"""The results table: both modes side by side, the targets and whether b24-bridge meets them (rich and Markdown)."""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from rich.table import Table
+
+from bench.core import CoreSpeed
+from bench.load import Saturation, Steady
+from bench.memory import Memory
+from bench.replay import Replay
+
+OURS = "b24-bridge (batched, paced)"
+NAIVE = "one command per request, no pacing"
+
+
+@dataclass(frozen=True)
+class Target:
+    text: str
+    holds: Callable[[float], bool]
+
+    def check(self, value: float | None) -> bool | None:
+        return None if value is None or math.isnan(value) else self.holds(value)
+
+
+def at_least(limit: float, text: str) -> Target:
+    return Target(text, lambda value: operator.ge(value, limit))
+
+
+def at_most(limit: float, text: str) -> Target:
+    return Target(text, lambda value: operator.le(value, limit))
+
+
+@dataclass(frozen=True)
+class Row:
+    figure: str
+    ours: str
+    naive: str
+    target: Target | None = None
+    value: float | None = None
+    """Our number the target is checked against."""
+
+    @property
+    def verdict(self) -> str:
+        met = self.target.check(self.value) if self.target is not None else None
+        return "" if met is None else ("pass" if met else "FAIL")
+
+
+@dataclass
+class Results:
+    sizes: str
+    saturation: dict[str, Saturation] = field(default_factory=dict)
+    steady: dict[str, Steady] = field(default_factory=dict)
+    memory: dict[str, Memory] = field(default_factory=dict)
+    replay: dict[str, Replay] = field(default_factory=dict)
+    core: CoreSpeed | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _ms(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value:.1f} ms"
+
+
+def _503s(results: Results, mode: str) -> int:
+    phases: list[Saturation | Steady | Replay] = [
+        *(p for p in (results.saturation.get(mode), results.steady.get(mode), results.replay.get(mode)) if p)
+    ]
+    return sum(p.query_limit_exceeded for p in phases)
+
+
+def _replay_cell(replay: Replay) -> str:
+    """Seconds on the bench's clock against the bound on the same clock (the notes give the scale)."""
+    ratio = f"{replay.ratio:,.2f}x the {replay.bound_seconds:.1f} s bound"
+    if replay.finished:
+        return f"{replay.seconds:.1f} s = {ratio}"
+    return (f"{replay.replayed:,} of {replay.calls:,} in {replay.seconds:.0f} s, "
+            f"projected {replay.projected_seconds:,.0f} s = {ratio}")  # fmt: skip
+
+
+def rows(results: Results) -> list[Row]:
+    """Every figure measured, in the tracker's order; a phase that did not run leaves its rows out."""
+    out: list[Row] = []
+    sat_ours, sat_naive = results.saturation.get("paced"), results.saturation.get("naive")
+    if sat_ours and sat_naive:
+        out += [
+            Row("commands per request (portal saturated)", f"{sat_ours.commands_per_request:.1f}",
+                f"{sat_naive.commands_per_request:.2f}", at_least(45, ">= 45"), sat_ours.commands_per_request),
+            Row(f"requests in {sat_ours.window:.0f} s saturated (of them 503)",
+                f"{sat_ours.requests:,} ({sat_ours.query_limit_exceeded:,})",
+                f"{sat_naive.requests:,} ({sat_naive.query_limit_exceeded:,})"),
+            Row("mirror throughput / portal ceiling (rate x 50)", f"{sat_ours.throughput:.0%}",
+                f"{sat_naive.throughput:.1%}"),
+        ]  # fmt: skip
+    if results.saturation or results.steady or results.replay:
+        ours, naive = _503s(results, "paced"), _503s(results, "naive")
+        out.append(Row("QUERY_LIMIT_EXCEEDED, all phases", f"{ours:,}", f"{naive:,}", at_most(0, "0"), ours))
+    st_ours, st_naive = results.steady.get("paced"), results.steady.get("naive")
+    if st_ours and st_naive:
+        calls = st_ours.target_calls
+        out += [
+            Row(f"p50 PBX event -> request on the wire, {calls} calls", _ms(st_ours.p50), _ms(st_naive.p50)),
+            Row(f"p99 PBX event -> request on the wire, {calls} calls", _ms(st_ours.p99), _ms(st_naive.p99),
+                at_most(20, "<= 20 ms"), st_ours.p99),
+        ]  # fmt: skip
+    if results.core is not None:
+        eps = results.core.events_per_second
+        out.append(Row("events per second through the core", f"{eps:,.0f}", "(same core)", at_least(5000, ">= 5,000"),
+                       eps))  # fmt: skip
+    if st_ours and st_naive:
+        out.append(Row("daemon CPU seconds per 1,000 calls", f"{st_ours.cpu_per_1000_calls:.1f} s",
+                       f"{st_naive.cpu_per_1000_calls:.1f} s"))  # fmt: skip
+    mem_ours, mem_naive = results.memory.get("paced"), results.memory.get("naive")
+    if mem_ours:
+        naive_cell = f"{mem_naive.per_call_kib:.1f} KiB" if mem_naive else "not measured"
+        out.append(Row(f"RSS per active call at {mem_ours.target_calls:,} calls", f"{mem_ours.per_call_kib:.1f} KiB",
+                       naive_cell, at_most(20, "<= 20 KiB"), mem_ours.per_call_kib))  # fmt: skip
+    rp_ours, rp_naive = results.replay.get("paced"), results.replay.get("naive")
+    if rp_ours:
+        naive_cell = _replay_cell(rp_naive) if rp_naive else "not measured"
+        out.append(Row(f"replay of {rp_ours.calls:,} journaled calls", _replay_cell(rp_ours), naive_cell,
+                       at_most(1.1, "<= 1.1x bound"), rp_ours.ratio))  # fmt: skip
+    return out
+
+
+def rich_table(results: Results) -> Table:
+    table = Table(title=f"b24-bridge benchmarks ({results.sizes} run)", show_lines=False)
+    for name, justify in (("figure", "left"), (OURS, "right"), (NAIVE, "right"), ("target", "right"),
+                          ("", "center")):  # fmt: skip
+        table.add_column(name, justify=justify, overflow="fold")  # type: ignore[arg-type]
+    for row in rows(results):
+        verdict = {"pass": "[green]pass", "FAIL": "[bold red]FAIL"}.get(row.verdict, "")
+        table.add_row(row.figure, row.ours, row.naive, row.target.text if row.target else "", verdict)
+    return table
+
+
+def markdown_table(results: Results) -> str:
+    lines = [f"| figure | {OURS} | {NAIVE} | target | |", "|---|--:|--:|--:|:-:|"]
+    for row in rows(results):
+        target = row.target.text if row.target else ""
+        lines.append(f"| {row.figure} | {row.ours} | {row.naive} | {target} | {row.verdict} |")
+    return "\n".join(lines)

@@ -1,0 +1,125 @@
+"""The benchmark's smallest pieces, so that ``bench/`` cannot rot: real runs at toy sizes, no targets asserted."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from bench.core import core_speed
+from bench.document import document
+from bench.load import saturation, steady
+from bench.naive import OneCommandPerRequest, call_groups, resolve
+from bench.portal_index import index_statistics, indexed_key
+from bench.probe import percentile
+from bench.replay import replay
+from bench.report import Results, at_most, markdown_table, rich_table, rows
+from bench.sizes import QUICK
+from bench.stack import Bucket
+from bridge.config import Bitrix24Settings, Secret
+from bridge.crm.query import result_ref
+from bridge.sim.bitrix24 import Bitrix24Simulator
+
+TOY = dataclasses.replace(
+    QUICK, core_seconds=0.1, saturation_window=1.0, saturation_warmup=5.0, latency_calls=4, latency_hold=1.0
+)
+
+
+def test_the_core_is_stepped_through_whole_calls() -> None:
+    speed = core_speed(0.1)
+    assert speed.calls == 7 and speed.steps_per_call >= 4
+    assert speed.events >= speed.calls * speed.steps_per_call  # at least one pass over every recorded step
+    assert speed.events_per_second > 0
+
+
+def test_naive_mode_groups_a_calls_commands_behind_its_register() -> None:
+    commands: dict[str, tuple[str, dict[str, Any]]] = {
+        "r": ("telephony.externalCall.register", {"PHONE_NUMBER": "79160000001"}),
+        "s": ("telephony.externalCall.show", {"CALL_ID": result_ref("r", "CALL_ID")}),
+        "f": ("telephony.externalCall.finish", {"CALL_ID": result_ref("r", "CALL_ID")}),
+        "h": ("telephony.externalCall.hide", {"CALL_ID": "known-call"}),
+        "t": ("tasks.task.add", {"fields": {"TITLE": "x"}}),
+    }
+    assert call_groups(commands) == [["r", "s", "f"], ["h"], ["t"]]
+    assert resolve({"CALL_ID": result_ref("r", "CALL_ID"), "X": 1}, {"r": {"CALL_ID": "c1"}}) == {
+        "CALL_ID": "c1",
+        "X": 1,
+    }
+    assert resolve({"CALL_ID": result_ref("r", "CALL_ID")}, {}) is None
+
+
+async def test_naive_client_sends_one_request_per_command() -> None:
+    async with Bitrix24Simulator(rate=20.0, burst=50) as sim:
+        settings = Bitrix24Settings(webhook_url=Secret(sim.webhook_url), rate=20.0, burst=50)
+        async with OneCommandPerRequest(settings, retry_attempts=1) as client:
+            ref = result_ref("r", "CALL_ID")
+            batch = await client.batch(
+                {
+                    "r": ("telephony.externalCall.register",
+                          {"USER_ID": 11, "PHONE_NUMBER": "79160000001", "TYPE": 2, "SHOW": 0}),
+                    "f": ("telephony.externalCall.finish", {"CALL_ID": ref, "USER_ID": 11, "DURATION": 5}),
+                }
+            )  # fmt: skip
+        state = sim.state()
+    assert not batch.errors and set(batch.results) == {"r", "f"}
+    assert [r["method"] for r in state["requests"]] == [
+        "telephony.externalCall.register",
+        "telephony.externalCall.finish",
+    ]
+    (call,) = state["calls"]
+    assert call["CALL_ID"] == batch.results["r"]["CALL_ID"] and call["status"] == "finished"
+
+
+async def test_the_statistics_index_answers_like_the_simulator() -> None:
+    assert indexed_key({"EXTERNAL_CALL_ID": "leg-1"}) == "leg-1"
+    assert indexed_key({"EXTERNAL_CALL_ID": "12345"}) is None  # numbers compare as numbers: left to the simulator
+    assert indexed_key({">=CALL_DURATION": 1}) is None
+    async with Bitrix24Simulator(rate=20.0, burst=50) as sim:
+        settings = Bitrix24Settings(webhook_url=Secret(sim.webhook_url), rate=20.0, burst=50)
+        async with OneCommandPerRequest(settings, retry_attempts=1) as client:
+            for leg in ("Leg-A", "leg-b"):
+                registered = await client.call(
+                    "telephony.externalCall.register",
+                    {"USER_ID": 11, "PHONE_NUMBER": "79160000002", "TYPE": 2, "EXTERNAL_CALL_ID": leg},
+                )
+                await client.call("telephony.externalCall.finish", {"CALL_ID": registered["CALL_ID"], "USER_ID": 11})
+            queries = [{"FILTER": {"EXTERNAL_CALL_ID": "leg-a"}}, {"FILTER": {"EXTERNAL_CALL_ID": "nope"}}, {}]
+            plain = [await client.call_envelope("voximplant.statistic.get", q) for q in queries]
+            index_statistics(sim)
+            indexed = [await client.call_envelope("voximplant.statistic.get", q) for q in queries]
+    strip = [{k: v for k, v in envelope.items() if k != "time"} for envelope in (*plain, *indexed)]
+    assert strip[:3] == strip[3:]
+    assert [row["EXTERNAL_CALL_ID"] for row in strip[0]["result"]] == ["Leg-A"]
+
+
+async def test_replay_of_a_small_journal_never_beats_the_bucket(tmp_path: Path) -> None:
+    tiny_bucket = Bucket(rate=20.0, burst=3, scale=10.0)  # so that 100 calls are more than one burst
+    result = await replay(tmp_path, "paced", calls=100, budget=20.0, bucket=tiny_bucket)
+    assert result.finished and result.replayed == 100
+    assert result.requests >= result.min_requests == 6
+    assert result.query_limit_exceeded == 0
+    assert result.bound_seconds == 0.15 and result.ratio >= 1.0
+
+
+async def test_live_installation_measures_latency_cpu_and_saturation(tmp_path: Path) -> None:
+    measured = await steady(tmp_path / "steady", "paced", TOY)
+    assert measured.samples_ms and measured.unmatched == 0
+    assert 0 < measured.p50 <= measured.p99
+    assert measured.cpu_seconds > 0 and measured.calls_ended > 0
+    saturated = await saturation(tmp_path / "saturation", "naive", TOY)
+    assert saturated.saturated and saturated.requests > 0
+    results = Results("toy", saturation={"naive": saturated, "paced": saturated}, steady={"paced": measured,
+                      "naive": measured})  # fmt: skip
+    figures = [row.figure for row in rows(results)]
+    assert figures[0] == "commands per request (portal saturated)" and any("p99" in f for f in figures)
+    text = markdown_table(results)
+    assert text.count("\n") == len(figures) + 1
+    assert rich_table(results).row_count == len(figures)
+    assert "## Machine" in document(results, {"CPU": "test"}, 1.0, "python -m bench")
+
+
+def test_targets_and_percentiles() -> None:
+    assert percentile([5.0, 1.0, 3.0, 2.0, 4.0], 0.5) == 3.0
+    assert percentile([float(i) for i in range(1, 101)], 0.99) == 99.0
+    target = at_most(20, "<= 20 ms")
+    assert target.check(20.0) is True and target.check(20.5) is False and target.check(float("nan")) is None
