@@ -22,7 +22,7 @@ from rich.console import Console
 from bench.core import core_speed
 from bench.document import document, notes
 from bench.load import saturation, steady
-from bench.machine import busy, machine
+from bench.machine import OtherLoad, busy, machine
 from bench.memory import memory
 from bench.replay import replay
 from bench.report import Results, rich_table
@@ -110,10 +110,12 @@ def main(argv: list[str] | None = None) -> int:
         say("[yellow]warning: the machine is busy with something else; the figures will suffer")
     with tempfile.TemporaryDirectory(prefix="b24-bench-") as tmp:
         details = machine(Path(tmp))
-        started = time.monotonic()
+        started, others = time.monotonic(), OtherLoad()
         results = asyncio.run(run(sizes, args.phases, Path(tmp), say))
         elapsed = time.monotonic() - started
-    out = Console()
+        details["other processes during the run"] = others.describe()
+    say(f"other processes used {details['other processes during the run']} while this ran")
+    out = Console() if sys.stdout.isatty() else Console(width=160)  # a pipe or a file gets the whole table
     out.print(rich_table(results))
     for paragraph in notes(results):
         out.print(paragraph, "", sep="\n", markup=False)

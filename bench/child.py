@@ -48,12 +48,17 @@ def cpu_seconds() -> float:
 
 
 class Stalls:
-    """How long the daemon's event loop was kept from running (a 10 ms timer's overshoot) and its longest GC pause."""
+    """How long the daemon's event loop was kept from running (a 10 ms timer's overshoot) and its longest GC pause.
+
+    Lags go into a fixed histogram of 1 ms buckets, so watching costs the same memory however long it runs.
+    """
 
     PERIOD = 0.01
+    BUCKETS = 1000
 
     def __init__(self) -> None:
-        self.lag_ms: list[float] = []
+        self.histogram = [0] * (self.BUCKETS + 1)
+        self.lag_max_ms = 0.0
         self.gc_max_ms = 0.0
         self._gc_started = 0.0
         gc.callbacks.append(self._on_gc)
@@ -70,15 +75,21 @@ class Stalls:
         while True:
             started = loop.time()
             await asyncio.sleep(self.PERIOD)
-            self.lag_ms.append((loop.time() - started - self.PERIOD) * 1000)
+            lag = max(0.0, (loop.time() - started - self.PERIOD) * 1000)
+            self.histogram[min(int(lag), self.BUCKETS)] += 1
+            self.lag_max_ms = max(self.lag_max_ms, lag)
 
     def take(self) -> dict[str, float]:
-        """p99 and max loop lag and the longest GC pause since the last take, in ms."""
-        lags = sorted(self.lag_ms) or [0.0]
-        taken = {"lag_p99_ms": lags[min(len(lags) - 1, int(len(lags) * 0.99))], "lag_max_ms": lags[-1],
-                 "gc_max_ms": self.gc_max_ms}  # fmt: skip
-        self.lag_ms.clear()
-        self.gc_max_ms = 0.0
+        """p99 (to the 1 ms bucket's upper edge) and max loop lag, and the longest GC pause since the last take."""
+        total, seen, p99 = sum(self.histogram), 0, 0.0
+        for bucket, count in enumerate(self.histogram):
+            seen += count
+            if seen >= 0.99 * total:
+                p99 = float(bucket + 1)
+                break
+        taken = {"lag_p99_ms": p99 if total else 0.0, "lag_max_ms": self.lag_max_ms, "gc_max_ms": self.gc_max_ms}
+        self.histogram = [0] * (self.BUCKETS + 1)
+        self.lag_max_ms = self.gc_max_ms = 0.0
         return taken
 
 

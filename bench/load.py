@@ -17,8 +17,16 @@ from typing import Any
 from bench.probe import LatencyProbe, percentile
 from bench.sizes import Sizes
 from bench.stack import SCALED, STANDARD, Bucket, Live, live_stack
+from bridge.crm.pacing import SAFETY_MARGIN
 
 POLL = 0.05
+
+
+def full_level(bucket: Bucket) -> float:
+    """The portal's bucket counts as full one request below where our client-side twin stops (its safety margin)."""
+    return bucket.burst - SAFETY_MARGIN - 1
+
+
 SATURATION_TALK = 0.5
 SETTLE_TIMEOUT = 10.0
 
@@ -82,7 +90,7 @@ async def saturation(workdir: Path, mode: str, sizes: Sizes) -> Saturation:
     async with live_stack(workdir, mode, bucket) as live:
         placing = asyncio.create_task(place_steadily(live, 1, sizes.saturation_rate, SATURATION_TALK))
         try:
-            full = await wait_for(lambda: live.crm.core.bucket.level >= bucket.burst - 5, sizes.saturation_warmup)
+            full = await wait_for(lambda: live.crm.core.bucket.level >= full_level(bucket), sizes.saturation_warmup)
             before, started = live.portal_counters(), time.monotonic()
             await asyncio.sleep(sizes.saturation_window)
             after, window = live.portal_counters(), time.monotonic() - started

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import resource
 import sqlite3
 import sys
 import time
@@ -63,6 +64,40 @@ def commit_latency(directory: Path, commits: int = 200) -> str:
         conn.close()
     took.sort()
     return f"p50 {took[len(took) // 2]:.2f} ms, p99 {took[int(len(took) * 0.99)]:.2f} ms"
+
+
+def _machine_busy_seconds() -> float | None:
+    """CPU seconds all processes have used since boot (``/proc/stat``), or None where there is no such file."""
+    try:
+        fields = Path("/proc/stat").read_text(encoding="utf-8").splitlines()[0].split()[1:]
+    except (OSError, IndexError):
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_seconds() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)  # the daemon and replay children, once reaped
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+class OtherLoad:
+    """How much CPU the rest of the machine took while the bench ran (it competes for the same cores)."""
+
+    def __init__(self) -> None:
+        self.machine = _machine_busy_seconds()
+        self.own = _own_seconds()
+        self.started = time.monotonic()
+
+    def describe(self) -> str:
+        now = _machine_busy_seconds()
+        if now is None or self.machine is None:
+            return "unknown"
+        elapsed = time.monotonic() - self.started
+        others = max(0.0, (now - self.machine) - (_own_seconds() - self.own))
+        share = others / (elapsed * (os.cpu_count() or 1)) if elapsed else 0.0
+        return f"{others:.0f} CPU seconds ({share:.0%} of the machine)"
 
 
 def busy() -> bool:
