@@ -10,10 +10,13 @@ import itertools
 import os
 import random
 import string
+from pathlib import Path
 from typing import Any
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
+
+EXAMPLE_CONFIG = Path(__file__).resolve().parents[2] / "bridge.example.toml"
 
 SPECIAL_CHARS = "&,;/|()$\\{}"
 """Characters that mean something in an Asterisk dial string or a dialplan expression."""
@@ -99,6 +102,21 @@ def secret_texts(
 def webhook_codes() -> st.SearchStrategy[str]:
     """The secret part of an inbound webhook URL (Bitrix24 makes them of lower-case letters and digits)."""
     return st.text(string.ascii_lowercase + string.digits, min_size=7, max_size=16).map(lambda text: "zq9" + text)
+
+
+@st.composite
+def hostile_numbers(draw: st.DrawFn) -> str:
+    """A phone number, half the time with something dangerous inside: dial-string characters, line breaks, odd
+    digits; sometimes any text at all."""
+    number = draw(st.from_regex(r"[ ]?\+?[0-9]{3,20}[ ]?", fullmatch=True))
+    if draw(st.booleans()):
+        for _ in range(draw(st.integers(1, 3))):
+            at = draw(st.integers(0, len(number)))
+            inserted = draw(st.sampled_from([*SPECIAL_CHARS, "\n", "\r", "\r\n", "\x00", " ", "-", "+", *ODD_DIGITS]))
+            number = number[:at] + inserted + number[at:]
+    if draw(one_in(5)):
+        return draw(st.one_of(odd_text(30), st.sampled_from(["", " ", "+", "0", "1" * 21])))
+    return number
 
 
 # --- mutations of recorded data ----------------------------------------------------------------------

@@ -8,7 +8,6 @@ is reported once, and the good frames around them come through exactly as withou
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -20,7 +19,7 @@ from bridge.pbx.ami_stream import EOL, MAX_BUFFER, AmiStreamDecoder, BadFrame
 from bridge.pbx.events import BadInput, PbxEvent
 from bridge.pbx.observe import AmiTranslator
 from bridge.pbx.outcomes import EndpointTemplate
-from tests.fuzz.capture import LogCapture, captured_logs
+from tests.fuzz.capture import LogCapture
 from tests.fuzz.strategies import ODD_NUMBERS, cuts, fuzz_settings, garbage_bytes, odd_text, split
 from tests.protocol.recorded import SCENARIOS, TRANSCRIPTS
 
@@ -233,18 +232,12 @@ class DiscardingTransport(asyncio.Transport):
         return False
 
 
-@pytest.fixture
-def logs() -> Iterator[LogCapture]:
-    with captured_logs() as capture:
-        yield capture
-
-
 @fuzz_settings(60)
 @given(session=noisy_sessions(), data=st.data())
 async def test_the_link_logs_each_bad_frame_and_translates_the_good_ones(
-    logs: LogCapture, session: tuple[bytes, list[bytes], int], data: st.DataObject
+    capture: LogCapture, session: tuple[bytes, list[bytes], int], data: st.DataObject
 ) -> None:
-    logs.clear()
+    capture.clear()
     stream, good, bad = session
     loop = asyncio.get_running_loop()
     events: list[PbxEvent] = []
@@ -261,7 +254,7 @@ async def test_the_link_logs_each_bad_frame_and_translates_the_good_ones(
             protocol.data_received(read)
     finally:
         manager.close()
-    assert len(logs.events("pbx.bad_input")) == bad
+    assert len(capture.events("pbx.bad_input")) == bad
     reference = translator()
     expected = [
         event for frame in decode([BANNER + b"".join(f + END for f in good)]) for event in reference.feed(frame)

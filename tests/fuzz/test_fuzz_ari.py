@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,6 +23,7 @@ from bridge.pbx.events import BadInput, PbxEvent, Resynced
 from bridge.pbx.outcomes import EndpointTemplate
 from bridge.pbx.translate import AriTranslator
 from tests.fuzz.strategies import (
+    EXAMPLE_CONFIG,
     fuzz_settings,
     json_values,
     mutated_mapping,
@@ -35,7 +35,6 @@ from tests.protocol.recorded import SCENARIOS, ari_frames, originated_channels, 
 
 ARI_SCENARIOS = tuple(scenario for scenario in SCENARIOS if ari_frames(scenario))
 FRAMES = {scenario: [json.loads(frame) for frame in ari_frames(scenario)] for scenario in ARI_SCENARIOS}
-EXAMPLE_CONFIG = Path(__file__).resolve().parents[2] / "bridge.example.toml"
 KNOWN_TYPES = frozenset(AriTranslator(EndpointTemplate("PJSIP/{ext}"))._handlers)
 
 

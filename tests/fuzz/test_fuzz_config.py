@@ -22,10 +22,9 @@ from hypothesis import event, example, given
 from hypothesis import strategies as st
 
 from bridge.config import ConfigError, Settings, load_config, parse_settings
-from tests.fuzz.strategies import fuzz_settings, odd_text, one_in, secret_texts, webhook_codes
+from tests.fuzz.strategies import EXAMPLE_CONFIG, fuzz_settings, odd_text, one_in, secret_texts, webhook_codes
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "bridge.example.toml"
-BASE = tomllib.loads(EXAMPLE.read_text(encoding="utf-8"))
+BASE = tomllib.loads(EXAMPLE_CONFIG.read_text(encoding="utf-8"))
 SECTIONS = ("asterisk", "bitrix24", "journal", "http", "employees", "routing", "regions", "schedules", "queues",
             "ivr", "lines")  # fmt: skip
 FILE_PROBLEMS = ("cannot read the file", "not UTF-8 text", "TOML syntax")
@@ -222,7 +221,7 @@ def mutated_files(draw: st.DrawFn) -> tuple[bytes, list[str]]:
     """The example file with secrets of our own, then lines dropped or repeated, bytes inserted or replaced."""
     secrets = draw(st.lists(secret_texts(string.ascii_letters + string.digits), min_size=3, max_size=3, unique=True))
     code = draw(webhook_codes())
-    text = EXAMPLE.read_text(encoding="utf-8")
+    text = EXAMPLE_CONFIG.read_text(encoding="utf-8")
     for old, new in zip(("ari-secret", "ami-secret", "app-token-from-the-webhook-settings"), secrets, strict=True):
         text = text.replace(f'"{old}"', f'"{new}"')
     text = text.replace("/rest/1/webhookcode/", f"/rest/1/{code}/")

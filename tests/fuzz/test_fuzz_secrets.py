@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import namedtuple
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -28,16 +28,10 @@ from bridge.crm.errors import CrmError
 from bridge.logs import register_secrets
 from bridge.pbx.ami import AmiLink
 from tests.eventually import eventually
-from tests.fuzz.capture import LogCapture, captured_logs
+from tests.fuzz.capture import LogCapture
 from tests.fuzz.strategies import fuzz_settings, odd_text, secret_texts, webhook_codes
 
 log = structlog.get_logger("tests.fuzz.secrets")
-
-
-@pytest.fixture
-def capture() -> Iterator[LogCapture]:
-    with captured_logs() as logs:
-        yield logs
 
 
 Pair = namedtuple("Pair", "left right")
