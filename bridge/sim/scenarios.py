@@ -39,7 +39,7 @@ class Pace:
 
 
 NORMAL = Pace(ring=1.0, talk=3.0, outage=30.0, stagger=0.7)
-FAST = Pace(ring=0.2, talk=1.0, outage=4.0, stagger=0.1)
+FAST = Pace(ring=0.15, talk=0.8, outage=3.0, stagger=0.05)
 
 Play = Callable[[Stage, Pace], Awaitable[str]]
 """Places the scenario's call(s) and returns once the PBX is done; returns Bitrix24's own CALL_ID when Bitrix24

@@ -33,6 +33,6 @@ async def test_the_fast_day_ends_with_every_call_matching(tmp_path: Path) -> Non
 async def test_a_call_that_does_not_match_is_shown_and_fails_the_demo(tmp_path: Path) -> None:
     wrong = replace(ANSWERED_AT_ONCE, expect=lambda p: replace(ANSWERED_AT_ONCE.expect(p), user=12))
     console, out = quiet_console()
-    assert await run_demo(FAST, day=(Act((wrong,)),), console=console, workdir=tmp_path, settle_seconds=3) == 1
+    assert await run_demo(FAST, day=(Act((wrong,)),), console=console, workdir=tmp_path, settle_seconds=1) == 1
     text = out.getvalue()
     assert "USER_ID 11, expected 12" in text and "1 call(s) do not match" in text

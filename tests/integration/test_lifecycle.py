@@ -40,8 +40,8 @@ def journal_depth(s: Stage) -> int:
 
 async def test_calls_during_a_bitrix24_outage_are_mirrored_after_it(tmp_path: Path) -> None:
     async with stage(tmp_path) as s:
-        s.crm.set_fault(outage_seconds=4.0)
-        outage_ends = time.monotonic() + 4.0
+        s.crm.set_fault(outage_seconds=2.5)
+        outage_ends = time.monotonic() + 2.5
         s.pbx.set_party("1001", Answer(after=0.2))
         placed = time.time()
         answered = await s.pbx.place_inbound_call(SALES, "79990000101", hangup_after_answer=1.0)
