@@ -258,7 +258,7 @@ class RoutingParser:
     def _line(self, num: str, data: dict[str, Any]) -> Line:
         key = f"lines.{num}"
         known = {"name", "rules", "fallback", "default_ext", "crm_create", "crm_source", "missed_task",
-                 "missed_notify", "record"}  # fmt: skip
+                 "missed_notify", "record", "callback_queue"}  # fmt: skip
         for name in data:
             if name not in known:
                 self.problem(f"{key}.{name}", "unknown key")
@@ -285,6 +285,9 @@ class RoutingParser:
         default_ext = str(data.get("default_ext", ""))
         if default_ext:
             self._refs.append((f"{key}.default_ext", "employee", default_ext))
+        callback_queue = str(data.get("callback_queue", ""))
+        if callback_queue:
+            self._refs.append((f"{key}.callback_queue", "queue", callback_queue))
         flags = {n: data.get(n, d) for n, d in (("crm_create", True), ("missed_task", False),
                                                   ("missed_notify", False), ("record", True))}  # fmt: skip
         for name, value in flags.items():
@@ -301,6 +304,7 @@ class RoutingParser:
             missed_task=bool(flags["missed_task"]),
             missed_notify=bool(flags["missed_notify"]),
             record=bool(flags["record"]),
+            callback_queue=callback_queue,
         )
 
     # -- the small grammar of actions and conditions ----------------------------------------------

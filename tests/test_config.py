@@ -60,6 +60,7 @@ def test_example_config_loads_into_the_plan() -> None:
         ToQueue("sales"),
     ]
     assert plan.lines["74951112255"].rules[0].when == CallerPrefix(("7812",))
+    assert sales.callback_queue == "sales" and plan.lines["74951112244"].callback_queue == ""
     assert plan.lines["74951112244"].rules[1].then == ToIvr("main")
     assert plan.queues["support"].distribution is Distribution.EVERYBODY
     assert plan.queues["overflow"].final == ToNumber("74950000000")
@@ -102,6 +103,7 @@ def test_every_problem_is_reported_with_its_key() -> None:
     data["schedules"]["office"]["timezone"] = "Mars/Olympus"
     data["schedules"]["office"]["mon"] = ["18:00-09:00"]
     data["employees"]["map"]["1001"]["mobile"] = "+7 (916) 000"
+    data["lines"]["74951112244"]["callback_queue"] = "nosuchqueue"
     problems = problems_of(data)
     expected = [
         "asterisk.ami_port",
@@ -116,6 +118,7 @@ def test_every_problem_is_reported_with_its_key() -> None:
         "schedules.office.timezone",
         "schedules.office.mon: interval '18:00-09:00' ends before it starts",
         "employees.map.1001.mobile",
+        "lines.74951112244.callback_queue: unknown queue 'nosuchqueue'",
     ]
     for prefix in expected:
         assert any(p.startswith(prefix) for p in problems), (prefix, problems)

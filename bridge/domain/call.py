@@ -141,7 +141,7 @@ def _route(call: Call, now: datetime) -> Step:
     default = cards.employee_user(call, call.plan.lines[call.line].default_ext)
     owner = client.responsible_user_id if client and client.responsible_user_id else default
     call, registered = cards.ensure_registered(replace(call, timer=None), owner, now)
-    call, commands = routing.next_rule(call, now)
+    call, commands = routing.first_rule(call, now)
     return call, registered + commands
 
 

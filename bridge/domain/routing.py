@@ -13,6 +13,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from bridge.domain import ivr, walk
+from bridge.domain.commands import CallType
 from bridge.domain.ending import end_missed
 from bridge.domain.rules import holds
 from bridge.domain.scheme import (
@@ -50,6 +51,14 @@ def then(call: Call, follow: Follow, now: datetime) -> Step:
     if isinstance(follow, PassOn):
         return next_rule(call, now)
     return run(call, follow, now)
+
+
+def first_rule(call: Call, now: datetime) -> Step:
+    """Route a new call: a client called back goes to the line's callback queue, if it has one; else the rules."""
+    queue = call.plan.lines[call.line].callback_queue
+    if call.call_type is CallType.CALLBACK and queue:
+        return run(call, ToQueue(queue), now)
+    return next_rule(call, now)
 
 
 def next_rule(call: Call, now: datetime) -> Step:

@@ -214,6 +214,8 @@ class Line:
     """Create a Bitrix24 task for the missed-call owner."""
     missed_notify: bool = False
     record: bool = True
+    callback_queue: str = ""
+    """Queue that takes the clients the bridge calls back for this line (ONEXTERNALCALLBACKSTART); empty: the rules."""
 
 
 @dataclass(frozen=True)

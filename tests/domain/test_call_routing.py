@@ -311,3 +311,19 @@ def test_a_callback_call_is_registered_as_type_4() -> None:
     commands = d(CallStarted(LINE, CALLER, crm_key="k", call_type=CallType.CALLBACK))
     assert commands[1] == register(5, call_type=CallType.CALLBACK)
     assert d.call.call_type is CallType.CALLBACK
+
+
+def test_a_client_called_back_goes_to_the_lines_callback_queue_not_its_rules() -> None:
+    the_plan = plan(
+        Rule(Always(), ToQueue("q")),
+        queues=(queue("q", "1001"), queue("callbacks", "1002")),
+        default_ext="1005",
+        callback_queue="callbacks",
+    )
+    d = Driver(the_plan)
+    commands = d(CallStarted(LINE, CALLER, crm_key="k", call_type=CallType.CALLBACK))
+    assert commands[1] == register(5, call_type=CallType.CALLBACK)
+    assert [leg.ext for leg in d.call.ringing] == ["1002"]
+    inbound = Driver(the_plan)
+    inbound(CallStarted(LINE, CALLER, crm_key="k"))
+    assert [leg.ext for leg in inbound.call.ringing] == ["1001"]  # an ordinary caller follows the rules
