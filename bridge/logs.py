@@ -3,27 +3,84 @@
 Per-call context (``call_id``, ``linkedid``, ``line``) is bound with :func:`bind_call` through contextvars, so
 every line logged while a call is being handled carries it.
 
-Event names are ``noun.verb``. The ones an operator will meet:
+Event names are ``noun.verb``; this table is the one place they are documented (a test fails when a name the
+daemon logs is missing here). Levels: debug is noise for developers, info is the story of each call, warning is
+something an operator may want to look at, error needs action.
 
-=========================  =====================================================================
-``daemon.started``         the daemon is up (``daemon.stopping`` / ``daemon.stopped`` on shutdown)
-``call.started``           an inbound call entered the Stasis application
-``call.transition``        the call core moved a call from one state to another (``from``, ``to``, ``event``)
-``call.ignored``           an event that does not apply to the call's state (logged, nothing done)
-``call.ended``             a call is finished (``status``, ``duration``, ``handled_by``)
-``call.reconciled``        a call found ended or still up after a reconnect or a restart
-``leg.ringing``            an agent / number leg was originated (``leg``, ``ext``)
-``crm.queued``             a Bitrix24 operation was written to the journal
-``crm.delivered``          Bitrix24 confirmed an operation (``method``, ``crm_leg``)
-``crm.retry``              a transient Bitrix24 error; the operation will be retried
-``crm.failed``             a permanent Bitrix24 error; the operation is parked (see ``b24-bridge journal``)
-``crm.offline``            a call's ``register`` did not go through in time; mirrored after its end
-``crm.replayed``           an offline call was mirrored (``register`` SHOW=0 + ``finish``)
-``pbx.connected``          ARI or AMI (``link``) connected; ``pbx.disconnected`` / ``pbx.reconnecting``
-``pbx.bad_input``          a malformed AMI frame or ARI message was dropped
-``clicktocall.rejected``   a click-to-call event was refused (``reason``)
-``config.error``           the configuration could not be loaded
-=========================  =====================================================================
+=================================  ====================================================================================
+event                              meaning
+=================================  ====================================================================================
+``daemon.started``                 the daemon is up: HTTP address and lines
+``daemon.stopping``                SIGTERM/SIGINT: no new calls; the calls in progress are mirrored for a grace period
+``daemon.calls_left``              the grace period ended with calls still up; their operations stay in the journal
+``daemon.unflushed``               operations left in the journal at shutdown; they are sent after the next start
+``daemon.stopped``                 the daemon has stopped
+``daemon.refused``                 the daemon would not start (e.g. another process holds the journal)
+``daemon.task_crashed``            one of the daemon's tasks ended with an error (alert on this)
+``dispatch.error``                 handling one input failed; that input is dropped, every other call goes on
+``call.started``                   an inbound call entered the Stasis application
+``call.transition``                the core moved a call from one state to another (``on``, ``from``, ``to``)
+``call.ignored``                   an event that has no meaning in the call's state (nothing done)
+``call.unknown``                   an event for a call this process does not know (debug)
+``call.warning``                   the core met a problem and worked around it (unknown line, routing loop, ...)
+``call.ended``                     a call is over: ``status``, ``duration``, ``handled_by``, its CRM legs
+``call.refused``                   a call arrived while the daemon was stopping and was hung up
+``call.duplicate_start``           a second start for a call already known (ignored)
+``call.intercept_refused``         an intercept code was dialled but no call is ringing for that member
+``call.reconciled``                after a reconnect or a restart: a call found ended (finished) or still up (adopted)
+``observed.duplicate_start``       a second start of a watched (AMI) call (ignored)
+``leg.ringing``                    an agent or number leg was originated (``leg``, ``endpoint``)
+``leg.exists``                     an originate was retried and the leg was already ringing (409, harmless)
+``clicktocall.started``            a click-to-call rings the employee's phone
+``clicktocall.rejected``           a click-to-call or callback post was refused (``reason``: token, number, ...)
+``clicktocall.refused``            a valid click-to-call could not be placed (no extension, shutting down)
+``callback.dialling``              a callback request dials the client
+``callback.rejected``              a callback request for an unknown line
+``callback.failed``                the PBX refused to dial a callback
+``crm.queued``                     a Bitrix24 operation was written to the journal
+``crm.request``                    one HTTP request to Bitrix24 (debug)
+``crm.delivered``                  Bitrix24 confirmed an operation (``method``, ``crm_leg``)
+``crm.skipped``                    an operation settled without sending (a card for a call already over)
+``crm.retry``                      a transient Bitrix24 error (network, 5xx, 503, 429); retried with back-off
+``crm.failed``                     a permanent error: the operation is parked (``b24-bridge journal --status failed``)
+``crm.offline``                    a call's register did not go through in time: it is mirrored at its end (SHOW=0)
+``crm.replayed``                   an offline call was mirrored, or found already there (``already_present``)
+``crm.back``                       Bitrix24 answers again after trouble; waiting operations are sent at once
+``crm.probe_failed``               the probe for Bitrix24's return failed (debug)
+``crm.token_refreshed``            the OAuth access token was refreshed and stored
+``crm.lookup_timeout``             the CRM did not say who the caller is in time; the call is routed without it
+``crm.lookup_failed``              the caller lookup failed; the call is routed without it
+``crm.lookup_partial``             the caller was found but a detail (their deal) could not be read
+``crm.line_failed``                creating an external line at start failed
+``crm.event_bind_failed``          binding the click-to-call events at start failed (OAuth mode)
+``crm.event_poll_failed``          polling ``event.offline.get`` failed (pull mode); retried
+``delivery.requeued``              operations found in flight at start (after a crash) are checked and resent
+``delivery.error``                 an unexpected error in the delivery loop; it goes on
+``directory.refreshed``            the extension <-> user map was read from Bitrix24
+``directory.stale``                the map could not be refreshed (or came back partial); the last good one is kept
+``directory.duplicate_extension``  two users share an extension; the configured or first one wins
+``directory.time_tracking_off``    Bitrix24 has no time management: nobody is skipped as not clocked in
+``directory.availability_failed``  absence / time-tracking facts could not be read; agents count as present
+``journal.opened``                 the journal was opened (debug)
+``journal.appended``               an operation was written (debug)
+``journal.not_wal``                the journal's file system refused WAL mode (durability is still full)
+``journal.bad_row``                a journal row could not be read (left as it is, reported)
+``replay.bad_row``                 the replay met a journal row it could not read (reported in its summary)
+``pbx.connected``                  ARI or AMI (``link``) connected
+``pbx.disconnected``               ARI or AMI disconnected; it reconnects by itself
+``pbx.connect_failed``             a connection attempt failed (``error``); it is retried with back-off
+``pbx.reconnecting``               waiting ``delay`` seconds before the next attempt
+``pbx.resynced``                   after a (re)connect: the channels that exist now were listed and calls reconciled
+``pbx.pong_missing``               AMI did not answer a Ping in time: the connection is treated as dead
+``pbx.socket_error``               the ARI events socket reported an error
+``pbx.bad_input``                  a malformed AMI frame or ARI message was dropped (``reason``)
+``pbx.command_failed``             Asterisk refused a command for a call (``status``, ``error``)
+``pbx.command_refused``            a command was not sent because its input was unsafe (e.g. a number with symbols)
+``pbx.unsupported_command``        a command the ARI link does not carry out (a bug)
+``pbx.cleanup_failed``             destroying a finished call's bridge failed
+``pbx.device_states_unavailable``  AMI ``DeviceStateList`` is not allowed or not there: availability from events only
+``pbx.unexpected_stasis``          a channel entered the Stasis app with arguments the bridge does not route
+=================================  ====================================================================================
 """
 
 from __future__ import annotations
