@@ -1,0 +1,99 @@
+"""The chaos suite: many scripted calls through the real daemon (a child process) while Bitrix24 fails 10 % of
+requests (500, 503 QUERY_LIMIT_EXCEEDED, 429 OPERATION_TIME_LIMIT), goes away once, ARI/AMI connections drop, and
+the daemon is ``kill -9``ed and started again on the same journal.
+
+At the end the journal must drain and, on the simulators' state, every call must be in Bitrix24 exactly once,
+finished exactly once for the right employee with the right status and a DURATION within 1 s of the talk time,
+with no card left shown (``tests/chaos/invariants.py`` has the exact rules). The ledger is the call's script;
+calls alive while ARI was down are held to what the PBX really did (the witness), since an agent who answers
+during the gap is hung up by Asterisk itself. Calls cut by the ``kill -9`` may instead end with the reconciled
+outcome ``bridge/recovery.py`` documents (missed for the user they were registered for, or answered with at most
+the talk time the PBX saw).
+
+``test_chaos_reduced`` (40 calls, a 5 s outage, one disconnect, one kill) runs in the default suite;
+``test_chaos_full`` (1,000 calls, a 60 s outage, three disconnects, one kill) is ``slow``: ``make chaos``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from bridge.sim.stage import AMI_SECRET, APP_TOKEN, ARI_PASSWORD
+from tests.chaos.driver import ChaosPlan, ChaosResult, chaos
+from tests.chaos.invariants import Problem, check_invariants
+
+REDUCED = ChaosPlan(
+    calls=40,
+    lanes=8,
+    outage_at=0.2,
+    outage_seconds=5.0,
+    disconnects=((0.45, True, True),),
+    kill_at=0.7,
+    drain_timeout=90.0,
+)
+FULL = ChaosPlan(
+    calls=1000,
+    lanes=25,
+    outage_at=0.15,
+    outage_seconds=60.0,
+    disconnects=((0.3, True, True), (0.6, True, False), (0.8, False, True)),
+    kill_at=0.45,
+    drain_timeout=600.0,
+)
+SECRETS = (ARI_PASSWORD, AMI_SECRET, APP_TOKEN, "simwebhookcode")
+
+KNOWN_DAEMON_BUGS = {
+    "reconciled_talk": (
+        "bridge/recovery.py: an adopted call is finished as answered with more talk than the PBX saw: "
+        "pbx_live_view counts a bridge of two members as a conversation, so a caller on hold (the music-on-hold "
+        "Announcer is a member) talks; and once seen talking, the clock runs until the caller's channel is gone, "
+        "after the agent has hung up"
+    ),
+}
+"""Daemon bugs this suite found and reported, by invariant kind. Only these may turn a run into an xfail."""
+
+
+def assert_chaos_held(result: ChaosResult) -> None:
+    daemon = result.daemon
+    assert result.exit_code == 0, f"the daemon did not stop cleanly on SIGTERM:\n{daemon.tail()}"
+    assert not daemon.bad_lines(), f"the daemon logged crashes: {daemon.bad_lines()[:5]}"
+    logs = daemon.text()
+    assert not [s for s in SECRETS if s in logs], "a secret appears in the daemon's logs"
+    assert not result.failed_ops, f"operations parked as failed: {result.failed_ops[:10]}"
+    figures = result.figures
+    # the weather really happened (a run without it would prove nothing)
+    assert figures["errors_injected"] > 0 and figures["refused_in_outage"] > 0, figures
+    assert figures["disconnects"] == len(result.plan.disconnects), figures
+    assert figures["cut_by_kill"] > 0 and daemon.starts == 2, figures
+    assert figures["calls"] == result.plan.calls
+    problems = check_invariants(result.placed, result.crm_state)
+    unknown = [p for p in problems if p.kind not in KNOWN_DAEMON_BUGS]
+    assert not unknown, report(unknown, len(problems))
+    if problems:
+        kinds = sorted({p.kind for p in problems})
+        pytest.xfail("; ".join(KNOWN_DAEMON_BUGS[k] for k in kinds) + "\n" + report(problems, len(problems)))
+
+
+def report(problems: list[Problem], total: int) -> str:
+    shown = "\n".join(f"  {p}" for p in problems[:25])
+    return f"{total} broken invariant(s):\n{shown}"
+
+
+async def test_chaos_reduced(tmp_path: Path) -> None:
+    result = await chaos(REDUCED, tmp_path)
+    assert result.seconds < 60, result.figures
+    assert_chaos_held(result)
+
+
+@pytest.mark.slow
+async def test_chaos_full(tmp_path: Path) -> None:
+    result = await chaos(FULL, tmp_path)
+    broken = Counter(p.kind for p in check_invariants(result.placed, result.crm_state))
+    figures = {**result.figures, "seconds": round(result.seconds, 1), "broken_invariants": dict(broken)}
+    (tmp_path / "figures.json").write_text(json.dumps(figures, indent=2), encoding="utf-8")
+    print("chaos figures:", json.dumps(figures))
+    assert_chaos_held(result)
