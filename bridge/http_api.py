@@ -43,7 +43,7 @@ def build_app(*, health: HealthProbe, metrics: Metrics, gate: EventGate, on_even
     async def events(request: web.Request) -> web.Response:
         try:
             form = await request.post()
-        except (ValueError, web.HTTPRequestEntityTooLarge) as exc:
+        except (ValueError, LookupError, web.HTTPRequestEntityTooLarge) as exc:  # LookupError: unknown charset
             return _reject(metrics, f"unreadable form: {type(exc).__name__}", 400, request)
         payload = nest_form({k: v for k, v in form.items() if isinstance(v, str)})
         parsed = gate.accept(payload)

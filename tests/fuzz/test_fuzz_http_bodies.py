@@ -55,11 +55,6 @@ async def test_a_body_that_is_no_form_is_answered_with_a_client_error(
     assert not desk.dispatcher.commands and not desk.ari.endpoints
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bridge/http_api.py lets aiohttp's LookupError for an unknown charset through: 500, no logged reason "
-    "(reported to the owner of http_api.py)",
-)
 @pytest.mark.parametrize(
     ("content_type", "body"),
     [
