@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from bridge.sim.asterisk.model import Channel
     from bridge.sim.asterisk.pbx import Pbx
 
 
@@ -19,6 +20,17 @@ class Devices:
         self.pbx = pbx
         self.states: dict[str, str] = {}
         self.endpoints: dict[str, str] = {}  # "PJSIP/1001" -> "online" | "offline"
+        self.channels: dict[str, dict[str, Channel]] = {}
+        """Device -> the PBX's channels on it, so that a refresh looks at that device's channels only."""
+
+    def track(self, channel: Channel) -> None:
+        """``channel`` is now in the PBX's channel table."""
+        self.channels.setdefault(channel.device, {})[channel.id] = channel
+
+    def forget(self, channel: Channel | None) -> None:
+        """``channel`` has left the PBX's channel table (None: nothing did)."""
+        if channel is not None and self.channels.get(channel.device, {}).get(channel.id) is channel:
+            del self.channels[channel.device][channel.id]
 
     def state_of(self, device: str) -> str:
         if device in self.states:
@@ -34,7 +46,7 @@ class Devices:
         """Recompute a device's state from its channels and report it if it changed."""
         if self.is_offline(device):
             return
-        live = [c for c in self.pbx.channels.values() if c.device == device and not c.destroyed]
+        live = [c for c in self.channels.get(device, {}).values() if not c.destroyed]
         if not live:
             state = "NOT_INUSE"
         elif device.startswith("Local/") or any(c.state == "Up" for c in live):

@@ -107,7 +107,9 @@ class Pbx:
             context=context,
             exten=exten,
         )
+        self.devices.forget(self.channels.get(uid))
         self.channels[uid] = channel
+        self.devices.track(channel)
         self.creation_order[uid] = len(self.creation_order)
         self.ami("Newchannel", channel.ami_fields())
         self.ari("ChannelCreated", channel)
@@ -287,7 +289,8 @@ class Pbx:
         channel.destroyed = True
         channel.hanging_up = True
         channel.cancel_timers()
-        self.channels.pop(channel.id, None)
+        self.devices.forget(channel)
+        self.devices.forget(self.channels.pop(channel.id, None))
         self.ari("ChannelDestroyed", channel, after={"cause": cause, "cause_txt": cause_text(cause)})
         self.ami("Hangup", [*channel.ami_fields(), ("Cause", str(cause)), ("Cause-txt", cause_text(cause))])
         self.ami("Cdr", channel.cdr_fields(cause), "cdr")
