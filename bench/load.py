@@ -22,9 +22,21 @@ from bridge.crm.pacing import SAFETY_MARGIN
 POLL = 0.05
 
 
-def full_level(bucket: Bucket) -> float:
-    """The portal's bucket counts as full one request below where our client-side twin stops (its safety margin)."""
-    return bucket.burst - SAFETY_MARGIN - 1
+def bucket_filled(live: Live, bucket: Bucket) -> asyncio.Event:
+    """Set once a request the portal takes lifts its bucket to one request below where our client-side twin stops
+    (``burst`` minus its safety margin): from then on every request waits for the bucket."""
+    portal_bucket = live.crm.core.bucket
+    take = portal_bucket.try_add
+    full = asyncio.Event()
+
+    def watched() -> bool:
+        taken = take()
+        if taken and portal_bucket.level >= bucket.burst - SAFETY_MARGIN - 1:
+            full.set()
+        return taken
+
+    portal_bucket.try_add = watched  # type: ignore[method-assign]
+    return full
 
 
 SATURATION_TALK = 0.5
@@ -88,9 +100,10 @@ async def saturation(workdir: Path, mode: str, sizes: Sizes) -> Saturation:
     """Offer more than the portal takes; once its bucket is full, count what it took for a window."""
     bucket = STANDARD
     async with live_stack(workdir, mode, bucket) as live:
+        filled = bucket_filled(live, bucket)
         placing = asyncio.create_task(place_steadily(live, 1, sizes.saturation_rate, SATURATION_TALK))
         try:
-            full = await wait_for(lambda: live.crm.core.bucket.level >= full_level(bucket), sizes.saturation_warmup)
+            full = await wait_for(filled.is_set, sizes.saturation_warmup)
             before, started = live.portal_counters(), time.monotonic()
             await asyncio.sleep(sizes.saturation_window)
             after, window = live.portal_counters(), time.monotonic() - started
