@@ -426,4 +426,6 @@ def load_config(path: Path, env: dict[str, str] | None = None) -> Settings:
         raise ConfigError(path, [f"TOML syntax: {exc}"]) from exc
     except RecursionError as exc:
         raise ConfigError(path, ["TOML syntax: arrays or tables nested too deeply"]) from exc
+    except ValueError as exc:  # int() of a number over 4300 digits, which tomllib does not catch
+        raise ConfigError(path, [f"TOML syntax: a value that cannot be read ({type(exc).__name__})"]) from exc
     return parse_settings(data, path=path, env=env)
