@@ -260,8 +260,7 @@ def test_a_mutated_file_loads_or_names_each_bad_key(tmp_path_factory: pytest.Tem
         assert error.problems
         try:
             data = tomllib.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, tomllib.TOMLDecodeError):
-            assert [problem.split(" ")[0] for problem in error.problems] != []
+        except (ValueError, RecursionError):  # not UTF-8, not TOML, a number too long to read
             assert len(error.problems) == 1 and error.problems[0].startswith(FILE_PROBLEMS)
         else:
             for problem in error.problems:
@@ -272,9 +271,10 @@ def test_a_mutated_file_loads_or_names_each_bad_key(tmp_path_factory: pytest.Tem
         assert_usable(settings)
 
 
-def test_a_file_nested_deeper_than_the_parser_can_go_is_a_config_error(tmp_path: Path) -> None:
-    path = tmp_path / "deep.toml"
-    path.write_text("a = " + "[" * 100_000 + "]" * 100_000 + "\n", encoding="utf-8")
+@pytest.mark.parametrize("text", ["a = " + "[" * 100_000 + "]" * 100_000, "a = " + "9" * 5000])
+def test_a_file_the_toml_parser_chokes_on_is_a_config_error(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "choking.toml"
+    path.write_text(text + "\n", encoding="utf-8")
     with pytest.raises(ConfigError) as caught:
         load_config(path)
     assert caught.value.problems[0].startswith(FILE_PROBLEMS)
