@@ -26,6 +26,7 @@ CONTENT_TYPES = [
     f"{FORM}; charset=utf-8",
     f"{FORM}; charset=latin-1",
     f"{FORM}; charset=utf-16",
+    f"{FORM}; charset=no-such-charset",
     "multipart/form-data",
     "multipart/form-data; boundary=xyz",
     "application/json",
@@ -41,6 +42,8 @@ CONTENT_TYPES = [
         st.just(b"--xyz\r\nContent-Disposition: form-data\r\n\r\n1\r\n--xyz--\r\n"),
         st.just(b"--xyz\r\nContent-Disposition: form-data; name=event\r\n\r\n\xff\r\n--xyz--\r\n"),
         st.just(b"a=%ff%fe&b=%"),
+        st.just(b"--xyz\r\nContent-Disposition: form-data; name=event\r\nContent-Type: text/plain; charset=bogus\r\n"
+                b"\r\n1\r\n--xyz--\r\n"),
     ),
     content_type=st.sampled_from(CONTENT_TYPES),
 )  # fmt: skip
