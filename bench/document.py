@@ -62,6 +62,7 @@ def _memory_note(memory: dict[str, Memory]) -> str:
     first = next(iter(memory.values()))
     details = "; ".join(
         f"{mode}: {m.baseline_kib / 1024:.1f} MiB idle -> {m.loaded_kib / 1024:.1f} MiB with {m.active:,} calls"
+        + ("" if m.active >= m.target_calls else " (the daemon had not taken them all in 30 s)")
         + ("" if m.settled else " (sampled with a backlog still in the journal)")
         for mode, m in memory.items()
     )
