@@ -96,8 +96,8 @@ def _replay_note(replay: dict[str, Replay]) -> str:
 def _core_note(core: CoreSpeed) -> str:
     return (
         f"**Core**: `bridge.domain.call.step` alone, one thread, stepping the recorded inputs of {core.calls} whole "
-        f"calls of the built-in call centre ({core.steps_per_call:.1f} steps a call) for {core.seconds:.1f} s: "
-        f"{core.events:,} events."
+        f"calls of the built-in call centre ({core.steps_per_call:.1f} steps a call) for {core.seconds:.1f} CPU "
+        f"seconds: {core.events:,} events."
     )
 
 
