@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from bench.probe import LatencyProbe, percentile
 from bench.sizes import Sizes
@@ -20,6 +20,8 @@ from bench.stack import SCALED, STANDARD, Bucket, Live, live_stack
 from bridge.crm.pacing import SAFETY_MARGIN
 
 POLL = 0.05
+SATURATION_TALK = 0.5
+SETTLE_TIMEOUT = 10.0
 
 
 def bucket_filled(live: Live, bucket: Bucket) -> asyncio.Event:
@@ -39,17 +41,14 @@ def bucket_filled(live: Live, bucket: Bucket) -> asyncio.Event:
     return full
 
 
-SATURATION_TALK = 0.5
-SETTLE_TIMEOUT = 10.0
-
-
 def caller_number(phase: int, index: int) -> str:
     """Unique, well-formed Russian mobile numbers per phase: ``79<phase><8 digits>``."""
     return f"79{phase}{index:08d}"
 
 
 async def place_steadily(live: Live, phase: int, rate: float, talk: float, limit: int | None = None) -> int:
-    """Place a call every ``1/rate`` s (on schedule, not drifting) until cancelled or ``limit`` calls."""
+    """Place a call every ``1/rate`` s (on schedule, not drifting) until cancelled or ``limit`` calls; returns how
+    many were placed (cancelling it is how a phase stops the load, so the cancellation ends here)."""
     loop = asyncio.get_running_loop()
     started = loop.time()
     index = 0
@@ -63,7 +62,7 @@ async def place_steadily(live: Live, phase: int, rate: float, talk: float, limit
     return index
 
 
-async def wait_for(check: Any, timeout: float) -> bool:
+async def wait_for(check: Callable[[], bool], timeout: float) -> bool:
     """Poll ``check()`` until true; False when ``timeout`` s passed first."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
