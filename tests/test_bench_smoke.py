@@ -21,7 +21,7 @@ from bridge.crm.query import result_ref
 from bridge.sim.bitrix24 import Bitrix24Simulator
 
 TOY = dataclasses.replace(
-    QUICK, core_seconds=0.1, saturation_window=1.0, saturation_warmup=5.0, latency_calls=4, latency_hold=1.0
+    QUICK, core_seconds=0.1, saturation_window=1.0, saturation_warmup=5.0, latency_calls=4, latency_hold=0.8
 )
 
 
