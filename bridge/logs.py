@@ -174,6 +174,18 @@ def configure(*, json: bool | None = None, level: str = "info", stream: TextIO |
         logger_factory=structlog.PrintLoggerFactory(out),
         cache_logger_on_first_use=False,
     )
+    # The libraries (panoramisk, aiohttp, aioari) log through the standard library: send their lines through the
+    # same chain, so they are redacted and rendered like ours. Warnings and worse only: their debug is noise.
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[structlog.stdlib.add_logger_name, *processors],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, redact_processor, renderer],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(max(logging.WARNING, logging.getLevelNamesMapping()[level.upper()]))
 
 
 @contextmanager

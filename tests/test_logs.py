@@ -65,3 +65,16 @@ def test_console_renderer_on_request() -> None:
     structlog.get_logger("t").info("call.started", caller="79161234567")
     text = out.getvalue()
     assert "call.started" in text and "79161234567" in text and not text.startswith("{")
+
+
+def test_library_logs_go_through_the_same_redacting_chain() -> None:
+    import logging
+
+    out = io.StringIO()
+    logs.configure(json=True, stream=out)
+    logs.register_secrets(["ami-s3cret-value"])
+    logging.getLogger("panoramisk.manager").warning("Login failed: Secret: %s", "ami-s3cret-value")
+    logging.getLogger("aiohttp.client").debug("noise that must not show")
+    [line] = lines(out)
+    assert line["event"] == "Login failed: Secret: ***" and line["level"] == "warning"
+    assert line["logger"] == "panoramisk.manager"
