@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from bridge import __version__
-from bridge.config import EXIT_CONFIG, ConfigError, Secret, load_config
+from bridge.config import EXIT_CONFIG, ConfigError, load_config
+from bridge.config_reader import Secret
 
 Handler = Callable[[argparse.Namespace], int]
 

@@ -14,7 +14,6 @@ Routing is written as short strings, so a line's scheme reads top to bottom:
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import tomllib
@@ -25,37 +24,12 @@ from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from bridge.config_reader import Reader, Secret
 from bridge.config_routing import RoutingParser
 from bridge.domain.scheme import Plan
 
 EXIT_CONFIG = 78
 """Exit status for a bad configuration (``EX_CONFIG`` of sysexits.h)."""
-
-
-class Secret:
-    """A secret value; prints as ``'***'`` everywhere."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __bool__(self) -> bool:
-        return bool(self._value)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
-
-    def __repr__(self) -> str:
-        return "'***'" if self._value else "''"
-
-    __str__ = __repr__
 
 
 class ConfigError(Exception):
@@ -161,89 +135,6 @@ class Settings:
     plan: Plan
 
 
-class _Reader:
-    """Reads typed values out of nested TOML tables, collecting problems instead of stopping at the first."""
-
-    def __init__(self, base: Path, env: dict[str, str]) -> None:
-        self.problems: list[str] = []
-        self.base = base
-        self.env = env
-
-    def problem(self, key: str, message: str) -> None:
-        self.problems.append(f"{key}: {message}")
-
-    def table(self, data: dict[str, Any], key: str, name: str) -> dict[str, Any]:
-        value = data.get(name, {})
-        if not isinstance(value, dict):
-            self.problem(f"{key}{name}", f"must be a table, got {type(value).__name__}")
-            return {}
-        return value
-
-    def get(self, data: dict[str, Any], key: str, name: str, kind: type, default: Any) -> Any:
-        if name not in data:
-            return default
-        value = data[name]
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            self.problem(f"{key}{name}", f"must be {kind.__name__}, got {type(value).__name__} {value!r}")
-            return default
-        return value
-
-    def positive(self, data: dict[str, Any], key: str, name: str, kind: type, default: Any) -> Any:
-        value = self.get(data, key, name, kind, default)
-        if value is not None and (value <= 0 or not math.isfinite(value)):
-            self.problem(f"{key}{name}", f"must be a finite number > 0, got {value!r}")
-            return default
-        return value
-
-    def secret(self, data: dict[str, Any], key: str, name: str, required: bool) -> Secret | None:
-        given = [n for n in (name, f"{name}_env", f"{name}_file") if n in data]
-        if len(given) > 1:
-            self.problem(f"{key}{name}", f"give only one of {', '.join(given)}")
-            return None
-        if not given:
-            if required:
-                self.problem(f"{key}{name}", f"missing (set {name}, {name}_env or {name}_file)")
-            return None
-        which = given[0]
-        raw = data[which]
-        if not isinstance(raw, str):
-            self.problem(f"{key}{which}", "must be a string")
-            return None
-        if which.endswith("_env"):
-            if raw not in self.env:
-                self.problem(f"{key}{which}", f"environment variable {raw} is not set")
-                return None
-            return Secret(self.env[raw])
-        if which.endswith("_file"):
-            path = self.path(raw, f"{key}{which}")
-            try:
-                return Secret(path.read_text(encoding="utf-8").strip())
-            except OSError as exc:
-                self.problem(f"{key}{which}", f"cannot read {path}: {exc.strerror}")
-            except (UnicodeDecodeError, ValueError):  # ValueError: a NUL in the path, already reported
-                if "\x00" not in raw:
-                    self.problem(f"{key}{which}", f"{path} is not UTF-8 text")
-            return None
-        return Secret(raw)
-
-    def path(self, raw: str, key: str) -> Path:
-        if "\x00" in raw:
-            self.problem(key, "a path cannot hold a NUL character")
-        try:
-            path = Path(raw).expanduser()
-        except RuntimeError:  # ~user of a user that does not exist
-            self.problem(key, f"cannot expand {raw[:60]!r}: no such home directory")
-            path = Path(raw)
-        return path if path.is_absolute() else self.base / path
-
-    def unknown(self, data: dict[str, Any], key: str, known: set[str]) -> None:
-        for name in data:
-            if name not in known:
-                self.problem(f"{key}{name}", "unknown key")
-
-
 _ASTERISK_KEYS = {
     "ari_url", "ari_user", "ari_password", "ari_password_env", "ari_password_file", "app", "ami_host",
     "ami_port", "ami_user", "ami_secret", "ami_secret_env", "ami_secret_file", "agent_endpoint",
@@ -252,7 +143,7 @@ _ASTERISK_KEYS = {
 }  # fmt: skip
 
 
-def _asterisk(r: _Reader, data: dict[str, Any]) -> AsteriskSettings:
+def _asterisk(r: Reader, data: dict[str, Any]) -> AsteriskSettings:
     k = "asterisk."
     r.unknown(data, k, _ASTERISK_KEYS)
     d = AsteriskSettings()
@@ -296,7 +187,7 @@ _OAUTH_KEYS = {"portal", "client_id", "client_secret", "client_secret_env", "cli
                "oauth_host"}  # fmt: skip
 
 
-def _bitrix24(r: _Reader, data: dict[str, Any]) -> Bitrix24Settings:
+def _bitrix24(r: Reader, data: dict[str, Any]) -> Bitrix24Settings:
     k = "bitrix24."
     r.unknown(data, k, _B24_KEYS)
     d = Bitrix24Settings()
@@ -341,7 +232,7 @@ def _bitrix24(r: _Reader, data: dict[str, Any]) -> Bitrix24Settings:
     )
 
 
-def _strings(r: _Reader, data: dict[str, Any], key: str, name: str, default: tuple[str, ...]) -> list[str]:
+def _strings(r: Reader, data: dict[str, Any], key: str, name: str, default: tuple[str, ...]) -> list[str]:
     values = r.get(data, key, name, list, list(default))
     if not all(isinstance(value, str) for value in values):
         r.problem(f"{key}{name}", "must be a list of strings")
@@ -359,7 +250,7 @@ def _http_url(url: str) -> bool:
     return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
-def _http(r: _Reader, data: dict[str, Any]) -> HttpSettings:
+def _http(r: Reader, data: dict[str, Any]) -> HttpSettings:
     r.unknown(data, "http.", {"listen"})
     listen = r.get(data, "http.", "listen", str, "127.0.0.1:8480")
     host, _, port = listen.rpartition(":")
@@ -371,7 +262,7 @@ def _http(r: _Reader, data: dict[str, Any]) -> HttpSettings:
 
 def parse_settings(data: dict[str, Any], *, path: Path, env: dict[str, str] | None = None) -> Settings:
     """Turn parsed TOML into settings; raise :class:`ConfigError` listing every problem."""
-    r = _Reader(path.parent, dict(os.environ) if env is None else env)
+    r = Reader(path.parent, dict(os.environ) if env is None else env)
     r.unknown(data, "", {"asterisk", "bitrix24", "journal", "http", "employees", "routing", "regions",
                          "schedules", "queues", "ivr", "lines"})  # fmt: skip
     asterisk = _asterisk(r, r.table(data, "", "asterisk"))
