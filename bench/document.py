@@ -53,8 +53,11 @@ def _steady_note(steady: dict[str, Steady]) -> str:
         f"{first.target_calls} calls in progress, each lasting about the hold time; after a ramp of one hold time, "
         "one hold time is measured. Pairs: a caller entering Stasis -> that call's `register`, its hang-up -> its "
         "`finish`, stamped when the PBX simulator hands the event to the ARI socket and when the portal simulator "
-        "starts the command. CPU is the daemon process's user+system time over the window divided by the calls "
-        f"that ended in it. {details}."
+        "starts the command. With about 400 pairs, p99 is the fourth-worst: one stall of the daemon's event loop "
+        "(a slow durable commit of the journal, a full garbage collection) delays every pair in flight, so this "
+        "figure moves from run to run with the disk and the machine's other load; the loop's lag and the longest "
+        "GC pause over the window are given below. CPU is the daemon process's user+system time over the window "
+        f"divided by the calls that ended in it. {details}."
     )
 
 

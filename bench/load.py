@@ -84,6 +84,8 @@ class Saturation:
     query_limit_exceeded: int
     saturated: bool
     """The portal's bucket was full when the window began."""
+    refused_in_phase: int = 0
+    """503 ``QUERY_LIMIT_EXCEEDED`` answers over the whole phase (start-up and warm-up included)."""
 
     @property
     def commands_per_request(self) -> float:
@@ -109,6 +111,7 @@ async def saturation(workdir: Path, mode: str, sizes: Sizes) -> Saturation:
         finally:
             placing.cancel()
             await placing
+        refused = live.portal_counters()["query_limit_exceeded"]
     return Saturation(
         mode=mode,
         bucket=bucket,
@@ -118,6 +121,7 @@ async def saturation(workdir: Path, mode: str, sizes: Sizes) -> Saturation:
         commands=after["commands"] - before["commands"],
         query_limit_exceeded=after["query_limit_exceeded"] - before["query_limit_exceeded"],
         saturated=full,
+        refused_in_phase=refused,
     )
 
 
@@ -136,6 +140,8 @@ class Steady:
     query_limit_exceeded: int = 0
     stalls: dict[str, float] = field(default_factory=dict)
     """The daemon's event loop lag (p99, max) and longest GC pause over the window, ms."""
+    refused_in_phase: int = 0
+    """503 ``QUERY_LIMIT_EXCEEDED`` answers over the whole phase."""
 
     @property
     def p50(self) -> float:
@@ -180,4 +186,5 @@ async def steady(workdir: Path, mode: str, sizes: Sizes, bucket: Bucket = SCALED
             requests=after["requests"] - before["requests"],
             query_limit_exceeded=after["query_limit_exceeded"] - before["query_limit_exceeded"],
             stalls={name: float(last[name]) for name in ("lag_p99_ms", "lag_max_ms", "gc_max_ms")},
+            refused_in_phase=live.portal_counters()["query_limit_exceeded"],
         )

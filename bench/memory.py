@@ -35,6 +35,8 @@ class Memory:
     loaded_kib: int
     settled: bool
     """The journal was drained when the sample was taken (False: sampled with a backlog after the timeout)."""
+    refused_in_phase: int = 0
+    """503 ``QUERY_LIMIT_EXCEEDED`` answers over the whole phase."""
 
     @property
     def per_call_kib(self) -> float:
@@ -69,4 +71,5 @@ async def memory(workdir: Path, mode: str, sizes: Sizes, bucket: Bucket = SCALED
             baseline_kib=int(idle["rss_kib"]),
             loaded_kib=int(loaded["rss_kib"]),
             settled=settled,
+            refused_in_phase=live.portal_counters()["query_limit_exceeded"],
         )

@@ -24,7 +24,8 @@ from pathlib import Path
 from bench.naive import OneCommandPerRequest
 from bench.portal_index import index_statistics
 from bench.stack import ROOT, SCALED, Bucket
-from bridge.config import Bitrix24Settings, Secret
+from bridge.config import Bitrix24Settings
+from bridge.config_reader import Secret
 from bridge.crm.client import MAX_BATCH, Bitrix24Client
 from bridge.crm.pacing import make_limiter
 from bridge.crm.telephony import Telephony
@@ -85,6 +86,10 @@ class Replay:
     seconds: float
     requests: int
     query_limit_exceeded: int
+
+    @property
+    def refused_in_phase(self) -> int:
+        return self.query_limit_exceeded
 
     @property
     def finished(self) -> bool:

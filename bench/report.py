@@ -66,10 +66,9 @@ def _ms(value: float) -> str:
 
 
 def _503s(results: Results, mode: str) -> int:
-    phases: list[Saturation | Steady | Replay] = [
-        *(p for p in (results.saturation.get(mode), results.steady.get(mode), results.replay.get(mode)) if p)
-    ]
-    return sum(p.query_limit_exceeded for p in phases)
+    """503 answers over every phase of ``mode`` that ran (whole phases, not only their measured windows)."""
+    phases = (results.saturation, results.steady, results.memory, results.replay)
+    return sum(phase[mode].refused_in_phase for phase in phases if mode in phase)  # type: ignore[attr-defined]
 
 
 def _memory_cell(memory: Memory) -> str:

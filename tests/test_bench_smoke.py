@@ -16,7 +16,8 @@ from bench.replay import replay
 from bench.report import Results, at_most, markdown_table, rich_table, rows
 from bench.sizes import QUICK
 from bench.stack import Bucket
-from bridge.config import Bitrix24Settings, Secret
+from bridge.config import Bitrix24Settings
+from bridge.config_reader import Secret
 from bridge.crm.query import result_ref
 from bridge.sim.bitrix24 import Bitrix24Simulator
 
