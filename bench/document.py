@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 
 from bench.core import CoreSpeed
@@ -39,6 +40,12 @@ def _saturation_note(sat: dict[str, Saturation]) -> str:
     )
 
 
+def _nth_worst(count: int) -> str:
+    """Which sample the nearest-rank p99 of ``count`` samples is, counted from the worst."""
+    nth = count - math.ceil(0.99 * count) + 1
+    return "the worst" if nth <= 1 else f"the {nth}{'nd' if nth == 2 else 'rd' if nth == 3 else 'th'}-worst"
+
+
 def _steady_note(steady: dict[str, Steady]) -> str:
     first = next(iter(steady.values()))
     details = "; ".join(
@@ -53,8 +60,9 @@ def _steady_note(steady: dict[str, Steady]) -> str:
         f"{first.target_calls} calls in progress, each lasting about the hold time; after a ramp of one hold time, "
         "one hold time is measured. Pairs: a caller entering Stasis -> that call's `register`, its hang-up -> its "
         "`finish`, stamped when the PBX simulator hands the event to the ARI socket and when the portal simulator "
-        "starts the command. With about 400 pairs, p99 is the fourth-worst: one stall of the daemon's event loop "
-        "(a slow durable commit of the journal, a full garbage collection) delays every pair in flight, so this "
+        f"starts the command. With {len(first.samples_ms):,} pairs, p99 is {_nth_worst(len(first.samples_ms))}: one "
+        "stall of the daemon's event loop (a slow durable commit of the journal, a full garbage collection) delays "
+        "every pair in flight, so this "
         "figure moves from run to run with the disk and the machine's other load; the loop's lag and the longest "
         "GC pause over the window are given below. CPU is the daemon process's user+system time over the window "
         f"divided by the calls that ended in it. {details}."
