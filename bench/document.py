@@ -36,7 +36,8 @@ def _saturation_note(sat: dict[str, Saturation]) -> str:
         f"**Saturation** ({first.bucket.describe()}): {first.offered_rate:g} calls/s offered (about 4 commands each "
         "while a call's register goes out within 5 s, 3 with a statistics check when it is mirrored offline), "
         f"{first.window:.0f} s counted from the moment the portal's bucket was full; the ceiling is rate x 50 = "
-        f"{first.bucket.ceiling:g} commands/s. {details}."
+        f"{first.bucket.ceiling:g} commands/s; commands are those the portal carried out, statistics checks "
+        f"included. {details}."
     )
 
 
@@ -89,7 +90,7 @@ def _replay_note(replay: dict[str, Replay]) -> str:
     details = "; ".join(
         f"{mode}: {r.replayed:,}/{r.calls:,} calls in {r.seconds:.1f} s with {r.requests:,} requests "
         f"({r.query_limit_exceeded:,} answered 503); the bucket alone needs {r.paced_seconds:.1f} s for the "
-        f"requests sent, {r.paced_seconds / r.bound_seconds if r.bound_seconds else float('nan'):.2f}x the bound"
+        f"requests it took, {r.paced_seconds / r.bound_seconds if r.bound_seconds else float('nan'):.2f}x the bound"
         for mode, r in replay.items()
     )
     return (
@@ -98,7 +99,7 @@ def _replay_note(replay: dict[str, Replay]) -> str:
         f"least {first.min_requests:,} requests (3 commands a call, 50 a request), the first {first.bucket.burst} at "
         f"once, then {first.bucket.rate:g}/s = {first.bound_seconds:.1f} s on this clock "
         f"({first.bound_seconds * first.bucket.scale:.0f} s on the real portal). The bridge's own CPU does not "
-        "speed up with the clock, so on the real portal the ratio lies between what the requests sent need from "
+        "speed up with the clock, so on the real portal the ratio lies between what the requests taken need from "
         "the bucket alone and the ratio measured here. A replay still running after its budget is cut short and "
         f"projected at its pace so far. {details}."
     )

@@ -106,8 +106,8 @@ class Replay:
 
     @property
     def paced_seconds(self) -> float:
-        """The least time the bucket allows for the requests actually sent."""
-        return max(0, self.requests - self.bucket.burst) / self.bucket.rate
+        """The least time the bucket allows for the requests it took (those it refused with a 503 add nothing)."""
+        return max(0, self.requests - self.query_limit_exceeded - self.bucket.burst) / self.bucket.rate
 
     @property
     def projected_seconds(self) -> float:
