@@ -27,6 +27,8 @@ from bridge.config import parse_settings
 from bridge.crm.client import Bitrix24Client
 from bridge.crm.telephony import Telephony
 from bridge.daemon import Daemon, Timing
+from bridge.domain.commands import CrmCommand
+from bridge.journal import Journal
 
 MODES = ("paced", "naive")
 CHILD_TIMING = Timing(grace=0.5, flush=0.5)
@@ -48,7 +50,8 @@ def cpu_seconds() -> float:
 
 
 class Stalls:
-    """How long the daemon's event loop was kept from running (a 10 ms timer's overshoot) and its longest GC pause.
+    """How long the daemon's event loop was kept from running (a 10 ms timer's overshoot), its longest GC pause and
+    its slowest journal append (a durable SQLite commit, made on the event loop).
 
     Lags go into a fixed histogram of 1 ms buckets, so watching costs the same memory however long it runs.
     """
@@ -60,8 +63,22 @@ class Stalls:
         self.histogram = [0] * (self.BUCKETS + 1)
         self.lag_max_ms = 0.0
         self.gc_max_ms = 0.0
+        self.append_max_ms = 0.0
         self._gc_started = 0.0
         gc.callbacks.append(self._on_gc)
+
+    def time_appends(self, journal: Journal) -> None:
+        """Time every ``append`` the dispatcher makes (the same journal object is its outbox)."""
+        append = journal.append
+
+        def timed(cmd: CrmCommand, *, linkedid: str = "", pbx_call: str = "") -> int:
+            started = time.perf_counter()
+            try:
+                return append(cmd, linkedid=linkedid, pbx_call=pbx_call)
+            finally:
+                self.append_max_ms = max(self.append_max_ms, (time.perf_counter() - started) * 1000)
+
+        journal.append = timed  # type: ignore[method-assign]
 
     def _on_gc(self, phase: str, _info: dict[str, int]) -> None:
         now = time.perf_counter()
@@ -87,9 +104,10 @@ class Stalls:
             if seen >= 0.99 * total:
                 p99 = float(bucket + 1)
                 break
-        taken = {"lag_p99_ms": p99 if total else 0.0, "lag_max_ms": self.lag_max_ms, "gc_max_ms": self.gc_max_ms}
+        taken = {"lag_p99_ms": p99 if total else 0.0, "lag_max_ms": self.lag_max_ms, "gc_max_ms": self.gc_max_ms,
+                 "append_max_ms": self.append_max_ms}  # fmt: skip
         self.histogram = [0] * (self.BUCKETS + 1)
-        self.lag_max_ms = self.gc_max_ms = 0.0
+        self.lag_max_ms = self.gc_max_ms = self.append_max_ms = 0.0
         return taken
 
 
@@ -136,6 +154,7 @@ async def main(config: Path, mode: str) -> int:
     await _until_connected(daemon, serving)
     client = use_naive_client(daemon) if mode == "naive" else daemon.delivery_client
     stalls = Stalls()
+    stalls.time_appends(daemon.journal)
     watching = asyncio.create_task(stalls.watch())
     _say({"ready": True, "pid": os.getpid(), **figures(daemon, client, stalls)})
     loop = asyncio.get_running_loop()
