@@ -58,6 +58,16 @@ class DaemonProcess:
                 raise TimeoutError(f"the daemon did not {what} within {timeout} s:\n{self.tail()}")
             await asyncio.sleep(0.02)
 
+    def cpu_seconds(self) -> float | None:
+        """User + system CPU the running daemon has used (Linux ``/proc``; None elsewhere)."""
+        if self.process is None or self.process.returncode is not None:
+            return None
+        try:
+            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def kill(self) -> None:
         """``kill -9``: no shutdown, no flush; whatever was in flight stays in the journal."""
         assert self.process is not None and self.process.returncode is None, "the daemon is not running"

@@ -22,7 +22,7 @@ from bridge.sim.bitrix24 import Bitrix24Simulator
 from bridge.sim.stage import AMI_SECRET, APP_TOKEN, ARI_PASSWORD
 from tests.chaos.callcentre import Lane, Timings, chaos_config, make_lanes, seed_with, toml_text
 from tests.chaos.daemon_process import DaemonProcess, journal_backlog, journal_failed, linked
-from tests.chaos.scripts import SAFETY_HANGUP, CallScript, ScriptMaker
+from tests.chaos.scripts import CallScript, ScriptMaker, safety_hangup
 from tests.chaos.witness import Conversation, PbxWitness
 from tests.eventually import eventually
 
@@ -63,6 +63,8 @@ class Placed:
     disturbed: bool = False
     """Alive while ARI was down: the PBX itself may have done other than the script (an agent who answers
     meanwhile cannot enter the application and is hung up), so only Bitrix24 against the PBX is checked."""
+    seen: bool = False
+    """The daemon logged the call's start (``call.started``)."""
 
 
 @dataclass
@@ -102,7 +104,7 @@ class ChaosRun:
     # --- the run ---------------------------------------------------------------------------------------
 
     async def run(self) -> ChaosResult:
-        started = time.monotonic()
+        started, cpu_started = time.monotonic(), time.process_time()
         self.crm.set_fault(error_rate=self.plan.error_rate, error_kinds=ERROR_KINDS, seed=self.plan.seed)
         await self.daemon.start(self.pbx)
         sampler = asyncio.create_task(self._sample_backlog())
@@ -112,11 +114,17 @@ class ChaosRun:
             calls_done = time.monotonic()
             await self._drain()
             drained = time.monotonic()
+            started_calls = {e.get("call_id") for e in self.daemon.lines() if e.get("event") == "call.started"}
             for placed in self.placed:
                 end = placed.ended or drained
                 placed.disturbed = any(start <= end and placed.started <= stop for start, stop in self.ari_gaps)
+                placed.seen = placed.channel in started_calls
         finally:
             sampler.cancel()
+        cpu = self.daemon.cpu_seconds()
+        if cpu is not None:
+            self.notes["daemon_cpu_seconds_since_restart"] = round(cpu, 1)
+        self.notes["test_process_cpu_seconds"] = round(time.process_time() - cpu_started, 1)
         exit_code = await self.daemon.stop()
         self.notes |= {"calls_seconds": round(calls_done - started, 1), "drain_seconds": round(drained - calls_done, 1)}
         return ChaosResult(
@@ -125,6 +133,7 @@ class ChaosRun:
         )  # fmt: skip
 
     async def _lane(self, lane: Lane) -> None:
+        await asyncio.sleep(self.rng.uniform(0.0, 2 * self.timings.ring_window))  # customers do not come all at once
         for script in (s for s in self.scripts if s.lane is lane):
             await self._until_ready(lane)
             for ext, party in script.parties.items():
@@ -136,7 +145,7 @@ class ChaosRun:
             self.witness.follow(call.channel_id)
             placed = Placed(script, call.channel_id, time.monotonic(), time.time(), [])
             self.placed.append(placed)
-            await asyncio.wait_for(call.ended(), SAFETY_HANGUP + 30)
+            await asyncio.wait_for(call.ended(), safety_hangup(self.timings) + 30)
             placed.ended = time.monotonic()
             placed.talks = self.witness.conversations(call.channel_id)
             await asyncio.sleep(self.rng.uniform(0.0, 0.3))  # the next customer's arrival
@@ -144,15 +153,16 @@ class ChaosRun:
     async def _until_ready(self, lane: Lane, timeout: float = 30.0) -> None:
         """The daemon serves the app and the lane's agents have no channel left from the last call."""
         deadline = time.monotonic() + timeout
+        prefixes = tuple(f"Local/{ext}@" for ext in lane.agents)
         while True:
             await self.gate.wait()
-            busy = [c for c in self.pbx.pbx.channels.values() if any(f"/{ext}@" in c.name for ext in lane.agents)]
+            busy = [c for c in self.pbx.pbx.channels.values() if c.name.startswith(prefixes)]
             if not busy and linked(self.pbx) and self.gate.is_set():
                 return
             if time.monotonic() > deadline:
                 left = [(c.id, c.name, c.state) for c in busy]
                 raise AssertionError(f"lane {lane.index}: agent channels still up {timeout} s after the call: {left}")
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(0.05)
 
     async def _weather(self) -> None:
         plan = self.plan
@@ -190,8 +200,11 @@ class ChaosRun:
         self.gate.clear()
         in_flight = [p for p in self.placed if p.ended is None]
         await eventually(lambda: self._journaled({p.channel for p in in_flight}), timeout=20.0)
+        cpu = self.daemon.cpu_seconds()
         self.daemon.kill()
         killed_at = time.monotonic()
+        if cpu is not None:
+            self.notes["daemon_cpu_seconds_before_kill"] = round(cpu, 1)
         await self.daemon.reap()
         for placed in self.placed:
             # a call that ended just before the kill may have ended after the daemon last looked

@@ -47,12 +47,16 @@ class Ledgered(Protocol):
     @property
     def disturbed(self) -> bool: ...
 
+    @property
+    def seen(self) -> bool: ...
+
 
 @dataclass(frozen=True)
 class Problem:
     kind: str
-    """``presence``, ``finish``, ``pbx`` (the PBX did not do what the script says), ``cards``, or
-    ``reconciled_talk`` (a call cut by the kill finished as answered with more talk than the PBX saw)."""
+    """``presence``, ``finish``, ``pbx`` (the PBX did not do what the script says), ``cards``;
+    ``reconciled_talk``: a call cut by the kill finished as answered with more talk than the PBX saw;
+    ``unseen_in_gap``: a call that entered the application as ARI went down, never started by the daemon."""
     text: str
 
     def __str__(self) -> str:
@@ -106,7 +110,8 @@ def check_invariants(placed: Iterable[Ledgered], state: dict[str, Any]) -> list[
             problems += _check_pbx(item)
         found = by_phone.get(digits_tail(item.script.caller), [])
         if len(found) != 1:
-            problems.append(Problem("presence", f"{_name(item)}: {len(found)} Bitrix24 calls instead of 1"))
+            kind = "unseen_in_gap" if not found and item.disturbed and not item.seen else "presence"
+            problems.append(Problem(kind, f"{_name(item)}: {len(found)} Bitrix24 calls instead of 1"))
             continue
         problems += _check_call(item, found[0])
     problems += _check_cards(items, calls, state["cards"])

@@ -1,8 +1,9 @@
 """Seeded call scripts for the lanes, each with what its call must end as in Bitrix24 (the ledger).
 
-Every time a script depends on is kept at least ``MARGIN`` away from the event it races with (an answer well
-inside the ring window, a caller giving up well before anyone answers), so that the expected outcome does not
-depend on scheduling jitter on a loaded machine.
+Every time a script depends on is kept a margin (``MARGIN`` of the ring window) away from the event it races with
+(an answer well inside the ring window, a caller giving up well before anyone answers), so that the expected
+outcome does not depend on scheduling jitter on a loaded machine. The ring window is the suite's time scale: a
+longer one gives the daemon more room for slow PBX requests.
 """
 
 from __future__ import annotations
@@ -15,11 +16,9 @@ from bridge.sim.asterisk import Answer, Busy, NeverAnswer, Party, Reject, Unregi
 from tests.chaos.callcentre import Lane, Timings, user_of
 
 MARGIN = 0.3
+"""Of the ring window."""
 PROMPT_SECONDS = 0.3
 """The simulator's media length: the voicemail intro before recording starts."""
-SAFETY_HANGUP = 10.0
-"""Every caller hangs up at the latest this long after entering the app. No script lasts this long, so it only
-ends calls the daemon could not end (those cut by the kill)."""
 AGENT_PATIENCE = 3.0
 """An agent whose caller was to end the conversation hangs up this long after the script's talk time: nobody
 stays on a silent line for ever (one the daemon never bridged, or one a killed daemon left behind)."""
@@ -45,7 +44,7 @@ class CallScript:
     first: Party
     second: Party
     hangup_after: float
-    """Seconds after entering the app when the caller hangs up (``SAFETY_HANGUP`` when the script says never)."""
+    """Seconds after entering the app when the caller hangs up (``safety_hangup`` when the script says never)."""
     hangup_after_answer: float | None
     user_id: int
     """Who the call must be finished for: the talker, else the owner."""
@@ -67,12 +66,18 @@ def ring_time(party: Party, window: float) -> float:
     return 0.0
 
 
+def safety_hangup(timings: Timings) -> float:
+    """Every caller hangs up at the latest this long after entering the app. No script lasts this long (two ring
+    windows, the voicemail, talk and an agent's patience), so it only ends calls the daemon could not end."""
+    return 4 * timings.ring_window + 6.0
+
+
 class ScriptMaker:
     def __init__(self, seed: int, timings: Timings) -> None:
         self.rng = random.Random(seed)
         self.window = timings.ring_window
-        if self.window < 3 * MARGIN:
-            raise ValueError(f"a ring window of {self.window} s leaves no room for the margins")
+        self.margin = MARGIN * self.window
+        self.safety = safety_hangup(timings)
 
     def failing(self) -> Party:
         """A party that will not take the call: never answers, busy, not registered, or rejects."""
@@ -84,10 +89,10 @@ class ScriptMaker:
             return Busy()
         if choice == "unregistered":
             return Unregistered()
-        return Reject(after=round(r.uniform(0.1, self.window - MARGIN), 2))
+        return Reject(after=round(r.uniform(0.1, self.window - self.margin), 2))
 
     def answer_after(self) -> float:
-        return round(self.rng.uniform(0.05, self.window - MARGIN), 2)
+        return round(self.rng.uniform(0.05, self.window - self.margin), 2)
 
     def talk(self) -> float:
         return round(self.rng.uniform(1.0, 3.5), 2)
@@ -105,25 +110,27 @@ class ScriptMaker:
             first: Party = Answer(after=after, talk=talk if by_agent else talk + AGENT_PATIENCE)
             hangup_after_answer = None if by_agent else talk
             # everybody: the second rings too, so it must lose the race by a margin (or never take the call)
-            second = self.failing() if r.random() < 0.6 else Answer(after=after + MARGIN + r.uniform(0, 1), talk=2.0)
-            return CallScript(seq, lane, kind, caller, first, second, SAFETY_HANGUP, hangup_after_answer,
+            second = (
+                self.failing() if r.random() < 0.6 else Answer(after=after + self.margin + r.uniform(0, 1), talk=2.0)
+            )
+            return CallScript(seq, lane, kind, caller, first, second, self.safety, hangup_after_answer,
                               user_of(lane.first), talk, ANSWERED)  # fmt: skip
         if kind == "second_talks":
             first = self.failing()
             by_agent = r.random() < 0.5
             hangup_after_answer = None if by_agent else talk
             second = Answer(after=self.answer_after(), talk=talk if by_agent else talk + AGENT_PATIENCE)
-            return CallScript(seq, lane, kind, caller, first, second, SAFETY_HANGUP, hangup_after_answer,
+            return CallScript(seq, lane, kind, caller, first, second, self.safety, hangup_after_answer,
                               user_of(lane.second), talk, ANSWERED)  # fmt: skip
         first, second = self.failing(), self.failing()
         rung = [ring_time(first, self.window), ring_time(second, self.window)]
         to_voicemail = max(rung) if lane.everybody else sum(rung)
         if kind == "voicemail":
-            hangup = to_voicemail + PROMPT_SECONDS + r.uniform(MARGIN, 1.2)
+            hangup = to_voicemail + PROMPT_SECONDS + r.uniform(self.margin, self.margin + 1.0)
         elif kind == "voicemail_max":
-            hangup = SAFETY_HANGUP  # the daemon ends the message after voicemail_max_seconds
+            hangup = self.safety  # the daemon ends the message after voicemail_max_seconds
         else:  # gives_up: while the first agent still rings, long before anybody could answer
             first = NeverAnswer()
             second = self.failing() if not lane.everybody else NeverAnswer()
-            hangup = r.uniform(0.15, self.window - MARGIN)
+            hangup = r.uniform(0.15, self.window - self.margin)
         return CallScript(seq, lane, kind, caller, first, second, round(hangup, 2), None, owner, 0.0, MISSED)

@@ -23,6 +23,7 @@ class Item:
     talks: list[Conversation] = field(default_factory=list)
     cut: bool = False
     disturbed: bool = False
+    seen: bool = True
 
 
 def answered(seq: int, talk: float = 2.0) -> Item:
@@ -75,6 +76,8 @@ def test_missing_duplicated_and_stray_calls_are_caught() -> None:
     state = faithful(items)
     missing = {**state, "calls": state["calls"][:1]}
     assert kinds(items, missing) == ["presence"]
+    # the daemon never heard of it: its start went down with the ARI connection
+    assert kinds([items[0], replace(items[1], disturbed=True, seen=False)], missing) == ["unseen_in_gap"]
     twice = {**state, "calls": [*state["calls"], dict(state["calls"][1], CALL_ID="x", EXTERNAL_CALL_ID="other")]}
     assert kinds(items, twice) == ["presence"]
     same_id = {**state, "calls": [state["calls"][0], dict(state["calls"][1], EXTERNAL_CALL_ID="chan.1.1")]}
