@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from bench.core import CoreSpeed
 from bench.load import Saturation, Steady
-from bench.memory import Memory
+from bench.memory import SETTLE_TIMEOUT, Memory
 from bench.replay import Replay
 from bench.report import NAIVE, OURS, Results, markdown_table
 from bench.stack import ANSWER_AFTER, LINE
@@ -73,7 +73,7 @@ def _memory_note(memory: dict[str, Memory]) -> str:
     first = next(iter(memory.values()))
     details = "; ".join(
         f"{mode}: {m.baseline_kib / 1024:.1f} MiB idle -> {m.loaded_kib / 1024:.1f} MiB with {m.active:,} calls"
-        + ("" if m.active >= m.target_calls else " (the daemon had not taken them all in 30 s)")
+        + ("" if m.active >= m.target_calls else f" (the daemon had not taken them all in {SETTLE_TIMEOUT:g} s)")
         + ("" if m.settled else " (sampled with a backlog still in the journal)")
         for mode, m in memory.items()
     )

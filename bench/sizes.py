@@ -53,7 +53,7 @@ FULL = Sizes(
     latency_calls=200,
     latency_hold=45.0,
     memory_calls=2000,
-    memory_rate=30.0,
+    memory_rate=20.0,
     replay_calls=10_000,
     naive_replay_budget=60.0,
 )
