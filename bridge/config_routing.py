@@ -12,41 +12,23 @@ from collections.abc import Callable
 from datetime import date, time
 from typing import Any
 
+from bridge.config_grammar import DTMF_RE, EXT_RE, NUMBER_RE, Grammar, Problem, Ref
 from bridge.domain.schedule import Hours, Schedule
 from bridge.domain.scheme import (
     RING_SECONDS,
     Action,
-    Always,
-    CallerPrefix,
-    Condition,
-    CrmField,
     Distribution,
     Employee,
-    Hangup,
-    HoldUntilFree,
-    InHours,
     IvrMenu,
-    KnownClient,
     Line,
     Plan,
     QueueGroup,
     Rule,
-    ToEmployee,
-    ToIvr,
     ToNumber,
-    ToQueue,
-    ToResponsible,
     ToVoicemail,
 )
 
 _DAYS = {"mon": 1, "tue": 2, "wed": 3, "thu": 4, "fri": 5, "sat": 6, "sun": 7}
-_CRM_RE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\s*(>=|<=|!=|=|>|<)\s*(.+)$")
-_NUMBER_RE = re.compile(r"\+?[0-9]{3,20}")
-_EXT_RE = re.compile(r"[0-9A-Za-z_-]{1,20}")
-_DTMF_RE = re.compile(r"[0-9*#]")
-"""Matched with ``fullmatch``: ``$`` would let a trailing line break through into a dial string."""
-
-Problem = Callable[[str, str], None]
 
 
 class RoutingParser:
@@ -61,7 +43,8 @@ class RoutingParser:
         self.problem = problem
         self.timezone_ok = timezone_ok
         self.parse_hours = parse_hours
-        self._refs: list[tuple[str, str, str]] = []  # (key, kind, id) checked once everything is read
+        self._refs: list[Ref] = []  # checked once everything is read
+        self.grammar = Grammar(problem, self._refs)
 
     # -- sections ------------------------------------------------------------------------------------
 
@@ -71,8 +54,9 @@ class RoutingParser:
         for name in routing:
             if name not in known:
                 self.problem(f"routing.{name}", "unknown key")
-        self.regions = {
-            name: tuple(self._digits_list(f"regions.{name}", v)) for name, v in self._table(data, "regions").items()
+        self.grammar.regions = {
+            name: tuple(self.grammar.digits_list(f"regions.{name}", v))
+            for name, v in self._table(data, "regions").items()
         }
         schedules = {sid: self._schedule(sid, s) for sid, s in self._tables(data, "schedules").items()}
         employees = self._employees(self._table(data, "employees"))
@@ -80,7 +64,7 @@ class RoutingParser:
         menus = {mid: self._menu(mid, m) for mid, m in self._tables(data, "ivr").items()}
         lines = {str(num): self._line(str(num), ln) for num, ln in self._tables(data, "lines").items()}
         for num in lines:
-            if not _NUMBER_RE.fullmatch(num):
+            if not NUMBER_RE.fullmatch(num):
                 self.problem(f"lines.{num}", "a line number must be digits (optionally a leading +)")
         present: dict[str, set[str]] = {
             "queue": set(queues),
@@ -138,7 +122,7 @@ class RoutingParser:
                 )
         for ext, emp in self._tables(data, "map", "employees").items():
             key = f"employees.map.{ext}"
-            if not _EXT_RE.fullmatch(ext):
+            if not EXT_RE.fullmatch(ext):
                 self.problem(key, "an extension is 1-20 letters, digits, - or _")
             known = {"user_id", "name", "mobile", "supervisor", "on_busy", "unavailable_to_mobile",
                      "no_answer_to_mobile"}  # fmt: skip
@@ -150,11 +134,11 @@ class RoutingParser:
                 self.problem(f"{key}.user_id", "must be the Bitrix24 user id (a positive integer)")
                 user_id = 0
             mobile = str(emp.get("mobile", ""))
-            if mobile and not _NUMBER_RE.fullmatch(mobile):
+            if mobile and not NUMBER_RE.fullmatch(mobile):
                 self.problem(f"{key}.mobile", "must be digits with an optional leading +")
             on_busy: ToVoicemail | ToNumber | None = None
             if "on_busy" in emp:
-                action = self._action(f"{key}.on_busy", emp["on_busy"])
+                action = self.grammar.action(f"{key}.on_busy", emp["on_busy"])
                 if isinstance(action, ToVoicemail | ToNumber):
                     on_busy = action
                 else:
@@ -220,7 +204,7 @@ class RoutingParser:
             distribution=distribution,
             rings_per_member=rings,
             passes=passes,
-            final=self._action(f"{key}.final", data.get("final", "hangup")),
+            final=self.grammar.action(f"{key}.final", data.get("final", "hangup")),
             missed_owner=missed_owner,
             intercept_code=code,
             name=str(data.get("name", qid)),
@@ -236,9 +220,9 @@ class RoutingParser:
             self.problem(f"{key}.prompt", "missing (a media URI such as sound:ivr-main)")
         options: list[tuple[str, Action]] = []
         for digit, target in self._table(data, "options", key).items():
-            if not _DTMF_RE.fullmatch(digit):
+            if not DTMF_RE.fullmatch(digit):
                 self.problem(f"{key}.options.{digit}", "a key is one of 0-9 * #")
-            options.append((digit, self._action(f"{key}.options.{digit}", target)))
+            options.append((digit, self.grammar.action(f"{key}.options.{digit}", target)))
         if not options:
             self.problem(f"{key}.options", "a menu needs at least one key")
         replays = data.get("max_replays", 2)
@@ -251,7 +235,7 @@ class RoutingParser:
             options=tuple(options),
             timeout=self._number(data, f"{key}.", "timeout", 5.0),
             max_replays=replays,
-            on_fail=self._action(f"{key}.on_fail", data.get("on_fail", "hangup")),
+            on_fail=self.grammar.action(f"{key}.on_fail", data.get("on_fail", "hangup")),
             invalid_prompt=str(data.get("invalid_prompt", "sound:option-is-invalid")),
         )
 
@@ -277,8 +261,8 @@ class RoutingParser:
                     self.problem(f"{rkey}.{name}", "unknown key")
             rules.append(
                 Rule(
-                    when=self._condition(f"{rkey}.when", raw.get("when", "always")),
-                    then=self._action(f"{rkey}.then", raw["then"]),
+                    when=self.grammar.condition(f"{rkey}.when", raw.get("when", "always")),
+                    then=self.grammar.action(f"{rkey}.then", raw["then"]),
                     name=str(raw.get("name", "")),
                 )
             )
@@ -297,7 +281,7 @@ class RoutingParser:
             number=num,
             name=str(data.get("name", num)),
             rules=tuple(rules),
-            fallback=self._action(f"{key}.fallback", data.get("fallback", "hangup")),
+            fallback=self.grammar.action(f"{key}.fallback", data.get("fallback", "hangup")),
             default_ext=default_ext,
             crm_create=bool(flags["crm_create"]),
             crm_source=str(data.get("crm_source", "")),
@@ -306,70 +290,6 @@ class RoutingParser:
             record=bool(flags["record"]),
             callback_queue=callback_queue,
         )
-
-    # -- the small grammar of actions and conditions ----------------------------------------------
-
-    def _action(self, key: str, text: Any) -> Action:
-        if not isinstance(text, str):
-            self.problem(key, f"an action must be a string, got {text!r}")
-            return Hangup()
-        kind, _, arg = text.strip().partition(":")
-        refs = {"queue": "queue", "employee": "employee", "ivr": "ivr", "hold": "queue"}
-        if kind in refs:
-            if not arg:
-                self.problem(key, f"{kind}: needs an id, e.g. {kind}:sales")
-                return Hangup()
-            self._refs.append((key, refs[kind], arg))
-            if kind == "queue":
-                return ToQueue(arg)
-            if kind == "employee":
-                return ToEmployee(arg)
-            if kind == "ivr":
-                return ToIvr(arg)
-            return HoldUntilFree(arg)
-        if kind == "number":
-            if not _NUMBER_RE.fullmatch(arg):
-                self.problem(key, f"number: must be digits with an optional leading +, got {arg!r}")
-                return Hangup()
-            return ToNumber(arg)
-        if kind == "voicemail":
-            if arg:
-                self._refs.append((key, "employee", arg))
-            return ToVoicemail(arg)
-        if kind == "responsible" and arg in ("", "nosupervisor"):
-            return ToResponsible(supervisor=arg != "nosupervisor")
-        if kind == "hangup" and not arg:
-            return Hangup()
-        self.problem(key, f"unknown action {text!r} (queue:, employee:, number:, ivr:, hold:, responsible, "
-                          "voicemail, hangup)")  # fmt: skip
-        return Hangup()
-
-    def _condition(self, key: str, text: Any) -> Condition:
-        if not isinstance(text, str):
-            self.problem(key, f"a condition must be a string, got {text!r}")
-            return Always()
-        kind, _, arg = text.strip().partition(":")
-        if kind == "always" and not arg:
-            return Always()
-        if kind in ("hours", "closed") and arg:
-            self._refs.append((key, "schedule", arg))
-            return InHours(arg, inside=kind == "hours")
-        if kind == "prefix" and arg:
-            return CallerPrefix(tuple(self._digits_list(key, arg.split(","))))
-        if kind == "region" and arg:
-            if arg not in self.regions:
-                self.problem(key, f"unknown region {arg!r}")
-                return Always()
-            return CallerPrefix(self.regions[arg])
-        if kind in ("known", "unknown") and not arg:
-            return KnownClient(known=kind == "known")
-        if kind == "crm":
-            match = _CRM_RE.match(arg)
-            if match:
-                return CrmField(match.group(1), match.group(2), match.group(3).strip())
-        self.problem(key, f"unknown condition {text!r} (always, hours:, closed:, prefix:, region:, known, unknown, "
-                          "crm:FIELD>=VALUE)")  # fmt: skip
-        return Always()
 
     # -- small readers ----------------------------------------------------------------------------
 
@@ -396,16 +316,6 @@ class RoutingParser:
             self.problem(f"{key}{name}", f"must be a finite number > 0, got {value!r}")
             return default
         return float(value)
-
-    def _digits_list(self, key: str, values: Any) -> list[str]:
-        if not isinstance(values, list):
-            self.problem(key, "must be a list of digit prefixes")
-            return []
-        result = [str(v).strip().lstrip("+") for v in values]
-        for v in result:
-            if not (v.isascii() and v.isdigit()):
-                self.problem(key, f"a prefix is digits only, got {v!r}")
-        return result
 
     def _hours(self, key: str, value: Any) -> Hours:
         if isinstance(value, str):
