@@ -220,6 +220,8 @@ def _ended(call: Observed, event: ObservedEnded, now: datetime) -> Step:
         commands += line_notices(line, call.number, call.started_at, owner, voicemail=False)
     call = replace(call, shown=())
     expected = event.recording or call.recording
+    if not answered and call.direction is Direction.OUTBOUND:
+        expected = ""  # MixMonitor recorded only ringback: nothing for the CRM
     if expected and call.recording_ready and call.recording == expected:
         return replace(call, state=ObservedState.DONE), [*commands, CrmAttachRecord(call.crm_leg, expected)]
     if expected:

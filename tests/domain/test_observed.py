@@ -210,7 +210,11 @@ def test_a_monitor_only_line_outside_the_plan_registers_for_the_first_extension_
 
 
 def test_a_recording_that_never_arrives_is_given_up() -> None:
-    call, _ = run((0, ObservedStarted(OUT, CLIENT, ext="1001")), (9, ObservedEnded("CANCEL", recording="r.wav")))
+    call, _ = run(
+        (0, ObservedStarted(OUT, CLIENT, ext="1001")),
+        (2, ObservedAnswered()),
+        (9, ObservedEnded("ANSWER", 16, recording="r.wav")),
+    )
     assert call.state is S.WRAP_UP and call.deadline == at(39)
     call, commands = step(call, TimerFired(), at(30))
     assert commands == [] and call.ignored == "no deadline has passed"
@@ -218,6 +222,17 @@ def test_a_recording_that_never_arrives_is_given_up() -> None:
     assert commands == [] and call.state is S.DONE and call.warning == "recording r.wav not stored in time"
     call, _ = step(call, TimerFired(), at(50))
     assert call.ignored == "TimerFired has no meaning in state done"
+
+
+def test_an_outbound_call_nobody_answered_gets_no_recording_of_its_ringback() -> None:
+    call, commands = run(
+        (0, ObservedStarted(OUT, CLIENT, ext="1001")),
+        (1, ObservedRecording("ringback.wav")),
+        (9, ObservedEnded("NOANSWER", 16, recording="ringback.wav")),
+    )
+    assert call.state is S.DONE
+    assert not any(isinstance(c, CrmAttachRecord) for c in commands)
+    assert commands[-1] == CrmFinish("o.1", 1, 0, "304")
 
 
 # --- invariants --------------------------------------------------------------------------------------
