@@ -42,11 +42,12 @@ event                              meaning
 ``crm.delivered``                  Bitrix24 confirmed an operation (``method``, ``crm_leg``)
 ``crm.skipped``                    an operation settled without sending (a card for a call already over)
 ``crm.retry``                      a transient Bitrix24 error (network, 5xx, 503, 429); retried with back-off
+``crm.limited``                    a Bitrix24 limit (503 QUERY_LIMIT_EXCEEDED, 429): slowed down by ``pause`` s
 ``crm.failed``                     a permanent error: the operation is parked (``b24-bridge journal --status failed``)
 ``crm.offline``                    a call's register did not go through in time: it is mirrored at its end (SHOW=0)
 ``crm.replayed``                   an offline call was mirrored, or found already there (``already_present``)
 ``crm.back``                       Bitrix24 answers again after trouble; waiting operations are sent at once
-``crm.probe_failed``               the probe for Bitrix24's return failed (debug)
+``crm.probe_failed``               the probe for Bitrix24's return failed; ``next_probe_at`` says when the next one is
 ``crm.token_refreshed``            the OAuth access token was refreshed and stored
 ``crm.lookup_timeout``             the CRM did not say who the caller is in time; the call is routed without it
 ``crm.lookup_failed``              the caller lookup failed; the call is routed without it
