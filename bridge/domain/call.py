@@ -18,6 +18,8 @@ MENU_*     IVR (``ivr``): prompt, a key selects, timeouts and invalid keys repla
 VOICEMAIL_*  Intro prompt, then the message is recorded until the caller hangs up or the time is up.
 TALKING    CallerHungUp: hang up the agent; the agent's LegEnded: hang up the caller; either way the CRM leg
            is finished once with the talk time. Transferred: each conversation leg is its own CRM call.
+           The agent's LegEnded(FAILED): the leg never joined (the shell's word for a failed ConnectLeg), no
+           conversation happened, the interrupted walk goes on (-> RINGING).
 WRAP_UP    Every CRM leg finished; RecordingReady attaches (always after finish); TimerFired gives up.
 DONE       Terminal, no deadline; every event is ignored.
 
@@ -51,6 +53,7 @@ from bridge.domain.events import (
     Intercepted,
     LegAnswered,
     LegEnded,
+    LegOutcome,
     PromptFinished,
     RecordingReady,
     TimerFired,
@@ -60,7 +63,7 @@ from bridge.domain.legs import music_on
 from bridge.domain.rules import needs_crm
 from bridge.domain.scheme import Plan
 from bridge.domain.state import LIVE, Call, Leg, State, Step, move
-from bridge.domain.talk import connect, on_transfer
+from bridge.domain.talk import connect, not_joined, on_transfer
 from bridge.domain.walk import WalkStep
 
 Handler = Callable[[Call, Any, datetime], Step]
@@ -180,6 +183,8 @@ def _ended(call: Call, event: LegEnded, now: datetime) -> Step:
 
 
 def _ended_talking(call: Call, event: LegEnded, now: datetime) -> Step:
+    if call.talk and call.talk.leg == event.leg and event.outcome is LegOutcome.FAILED:
+        return _follow(not_joined(call, now), now)  # an answered leg ends as HANGUP: FAILED means it never joined
     if call.talk and call.talk.leg == event.leg:
         return end_talk(call, now, by_caller=False)
     return _leg_gone(call, event, now)

@@ -75,6 +75,9 @@ class CancelLeg:
     """Stop ringing (or hang up) leg ``leg``."""
 
     leg: str
+    unless_answered: bool = False
+    """The core's ring timeout released it: if the PBX has already seen it answer, leave it (the answer, on its
+    way to the core, wins the call)."""
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,8 @@ def ring_number(call: Call, number: str, seconds: float, now: datetime, *, ext: 
 def release(call: Call, legs: Iterable[Leg], *, cancel: bool = True, on_timeout: bool = False) -> Step:
     """Stop ``legs`` ringing: ``CancelLeg`` each (unless it ended by itself) and await its end.
 
-    ``on_timeout``: the core's own ring timeout released them, so an answer racing the cancel still wins.
+    ``on_timeout``: the core's own ring timeout released them, so an answer racing the cancel still wins (the
+    cancel is not sent for a leg the PBX has seen answer).
     """
     gone = tuple(legs)
     ids = tuple(leg.id for leg in gone)
@@ -41,7 +42,7 @@ def release(call: Call, legs: Iterable[Leg], *, cancel: bool = True, on_timeout:
     call = replace(call, ringing=ringing, released=(*call.released, *gone))
     if on_timeout:
         call = replace(call, grace=ids)
-    return call, [CancelLeg(leg.id) for leg in gone]
+    return call, [CancelLeg(leg.id, unless_answered=on_timeout) for leg in gone]
 
 
 def music_on(call: Call) -> Step:

@@ -105,6 +105,9 @@ class Talk:
     user_id: int
     answered_at: datetime
     ended_at: datetime | None = None
+    walk: Walk | None = field(default=None, compare=False)
+    """The walk the answer interrupted: it goes on if the leg never joins the caller (not part of what the
+    conversation is, so not compared)."""
 
     @property
     def seconds(self) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime, timedelta
 
+from bridge.domain import walk as walks
 from bridge.domain.cards import employee_user, ensure_registered, finish, missed_owner, recording_started, register
 from bridge.domain.commands import CallType, ConnectLeg, StartRecording
 from bridge.domain.events import Direction, Transferred
@@ -30,10 +31,19 @@ def connect(call: Call, leg: Leg, now: datetime) -> Step:
     call = replace(call, ringing=(), released=tuple(old for old in call.released if old.id != leg.id))
     call, registered = ensure_registered(call, leg.user_id or missed_owner(call), now)
     crm = call.crm_leg
-    talk = Talk(crm.id if crm else "", leg.id, leg.ext, leg.user_id, now)
+    talk = Talk(crm.id if crm else "", leg.id, leg.ext, leg.user_id, now, walk=call.walk)
     call = replace(move(call, State.TALKING), talk=talk, walk=None, menu=None, timer=None, voicemail_user=0)
     call, recording = _record(call)
     return call, [*commands, *cancelled, *registered, *recording]
+
+
+def not_joined(call: Call, now: datetime) -> walks.WalkStep:
+    """The connected leg never joined the caller (hung up by a cancel that crossed its answer, or the PBX refused
+    the join): no conversation happened, its recording is not the call's; the interrupted walk goes on."""
+    assert call.talk is not None, "only a talking call has a leg that may fail to join"
+    interrupted = call.talk.walk
+    call = recording_started(replace(call, talk=None), "")
+    return walks.resume(call, interrupted, now)
 
 
 def _record(call: Call) -> Step:

@@ -252,6 +252,15 @@ def on_leg_ended(call: Call, leg: Leg, outcome: LegOutcome, now: datetime) -> Wa
     return _after_stop(call, BY_OUTCOME[outcome], now)
 
 
+def resume(call: Call, walk: Walk | None, now: datetime) -> WalkStep:
+    """The leg that answered ``walk`` never joined the caller: the walk goes on as after a failed leg (without
+    a walk, e.g. an answer that had won over a prompt, the line's next rule runs)."""
+    call = move(call, State.RINGING)
+    if walk is None:
+        return call, [], PASS_ON
+    return _after_stop(replace(call, walk=walk), Failure.OTHER, now)
+
+
 def on_availability(call: Call, ext: str, availability: Availability, now: datetime) -> WalkStep:
     """``ext``'s availability changed (already recorded in ``call.availability``)."""
     walk = current(call)

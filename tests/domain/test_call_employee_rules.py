@@ -85,7 +85,7 @@ def test_busy_rule_number_forwards_and_the_next_rule_follows_when_it_does_not_an
     ]
     assert d.call.walk is not None and d.call.walk.stage is Stage.FORWARD
     assert d(TimerFired(), 12) == [
-        CancelLeg("c-leg2"),
+        CancelLeg("c-leg2", unless_answered=True),
         RingAgent("c-leg3", "1001", 20.0),
         CrmShow("k.1", (1,)),
     ]
@@ -138,7 +138,7 @@ def test_no_answer_forwards_to_the_mobile_without_the_card_flickering() -> None:
             (
                 15,
                 TimerFired(),
-                [CancelLeg("c-leg1"), RingNumber("c-leg2", "79160001003", 15.0)],
+                [CancelLeg("c-leg1", unless_answered=True), RingNumber("c-leg2", "79160001003", 15.0)],
                 {
                     "walk": replace(targets, stage=Stage.MOBILE),
                     "ringing": (mobile,),

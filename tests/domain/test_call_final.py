@@ -58,7 +58,11 @@ def test_forward_to_an_external_number_rings_it_without_a_card_and_finishes_for_
     q = queue("q", "1001", rings_per_member=1, final=ToNumber("74950000000", rings=2), missed_owner="1003")
     d = Driver(route(ToQueue("q"), queues=(q,), default_ext="1004", record=False))
     d(started())
-    assert d(TimerFired(), 5) == [CancelLeg("c-leg1"), RingNumber("c-leg2", "74950000000", 10.0), CrmHide("k.1", (1,))]
+    assert d(TimerFired(), 5) == [
+        CancelLeg("c-leg1", unless_answered=True),
+        RingNumber("c-leg2", "74950000000", 10.0),
+        CrmHide("k.1", (1,)),
+    ]
     assert d(LegAnswered("c-leg2"), 7) == [StopMusic(), ConnectLeg("c-leg2")]
     assert d.call.talk == Talk("k.1", "c-leg2", "", 0, at(7))
     assert d(LegEnded("c-leg2", LegOutcome.HANGUP), 19) == [HangupCaller(), CrmFinish("k.1", 3, 12, "200")]
@@ -81,7 +85,7 @@ def test_forward_to_an_employee_without_a_registered_owner_registers_for_them() 
         CrmShow("k.1", (1,)),
     ]
     assert d(TimerFired(), 5) == [
-        CancelLeg("c-leg1"),
+        CancelLeg("c-leg1", unless_answered=True),
         RingAgent("c-leg2", "1002", 20.0),
         CrmHide("k.1", (1,)),
         CrmShow("k.1", (2,)),
@@ -136,7 +140,7 @@ def test_hold_until_free_offers_the_call_to_a_member_who_becomes_free_and_holds_
             (
                 20,
                 TimerFired(),
-                [CancelLeg("c-leg1"), CrmHide("k.1", (1,))],
+                [CancelLeg("c-leg1", unless_answered=True), CrmHide("k.1", (1,))],
                 {
                     "state": State.HOLDING,
                     "ringing": (),

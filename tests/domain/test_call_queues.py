@@ -80,7 +80,12 @@ def test_in_order_walks_members_ring_by_ring_skips_the_unavailable_and_stops_aft
             (
                 10,
                 TimerFired(),
-                [CancelLeg("c-leg1"), RingAgent("c-leg2", "1003", 10.0), CrmHide("k.1", (1,)), CrmShow("k.1", (3,))],
+                [
+                    CancelLeg("c-leg1", unless_answered=True),
+                    RingAgent("c-leg2", "1003", 10.0),
+                    CrmHide("k.1", (1,)),
+                    CrmShow("k.1", (3,)),
+                ],
                 {
                     "walk": Walk(WalkKind.QUEUE, "q", walk.order, position=2, ring_seconds=10.0),
                     "ringing": (leg(2, "1003", 10),),
@@ -109,7 +114,7 @@ def test_in_order_walks_members_ring_by_ring_skips_the_unavailable_and_stops_aft
                 25,
                 TimerFired(),
                 [
-                    CancelLeg("c-leg3"),
+                    CancelLeg("c-leg3", unless_answered=True),
                     HangupCaller(),
                     CrmHide("k.1", (1,)),
                     CrmFinish("k.1", 5, 0, "304"),
@@ -231,7 +236,7 @@ def test_everybody_rings_at_most_ten_devices_and_its_timeout_runs_the_final_acti
     assert d(AvailabilityChanged("1011", A.AVAILABLE), 4.5) == []
     shown = (1, 2, 4, 5, 6, 7, 8, 9, 10, 11)
     assert d(TimerFired(), 10) == [
-        *[CancelLeg(f"c-leg{i}") for i in shown],
+        *[CancelLeg(f"c-leg{i}", unless_answered=True) for i in shown],
         HangupCaller(),
         CrmHide("k.1", shown),
         CrmFinish("k.1", 12, 0, "304"),

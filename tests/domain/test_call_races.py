@@ -17,6 +17,7 @@ from bridge.domain.commands import (
     CrmShow,
     HangupCaller,
     RingAgent,
+    StartMusic,
     StopMusic,
     StopPrompt,
 )
@@ -79,7 +80,12 @@ def test_an_answer_that_races_the_ring_timeout_wins_the_call() -> None:
             (
                 15,
                 TimerFired(),
-                [CancelLeg("c-leg1"), RingAgent("c-leg2", "1002", 15.0), CrmHide("k.1", (1,)), CrmShow("k.1", (2,))],
+                [
+                    CancelLeg("c-leg1", unless_answered=True),
+                    RingAgent("c-leg2", "1002", 15.0),
+                    CrmHide("k.1", (1,)),
+                    CrmShow("k.1", (2,)),
+                ],
                 {
                     "walk": ringing,
                     "ringing": (leg(2, "1002", 15),),
@@ -117,6 +123,39 @@ def test_the_grace_of_a_ring_timeout_lasts_one_step() -> None:
     d(AvailabilityChanged("1003", Availability.BUSY), 15.1)
     assert d(LegAnswered("c-leg1"), 15.2) == [CancelLeg("c-leg1")]
     assert d.call.state is State.RINGING and d.call.ringing[0].id == "c-leg2"
+
+
+def test_an_answered_leg_that_never_joins_is_no_conversation_and_the_walk_goes_on() -> None:
+    q = queue("q", "1001", "1002", "1003")
+    d = Driver(route(ToQueue("q"), queues=(q,), default_ext="1005"))
+    d(started())
+    d(TimerFired(), 15)
+    assert ConnectLeg("c-leg1") in d(LegAnswered("c-leg1"), 15.2)
+    assert d.call.state is State.TALKING and d.call.crm_legs[0].recording
+    # the shell says the connect failed (its cancel crossed the answer): the agent never talked to the caller
+    commands = d(LegEnded("c-leg1", LegOutcome.FAILED), 15.4)
+    assert d.call.state is State.RINGING and d.call.talk is None and d.call.talks == ()
+    assert [leg.ext for leg in d.call.ringing] == ["1003"]
+    assert commands[0] == StartMusic() and RingAgent(d.call.ringing[0].id, "1003", 15.0) in commands
+    assert CrmHide("k.1", (1,)) in commands and CrmShow("k.1", (3,)) in commands
+    assert not d.call.crm_legs[0].recording, "the recording of a conversation that never happened is not awaited"
+    # the PBX's own word on the leg's end comes later and changes nothing
+    assert d(LegEnded("c-leg1", LegOutcome.HANGUP), 15.5) == []
+    rung = d.call.ringing[0].id
+    assert d(CallerHungUp(), 20) == [CancelLeg(rung), CrmHide("k.1", (3,)), CrmFinish("k.1", 5, 0, "304")]
+    assert d.call.state is State.DONE, "no recording is awaited"
+
+
+def test_an_answer_that_won_over_a_prompt_and_never_joins_passes_the_call_on() -> None:
+    q = queue("q", "1001", rings_per_member=1, final=ToVoicemail("1005"))
+    d = Driver(route(ToQueue("q"), queues=(q,), default_ext="1005", record=False))
+    d(started())
+    d(TimerFired(), 5)
+    d(LegAnswered("c-leg1"), 5.3)
+    assert d.call.state is State.TALKING
+    commands = d(LegEnded("c-leg1", LegOutcome.FAILED), 5.5)
+    assert HangupCaller() in commands and CrmFinish("k.1", 5, 0, "304") in commands  # the line's fallback
+    assert d.call.state is State.DONE and d.call.talks == ()
 
 
 def test_a_late_answer_also_wins_over_the_voicemail_the_timeout_started() -> None:

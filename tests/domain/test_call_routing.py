@@ -152,7 +152,12 @@ def test_responsible_manager_then_supervisor_then_the_next_rule() -> None:
             (
                 11,
                 TimerFired(),
-                [CancelLeg("c-leg1"), RingAgent("c-leg2", "1005", 10.0), CrmHide("k.1", (2,)), CrmShow("k.1", (5,))],
+                [
+                    CancelLeg("c-leg1", unless_answered=True),
+                    RingAgent("c-leg2", "1005", 10.0),
+                    CrmHide("k.1", (2,)),
+                    CrmShow("k.1", (5,)),
+                ],
                 {
                     "walk": replace(targets, position=1),
                     "ringing": (leg(2, "1005", 11),),

@@ -225,7 +225,7 @@ def test_a_blind_transfer_nobody_answers_ends_missed_for_its_target() -> None:
     d(started())
     d(LegAnswered("c-leg1"), 5)
     d(Transferred("x1", ext="1004"), 20)
-    assert d(TimerFired(), 50) == [CancelLeg("x1"), HangupCaller(), CrmFinish("k.2", 4, 0, "304")]
+    assert d(TimerFired(), 50) == [CancelLeg("x1", unless_answered=True), HangupCaller(), CrmFinish("k.2", 4, 0, "304")]
     assert d.call.state is State.DONE and d.call.handled_by == "1001"
 
 

@@ -80,7 +80,12 @@ def test_voicemail_as_a_queue_final_action_records_a_message_for_the_missed_call
             (
                 5,
                 TimerFired(),
-                [CancelLeg("c-leg1"), StopMusic(), PlayPrompt("c-prompt2", "sound:vm-intro"), CrmHide("k.1", (1,))],
+                [
+                    CancelLeg("c-leg1", unless_answered=True),
+                    StopMusic(),
+                    PlayPrompt("c-prompt2", "sound:vm-intro"),
+                    CrmHide("k.1", (1,)),
+                ],
                 {
                     "state": State.VOICEMAIL_PROMPT,
                     "hops": 2,
