@@ -1,9 +1,12 @@
 """The Bitrix24 REST client: auth (inbound webhook or OAuth app), pacing, retries, batch, paging.
 
 Every request is a JSON POST to ``<webhook_url><method>.json`` or ``<portal>/rest/<method>.json`` (with ``auth``
-in the body), paced by the portal's shared leaky bucket (:mod:`bridge.crm.pacing`) and retried with jittered
-exponential back-off while the failure is transient. Errors leave as :mod:`bridge.crm.errors`; library exceptions
-are translated here, and no message or log line carries the webhook code or a token.
+in the body), paced by the portal's shared leaky bucket (:mod:`bridge.crm.pacing`) and retried while the failure
+is transient. A limit (503 ``QUERY_LIMIT_EXCEEDED``, 429 ``OPERATION_TIME_LIMIT``) only slows the pace: the portal
+(or that one method) waits one drain interval, ``1/rate`` s, and the retry follows at once; any other transient
+failure (network, 5xx) is retried after a short jittered exponential back-off, capped at ``retry_max_wait``.
+Errors leave as :mod:`bridge.crm.errors`; library exceptions are translated here, and no message or log line
+carries the webhook code or a token.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import aiohttp
 import structlog
 from aiolimiter import AsyncLimiter
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+from tenacity.wait import wait_base
 
 from bridge import __version__
 from bridge.config import Bitrix24Settings
@@ -39,9 +43,8 @@ log = structlog.get_logger(__name__)
 
 USER_AGENT = f"b24-bridge/{__version__}"
 MAX_BATCH = 50
-QUERY_LIMIT_PAUSE_REQUESTS = 4
-"""After a 503 ``QUERY_LIMIT_EXCEEDED`` every request of the portal waits until this many requests' worth has
-drained from the portal's bucket (2 s on a standard plan), on top of our bucket being marked full."""
+BACKOFF_MULTIPLIER = 0.5
+"""Seconds: the n-th retry after a network error or a 5xx waits a random time up to ``0.5 * 2**(n-1)``."""
 MAX_PAGES = 2000
 
 
@@ -71,6 +74,7 @@ class Bitrix24Client:
         self._limiter = limiter
         self._retry_attempts = max(1, retry_attempts)
         self._retry_max_wait = retry_max_wait
+        self._backoff: wait_base = wait_random_exponential(multiplier=BACKOFF_MULTIPLIER, max=retry_max_wait)
         self._clock = clock
         self._paused_until: dict[str, float] = {}
         """Per method (and ``""`` for the whole portal): not before this ``clock()`` time."""
@@ -165,12 +169,8 @@ class Bitrix24Client:
         if "error" in envelope or "error_description" in envelope or status >= 400:
             self.stats.errors += 1
             error = error_of(method, envelope, status)
-            if isinstance(error, TransientCrmError) and error.query_limit:
-                self.stats.query_limit_exceeded += 1
-                fill_bucket(self._bucket())
-                self._pause("", QUERY_LIMIT_PAUSE_REQUESTS / self.settings.rate)
-            elif isinstance(error, TransientCrmError) and error.method_blocked:
-                self._pause(method, self._retry_max_wait)
+            if isinstance(error, TransientCrmError) and error.rate_limited:
+                self._slow_down(error)
             raise error
         return envelope
 
@@ -193,6 +193,29 @@ class Bitrix24Client:
         except ExpiredTokenError as exc:
             raise PermanentCrmError(method, exc.code, "token rejected right after a refresh", exc.status) from exc
 
+    def _slow_down(self, error: TransientCrmError) -> None:
+        """A limit was hit: hold back the portal (bucket overflow) or the one method (its time budget) for one
+        drain interval, so the retry, and every other request, follows at the pace the portal accepts."""
+        drain = 1.0 / self.settings.rate
+        if error.query_limit:
+            self.stats.query_limit_exceeded += 1
+            fill_bucket(self._bucket())  # every client of this portal now waits for the next drained slot
+            self._pause("", drain)
+        else:
+            self._pause(error.method, drain)
+        log.warning(
+            "crm.limited", method=error.method, code=error.code, status=error.status, pause=round(drain, 3),
+            scope="portal" if error.query_limit else "method",
+        )  # fmt: skip
+
+    def _retry_wait(self, state: RetryCallState) -> float:
+        """Tenacity's wait: nothing extra after a limit (the pause and the bucket already hold the retry back by
+        one drain interval), a jittered exponential back-off after anything else."""
+        error = state.outcome.exception() if state.outcome else None
+        if isinstance(error, TransientCrmError) and error.rate_limited:
+            return 0.0
+        return float(self._backoff(state))
+
     def _log_retry(self, state: RetryCallState) -> None:
         self.stats.retries += 1
         error = state.outcome.exception() if state.outcome else None
@@ -208,7 +231,7 @@ class Bitrix24Client:
         self.stats.commands += commands
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self._retry_attempts),
-            wait=wait_random_exponential(multiplier=0.5, max=self._retry_max_wait),
+            wait=self._retry_wait,
             retry=retry_if_exception_type(TransientCrmError),
             before_sleep=self._log_retry,
             reraise=True,

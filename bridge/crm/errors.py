@@ -57,7 +57,12 @@ class TransientCrmError(CrmError):
     @property
     def method_blocked(self) -> bool:
         """This method's operating-time budget is spent (429 ``OPERATION_TIME_LIMIT``)."""
-        return self.code == OPERATION_TIME_LIMIT
+        return self.code == OPERATION_TIME_LIMIT or (self.status == 429 and not self.query_limit)
+
+    @property
+    def rate_limited(self) -> bool:
+        """A limit turned the request away before any of it ran: slow down, nothing is wrong with the portal."""
+        return self.query_limit or self.method_blocked
 
 
 class PermanentCrmError(CrmError):
