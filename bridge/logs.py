@@ -31,6 +31,8 @@ event                              meaning
 ``observed.duplicate_start``       a second start of a watched (AMI) call (ignored)
 ``leg.ringing``                    an agent or number leg was originated (``leg``, ``endpoint``)
 ``leg.exists``                     an originate was retried and the leg was already ringing (409, harmless)
+``leg.kept``                       a ring timeout's cancel was not sent: the leg had answered (the answer wins)
+``leg.not_joined``                 a cancel hung up the leg before it could join the caller: reported as failed
 ``clicktocall.started``            a click-to-call rings the employee's phone
 ``clicktocall.rejected``           a click-to-call or callback post was refused (``reason``: token, number, ...)
 ``clicktocall.refused``            a valid click-to-call could not be placed (no extension, shutting down)
@@ -76,6 +78,8 @@ event                              meaning
 ``pbx.socket_error``               the ARI events socket reported an error
 ``pbx.bad_input``                  a malformed AMI frame or ARI message was dropped (``reason``)
 ``pbx.command_failed``             Asterisk refused a command for a call (``status``, ``error``)
+``pbx.command_retry``              a command met a broken connection; it is tried again once ARI is back
+``pbx.command_dropped``            a command waiting for ARI was dropped: the caller has hung up meanwhile
 ``pbx.command_refused``            a command was not sent because its input was unsafe (e.g. a number with symbols)
 ``pbx.unsupported_command``        a command the ARI link does not carry out (a bug)
 ``pbx.cleanup_failed``             destroying a finished call's bridge failed
