@@ -4,8 +4,10 @@
 * pull mode: click-to-call events taken from ``event.offline.get``;
 * the agents' day (absences, time tracking) read once per TTL and handed to the dispatcher;
 * the portal's return after trouble: once delivery has had to retry and operations wait out a back-off,
-  Bitrix24 is probed every few seconds; when it answers, every waiting operation is made due at once, so calls
-  made during an outage are mirrored seconds after it ends rather than at their next back-off (up to minutes).
+  Bitrix24 is probed, 1 s after the trouble and then with a gap that doubles after each failed probe (jittered,
+  at most ~30 s; each failure logs when the next probe is due); the first probe it answers makes every waiting
+  operation due at once, so calls made during an outage are mirrored seconds after it ends rather than at their
+  next back-off (up to minutes), and the next trouble starts again at 1 s.
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Protocol
 
 import structlog
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential, wait_random
 
 from bridge.config import Settings
 from bridge.crm.client import Bitrix24Client
@@ -29,7 +33,9 @@ from bridge.http_api import EVENTS_PATH
 log = structlog.get_logger(__name__)
 
 PROBE_INTERVAL = 1.0
-"""Seconds between probes of a portal that operations are waiting for."""
+"""Seconds from trouble to the first probe, and the first gap after a failed one."""
+PROBE_MAX_INTERVAL = 30.0
+"""The gap between failed probes doubles up to this (plus up to ``PROBE_INTERVAL`` of jitter)."""
 PROBE_METHOD = "profile"
 """A cheap method every webhook and application may call."""
 
@@ -55,6 +61,7 @@ class PortalUpkeep:
         backlog_due: Callable[[], None],
         handler_url: Callable[[], str],
         probe_interval: float = PROBE_INTERVAL,
+        probe_max_interval: float = PROBE_MAX_INTERVAL,
     ) -> None:
         self.settings = settings
         self.client = client
@@ -69,7 +76,9 @@ class PortalUpkeep:
         self.backlog_due = backlog_due
         self.handler_url = handler_url
         self.probe_interval = probe_interval
+        self.probe_max_interval = max(probe_interval, probe_max_interval)
         self._trouble_since: float | None = None
+        self._troubled = asyncio.Event()
 
     async def set_up(self) -> None:
         """Create the configured lines; in OAuth mode bind the click-to-call events to our handler."""
@@ -121,25 +130,52 @@ class PortalUpkeep:
         """Delivery had to retry something: from now on, watch for the portal's return."""
         if self._trouble_since is None:
             self._trouble_since = time.monotonic()
+        self._troubled.set()
+
+    def _calm(self) -> None:
+        self._trouble_since = None
+        self._troubled.clear()
+
+    def _waiting(self) -> float | None:
+        """Seconds until delivery tries again by itself (negative: overdue), None when nothing waits."""
+        due = self.backlog.next_due(self.settings.bitrix24.register_timeout)
+        return None if due is None else due - time.time()
 
     async def watch_for_return(self) -> None:
         """While operations wait out a back-off after trouble, probe the portal; when it answers, retry them now."""
         while True:
+            await self._troubled.wait()
             await asyncio.sleep(self.probe_interval)
-            if self._trouble_since is None:
-                continue
-            due = self.backlog.next_due(self.settings.bitrix24.register_timeout)
-            if due is None:
-                self._trouble_since = None  # nothing is waiting any more
-                continue
-            if due - time.time() < self.probe_interval:
-                continue  # delivery tries again soon by itself
-            try:
+            waiting = self._waiting()
+            if waiting is None:
+                self._calm()  # nothing is waiting any more
+            elif waiting >= self.probe_interval:  # otherwise delivery tries again soon by itself
+                await self._probe_until_back()
+
+    async def _probe_until_back(self) -> None:
+        """Probe until the portal answers (then make the backlog due) or nothing waits any more."""
+        retrying = AsyncRetrying(
+            wait=wait_exponential(multiplier=self.probe_interval, max=self.probe_max_interval)
+            + wait_random(0, self.probe_interval),
+            retry=retry_if_exception_type(CrmError),
+            before_sleep=self._log_probe_failed,
+        )
+        async for attempt in retrying:
+            with attempt:
+                if self._waiting() is None:
+                    self._calm()
+                    return
                 await self.probe_client.call(PROBE_METHOD)
-            except CrmError as exc:
-                log.debug("crm.probe_failed", error=str(exc))
-                continue
-            moved = self.backlog.retry_now()
-            log.info("crm.back", operations=moved, after=round(time.monotonic() - self._trouble_since, 1))
-            self._trouble_since = None
-            self.backlog_due()
+        moved = self.backlog.retry_now()
+        since = self._trouble_since
+        log.info("crm.back", operations=moved, after=None if since is None else round(time.monotonic() - since, 1))
+        self._calm()
+        self.backlog_due()
+
+    def _log_probe_failed(self, state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        wait = state.upcoming_sleep
+        log.info(
+            "crm.probe_failed", error=str(error), probes=state.attempt_number, next_probe_in=round(wait, 1),
+            next_probe_at=datetime.fromtimestamp(time.time() + wait, UTC).isoformat(timespec="seconds"),
+        )  # fmt: skip
