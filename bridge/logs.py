@@ -27,7 +27,10 @@ event                              meaning
 ``call.refused``                   a call arrived while the daemon was stopping and was hung up
 ``call.duplicate_start``           a second start for a call already known (ignored)
 ``call.intercept_refused``         an intercept code was dialled but no call is ringing for that member
-``call.reconciled``                after a reconnect or a restart: a call found ended (finished) or still up (adopted)
+``call.reconciled``                after a reconnect or a restart: a call found ended (finished), in a conversation
+                                   (adopted), waiting (re-routed), or an orphan leg hung up (``found`` says which)
+``call.parked``                    after a restart, a journaled caller's start waits for recovery's decision
+``recovery.look_failed``           recovery could not look at the PBX (ARI/AMI request failed); it looks again
 ``observed.duplicate_start``       a second start of a watched (AMI) call (ignored)
 ``leg.ringing``                    an agent or number leg was originated (``leg``, ``endpoint``)
 ``leg.exists``                     an originate was retried and the leg was already ringing (409, harmless)
@@ -40,6 +43,7 @@ event                              meaning
 ``callback.rejected``              a callback request for an unknown line
 ``callback.failed``                the PBX refused to dial a callback
 ``crm.queued``                     a Bitrix24 operation was written to the journal
+``crm.continued``                  a re-routed call goes on with the CRM leg the dead process registered (no 2nd register)
 ``crm.request``                    one HTTP request to Bitrix24 (debug)
 ``crm.delivered``                  Bitrix24 confirmed an operation (``method``, ``crm_leg``)
 ``crm.skipped``                    an operation settled without sending (a card for a call already over)
