@@ -72,6 +72,9 @@ event                              meaning
 ``journal.appended``               an operation was written (debug)
 ``journal.not_wal``                the journal's file system refused WAL mode (durability is still full)
 ``journal.bad_row``                a journal row could not be read (left as it is, reported)
+``journal.sync_failed``            fsyncing the journal failed (the disk); nothing waiting on it is sent
+``journal.slow_sync``              fsyncing the journal took over a second (in its worker thread: calls go on)
+``journal.checkpoint_failed``      copying the journal's WAL into its database failed; tried again later
 ``replay.bad_row``                 the replay met a journal row it could not read (reported in its summary)
 ``pbx.connected``                  ARI or AMI (``link``) connected
 ``pbx.disconnected``               ARI or AMI disconnected; it reconnects by itself
