@@ -96,6 +96,18 @@ def _field_value(kind: str, name: str, hint: Any, raw: Any) -> Any:
     return raw
 
 
+Shape = tuple[dict[str, Any], dict[str, "dataclasses.Field[Any]"]]
+_SHAPES: dict[type[Any], Shape] = {}
+
+
+def _shape(cls: type[Any]) -> Shape:
+    """The field types and fields of a command class (resolving the annotations is slow: once per class)."""
+    shape = _SHAPES.get(cls)
+    if shape is None:
+        shape = _SHAPES[cls] = (typing.get_type_hints(cls), {f.name: f for f in dataclasses.fields(cls)})
+    return shape
+
+
 def decode_command(text: str) -> CrmCommand:
     """The command stored as ``text``; raises :class:`CodecError` on anything malformed."""
     try:
@@ -108,8 +120,7 @@ def decode_command(text: str) -> CrmCommand:
     cls = CLASS_OF.get(kind) if isinstance(kind, str) else None
     if cls is None:
         raise CodecError(f"unknown command kind {kind!r}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints, fields = _shape(cls)
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise CodecError(f"{kind}: unknown fields {unknown}")
