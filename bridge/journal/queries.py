@@ -2,17 +2,35 @@
 
 from __future__ import annotations
 
-OPEN = "('pending', 'sent')"
+from bridge.journal.rows import NEEDS_CALL_ID
 
-HEADS = f"""
-SELECT o.*, c.call_id, c.mode, c.state AS call_state, c.ended_at
-FROM operations o LEFT JOIN calls c ON c.crm_leg = o.crm_leg
-WHERE o.state IN {OPEN}
-  AND (o.crm_leg IS NULL
-       OR o.seq = (SELECT MIN(p.seq) FROM operations p WHERE p.crm_leg = o.crm_leg AND p.state IN {OPEN}))
-ORDER BY o.created_at, o.id
+OPEN = "('pending', 'sent')"
+NAMES_CALL_ID = "(" + ", ".join(f"'{kind}'" for kind in sorted(NEEDS_CALL_ID)) + ")"
+
+READY_HEADS = """
+SELECT o.*, c.call_id, c.mode, c.state AS call_state, c.ended_at, c.head_due AS due
+FROM calls c JOIN operations o ON o.id = c.head_op
+WHERE c.head_due <= :now
+ORDER BY c.head_due, c.head_op
+LIMIT :limit
 """
-"""Per leg the first operation not yet settled, plus every open operation that belongs to no call."""
+"""Per leg its head, when it may go now (see ``HEAD_DUE``), the longest due first."""
+
+READY_LOOSE = """
+SELECT o.*, NULL AS call_id, NULL AS mode, NULL AS call_state, NULL AS ended_at, o.next_attempt_at AS due
+FROM operations o INDEXED BY operations_loose_due
+WHERE o.crm_leg IS NULL AND o.state = 'pending' AND o.next_attempt_at <= :now
+ORDER BY o.next_attempt_at, o.id
+LIMIT :limit
+"""
+"""Operations that belong to no call (tasks, notices): each goes on its own."""
+
+# INDEXED BY: without statistics (no ANALYZE) SQLite would pick a wider index and read the whole backlog.
+
+NEXT_HEAD_DUE = "SELECT MIN(head_due) FROM calls WHERE head_due IS NOT NULL"
+NEXT_LOOSE_DUE = """
+SELECT MIN(next_attempt_at) FROM operations INDEXED BY operations_loose_due WHERE crm_leg IS NULL AND state = 'pending'
+"""
 
 FOLLOWERS = "SELECT * FROM operations WHERE crm_leg = ? AND seq > ? ORDER BY seq"
 
@@ -29,17 +47,33 @@ WHERE crm_leg = ? AND state = 'pending' AND kind IN ('show', 'hide')
 """
 
 STALE_REGISTERS = """
-SELECT c.crm_leg FROM calls c JOIN operations o ON o.crm_leg = c.crm_leg
-WHERE c.mode = 'online' AND o.kind = 'register' AND o.state = 'pending' AND o.created_at <= ?
+SELECT c.crm_leg FROM calls c INDEXED BY calls_online_open JOIN operations o ON o.crm_leg = c.crm_leg
+WHERE c.mode = 'online' AND c.state IN ('open', 'ended') AND o.kind = 'register' AND o.state = 'pending'
+  AND o.created_at <= ?
 """
 
 OLDEST_ONLINE_REGISTER = """
-SELECT MIN(o.created_at) FROM operations o JOIN calls c ON c.crm_leg = o.crm_leg
-WHERE c.mode = 'online' AND o.kind = 'register' AND o.state = 'pending'
+SELECT MIN(o.created_at) FROM calls c INDEXED BY calls_online_open JOIN operations o ON o.crm_leg = c.crm_leg
+WHERE c.mode = 'online' AND c.state IN ('open', 'ended') AND o.kind = 'register' AND o.state = 'pending'
 """
 
-REFRESH_CALL_STATE = f"""
-UPDATE calls SET updated_at = :now, state = CASE
+_FIRST_OPEN = f"FROM operations o WHERE o.crm_leg = calls.crm_leg AND o.state IN {OPEN} ORDER BY o.seq LIMIT 1"
+
+HEAD_OP = f"(SELECT o.id {_FIRST_OPEN})"
+
+HEAD_DUE = f"""(SELECT CASE WHEN o.state = 'pending' AND CASE
+        WHEN o.kind = 'register' THEN calls.mode = 'online' OR calls.ended_at IS NOT NULL
+        WHEN o.kind IN {NAMES_CALL_ID} THEN calls.call_id IS NOT NULL
+        ELSE 1 END
+    THEN o.next_attempt_at END {_FIRST_OPEN})"""
+"""When the leg's head may go: it is ``pending`` (not in flight), and a register of an offline call waits for the
+call's end, anything naming the CALL_ID for the CALL_ID. NULL when it may not go yet."""
+
+REFRESH_HEADS = f"UPDATE calls SET head_op = {HEAD_OP}, head_due = {HEAD_DUE} WHERE state IN ('open', 'ended')"
+"""Every unsettled leg's head at once (after a bulk change of operations: a restart, Bitrix24 back)."""
+
+REFRESH_CALL = f"""
+UPDATE calls SET updated_at = :now, head_op = {HEAD_OP}, head_due = {HEAD_DUE}, state = CASE
     WHEN ended_at IS NULL THEN 'open'
     WHEN EXISTS (SELECT 1 FROM operations WHERE crm_leg = :leg AND state IN {OPEN}) THEN 'ended'
     WHEN EXISTS (SELECT 1 FROM operations WHERE crm_leg = :leg AND state = 'failed'
@@ -47,5 +81,6 @@ UPDATE calls SET updated_at = :now, state = CASE
     ELSE 'done' END
 WHERE crm_leg = :leg
 """
-"""``open`` until the end is journaled; then ``ended`` while anything is outstanding; then ``failed`` if a
-register/finish/attachRecord failed (a lost card does not fail the call), else ``done``."""
+"""The leg's head (see ``HEAD_DUE``) and state: ``open`` until the end is journaled; then ``ended`` while anything is
+outstanding; then ``failed`` if a register/finish/attachRecord failed (a lost card does not fail the call), else
+``done``. Run after every change to a leg's operations or call row."""

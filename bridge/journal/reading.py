@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import heapq
 import sqlite3
 from collections.abc import Callable
 from datetime import datetime
@@ -18,6 +19,8 @@ from bridge.journal.rows import CARD_KINDS, NEEDS_CALL_ID, CallRow, OpRow, Pendi
 log = structlog.get_logger(__name__)
 
 Clock = Callable[[], float]
+RIDERS = CARD_KINDS | {"finish"}
+"""What may ride on a register in the same batch (named as ``$result[<register>][CALL_ID]``)."""
 
 
 class JournalReader:
@@ -32,27 +35,28 @@ class JournalReader:
         """A stored command that cannot be read: the writer parks it (it must never be sent)."""
         raise NotImplementedError
 
-    def ready(self, limit: int = 50) -> list[PendingOp]:
-        """Operations that may be sent now, oldest leg first, at most ``limit``.
+    def ready(self, limit: int = 50, *, chain_limit: int = 50) -> list[PendingOp]:
+        """Operations that may be sent now, the longest due first, at most ``limit``.
 
         Per leg only its head (the first operation not yet done or failed) and only if it is ``pending`` and due;
         show/hide/finish/attachRecord only once a CALL_ID is known; an offline leg only once its end is journaled.
         When the head is a ``register``, the pending operations right behind it (up to an ``attach_record``) come
-        with it, so that one batch can carry them with ``$result[...]`` references.
+        with it (at most ``chain_limit`` in all), so that one batch can carry them with ``$result[...]``
+        references. Each leg keeps its head and
+        when it is due in its ``calls`` row (see :data:`~bridge.journal.queries.HEAD_DUE`), so this reads about
+        ``limit`` rows however long the backlog is.
         """
         now = self._clock()
         picked: list[PendingOp] = []
-        for head in self._eligible_heads():
+        for head in self._due_heads(now, limit):
             if len(picked) >= limit:
                 break
-            if head["next_attempt_at"] > now:
-                continue
-            chain = [head]
+            chain, longest = [head], min(limit, chain_limit)
             if head["kind"] == "register":
                 for row in self._x(queries.FOLLOWERS, (head["crm_leg"], head["seq"])).fetchall():
                     if row["state"] in ("done", "failed"):
                         continue
-                    if len(chain) >= limit or row["state"] != "pending" or row["kind"] not in CARD_KINDS | {"finish"}:
+                    if len(chain) >= longest or row["state"] != "pending" or row["kind"] not in RIDERS:
                         break
                     chain.append(row)
             if len(picked) + len(chain) > limit:
@@ -60,9 +64,13 @@ class JournalReader:
             picked += [p for p in (self._pending(row, head) for row in chain) if p is not None]
         return picked
 
-    def _eligible_heads(self) -> list[sqlite3.Row]:
-        heads = self._x(queries.HEADS).fetchall()
-        return [h for h in heads if h["state"] == "pending" and self._may_go(h)]
+    def _due_heads(self, now: float, limit: int) -> list[sqlite3.Row]:
+        """Heads of legs and operations of no leg that are due, merged by when they became due."""
+        params = {"now": now, "limit": limit}
+        legs = self._x(queries.READY_HEADS, params).fetchall()
+        loose = self._x(queries.READY_LOOSE, params).fetchall()
+        merged = heapq.merge(legs, loose, key=lambda row: (row["due"], row["id"]))
+        return [row for row in merged if row["state"] == "pending" and self._may_go(row)][:limit]
 
     @staticmethod
     def _may_go(head: sqlite3.Row) -> bool:
@@ -83,16 +91,16 @@ class JournalReader:
         return PendingOp(
             id=op.id, crm_leg=op.crm_leg, seq=op.seq, kind=op.kind, command=command, attempts=op.attempts,
             created_at=op.created_at, call_id=head["call_id"], mode=head["mode"] or "online",
-            call_state=head["call_state"] or "",
+            call_state=head["call_state"] or "", tries=op.tries,
         )  # fmt: skip
 
     def next_due(self, register_timeout: float) -> float | None:
         """The earliest time something may become ready without a new append (a retry or an offline deadline)."""
-        times = [h["next_attempt_at"] for h in self._eligible_heads()]
+        times = [self._x(sql).fetchone()[0] for sql in (queries.NEXT_HEAD_DUE, queries.NEXT_LOOSE_DUE)]
         (oldest,) = self._x(queries.OLDEST_ONLINE_REGISTER).fetchone()
         if oldest is not None:
             times.append(oldest + register_timeout)
-        return min(times, default=None)
+        return min((t for t in times if t is not None), default=None)
 
     def calls(
         self, status: str | None = None, since: datetime | float | None = None, crm_leg: str | None = None

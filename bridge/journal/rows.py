@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 from dataclasses import dataclass
@@ -45,7 +46,11 @@ class CallRow:
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> CallRow:
-        return cls(**{name: row[name] for name in row.keys()})  # noqa: SIM118 (sqlite3.Row is not a dict)
+        return cls(**{name: row[name] for name in _CALL_FIELDS})
+
+
+_CALL_FIELDS = tuple(f.name for f in dataclasses.fields(CallRow))
+"""The columns a :class:`CallRow` shows (the table also keeps what delivery needs: ``head_op``, ``head_due``)."""
 
 
 @dataclass(frozen=True)
@@ -60,12 +65,15 @@ class OpRow:
     state: str
     """``pending``, ``sent`` (handed to the network, answer not yet recorded), ``done`` or ``failed``."""
     attempts: int
+    """Times it was handed to the network without a sign that it did not arrive (more than 0: it may be there)."""
     last_error: str
     note: str
     result: Any
     next_attempt_at: float
     created_at: float
     done_at: float | None
+    tries: int = 0
+    """Times it was tried, including tries that provably never reached Bitrix24 (the back-off grows with it)."""
 
     @property
     def command(self) -> CrmCommand:
@@ -101,6 +109,7 @@ class OpRow:
             next_attempt_at=row["next_attempt_at"],
             created_at=row["created_at"],
             done_at=row["done_at"],
+            tries=row["tries"],
         )
 
 
@@ -119,3 +128,5 @@ class PendingOp:
     call_id: str | None
     mode: str
     call_state: str
+    tries: int = 0
+    """Times it was tried (see :attr:`OpRow.tries`); the back-off grows with it."""

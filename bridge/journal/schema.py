@@ -57,6 +57,33 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX calls_started ON calls (started_ts)",
         "CREATE INDEX calls_state ON calls (state)",
     ],
+    [
+        # what may be sent next, kept per call so that finding it does not read the whole backlog
+        # head_op: the leg's first operation not yet done or failed; head_due: when it may go (NULL: it is in
+        # flight, or waits for a CALL_ID or for the call's end); tries: times it was tried, for the back-off
+        # (attempts counts only the tries that may have reached Bitrix24)
+        "ALTER TABLE calls ADD COLUMN head_op INTEGER",
+        "ALTER TABLE calls ADD COLUMN head_due REAL",
+        "ALTER TABLE operations ADD COLUMN tries INTEGER NOT NULL DEFAULT 0",
+        "UPDATE operations SET tries = attempts",
+        "CREATE INDEX calls_head_due ON calls (head_due, head_op) WHERE head_due IS NOT NULL",
+        "CREATE INDEX calls_online_open ON calls (created_at) WHERE mode = 'online' AND state IN ('open', 'ended')",
+        "CREATE INDEX operations_loose_due ON operations (next_attempt_at, id)"
+        " WHERE crm_leg IS NULL AND state = 'pending'",
+        """
+        UPDATE calls SET
+            head_op = (SELECT o.id FROM operations o WHERE o.crm_leg = calls.crm_leg AND o.state IN ('pending', 'sent')
+                       ORDER BY o.seq LIMIT 1),
+            head_due = (SELECT CASE WHEN o.state = 'pending' AND CASE
+                                    WHEN o.kind = 'register' THEN calls.mode = 'online' OR calls.ended_at IS NOT NULL
+                                    WHEN o.kind IN ('show', 'hide', 'finish', 'attach_record')
+                                        THEN calls.call_id IS NOT NULL
+                                    ELSE 1 END
+                               THEN o.next_attempt_at END
+                        FROM operations o WHERE o.crm_leg = calls.crm_leg AND o.state IN ('pending', 'sent')
+                        ORDER BY o.seq LIMIT 1)
+        """,
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,11 +1,23 @@
 """The outbox: every Bitrix24 operation is committed here before it is sent and marked when Bitrix24 answers.
 
-SQLite in WAL mode with ``synchronous=FULL``: a commit is on disk when ``append``/``mark_*`` return, so neither
-``kill -9`` nor a power cut can lose an operation, or the fact that it was handed to the network (``sent``),
-which is what keeps a ``finish`` from going out twice. (``NORMAL`` would survive ``kill -9`` too but may lose the
-last commits on power loss.) The daemon calls it synchronously from the event loop: each call is one short
-transaction on a local file (an fsync, well under a few ms on a server disk), so a thread hop would cost more than
-it saves. Group many marks in :meth:`Journal.transaction` to pay one fsync for all of them.
+What it promises:
+
+* ``kill -9`` (or any crash of the process) loses nothing: ``append``/``mark_*`` return once SQLite has written
+  the commit into the WAL file, and the operating system keeps what was written when the process dies.
+* Nothing goes out on the strength of a mark that a power cut could undo: the sender marks operations ``sent``,
+  awaits :meth:`Journal.sync` (which returns once everything committed before it is fsynced) and only then sends.
+  So after any crash an operation that may have reached Bitrix24 is known as such (``attempts`` > 0) and is
+  checked against the statistics before it is sent again; a ``finish`` never goes out twice.
+* A power cut (or a kernel crash) can lose the commits of the last moments that no send depended on: at most
+  :data:`~bridge.journal.durability.SYNC_PERIOD` (0.2 s) plus one fsync's worth of appends and marks, because a
+  barrier runs by itself that often while something is not yet on disk. Such a lost append is a call event the
+  PBX had just reported, lost together with the machine's own memory of it; a lost ``done`` mark makes the
+  operation doubtful, so it is checked, never blindly resent. The database itself is never corrupted (WAL with
+  ``synchronous=NORMAL`` keeps it consistent; SQLite still fsyncs around every checkpoint).
+
+How: SQLite in WAL mode with ``synchronous=NORMAL`` (a commit costs a ``write``, no fsync) and the fsyncs and
+checkpoints in a worker thread (:mod:`bridge.journal.durability`), so the event loop never waits for the disk.
+Without a running event loop (the CLI, tests) every commit is fsynced before it returns, as under ``FULL``.
 
 Order rules (see :meth:`Journal.ready`): operations of one leg go strictly in ``seq`` order; anything that names
 the CALL_ID waits for ``register``; an offline leg's ``register`` waits for its ``finish`` to be journaled.
@@ -13,37 +25,30 @@ the CALL_ID waits for ``register``; an offline leg's ``register`` waits for its 
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import structlog
 
 from bridge.domain.commands import CrmAdopt, CrmAttachRecord, CrmCommand, CrmFinish, CrmRegister
 from bridge.journal import queries
 from bridge.journal.codec import encode_command, kind_of
-from bridge.journal.reading import Clock, JournalReader
+from bridge.journal.durability import WalSync
+from bridge.journal.marks import JournalError, JournalMarks
+from bridge.journal.reading import Clock
 from bridge.journal.rows import CARD_KINDS, NEEDS_CALL_ID
 from bridge.journal.schema import SchemaError, migrate
 
 log = structlog.get_logger(__name__)
 
 
-class JournalError(Exception):
-    """The journal file cannot be opened or used (the message says why and where)."""
-
-
-class Journal(JournalReader):
-    """The outbox; the queries (``ready``, ``calls``, ``operations``, ``depth``, ...) come from the reader."""
+class Journal(JournalMarks):
+    """The outbox; the queries (``ready``, ``calls``, ...) come from the reader, the marks from :mod:`.marks`."""
 
     def __init__(self, conn: sqlite3.Connection, path: Path, clock: Clock) -> None:
-        super().__init__(conn, clock)
+        super().__init__(conn, clock, WalSync(path))
         self.path = path
-        self._depth = 0  # nesting of transaction()
 
     @classmethod
     def open(cls, path: Path | str, *, clock: Clock = time.time) -> Journal:
@@ -56,7 +61,11 @@ class Journal(JournalReader):
         conn.row_factory = sqlite3.Row
         try:
             mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            conn.execute("PRAGMA synchronous=FULL")
+            if mode == "wal":
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.execute("PRAGMA wal_autocheckpoint=0")  # checkpoints run in the worker thread
+            else:  # no WAL to fsync on the side: every commit is durable by itself, on the caller's thread
+                conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=ON")
             version = migrate(conn)
         except (sqlite3.Error, SchemaError) as exc:
@@ -68,34 +77,19 @@ class Journal(JournalReader):
         return cls(conn, path, clock)
 
     def close(self) -> None:
+        self.wal.close()
         self._conn.close()
+
+    async def sync(self) -> None:
+        """Return once everything committed before this call is on disk (an fsync in a worker thread, shared by
+        every caller waiting at the same time). Raises :class:`OSError` when the disk fails."""
+        await self.wal.sync()
 
     def __enter__(self) -> Journal:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
-        """One atomic, durable unit; nested uses join the outermost one."""
-        if self._depth:
-            self._depth += 1
-            try:
-                yield
-            finally:
-                self._depth -= 1
-            return
-        self._conn.execute("BEGIN IMMEDIATE")
-        self._depth = 1
-        try:
-            yield
-        except BaseException:
-            self._depth = 0
-            self._conn.execute("ROLLBACK")
-            raise
-        self._depth = 0
-        self._conn.execute("COMMIT")
 
     # --- writing --------------------------------------------------------------------------------------
 
@@ -181,109 +175,3 @@ class Journal(JournalReader):
             if call["ended_at"] is not None:
                 return "done", "skipped: the call has ended"
         return "pending", ""
-
-    def _refresh_call(self, leg: str, now: float) -> None:
-        self._x(queries.REFRESH_CALL_STATE, {"leg": leg, "now": now})
-
-    def mark_sent(self, op_ids: list[int]) -> None:
-        """Record that these operations are being handed to the network now (one commit for all)."""
-        with self.transaction():
-            for op_id in op_ids:
-                self._x("UPDATE operations SET state = 'sent', attempts = attempts + 1 WHERE id = ?", (op_id,))
-
-    def mark_done(self, op_id: int, result: Any = None, *, call_id: str | None = None, note: str = "delivered") -> None:
-        """Bitrix24 confirmed it (or it is settled otherwise: ``note`` says how). ``call_id`` is stored atomically."""
-        now = self._clock()
-        with self.transaction():
-            leg = self._leg_of(op_id)
-            self._x(
-                "UPDATE operations SET state = 'done', result = ?, note = ?, done_at = ? WHERE id = ?",
-                (json.dumps(result, ensure_ascii=False, default=str), note, now, op_id),
-            )
-            if leg is not None:
-                if call_id:
-                    self._x("UPDATE calls SET call_id = ? WHERE crm_leg = ?", (call_id, leg))
-                self._refresh_call(leg, now)
-
-    def mark_failed(
-        self, op_id: int, error: str, permanent: bool, retry_at: float | None = None
-    ) -> list[tuple[int, str]]:
-        """A transient failure goes back to ``pending`` until ``retry_at``; a permanent one parks the operation and
-        every later one of its leg that can no longer succeed (returned as ``(id, kind)``)."""
-        now = self._clock()
-        cascaded: list[tuple[int, str]] = []
-        with self.transaction():
-            leg = self._leg_of(op_id)
-            if not permanent:
-                self._x(
-                    "UPDATE operations SET state = 'pending', last_error = ?, next_attempt_at = ? WHERE id = ?",
-                    (error, now if retry_at is None else retry_at, op_id),
-                )
-                return cascaded
-            self._x(
-                "UPDATE operations SET state = 'failed', last_error = ?, note = 'failed', done_at = ? WHERE id = ?",
-                (error, now, op_id),
-            )
-            if leg is not None:
-                row = self._x("SELECT kind, seq FROM operations WHERE id = ?", (op_id,)).fetchone()
-                blocked = {"register": NEEDS_CALL_ID, "finish": {"attach_record"}}.get(row["kind"], set())
-                for later in self._x(queries.LATER_OPEN_OPS, (leg, row["seq"])).fetchall():
-                    if later["kind"] in blocked:
-                        reason = f"{row['kind']} failed: {error}"
-                        self._x(
-                            "UPDATE operations SET state = 'failed', last_error = ?, note = 'failed', done_at = ?"
-                            " WHERE id = ?",
-                            (reason, now, later["id"]),
-                        )
-                        cascaded.append((later["id"], later["kind"]))
-                self._refresh_call(leg, now)
-        return cascaded
-
-    def set_call_id(self, crm_leg: str, call_id: str) -> None:
-        with self.transaction():
-            self._x("UPDATE calls SET call_id = ?, updated_at = ? WHERE crm_leg = ?", (call_id, self._clock(), crm_leg))
-
-    def take_offline(self, register_timeout: float) -> list[str]:
-        """Online legs whose ``register`` is still unsent ``register_timeout`` s after it was journaled go offline
-        (see :meth:`go_offline`). Returns those legs."""
-        now = self._clock()
-        with self.transaction():
-            legs = [r[0] for r in self._x(queries.STALE_REGISTERS, (now - register_timeout,)).fetchall()]
-            for leg in legs:
-                self.go_offline(leg)
-        return legs
-
-    def go_offline(self, crm_leg: str) -> None:
-        """Mirror this leg without cards: pending show/hide are settled as skipped, and so are later ones."""
-        now = self._clock()
-        with self.transaction():
-            self._x("UPDATE calls SET mode = 'offline', updated_at = ? WHERE crm_leg = ?", (now, crm_leg))
-            self._x(queries.SKIP_PENDING_CARDS, ("skipped: the call is offline", now, crm_leg))
-            self._refresh_call(crm_leg, now)
-
-    def requeue_sent(self) -> int:
-        """After a restart: operations left ``sent`` may or may not have arrived; make them ``pending`` again
-        (their ``attempts`` stays > 0, which tells the sender to check first). Returns how many."""
-        with self.transaction():
-            cur = self._x("UPDATE operations SET state = 'pending', next_attempt_at = ? WHERE state = 'sent'",
-                          (self._clock(),))  # fmt: skip
-        return cur.rowcount
-
-    def retry_now(self) -> int:
-        """Bitrix24 answers again: operations waiting out a back-off are due now (their attempts stay counted, so
-        a doubtful one is still checked first). Returns how many."""
-        now = self._clock()
-        with self.transaction():
-            cur = self._x("UPDATE operations SET next_attempt_at = ? WHERE state = 'pending' AND next_attempt_at > ?",
-                          (now, now))  # fmt: skip
-        return cur.rowcount
-
-    def _park_damaged(self, op_id: int, reason: str) -> None:
-        self.mark_failed(op_id, reason, permanent=True)
-
-    def _leg_of(self, op_id: int) -> str | None:
-        row = self._x("SELECT crm_leg FROM operations WHERE id = ?", (op_id,)).fetchone()
-        if row is None:
-            raise JournalError(f"no operation with id {op_id}")
-        leg: str | None = row[0]
-        return leg

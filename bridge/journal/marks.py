@@ -1,0 +1,184 @@
+"""The journal's writes after ``append``: what happened to operations that were handed out.
+
+Every change to a leg's operations or its call row ends with :meth:`JournalMarks._refresh_call`, which keeps the
+leg's state and its head (what :meth:`~bridge.journal.reading.JournalReader.ready` reads) up to date.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from bridge.journal import queries
+from bridge.journal.durability import WalSync
+from bridge.journal.reading import Clock, JournalReader
+from bridge.journal.rows import NEEDS_CALL_ID
+
+_OPEN_AND = f"state IN {queries.OPEN} AND"
+"""Spelled out so that SQLite reads the open operations' index, not every operation ever journaled."""
+
+
+class JournalError(Exception):
+    """The journal file cannot be opened or used (the message says why and where)."""
+
+
+class JournalMarks(JournalReader):
+    def __init__(self, conn: sqlite3.Connection, clock: Clock, wal: WalSync) -> None:
+        super().__init__(conn, clock)
+        self.wal = wal
+        """Gets commits onto the disk (see :mod:`bridge.journal.durability`)."""
+        self._depth = 0  # nesting of transaction()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One atomic unit, committed when the outermost one ends; nested uses join the outermost one."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        self._conn.execute("BEGIN IMMEDIATE")
+        self._depth = 1
+        try:
+            yield
+        except BaseException:
+            self._depth = 0
+            self._conn.execute("ROLLBACK")
+            raise
+        self._depth = 0
+        self._conn.execute("COMMIT")
+        self.wal.committed()
+
+    def _refresh_call(self, leg: str, now: float) -> None:
+        self._x(queries.REFRESH_CALL, {"leg": leg, "now": now})
+
+    def mark_sent(self, op_ids: list[int]) -> None:
+        """Record that these operations are being handed to the network now (one commit for all). Await
+        :meth:`~bridge.journal.store.Journal.sync` before sending them: only then is the mark on disk."""
+        with self.transaction():
+            for op_id in op_ids:
+                self._x("UPDATE operations SET state = 'sent', attempts = attempts + 1, tries = tries + 1 WHERE id = ?",
+                        (op_id,))  # fmt: skip
+                leg = self._leg_of(op_id)
+                if leg is not None:
+                    self._x("UPDATE calls SET head_due = NULL WHERE crm_leg = ? AND head_op = ?", (leg, op_id))
+
+    def mark_done(self, op_id: int, result: Any = None, *, call_id: str | None = None, note: str = "delivered") -> None:
+        """Bitrix24 confirmed it (or it is settled otherwise: ``note`` says how). ``call_id`` is stored atomically."""
+        now = self._clock()
+        with self.transaction():
+            leg = self._leg_of(op_id)
+            self._x(
+                "UPDATE operations SET state = 'done', result = ?, note = ?, done_at = ? WHERE id = ?",
+                (json.dumps(result, ensure_ascii=False, default=str), note, now, op_id),
+            )
+            if leg is not None:
+                if call_id:
+                    self._x("UPDATE calls SET call_id = ? WHERE crm_leg = ?", (call_id, leg))
+                self._refresh_call(leg, now)
+
+    def mark_failed(
+        self, op_id: int, error: str, permanent: bool, retry_at: float | None = None, *, arrived: bool = True
+    ) -> list[tuple[int, str]]:
+        """A transient failure goes back to ``pending`` until ``retry_at``; a permanent one parks the operation and
+        every later one of its leg that can no longer succeed (returned as ``(id, kind)``).
+
+        ``arrived=False``: the try provably never reached Bitrix24 (the connection was refused, the portal's limit
+        turned the request away), so it does not count as a possible delivery (``attempts`` goes back down; the
+        back-off still grows with ``tries``).
+        """
+        now = self._clock()
+        cascaded: list[tuple[int, str]] = []
+        with self.transaction():
+            leg = self._leg_of(op_id)
+            if not permanent:
+                self._x(
+                    "UPDATE operations SET state = 'pending', last_error = ?, next_attempt_at = ?,"
+                    " attempts = MAX(0, attempts - ?) WHERE id = ?",
+                    (error, now if retry_at is None else retry_at, 0 if arrived else 1, op_id),
+                )
+            else:
+                cascaded = self._fail(leg, op_id, error, now)
+            if leg is not None:
+                self._refresh_call(leg, now)
+        return cascaded
+
+    def _fail(self, leg: str | None, op_id: int, error: str, now: float) -> list[tuple[int, str]]:
+        self._x(
+            "UPDATE operations SET state = 'failed', last_error = ?, note = 'failed', done_at = ? WHERE id = ?",
+            (error, now, op_id),
+        )
+        cascaded: list[tuple[int, str]] = []
+        if leg is None:
+            return cascaded
+        row = self._x("SELECT kind, seq FROM operations WHERE id = ?", (op_id,)).fetchone()
+        blocked = {"register": NEEDS_CALL_ID, "finish": {"attach_record"}}.get(row["kind"], set())
+        for later in self._x(queries.LATER_OPEN_OPS, (leg, row["seq"])).fetchall():
+            if later["kind"] in blocked:
+                self._x(
+                    "UPDATE operations SET state = 'failed', last_error = ?, note = 'failed', done_at = ? WHERE id = ?",
+                    (f"{row['kind']} failed: {error}", now, later["id"]),
+                )
+                cascaded.append((later["id"], later["kind"]))
+        return cascaded
+
+    def set_call_id(self, crm_leg: str, call_id: str) -> None:
+        now = self._clock()
+        with self.transaction():
+            self._x("UPDATE calls SET call_id = ? WHERE crm_leg = ?", (call_id, crm_leg))
+            self._refresh_call(crm_leg, now)
+
+    def take_offline(self, register_timeout: float) -> list[str]:
+        """Online legs whose ``register`` is still unsent ``register_timeout`` s after it was journaled go offline
+        (see :meth:`go_offline`). Returns those legs."""
+        now = self._clock()
+        legs = [r[0] for r in self._x(queries.STALE_REGISTERS, (now - register_timeout,)).fetchall()]
+        if legs:
+            with self.transaction():
+                for leg in legs:
+                    self.go_offline(leg)
+        return legs
+
+    def go_offline(self, crm_leg: str) -> None:
+        """Mirror this leg without cards: pending show/hide are settled as skipped, and so are later ones."""
+        now = self._clock()
+        with self.transaction():
+            self._x("UPDATE calls SET mode = 'offline', updated_at = ? WHERE crm_leg = ?", (now, crm_leg))
+            self._x(queries.SKIP_PENDING_CARDS, ("skipped: the call is offline", now, crm_leg))
+            self._refresh_call(crm_leg, now)
+
+    def requeue_sent(self) -> int:
+        """After a restart: operations left ``sent`` may or may not have arrived; make them ``pending`` again
+        (their ``attempts`` stays > 0, which tells the sender to check first). Returns how many."""
+        with self.transaction():
+            cur = self._x(f"UPDATE operations SET state = 'pending', next_attempt_at = ? WHERE {_OPEN_AND}"
+                          " state = 'sent'", (self._clock(),))  # fmt: skip
+            if cur.rowcount:
+                self._x(queries.REFRESH_HEADS)
+        return cur.rowcount
+
+    def retry_now(self) -> int:
+        """Bitrix24 answers again: operations waiting out a back-off are due now (their attempts stay counted, so
+        a doubtful one is still checked first). Returns how many."""
+        now = self._clock()
+        with self.transaction():
+            cur = self._x(f"UPDATE operations SET next_attempt_at = ? WHERE {_OPEN_AND} state = 'pending'"
+                          " AND next_attempt_at > ?", (now, now))  # fmt: skip
+            if cur.rowcount:
+                self._x(queries.REFRESH_HEADS)
+        return cur.rowcount
+
+    def _park_damaged(self, op_id: int, reason: str) -> None:
+        self.mark_failed(op_id, reason, permanent=True)
+
+    def _leg_of(self, op_id: int) -> str | None:
+        row = self._x("SELECT crm_leg FROM operations WHERE id = ?", (op_id,)).fetchone()
+        if row is None:
+            raise JournalError(f"no operation with id {op_id}")
+        leg: str | None = row[0]
+        return leg

@@ -1,0 +1,173 @@
+"""Getting the journal onto the disk: fsyncs in a worker thread, one for many commits, and never lost to kill -9."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import subprocess
+import sys
+import textwrap
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from bridge.domain.commands import CallType, CrmFinish, CrmNotify, CrmRegister
+from bridge.journal import Journal, durability
+from tests.eventually import eventually
+
+START = datetime(2026, 3, 7, 10, 0, tzinfo=UTC)
+
+
+def register(leg: str) -> CrmRegister:
+    return CrmRegister(leg, 1, "+79001234567", CallType.INCOMING, "74950000000", START, True)
+
+
+@pytest.fixture
+def fsync_threads(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """The name of the thread each fsync of the journal ran on."""
+    seen: list[str] = []
+    real = os.fsync
+
+    def recording(fd: int) -> None:
+        seen.append(threading.current_thread().name)
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", recording)
+    yield seen
+
+
+async def test_the_event_loop_never_waits_for_an_fsync(tmp_path: Path, fsync_threads: list[str]) -> None:
+    with Journal.open(tmp_path / "j.db") as journal:
+        for i in range(30):
+            journal.append(register(f"leg-{i}"))
+            journal.mark_sent([journal.operations(f"leg-{i}")[0].id])
+        await journal.sync()
+        assert not journal.wal.dirty
+        while_running = list(fsync_threads)
+    assert while_running, "the commits were fsynced"
+    assert threading.current_thread().name not in while_running, "an fsync ran on the event loop's thread"
+
+
+async def test_one_fsync_covers_every_commit_before_it(tmp_path: Path, fsync_threads: list[str]) -> None:
+    with Journal.open(tmp_path / "j.db") as journal:
+        for i in range(50):
+            journal.append(CrmNotify(i, "x"))
+        await asyncio.gather(*(journal.sync() for _ in range(20)))
+        assert not journal.wal.dirty
+        assert len(fsync_threads) <= 2, "twenty waiters and fifty commits share one barrier (two if one was running)"
+        before = len(fsync_threads)
+        await journal.sync()
+        assert len(fsync_threads) == before, "nothing new committed: no fsync needed"
+
+
+async def test_a_commit_nobody_waits_for_reaches_the_disk_within_the_period(tmp_path: Path) -> None:
+    with Journal.open(tmp_path / "j.db") as journal:
+        journal.append(register("a"))
+        assert journal.wal.dirty, "under the event loop a commit is not fsynced on the spot"
+        await eventually(lambda: not journal.wal.dirty, timeout=durability.SYNC_PERIOD * 10)
+
+
+def test_without_an_event_loop_every_commit_is_fsynced_before_it_returns(tmp_path: Path) -> None:
+    with Journal.open(tmp_path / "j.db") as journal:
+        journal.append(register("a"))
+        assert not journal.wal.dirty
+        assert journal.wal.fsyncs >= 1
+
+
+async def test_a_failing_disk_fails_the_barrier(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(_fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    with Journal.open(tmp_path / "j.db") as journal:
+        journal.append(register("a"))
+        monkeypatch.setattr(os, "fsync", broken)
+        with pytest.raises(OSError, match="Input/output error"):
+            await journal.sync()
+        assert journal.wal.dirty, "nothing may count as durable"
+        monkeypatch.undo()
+        await journal.sync()
+        assert not journal.wal.dirty
+
+
+async def test_checkpoints_keep_the_wal_small_and_lose_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    with Journal.open(path) as journal:
+        journal.wal.checkpoint_every = 20
+        for i in range(300):
+            journal.append(register(f"leg-{i}"))
+            journal.append(CrmFinish(f"leg-{i}", 1, 5, "200"))
+            if i % 10 == 0:
+                await journal.sync()
+        await journal.sync()
+        wal_size = (tmp_path / "j.db-wal").stat().st_size
+        assert wal_size < 2_000_000, f"the WAL is restarted after checkpoints, not grown ({wal_size} bytes)"
+    with Journal.open(path) as journal:
+        assert len(journal.calls()) == 300
+        assert journal.depth() == 600
+
+
+# --- kill -9 under the event loop ----------------------------------------------------------------------
+
+ASYNC_WRITER = textwrap.dedent(
+    """
+    import asyncio, sys
+    from datetime import datetime, timezone
+    import structlog
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
+    from bridge.domain.commands import CallType, CrmFinish, CrmRegister
+    from bridge.journal import Journal
+
+    async def main():
+        j = Journal.open(sys.argv[1])
+        start = datetime(2026, 3, 7, 10, 0, tzinfo=timezone.utc)
+        i = int(sys.argv[2])
+        while True:
+            leg = f"leg-{i}"
+            j.append(CrmRegister(leg, 1, "+7900", CallType.INCOMING, "1", start, True))
+            j.append(CrmFinish(leg, 1, 5, "200"))
+            print("appended", leg, flush=True)  # committed, not fsynced: the OS has it
+            if i % 7 == 0:
+                await j.sync()
+                print("synced", leg, flush=True)
+            await asyncio.sleep(0)
+            i += 1
+
+    asyncio.run(main())
+    """
+)
+
+
+def test_kill_9_under_the_event_loop_loses_no_commit(tmp_path: Path) -> None:
+    """With ``synchronous=NORMAL`` a commit is in the OS when ``append`` returns: a killed process loses none."""
+    path = tmp_path / "journal.db"
+    rng = random.Random()
+    appended: set[str] = set()
+    first = 0
+    for _round in range(4):
+        child = subprocess.Popen(
+            [sys.executable, "-c", ASYNC_WRITER, str(path), str(first)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        assert child.stdout is not None
+        stop_after = rng.randint(20, 400)
+        for n, line in enumerate(child.stdout):
+            what, leg = line.split()
+            if what == "appended":
+                appended.add(leg)
+            if n >= stop_after:
+                break
+        child.kill()  # SIGKILL right after an append, wherever the barrier is
+        child.wait()
+        with Journal.open(path) as journal:
+            legs = {c.crm_leg for c in journal.calls()}
+            assert appended <= legs, f"lost: {sorted(appended - legs)[:5]}"
+            for leg in legs:
+                assert [op.kind for op in journal.operations(leg)] in (["register"], ["register", "finish"]), leg
+            first = max(int(leg.split("-")[1]) for leg in legs) + 1
+    assert len(appended) >= 80

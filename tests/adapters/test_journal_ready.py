@@ -1,0 +1,209 @@
+"""``Journal.ready`` kept per leg: the same answer as reading every operation, at a cost that ignores the backlog."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bridge.domain.commands import (
+    CallType,
+    CrmAttachRecord,
+    CrmCommand,
+    CrmFinish,
+    CrmHide,
+    CrmNotify,
+    CrmRegister,
+    CrmShow,
+)
+from bridge.journal import Journal
+from bridge.journal.codec import encode_command
+from bridge.journal.schema import MIGRATIONS
+
+START = datetime(2026, 3, 7, 10, 0, tzinfo=UTC)
+LEGS = ("a", "b", "c", "d")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def register(leg: str) -> CrmRegister:
+    return CrmRegister(leg, 7, "+79001234567", CallType.INCOMING, "74950000000", START, True)
+
+
+def expected_heads(conn: sqlite3.Connection, now: float) -> list[int]:
+    """The rule, read from every operation: per leg the first one not yet settled, if it may go now."""
+    heads = []
+    for (leg,) in conn.execute("SELECT DISTINCT crm_leg FROM operations WHERE crm_leg IS NOT NULL"):
+        head = conn.execute(
+            "SELECT * FROM operations WHERE crm_leg = ? AND state IN ('pending', 'sent') ORDER BY seq LIMIT 1", (leg,)
+        ).fetchone()
+        if head is None or head["state"] != "pending" or head["next_attempt_at"] > now:
+            continue
+        call = conn.execute("SELECT * FROM calls WHERE crm_leg = ?", (leg,)).fetchone()
+        if head["kind"] == "register" and call["mode"] == "offline" and call["ended_at"] is None:
+            continue
+        if head["kind"] in ("show", "hide", "finish", "attach_record") and call["call_id"] is None:
+            continue
+        heads.append((head["next_attempt_at"], head["id"]))
+    loose = conn.execute(
+        "SELECT next_attempt_at, id FROM operations WHERE crm_leg IS NULL AND state = 'pending'"
+        " AND next_attempt_at <= ?",
+        (now,),
+    ).fetchall()
+    return [op_id for _due, op_id in sorted(heads + [tuple(r) for r in loose])]
+
+
+def ready_heads(journal: Journal) -> list[int]:
+    ops = journal.ready(limit=10_000)
+    seen: set[str] = set()
+    heads = []
+    for op in ops:  # a register's riders are not heads
+        if op.crm_leg is None or op.crm_leg not in seen:
+            heads.append(op.id)
+        if op.crm_leg is not None:
+            seen.add(op.crm_leg)
+    return heads
+
+
+ACTIONS = ["register", "show", "hide", "finish", "record", "notify", "sent", "done", "retry", "refused", "fail",
+           "offline", "take_offline", "call_id", "requeue", "retry_now", "tick"]  # fmt: skip
+actions = st.lists(
+    st.tuples(
+        st.sampled_from(ACTIONS),
+        st.sampled_from(LEGS),
+        st.integers(min_value=0, max_value=5),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(actions)
+def test_ready_agrees_with_reading_every_operation(tmp_path_factory: object, steps: list[tuple[str, str, int]]) -> None:
+    path = Path(tmp_path_factory.mktemp("ready")) / "j.db"  # type: ignore[attr-defined]
+    clock = Clock()
+    with Journal.open(path, clock=clock) as journal:
+        conn = sqlite3.connect(path)
+        conn.row_factory = sqlite3.Row
+        for action, leg, n in steps:
+            ops = [op for op in journal.operations(leg) if op.state in ("pending", "sent")]
+            target = ops[n % len(ops)].id if ops else None
+            if action == "register":
+                journal.append(register(leg))
+            elif action in ("show", "hide"):
+                journal.append((CrmShow if action == "show" else CrmHide)(leg, (7,)))
+            elif action == "finish":
+                journal.append(CrmFinish(leg, 7, n, "200"))
+            elif action == "record":
+                journal.append(CrmAttachRecord(leg, f"rec-{leg}"))
+            elif action == "notify":
+                journal.append(CrmNotify(n, "x"))
+            elif action == "sent" and target is not None:
+                journal.mark_sent([target])
+            elif action == "done" and target is not None:
+                journal.mark_done(target, call_id=f"C-{leg}" if n % 2 else None)
+            elif action in ("retry", "refused") and target is not None:
+                journal.mark_failed(target, "x", permanent=False, retry_at=clock.now + n, arrived=action == "retry")
+            elif action == "fail" and target is not None:
+                journal.mark_failed(target, "x", permanent=True)
+            elif action == "offline" and journal.calls(crm_leg=leg):
+                journal.go_offline(leg)
+            elif action == "take_offline":
+                journal.take_offline(register_timeout=n)
+            elif action == "call_id" and journal.calls(crm_leg=leg):
+                journal.set_call_id(leg, f"C-{leg}")
+            elif action == "requeue":
+                journal.requeue_sent()
+            elif action == "retry_now":
+                journal.retry_now()
+            elif action == "tick":
+                clock.now += n
+            assert ready_heads(journal) == expected_heads(conn, clock.now), (action, leg, n)
+        conn.close()
+
+
+def vm_steps(journal: Journal, conn_of: sqlite3.Connection, call: object) -> int:
+    """SQLite virtual-machine steps (in thousands) that ``call()`` takes on the journal's connection."""
+    steps = 0
+
+    def count() -> int:
+        nonlocal steps
+        steps += 1
+        return 0
+
+    conn_of.set_progress_handler(count, 1000)
+    try:
+        call()  # type: ignore[operator]
+    finally:
+        conn_of.set_progress_handler(None, 0)
+    return steps
+
+
+def backlog(journal: Journal, calls: int, clock: Clock, *, waiting: bool) -> None:
+    """``calls`` ended offline calls; ``waiting``: each register waits out a back-off (Bitrix24 is away)."""
+    with journal.transaction():
+        for i in range(calls):
+            leg = f"b-{i}"
+            op = journal.append(register(leg))
+            journal.append(CrmFinish(leg, 7, 30, "200"))
+            journal.go_offline(leg)
+            if waiting:
+                journal.mark_failed(op, "away", permanent=False, retry_at=clock.now + 300)
+
+
+def test_ready_reads_about_what_it_returns_however_long_the_backlog(tmp_path: Path) -> None:
+    costs: dict[tuple[int, bool], int] = {}
+    for calls in (500, 5000):
+        for waiting in (False, True):
+            clock = Clock()
+            with Journal.open(tmp_path / f"j-{calls}-{waiting}.db", clock=clock) as journal:
+                backlog(journal, calls, clock, waiting=waiting)
+                conn = journal._conn  # the cost is measured where it is paid
+                costs[calls, waiting] = vm_steps(journal, conn, lambda j=journal: (j.ready(150), j.next_due(5.0)))
+                if not waiting:
+                    assert len(journal.ready(150)) == 150
+    for waiting in (False, True):
+        small, big = costs[500, waiting], costs[5000, waiting]
+        assert big <= small * 1.5 + 5, f"ten times the backlog cost {big} vs {small} (waiting={waiting})"
+
+
+def test_a_journal_of_the_first_schema_gets_its_heads_on_opening(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    for statement in MIGRATIONS[0]:
+        conn.execute(statement)
+    conn.execute("PRAGMA user_version = 1")
+    now = 1_800_000_000.0
+    rows: list[tuple[str, int, CrmCommand, str, int]] = [  # leg, seq, command, state, attempts
+        ("online", 1, register("online"), "done", 1),
+        ("online", 2, CrmFinish("online", 7, 5, "200"), "pending", 0),
+        ("offline", 1, register("offline"), "pending", 2),
+        ("offline", 2, CrmFinish("offline", 7, 5, "200"), "pending", 0),
+        ("waiting", 1, register("waiting"), "pending", 0),
+    ]
+    for leg, mode, ended, call_id in (("online", "online", now, "C1"), ("offline", "offline", now, None),
+                                      ("waiting", "offline", None, None)):  # fmt: skip
+        conn.execute(
+            "INSERT INTO calls (crm_leg, mode, ended_at, call_id, state, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (leg, mode, ended, call_id, "ended" if ended else "open", now, now),
+        )
+    for leg, seq, cmd, state, attempts in rows:
+        conn.execute(
+            "INSERT INTO operations (crm_leg, seq, kind, command, state, attempts, next_attempt_at, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (leg, seq, type(cmd).__name__.removeprefix("Crm").lower(), encode_command(cmd), state, attempts, now, now),
+        )
+    conn.close()
+    with Journal.open(path, clock=lambda: now + 1) as journal:
+        ready = [(op.crm_leg, op.kind, op.attempts, op.tries) for op in journal.ready()]
+    assert ready == [("online", "finish", 0, 0), ("offline", "register", 2, 2), ("offline", "finish", 0, 0)]
