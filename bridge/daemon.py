@@ -40,8 +40,9 @@ from bridge.journal.store import Journal
 from bridge.metrics import DeliveryMetrics, Metrics
 from bridge.pbx.ami import AmiLink
 from bridge.pbx.ari import AriLink
+from bridge.pbx.outcomes import EndpointTemplate
 from bridge.portal import PortalUpkeep
-from bridge.recovery import pbx_live_view, recover_open_calls
+from bridge.recovery import Recovery, pbx_view
 from bridge.systemd import Notifier
 
 log = structlog.get_logger(__name__)
@@ -57,8 +58,9 @@ class Timing:
     """Calls in progress are mirrored this long after SIGTERM before the daemon stops anyway."""
     flush: float = 10.0
     """Then Bitrix24 gets this long to take what is still in the journal."""
-    recovery_poll: float = 2.0
-    """After a restart, how often calls adopted from the journal are checked on the PBX."""
+    recovery_poll: float = 1.0
+    """After a restart, how often calls adopted from the journal are checked on the PBX (their talk time is
+    counted between looks, so at most this much is lost at the end)."""
 
 
 class Daemon:
@@ -117,6 +119,18 @@ class Daemon:
             queue=pbx_queue,
         )
         self.desk.attach(self.dispatcher)
+        self.dispatcher.hung_up_at = self.ami.hung_up_at
+        # built before the links run: the first resync's callers wait for its first look at the PBX
+        self.recovery = Recovery(
+            self.journal,
+            self.dispatcher.restart,
+            app=s.asterisk.app,
+            agents=EndpointTemplate(s.asterisk.agent_endpoint),
+            device=EndpointTemplate(s.asterisk.device),
+            user_of=self._user_of,
+            notify=self.delivery.notify,
+            poll=self.timing.recovery_poll,
+        )
         self.gate = EventGate(s.bitrix24.application_token.reveal())
         self.portal = PortalUpkeep(
             s,
@@ -144,13 +158,8 @@ class Daemon:
         if s.bitrix24.events == "pull":
             self._spawn(self.portal.poll_events(), "event-poll")
         self._spawn(
-            recover_open_calls(
-                self.journal,
-                lambda: self.ari.connected,
-                lambda: pbx_live_view(self.ari, self.ami),
-                self.dispatcher.knows,
-                self.delivery.notify,
-                poll=self.timing.recovery_poll,
+            self.recovery.run(
+                lambda: self.ari.connected, lambda: pbx_view(self.ari, self.ami), self.ari, self.dispatcher.knows
             ),
             "recovery",
         )
@@ -158,6 +167,10 @@ class Daemon:
         self.notifier.ready()
         self.started.set()
         log.info("daemon.started", http=f"{s.http.host}:{self.http_port}", lines=sorted(s.plan.lines))
+
+    def _user_of(self, ext: str) -> int:
+        employee = self.current_plan().employees.get(ext)
+        return employee.user_id if employee is not None else 0
 
     def current_plan(self) -> Plan:
         """The configured plan with the directory's current employees (configured entries win)."""

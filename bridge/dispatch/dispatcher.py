@@ -87,6 +87,10 @@ class Dispatcher:
         self._callbacks: dict[str, str] = {}
         self.foreign: Callable[[PbxEvent], bool] | None = None
         """Gets first look at every PBX event of a call; True means it took the event (click-to-call sessions)."""
+        self.hung_up_at: Callable[[str], datetime | None] = lambda _channel: None
+        """When the PBX's other link saw a channel hang up (AMI), for ends a resync finds late."""
+        self.restart = pbx_facts.RestartClaims(put=self.put)
+        """Calls a restart's recovery decides about: their start waits for its decision (``pbx_facts``)."""
 
     # -- the loop ---------------------------------------------------------------------------------------
 
@@ -148,7 +152,7 @@ class Dispatcher:
         elif item.call is not None and item.call in self.observed:
             self.step_observed(item.call, event)  # type: ignore[arg-type]
         elif item.call is not None:
-            self.step_call(item.call, event)  # type: ignore[arg-type]
+            self.step_call(item.call, event, pbx_facts.happened_at(self, item))  # type: ignore[arg-type]
 
     def _start(self, call_id: str, event: CallStarted) -> None:
         if not call_id or call_id in self.calls:
@@ -158,6 +162,10 @@ class Dispatcher:
             log.warning("call.refused", call_id=call_id, reason="shutting down")
             self.spawn(self.pbx.execute(call_id, HangupCaller("congestion")))
             return
+        resumed = pbx_facts.start_or_park(self, call_id, event)
+        if resumed is None:
+            return
+        event, serial = resumed
         now = self.clock()
         plan = self.plan()
         callback = self._callbacks.pop(call_id, None)
@@ -169,7 +177,7 @@ class Dispatcher:
             availability=self.availability.snapshot(),
             answered_today=dict(self._answered_counts(now)),
         )
-        self.calls[call_id] = core.start_call(plan, call_id, now)
+        self.calls[call_id] = replace(core.start_call(plan, call_id, now), serial=serial)
         with bind_call(call_id, event.linkedid, event.line):
             log.info("call.started", caller=event.caller, caller_name=event.caller_name)
         self.metrics.active_calls.set(self.active)
@@ -190,13 +198,15 @@ class Dispatcher:
 
     # -- stepping ---------------------------------------------------------------------------------------
 
-    def step_call(self, call_id: str, event: Event) -> None:
-        """Feed ``event`` to the call's core; carry out what it returns (journal, PBX, timer), log the step."""
+    def step_call(self, call_id: str, event: Event, at: datetime | None = None) -> None:
+        """Feed ``event`` to the call's core; carry out what it returns (journal, PBX, timer), log the step.
+
+        ``at``: when it happened, if earlier than now (an end found by a resync)."""
         call = self.calls.get(call_id)
         if call is None:
             log.debug("call.unknown", call_id=call_id, on=type(event).__name__)
             return
-        now = self.clock()
+        now = self.clock() if at is None else at
         with bind_call(call_id, call.linkedid, call.line):
             new, commands = core.step(call, event, now)
             if new.ignored:
@@ -266,6 +276,8 @@ class Dispatcher:
         wrote = False
         for cmd in commands:
             if isinstance(cmd, CRM_COMMANDS):
+                if self.restart.registered_already(key, cmd):
+                    continue
                 self.outbox.append(cmd, linkedid=linkedid, pbx_call=key)
                 log.info("crm.queued", command=type(cmd).__name__, crm_leg=getattr(cmd, "crm_leg", ""))
                 if isinstance(cmd, CrmFinish):

@@ -10,14 +10,18 @@ What this adds to panoramisk, one gap each (``/work/shared/reference/asterisk.md
   fixed delay, and actions pending at a disconnect fail instead of being resent (an Originate must not run twice);
 * after each (re)connect a resync: ``CoreShowChannels`` and ``DeviceStateList`` -> ``Resynced``;
 * events are translated and queued from plain sync callbacks (panoramisk schedules coroutine callbacks with
-  ``ensure_future``: no ordering).
+  ``ensure_future``: no ordering);
+* when each channel hung up, as AMI saw it (:meth:`AmiLink.hung_up_at`): an end the ARI link only learns from
+  its resync after a gap gets its real time from here.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -35,6 +39,8 @@ log = structlog.get_logger(__name__)
 
 ACTION_TIMEOUT = 10.0
 CONNECT_TIMEOUT = 5.0
+HANGUPS_KEPT = 20_000
+"""Hang-up times remembered (the most recent; far more channels than end during any reconnect)."""
 
 
 @dataclass(frozen=True)
@@ -62,7 +68,12 @@ class AmiLink(ReconnectingLink):
             EndpointTemplate(settings.device), settings.outbound_contexts, settings.monitor_lines
         )
         self._manager: LinkManager | None = None
+        self._hangups: OrderedDict[str, datetime] = OrderedDict()
         register_secrets([settings.ami_secret.reveal()])
+
+    def hung_up_at(self, channel: str) -> datetime | None:
+        """When AMI saw channel ``channel`` (a Uniqueid, which is the ARI channel id) hang up; None if it did not."""
+        return self._hangups.get(channel)
 
     # --- lifecycle -----------------------------------------------------------------------------------
 
@@ -146,6 +157,11 @@ class AmiLink(ReconnectingLink):
     # --- events --------------------------------------------------------------------------------------
 
     def _on_event(self, _manager: Any, message: Any) -> None:
+        uniqueid = message.get("Uniqueid") if message.get("Event") == "Hangup" else None
+        if isinstance(uniqueid, str) and uniqueid:
+            self._hangups[uniqueid] = datetime.now(UTC)
+            if len(self._hangups) > HANGUPS_KEPT:
+                self._hangups.popitem(last=False)
         for event in self.translator.feed(message):
             self._emit(event)
 

@@ -14,13 +14,14 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
 import structlog
 
 from bridge.config import AsteriskSettings
-from bridge.domain.commands import PbxCommand
+from bridge.domain.commands import PbxCommand, RingAgent, RingNumber
 from bridge.domain.events import CallerHungUp
 from bridge.pbx.ari_commands import CallCommands
 from bridge.pbx.ari_rest import AriRest
@@ -41,10 +42,12 @@ class AriLink(ReconnectingLink):
         super().__init__(settings.reconnect_max_delay)
         self.settings = settings
         self.out = out
-        self.translator = AriTranslator(EndpointTemplate(settings.device))
+        self.translator = AriTranslator(EndpointTemplate(settings.device), settings.app)
         self.rest = AriRest(settings)
         self.commands = CallCommands(settings, self.translator, self.request, self._emit)
         self._cleanups: set[asyncio.Task[None]] = set()
+        self.lost_at: datetime | None = None
+        """When the last session ended (what ended since happened at this moment or later)."""
 
     # --- lifecycle -----------------------------------------------------------------------------------
 
@@ -60,13 +63,16 @@ class AriLink(ReconnectingLink):
             socket = await self.rest.events(self.settings.app)
             self.connected = True
             log.info("pbx.connected", link="ari", app=self.settings.app)
-            for event in self.translator.resync(await self.request("channels", "list")):
+            confirmed = self.translator.confirmed_legs()  # legs the PBX knew before it was asked what is left
+            listed = await self.request("channels", "list")
+            for event in self.translator.resync(listed, lost_at=self.lost_at, confirmed=confirmed):
                 self._emit(event)
             await self._read(socket)
             return True
         finally:
             if self.connected:
                 log.info("pbx.disconnected", link="ari")
+                self.lost_at = datetime.now(UTC)
             self.connected = False
             await self.rest.close()
 
@@ -114,6 +120,8 @@ class AriLink(ReconnectingLink):
         """
         try:
             await self.commands.execute(call_id, cmd)
+            if isinstance(cmd, RingAgent | RingNumber):
+                self.translator.confirm(cmd.leg)
         except PbxError as exc:
             log.warning("pbx.command_failed", call_id=call_id, command=type(cmd).__name__, status=exc.status,
                         error=exc.body, action=exc.action)  # fmt: skip

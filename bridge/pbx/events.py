@@ -8,6 +8,7 @@ Besides the core's own events (``bridge.domain.events``) the adapters produce a 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from bridge.domain.events import (
     AvailabilityChanged,
@@ -64,6 +65,8 @@ class LiveChannel:
     """Its arguments, e.g. ``b24bridge,inbound,74951112233``."""
     context: str = ""
     exten: str = ""
+    created: str = ""
+    """ARI ``creationtime`` as Asterisk writes it (``2026-11-22T00:07:41.819+0000``); empty from AMI."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,9 @@ class Resynced:
     channels: tuple[LiveChannel, ...]
     availability: dict[str, Availability] = field(default_factory=dict)
     """Extension -> availability from the device states (AMI ``DeviceStateList``), when known."""
+    lost_at: datetime | None = None
+    """When the link was lost before this reconnect (None on the first connect): whatever ended meanwhile
+    ended at this moment or later."""
 
 
 @dataclass(frozen=True)
@@ -123,3 +129,6 @@ class PbxEvent:
     call: str | None
     event: PbxFact
     linkedid: str = ""
+    at: datetime | None = None
+    """When it happened, if known to be before it arrived: an end a resync found happened after the link was
+    lost (``at`` is that moment; the dispatcher prefers the hang-up AMI saw, see ``pbx_facts.happened_at``)."""

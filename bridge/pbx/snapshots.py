@@ -25,6 +25,7 @@ def from_ari(item: object) -> LiveChannel:
         app_data=wire.optional_text(dialplan, "app_data"),
         context=wire.optional_text(dialplan, "context"),
         exten=wire.optional_text(dialplan, "exten"),
+        created=wire.optional_text(item, "creationtime"),
     )
 
 

@@ -13,6 +13,12 @@
 * ``ChannelDtmfReceived`` -> ``DtmfReceived``; ``PlaybackFinished`` -> ``PromptFinished``;
   ``RecordingFinished`` -> ``RecordingReady``; ``DeviceStateChanged`` -> ``AvailabilityChanged``.
 * ``BridgeBlindTransfer`` / ``BridgeAttendedTransfer`` -> ``Transferred``, best effort (``bridge.pbx.transfers``).
+* :meth:`AriTranslator.resync` (``GET /channels`` after every connect): a leg or caller it follows that is gone
+  ended meanwhile (stamped with ``lost_at``, when the link was lost); a leg is only declared gone once the PBX
+  has certainly known it (its originate answered, or an event about it), never one whose originate is still
+  queued or under way. A channel in our application with ``inbound,<DID>`` arguments that it does not follow
+  (its ``StasisStart`` was lost with the connection, or a previous process took it) is started as a
+  ``CallStarted`` exactly as its ``StasisStart`` would have been.
 
 AMI events are translated by :class:`bridge.pbx.observe.AmiTranslator` (re-exported here).
 
@@ -23,8 +29,9 @@ Unknown event types and events about channels we do not follow give no event. Ma
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 
 from bridge.domain.events import (
@@ -70,13 +77,17 @@ class LegState:
     local: bool = False
     entered: bool = False
     """In Stasis before it was answered (the channel that replaces an agent after a blind transfer)."""
+    confirmed: bool = False
+    """The PBX has it: its originate was answered, or an event named it. Only such a leg can be missed by a resync."""
 
 
 class AriTranslator:
     """Turns ARI messages into ``PbxEvent``s, remembering the callers, legs, playbacks and recordings."""
 
-    def __init__(self, device: EndpointTemplate) -> None:
+    def __init__(self, device: EndpointTemplate, app: str = "") -> None:
         self.device = device
+        self.app = app
+        """Our Stasis application: a resync starts its unknown ``inbound`` channels (none when empty)."""
         self.callers: dict[str, CallerState] = {}
         self.legs: dict[str, LegState] = {}
         self.playbacks: dict[str, tuple[str, str]] = {}
@@ -99,12 +110,28 @@ class AriTranslator:
 
     # --- what the adapter tells us -----------------------------------------------------------------
 
-    def expect_leg(self, leg: str, call: str, *, answered: bool = False, local: bool = False) -> None:
+    def expect_leg(
+        self, leg: str, call: str, *, answered: bool = False, local: bool = False, confirmed: bool | None = None
+    ) -> None:
         """``leg`` (a channel id we chose) belongs to ``call``; register before originating it.
 
-        ``local``: the leg is a Local channel (its outcome then comes from the Dial status).
+        ``local``: the leg is a Local channel (its outcome then comes from the Dial status). ``confirmed``: the
+        channel certainly exists (default: when it is answered); a leg to be originated is confirmed by
+        :meth:`confirm` once the originate is answered.
         """
-        self.legs.setdefault(leg, LegState(call=call, answered=answered, local=local))
+        state = LegState(call=call, answered=answered, local=local)
+        state.confirmed = answered if confirmed is None else confirmed
+        self.legs.setdefault(leg, state)
+
+    def confirm(self, leg: str) -> None:
+        """The PBX answered ``leg``'s originate: from now on a resync that does not list it means it ended."""
+        state = self.legs.get(leg)
+        if state is not None:
+            state.confirmed = True
+
+    def confirmed_legs(self) -> frozenset[str]:
+        """Legs the PBX certainly knows now (take this *before* asking for the channel list)."""
+        return frozenset(leg for leg, state in self.legs.items() if state.confirmed)
 
     def expect_playback(self, playback: str, call: str, prompt: str) -> None:
         self.playbacks[playback] = (call, prompt)
@@ -152,8 +179,15 @@ class AriTranslator:
         except wire.Malformed as exc:
             return [_bad(f"{kind}: {exc}")]
 
-    def resync(self, channels: object) -> list[PbxEvent]:
-        """``GET /channels`` after a (re)connect -> ends of what vanished meanwhile, then ``Resynced``."""
+    def resync(
+        self, channels: object, *, lost_at: datetime | None = None, confirmed: Collection[str] | None = None
+    ) -> list[PbxEvent]:
+        """``GET /channels`` after a (re)connect -> ends of what vanished meanwhile (at ``lost_at``, when the link
+        was lost), calls whose start was missed, then ``Resynced``.
+
+        ``confirmed``: the legs the PBX certainly knew when the list was asked for (:meth:`confirmed_legs` taken
+        before the request); default: those confirmed now.
+        """
         if not isinstance(channels, list):
             return [_bad("channel list is not a list")]
         events: list[PbxEvent] = []
@@ -164,12 +198,29 @@ class AriTranslator:
             except wire.Malformed as exc:
                 events.append(_bad(f"channel list: {exc}"))
         ids = {channel.id for channel in live}
-        for leg in [leg for leg in self.legs if leg not in ids]:
-            events += self._leg_ended(leg, cause=None)
+        known = self.confirmed_legs() if confirmed is None else confirmed
+        ended: list[PbxEvent] = []
+        for leg in [leg for leg in self.legs if leg not in ids and leg in known]:
+            ended += self._leg_ended(leg, cause=None)
         for call in [call for call in self.callers if call not in ids]:
-            events += self._caller_gone(call, cause=None)
-        events.append(PbxEvent(None, Resynced(link="ari", channels=tuple(live))))
+            ended += self._caller_gone(call, cause=None)
+        events += [replace(event, at=lost_at) for event in ended]
+        for channel in live:
+            events += self._missed_start(channel)
+        events.append(PbxEvent(None, Resynced(link="ari", channels=tuple(live), lost_at=lost_at)))
         return events
+
+    def _missed_start(self, channel: LiveChannel) -> list[PbxEvent]:
+        """A caller in our application we do not follow: start it as its ``StasisStart`` would have."""
+        args = channel.app_data.split(",")
+        if not self.app or channel.app != "Stasis" or args[0] != self.app or len(args) < 3:
+            return []
+        if args[1] != "inbound" or not args[2] or channel.id in self.callers or channel.id in self.legs:
+            return []
+        self.callers[channel.id] = CallerState(channel.id, channel.caller, channel.caller_name, channel.linkedid)
+        started = CallStarted(line=args[2], caller=channel.caller, caller_name=channel.caller_name,
+                              linkedid=channel.linkedid)  # fmt: skip
+        return [PbxEvent(channel.id, started, channel.linkedid)]
 
     # --- handlers ----------------------------------------------------------------------------------
 
@@ -181,7 +232,8 @@ class AriTranslator:
         number, name = wire.optional_text(caller, "number"), wire.optional_text(caller, "name")
         kind = args[0] if args else ""
         if kind != "agent" and cid in self.legs:
-            self.legs[cid].entered = True  # a blind transfer's replacement: it answers with its Dial status
+            # a blind transfer's replacement: it answers with its Dial status
+            self.legs[cid].entered = self.legs[cid].confirmed = True
             return []
         if kind == "inbound":
             if len(args) < 2 or not args[1]:
@@ -196,6 +248,7 @@ class AriTranslator:
             if len(args) < 2 or not args[1]:
                 raise wire.Malformed("agent without a call")
             leg = self.legs.setdefault(cid, LegState(call=args[1]))
+            leg.confirmed = True
             if leg.answered:
                 return []
             leg.answered = True
@@ -244,6 +297,7 @@ class AriTranslator:
         if leg is None:
             return []
         leg.local = leg.local or wire.optional_text(peer, "name").startswith("Local/")
+        leg.confirmed = True
         if status not in PROGRESS_DIALSTATUS:
             leg.final_dialstatus = status
         if status == "ANSWER" and leg.entered and not leg.answered:
@@ -293,7 +347,7 @@ class AriTranslator:
             return []
         moved = transfers.blind(message)
         if moved.leg:
-            self.expect_leg(moved.leg, call, local=transfers.replaced_by_local(message))
+            self.expect_leg(moved.leg, call, local=transfers.replaced_by_local(message), confirmed=True)
         return [PbxEvent(call, moved, self.linkedid(call))]
 
     def _attended_transfer(self, message: Mapping[str, Any]) -> list[PbxEvent]:

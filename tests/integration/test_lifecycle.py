@@ -96,7 +96,11 @@ async def test_a_call_outlasting_the_grace_is_finished_as_reconciled_after_the_r
             # gone: finished with what the journal knows (its registered owner, no talk seen), nobody's card left open
             await mirrored(s, Expect("79990000105", INCOMING, 15, MISSED, recorded=False, shown_to=frozenset({11})))
         reconciled = [e for e in logs if e["event"] == "call.reconciled"]
-        assert [(e["call_id"], e["found"]) for e in reconciled] == [(call.channel_id, "ended")]
+        assert [(e["call_id"], e["found"]) for e in reconciled] == [
+            (call.channel_id, "ended"),
+            (f"{call.channel_id}-leg1", "orphan leg, hung up"),  # the agent left talking to nobody
+        ]
+        await eventually(lambda: not [c for c in s.pbx.channels() if c["name"].startswith("Local/1001@agents")])
 
 
 async def test_a_call_still_up_after_a_restart_is_adopted_until_it_ends(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -264,17 +265,62 @@ def test_resync_reports_what_ended_while_away_then_the_live_channels() -> None:
     inbound_call(translator, "c.1")
     inbound_call(translator, "c.2")
     translator.expect_leg("c.1-leg1", "c.1")
+    translator.confirm("c.1-leg1")  # its originate was answered
     translator.expect_leg("c.2-leg1", "c.2", answered=True)
-    events = translator.resync([channel("c.1"), channel("c.2-leg1"), {"id": 5}])
+    lost = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
+    events = translator.resync([channel("c.1"), channel("c.2-leg1"), {"id": 5}], lost_at=lost)
     assert [e.event for e in events[:-1]] == [
         BadInput("channel list: id missing or not a string"),
         LegEnded("c.1-leg1", LegOutcome.NO_ANSWER),
         CallerHungUp(16),
     ]
     assert events[1].call == "c.1" and events[2].call == "c.2"
+    assert events[1].at == events[2].at == lost, "what ended did so after the link was lost"
     resynced = events[-1].event
     assert isinstance(resynced, Resynced) and [c.id for c in resynced.channels] == ["c.1", "c.2-leg1"]
+    assert resynced.lost_at == lost
     assert set(translator.callers) == {"c.1"} and set(translator.legs) == {"c.2-leg1"}
+
+
+def test_a_resync_leaves_a_leg_whose_originate_the_pbx_had_not_answered_before_the_list() -> None:
+    translator = AriTranslator(EndpointTemplate("PJSIP/{ext}"))
+    inbound_call(translator, "c.1")
+    translator.expect_leg("c.1-leg1", "c.1")  # RingAgent under way: the originate is not answered yet
+    translator.expect_leg("c.1-leg2", "c.1")
+    translator.confirm("c.1-leg2")
+    before = translator.confirmed_legs()
+    translator.confirm("c.1-leg1")  # answered after the channel list was asked for: the list may not have it
+    events = translator.resync([channel("c.1")], confirmed=before)
+    assert [e.event for e in events[:-1]] == [LegEnded("c.1-leg2", LegOutcome.NO_ANSWER)]
+    assert "c.1-leg1" in translator.legs, "a leg the PBX may not have known yet is not declared gone"
+    dial = {"type": "Dial", "dialstatus": "RINGING", "peer": channel("c.1-leg3")}
+    translator.expect_leg("c.1-leg3", "c.1")
+    translator.feed(dial)
+    assert "c.1-leg3" in translator.confirmed_legs(), "an event naming the leg shows the PBX has it"
+
+
+def in_stasis(cid: str, app_data: str, number: str = "79161234567") -> dict[str, Any]:
+    return {**channel(cid, number=number), "linkedid": cid, "dialplan": {"app_name": "Stasis", "app_data": app_data}}
+
+
+def test_a_resync_starts_a_caller_in_our_application_whose_stasis_start_was_lost() -> None:
+    translator = AriTranslator(EndpointTemplate("PJSIP/{ext}"), "b24bridge")
+    inbound_call(translator, "c.1")
+    listed = [
+        in_stasis("c.1", "b24bridge,inbound,74951112233"),  # known already
+        in_stasis("c.2", "b24bridge,inbound,74951112266", number="79990000001"),  # its StasisStart was lost
+        in_stasis("o.1", "otherapp,inbound,74951112233"),  # another application's
+        in_stasis("a.1", "b24bridge,agent,c.9,c.9-leg1"),  # not a caller
+        in_stasis("b.1", "b24bridge,inbound,"),  # no DID
+        {**channel("d.1"), "dialplan": {"app_name": "Dial", "app_data": "b24bridge,inbound,1"}},
+    ]
+    events = translator.resync(listed)
+    started = CallStarted(line="74951112266", caller="79990000001", linkedid="c.2")
+    assert events[:-1] == [PbxEvent("c.2", started, "c.2")]
+    assert set(translator.callers) == {"c.1", "c.2"}, "its later events are routed to it"
+    gone = translator.feed({"type": "StasisEnd", "channel": channel("c.2")})
+    assert gone == [PbxEvent("c.2", CallerHungUp(16), "c.2")]
+    assert AriTranslator(EndpointTemplate("PJSIP/{ext}")).resync(listed)[:-1] == [], "no application: none"
 
 
 def test_a_blind_transfers_replacement_channel_is_a_leg_that_answers_with_its_dial_status() -> None:

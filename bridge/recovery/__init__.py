@@ -1,0 +1,314 @@
+"""After a (re)start: the calls the PBX still has or the journal still holds open, reconciled.
+
+Until its first look at the PBX (``GET /channels``, ``GET /bridges``, AMI ``CoreShowChannels``) recovery holds
+back every inbound caller the daemon finds in its Stasis application (``pbx_facts.RestartClaims``); then:
+
+* **A journaled call whose caller is gone** ended while the daemon was down: it is finished with what the
+  journal knows, missed (304, 0 s) for the user it was registered for.
+* **A journaled call in a conversation** (its caller in a bridge with at least one real channel; a music on
+  hold Announcer, a recorder or a snoop is not one, ``view.py``) is *adopted*: watched until the conversation
+  ends, then finished as answered for the talker (the agent in the bridge, by its channel's extension; else the
+  one employee whose card was still open; else the registered user) with the talk seen since the restart,
+  counted only while two real channels remain (a lower bound: up to one poll is lost at the end). When the
+  agent leaves, the caller, who has nobody left, is hung up; when the caller leaves, the agent channels left in
+  the bridge are hung up.
+* **A journaled call whose caller waits in Stasis but is not in a conversation** (ringing agents, on hold, in
+  an IVR, leaving a voicemail) is *re-routed* rather than left in silence: the dead process's agent legs and
+  bridge are removed and the call starts afresh, as a new ``StasisStart`` would, continuing the same CRM leg
+  (no second ``register``; cards the journal last showed are hidden first). A call whose open CRM leg is not its
+  first (after a transfer) has that leg finished as missed and starts with a new one.
+* **An inbound caller the journal does not know** (``kill -9`` before the call's first journal write; a
+  ``StasisStart`` lost with the connection) is started as a new call.
+* **Agent legs nobody adopted** (the dead process's originates: ``agent,<call>,<leg>`` channels of a call the
+  new process does not run) and other non-inbound channels of our application created before this start are
+  hung up, so nobody is left ringing or talking to no one.
+
+A journaled call that only AMI watched (dialplan calls) is adopted while it lives. Each decision is logged as
+``call.reconciled`` (``found`` says which). PBX leg ids of a restarted call are numbered from the next hundred
+above the dead process's, so none is reused while the old one may still be hanging up (nor a bridge
+recording's name). A re-routed call that reaches voicemail again records under its CRM leg's name, which the
+dead process may have used already (ARI then refuses the recording with 409).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import structlog
+
+from bridge.dispatch.pbx_facts import RestartClaims, Resume
+from bridge.domain.commands import CrmFinish, CrmHide, CrmShow
+from bridge.domain.status import ANSWERED, MISSED
+from bridge.journal.rows import CARD_KINDS, CallRow, OpRow
+from bridge.pbx.events import LiveChannel, PbxError
+from bridge.pbx.outcomes import EndpointTemplate
+from bridge.recovery.view import PbxView, pbx_view
+
+__all__ = ["Recovery", "cards_left_open", "pbx_view"]
+
+log = structlog.get_logger(__name__)
+
+LEG_NUMBER = re.compile(r"-[a-z]+(\d+)$")
+
+
+class Journalish(Protocol):
+    def calls(self, status: str | None = None, since: Any = None, crm_leg: str | None = None) -> list[CallRow]: ...
+
+    def operations(self, crm_leg: str | None) -> list[OpRow]: ...
+
+    def append(self, cmd: Any, *, linkedid: str = "", pbx_call: str = "") -> int: ...
+
+
+class Pbx(Protocol):
+    async def request(self, resource: str, operation: str, **params: object) -> Any: ...
+
+
+@dataclass
+class _Adopted:
+    rows: list[CallRow]
+    stasis: bool
+    talked: float = 0.0
+    seen_talking: float | None = None
+    """When the last look saw it in a conversation (None: it was not)."""
+    ever: bool = False
+    talker: int = 0
+    bridge: str = ""
+    partners: tuple[str, ...] = field(default_factory=tuple)
+
+
+class Recovery:
+    """Reconciles one start: build it (reads the journal) before the PBX links run, then :meth:`run` it."""
+
+    def __init__(
+        self,
+        journal: Journalish,
+        claims: RestartClaims,
+        *,
+        app: str,
+        agents: EndpointTemplate,
+        device: EndpointTemplate,
+        user_of: Callable[[str], int],
+        notify: Callable[[], None],
+        poll: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.journal = journal
+        self.claims = claims
+        self.app = app
+        self.templates = (agents, device)
+        self.user_of = user_of
+        self.notify = notify
+        self.poll = poll
+        self.clock = clock
+        self.started = datetime.now(UTC)
+        self.open: dict[str, list[CallRow]] = {}
+        for row in journal.calls(status="open"):
+            if row.pbx_call:
+                self.open.setdefault(row.pbx_call, []).append(row)
+        self.looked = False
+        claims.claimed = self.holds
+
+    def holds(self, call: str) -> bool:
+        """The start of ``call`` waits for recovery (everything until the first look; then journaled calls)."""
+        return not self.looked or call in self.open
+
+    async def run(
+        self,
+        ready: Callable[[], bool],
+        look: Callable[[], Awaitable[PbxView]],
+        pbx: Pbx,
+        known: Callable[[str], bool],
+    ) -> None:
+        while not ready():  # noqa: ASYNC110 - the PBX links expose a flag, not an event
+            await asyncio.sleep(self.poll / 4)
+        view = await self._look(look)
+        adopted: dict[str, _Adopted] = {}
+        try:
+            adopted = await self._first_look(view, pbx, known)
+        finally:
+            self.looked = True
+            for call in list(self.claims.parked):
+                if call not in self.open:
+                    self.claims.resume(call, Resume("", "", _serial(view, call)))
+        await self._watch(adopted, look, pbx)
+
+    async def _look(self, look: Callable[[], Awaitable[PbxView]]) -> PbxView:
+        while True:
+            try:
+                return await look()
+            except (PbxError, OSError, TimeoutError) as exc:
+                log.info("recovery.look_failed", error=str(exc))
+            await asyncio.sleep(self.poll)
+
+    async def _first_look(self, view: PbxView, pbx: Pbx, known: Callable[[str], bool]) -> dict[str, _Adopted]:
+        adopted: dict[str, _Adopted] = {}
+        for call, rows in list(self.open.items()):
+            if known(call):
+                del self.open[call]
+                continue
+            caller = view.channels.get(call)
+            if not view.live(call):
+                self._finish(call, rows, MISSED, 0, 0, "ended")
+            elif view.conversation(call) is not None or not self._waiting_caller(caller):
+                log.info("call.reconciled", call_id=call, crm_legs=[r.crm_leg for r in rows], found="still up, adopted")
+                adopted[call] = _Adopted(rows, stasis=caller is not None)
+                self.claims.release(call)
+            else:
+                await self._reroute(call, rows, view, pbx)
+            self.open.pop(call, None)
+        partners = {p for a in adopted.values() for p in self._partners(view, a)}
+        for channel in view.channels.values():
+            if channel.id not in partners and self._orphan(channel, known):
+                log.info("call.reconciled", call_id=channel.id, name=channel.name, found="orphan leg, hung up")
+                await _tolerate(pbx.request("channels", "hangup", channelId=channel.id, reason="normal"))
+        self._observe(adopted, view, self.clock())
+        return adopted
+
+    def _args(self, channel: LiveChannel | None) -> list[str]:
+        if channel is None or channel.app != "Stasis":
+            return []
+        args = channel.app_data.split(",")
+        return args[1:] if args[0] == self.app else []
+
+    def _waiting_caller(self, channel: LiveChannel | None) -> bool:
+        args = self._args(channel)
+        return len(args) >= 2 and args[0] == "inbound"
+
+    def _orphan(self, channel: LiveChannel, known: Callable[[str], bool]) -> bool:
+        args = self._args(channel)
+        if not args or args[0] == "inbound":
+            return False
+        if args[0] == "agent":
+            return len(args) < 2 or not known(args[1])
+        return _created(channel) < self.started
+
+    def _partners(self, view: PbxView, item: _Adopted) -> list[str]:
+        conversation = view.conversation(item.rows[0].pbx_call)
+        return [c.id for c in conversation.partners] if conversation else []
+
+    async def _reroute(self, call: str, rows: list[CallRow], view: PbxView, pbx: Pbx) -> None:
+        for channel in view.channels.values():
+            args = self._args(channel)
+            if len(args) >= 2 and args[0] == "agent" and args[1] == call:
+                await _tolerate(pbx.request("channels", "hangup", channelId=channel.id, reason="normal"))
+        for bridge in view.bridges_of(call):
+            await _tolerate(pbx.request("bridges", "destroy", bridgeId=bridge))
+        first = rows[0].crm_leg if len(rows) == 1 and rows[0].crm_leg.endswith(".1") else ""
+        for row in rows:
+            if row.crm_leg != first:
+                self._finish(call, [row], MISSED, 0, 0, "re-routed, its transferred leg ended")
+            else:
+                self._hide_open(row, keep=0)
+        key = first[: -len(".1")] if first else f"{call}.r{int(time.time())}"
+        log.info("call.reconciled", call_id=call, crm_legs=[r.crm_leg for r in rows], found="waiting, re-routed")
+        self.claims.resume(call, Resume(key, first, _serial(view, call, known_before=True)))
+        self.notify()
+
+    async def _watch(self, adopted: dict[str, _Adopted], look: Callable[[], Awaitable[PbxView]], pbx: Pbx) -> None:
+        while adopted:
+            await asyncio.sleep(self.poll)
+            view = await self._look(look)
+            self._observe(adopted, view, self.clock())
+            for call, item in list(adopted.items()):
+                live = view.live(call)
+                if live and (item.seen_talking is not None or not item.ever):
+                    continue
+                if item.stasis:
+                    await self._clear(call, item, view, pbx, caller_left=live)
+                seconds = max(1, int(item.talked + 0.5)) if item.ever else 0
+                self._finish(call, item.rows, ANSWERED if item.ever else MISSED, seconds, item.talker, "ended")
+                del adopted[call]
+
+    def _observe(self, adopted: dict[str, _Adopted], view: PbxView, now: float) -> None:
+        for call, item in adopted.items():
+            conversation = view.conversation(call)
+            if conversation is None:
+                item.seen_talking = None
+                continue
+            if item.seen_talking is not None:
+                item.talked += now - item.seen_talking
+            item.seen_talking, item.ever = now, True
+            item.bridge, item.partners = conversation.bridge, tuple(c.id for c in conversation.partners)
+            item.talker = item.talker or next(filter(None, (self._user(c.name) for c in conversation.partners)), 0)
+
+    async def _clear(self, call: str, item: _Adopted, view: PbxView, pbx: Pbx, *, caller_left: bool) -> None:
+        """The adopted conversation is over: hang up whoever is left on the line, remove its bridge."""
+        left = [call] if caller_left else [p for p in item.partners if p in view.channels]
+        for channel in left:
+            await _tolerate(pbx.request("channels", "hangup", channelId=channel, reason="normal"))
+        if item.bridge in view.bridges:
+            await _tolerate(pbx.request("bridges", "destroy", bridgeId=item.bridge))
+
+    def _user(self, channel_name: str) -> int:
+        for template in self.templates:
+            ext = template.value_of_channel(channel_name)
+            if ext is not None and self.user_of(ext):
+                return self.user_of(ext)
+        return 0
+
+    def _finish(self, call: str, rows: list[CallRow], status: str, duration: int, talker: int, found: str) -> None:
+        for row in rows:
+            open_cards = cards_left_open(self.journal.operations(row.crm_leg))
+            user = row.user_id or 0
+            if status == ANSWERED:
+                user = talker or (open_cards[0] if len(open_cards) == 1 else user)
+            self._hide_open(row, keep=user)
+            keys = {"linkedid": row.linkedid, "pbx_call": call}
+            self.journal.append(CrmFinish(row.crm_leg, user, duration, status), **keys)
+            log.info("call.reconciled", call_id=call, crm_leg=row.crm_leg, found=found, status=status,
+                     duration=duration, user=user)  # fmt: skip
+        self.notify()
+
+    def _hide_open(self, row: CallRow, keep: int) -> None:
+        """Hide the cards the journal last showed for ``row`` (but ``keep``'s: its finish hides that one)."""
+        shown = tuple(u for u in cards_left_open(self.journal.operations(row.crm_leg)) if u != keep)
+        if shown:
+            self.journal.append(CrmHide(row.crm_leg, shown), linkedid=row.linkedid, pbx_call=row.pbx_call)
+
+
+def _serial(view: PbxView, call: str, *, known_before: bool = False) -> int:
+    """Where a restarted call's leg numbers start: the next hundred above the legs of it the PBX still has (at
+    least 100 for a call the dead process ran, whose recordings are stored under the low numbers)."""
+    numbers = [1 if known_before else 0]
+    for channel in view.channels.values():
+        found = LEG_NUMBER.search(channel.id) if channel.id.startswith(f"{call}-") else None
+        numbers += [int(found.group(1))] if found else []
+    top = max(numbers)
+    return 0 if not top else (top // 100 + 1) * 100
+
+
+def _created(channel: LiveChannel) -> datetime:
+    try:
+        return datetime.strptime(channel.created, "%Y-%m-%dT%H:%M:%S.%f%z")
+    except ValueError:
+        return datetime.max.replace(tzinfo=UTC)  # unknown: never taken for the dead process's
+
+
+async def _tolerate(pending: Awaitable[Any]) -> None:
+    """A clean-up request: gone already (404) or refused is logged, never raised."""
+    try:
+        await pending
+    except PbxError as exc:
+        if exc.status != 404:
+            log.warning("pbx.cleanup_failed", link="ari", error=str(exc))
+
+
+def cards_left_open(operations: list[OpRow]) -> list[int]:
+    """Users whose card for this leg the journal last showed (sent or not), in the order they were shown."""
+    shown: dict[int, None] = {}
+    for op in operations:
+        if op.kind not in CARD_KINDS or not op.readable:
+            continue
+        command = op.command
+        if isinstance(command, CrmShow):
+            shown.update(dict.fromkeys(command.user_ids))
+        elif isinstance(command, CrmHide):
+            for user in command.user_ids:
+                shown.pop(user, None)
+    return list(shown)
