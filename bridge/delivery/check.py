@@ -3,6 +3,9 @@
 Only finished calls are in the statistics, which is exactly what matters: a ``finish`` must never be sent
 twice, and an offline call must not be mirrored twice. (A register whose answer was lost on a call that is
 still active is not visible here; resending it is safe, the portal's dedup returns the same CALL_ID.)
+
+A check is one command: the delivery puts it into the same ``batch`` as operations that need none (see
+:mod:`bridge.delivery.sending`); :func:`find_in_statistics` is the stand-alone form.
 """
 
 from __future__ import annotations
@@ -10,10 +13,33 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import aiohttp
+
 from bridge.crm.client import MAX_BATCH, Bitrix24Client
 from bridge.crm.envelope import rows_of
+from bridge.crm.errors import CrmError, TransientCrmError
 
 STATISTIC_GET = "voximplant.statistic.get"
+
+
+def statistics_command(leg: str) -> tuple[str, dict[str, Any]]:
+    """The batch command that looks ``leg`` up."""
+    return STATISTIC_GET, {"FILTER": {"EXTERNAL_CALL_ID": leg}}
+
+
+def statistics_row(result: Any, leg: str) -> dict[str, Any] | None:
+    """``leg``'s row in a ``voximplant.statistic.get`` result, or None when Bitrix24 has no finished call by it."""
+    rows = [r for r in rows_of(result) if str(r.get("EXTERNAL_CALL_ID") or "") == leg]
+    return rows[0] if rows else None
+
+
+def never_left(error: CrmError) -> bool:
+    """The request provably never reached Bitrix24, so nothing in it can have been carried out: the connection
+    could not even be made (refused, no route, DNS, TLS handshake), or the portal's rate limit turned the request
+    away before running any of it (503 ``QUERY_LIMIT_EXCEEDED``). A timeout or a dropped connection is not that."""
+    if isinstance(error, TransientCrmError) and error.query_limit:
+        return True
+    return isinstance(error.__cause__, aiohttp.ClientConnectorError)
 
 
 async def find_in_statistics(client: Bitrix24Client, legs: Sequence[str]) -> dict[str, dict[str, Any] | None]:
@@ -25,11 +51,9 @@ async def find_in_statistics(client: Bitrix24Client, legs: Sequence[str]) -> dic
     found: dict[str, dict[str, Any] | None] = {}
     for start in range(0, len(legs), MAX_BATCH):
         part = list(legs[start : start + MAX_BATCH])
-        commands = {f"st{i}": (STATISTIC_GET, {"FILTER": {"EXTERNAL_CALL_ID": leg}}) for i, leg in enumerate(part)}
-        batch = await client.batch(commands)
+        batch = await client.batch({f"st{i}": statistics_command(leg) for i, leg in enumerate(part)})
         for i, leg in enumerate(part):
             key = f"st{i}"
             if key in batch.results:
-                rows = [r for r in rows_of(batch.results[key]) if str(r.get("EXTERNAL_CALL_ID") or "") == leg]
-                found[leg] = rows[0] if rows else None
+                found[leg] = statistics_row(batch.results[key], leg)
     return found

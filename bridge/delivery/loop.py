@@ -1,11 +1,12 @@
 """The process that drains the journal into Bitrix24.
 
-One cycle: calls whose ``register`` is stuck past ``register_timeout`` go offline; up to 50 ready operations
-(across calls, per call in order) are taken; those that may already have arrived are checked against the
-statistics; the rest go out as ONE ``batch`` (paced by the client's shared bucket), a ``register`` and what
-follows it linked through ``$result[...][CALL_ID]``; recordings are attached one by one after that.
-Operations are marked ``sent`` (committed) just before the request leaves, so after ``kill -9`` nothing is
-resent blindly: an operation that was (possibly) sent before is checked against the statistics first.
+One cycle: calls whose ``register`` is stuck past ``register_timeout`` go offline; up to three batches' worth of
+ready operations (across calls, per call in order) are taken; those that may already have arrived are checked
+against the statistics, in the same requests as the others (:mod:`bridge.delivery.sending`); everything goes out
+in full ``batch`` requests (paced by the client's shared bucket), a ``register`` and what follows it linked
+through ``$result[...][CALL_ID]``; recordings are attached one by one after that. Operations are marked ``sent``
+and that mark is made durable (:meth:`~bridge.journal.Journal.sync`) before the request leaves, so after a crash
+or a power cut nothing is resent blindly: an operation that was (possibly) sent before is checked first.
 
 Retrying lives in the journal: what fails transiently waits with an exponential back-off in
 ``next_attempt_at``. Give Delivery a client built with ``retry_attempts=1``: a client-side retry of a batch
@@ -26,9 +27,9 @@ from bridge.config import Bitrix24Settings
 from bridge.crm.client import MAX_BATCH, Bitrix24Client
 from bridge.crm.errors import CrmError
 from bridge.crm.telephony import Telephony
-from bridge.delivery.check import find_in_statistics
 from bridge.delivery.hooks import DeliveryObserver
-from bridge.delivery.plan import Chain, chains_of, plan_batch, record_filename
+from bridge.delivery.plan import chains_of, record_filename
+from bridge.delivery.sending import Sender
 from bridge.delivery.settle import Settler
 from bridge.journal import Journal, PendingOp
 
@@ -38,6 +39,8 @@ RecordingLoader = Callable[[str], Awaitable[bytes | None]]
 """Recording name -> its bytes, or None when there is no such recording; may raise when unreachable."""
 
 ERROR_PAUSE_MAX = 30.0
+BATCHES_PER_CYCLE = 3
+"""A cycle takes this many batches' worth of operations: room for 50 checks and the calls they clear."""
 
 
 async def _no_recordings(_name: str) -> bytes | None:
@@ -63,7 +66,6 @@ class Delivery:
         retry_cap: float = 300.0,
     ) -> None:
         self.journal = journal
-        self.client = client
         self.telephony = telephony
         self.settings = settings
         self.recording_loader = recording_loader or _no_recordings
@@ -71,9 +73,20 @@ class Delivery:
         self.observer = observer or DeliveryObserver()
         self.batch_limit = max(1, min(batch_limit, MAX_BATCH))
         self.settler = Settler(journal, self.observer, clock, retry_base, retry_cap)
+        self.sender = Sender(journal, client, self.settler, self.observer, self.batch_limit)
+        self.client = client
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self._requeued = False
+
+    @property
+    def client(self) -> Bitrix24Client:
+        return self.sender.client
+
+    @client.setter
+    def client(self, client: Bitrix24Client) -> None:
+        """Swap the client (the bench's comparison does, before the first call)."""
+        self.sender.client = client
 
     def notify(self) -> None:
         """New operations were appended: look at the journal now."""
@@ -145,86 +158,23 @@ class Delivery:
                 log.warning("crm.offline", crm_leg=leg, method="telephony.externalCall.register",
                             register_timeout=self.settings.register_timeout)  # fmt: skip
                 self.observer.offline(leg)
-            ops = self.journal.ready(self.batch_limit)
+            limit = self.batch_limit * BATCHES_PER_CYCLE
+            ops = self.journal.ready(limit, chain_limit=self.batch_limit)
             if not ops:
                 return False
             chains = chains_of(ops)
-            to_send = await self._check([c for c in chains if not c.is_record])
-            if to_send:
-                await self._send(to_send)
+            more_waiting = len(ops) > limit - self.batch_limit // 5
+            await self.sender.send([c for c in chains if not c.is_record], more_waiting=more_waiting)
             for chain in chains:
                 if chain.is_record:
                     await self._attach(chain.head)
             return True
 
-    async def _check(self, chains: list[Chain]) -> list[Chain]:
-        """Settle the chains that already reached Bitrix24; return those still to send."""
-        doubtful = [c for c in chains if c.needs_check()]
-        if not doubtful:
-            return chains
-        legs = [c.leg for c in doubtful if c.leg is not None]
-        try:
-            found = await find_in_statistics(self.client, legs)
-        except CrmError as exc:
-            found = {}
-            reason, code = f"statistics check failed: {exc}", exc.code
-        else:
-            reason, code = "statistics check failed for this call", "CHECK_FAILED"
-        keep: list[Chain] = []
-        doubtful_ids = {id(c) for c in doubtful}
-        with self.journal.transaction():
-            for chain in chains:
-                if id(chain) not in doubtful_ids:
-                    keep.append(chain)
-                elif chain.leg not in found:
-                    self.settler.retry(chain.head, reason, code, sent=False)
-                elif (row := found[chain.leg]) is not None:
-                    self.settler.present(chain, row)
-                else:
-                    keep.append(chain)
-        return keep
-
-    async def _send(self, chains: list[Chain]) -> None:
-        plan = plan_batch(chains)
-        with self.journal.transaction():
-            for op, reason in plan.unbuildable:
-                self.settler.fail(op, f"cannot build the request: {reason}")
-        if not plan.commands:
-            return
-        ops = [op for chain in plan.chains for op in chain.ops]
-        self.journal.mark_sent(plan.op_ids())
-        started = time.monotonic()
-        try:
-            batch = await self.client.batch(plan.commands)
-        except asyncio.CancelledError:
-            with self.journal.transaction():  # back in the queue at once; attempts > 0 makes the next try check
-                for op in ops:
-                    self.journal.mark_failed(op.id, "cancelled while in flight", permanent=False)
-            raise
-        except CrmError as exc:
-            self.observer.batch_sent(len(plan.commands), time.monotonic() - started, ok=False)
-            self._requeue(ops, str(exc), exc.code)
-            return
-        except Exception as exc:
-            log.exception("delivery.error", commands=len(plan.commands))
-            self._requeue(ops, f"{type(exc).__name__}: {exc}", "INTERNAL")
-            return
-        self.observer.batch_sent(len(plan.commands), time.monotonic() - started, ok=True)
-        with self.journal.transaction():
-            for chain in plan.chains:
-                self.settler.settle_chain(chain, batch)
-
-    def _requeue(self, ops: list[PendingOp], reason: str, code: str) -> None:
-        """The whole request failed: every op waits for its next try. A permanent error of the request itself
-        (a revoked webhook, a scope) is not the operations' fault, so they are not parked: they wait, logged."""
-        with self.journal.transaction():
-            for op in ops:
-                self.settler.retry(op, reason, code)
-
     async def _attach(self, op: PendingOp) -> None:
         cmd = op.command
         name = getattr(cmd, "recording", "")
         self.journal.mark_sent([op.id])
+        await self.journal.sync()
         try:
             content = await self.recording_loader(name)
         except Exception as exc:

@@ -44,13 +44,18 @@ class Chain:
         return self.head.kind == "attach_record"
 
     def needs_check(self) -> bool:
-        """Ask ``voximplant.statistic.get`` first: an offline call about to be mirrored, or a register/finish that
-        was handed to the network before without a recorded answer (crash, timeout, lost answer)."""
+        """Ask ``voximplant.statistic.get`` first: a register or finish of it was handed to the network before
+        without a recorded answer (crash, timeout, lost answer), so the call may already be there. A call whose
+        register provably never left (``attempts`` 0: never sent, or every try refused before it was sent) cannot
+        be in Bitrix24, so mirroring it offline needs no check."""
         if self.leg is None:
             return False
-        if self.offline and self.head.kind == "register":
-            return True
         return any(op.kind in ("register", "finish") and op.attempts > 0 for op in self.ops)
+
+    @property
+    def size(self) -> int:
+        """Commands it takes in a batch."""
+        return len(self.ops)
 
 
 def chains_of(ops: Iterable[PendingOp]) -> list[Chain]:
@@ -72,6 +77,24 @@ def key_of(op: PendingOp) -> str:
     return f"op{op.id}"
 
 
+def check_key(chain: Chain) -> str:
+    """The batch key of the statistics check for ``chain``'s call."""
+    return f"check{chain.head.id}"
+
+
+def fill(chains: list[Chain], room: int) -> tuple[list[Chain], list[Chain]]:
+    """Take chains, in order, that fit together into ``room`` commands; returns (taken, the rest in order)."""
+    taken: list[Chain] = []
+    rest: list[Chain] = []
+    for chain in chains:
+        if chain.size <= room:
+            taken.append(chain)
+            room -= chain.size
+        else:
+            rest.append(chain)
+    return taken, rest
+
+
 @dataclass
 class BatchPlan:
     """The batch's commands and which chain each key belongs to."""
@@ -86,7 +109,7 @@ class BatchPlan:
 
 
 def plan_batch(chains: Iterable[Chain]) -> BatchPlan:
-    """One batch for these chains (the journal's ``ready(limit=50)`` keeps them within 50 commands)."""
+    """One batch for these chains (the caller keeps them within 50 commands: :func:`fill`)."""
     plan = BatchPlan()
     for chain in chains:
         commands: dict[str, tuple[str, dict[str, Any]]] = {}

@@ -14,7 +14,7 @@ import structlog
 from bridge.crm.client import Bitrix24Client
 from bridge.crm.errors import CrmError
 from bridge.crm.telephony import Telephony
-from bridge.delivery.check import find_in_statistics
+from bridge.delivery.check import find_in_statistics, never_left
 from bridge.delivery.hooks import DeliveryObserver
 from bridge.delivery.loop import RecordingLoader
 from bridge.delivery.plan import Chain, plan_batch, record_filename
@@ -39,7 +39,7 @@ class Outcome:
 def _pending(op: OpRow, call: CallRow, mode: str) -> PendingOp:
     return PendingOp(
         id=op.id, crm_leg=op.crm_leg, seq=op.seq, kind=op.kind, command=op.command, attempts=op.attempts,
-        created_at=op.created_at, call_id=call.call_id, mode=mode, call_state=call.state,
+        created_at=op.created_at, call_id=call.call_id, mode=mode, call_state=call.state, tries=op.tries,
     )  # fmt: skip
 
 
@@ -124,11 +124,13 @@ class Replayer:
             self.settler.fail(op, f"cannot build the request: {reason}")
             return reason
         self.journal.mark_sent(plan.op_ids())
+        await self.journal.sync()
         try:
             batch = await self.client.batch(plan.commands)
         except CrmError as exc:
-            for op in chain.ops:
-                self.journal.mark_failed(op.id, str(exc), permanent=False)
+            with self.journal.transaction():
+                for op in chain.ops:
+                    self.journal.mark_failed(op.id, str(exc), permanent=False, arrived=not never_left(exc))
             return str(exc)
         with self.journal.transaction():
             self.settler.settle_chain(chain, batch)
@@ -150,6 +152,7 @@ class Replayer:
             return f"recording {name!r} not found"
         op = _pending(record, call, call.mode)
         self.journal.mark_sent([op.id])
+        await self.journal.sync()
         try:
             file_id = await self.telephony.attach_record(call.call_id, record_filename(name), content)
         except CrmError as exc:

@@ -61,10 +61,12 @@ class Settler:
         log.info("crm.delivered", crm_leg=op.crm_leg, method=METHOD_OF[op.kind], op=op.id, **fields)
         self.observer.delivered(op.kind, METHOD_OF[op.kind])
 
-    def retry(self, op: PendingOp, reason: str, code: str, *, sent: bool = True) -> None:
-        tries = op.attempts + (1 if sent else 0)
+    def retry(self, op: PendingOp, reason: str, code: str, *, sent: bool = True, arrived: bool = True) -> None:
+        """Try again after a back-off that grows with the tries. ``sent``: this try went to the network (a failed
+        check did not); ``arrived=False``: it provably never reached Bitrix24 (see ``check.never_left``)."""
+        tries = op.tries + (1 if sent else 0)
         wait = backoff(tries, self.retry_base, self.retry_cap)
-        self.journal.mark_failed(op.id, reason, permanent=False, retry_at=self.clock() + wait)
+        self.journal.mark_failed(op.id, reason, permanent=False, retry_at=self.clock() + wait, arrived=arrived)
         log.warning(
             "crm.retry", crm_leg=op.crm_leg, method=METHOD_OF[op.kind], op=op.id, attempts=tries, wait=wait,
             error=reason,

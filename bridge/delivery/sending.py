@@ -1,0 +1,161 @@
+"""One delivery cycle's requests: full batches, statistics checks riding along with operations that need none.
+
+The bucket counts requests, not commands, so the least number of requests is the aim. The first request of a
+cycle carries the statistics checks of the doubtful chains (at most 50) and fills the room left with chains that
+need no check; the chains a check found absent join the others, and they go out 50 commands to a request. While
+the journal has more than this cycle holds, a last batch that is not full waits for the next cycle, which tops
+it up (a chain found absent is remembered until it is sent, so it is not checked twice).
+
+Before every request the operations in it are marked ``sent`` and :meth:`~bridge.journal.Journal.sync` makes
+that mark durable: only then may the request leave.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import structlog
+
+from bridge.crm.client import Bitrix24Client
+from bridge.crm.envelope import BatchResult
+from bridge.crm.errors import CrmError
+from bridge.delivery.check import never_left, statistics_command, statistics_row
+from bridge.delivery.hooks import DeliveryObserver
+from bridge.delivery.plan import Chain, check_key, fill, plan_batch
+from bridge.delivery.settle import Settler
+from bridge.journal import Journal, PendingOp
+
+log = structlog.get_logger(__name__)
+
+ABSENT_MEMORY = 10_000
+"""At most this many calls remembered as checked and absent (they are normally sent in the next cycle)."""
+
+
+class Sender:
+    def __init__(
+        self, journal: Journal, client: Bitrix24Client, settler: Settler, observer: DeliveryObserver, batch_limit: int
+    ) -> None:
+        self.journal = journal
+        self.client = client
+        self.settler = settler
+        self.observer = observer
+        self.batch_limit = batch_limit
+        self._absent: dict[str, int] = {}
+        """Calls the statistics did not have, with their chains' attempts then: valid while nothing was sent."""
+
+    async def send(self, chains: list[Chain], *, more_waiting: bool) -> None:
+        """Check what is doubtful and send the rest, in as few requests as the rules allow. ``more_waiting``: the
+        journal holds more than ``chains`` (a batch that is not full may wait for the next cycle)."""
+        checks = [c for c in chains if c.needs_check() and not self._known_absent(c)]
+        doubtful = {id(c) for c in checks}
+        clean = [c for c in chains if id(c) not in doubtful]
+        checks = checks[: self.batch_limit]  # more waits for the next cycle
+        requests = 0
+        while checks or clean:
+            sends, rest = fill(clean, self.batch_limit - len(checks))
+            checks = self._make_room(checks, sends, rest)
+            if not checks and more_waiting and requests and sum(c.size for c in sends) < self.batch_limit:
+                return  # the next cycle tops this batch up
+            clean = rest
+            clean += await self._request(checks, sends)
+            checks = []
+            requests += 1
+
+    def _make_room(self, checks: list[Chain], sends: list[Chain], rest: list[Chain]) -> list[Chain]:
+        """When the checks leave room that no chain fits, leave some checks to the next cycle so that a chain fits
+        and the batch is full (moves that chain from ``rest`` to ``sends``); returns the checks kept."""
+        room = self.batch_limit - len(checks) - sum(c.size for c in sends)
+        if not room or not checks:
+            return checks
+        for chain in rest:
+            drop = chain.size - room
+            if 0 < drop < len(checks):
+                rest.remove(chain)
+                sends.append(chain)
+                return checks[:-drop]
+        return checks
+
+    def _known_absent(self, chain: Chain) -> bool:
+        return chain.leg is not None and self._absent.get(chain.leg) == _attempts(chain)
+
+    async def _request(self, checks: list[Chain], sends: list[Chain]) -> list[Chain]:
+        """One batch: ``checks`` looked up, ``sends`` sent and settled. Returns the checked chains found absent."""
+        plan = plan_batch(sends)
+        if plan.unbuildable:
+            with self.journal.transaction():
+                for op, reason in plan.unbuildable:
+                    self.settler.fail(op, f"cannot build the request: {reason}")
+        commands = dict(plan.commands)
+        for chain in checks:
+            commands[check_key(chain)] = statistics_command(chain.leg or "")
+        if not commands:
+            return []
+        ops = [op for chain in plan.chains for op in chain.ops]
+        if ops:
+            self.journal.mark_sent([op.id for op in ops])
+            for chain in plan.chains:
+                self._absent.pop(chain.leg or "", None)
+            await self._durable(ops)
+        started = time.monotonic()
+        try:
+            batch = await self.client.batch(commands)
+        except asyncio.CancelledError:
+            with self.journal.transaction():  # back in the queue at once; attempts > 0 makes the next try check
+                for op in ops:
+                    self.journal.mark_failed(op.id, "cancelled while in flight", permanent=False)
+            raise
+        except CrmError as exc:
+            self.observer.batch_sent(len(commands), time.monotonic() - started, ok=False)
+            self._failed(ops, checks, str(exc), exc.code, arrived=not never_left(exc))
+            return []
+        except Exception as exc:
+            log.exception("delivery.error", commands=len(commands))
+            self._failed(ops, checks, f"{type(exc).__name__}: {exc}", "INTERNAL", arrived=True)
+            return []
+        self.observer.batch_sent(len(commands), time.monotonic() - started, ok=True)
+        with self.journal.transaction():
+            for chain in plan.chains:
+                self.settler.settle_chain(chain, batch)
+            return self._checked(checks, batch)
+
+    async def _durable(self, ops: list[PendingOp]) -> None:
+        """Wait until the ``sent`` marks are on disk; if the wait is cancelled, nothing left: say so."""
+        try:
+            await self.journal.sync()
+        except asyncio.CancelledError:
+            with self.journal.transaction():
+                for op in ops:
+                    self.journal.mark_failed(op.id, "cancelled before it was sent", permanent=False, arrived=False)
+            raise
+
+    def _failed(self, ops: list[PendingOp], checks: list[Chain], reason: str, code: str, *, arrived: bool) -> None:
+        """The whole request failed: every op waits for its next try, every check too. A permanent error of the
+        request itself (a revoked webhook, a scope) is not the operations' fault, so they are not parked."""
+        with self.journal.transaction():
+            for op in ops:
+                self.settler.retry(op, reason, code, arrived=arrived)
+            for chain in checks:
+                self.settler.retry(chain.head, f"statistics check failed: {reason}", code, sent=False)
+
+    def _checked(self, checks: list[Chain], batch: BatchResult) -> list[Chain]:
+        absent: list[Chain] = []
+        for chain in checks:
+            key, leg = check_key(chain), chain.leg or ""
+            if key not in batch.results:
+                error: Any = batch.errors.get(key)
+                reason = f"statistics check failed: {error}" if error else "statistics check failed for this call"
+                self.settler.retry(chain.head, reason, getattr(error, "code", "CHECK_FAILED"), sent=False)
+            elif (row := statistics_row(batch.results[key], leg)) is not None:
+                self.settler.present(chain, row)
+            else:
+                if len(self._absent) >= ABSENT_MEMORY:
+                    self._absent.clear()
+                self._absent[leg] = _attempts(chain)
+                absent.append(chain)
+        return absent
+
+
+def _attempts(chain: Chain) -> int:
+    return sum(op.attempts for op in chain.ops)
