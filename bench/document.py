@@ -34,7 +34,8 @@ def _saturation_note(sat: dict[str, Saturation]) -> str:
     )
     return (
         f"**Saturation** ({first.bucket.describe()}): {first.offered_rate:g} calls/s offered (about 4 commands each "
-        "while a call's register goes out within 5 s, 3 with a statistics check when it is mirrored offline), "
+        "while a call's register goes out within 5 s, 2 when it is mirrored offline after its end, plus a "
+        "statistics check if its register may have arrived), "
         f"{first.window:.0f} s counted from the moment the portal's bucket was full; the ceiling is rate x 50 = "
         f"{first.bucket.ceiling:g} commands/s; commands are those the portal carried out, statistics checks "
         f"included. {details}."
@@ -93,9 +94,12 @@ def _replay_note(replay: dict[str, Replay]) -> str:
         for mode, r in replay.items()
     )
     return (
-        f"**Replay** ({first.bucket.describe()}): {first.calls:,} ended calls journaled offline, mirrored by the "
-        "daemon's `Delivery` in a child process (statistics check, then `register` SHOW=0 + `finish`). Bound: at "
-        f"least {first.min_requests:,} requests (3 commands a call, 50 a request), the first {first.bucket.burst} at "
+        f"**Replay** ({first.bucket.describe()}): {first.calls:,} ended calls journaled offline as an outage "
+        f"leaves them (each register tried once: {first.doubtful:,} timed out, so they may have arrived and are "
+        "checked with `voximplant.statistic.get` first; the others were refused before they were sent), mirrored "
+        "by the daemon's `Delivery` in a child process (the checks, then `register` SHOW=0 + `finish`). Bound: at "
+        f"least {first.min_requests:,} requests ({first.min_commands:,} commands: two a call and the checks, 50 a "
+        f"request), the first {first.bucket.burst} at "
         f"once, then {first.bucket.rate:g}/s = {first.bound_seconds:.1f} s on this clock "
         f"({first.bound_seconds * first.bucket.scale:.0f} s on the real portal). The bridge's own CPU does not "
         "speed up with the clock, so on the real portal the ratio lies between what the requests taken need from "

@@ -1,11 +1,14 @@
 """Replay of journaled offline calls (Bitrix24 was away while they happened) by the daemon's own delivery.
 
 The journal holds ``calls`` ended calls that went offline (``register`` + ``show`` + ``hide`` + ``finish`` each,
-the cards settled as skipped). :class:`~bridge.delivery.Delivery` mirrors them against the simulator: a
-statistics check, then ``register`` SHOW=0 + ``finish``. It runs in a child process
+the cards settled as skipped), as an outage leaves them: every call's register was tried once; for every other
+call the try timed out (it may have arrived: a statistics check is due before mirroring), for the rest the
+connection was refused (it provably never left: no check). :class:`~bridge.delivery.Delivery` mirrors them
+against the simulator: the checks, then ``register`` SHOW=0 + ``finish``. It runs in a child process
 (``python -m bench.replay JOURNAL WEBHOOK RATE BURST SCALE MODE BUDGET``) so that the simulator's work is not
-counted as the bridge's. The bound is what the bucket allows for the least work that can do it: three commands a
-call (check, register, finish), 50 to a request, the first ``burst`` requests at once and then ``rate`` a second.
+counted as the bridge's. The bound is what the bucket allows for the least work that can do it: two commands a
+call (register, finish) plus one per doubtful call (its check), 50 to a request, the first ``burst`` requests at
+once and then ``rate`` a second.
 """
 
 from __future__ import annotations
@@ -34,7 +37,10 @@ from bridge.domain.commands import CallType, CrmFinish, CrmHide, CrmRegister, Cr
 from bridge.journal import Journal
 from bridge.sim.bitrix24 import Bitrix24Simulator
 
-COMMANDS_PER_CALL = 3
+COMMANDS_PER_CALL = 2
+"""``register`` SHOW=0 and ``finish``; a call whose register may have arrived needs a statistics check too."""
+DOUBTFUL_EVERY = 2
+"""Every second call's register timed out during the outage (the others were refused before they were sent)."""
 CALLERS = 20
 """Distinct callers among the journaled calls (people call again); keeps the simulator's CRM search small."""
 USERS = (11, 12, 13, 15, 16)
@@ -46,7 +52,8 @@ CHILD_GRACE = 60.0
 
 
 def journal_offline_calls(journal: Journal, count: int, since: datetime) -> list[str]:
-    """``count`` ended calls whose register never went through, as the daemon journals them (one commit)."""
+    """``count`` ended calls whose register never went through, as the daemon journals them during an outage
+    (one commit): each register tried once, every :data:`DOUBTFUL_EVERY`-th with no answer, the rest refused."""
     legs = []
     with journal.transaction():
         for i in range(count):
@@ -54,7 +61,9 @@ def journal_offline_calls(journal: Journal, count: int, since: datetime) -> list
             answered = i % 4 != 0
             started = since + timedelta(seconds=7 * i)
             phone = f"7916{i % CALLERS:07d}"
-            journal.append(CrmRegister(leg, user, phone, CallType.INCOMING, LINE, started, True))
+            register = journal.append(CrmRegister(leg, user, phone, CallType.INCOMING, LINE, started, True))
+            journal.mark_sent([register])
+            journal.mark_failed(register, "outage", permanent=False, arrived=i % DOUBTFUL_EVERY == 0)
             journal.append(CrmShow(leg, (user,)))
             journal.append(CrmHide(leg, (user,)))
             journal.append(CrmFinish(leg, user, 30 + i % 90 if answered else 0, "200" if answered else "304"))
@@ -96,8 +105,17 @@ class Replay:
         return self.replayed >= self.calls
 
     @property
+    def doubtful(self) -> int:
+        """Calls whose register may have arrived (each needs a statistics check)."""
+        return math.ceil(self.calls / DOUBTFUL_EVERY)
+
+    @property
+    def min_commands(self) -> int:
+        return self.calls * COMMANDS_PER_CALL + self.doubtful
+
+    @property
     def min_requests(self) -> int:
-        return math.ceil(self.calls * COMMANDS_PER_CALL / MAX_BATCH)
+        return math.ceil(self.min_commands / MAX_BATCH)
 
     @property
     def bound_seconds(self) -> float:

@@ -97,9 +97,9 @@ async def test_replay_of_a_small_journal_never_beats_the_bucket(tmp_path: Path) 
     tiny_bucket = Bucket(rate=20.0, burst=3, scale=10.0)  # so that 100 calls are more than one burst
     result = await replay(tmp_path, "paced", calls=100, budget=20.0, bucket=tiny_bucket)
     assert result.finished and result.replayed == 100
-    assert result.requests >= result.min_requests == 6
+    assert result.requests >= result.min_requests == 5  # 100 calls: 200 commands + 50 checks
     assert result.query_limit_exceeded == 0
-    assert result.bound_seconds == 0.15 and result.ratio >= 1.0
+    assert result.bound_seconds == 0.1 and result.ratio >= 1.0
 
 
 async def test_live_installation_measures_latency_cpu_and_saturation(tmp_path: Path) -> None:
