@@ -17,6 +17,7 @@ event                              meaning
 ``daemon.stopped``                 the daemon has stopped
 ``daemon.refused``                 the daemon would not start (e.g. another process holds the journal)
 ``daemon.task_crashed``            one of the daemon's tasks ended with an error (alert on this)
+``gc.tuned``                       start-up is over: its objects frozen out of garbage collection (debug)
 ``dispatch.error``                 handling one input failed; that input is dropped, every other call goes on
 ``call.started``                   an inbound call entered the Stasis application
 ``call.transition``                the core moved a call from one state to another (``on``, ``from``, ``to``)
