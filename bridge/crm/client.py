@@ -3,8 +3,9 @@
 Every request is a JSON POST to ``<webhook_url><method>.json`` or ``<portal>/rest/<method>.json`` (with ``auth``
 in the body), paced by the portal's shared leaky bucket (:mod:`bridge.crm.pacing`) and retried while the failure
 is transient. A limit (503 ``QUERY_LIMIT_EXCEEDED``, 429 ``OPERATION_TIME_LIMIT``) only slows the pace: the portal
-(or that one method) waits one drain interval, ``1/rate`` s, and the retry follows at once; any other transient
-failure (network, 5xx) is retried after a short jittered exponential back-off, capped at ``retry_max_wait``.
+(or that one method) waits one drain interval, ``1/rate`` s, and the retry follows at once (a refused request never
+ran, so it gets ``LIMIT_RETRIES`` such tries even with ``retry_attempts=1``); any other transient failure (network,
+5xx) is retried after a short jittered exponential back-off, capped at ``retry_max_wait``.
 Errors leave as :mod:`bridge.crm.errors`; library exceptions are translated here, and no message or log line
 carries the webhook code or a token.
 """
@@ -21,7 +22,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import structlog
 from aiolimiter import AsyncLimiter
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_random_exponential
 from tenacity.wait import wait_base
 
 from bridge import __version__
@@ -45,6 +46,9 @@ USER_AGENT = f"b24-bridge/{__version__}"
 MAX_BATCH = 50
 BACKOFF_MULTIPLIER = 0.5
 """Seconds: the n-th retry after a network error or a 5xx waits a random time up to ``0.5 * 2**(n-1)``."""
+LIMIT_RETRIES = 2
+"""Tries a limit refusal gets on top of ``retry_attempts``. A refused request did not run at all, so trying it again
+is safe even for a client built not to retry (Delivery's): it costs a drain interval, not a statistics check."""
 MAX_PAGES = 2000
 
 
@@ -208,6 +212,11 @@ class Bitrix24Client:
             scope="portal" if error.query_limit else "method",
         )  # fmt: skip
 
+    def _retry_stop(self, state: RetryCallState) -> bool:
+        error = state.outcome.exception() if state.outcome else None
+        limited = isinstance(error, TransientCrmError) and error.rate_limited
+        return state.attempt_number >= self._retry_attempts + (LIMIT_RETRIES if limited else 0)
+
     def _retry_wait(self, state: RetryCallState) -> float:
         """Tenacity's wait: nothing extra after a limit (the pause and the bucket already hold the retry back by
         one drain interval), a jittered exponential back-off after anything else."""
@@ -230,7 +239,7 @@ class Bitrix24Client:
     async def _request(self, method: str, body: Mapping[str, Any], commands: int = 1) -> dict[str, Any]:
         self.stats.commands += commands
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(self._retry_attempts),
+            stop=self._retry_stop,
             wait=self._retry_wait,
             retry=retry_if_exception_type(TransientCrmError),
             before_sleep=self._log_retry,

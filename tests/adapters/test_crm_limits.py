@@ -44,19 +44,41 @@ async def timed(work: Any) -> float:
     return time.monotonic() - started
 
 
-async def test_after_a_429_on_a_batch_the_next_batch_goes_out_after_one_drain_interval(sim: Bitrix24Simulator) -> None:
-    # retry_attempts=1 as Delivery builds it: the journal retries, the client must not stall the next batch
+def requests_to(sim: Bitrix24Simulator, method: str) -> int:
+    return sum(1 for request in sim.state()["requests"] if request["method"] == method)
+
+
+async def test_a_batch_refused_by_a_429_goes_through_one_drain_interval_later(sim: Bitrix24Simulator) -> None:
+    # retry_attempts=1 as Delivery builds it: a refused batch never ran, so it is tried again all the same
     async with Bitrix24Client(settings_of(sim), retry_attempts=1) as client:
         sim.set_fault(error_rate=1.0, error_kinds=("429",))
-        with capture_logs() as logs, pytest.raises(TransientCrmError) as caught:
-            await client.batch(department_batch())
-        sim.clear_faults()
-        assert caught.value.rate_limited and caught.value.status == 429
-        elapsed = await timed(client.batch(department_batch()))
+        with capture_logs() as logs:
+            started = time.monotonic()
+            batch = asyncio.create_task(client.batch(department_batch()))
+            await eventually(lambda: sim.state()["counters"].get("faults_injected", 0) >= 1)
+            sim.clear_faults()
+            answer = await batch
+            elapsed = time.monotonic() - started
+    assert answer.errors == {} and set(answer.results) == {"d", "u"}
     assert DRAIN * 0.8 <= elapsed < 1.0, "held back one drain interval, not the maximum back-off (10 s)"
+    assert requests_to(sim, "batch") == 2
     limited = [entry for entry in logs if entry["event"] == "crm.limited"]
     assert [(e["method"], e["scope"], e["pause"]) for e in limited] == [("batch", "method", DRAIN)]
     assert WEBHOOK_CODE not in repr(logs)
+
+
+async def test_a_lasting_limit_gives_up_after_two_more_tries_at_the_drain_pace(sim: Bitrix24Simulator) -> None:
+    sim.set_fault(error_rate=1.0, error_kinds=("429",))
+    async with Bitrix24Client(settings_of(sim), retry_attempts=1) as client:  # retry_max_wait stays 10 s
+        started = time.monotonic()
+        with capture_logs() as logs, pytest.raises(TransientCrmError) as caught:
+            await client.batch(department_batch())
+        elapsed = time.monotonic() - started
+    assert caught.value.rate_limited and caught.value.status == 429
+    assert requests_to(sim, "batch") == 3
+    assert 2 * DRAIN * 0.8 <= elapsed < 2 * DRAIN + 0.5, "a drain interval between tries, nothing more"
+    retries = [entry for entry in logs if entry["event"] == "crm.retry"]
+    assert [(e["code"], e["wait"]) for e in retries] == [("OPERATION_TIME_LIMIT", 0.0)] * 2
 
 
 async def test_a_429_holds_back_only_its_own_method(sim: Bitrix24Simulator) -> None:
@@ -77,22 +99,10 @@ async def test_after_a_query_limit_every_method_waits_one_drain_interval(sim: Bi
         sim.clear_faults()
         assert caught.value.query_limit
         elapsed = await timed(client.call("profile"))
-        assert client.stats.query_limit_exceeded == 1
+        assert client.stats.query_limit_exceeded == 3
     assert DRAIN * 0.8 <= elapsed < 1.0, "held back one drain interval for the whole portal, no more"
-    limited = [(e["scope"], e["code"]) for e in logs if e["event"] == "crm.limited"]
-    assert limited == [("portal", "QUERY_LIMIT_EXCEEDED")]
-
-
-async def test_retries_of_a_limited_call_follow_at_the_drain_pace(sim: Bitrix24Simulator) -> None:
-    sim.set_fault(error_rate=1.0, error_kinds=("429",))
-    async with Bitrix24Client(settings_of(sim), retry_attempts=3) as client:  # retry_max_wait stays 10 s
-        started = time.monotonic()
-        with capture_logs() as logs, pytest.raises(TransientCrmError):
-            await client.call("department.get")
-        elapsed = time.monotonic() - started
-    assert 2 * DRAIN * 0.8 <= elapsed < 2 * DRAIN + 0.5, "a drain interval between tries, nothing more"
-    retries = [entry for entry in logs if entry["event"] == "crm.retry"]
-    assert [(e["code"], e["wait"]) for e in retries] == [("OPERATION_TIME_LIMIT", 0.0)] * 2
+    limited = {(e["scope"], e["code"]) for e in logs if e["event"] == "crm.limited"}
+    assert limited == {("portal", "QUERY_LIMIT_EXCEEDED")}
 
 
 async def test_a_server_error_is_retried_after_a_short_capped_back_off(sim: Bitrix24Simulator) -> None:
