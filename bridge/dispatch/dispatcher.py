@@ -353,8 +353,8 @@ class Dispatcher:
         for handle in self._timers.values():
             handle.cancel()
         self._timers.clear()
-        for executor in list(self._executors.values()):
-            await executor.drain(grace=2.0)
+        # every call's executor gets the same grace at the same time: a shutdown under load takes 2 s, not 2 s a call
+        await asyncio.gather(*(executor.drain(grace=2.0) for executor in list(self._executors.values())))
         for task in list(self._tasks):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

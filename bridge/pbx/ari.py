@@ -44,7 +44,7 @@ class AriLink(ReconnectingLink):
         self.out = out
         self.translator = AriTranslator(EndpointTemplate(settings.device), settings.app)
         self.rest = AriRest(settings)
-        self.commands = CallCommands(settings, self.translator, self.request, self._emit)
+        self.commands = CallCommands(settings, self.translator, self.request, self._emit, self.wait_connected)
         self._cleanups: set[asyncio.Task[None]] = set()
         self.lost_at: datetime | None = None
         """When the last session ended (what ended since happened at this moment or later)."""
@@ -61,12 +61,12 @@ class AriLink(ReconnectingLink):
         await self.rest.open()
         try:
             socket = await self.rest.events(self.settings.app)
-            self.connected = True
             log.info("pbx.connected", link="ari", app=self.settings.app)
             confirmed = self.translator.confirmed_legs()  # legs the PBX knew before it was asked what is left
             listed = await self.request("channels", "list")
             for event in self.translator.resync(listed, lost_at=self.lost_at, confirmed=confirmed):
                 self._emit(event)
+            self.connected = True  # only now: a command waiting for the link sees what ended while it was away
             await self._read(socket)
             return True
         finally:
@@ -88,6 +88,7 @@ class AriLink(ReconnectingLink):
                 break
 
     def _emit(self, event: PbxEvent) -> None:
+        event = self.commands.reviewed(event)
         if isinstance(event.event, BadInput):
             log.warning("pbx.bad_input", link="ari", reason=event.event.reason)
             return

@@ -5,16 +5,29 @@ answer the caller; one mixing bridge per call holding the caller (made when firs
 bridge; prompts played on the caller with our own playback id; legs originated with *our* channel id
 (``POST /channels/{leg}``, app = ours, appArgs ``agent,<call>,<leg>``, the caller's caller ID) so a retry is
 idempotent (409: already ringing); an answered leg joins the bridge; recordings are wav files.
+
+A command meets a link that is down (a reconnect takes a second or two) by waiting for it: twice
+``asterisk.reconnect_max_delay`` (two reconnect attempts at the longest back-off), at least ``LINK_WAIT_FLOOR``
+and at most ``LINK_WAIT_CAP`` seconds; it is tried again after a transport failure (status 0) within that time.
+Waiting never blocks other calls (each call has its own executor task). A command that only makes sense with the
+caller on the line is dropped once the caller is known to have hung up. A command that fails for good is reported
+as what it means for the call: a leg not originated or not joined ends FAILED, a prompt not played has finished.
+
+A ring timeout's ``CancelLeg(unless_answered=True)`` is not sent for a leg the PBX has already seen answer: the
+answer, on its way to the core, wins the call. A leg hung up by a cancel before it joined the caller did not talk,
+whatever the PBX reports: its end is reported FAILED (:meth:`CallCommands.reviewed`) and a ``ConnectLeg`` for it
+is not tried.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import re
 import unicodedata
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import structlog
@@ -35,7 +48,7 @@ from bridge.domain.commands import (
     StopMusic,
     StopPrompt,
 )
-from bridge.domain.events import LegEnded, LegOutcome
+from bridge.domain.events import CallerHungUp, LegEnded, LegOutcome, PromptFinished
 from bridge.pbx.events import PbxError, PbxEvent
 from bridge.pbx.outcomes import EndpointTemplate
 from bridge.pbx.translate import AriTranslator
@@ -43,6 +56,18 @@ from bridge.pbx.translate import AriTranslator
 log = structlog.get_logger(__name__)
 
 Request = Callable[..., Awaitable[Any]]
+LinkReady = Callable[[float], Awaitable[bool]]
+"""Wait up to so many seconds for the link to be up; True if it is."""
+
+LINK_WAIT_FLOOR = 2.0
+LINK_WAIT_CAP = 10.0
+"""The longest a command waits for the link (a caller should not wait in silence longer)."""
+ATTEMPTS = 3
+"""Tries of one command after transport failures (within the wait)."""
+HUNG_UP_KEPT = 10_000
+NEEDS_CALLER = (AnswerCaller, StartMusic, PlayPrompt, RingAgent, RingNumber, ConnectLeg, StartRecording,
+                RecordVoicemail)  # fmt: skip
+"""Commands pointless once the caller has hung up (cancels and hang-ups still run)."""
 
 DIALLABLE = re.compile(r"[0-9]{1,32}")
 CHANNEL_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
@@ -62,10 +87,15 @@ class CallMedia:
     prompts: dict[str, str] = field(default_factory=dict)
     """Prompt id -> playback id."""
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    joined: set[str] = field(default_factory=set)
+    """Channels added to the bridge (the caller, legs)."""
+    cancelled: set[str] = field(default_factory=set)
+    """Legs hung up by a cancel before they joined."""
 
 
 class CallCommands:
-    """Carries out PBX commands for calls; ``request`` is :meth:`AriRest.request` of the live session."""
+    """Carries out PBX commands for calls; ``request`` is :meth:`AriRest.request` of the live session and
+    ``ready`` waits for the link (None: never wait, one try)."""
 
     def __init__(
         self,
@@ -73,17 +103,76 @@ class CallCommands:
         translator: AriTranslator,
         request: Request,
         emit: Callable[[PbxEvent], None],
+        ready: LinkReady | None = None,
     ) -> None:
         self.settings = settings
         self.translator = translator
         self.request = request
         self.emit = emit
+        self.ready = ready
+        wait = min(max(2 * settings.reconnect_max_delay, LINK_WAIT_FLOOR), LINK_WAIT_CAP)
+        self.link_wait = wait if ready is not None else 0.0
         self.agent_endpoint = EndpointTemplate(settings.agent_endpoint)
         self.trunk_endpoint = EndpointTemplate(settings.trunk_endpoint, "number")
         self.calls: dict[str, CallMedia] = {}
+        self.hung_up: dict[str, None] = {}
+        """Calls whose caller has hung up, the latest ``HUNG_UP_KEPT`` (oldest first)."""
         self._playbacks = 0
 
     async def execute(self, call: str, command: PbxCommand) -> None:
+        """Carry out ``command`` once the link is up; raises the last :class:`PbxError` after reporting it."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.link_wait
+        for attempt in range(1, ATTEMPTS + 1):
+            if self.ready is not None:
+                await self.ready(deadline - loop.time())
+            if call in self.hung_up and isinstance(command, NEEDS_CALLER):
+                log.info("pbx.command_dropped", call_id=call, command=type(command).__name__, reason="caller gone")
+                return
+            try:
+                await self._carry_out(call, command)
+                return
+            except PbxError as exc:
+                if exc.status != 0 or attempt == ATTEMPTS or loop.time() >= deadline:
+                    await self._failed(call, command)
+                    raise
+                log.info("pbx.command_retry", call_id=call, command=type(command).__name__, error=exc.body)
+
+    def reviewed(self, event: PbxEvent) -> PbxEvent:
+        """Every event of the link before it goes out: note callers who hung up; the end of a leg a cancel hung up
+        before it joined is FAILED (no conversation), though it answered."""
+        if isinstance(event.event, CallerHungUp) and event.call is not None:
+            self.hung_up[event.call] = None
+            if len(self.hung_up) > HUNG_UP_KEPT:
+                del self.hung_up[next(iter(self.hung_up))]
+        ended, media = event.event, self.calls.get(event.call or "")
+        if (
+            isinstance(ended, LegEnded)
+            and ended.outcome is LegOutcome.HANGUP
+            and media
+            and ended.leg in media.cancelled
+        ):
+            return replace(event, event=LegEnded(ended.leg, LegOutcome.FAILED))
+        return event
+
+    async def _failed(self, call: str, command: PbxCommand) -> None:
+        """Tell the core what a command that failed for good means for the call."""
+        match command:
+            case RingAgent(leg=leg) | RingNumber(leg=leg):
+                self._emit_call(call, LegEnded(leg, LegOutcome.FAILED))
+            case ConnectLeg(leg=leg):
+                self._emit_call(call, LegEnded(leg, LegOutcome.FAILED))
+                with contextlib.suppress(PbxError):  # the agent must not stay on a line that leads nowhere
+                    await self.request("channels", "hangup", channelId=leg, reason="normal")
+            case PlayPrompt(prompt=prompt):
+                self._emit_call(call, PromptFinished(prompt))
+            case _:
+                pass
+
+    def _emit_call(self, call: str, event: LegEnded | PromptFinished) -> None:
+        self.emit(PbxEvent(call, event, self.translator.linkedid(call)))
+
+    async def _carry_out(self, call: str, command: PbxCommand) -> None:
         match command:
             case AnswerCaller():
                 await self.request("channels", "answer", channelId=call)
@@ -107,8 +196,11 @@ class CallCommands:
                     self._refuse(call, leg, "the number is not plain digits")
                     return
                 await self._ring(call, leg, self.trunk_endpoint.format(number), timeout)
-            case CancelLeg(leg=leg):
-                await _tolerate(self.request("channels", "hangup", channelId=leg, reason="normal"), 404)
+            case CancelLeg(leg=leg, unless_answered=unless_answered):
+                await self._cancel(call, leg, unless_answered)
+            case ConnectLeg(leg=leg) if leg in self.calls.get(call, CallMedia()).cancelled:
+                log.info("leg.not_joined", call_id=call, leg=leg, reason="hung up by a cancel before it joined")
+                self._emit_call(call, LegEnded(leg, LegOutcome.FAILED))
             case ConnectLeg(leg=leg):
                 came_by_itself = leg not in self.translator.legs  # not originated by us: an intercepting phone
                 self.translator.expect_leg(leg, call, answered=True)
@@ -117,6 +209,7 @@ class CallCommands:
                 bridge = await self._bridge(call)
                 await self._stop_music(call)
                 await self.request("bridges", "addChannel", bridgeId=bridge, channel=leg)
+                self.calls[call].joined.add(leg)
             case StartRecording(name=name):
                 bridge = await self._bridge(call)
                 self.translator.expect_recording(name, call)
@@ -139,13 +232,25 @@ class CallCommands:
         if media is not None and media.bridge is not None:
             await _tolerate(self.request("bridges", "destroy", bridgeId=media.bridge), 404)
 
+    async def _cancel(self, call: str, leg: str, unless_answered: bool) -> None:
+        state = self.translator.legs.get(leg)
+        if unless_answered and state is not None and state.answered:
+            log.info("leg.kept", call_id=call, leg=leg, reason="answered before the ring timeout's cancel went out")
+            return
+        media = self.calls.setdefault(call, CallMedia())
+        if leg not in media.joined:
+            media.cancelled.add(leg)
+        await _tolerate(self.request("channels", "hangup", channelId=leg, reason="normal"), 404)
+
     async def _bridge(self, call: str) -> str:
         media = self.calls.setdefault(call, CallMedia())
         async with media.lock:
             if media.bridge is None:
                 bridge = await self.request("bridges", "create", type="mixing", name=f"call-{call}")
                 media.bridge = str(bridge["id"])
+            if call not in media.joined:  # a retry after a broken connection adds the caller still missing
                 await self.request("bridges", "addChannel", bridgeId=media.bridge, channel=call)
+                media.joined.add(call)
             return media.bridge
 
     async def _stop_music(self, call: str) -> None:
@@ -183,7 +288,6 @@ class CallCommands:
                 log.info("leg.exists", call_id=call, leg=leg)
                 return
             self.translator.legs.pop(leg, None)
-            self.emit(PbxEvent(call, LegEnded(leg, LegOutcome.FAILED), self.translator.linkedid(call)))
             raise
         log.info("leg.ringing", call_id=call, leg=leg, endpoint=endpoint)
 

@@ -139,6 +139,8 @@ class AriRest:
             raise PbxError(exc.status, "WebSocket handshake refused", action=action) from None
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise PbxError(0, _describe(exc), action=action) from None
+        except RuntimeError as exc:  # aiohttp: "Session is closed" when the link closed it under the request
+            raise PbxError(0, _describe(exc), action=action) from None
         if not body:
             return None
         if response.content_type == "application/json":

@@ -27,9 +27,28 @@ class ReconnectingLink:
 
     def __init__(self, max_delay: float) -> None:
         self.max_delay = max_delay
-        self.connected = False
+        self._up = asyncio.Event()
         self._stopping = asyncio.Event()
         self._current: asyncio.Task[bool] | None = None
+
+    @property
+    def connected(self) -> bool:
+        """The session is up (for ARI: subscribed and resynchronised)."""
+        return self._up.is_set()
+
+    @connected.setter
+    def connected(self, value: bool) -> None:
+        if value:
+            self._up.set()
+        else:
+            self._up.clear()
+
+    async def wait_connected(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the session to be up; True if it is."""
+        if not self._up.is_set() and timeout > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._up.wait(), timeout)
+        return self._up.is_set()
 
     async def run(self) -> None:
         """Connect, and reconnect with backoff, until :meth:`stop`."""
