@@ -66,7 +66,7 @@ async def test_a_caller_who_hangs_up_during_the_gap_gets_no_ring_after_it(tmp_pa
     async with stage(tmp_path) as s:
         s.pbx.set_party("1001", NeverAnswer())
         s.pbx.set_party("1002", Answer(after=0.2))
-        call = await s.pbx.place_inbound_call(SALES, "79990000102", hangup_after=1.2)
+        call = await s.pbx.place_inbound_call(SALES, "79990000102", hangup_after=0.9)
         await eventually(lambda: ringing_ext(s, call.channel_id) == ["1001"])
         await eventually(lambda: channel_state(s, core_call(s, call.channel_id).ringing[0].id) != "gone")
         await cut_ari(s)
