@@ -153,6 +153,6 @@ def start_or_park(d: Dispatcher, call: str, event: CallStarted) -> tuple[CallSta
         return replace(event, crm_key=how.crm_key), how.serial
     if claims.claimed(call):
         claims.parked[call] = event
-        log.info("call.parked", call_id=call, note="the journal knows this call: recovery decides")
+        log.info("call.parked", call_id=call, note="found at a (re)start: recovery decides first")
         return None
     return event, 0

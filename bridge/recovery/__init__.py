@@ -112,11 +112,15 @@ class Recovery:
             if row.pbx_call:
                 self.open.setdefault(row.pbx_call, []).append(row)
         self.looked = False
+        self.decided: set[str] = set()
         claims.claimed = self.holds
 
     def holds(self, call: str) -> bool:
-        """The start of ``call`` waits for recovery (everything until the first look; then journaled calls)."""
-        return not self.looked or call in self.open
+        """The start of ``call`` waits for recovery: everything until its first look; then the calls of the
+        journal (whatever the link reports about them later, recovery has decided: they never start afresh)."""
+        if not self.looked or call in self.open or call in self.decided:
+            return True
+        return bool(self.journal.calls(crm_leg=f"{call}.1"))
 
     async def run(
         self,
@@ -129,13 +133,22 @@ class Recovery:
             await asyncio.sleep(self.poll / 4)
         view = await self._look(look)
         adopted: dict[str, _Adopted] = {}
+        finished: list[str] = []
         try:
             adopted = await self._first_look(view, pbx, known)
         finally:
             self.looked = True
             for call in list(self.claims.parked):
-                if call not in self.open:
+                if call in self.open:
+                    continue
+                if self.journal.calls(crm_leg=f"{call}.1"):  # the dead process finished it: the caller is leaving
+                    self.claims.release(call)
+                    finished.append(call)
+                else:
                     self.claims.resume(call, Resume("", "", _serial(view, call)))
+        for call in finished:
+            log.info("call.reconciled", call_id=call, found="finished before the restart, hung up")
+            await _tolerate(pbx.request("channels", "hangup", channelId=call, reason="normal"))
         await self._watch(adopted, look, pbx)
 
     async def _look(self, look: Callable[[], Awaitable[PbxView]]) -> PbxView:
@@ -153,7 +166,7 @@ class Recovery:
                 del self.open[call]
                 continue
             caller = view.channels.get(call)
-            if not view.live(call):
+            if not view.live(call) and call not in self.claims.parked:  # parked: the link has just listed it
                 self._finish(call, rows, MISSED, 0, 0, "ended")
             elif view.conversation(call) is not None or not self._waiting_caller(caller):
                 log.info("call.reconciled", call_id=call, crm_legs=[r.crm_leg for r in rows], found="still up, adopted")
@@ -162,6 +175,7 @@ class Recovery:
             else:
                 await self._reroute(call, rows, view, pbx)
             self.open.pop(call, None)
+            self.decided.add(call)
         partners = {p for a in adopted.values() for p in self._partners(view, a)}
         for channel in view.channels.values():
             if channel.id not in partners and self._orphan(channel, known):

@@ -7,15 +7,16 @@ finished exactly once for the right employee with the right status and a DURATIO
 with no card left shown (``tests/chaos/invariants.py`` has the exact rules). The ledger is the call's script;
 calls alive while ARI was down are held to what the PBX really did (the witness), since an agent who answers
 during the gap is hung up by Asterisk itself. Calls cut by the ``kill -9`` may instead end with the reconciled
-outcome ``bridge/recovery.py`` documents (missed for the user they were registered for, or answered with at most
-the talk time the PBX saw).
+outcome ``bridge/recovery`` documents (missed for the user they were registered for when they ended while the
+daemon was down; answered for the talker with at most the talk time the PBX saw when adopted in a conversation;
+a caller still waiting is re-routed and must end as the PBX then did).
 
 ``test_chaos_reduced`` (40 calls, a 5 s outage, one disconnect, one kill; about 40 s) runs in the default suite;
 ``test_chaos_full`` (1,000 calls, a 60 s outage, three disconnects, one kill; about 10 minutes) is ``slow``:
 ``make chaos``. Its figures are printed and written to ``figures.json`` in its temporary directory.
 
-A run whose only broken invariants are daemon bugs this suite found and reported (``KNOWN_DAEMON_BUGS``) is an
-xfail that names them; any other broken invariant fails.
+Every broken invariant fails the run (the daemon bugs this suite found, ``reconciled_talk`` and ``unseen_in_gap``,
+are fixed).
 """
 
 from __future__ import annotations
@@ -51,22 +52,6 @@ FULL = ChaosPlan(
 )
 SECRETS = (ARI_PASSWORD, AMI_SECRET, APP_TOKEN, "simwebhookcode")
 
-KNOWN_DAEMON_BUGS = {
-    "reconciled_talk": (
-        "bridge/recovery.py: an adopted call is finished as answered with more talk than the PBX saw: "
-        "pbx_live_view counts a bridge of two members as a conversation, so a caller on hold (the music-on-hold "
-        "Announcer is a member) talks; and once seen talking, the clock runs until the caller's channel is gone, "
-        "after the agent has hung up"
-    ),
-    "unseen_in_gap": (
-        "a call whose StasisStart was on its way when the ARI connection dropped is never handled: after the "
-        "reconnect the resync ignores a channel in our application that the dispatcher does not know (the caller "
-        "waits in silence, Bitrix24 never hears of the call); the same after a kill -9 before the call's first "
-        "journal write"
-    ),
-}
-"""Daemon bugs this suite found and reported, by invariant kind. Only these may turn a run into an xfail."""
-
 
 def assert_chaos_held(result: ChaosResult) -> None:
     daemon = result.daemon
@@ -83,11 +68,7 @@ def assert_chaos_held(result: ChaosResult) -> None:
     assert figures["cut_by_kill"] > 0 and daemon.starts == 2, figures
     assert figures["calls"] == result.plan.calls
     problems = check_invariants(result.placed, result.crm_state)
-    unknown = [p for p in problems if p.kind not in KNOWN_DAEMON_BUGS]
-    assert not unknown, report(unknown, len(problems))
-    if problems:
-        kinds = sorted({p.kind for p in problems})
-        pytest.xfail("; ".join(KNOWN_DAEMON_BUGS[k] for k in kinds) + "\n" + report(problems, len(problems)))
+    assert not problems, report(problems, len(problems))
 
 
 def report(problems: list[Problem], total: int) -> str:

@@ -144,6 +144,8 @@ def test_the_pbx_must_do_what_the_script_says_unless_ari_was_down() -> None:
         (2011, 2, ANSWERED, None),  # ... or exactly as it happened
         (2011, 9, ANSWERED, "reconciled_talk"),  # more talk than the PBX saw
         (2011, 0, MISSED, "finish"),  # missed, but not for the registered user
+        (2019, 2, ANSWERED, "reconciled_talk"),  # answered, but for the registered owner instead of the talker
+        (2012, 2, ANSWERED, "reconciled_talk"),  # ... or for an agent who did not talk
     ],
 )
 def test_a_call_cut_by_the_kill_may_end_as_reconciled(user: int, duration: int, status: str, kind: str | None) -> None:
