@@ -76,6 +76,8 @@ event                              meaning
 ``journal.sync_failed``            fsyncing the journal failed (the disk); nothing waiting on it is sent
 ``journal.slow_sync``              fsyncing the journal took over a second (in its worker thread: calls go on)
 ``journal.checkpoint_failed``      copying the journal's WAL into its database failed; tried again later
+``journal.unclean_restart``        the machine restarted under the last sender: its unsettled calls are checked first
+``journal.close_failed``           the journal could not be marked closed cleanly (its next sender checks more)
 ``replay.bad_row``                 the replay met a journal row it could not read (reported in its summary)
 ``pbx.connected``                  ARI or AMI (``link``) connected
 ``pbx.disconnected``               ARI or AMI disconnected; it reconnects by itself
