@@ -16,9 +16,11 @@ Without a running event loop (the CLI, tests) every commit is made durable at on
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sqlite3
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -28,8 +30,18 @@ log = structlog.get_logger(__name__)
 
 SYNC_PERIOD = 0.2
 """Seconds: a commit not followed by an explicit barrier is on disk at most this long (plus the fsync) later."""
+BOOT_ID = "/proc/sys/kernel/random/boot_id"
 CHECKPOINT_COMMITS = 1000
 """Commits between two checkpoints (a commit writes a few 4 KiB pages: the WAL stays within a few MiB)."""
+
+
+def boot_id() -> str:
+    """This boot of the machine (Linux); a new one after a power cut or a reboot. Elsewhere: a value of its own
+    for every process, so any unclean stop counts as one that may have lost commits."""
+    try:
+        return Path(BOOT_ID).read_text(encoding="ascii").strip()
+    except OSError:
+        return f"unknown-{uuid.uuid4()}"
 
 
 class WalSync:
@@ -43,14 +55,19 @@ class WalSync:
         self.checkpoint_every = checkpoint_every
         self.fsyncs = 0
         """How many fsyncs this has done (for tests and figures)."""
+        self.longest = 0.0
+        """Seconds the slowest fsync (with its checkpoint, if any) took; the bench reads and resets it."""
         self._committed = 0
         self._durable = 0
         self._since_checkpoint = 0
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._flight: asyncio.Task[None] | None = None
+        self._running = False
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._timer: asyncio.TimerHandle | None = None
         self._worker: ThreadPoolExecutor | None = None
         self._checkpointer: sqlite3.Connection | None = None
+        self._fd: int | None = None
+        self._again = False
 
     @property
     def dirty(self) -> bool:
@@ -66,17 +83,23 @@ class WalSync:
         except RuntimeError:
             self._flush_now()
             return
-        if self._loop is not loop:  # first use, or a new loop (a test's): nothing of the old one will run
-            self._loop, self._timer, self._flight = loop, None, None
-        if self._timer is None and self._flight is None:
-            self._timer = loop.call_later(self.period, self._start)
+        self._adopt(loop)
+        if self._timer is None and not self._running:
+            self._timer = loop.call_later(self.period, self._tick)
 
     async def sync(self) -> None:
         """Return once every commit made before this call is on disk. Raises :class:`OSError` when the disk
         refuses (nothing that depended on it should happen then)."""
         target = self._committed
-        while self._durable < target:
-            await asyncio.shield(self._start())
+        if self._durable >= target:
+            return
+        loop = asyncio.get_running_loop()
+        self._adopt(loop)
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._waiters.append((target, waiter))
+        if not self._running:
+            self._launch(loop)
+        await waiter
 
     def close(self) -> None:
         """Make everything durable and let go of the worker (the caller closes its own connection after this)."""
@@ -91,37 +114,70 @@ class WalSync:
         if self._checkpointer is not None:
             self._checkpointer.close()
             self._checkpointer = None
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
     # --- inside ----------------------------------------------------------------------------------------
 
-    def _start(self) -> asyncio.Task[None]:
-        """The barrier in flight, or a new one."""
-        loop = asyncio.get_running_loop()
+    def _adopt(self, loop: asyncio.AbstractEventLoop) -> None:
+        """First use, or a new loop (a test's): nothing scheduled on the old one will run."""
         if self._loop is not loop:
-            self._loop, self._timer, self._flight = loop, None, None
+            self._loop, self._timer, self._running, self._waiters = loop, None, False, []
+
+    def _tick(self) -> None:
+        self._timer = None
+        if self.dirty and not self._running and self._loop is not None:
+            self._launch(self._loop)
+
+    def _launch(self, loop: asyncio.AbstractEventLoop) -> None:
+        """One fsync in the worker thread for everything committed so far; it reports back to the loop itself."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self._flight is None:
-            self._flight = loop.create_task(self._barrier())
-            self._flight.add_done_callback(_retrieve)
-        return self._flight
-
-    async def _barrier(self) -> None:
-        loop = asyncio.get_running_loop()
-        target, checkpoint = self._committed, self._checkpoint_due()
         if self._worker is None:
             self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal-sync")
+        self._running = True
+        self._worker.submit(self._work, loop, self._committed, self._checkpoint_due())
+
+    def _work(self, loop: asyncio.AbstractEventLoop, target: int, checkpoint: bool) -> None:
+        """In the worker thread."""
+        error: OSError | None = None
         try:
-            await loop.run_in_executor(self._worker, self._flush, checkpoint)
-            self._durable = max(self._durable, target)
+            self._flush(checkpoint)
         except OSError as exc:
-            log.error("journal.sync_failed", path=str(self.db_path), error=str(exc))
-            raise
-        finally:
-            self._flight = None
-            if self.dirty and self._timer is None:
-                self._timer = loop.call_later(self.period, self._start)
+            error = exc
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+            loop.call_soon_threadsafe(self._landed, loop, target, error)
+
+    def _landed(self, loop: asyncio.AbstractEventLoop, target: int, error: OSError | None) -> None:
+        """Back on the loop: wake the waiters this fsync covered (or tell them all it failed), go on if needed."""
+        if loop is not self._loop:
+            return
+        self._running = False
+        if error is not None:
+            log.error("journal.sync_failed", path=str(self.db_path), error=str(error))
+            waiters, self._waiters = self._waiters, []
+            for _target, waiter in waiters:
+                if not waiter.done():
+                    waiter.set_exception(error)
+        else:
+            self._durable = max(self._durable, target)
+            still: list[tuple[int, asyncio.Future[None]]] = []
+            for wanted, waiter in self._waiters:
+                if wanted > self._durable:
+                    still.append((wanted, waiter))
+                elif not waiter.done():
+                    waiter.set_result(None)
+            self._waiters = still
+        if self._waiters:
+            self._launch(loop)
+        elif self.dirty and self._timer is None:
+            self._timer = loop.call_later(self.period, self._tick)
+
+    def flush_now(self) -> None:
+        """Make everything durable now, on the caller's thread (once at a start or an end, not per call)."""
+        self._flush_now()
 
     def _flush_now(self) -> None:
         target = self._committed
@@ -129,29 +185,34 @@ class WalSync:
         self._durable = max(self._durable, target)
 
     def _checkpoint_due(self) -> bool:
-        if self._since_checkpoint < self.checkpoint_every:
+        if self._since_checkpoint < self.checkpoint_every and not self._again:
             return False
-        self._since_checkpoint = 0
+        self._since_checkpoint, self._again = 0, False
         return True
 
     def _flush(self, checkpoint: bool) -> None:
         """Fsync the WAL, then checkpoint if asked (in the worker thread, or the caller's without a loop)."""
         started = time.monotonic()
-        try:
-            fd = os.open(self.wal_path, os.O_RDONLY)
-        except FileNotFoundError:
-            pass  # no WAL: everything is in the database file, which SQLite fsynced when it checkpointed
-        else:
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+        fd = self._wal_fd()
+        if fd is not None:  # None: no WAL; everything is in the database file, fsynced by SQLite's checkpoint
+            getattr(os, "fdatasync", os.fsync)(fd)  # what SQLite itself uses on Linux: the data and the size
         self.fsyncs += 1
         if checkpoint:
             self._checkpoint()
         seconds = time.monotonic() - started
+        self.longest = max(self.longest, seconds)
         if seconds > 1.0:
             log.warning("journal.slow_sync", path=str(self.db_path), seconds=round(seconds, 3))
+
+    def _wal_fd(self) -> int | None:
+        """The WAL, kept open: one syscall per barrier (each one is a wait for the GIL on the way back). SQLite
+        keeps the same file while the journal's connection is open, so the descriptor stays the right one."""
+        if self._fd is None:
+            try:
+                self._fd = os.open(self.wal_path, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                return None
+        return self._fd
 
     def _checkpoint(self) -> None:
         """Copy the WAL into the database without waiting for the writer (it restarts the WAL when it may)."""
@@ -159,12 +220,8 @@ class WalSync:
             if self._checkpointer is None:
                 self._checkpointer = sqlite3.connect(self.db_path, check_same_thread=False, isolation_level=None)
                 self._checkpointer.execute("PRAGMA synchronous=NORMAL")
-            self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            _busy, frames, copied = self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            # the writer added frames meanwhile: the WAL is restarted only once a checkpoint copied it all
+            self._again = copied < frames
         except sqlite3.Error as exc:
             log.warning("journal.checkpoint_failed", path=str(self.db_path), error=str(exc))
-
-
-def _retrieve(task: asyncio.Task[None]) -> None:
-    """A periodic barrier nobody awaits: its failure is logged in :meth:`WalSync._barrier`, not left dangling."""
-    if not task.cancelled():
-        task.exception()

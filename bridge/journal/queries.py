@@ -36,6 +36,13 @@ FOLLOWERS = "SELECT * FROM operations WHERE crm_leg = ? AND seq > ? ORDER BY seq
 
 LATER_OPEN_OPS = f"SELECT id, kind FROM operations WHERE crm_leg = ? AND seq > ? AND state IN {OPEN} ORDER BY seq"
 
+DOUBT_UNSETTLED = f"""
+UPDATE operations SET attempts = 1
+WHERE state IN {OPEN} AND kind IN ('register', 'finish') AND attempts = 0
+"""
+"""After the machine restarted under a sender: any register or finish not yet done may have been sent (its
+``sent`` mark may be what the power cut took), so it is checked before it goes out."""
+
 SKIP_PENDING_SHOWS = """
 UPDATE operations SET state = 'done', note = ?, done_at = ?
 WHERE crm_leg = ? AND state = 'pending' AND kind = 'show'

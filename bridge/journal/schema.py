@@ -84,6 +84,10 @@ MIGRATIONS: list[list[str]] = [
                         ORDER BY o.seq LIMIT 1)
         """,
     ],
+    [
+        # who sends from this journal: the boot (of the machine) its sender started in, removed on a clean close
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

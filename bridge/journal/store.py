@@ -4,20 +4,22 @@ What it promises:
 
 * ``kill -9`` (or any crash of the process) loses nothing: ``append``/``mark_*`` return once SQLite has written
   the commit into the WAL file, and the operating system keeps what was written when the process dies.
-* Nothing goes out on the strength of a mark that a power cut could undo: the sender marks operations ``sent``,
-  awaits :meth:`Journal.sync` (which returns once everything committed before it is fsynced) and only then sends.
-  So after any crash an operation that may have reached Bitrix24 is known as such (``attempts`` > 0) and is
-  checked against the statistics before it is sent again; a ``finish`` never goes out twice.
-* A power cut (or a kernel crash) can lose the commits of the last moments that no send depended on: at most
-  :data:`~bridge.journal.durability.SYNC_PERIOD` (0.2 s) plus one fsync's worth of appends and marks, because a
-  barrier runs by itself that often while something is not yet on disk. Such a lost append is a call event the
-  PBX had just reported, lost together with the machine's own memory of it; a lost ``done`` mark makes the
-  operation doubtful, so it is checked, never blindly resent. The database itself is never corrupted (WAL with
-  ``synchronous=NORMAL`` keeps it consistent; SQLite still fsyncs around every checkpoint).
+* A power cut (or a kernel crash) loses at most the commits of its last moments: while a commit is not yet on
+  disk, an fsync runs by itself within :data:`~bridge.journal.durability.SYNC_PERIOD` (0.2 s), so the loss is
+  at most that plus one fsync's worth of appends and marks. The database is never corrupted (WAL with
+  ``synchronous=NORMAL`` stays consistent; SQLite still fsyncs around every checkpoint).
+* Nothing goes out twice because of such a loss, although the sender does not wait for the disk: the sender
+  takes the journal over at its start (:meth:`Journal.take_over`), which records the machine's boot. If the last
+  sender never closed the journal and the machine has restarted since, its last ``sent`` and ``done`` marks may
+  be gone, so every register and finish not yet done is made doubtful (``attempts`` > 0): it is checked against
+  the statistics before it goes out again, and a ``finish`` that did reach Bitrix24 is found there, not resent.
+  After a crash of the process alone nothing was lost, and only what was in flight is doubtful. A tool that
+  sends without taking the journal over (``b24-bridge replay``) awaits :meth:`Journal.sync` after marking
+  operations ``sent`` and before sending them (it checks the statistics first anyway).
 
 How: SQLite in WAL mode with ``synchronous=NORMAL`` (a commit costs a ``write``, no fsync) and the fsyncs and
-checkpoints in a worker thread (:mod:`bridge.journal.durability`), so the event loop never waits for the disk.
-Without a running event loop (the CLI, tests) every commit is fsynced before it returns, as under ``FULL``.
+checkpoints in a worker thread (:mod:`bridge.journal.durability`), so neither the event loop nor a request ever
+waits for the disk. Without a running event loop (the CLI, tests) every commit is fsynced before it returns.
 
 Order rules (see :meth:`Journal.ready`): operations of one leg go strictly in ``seq`` order; anything that names
 the CALL_ID waits for ``register``; an offline leg's ``register`` waits for its ``finish`` to be journaled.
@@ -34,7 +36,7 @@ import structlog
 from bridge.domain.commands import CrmAdopt, CrmAttachRecord, CrmCommand, CrmFinish, CrmRegister
 from bridge.journal import queries
 from bridge.journal.codec import encode_command, kind_of
-from bridge.journal.durability import WalSync
+from bridge.journal.durability import WalSync, boot_id
 from bridge.journal.marks import JournalError, JournalMarks
 from bridge.journal.reading import Clock
 from bridge.journal.rows import CARD_KINDS, NEEDS_CALL_ID
@@ -49,6 +51,7 @@ class Journal(JournalMarks):
     def __init__(self, conn: sqlite3.Connection, path: Path, clock: Clock) -> None:
         super().__init__(conn, clock, WalSync(path))
         self.path = path
+        self._sender = False
 
     @classmethod
     def open(cls, path: Path | str, *, clock: Clock = time.time) -> Journal:
@@ -77,12 +80,38 @@ class Journal(JournalMarks):
         return cls(conn, path, clock)
 
     def close(self) -> None:
+        """Close; a sender that took the journal over leaves it clean (see the module docstring)."""
+        if self._sender:
+            try:
+                with self.transaction():
+                    self._x("DELETE FROM meta WHERE key = 'sender_boot'")
+            except sqlite3.Error as exc:
+                log.error("journal.close_failed", path=str(self.path), error=str(exc))
         self.wal.close()
         self._conn.close()
 
+    def take_over(self) -> tuple[int, int]:
+        """Become the journal's sender (the delivery, once, before it sends anything). What a dead process left
+        ``sent`` goes back to the queue, doubtful (:meth:`requeue_sent`); if that process never closed the journal
+        and the machine has restarted since, every register and finish not yet done becomes doubtful too. The
+        record of this start is on disk when this returns. Returns (requeued, made doubtful)."""
+        requeued = self.requeue_sent()
+        boot = boot_id()
+        with self.transaction():
+            row = self._x("SELECT value FROM meta WHERE key = 'sender_boot'").fetchone()
+            doubted = self._x(queries.DOUBT_UNSETTLED).rowcount if row is not None and row[0] != boot else 0
+            self._x("INSERT OR REPLACE INTO meta (key, value) VALUES ('sender_boot', ?)", (boot,))
+        self.wal.flush_now()
+        self._sender = True
+        if doubted:
+            note = "the machine restarted under the last sender: unsettled calls are checked first"
+            log.warning("journal.unclean_restart", path=str(self.path), doubtful=doubted, note=note)
+        return requeued, doubted
+
     async def sync(self) -> None:
         """Return once everything committed before this call is on disk (an fsync in a worker thread, shared by
-        every caller waiting at the same time). Raises :class:`OSError` when the disk fails."""
+        every caller waiting at the same time). Raises :class:`OSError` when the disk fails. A sender that did not
+        :meth:`take_over` the journal awaits this between marking operations ``sent`` and sending them."""
         await self.wal.sync()
 
     def __enter__(self) -> Journal:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from bridge.domain.commands import CallType, CrmFinish, CrmNotify, CrmRegister
-from bridge.journal import Journal, durability
+from bridge.journal import Journal, durability, store
 from tests.eventually import eventually
 
 START = datetime(2026, 3, 7, 10, 0, tzinfo=UTC)
@@ -37,6 +37,7 @@ def fsync_threads(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
         real(fd)
 
     monkeypatch.setattr(os, "fsync", recording)
+    monkeypatch.setattr(os, "fdatasync", recording)
     yield seen
 
 
@@ -85,6 +86,7 @@ async def test_a_failing_disk_fails_the_barrier(tmp_path: Path, monkeypatch: pyt
     with Journal.open(tmp_path / "j.db") as journal:
         journal.append(register("a"))
         monkeypatch.setattr(os, "fsync", broken)
+        monkeypatch.setattr(os, "fdatasync", broken)
         with pytest.raises(OSError, match="Input/output error"):
             await journal.sync()
         assert journal.wal.dirty, "nothing may count as durable"
@@ -108,6 +110,74 @@ async def test_checkpoints_keep_the_wal_small_and_lose_nothing(tmp_path: Path) -
     with Journal.open(path) as journal:
         assert len(journal.calls()) == 300
         assert journal.depth() == 600
+
+
+# --- taking the journal over after a crash or a power cut ----------------------------------------------
+
+
+def journal_with_a_dead_sender(path: Path, monkeypatch: pytest.MonkeyPatch, boot: str) -> dict[str, int]:
+    """A sender took the journal over in ``boot`` and died without closing it, after sending some of it."""
+    monkeypatch.setattr(store, "boot_id", lambda: boot)
+    journal = Journal.open(path)
+    ids = {}
+    for leg in ("done", "in-flight", "waiting"):
+        ids[leg] = journal.append(register(leg))
+        journal.append(CrmFinish(leg, 1, 5, "200"))
+    journal.append(CrmNotify(1, "x"))
+    journal.take_over()
+    journal.mark_sent([ids["done"], ids["in-flight"]])
+    journal.mark_done(ids["done"], call_id="C1")
+    journal.wal.close()  # what a dead process leaves: no clean close
+    journal._conn.close()  # the connection SQLite would drop with the process
+    return ids
+
+
+def attempts_by_leg(journal: Journal) -> dict[str, list[int]]:
+    return {leg: [op.attempts for op in journal.operations(leg) if op.state != "done"]
+            for leg in ("done", "in-flight", "waiting")}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("boot_now", "expected"),
+    [
+        ("boot-A", {"done": [0], "in-flight": [1, 0], "waiting": [0, 0]}),  # the process died: nothing was lost
+        ("boot-B", {"done": [1], "in-flight": [1, 1], "waiting": [1, 1]}),  # the machine restarted under it
+    ],
+)
+def test_after_a_restart_of_the_machine_every_unsettled_call_is_doubtful(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, boot_now: str, expected: dict[str, list[int]]
+) -> None:
+    path = tmp_path / "j.db"
+    journal_with_a_dead_sender(path, monkeypatch, boot="boot-A")
+    monkeypatch.setattr(store, "boot_id", lambda: boot_now)
+    with Journal.open(path) as journal:
+        requeued, doubted = journal.take_over()
+        assert requeued == 1
+        assert doubted == (0 if boot_now == "boot-A" else 4)
+        assert attempts_by_leg(journal) == expected
+        assert journal.operations(None)[0].attempts == 0, "a notification cannot be checked: left as it is"
+
+
+def test_a_clean_close_leaves_nothing_to_doubt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "j.db"
+    monkeypatch.setattr(store, "boot_id", lambda: "boot-A")
+    with Journal.open(path) as journal:
+        journal.append(register("a"))
+        journal.take_over()
+    monkeypatch.setattr(store, "boot_id", lambda: "boot-B")
+    with Journal.open(path) as journal:
+        assert journal.take_over() == (0, 0)
+        assert journal.operations("a")[0].attempts == 0
+
+
+def test_a_reader_does_not_clear_the_senders_record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "j.db"
+    journal_with_a_dead_sender(path, monkeypatch, boot="boot-A")
+    with Journal.open(path) as reader:  # b24-bridge journal, while the machine was up
+        reader.calls()
+    monkeypatch.setattr(store, "boot_id", lambda: "boot-B")
+    with Journal.open(path) as journal:
+        assert journal.take_over()[1] == 4
 
 
 # --- kill -9 under the event loop ----------------------------------------------------------------------
