@@ -5,8 +5,9 @@ ready operations (across calls, per call in order) are taken; those that may alr
 against the statistics, in the same requests as the others (:mod:`bridge.delivery.sending`); everything goes out
 in full ``batch`` requests (paced by the client's shared bucket), a ``register`` and what follows it linked
 through ``$result[...][CALL_ID]``; recordings are attached one by one after that. Operations are marked ``sent``
-and that mark is made durable (:meth:`~bridge.journal.Journal.sync`) before the request leaves, so after a crash
-or a power cut nothing is resent blindly: an operation that was (possibly) sent before is checked first.
+(committed) just before the request leaves, without waiting for the disk: the first cycle takes the journal over
+(:meth:`~bridge.journal.Journal.take_over`), so after a crash, or a power cut that took the last marks, nothing
+is resent blindly: an operation that was (possibly) sent before is checked against the statistics first.
 
 Retrying lives in the journal: what fails transiently waits with an exponential back-off in
 ``next_attempt_at``. Give Delivery a client built with ``retry_attempts=1``: a client-side retry of a batch
@@ -151,7 +152,7 @@ class Delivery:
         async with self._lock:
             if not self._requeued:
                 self._requeued = True
-                count = self.journal.requeue_sent()
+                count, _doubtful = self.journal.take_over()
                 if count:
                     log.warning("delivery.requeued", operations=count, reason="found in flight at start")
             for leg in self.journal.take_offline(self.settings.register_timeout):
@@ -174,7 +175,6 @@ class Delivery:
         cmd = op.command
         name = getattr(cmd, "recording", "")
         self.journal.mark_sent([op.id])
-        await self.journal.sync()
         try:
             content = await self.recording_loader(name)
         except Exception as exc:

@@ -6,8 +6,8 @@ need no check; the chains a check found absent join the others, and they go out 
 the journal has more than this cycle holds, a last batch that is not full waits for the next cycle, which tops
 it up (a chain found absent is remembered until it is sent, so it is not checked twice).
 
-Before every request the operations in it are marked ``sent`` and :meth:`~bridge.journal.Journal.sync` makes
-that mark durable: only then may the request leave.
+Before every request the operations in it are marked ``sent`` (a commit, not an fsync: see
+:mod:`bridge.journal.store` for why a power cut cannot make that send a second one).
 """
 
 from __future__ import annotations
@@ -97,7 +97,6 @@ class Sender:
             self.journal.mark_sent([op.id for op in ops])
             for chain in plan.chains:
                 self._absent.pop(chain.leg or "", None)
-            await self._durable(ops)
         started = time.monotonic()
         try:
             batch = await self.client.batch(commands)
@@ -119,16 +118,6 @@ class Sender:
             for chain in plan.chains:
                 self.settler.settle_chain(chain, batch)
             return self._checked(checks, batch)
-
-    async def _durable(self, ops: list[PendingOp]) -> None:
-        """Wait until the ``sent`` marks are on disk; if the wait is cancelled, nothing left: say so."""
-        try:
-            await self.journal.sync()
-        except asyncio.CancelledError:
-            with self.journal.transaction():
-                for op in ops:
-                    self.journal.mark_failed(op.id, "cancelled before it was sent", permanent=False, arrived=False)
-            raise
 
     def _failed(self, ops: list[PendingOp], checks: list[Chain], reason: str, code: str, *, arrived: bool) -> None:
         """The whole request failed: every op waits for its next try, every check too. A permanent error of the

@@ -17,11 +17,10 @@ import pytest
 from bridge.config import Bitrix24Settings
 from bridge.config_reader import Secret
 from bridge.crm.client import Bitrix24Client
-from bridge.crm.envelope import BatchResult
 from bridge.crm.telephony import Telephony
 from bridge.delivery import Delivery
 from bridge.domain.commands import CallType, CrmFinish, CrmRegister
-from bridge.journal import Journal
+from bridge.journal import Journal, store
 from bridge.sim.bitrix24 import Bitrix24Simulator
 from tests.eventually import eventually
 from tests.integration.b24_proxy import B24Proxy
@@ -132,21 +131,31 @@ async def test_a_refused_connection_leaves_the_call_certain_so_it_is_mirrored_wi
     assert not [m for r in proxy.log for _k, m, _p in r.commands() if m == STATISTIC_GET]
 
 
-async def test_nothing_leaves_before_its_sent_mark_is_on_disk(sim: Bitrix24Simulator, tmp_path: Path) -> None:
-    with Journal.open(tmp_path / "j.db") as journal:
-        journal_offline(journal, 120, doubtful_every=4)
-        delivery = make_delivery(journal, sim.webhook_url)
-        batch = delivery.client.batch
-        durable_when_sent: list[bool] = []
-
-        async def watched(commands: Any, **kwargs: Any) -> BatchResult:
-            sending = [k for k in commands if k.startswith("op")]
-            if sending:
-                states = {op.id: op.state for call in journal.calls() for op in journal.operations(call.crm_leg)}
-                assert all(states[int(k[2:])] == "sent" for k in sending)
-                durable_when_sent.append(not journal.wal.dirty)
-            return await batch(commands, **kwargs)
-
-        delivery.client.batch = watched  # type: ignore[method-assign]
-        await run_until_drained(delivery)
-    assert durable_when_sent and all(durable_when_sent), "a request left before its sent mark was fsynced"
+async def test_calls_whose_marks_a_power_cut_took_are_found_in_bitrix24_not_sent_again(
+    sim: Bitrix24Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sender does not wait for the disk before a request: a power cut may take the ``sent`` and ``done``
+    marks of calls that reached Bitrix24. After the machine restarts they are checked, found, and not resent."""
+    path = tmp_path / "j.db"
+    monkeypatch.setattr(store, "boot_id", lambda: "boot-before")
+    with Journal.open(path) as journal:
+        journal_offline(journal, 10)
+    async with B24Proxy(sim) as proxy:
+        delivery = make_delivery(Journal.open(path), proxy.webhook_url)
+        await run_until_drained(delivery)  # everything reached Bitrix24 ...
+        delivery.journal.wal.close()  # ... and the machine lost power: no clean close
+        delivery.journal._conn.close()
+    with Journal.open(path) as journal, journal.transaction():  # ... taking the marks of five calls with it
+        for i in range(5):
+            for op in journal.operations(f"off-{i}"):
+                journal._x("UPDATE operations SET state = 'pending', attempts = 0, tries = 0 WHERE id = ?", (op.id,))
+            journal._refresh_call(f"off-{i}", journal._clock())
+    monkeypatch.setattr(store, "boot_id", lambda: "boot-after")
+    async with B24Proxy(sim) as proxy:
+        with Journal.open(path) as journal:
+            await run_until_drained(make_delivery(journal, proxy.webhook_url))
+            notes = {op.note for i in range(5) for op in journal.operations(f"off-{i}")}
+    assert len(mirrored_once(sim)) == 10, "no call registered or finished twice"
+    checked = {p["FILTER[EXTERNAL_CALL_ID]"] for r in proxy.log for _k, m, p in r.commands() if m == STATISTIC_GET}
+    assert checked == {f"off-{i}" for i in range(5)}
+    assert notes == {"already in Bitrix24 (voximplant.statistic.get)"}
