@@ -5,6 +5,9 @@ Running it apart from the simulators makes its CPU time and RSS its own. It is t
 simulators), logging JSON at ``info`` into ``LOGFILE`` as it would into journald. ``MODE`` ``naive`` swaps the
 delivery's client for :class:`bench.naive.OneCommandPerRequest` before the first call arrives.
 
+Once connected it tunes the garbage collector as the daemon's start-up does (:mod:`bridge.gc_tuning`); the
+environment variable ``BENCH_GC=default`` leaves CPython's defaults instead, to compare.
+
 Protocol on stdin/stdout, one JSON object per line: the child prints ``{"ready": ...}`` once connected, then
 answers each ``stats`` line with its figures; ``stop`` stops the daemon as SIGTERM does (``{"stopped": true}``).
 """
@@ -28,6 +31,7 @@ from bridge.crm.client import Bitrix24Client
 from bridge.crm.telephony import Telephony
 from bridge.daemon import Daemon, Timing
 from bridge.domain.commands import CrmCommand
+from bridge.gc_tuning import tune_after_startup
 from bridge.journal import Journal
 
 MODES = ("paced", "naive")
@@ -50,8 +54,9 @@ def cpu_seconds() -> float:
 
 
 class Stalls:
-    """How long the daemon's event loop was kept from running (a 10 ms timer's overshoot), its longest GC pause and
-    its slowest journal append (a durable SQLite commit, made on the event loop).
+    """How long the daemon's event loop was kept from running (a 10 ms timer's overshoot), its longest GC pause, its
+    slowest journal append (a SQLite commit, made on the event loop) and its slowest journal fsync (made in the
+    journal's worker thread: a request waits for it, the event loop does not).
 
     Lags go into a fixed histogram of 1 ms buckets, so watching costs the same memory however long it runs.
     """
@@ -64,11 +69,13 @@ class Stalls:
         self.lag_max_ms = 0.0
         self.gc_max_ms = 0.0
         self.append_max_ms = 0.0
+        self.journal: Journal | None = None
         self._gc_started = 0.0
         gc.callbacks.append(self._on_gc)
 
     def time_appends(self, journal: Journal) -> None:
         """Time every ``append`` the dispatcher makes (the same journal object is its outbox)."""
+        self.journal = journal
         append = journal.append
 
         def timed(cmd: CrmCommand, *, linkedid: str = "", pbx_call: str = "") -> int:
@@ -104,8 +111,11 @@ class Stalls:
             if seen >= 0.99 * total:
                 p99 = float(bucket + 1)
                 break
+        sync_ms = self.journal.wal.longest * 1000 if self.journal is not None else 0.0
         taken = {"lag_p99_ms": p99 if total else 0.0, "lag_max_ms": self.lag_max_ms, "gc_max_ms": self.gc_max_ms,
-                 "append_max_ms": self.append_max_ms}  # fmt: skip
+                 "append_max_ms": self.append_max_ms, "sync_max_ms": sync_ms}  # fmt: skip
+        if self.journal is not None:
+            self.journal.wal.longest = 0.0
         self.histogram = [0] * (self.BUCKETS + 1)
         self.lag_max_ms = self.gc_max_ms = self.append_max_ms = 0.0
         return taken
@@ -152,6 +162,8 @@ async def main(config: Path, mode: str) -> int:
     daemon = Daemon(settings, timing=CHILD_TIMING)
     serving = asyncio.create_task(daemon.serve(install_signals=False))
     await _until_connected(daemon, serving)
+    if os.environ.get("BENCH_GC") != "default":
+        tune_after_startup()
     client = use_naive_client(daemon) if mode == "naive" else daemon.delivery_client
     stalls = Stalls()
     stalls.time_appends(daemon.journal)

@@ -54,7 +54,8 @@ def _steady_note(steady: dict[str, Steady]) -> str:
         f"{mode}: {len(s.samples_ms):,} pairs ({s.unmatched} unmatched), {s.calls_ended} calls ended, daemon "
         f"active {s.active[0]}..{s.active[1]}, {s.requests:,} requests, event-loop lag p99 "
         f"{s.stalls.get('lag_p99_ms', 0):.0f} ms / max {s.stalls.get('lag_max_ms', 0):.0f} ms, longest GC "
-        f"{s.stalls.get('gc_max_ms', 0):.0f} ms, slowest journal append {s.stalls.get('append_max_ms', 0):.0f} ms"
+        f"{s.stalls.get('gc_max_ms', 0):.0f} ms, slowest journal append {s.stalls.get('append_max_ms', 0):.0f} ms, "
+        f"slowest journal fsync {s.stalls.get('sync_max_ms', 0):.0f} ms"
         for mode, s in steady.items()
     )
     return (
@@ -63,9 +64,11 @@ def _steady_note(steady: dict[str, Steady]) -> str:
         "one hold time is measured. Pairs: a caller entering Stasis -> that call's `register`, its hang-up -> its "
         "`finish`, stamped when the PBX simulator hands the event to the ARI socket and when the portal simulator "
         f"starts the command. With {len(first.samples_ms):,} pairs, p99 is {_nth_worst(len(first.samples_ms))}: one "
-        "stall of the daemon's event loop (a slow durable commit of the journal, a full garbage collection) delays "
-        "every pair in flight, so this figure moves from run to run with the disk and the machine's other load; "
-        "the loop's lag, the longest GC pause and the slowest journal append over the window are given below. CPU "
+        "stall of the daemon's event loop (a garbage collection, a slow commit of the journal) delays every pair in "
+        "flight, so this figure moves from run to run with the machine's other load; the loop's lag, the longest GC "
+        "pause (the daemon freezes its start-up objects out of collection: `bridge.gc_tuning`), the slowest journal "
+        "append and the slowest journal fsync (in the journal's worker thread; nothing waits for it) over the window "
+        "are given below. CPU "
         f"is the daemon process's user+system time over the window divided by the calls that ended in it. {details}."
     )
 

@@ -22,6 +22,7 @@ from bridge.crm.pacing import SAFETY_MARGIN
 POLL = 0.05
 SATURATION_TALK = 0.5
 SETTLE_TIMEOUT = 10.0
+STALLS = ("lag_p99_ms", "lag_max_ms", "gc_max_ms", "append_max_ms", "sync_max_ms")
 
 
 def bucket_filled(live: Live, bucket: Bucket) -> asyncio.Event:
@@ -139,7 +140,8 @@ class Steady:
     requests: int = 0
     query_limit_exceeded: int = 0
     stalls: dict[str, float] = field(default_factory=dict)
-    """The daemon's event loop lag (p99, max), longest GC pause and slowest journal append over the window, ms."""
+    """The daemon's event loop lag (p99, max), longest GC pause, slowest journal append and slowest journal fsync
+    over the window, ms."""
     refused_in_phase: int = 0
     """503 ``QUERY_LIMIT_EXCEEDED`` answers over the whole phase."""
 
@@ -185,6 +187,6 @@ async def steady(workdir: Path, mode: str, sizes: Sizes, bucket: Bucket = SCALED
             calls_ended=ends,
             requests=after["requests"] - before["requests"],
             query_limit_exceeded=after["query_limit_exceeded"] - before["query_limit_exceeded"],
-            stalls={name: float(last[name]) for name in ("lag_p99_ms", "lag_max_ms", "gc_max_ms", "append_max_ms")},
+            stalls={name: float(last[name]) for name in STALLS},
             refused_in_phase=live.portal_counters()["query_limit_exceeded"],
         )
