@@ -4,13 +4,17 @@ The journal runs SQLite in WAL mode with ``synchronous=NORMAL``: a commit is wri
 operating system has it as soon as the commit returns, so ``kill -9`` loses nothing) but not fsynced. This module
 does the fsync, in a worker thread of its own: :meth:`WalSync.sync` is an asynchronous barrier that returns once
 every commit made before it was called is on disk (one fsync covers every commit before it: group commit), and
-while there are commits not yet on disk a barrier runs by itself within :data:`SYNC_PERIOD`. Fsyncing the WAL
-from another file descriptor is exactly what SQLite's ``synchronous=FULL`` does at every commit (fsync is per
-file, not per descriptor), so a commit covered by a barrier survives a power cut just as it would under FULL.
+while there are commits not yet on disk a barrier runs by itself within :data:`SYNC_PERIOD`. Syncing the WAL
+(``fdatasync``, as SQLite does on Linux) from another file descriptor is what SQLite's ``synchronous=FULL`` does
+at every commit (the sync is per file, not per descriptor), so a commit covered by a barrier survives a power cut
+just as it would under FULL (SQLite's documentation: in WAL mode, FULL syncs the WAL at every commit, NORMAL
+omits that sync and keeps the database consistent; a commit is durable across an application crash either way).
 
 Checkpoints (copying the WAL back into the database file, two fsyncs) run in the same worker thread on a second
 connection, so SQLite's own automatic checkpoint, which would run them on the writer's thread, is switched off.
-Without a running event loop (the CLI, tests) every commit is made durable at once, as under FULL.
+One sync stays on the writer's thread: SQLite syncs the WAL's header when it starts reusing the WAL after a
+complete checkpoint (once per :data:`CHECKPOINT_COMMITS` commits or so). Without a running event loop (the CLI,
+tests) every commit is made durable at once, as under FULL.
 """
 
 from __future__ import annotations
