@@ -114,10 +114,25 @@ class Sender:
             self._failed(ops, checks, f"{type(exc).__name__}: {exc}", "INTERNAL", arrived=True)
             return []
         self.observer.batch_sent(len(commands), time.monotonic() - started, ok=True)
+        await self._settle(plan.chains, batch)
         with self.journal.transaction():
-            for chain in plan.chains:
-                self.settler.settle_chain(chain, batch)
             return self._checked(checks, batch)
+
+    async def _settle(self, chains: list[Chain], batch: BatchResult) -> None:
+        """Record the answers chain by chain (one commit each), letting the PBX's events in between: settling 50
+        operations with their log lines at once would hold the event loop for milliseconds."""
+        done = 0
+        try:
+            for chain in chains:
+                with self.journal.transaction():
+                    self.settler.settle_chain(chain, batch)
+                done += 1
+                await asyncio.sleep(0)
+        except asyncio.CancelledError:  # the answers are here: record them all before stopping
+            with self.journal.transaction():
+                for chain in chains[done:]:
+                    self.settler.settle_chain(chain, batch)
+            raise
 
     def _failed(self, ops: list[PendingOp], checks: list[Chain], reason: str, code: str, *, arrived: bool) -> None:
         """The whole request failed: every op waits for its next try, every check too. A permanent error of the
