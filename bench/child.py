@@ -5,8 +5,8 @@ Running it apart from the simulators makes its CPU time and RSS its own. It is t
 simulators), logging JSON at ``info`` into ``LOGFILE`` as it would into journald. ``MODE`` ``naive`` swaps the
 delivery's client for :class:`bench.naive.OneCommandPerRequest` before the first call arrives.
 
-Once connected it tunes the garbage collector as the daemon's start-up does (:mod:`bridge.gc_tuning`); the
-environment variable ``BENCH_GC=default`` leaves CPython's defaults instead, to compare.
+The daemon's start-up tunes the garbage collector (:mod:`bridge.gc_tuning`); the environment variable
+``BENCH_GC=default`` puts CPython's defaults back once connected, to compare.
 
 Protocol on stdin/stdout, one JSON object per line: the child prints ``{"ready": ...}`` once connected, then
 answers each ``stats`` line with its figures; ``stop`` stops the daemon as SIGTERM does (``{"stopped": true}``).
@@ -31,12 +31,13 @@ from bridge.crm.client import Bitrix24Client
 from bridge.crm.telephony import Telephony
 from bridge.daemon import Daemon, Timing
 from bridge.domain.commands import CrmCommand
-from bridge.gc_tuning import tune_after_startup
 from bridge.journal import Journal
 
 MODES = ("paced", "naive")
 CHILD_TIMING = Timing(grace=0.5, flush=0.5)
 START_TIMEOUT = 30.0
+CPYTHON_GC_THRESHOLD = (700, 10, 10)
+"""CPython's own thresholds, for ``BENCH_GC=default``."""
 
 
 def rss_kib() -> int:
@@ -162,8 +163,9 @@ async def main(config: Path, mode: str) -> int:
     daemon = Daemon(settings, timing=CHILD_TIMING)
     serving = asyncio.create_task(daemon.serve(install_signals=False))
     await _until_connected(daemon, serving)
-    if os.environ.get("BENCH_GC") != "default":
-        tune_after_startup()
+    if os.environ.get("BENCH_GC") == "default":
+        gc.unfreeze()
+        gc.set_threshold(*CPYTHON_GC_THRESHOLD)
     client = use_naive_client(daemon) if mode == "naive" else daemon.delivery_client
     stalls = Stalls()
     stalls.time_appends(daemon.journal)

@@ -34,6 +34,7 @@ from bridge.delivery.loop import Delivery
 from bridge.delivery.recordings import recording_loader
 from bridge.dispatch import Dispatcher, StampedQueue
 from bridge.domain.scheme import Plan
+from bridge.gc_tuning import tune_after_startup
 from bridge.http_api import Health, build_app
 from bridge.journal.lock import JournalBusy, exclusive
 from bridge.journal.store import Journal
@@ -164,6 +165,7 @@ class Daemon:
             "recovery",
         )
         self._spawn(self.notifier.watchdog(self.alive), "watchdog")
+        tune_after_startup()
         self.notifier.ready()
         self.started.set()
         log.info("daemon.started", http=f"{s.http.host}:{self.http_port}", lines=sorted(s.plan.lines))

@@ -44,7 +44,7 @@ event                              meaning
 ``callback.rejected``              a callback request for an unknown line
 ``callback.failed``                the PBX refused to dial a callback
 ``crm.queued``                     a Bitrix24 operation was written to the journal
-``crm.continued``                  a re-routed call goes on with the CRM leg the dead process registered (no 2nd register)
+``crm.continued``                  a re-routed call keeps the CRM leg the dead process registered (no 2nd register)
 ``crm.request``                    one HTTP request to Bitrix24 (debug)
 ``crm.delivered``                  Bitrix24 confirmed an operation (``method``, ``crm_leg``)
 ``crm.skipped``                    an operation settled without sending (a card for a call already over)
