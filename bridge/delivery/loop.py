@@ -4,10 +4,12 @@ One cycle: calls whose ``register`` is stuck past ``register_timeout`` go offlin
 ready operations (across calls, per call in order) are taken; those that may already have arrived are checked
 against the statistics, in the same requests as the others (:mod:`bridge.delivery.sending`); everything goes out
 in full ``batch`` requests (paced by the client's shared bucket), a ``register`` and what follows it linked
-through ``$result[...][CALL_ID]``; recordings are attached one by one after that. Operations are marked ``sent``
-(committed) just before the request leaves, without waiting for the disk: the first cycle takes the journal over
-(:meth:`~bridge.journal.Journal.take_over`), so after a crash, or a power cut that took the last marks, nothing
-is resent blindly: an operation that was (possibly) sent before is checked against the statistics first.
+through ``$result[...][CALL_ID]``. Recordings go to lanes of their own (``UPLOAD_LANES`` uploads at a time,
+sharing the bucket), so that a backlog of uploads, each a request of its own, never holds up the next cycle's registers.
+Operations are marked ``sent`` (committed) just before the request leaves, without waiting for the disk: the
+first cycle takes the journal over (:meth:`~bridge.journal.Journal.take_over`), so after a crash, or a power cut
+that took the last marks, nothing is resent blindly: an operation that was (possibly) sent before is checked
+against the statistics first.
 
 Retrying lives in the journal: what fails transiently waits with an exponential back-off in
 ``next_attempt_at``. Give Delivery a client built with ``retry_attempts=1``: a client-side retry of a batch
@@ -20,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 
 import structlog
@@ -40,6 +43,9 @@ RecordingLoader = Callable[[str], Awaitable[bytes | None]]
 """Recording name -> its bytes, or None when there is no such recording; may raise when unreachable."""
 
 ERROR_PAUSE_MAX = 30.0
+UPLOAD_LANES = 2
+"""Recordings uploaded at once: enough to hide one upload's latency, few enough that a batch waits behind at most
+this many requests in the bucket."""
 BATCHES_PER_CYCLE = 3
 """A cycle takes this many batches' worth of operations: room for 50 checks and the calls they clear."""
 
@@ -79,6 +85,8 @@ class Delivery:
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self._requeued = False
+        self._uploads: deque[PendingOp] = deque()
+        self._uploading: set[asyncio.Task[None]] = set()
 
     @property
     def client(self) -> Bitrix24Client:
@@ -95,6 +103,12 @@ class Delivery:
 
     async def run(self) -> None:
         """Deliver until cancelled."""
+        try:
+            await self._run()
+        finally:
+            await self._stop_uploads()
+
+    async def _run(self) -> None:
         failures = 0
         while True:
             self._wake.clear()
@@ -136,6 +150,9 @@ class Delivery:
                 while True:
                     if await self.deliver_once():
                         continue
+                    if self._uploading:
+                        await asyncio.wait(set(self._uploading))  # on a timeout they go on
+                        continue
                     due = self.journal.next_due(self.settings.register_timeout)
                     if due is None:
                         return True
@@ -165,16 +182,37 @@ class Delivery:
                 return False
             chains = chains_of(ops)
             more_waiting = len(ops) > limit - self.batch_limit // 5
+            records = [chain.head for chain in chains if chain.is_record]
+            if records:
+                self.journal.mark_sent([op.id for op in records])  # in the upload lane now: not ready again
+                self._uploads.extend(records)
+                while len(self._uploading) < min(UPLOAD_LANES, len(self._uploads)):
+                    lane = asyncio.create_task(self._upload_all(), name="delivery-uploads")
+                    self._uploading.add(lane)
+                    lane.add_done_callback(self._uploading.discard)
             await self.sender.send([c for c in chains if not c.is_record], more_waiting=more_waiting)
-            for chain in chains:
-                if chain.is_record:
-                    await self._attach(chain.head)
             return True
+
+    async def _upload_all(self) -> None:
+        while self._uploads:
+            op = self._uploads.popleft()
+            try:
+                await self._attach(op)
+            except Exception:  # the journal failed us: the op stays sent, retried after the next start
+                log.exception("delivery.error", crm_leg=op.crm_leg, method="telephony.externalCall.attachRecord")
+            self.notify()  # a retry's new due time, or room for the next cycle
+
+    async def _stop_uploads(self) -> None:
+        """Uploads not done stay ``sent`` in the journal, put back in the queue at the next start."""
+        lanes = list(self._uploading)
+        for lane in lanes:
+            lane.cancel()
+        await asyncio.gather(*lanes, return_exceptions=True)
+        self._uploads.clear()
 
     async def _attach(self, op: PendingOp) -> None:
         cmd = op.command
         name = getattr(cmd, "recording", "")
-        self.journal.mark_sent([op.id])
         try:
             content = await self.recording_loader(name)
         except Exception as exc:

@@ -20,6 +20,8 @@ log = structlog.get_logger(__name__)
 
 Clock = Callable[[], float]
 RIDERS = CARD_KINDS | {"finish"}
+LIVE_SHARE = 2 / 3
+"""Of what :meth:`JournalReader.ready` returns, the most that live legs may take ahead of older work."""
 """What may ride on a register in the same batch (named as ``$result[<register>][CALL_ID]``)."""
 
 
@@ -36,7 +38,7 @@ class JournalReader:
         raise NotImplementedError
 
     def ready(self, limit: int = 50, *, chain_limit: int = 50) -> list[PendingOp]:
-        """Operations that may be sent now, the longest due first, at most ``limit``.
+        """Operations that may be sent now, at most ``limit``: live legs' first, then the longest due.
 
         Per leg only its head (the first operation not yet done or failed) and only if it is ``pending`` and due;
         show/hide/finish/attachRecord only once a CALL_ID is known; an offline leg only once its end is journaled.
@@ -65,12 +67,18 @@ class JournalReader:
         return picked
 
     def _due_heads(self, now: float, limit: int) -> list[sqlite3.Row]:
-        """Heads of legs and operations of no leg that are due, merged by when they became due."""
+        """Heads that are due: first those of live legs (up to ``LIVE_SHARE`` of ``limit``), then every leg's and
+        the operations of no leg, merged by when they became due. After an outage the live calls' cards thus
+        appear (and their ``register`` beats ``register_timeout``) while the offline backlog drains behind them,
+        yet the backlog always keeps a share."""
+        live = self._x(queries.READY_LIVE_HEADS, {"now": now, "limit": max(1, int(limit * LIVE_SHARE))}).fetchall()
+        taken = {row["id"] for row in live}
         params = {"now": now, "limit": limit}
         legs = self._x(queries.READY_HEADS, params).fetchall()
         loose = self._x(queries.READY_LOOSE, params).fetchall()
         merged = heapq.merge(legs, loose, key=lambda row: (row["due"], row["id"]))
-        return [row for row in merged if row["state"] == "pending" and self._may_go(row)][:limit]
+        rest = (row for row in merged if row["id"] not in taken)
+        return [row for row in (*live, *rest) if row["state"] == "pending" and self._may_go(row)][:limit]
 
     @staticmethod
     def _may_go(head: sqlite3.Row) -> bool:

@@ -88,6 +88,10 @@ MIGRATIONS: list[list[str]] = [
         # who sends from this journal: the boot (of the machine) its sender started in, removed on a clean close
         "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     ],
+    [
+        # live legs' heads apart, so that they go ahead of an offline backlog without reading it
+        "CREATE INDEX calls_online_due ON calls (head_due, head_op) WHERE head_due IS NOT NULL AND mode = 'online'",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -40,8 +40,9 @@ def register(leg: str) -> CrmRegister:
 
 
 def expected_heads(conn: sqlite3.Connection, now: float) -> list[int]:
-    """The rule, read from every operation: per leg the first one not yet settled, if it may go now."""
-    heads = []
+    """The rule, read from every operation: per leg the first one not yet settled, if it may go now; live legs
+    first (there are never enough of them here to reach their share), then the rest, the longest due first."""
+    heads, live = [], []
     for (leg,) in conn.execute("SELECT DISTINCT crm_leg FROM operations WHERE crm_leg IS NOT NULL"):
         head = conn.execute(
             "SELECT * FROM operations WHERE crm_leg = ? AND state IN ('pending', 'sent') ORDER BY seq LIMIT 1", (leg,)
@@ -53,13 +54,13 @@ def expected_heads(conn: sqlite3.Connection, now: float) -> list[int]:
             continue
         if head["kind"] in ("show", "hide", "finish", "attach_record") and call["call_id"] is None:
             continue
-        heads.append((head["next_attempt_at"], head["id"]))
+        (live if call["mode"] == "online" else heads).append((head["next_attempt_at"], head["id"]))
     loose = conn.execute(
         "SELECT next_attempt_at, id FROM operations WHERE crm_leg IS NULL AND state = 'pending'"
         " AND next_attempt_at <= ?",
         (now,),
     ).fetchall()
-    return [op_id for _due, op_id in sorted(heads + [tuple(r) for r in loose])]
+    return [op_id for _due, op_id in [*sorted(live), *sorted(heads + [tuple(r) for r in loose])]]
 
 
 def ready_heads(journal: Journal) -> list[int]:
@@ -207,3 +208,18 @@ def test_a_journal_of_the_first_schema_gets_its_heads_on_opening(tmp_path: Path)
     with Journal.open(path, clock=lambda: now + 1) as journal:
         ready = [(op.crm_leg, op.kind, op.attempts, op.tries) for op in journal.ready()]
     assert ready == [("online", "finish", 0, 0), ("offline", "register", 2, 2), ("offline", "finish", 0, 0)]
+
+
+def test_live_calls_go_ahead_of_an_offline_backlog_which_keeps_a_third(tmp_path: Path) -> None:
+    """After an outage, a new call's register must not wait behind the whole replay (it would go offline too)."""
+    clock = Clock()
+    with Journal.open(tmp_path / "j.db", clock=clock) as journal:
+        backlog(journal, 300, clock, waiting=False)
+        clock.now += 60
+        live = {journal.append(register(f"live-{i}")) for i in range(200)}
+        picked = journal.ready(150)
+        assert len(picked) == 150
+        assert {op.id for op in picked[:100]} <= live, "two thirds go to the live calls, newer though they are"
+        rest = picked[100:]
+        assert rest and all(op.crm_leg.startswith("b-") for op in rest if op.crm_leg), "the backlog keeps the rest"
+        assert rest[0].crm_leg == "b-0", "and it still goes oldest first"

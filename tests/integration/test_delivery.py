@@ -420,6 +420,34 @@ async def test_recordings_are_attached_after_finish_and_a_missing_one_is_reporte
     assert "ARI is not reachable" in stack.journal.operations("flaky")[-1].last_error
 
 
+async def test_a_backlog_of_recordings_does_not_hold_up_a_new_calls_register(
+    sim: Bitrix24Simulator, make_stack: Callable[..., Awaitable[Stack]]
+) -> None:
+    """Each upload is a request of its own; after an outage there may be hundreds. A call ringing meanwhile must
+    still get its card within ``register_timeout`` (0.5 s here) instead of going offline."""
+    audio = b"RIFF" + bytes(range(256)) * 40
+
+    async def slow_loader(name: str) -> bytes | None:
+        await asyncio.sleep(0.05)  # 60 uploads: 3 s at least
+        return audio
+
+    observer = CountingObserver()
+    stack = await make_stack(sim, loader=slow_loader, observer=observer)
+    for i in range(60):
+        stack.append(register(f"old-{i}", show=False))
+        stack.append(CrmFinish(f"old-{i}", 11, 60, "200"))
+        stack.append(CrmAttachRecord(f"old-{i}", f"rec-{i}"))
+    stack.start()
+    await eventually(lambda: any("record" in c for c in stack.sim_calls().values()), message="no upload began")
+    stack.append(register("ringing-now"))
+    await eventually(lambda: "ringing-now" in stack.sim_calls(), timeout=2.0, message="register held up")
+    attached = sum(1 for c in stack.sim_calls().values() if "record" in c)
+    assert attached < 60, "the register went out while the uploads were still going"
+    assert observer.offline_legs == []
+    await stack.drained()
+    assert all("record" in c for leg, c in stack.sim_calls().items() if leg.startswith("old-"))
+
+
 async def test_tasks_and_notifications_go_out_too(
     sim: Bitrix24Simulator, make_stack: Callable[..., Awaitable[Stack]]
 ) -> None:
@@ -439,11 +467,19 @@ async def test_tasks_and_notifications_go_out_too(
 async def test_flush_delivers_what_it_can_and_says_when_it_could_not(
     sim: Bitrix24Simulator, make_stack: Callable[..., Awaitable[Stack]]
 ) -> None:
-    stack = await make_stack(sim, register_timeout=30)
+    audio = b"RIFF" + bytes(range(256)) * 40
+
+    async def loader(name: str) -> bytes | None:
+        await asyncio.sleep(0.2)
+        return audio
+
+    stack = await make_stack(sim, register_timeout=30, loader=loader)
     stack.append(register("f1"))
     stack.append(CrmFinish("f1", 11, 9, "200"))
+    stack.append(CrmAttachRecord("f1", "rec-f1"))
     assert await stack.delivery.flush(5.0) is True
     assert stack.sim_calls()["f1"]["status"] == "finished"
+    assert stack.sim_calls()["f1"]["record"] == {"name": "rec-f1.wav", "size": len(audio)}, "flush waits for uploads"
     sim.set_fault(outage_seconds=30)
     stack.append(register("f2"))
     assert await stack.delivery.flush(0.5) is False
