@@ -38,9 +38,10 @@ check: lint test
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
-# The slow suites: the full chaos run and the long tests elsewhere (a real 60 s outage, ...).
+# The slow suites: the full chaos run and the long tests elsewhere (a real 60 s outage, ...). The full chaos
+# run's figures go to bench/chaos-figures.json, which `python -m bench --write` puts into BENCHMARKS.md.
 chaos: $(STAMP)
-	$(BIN)/python -m pytest -q -p no:cacheprovider -m slow tests
+	CHAOS_FIGURES=bench/chaos-figures.json $(BIN)/python -m pytest -q -p no:cacheprovider -m slow tests
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime
 
+from bench.chaos_section import chaos_section
 from bench.core import CoreSpeed
 from bench.load import Saturation, Steady
 from bench.memory import SETTLE_TIMEOUT, Memory
@@ -157,4 +158,5 @@ def document(results: Results, machine: dict[str, str], elapsed: float, command:
     ]
     for paragraph in notes(results):
         lines += [paragraph, ""]
+    lines += chaos_section()
     return "\n".join(lines)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
+from bench.chaos_section import chaos_section
 from bench.core import core_speed
 from bench.document import document
 from bench.load import saturation, steady
@@ -125,3 +127,22 @@ def test_targets_and_percentiles() -> None:
     assert percentile([float(i) for i in range(1, 101)], 0.99) == 99.0
     target = at_most(20, "<= 20 ms")
     assert target.check(20.0) is True and target.check(20.5) is False and target.check(float("nan")) is None
+
+
+def test_the_full_chaos_run_is_reported_when_recorded(tmp_path: Path) -> None:
+    path = tmp_path / "chaos-figures.json"
+    assert "`make chaos` records one" in "\n".join(chaos_section(path))
+    run = {
+        "run_at": "2026-11-22 08:00 UTC",
+        "machine": {"cores": 2, "python": "3.11.7", "os": "Linux"},
+        "plan": {"calls": 1000, "lanes": 25, "error_rate": 0.1, "outage_seconds": 60.0, "ring_seconds": 1.0,
+                 "disconnects": [[0.3, True, True]]},
+        "figures": {"calls": 1000, "offline_calls": 519, "drain_seconds": 39.0, "broken_invariants": {}},
+    }  # fmt: skip
+    path.write_text(json.dumps(run), encoding="utf-8")
+    text = "\n".join(chaos_section(path))
+    assert "every invariant held" in text and "1000 calls on 25 lines" in text
+    assert "| calls mirrored offline (register not through within `register_timeout`) | 519 |" in text
+    run["figures"]["broken_invariants"] = {"duration": 3}  # type: ignore[index]
+    path.write_text(json.dumps(run), encoding="utf-8")
+    assert "broken invariants: {'duration': 3}" in "\n".join(chaos_section(path))
