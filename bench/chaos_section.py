@@ -49,7 +49,7 @@ def chaos_section(path: Path = CHAOS_FIGURES) -> list[str]:
         f"`make chaos` (`tests/chaos/test_chaos.py::test_chaos_full`) on {run.get('run_at', '?')}, "
         f"{machine.get('cores', '?')} cores, Python {machine.get('python', '?')}: {verdict} (each call in Bitrix24 "
         "exactly once with the right employee, status and duration within 1 s; no finish twice; no card left "
-        f"shown). Plan: {plan.get('calls', '?')} calls on {plan.get('lanes', '?')} lines, "
+        f"shown). Plan: {_value(plan.get('calls', '?'))} calls on {plan.get('lanes', '?')} lines, "
         f"{plan.get('error_rate', 0) * 100:g} % of Bitrix24 requests failed on purpose, one "
         f"{plan.get('outage_seconds', '?'):g} s outage, {len(plan.get('disconnects', []))} AMI/ARI disconnects, one "
         f"`kill -9` and restart; one ring is {plan.get('ring_seconds', '?'):g} s and the portal's rate is scaled to "

@@ -141,7 +141,7 @@ def test_the_full_chaos_run_is_reported_when_recorded(tmp_path: Path) -> None:
     }  # fmt: skip
     path.write_text(json.dumps(run), encoding="utf-8")
     text = "\n".join(chaos_section(path))
-    assert "every invariant held" in text and "1000 calls on 25 lines" in text
+    assert "every invariant held" in text and "1,000 calls on 25 lines" in text
     assert "| calls mirrored offline (register not through within `register_timeout`) | 519 |" in text
     run["figures"]["broken_invariants"] = {"duration": 3}  # type: ignore[index]
     path.write_text(json.dumps(run), encoding="utf-8")
