@@ -49,6 +49,9 @@ from bridge.systemd import Notifier
 log = structlog.get_logger(__name__)
 
 VITAL_TASKS = frozenset({"dispatcher", "delivery", "ari", "ami"})
+STOP_ROUNDS = 3
+STOP_ROUND_SECONDS = 1.0
+"""At shutdown the tasks are cancelled up to ``STOP_ROUNDS`` times, each time waited for this long."""
 
 
 @dataclass(frozen=True)
@@ -254,6 +257,24 @@ class Daemon:
                 loop.remove_signal_handler(sig)
         return 0
 
+    async def _stop_tasks(self) -> None:
+        """Cancel the daemon's tasks and wait for them, a bounded time. On Python 3.11 a cancellation that meets a
+        result in ``asyncio.wait_for`` is lost (the task goes on, e.g. recovery's next look), so a task still running
+        after a round is cancelled again; one that outlives every round is logged and left behind."""
+        pending = set(self._tasks)
+        for _round in range(STOP_ROUNDS):
+            for task in reversed(self._tasks):
+                if task in pending:
+                    task.cancel()
+            _done, pending = await asyncio.wait(pending, timeout=STOP_ROUND_SECONDS)
+            if not pending:
+                break
+        for task in self._tasks:
+            if task.done() and not task.cancelled():
+                task.exception()  # retrieved: _report_crash logged it already
+        if pending:
+            log.error("daemon.tasks_stuck", tasks=sorted(t.get_name() for t in pending))
+
     async def shutdown(self) -> None:
         log.info("daemon.stopping", active_calls=getattr(self, "dispatcher", None) and self.dispatcher.active)
         self.notifier.stopping()
@@ -271,11 +292,7 @@ class Daemon:
             flushed = await delivery.flush(self.timing.flush)
             if not flushed:
                 log.warning("daemon.unflushed", pending=self.journal.depth(), note="sent after the next start")
-        for task in reversed(self._tasks):
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await self._stop_tasks()
         for link in (getattr(self, "ari", None), getattr(self, "ami", None)):
             if link is not None:
                 with contextlib.suppress(Exception):

@@ -14,6 +14,7 @@ event                              meaning
 ``daemon.stopping``                SIGTERM/SIGINT: no new calls; the calls in progress are mirrored for a grace period
 ``daemon.calls_left``              the grace period ended with calls still up; their operations stay in the journal
 ``daemon.unflushed``               operations left in the journal at shutdown; they are sent after the next start
+``daemon.tasks_stuck``             at shutdown these tasks outlived repeated cancellation (``tasks``); left behind
 ``daemon.stopped``                 the daemon has stopped
 ``daemon.refused``                 the daemon would not start (e.g. another process holds the journal)
 ``daemon.task_crashed``            one of the daemon's tasks ended with an error (alert on this)
