@@ -263,12 +263,12 @@ class Daemon:
         after a round is cancelled again; one that outlives every round is logged and left behind."""
         pending = set(self._tasks)
         for _round in range(STOP_ROUNDS):
+            if not pending:
+                break
             for task in reversed(self._tasks):
                 if task in pending:
                     task.cancel()
             _done, pending = await asyncio.wait(pending, timeout=STOP_ROUND_SECONDS)
-            if not pending:
-                break
         for task in self._tasks:
             if task.done() and not task.cancelled():
                 task.exception()  # retrieved: _report_crash logged it already
