@@ -6,6 +6,9 @@ against the statistics, in the same requests as the others (:mod:`bridge.deliver
 in full ``batch`` requests (paced by the client's shared bucket), a ``register`` and what follows it linked
 through ``$result[...][CALL_ID]``. Recordings go to lanes of their own (``UPLOAD_LANES`` uploads at a time,
 sharing the bucket), so that a backlog of uploads, each a request of its own, never holds up the next cycle's registers.
+While a cycle's request is in flight and the bucket has room, operations journaled meanwhile go at once in an
+*express* cycle (one at a time) instead of waiting for that answer; with the bucket filling, cycles go one after
+another and every batch is full. Cycles never take the same operation: each claims what it took until it ends.
 Operations are marked ``sent`` (committed) just before the request leaves, without waiting for the disk: the
 first cycle takes the journal over (:meth:`~bridge.journal.Journal.take_over`), so after a crash, or a power cut
 that took the last marks, nothing is resent blindly: an operation that was (possibly) sent before is checked
@@ -30,9 +33,10 @@ import structlog
 from bridge.config import Bitrix24Settings
 from bridge.crm.client import MAX_BATCH, Bitrix24Client
 from bridge.crm.errors import CrmError
+from bridge.crm.pacing import bucket_level
 from bridge.crm.telephony import Telephony
 from bridge.delivery.hooks import DeliveryObserver
-from bridge.delivery.plan import chains_of, record_filename
+from bridge.delivery.plan import Chain, chains_of, fill, record_filename
 from bridge.delivery.sending import Sender
 from bridge.delivery.settle import Settler
 from bridge.journal import Journal, PendingOp
@@ -48,6 +52,9 @@ UPLOAD_LANES = 2
 this many requests in the bucket."""
 BATCHES_PER_CYCLE = 3
 """A cycle takes this many batches' worth of operations: room for 50 checks and the calls they clear."""
+EXPRESS_ROOM = 0.5
+"""An express cycle goes only while the client's bucket is at most this full: latency while the portal has room,
+full batches once it fills."""
 
 
 async def _no_recordings(_name: str) -> bytes | None:
@@ -83,8 +90,11 @@ class Delivery:
         self.sender = Sender(journal, client, self.settler, self.observer, self.batch_limit)
         self.client = client
         self._wake = asyncio.Event()
-        self._lock = asyncio.Lock()
         self._requeued = False
+        self._cycles = 0
+        self._claimed: set[int] = set()
+        """Operations taken by the cycles running now (a second cycle leaves them alone)."""
+        self._express: asyncio.Task[None] | None = None
         self._uploads: deque[PendingOp] = deque()
         self._uploading: set[asyncio.Task[None]] = set()
 
@@ -98,14 +108,33 @@ class Delivery:
         self.sender.client = client
 
     def notify(self) -> None:
-        """New operations were appended: look at the journal now."""
+        """New operations were appended: look at the journal now (in an express cycle, while a cycle is in flight
+        and the bucket has room)."""
         self._wake.set()
+        if self._cycles and self._express is None and self._bucket_has_room():
+            self._express = asyncio.create_task(self._express_cycle(), name="delivery-express")
+
+    def _bucket_has_room(self) -> bool:
+        limiter = self.client.stats.limiter
+        return limiter is not None and bucket_level(limiter) <= limiter.max_rate * EXPRESS_ROOM
+
+    async def _express_cycle(self) -> None:
+        try:
+            await self.deliver_once(self.batch_limit)
+        except Exception:  # its operations were put back by deliver_once
+            log.exception("delivery.error")
+        finally:
+            self._express = None
+            self._wake.set()  # what it settled may let a chain's next operation go
 
     async def run(self) -> None:
         """Deliver until cancelled."""
         try:
             await self._run()
         finally:
+            if self._express is not None:
+                self._express.cancel()
+                await asyncio.gather(self._express, return_exceptions=True)
             await self._stop_uploads()
 
     async def _run(self) -> None:
@@ -119,7 +148,6 @@ class Delivery:
                 failures += 1
                 pause = min(ERROR_PAUSE_MAX, 0.5 * 2**failures)
                 log.exception("delivery.error", pause=pause)
-                self._unstick()
                 await asyncio.sleep(pause)
                 continue
             if worked:
@@ -128,11 +156,11 @@ class Delivery:
             timeout = None if due is None else max(0.0, due - self.clock())
             await self._wait_for_wake(timeout)
 
-    def _unstick(self) -> None:
-        """After an unexpected error nothing of ours is in flight: what is still ``sent`` goes back to the queue
-        (its attempts stay counted, so it is checked before it is resent)."""
+    def _unstick(self, op_ids: set[int]) -> None:
+        """After an unexpected error in a cycle, what it left ``sent`` goes back to the queue (its attempts stay
+        counted, so it is checked before it is resent)."""
         with contextlib.suppress(Exception):
-            self.journal.requeue_sent()
+            self.journal.requeue_sent(op_ids)
 
     async def _wait_for_wake(self, seconds: float | None) -> None:
         with contextlib.suppress(TimeoutError):
@@ -164,34 +192,53 @@ class Delivery:
         except TimeoutError:
             return False
 
-    async def deliver_once(self) -> bool:
-        """One cycle; False when there was nothing to do."""
-        async with self._lock:
-            if not self._requeued:
-                self._requeued = True
-                count, _doubtful = self.journal.take_over()
-                if count:
-                    log.warning("delivery.requeued", operations=count, reason="found in flight at start")
-            for leg in self.journal.take_offline(self.settings.register_timeout):
-                log.warning("crm.offline", crm_leg=leg, method="telephony.externalCall.register",
-                            register_timeout=self.settings.register_timeout)  # fmt: skip
-                self.observer.offline(leg)
-            limit = self.batch_limit * BATCHES_PER_CYCLE
-            ops = self.journal.ready(limit, chain_limit=self.batch_limit)
-            if not ops:
-                return False
-            chains = chains_of(ops)
-            more_waiting = len(ops) > limit - self.batch_limit // 5
-            records = [chain.head for chain in chains if chain.is_record]
-            if records:
-                self.journal.mark_sent([op.id for op in records])  # in the upload lane now: not ready again
-                self._uploads.extend(records)
-                while len(self._uploading) < min(UPLOAD_LANES, len(self._uploads)):
-                    lane = asyncio.create_task(self._upload_all(), name="delivery-uploads")
-                    self._uploading.add(lane)
-                    lane.add_done_callback(self._uploading.discard)
-            await self.sender.send([c for c in chains if not c.is_record], more_waiting=more_waiting)
-            return True
+    async def deliver_once(self, limit: int | None = None) -> bool:
+        """One cycle (taking at most ``limit`` operations, three batches' worth by default); False when there was
+        nothing to do."""
+        if not self._requeued:
+            self._requeued = True
+            count, _doubtful = self.journal.take_over()
+            if count:
+                log.warning("delivery.requeued", operations=count, reason="found in flight at start")
+        for leg in self.journal.take_offline(self.settings.register_timeout):
+            log.warning("crm.offline", crm_leg=leg, method="telephony.externalCall.register",
+                        register_timeout=self.settings.register_timeout)  # fmt: skip
+            self.observer.offline(leg)
+        limit = limit or self.batch_limit * BATCHES_PER_CYCLE
+        chains, more_waiting = self._take(limit)
+        if not chains:
+            return False
+        records = [chain.head for chain in chains if chain.is_record]
+        if records:
+            self.journal.mark_sent([op.id for op in records])  # in the upload lane now: not ready again
+            self._uploads.extend(records)
+            while len(self._uploading) < min(UPLOAD_LANES, len(self._uploads)):
+                lane = asyncio.create_task(self._upload_all(), name="delivery-uploads")
+                self._uploading.add(lane)
+                lane.add_done_callback(self._uploading.discard)
+        sends = [c for c in chains if not c.is_record]
+        claimed = {op.id for chain in sends for op in chain.ops}
+        self._claimed |= claimed
+        self._cycles += 1
+        try:
+            await self.sender.send(sends, more_waiting=more_waiting)
+        except Exception:
+            self._unstick(claimed)
+            raise
+        finally:
+            self._cycles -= 1
+            self._claimed -= claimed
+        return True
+
+    def _take(self, limit: int) -> tuple[list[Chain], bool]:
+        """Ready chains no running cycle has taken, at most ``limit`` operations, and whether more were left."""
+        ops = self.journal.ready(limit + len(self._claimed), chain_limit=self.batch_limit)
+        chains = chains_of(ops)
+        if self._claimed:
+            free = [c for c in chains if not any(op.id in self._claimed for op in c.ops)]
+            chains, _rest = fill(free, limit)
+            ops = [op for chain in free for op in chain.ops]
+        return chains, len(ops) > limit - self.batch_limit // 5
 
     async def _upload_all(self) -> None:
         while self._uploads:

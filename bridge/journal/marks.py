@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -152,12 +152,14 @@ class JournalMarks(JournalReader):
             self._x(queries.SKIP_PENDING_CARDS, ("skipped: the call is offline", now, crm_leg))
             self._refresh_call(crm_leg, now)
 
-    def requeue_sent(self) -> int:
+    def requeue_sent(self, op_ids: Collection[int] | None = None) -> int:
         """After a restart: operations left ``sent`` may or may not have arrived; make them ``pending`` again
-        (their ``attempts`` stays > 0, which tells the sender to check first). Returns how many."""
+        (their ``attempts`` stays > 0, which tells the sender to check first). ``op_ids``: only these (one
+        delivery cycle's, after it failed). Returns how many."""
+        only = "" if op_ids is None else f" AND id IN ({', '.join(str(int(i)) for i in op_ids) or 'NULL'})"
         with self.transaction():
             cur = self._x(f"UPDATE operations SET state = 'pending', next_attempt_at = ? WHERE {_OPEN_AND}"
-                          " state = 'sent'", (self._clock(),))  # fmt: skip
+                          f" state = 'sent'{only}", (self._clock(),))  # fmt: skip
             if cur.rowcount:
                 self._x(queries.REFRESH_HEADS)
         return cur.rowcount

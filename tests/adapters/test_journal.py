@@ -322,6 +322,18 @@ def test_requeue_after_a_crash_keeps_the_attempt_count(journal: Journal) -> None
     assert [(p.kind, p.attempts) for p in journal.ready()] == [("register", 1), ("finish", 1)]
 
 
+def test_a_failed_cycle_requeues_only_what_it_sent(journal: Journal) -> None:
+    """Another cycle's request (or an upload) may still be in flight: its operations stay ``sent``."""
+    journal.append(register("mine"))
+    journal.append(register("other"))
+    mine, other = journal.ready()
+    journal.mark_sent([mine.id, other.id])
+    assert journal.requeue_sent([mine.id]) == 1
+    assert journal.requeue_sent([]) == 0
+    assert [(p.crm_leg, p.attempts) for p in journal.ready()] == [("mine", 1)]
+    assert [op.state for op in journal.operations("other")] == ["sent"]
+
+
 def test_retry_now_makes_backed_off_operations_due_and_keeps_their_attempts(journal: Journal, clock: FakeClock) -> None:
     journal.append(register("a"))
     journal.append(register("b"))

@@ -28,6 +28,7 @@ from bridge.config import AsteriskSettings, Bitrix24Settings, Secret
 from bridge.crm.builders import FINISH
 from bridge.crm.client import Bitrix24Client
 from bridge.crm.errors import CallNotFoundError
+from bridge.crm.pacing import fill_bucket
 from bridge.crm.telephony import Telephony
 from bridge.delivery import Delivery, recording_loader
 from bridge.delivery.hooks import DeliveryObserver
@@ -446,6 +447,69 @@ async def test_a_backlog_of_recordings_does_not_hold_up_a_new_calls_register(
     assert observer.offline_legs == []
     await stack.drained()
     assert all("record" in c for leg, c in stack.sim_calls().items() if leg.startswith("old-"))
+
+
+async def _late_register_seconds(stack: Stack, *, bucket_filling: bool) -> float:
+    """Three calls' registers go in one batch the portal takes 0.5 s over; 0.1 s later another call's register is
+    journaled: how long until the portal has it."""
+    for i in range(3):
+        stack.append(register(f"early-{i}", show=False))
+    stack.start()
+    await asyncio.sleep(0.1)
+    assert stack.sim_calls() == {}, "the first batch is still in flight"
+    if bucket_filling:
+        assert stack.client.stats.limiter is not None
+        fill_bucket(stack.client.stats.limiter)
+    started = time.monotonic()
+    stack.append(register("late", show=False))
+    await eventually(lambda: "late" in stack.sim_calls(), timeout=3.0, message="the late register never arrived")
+    return time.monotonic() - started
+
+
+async def test_a_call_journaled_while_a_batch_is_in_flight_does_not_wait_for_its_answer(
+    sim: Bitrix24Simulator, make_stack: Callable[..., Awaitable[Stack]]
+) -> None:
+    sim.set_fault(latency=0.5)
+    stack = await make_stack(sim, register_timeout=5.0)
+    assert await _late_register_seconds(stack, bucket_filling=False) < 0.75, "it waited for the batch in flight"
+    await stack.drained()
+
+
+async def test_with_the_bucket_filling_a_call_waits_to_ride_in_the_next_batch(
+    sim: Bitrix24Simulator, make_stack: Callable[..., Awaitable[Stack]]
+) -> None:
+    """Near the portal's limit every request must carry as much as it can: no second request in flight."""
+    sim.set_fault(latency=0.5)
+    stack = await make_stack(sim, register_timeout=5.0)
+    assert await _late_register_seconds(stack, bucket_filling=True) >= 0.75, "it went in a request of its own"
+    await stack.drained()
+
+
+async def test_cycles_that_overlap_never_send_an_operation_twice(
+    sim: Bitrix24Simulator, make_stack: Callable[..., Awaitable[Stack]]
+) -> None:
+    """A cycle takes a backlog of three batches; calls journaled while its requests are in flight (50 ms each) go in
+    express cycles, which must leave the backlog's later batches alone."""
+    sim.set_fault(latency=0.05)
+    observer = CountingObserver()
+    stack = await make_stack(sim, register_timeout=5.0, observer=observer)
+
+    def journal_call(leg: str, duration: int) -> None:
+        stack.append(register(leg))
+        stack.append(CrmHide(leg, (11,)))
+        stack.append(CrmFinish(leg, 11, duration, "200"))
+
+    for i in range(40):
+        journal_call(f"backlog-{i}", i)
+    stack.start()
+    for i in range(20):
+        await asyncio.sleep(0.01)
+        journal_call(f"stream-{i}", i)
+    await stack.drained()
+    calls = stack.sim_calls()  # asserts each leg registered once
+    assert len(calls) == 60 and all(c["status"] == "finished" and c["finish_attempts"] == 1 for c in calls.values())
+    assert sum(observer.batches) == 60 * 3, "every operation went exactly once"
+    assert max(observer.batches) == 48 and len(observer.batches) > 3, "the backlog went in full batches, alongside"
 
 
 async def test_tasks_and_notifications_go_out_too(
