@@ -95,6 +95,9 @@ class Delivery:
         self._claimed: set[int] = set()
         """Operations taken by the cycles running now (a second cycle leaves them alone)."""
         self._express: asyncio.Task[None] | None = None
+        self._idle = asyncio.Event()
+        """Set while no cycle is sending."""
+        self._idle.set()
         self._uploads: deque[PendingOp] = deque()
         self._uploading: set[asyncio.Task[None]] = set()
 
@@ -178,6 +181,9 @@ class Delivery:
                 while True:
                     if await self.deliver_once():
                         continue
+                    if self._cycles:  # another cycle's request is in flight: its answer settles it
+                        await self._idle.wait()
+                        continue
                     if self._uploading:
                         await asyncio.wait(set(self._uploading))  # on a timeout they go on
                         continue
@@ -220,6 +226,7 @@ class Delivery:
         claimed = {op.id for chain in sends for op in chain.ops}
         self._claimed |= claimed
         self._cycles += 1
+        self._idle.clear()
         try:
             await self.sender.send(sends, more_waiting=more_waiting)
         except Exception:
@@ -228,6 +235,8 @@ class Delivery:
         finally:
             self._cycles -= 1
             self._claimed -= claimed
+            if not self._cycles:
+                self._idle.set()
         return True
 
     def _take(self, limit: int) -> tuple[list[Chain], bool]:

@@ -550,6 +550,20 @@ async def test_flush_delivers_what_it_can_and_says_when_it_could_not(
     assert stack.journal.depth() == 1
 
 
+async def test_flush_waits_for_the_answer_of_a_request_in_flight(
+    sim: Bitrix24Simulator, make_stack: Callable[..., Awaitable[Stack]]
+) -> None:
+    """At shutdown the running loop's request is mid-air: flush must not call the journal drained before it lands
+    (the task is cancelled next, and the call would wait for the next start)."""
+    sim.set_fault(latency=0.3)
+    stack = await make_stack(sim, register_timeout=30)
+    stack.start()
+    stack.append(register("mid-air", show=False))
+    await asyncio.sleep(0.05)
+    assert await stack.delivery.flush(3.0) is True
+    assert "mid-air" in stack.sim_calls() and stack.journal.depth() == 0
+
+
 # --- kill -9 -----------------------------------------------------------------------------------------
 
 
