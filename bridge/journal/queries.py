@@ -62,15 +62,19 @@ UPDATE operations SET state = 'done', note = ?, done_at = ?
 WHERE crm_leg = ? AND state = 'pending' AND kind IN ('show', 'hide')
 """
 
+# A leg's register is its first operation: while it is pending it is the leg's head, and an online leg's pending
+# head is due, so the live legs' due heads (calls_online_due: the few with something to send, not every call in
+# progress) hold every online register still waiting.
 STALE_REGISTERS = """
-SELECT c.crm_leg FROM calls c INDEXED BY calls_online_open JOIN operations o ON o.crm_leg = c.crm_leg
-WHERE c.mode = 'online' AND c.state IN ('open', 'ended') AND o.kind = 'register' AND o.state = 'pending'
-  AND o.created_at <= ?
+SELECT c.crm_leg FROM calls c INDEXED BY calls_online_due JOIN operations o ON o.id = c.head_op
+WHERE c.head_due IS NOT NULL AND c.mode = 'online' AND c.state IN ('open', 'ended')
+  AND o.kind = 'register' AND o.state = 'pending' AND o.created_at <= ?
 """
 
 OLDEST_ONLINE_REGISTER = """
-SELECT MIN(o.created_at) FROM calls c INDEXED BY calls_online_open JOIN operations o ON o.crm_leg = c.crm_leg
-WHERE c.mode = 'online' AND c.state IN ('open', 'ended') AND o.kind = 'register' AND o.state = 'pending'
+SELECT MIN(o.created_at) FROM calls c INDEXED BY calls_online_due JOIN operations o ON o.id = c.head_op
+WHERE c.head_due IS NOT NULL AND c.mode = 'online' AND c.state IN ('open', 'ended')
+  AND o.kind = 'register' AND o.state = 'pending'
 """
 
 _FIRST_OPEN = f"FROM operations o WHERE o.crm_leg = calls.crm_leg AND o.state IN {OPEN} ORDER BY o.seq LIMIT 1"
