@@ -193,7 +193,8 @@ class Daemon:
 
     async def _refresh_directory(self) -> None:
         try:
-            await asyncio.wait_for(self.directory.refresh(), 10.0)
+            async with asyncio.timeout(10.0):
+                await self.directory.refresh()
         except (TimeoutError, CrmError) as exc:
             log.warning("directory.stale", error=str(exc), note="using the configured employees only")
 

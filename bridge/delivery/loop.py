@@ -167,7 +167,8 @@ class Delivery:
 
     async def _wait_for_wake(self, seconds: float | None) -> None:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await self._wake.wait()
 
     async def flush(self, timeout: float) -> bool:
         """Deliver what can go now, waiting for retries due within ``timeout`` s (for shutdown).

@@ -320,7 +320,8 @@ class Dispatcher:
         timeout = self.plan().crm_lookup_timeout
         client: CrmClient | None = None
         try:
-            client = await asyncio.wait_for(self.lookup(phone), timeout)
+            async with asyncio.timeout(timeout):
+                client = await self.lookup(phone)
         except TimeoutError:
             log.warning("crm.lookup_timeout", call_id=key, timeout=timeout)
         except Exception as exc:  # the CRM being away must never hold the call

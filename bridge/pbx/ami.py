@@ -112,13 +112,15 @@ class AmiLink(ReconnectingLink):
         )
         manager.register_event("*", self._on_event)
         connecting = loop.create_connection(Utf8AmiProtocol, s.ami_host, s.ami_port)
-        transport, protocol = await asyncio.wait_for(connecting, CONNECT_TIMEOUT)
+        async with asyncio.timeout(CONNECT_TIMEOUT):
+            transport, protocol = await connecting
         made: asyncio.Future[tuple[asyncio.BaseTransport, Utf8AmiProtocol]] = loop.create_future()
         made.set_result((transport, protocol))
         manager.connection_made(made)
         login = manager.authenticated_future
         try:
-            answer = await asyncio.wait_for(asyncio.shield(login), self.action_timeout)
+            async with asyncio.timeout(self.action_timeout):
+                answer = await asyncio.shield(login)
         except BaseException:
             manager.close()
             raise
@@ -133,7 +135,8 @@ class AmiLink(ReconnectingLink):
         while True:
             await asyncio.sleep(interval)
             try:
-                await asyncio.wait_for(manager.send_action({"Action": "Ping"}), interval)
+                async with asyncio.timeout(interval):
+                    await manager.send_action({"Action": "Ping"})
             except TimeoutError:
                 log.warning("pbx.pong_missing", link="ami", waited=interval)
                 transport = getattr(manager.protocol, "transport", None)
@@ -183,7 +186,8 @@ class AmiLink(ReconnectingLink):
                 if "\r" in item or "\n" in item or "\r" in key or "\n" in key:
                     raise PbxError(0, f"line break in {key}", action=str(fields.get("Action", "")))
         try:
-            return await asyncio.wait_for(manager.send_action(dict(fields)), wait or self.action_timeout)
+            async with asyncio.timeout(wait or self.action_timeout):
+                return await manager.send_action(dict(fields))  # type: ignore[no-any-return]
         except TimeoutError as exc:
             raise PbxError(0, "no answer from AMI", action=str(fields.get("Action", ""))) from exc
 

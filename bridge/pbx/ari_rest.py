@@ -96,7 +96,8 @@ class AriRest:
                                   heartbeat=self.settings.ping_interval)  # fmt: skip
         try:
             client = aioari.Client(base, http)
-            await asyncio.wait_for(client.init(), CONNECT_TIMEOUT)
+            async with asyncio.timeout(CONNECT_TIMEOUT):
+                await client.init()
         except web_exceptions.HTTPException as exc:
             await http.close()
             raise PbxError(exc.status, _body(exc), action="load api-docs") from None
@@ -128,7 +129,8 @@ class AriRest:
             raise PbxError(0, "no such ARI operation", action=action)
         args = {name: ari_value(value) for name, value in params.items() if value is not None}
         try:
-            response = await asyncio.wait_for(op(**args), REQUEST_TIMEOUT)
+            async with asyncio.timeout(REQUEST_TIMEOUT):  # not wait_for: on 3.11 it can swallow a cancellation
+                response = await op(**args)
             if isinstance(response, aiohttp.ClientWebSocketResponse):
                 return response
             body = await response.read()

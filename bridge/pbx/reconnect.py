@@ -47,7 +47,8 @@ class ReconnectingLink:
         """Wait up to ``timeout`` seconds for the session to be up; True if it is."""
         if not self._up.is_set() and timeout > 0:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._up.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._up.wait()
         return self._up.is_set()
 
     async def run(self) -> None:
@@ -70,7 +71,8 @@ class ReconnectingLink:
                 break
             log.info("pbx.reconnecting", link=self.link, delay=delay)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await self._stopping.wait()
             delay = min(delay * 2, self.max_delay)
 
     async def stop(self) -> None:

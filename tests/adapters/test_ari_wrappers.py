@@ -181,3 +181,34 @@ async def test_a_silent_events_socket_is_noticed_and_stop_does_not_wait(sim: Ast
         await eventually(lambda: not link.connected, timeout=3)
         stopping = asyncio.create_task(link.stop())
     await asyncio.wait_for(stopping, 1.0)
+
+
+class _Answer:
+    content_type = "application/json"
+    status = 200
+
+    async def read(self) -> bytes:
+        return b"[]"
+
+    def release(self) -> None:
+        pass
+
+
+async def test_a_cancellation_that_meets_the_answer_is_not_lost() -> None:
+    """Python 3.11's ``asyncio.wait_for`` returns the result when the cancel and the answer arrive together: the
+    daemon's shutdown then waited for ever on recovery, whose look went on. A request must end cancelled."""
+    answer: asyncio.Future[_Answer] = asyncio.get_running_loop().create_future()
+
+    class Resource:
+        def get_operation(self, _name: str) -> Any:
+            return lambda **_params: answer
+
+    rest = AriRest(AsteriskSettings(ari_password=Secret("secret")))
+    rest.client = type("Client", (), {"swagger": type("Swagger", (), {"get_resource": lambda _s, _r: Resource()})()})()
+    request = asyncio.create_task(rest.request("channels", "list"))
+    for _ in range(3):
+        await asyncio.sleep(0)
+    answer.set_result(_Answer())
+    request.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await request
