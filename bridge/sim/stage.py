@@ -43,7 +43,10 @@ def stage_config(
     rate: float,
     burst: int,
     register_timeout: float = 1.0,
+    local_agents: bool = False,
 ) -> dict[str, Any]:
+    """The daemon's config against the simulators: agents on their PJSIP phones as the defaults have it, or
+    (``local_agents``) on Local channels through the dialplan, as dialplan-driven sites do."""
     data = demo_routing()
     data["routing"]["ring_seconds"] = ring_seconds
     data["asterisk"] = {
@@ -55,8 +58,8 @@ def stage_config(
         "ami_port": pbx.ami_port,
         "ami_user": "b24bridge",
         "ami_secret": AMI_SECRET,
-        "agent_endpoint": "Local/{ext}@agents",
-        "trunk_endpoint": "Local/{number}@external",
+        "agent_endpoint": "Local/{ext}@agents" if local_agents else "PJSIP/{ext}",
+        "trunk_endpoint": "Local/{number}@external" if local_agents else "PJSIP/{number}@trunk",
         "device": "PJSIP/{ext}",
         "outbound_contexts": ["from-agents", "phones"],
         "ping_interval": 1.0,
@@ -117,6 +120,7 @@ async def stage(
     register_timeout: float = 1.0,
     tweak: Callable[[dict[str, Any]], None] | None = None,
     timing: Timing = STAGE_TIMING,
+    local_agents: bool = False,
 ) -> AsyncIterator[Stage]:
     """Start both simulators and the daemon; stop them all at the end (the daemon as on SIGTERM)."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -125,8 +129,9 @@ async def stage(
         Bitrix24Simulator(rate=rate, burst=burst, application_token=APP_TOKEN) as crm,
     ):
         data = stage_config(
-            pbx, crm, workdir, ring_seconds=ring_seconds, rate=rate, burst=burst, register_timeout=register_timeout
-        )
+            pbx, crm, workdir, ring_seconds=ring_seconds, rate=rate, burst=burst, register_timeout=register_timeout,
+            local_agents=local_agents,
+        )  # fmt: skip
         if tweak is not None:
             tweak(data)
         settings = parse_settings(data, path=workdir / "bridge.toml", env={})

@@ -53,7 +53,7 @@ async def test_click_to_call_by_push_rings_the_employee_then_the_client_and_fini
             ),
         )  # fmt: skip
         assert crm.cards == {11: ("show", "hide")}
-        assert originated(s) == ["Local/1001@agents", "Local/79260000101@external"]
+        assert originated(s) == ["PJSIP/1001", "PJSIP/79260000101@trunk"]
         assert all(c["EXTERNAL_CALL_ID"] is None for c in s.crm.state()["calls"]), "the bridge must not register"
 
 
@@ -81,7 +81,7 @@ async def test_employee_who_does_not_pick_up_ends_bitrix24s_call_unanswered(tmp_
         s.pbx.set_party("1003", NeverAnswer())
         call_id = await s.crm.click_to_call(13, "79260000103")
         await mirrored(s, Expect("79260000103", OUTGOING, 13, "304", shown_to=frozenset({13}), crm_call_id=call_id))
-        assert originated(s) == ["Local/1003@agents"], "the client must not be dialled before the employee answers"
+        assert originated(s) == ["PJSIP/1003"], "the client must not be dialled before the employee answers"
 
 
 async def test_busy_client_is_486(tmp_path: Path) -> None:
@@ -109,7 +109,7 @@ async def test_forged_token_is_401_and_nothing_is_originated(tmp_path: Path) -> 
         s.pbx.set_party("1001", NeverAnswer())
         status, _ = await post(s, click_form())
         assert status == 200
-        await eventually(lambda: originated(s) == ["Local/1001@agents"])
+        await eventually(lambda: originated(s) == ["PJSIP/1001"])
         assert b'b24bridge_clicktocall_total{result="rejected"} 2.0' in s.daemon.metrics.render()
 
 
@@ -120,7 +120,7 @@ async def test_repeated_call_id_is_ignored(tmp_path: Path) -> None:
         again = await post(s, click_form())
         assert first == (200, {"result": True})
         assert again[0] == 200 and "already handled" in again[1]["error"]
-        await eventually(lambda: originated(s) == ["Local/1001@agents"])
+        await eventually(lambda: originated(s) == ["PJSIP/1001"])
         assert len(s.daemon.desk.sessions) == 1
 
 

@@ -153,6 +153,15 @@ class AsteriskSimulator:
         if lag is not None:
             self.pbx.devices.lag = lag
 
+    def pick_up(self, channel_id: str) -> None:
+        """The phone of ringing channel ``channel_id`` answers it (a person choosing one of several calls); its
+        device state races the answer as ``set_device_state_order`` says."""
+        channel = self._channel(channel_id)
+        if self.pbx.devices.answer_leads(channel):
+            self.pbx.later(channel, self.pbx.devices.lag, lambda: self.pbx.answer(channel))
+        else:
+            self.pbx.answer(channel)
+
     def hold(self, channel_id: str, held: bool = True) -> None:
         """The phone of channel ``channel_id`` puts its call on hold (``held=False``: takes it back)."""
         self.pbx.set_hold(self._channel(channel_id), held)
