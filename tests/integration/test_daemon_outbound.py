@@ -52,9 +52,7 @@ async def test_callback_to_a_client_who_does_not_pick_up_leaves_nothing_in_bitri
     async with stage(tmp_path, ring_seconds=0.1) as s:
         s.pbx.set_party("79260000004", Busy())
         await s.crm.callback_request("79260000004", "call me", line=SALES)
-        await eventually(
-            lambda: any(r["params"].get("endpoint") == "PJSIP/79260000004@trunk" for r in s.pbx.requests)
-        )
+        await eventually(lambda: any(r["params"].get("endpoint") == "PJSIP/79260000004@trunk" for r in s.pbx.requests))
         await eventually(lambda: not s.pbx.channels())
         assert calls_of(s.crm.state(), "79260000004") == []
         assert s.daemon.dispatcher.active == 0
