@@ -12,6 +12,10 @@ Then ``DialBegin`` towards an agent device -> ``ObservedRinging``; ``DialEnd`` -
 (``VarSet MIXMONITOR_FILENAME``) names the recording; when the last channel of the call hangs up ->
 ``ObservedEnded`` (dialstatus of the dial, cause of the first channel's ``Hangup``) and ``ObservedRecording``.
 ``DeviceStateChange`` of an agent device -> ``AvailabilityChanged`` for any call.
+
+Every other event (:data:`bridge.pbx.ami_events.USED_EVENTS` lists the ones read), a ``VarSet`` of another or of a
+global variable (``Channel: none``, no ``Linkedid``) and the state of a device that is no agent's are ordinary
+traffic: ignored, not bad input.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from bridge.domain.events import (
 )
 from bridge.domain.scheme import Availability
 from bridge.pbx import snapshots, wire
+from bridge.pbx.ami_events import RECORDING_VARIABLE, USED_EVENTS
 from bridge.pbx.events import BadInput, LiveChannel, PbxEvent, Resynced
 from bridge.pbx.outcomes import EndpointTemplate, availability_of
 
@@ -74,7 +79,7 @@ class AmiTranslator:
     def feed(self, message: wire.AmiMessage) -> list[PbxEvent]:
         """One AMI event -> the events it means (often none). Never raises."""
         kind = message.get("Event")
-        if not isinstance(kind, str) or not kind:
+        if not isinstance(kind, str) or kind not in USED_EVENTS:
             return []
         try:
             return self._feed(kind, message)
@@ -116,6 +121,8 @@ class AmiTranslator:
     def _feed(self, kind: str, message: wire.AmiMessage) -> list[PbxEvent]:
         if kind == "DeviceStateChange":
             return self._device_state(message)
+        if kind == "VarSet" and (message.get("Variable") != RECORDING_VARIABLE or message.get("Uniqueid") == "none"):
+            return []  # another variable, or a global one (Asterisk writes Channel and Uniqueid "none")
         if kind == "Newchannel":
             self._add_channel(wire.header(message, "Linkedid"), wire.header(message, "Uniqueid"))
         events: list[PbxEvent] = []
@@ -174,7 +181,7 @@ class AmiTranslator:
 
     def _recording_file(self, message: wire.AmiMessage) -> None:
         linkedid = wire.header(message, "Linkedid")
-        if wire.optional_header(message, "Variable") == "MIXMONITOR_FILENAME":
+        if wire.optional_header(message, "Variable") == RECORDING_VARIABLE:
             value = wire.optional_header(message, "Value")
             if value:
                 self.filenames[linkedid] = PurePosixPath(value).stem
@@ -261,11 +268,11 @@ class AmiTranslator:
 
     def _device_state(self, message: wire.AmiMessage) -> list[PbxEvent]:
         ext = self.device.value_of(wire.header(message, "Device"))
+        if ext is None:
+            return []  # a device that is no agent's (a trunk, a queue, a custom hint)
         availability = availability_of(wire.header(message, "State"))
         if availability is None:
             raise wire.Malformed("unknown device state")
-        if ext is None:
-            return []
         return [PbxEvent(None, AvailabilityChanged(ext, availability))]
 
 
