@@ -15,7 +15,7 @@ Then ``DialBegin`` towards an agent device -> ``ObservedRinging``; ``DialEnd`` -
 
 Every other event (:data:`bridge.pbx.ami_events.USED_EVENTS` lists the ones read), a ``VarSet`` of another or of a
 global variable (``Channel: none``, no ``Linkedid``) and the state of a device that is no agent's are ordinary
-traffic: ignored, not bad input.
+traffic: ignored, not bad input (Asterisk writes every device state with one of the nine standard names).
 """
 
 from __future__ import annotations
@@ -268,11 +268,11 @@ class AmiTranslator:
 
     def _device_state(self, message: wire.AmiMessage) -> list[PbxEvent]:
         ext = self.device.value_of(wire.header(message, "Device"))
-        if ext is None:
-            return []  # a device that is no agent's (a trunk, a queue, a custom hint)
         availability = availability_of(wire.header(message, "State"))
         if availability is None:
             raise wire.Malformed("unknown device state")
+        if ext is None:
+            return []
         return [PbxEvent(None, AvailabilityChanged(ext, availability))]
 
 

@@ -142,7 +142,7 @@ def test_feature_codes_dialled_from_an_outbound_context_are_not_calls() -> None:
     [
         {"Event": "Newchannel", "Channel": "PJSIP/1001-00000001", "Context": "from-agents"},
         {"Event": "Hangup", "Channel": "PJSIP/1001-00000001", "Uniqueid": "1.1", "Linkedid": "1.1", "Cause": "x"},
-        {"Event": "DeviceStateChange", "Device": "Local/1001@phones", "State": "DANCING"},
+        {"Event": "DeviceStateChange", "Device": "PJSIP/1001", "State": "DANCING"},
         {
             "Event": "VarSet",
             "Channel": "Local/1001@phones-00000001;1",
@@ -195,7 +195,7 @@ GLOBAL_VARSET = {"Event": "VarSet", "Privilege": "dialplan,all", "Channel": "non
         {"Event": "RTCPSent", "Channel": "PJSIP/1001-00000001", "SSRC": "0x1"},
         {"Event": "HangupRequest", "Channel": "PJSIP/1001-00000001"},  # no Uniqueid or Linkedid: not read
         {"Event": "DeviceStateChange", "Device": "Queue:office_avail", "State": "NOT_INUSE"},
-        {"Event": "DeviceStateChange", "Device": "Custom:DND1001", "State": "DND"},
+        {"Event": "DeviceStateChange", "Device": "Custom:DND1001", "State": "BUSY"},
     ],
 )
 def test_events_the_bridge_does_not_use_are_ordinary_traffic(message: dict[str, Any]) -> None:
