@@ -8,6 +8,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
+import pytest
 from structlog.testing import capture_logs
 
 from bridge.domain.events import (
@@ -27,6 +28,7 @@ from bridge.sim.asterisk.parties import Answer
 from bridge.sim.asterisk.simulator import AsteriskSimulator
 from tests.adapters.pbx_fixtures import AMI_SECRET, Events, running, settings_for, sim
 from tests.eventually import eventually
+from tests.protocol.test_asterisk_conf import sample_eventfilters
 
 __all__ = ["sim"]
 
@@ -240,9 +242,12 @@ def sample_ami_user() -> configparser.SectionProxy:
     return conf["b24bridge"]
 
 
-async def test_with_the_sample_manager_conf_the_mask_alone_applies_and_calls_are_mirrored() -> None:
-    user = sample_ami_user()
-    async with AsteriskSimulator(ami_secret=AMI_SECRET, ami_read=user["read"], ami_write=user["write"]) as sim:
+@pytest.mark.parametrize("with_eventfilters", [True, False])
+async def test_with_the_sample_manager_conf_calls_are_mirrored_from_less_traffic(with_eventfilters: bool) -> None:
+    user, eventfilters = sample_ami_user(), sample_eventfilters() if with_eventfilters else []
+    async with AsteriskSimulator(
+        ami_secret=AMI_SECRET, ami_read=user["read"], ami_write=user["write"], ami_eventfilters=eventfilters
+    ) as sim:
         events = Events()
         link = AmiLink(settings_for(sim), events.queue)
         kinds = fed_kinds(link)
@@ -252,8 +257,12 @@ async def test_with_the_sample_manager_conf_the_mask_alone_applies_and_calls_are
                 await a_real_sites_traffic(sim, events)
     refused = [e for e in logs if e["event"] == "pbx.ami_filter_refused"]
     assert refused and refused[0]["error"] == "Permission denied" and refused[0]["log_level"] == "info"
-    assert "VarSet" in kinds and "Newexten" in kinds, "unfiltered: every call and dialplan event"
-    assert not {"PeerStatus", "ContactStatus", "DTMFBegin", "Cdr", "SuccessfulAuth", "FullyBooted"} & set(kinds)
+    if with_eventfilters:
+        assert set(kinds) <= set(USED_EVENTS), "manager.conf's eventfilter lines did what the Filter action would"
+        assert kinds.count("VarSet") == 1
+    else:  # the Events mask alone: every call and dialplan event, no other class
+        assert {"VarSet", "Newexten", "NewCallerid"} <= set(kinds)
+        assert not {"PeerStatus", "ContactStatus", "DTMFBegin", "Cdr", "SuccessfulAuth", "FullyBooted"} & set(kinds)
     ended = events.of(ObservedEnded)[0].event
     assert isinstance(ended, ObservedEnded) and ended.recording, "the recording's VarSet still comes"
     assert not [e for e in logs if e["event"] == "pbx.bad_input"], "the global VarSet is no bad input"

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import structlog
@@ -96,11 +96,20 @@ class AmiSession:
 
 class AmiServer:
     def __init__(
-        self, *, username: str, secret: str, handler: ActionHandler, read: str = "all", write: str = "all"
+        self,
+        *,
+        username: str,
+        secret: str,
+        handler: ActionHandler,
+        read: str = "all",
+        write: str = "all",
+        eventfilters: Sequence[str] = (),
     ) -> None:
         self.username, self.secret = username, secret
         self.read, self.write = read, write
         """The user's classes, as ``read =`` / ``write =`` in manager.conf."""
+        self.eventfilters = list(eventfilters)
+        """The user's ``eventfilter =`` lines: every session of the user starts with them."""
         self.handler = handler
         self.sessions: set[AmiSession] = set()
         self.chunk_size: int | None = None
@@ -217,6 +226,9 @@ class AmiServer:
         session.authenticated, session.username = True, username
         session.access = Access(read=get_perm(self.read), write=get_perm(self.write))
         session.access.set_mask(request.get("Events"))
+        for pattern in self.eventfilters:
+            if error := session.access.add_filter(pattern):
+                log.warning("sim.ami_bad_eventfilter", pattern=pattern, error=error)
         session.send(request.reply(("Response", "Success"), ("Message", "Authentication accepted")))
         if session.access.mask & session.access.read & SYSTEM:  # part of the answer: no filter applies
             session.send(

@@ -45,6 +45,7 @@ class AsteriskSimulator:
         ami_secret: str = "ami-secret",
         ami_read: str = "all",
         ami_write: str = "all",
+        ami_eventfilters: Sequence[str] = (),
         dialplan_context: str = "from-trunk",
         stasis_app: str = "b24bridge",
         outbound_context: str = "from-agents",
@@ -65,7 +66,12 @@ class AsteriskSimulator:
         self.pbx.media.media_seconds = media_seconds
         self.originator = Originator(self.pbx)
         self.ami_server = AmiServer(
-            username=ami_user, secret=ami_secret, handler=AmiActions(self).handle, read=ami_read, write=ami_write
+            username=ami_user,
+            secret=ami_secret,
+            handler=AmiActions(self).handle,
+            read=ami_read,
+            write=ami_write,
+            eventfilters=ami_eventfilters,
         )
         self.bus.ami_sinks.append(self.ami_server.broadcast)
         self.requests: list[dict[str, Any]] = []
