@@ -41,6 +41,7 @@ async def check_ami(settings: Settings) -> str:
         port=a.ami_port,
         username=a.ami_user,
         secret=a.ami_secret.reveal(),
+        events="off",
         ping_delay=3600,
         reconnect_timeout=3600,
         loop=asyncio.get_running_loop(),
