@@ -4,6 +4,7 @@ simulator, which sends it raw (PHONE_NUMBER as stored, E.164 only when valid); t
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from bridge.sim.asterisk import Answer
+from bridge.sim.asterisk import Answer, NeverAnswer
 from bridge.sim.stage import Stage, stage
 from bridge.sim.verdict import cards_of
 from tests.eventually import eventually
@@ -104,3 +105,25 @@ async def test_a_callback_rings_the_trunks_digits(tmp_path: Path) -> None:
     async with stage(tmp_path, tweak=dial_rules(*RUSSIAN_TRUNK)) as s:
         await s.crm.callback_request("926-000-00-05 доб. 12", "Call me back")
         await eventually(lambda: originated(s) == ["Local/89260000005@external"])
+
+
+def forwards(data: dict[str, Any]) -> None:
+    """Dial rules of a Russian trunk; 1003 forwards to their mobile (written +7...) when they do not answer; a second
+    line forwards every call to a number written in the same +7 form."""
+    dial_rules(*RUSSIAN_TRUNK)(data)
+    data["employees"]["map"]["1003"].update(mobile="+79160001003", no_answer_to_mobile=True)
+    data["lines"]["74951112233"]["rules"] = [{"when": "always", "then": "employee:1003"}]
+    data["lines"]["74951112244"]["rules"] = [{"when": "always", "then": "number:+74957770000"}]
+
+
+async def test_forwards_to_a_mobile_and_to_a_number_dial_the_trunks_digits(tmp_path: Path) -> None:
+    async with stage(tmp_path, tweak=forwards) as s:
+        s.pbx.set_party("1003", NeverAnswer())
+        s.pbx.set_party("89160001003", Answer(after=0.1))
+        s.pbx.set_party("84957770000", Answer(after=0.1))
+        first = await s.pbx.place_inbound_call("74951112233", "79990000301", hangup_after_answer=0.5)
+        await asyncio.wait_for(first.ended(), 20)
+        second = await s.pbx.place_inbound_call("74951112244", "79990000302", hangup_after_answer=0.5)
+        await asyncio.wait_for(second.ended(), 20)
+        external = [endpoint for endpoint in originated(s) if endpoint.endswith("@external")]
+        assert external == ["Local/89160001003@external", "Local/84957770000@external"]
