@@ -26,7 +26,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bridge.config_reader import Reader, Secret
 from bridge.config_routing import RoutingParser
+from bridge.dialrules import BadDialRule, BadPhoneNumber, DialRules, parse_rule
 from bridge.domain.scheme import Plan
+from bridge.domain.simulation import external_numbers
 
 EXIT_CONFIG = 78
 """Exit status for a bad configuration (``EX_CONFIG`` of sysexits.h)."""
@@ -59,6 +61,8 @@ class AsteriskSettings:
     agent_endpoint: str = "PJSIP/{ext}"
     """Dial string template of an agent's device."""
     trunk_endpoint: str = "PJSIP/{number}@trunk"
+    dial_rules: DialRules = field(default_factory=DialRules)
+    """How every external number is rewritten into the trunk's form before it is dialled."""
     device: str = "PJSIP/{ext}"
     """Device whose state decides an agent's availability."""
     moh_class: str = "default"
@@ -138,7 +142,7 @@ class Settings:
 _ASTERISK_KEYS = {
     "ari_url", "ari_user", "ari_password", "ari_password_env", "ari_password_file", "app", "ami_host",
     "ami_port", "ami_user", "ami_secret", "ami_secret_env", "ami_secret_file", "agent_endpoint",
-    "trunk_endpoint", "device", "moh_class", "outbound_contexts", "monitor_lines", "ping_interval",
+    "trunk_endpoint", "dial_rules", "device", "moh_class", "outbound_contexts", "monitor_lines", "ping_interval",
     "reconnect_max_delay",
 }  # fmt: skip
 
@@ -169,6 +173,7 @@ def _asterisk(r: Reader, data: dict[str, Any]) -> AsteriskSettings:
         ami_secret=r.secret(data, k, "ami_secret", required=True) or Secret(""),
         agent_endpoint=r.get(data, k, "agent_endpoint", str, d.agent_endpoint),
         trunk_endpoint=r.get(data, k, "trunk_endpoint", str, d.trunk_endpoint),
+        dial_rules=_dial_rules(r, data, k),
         device=r.get(data, k, "device", str, d.device),
         moh_class=r.get(data, k, "moh_class", str, d.moh_class),
         outbound_contexts=tuple(_strings(r, data, k, "outbound_contexts", d.outbound_contexts)),
@@ -232,6 +237,25 @@ def _bitrix24(r: Reader, data: dict[str, Any]) -> Bitrix24Settings:
     )
 
 
+def _dial_rules(r: Reader, data: dict[str, Any], key: str) -> DialRules:
+    rules = []
+    for index, text in enumerate(_strings(r, data, key, "dial_rules", ())):
+        try:
+            rules.append(parse_rule(text))
+        except BadDialRule as exc:
+            r.problem(f"{key}dial_rules[{index}]", f"rule {text!r}: {exc}")
+    return DialRules(tuple(rules))
+
+
+def _dialled_numbers(r: Reader, rules: DialRules, plan: Plan) -> None:
+    """Every mobile and forward target of the plan must still be dialable after the dial rules."""
+    for number in sorted(external_numbers(plan)):
+        try:
+            rules.dialled(number)
+        except BadPhoneNumber as exc:
+            r.problem("asterisk.dial_rules", f"the plan's number {number} would not be dialled: {exc}")
+
+
 def _strings(r: Reader, data: dict[str, Any], key: str, name: str, default: tuple[str, ...]) -> list[str]:
     values = r.get(data, key, name, list, list(default))
     if not all(isinstance(value, str) for value in values):
@@ -279,6 +303,7 @@ def parse_settings(data: dict[str, Any], *, path: Path, env: dict[str, str] | No
         skip_absent=r.get(emp_data, "employees.", "skip_absent", bool, True),
     )
     plan = RoutingParser(r.problem, _check_timezone, _parse_hours).plan(data)
+    _dialled_numbers(r, asterisk.dial_rules, plan)
     if r.problems:
         raise ConfigError(path, r.problems)
     return Settings(path, asterisk, bitrix24, journal, http, employees, plan)

@@ -45,8 +45,10 @@ event                              meaning
 ``clicktocall.started``            a click-to-call rings the employee's phone
 ``clicktocall.rejected``           a click-to-call or callback post was refused (``reason``: token, number, ...)
 ``clicktocall.refused``            a valid click-to-call could not be placed (no extension, shutting down)
+``clicktocall.undialable``         a click-to-call's number is not dialable even after ``asterisk.dial_rules``
+                                   (``reason``): its CALL_ID is finished as 404 with that reason, nothing is dialled
 ``callback.dialling``              a callback request dials the client
-``callback.rejected``              a callback request for an unknown line
+``callback.rejected``              a callback request for an unknown line, or whose number the dial rules cannot dial
 ``callback.failed``                the PBX refused to dial a callback
 ``crm.queued``                     a Bitrix24 operation was written to the journal
 ``crm.continued``                  a re-routed call keeps the CRM leg the dead process registered (no 2nd register)

@@ -167,3 +167,42 @@ def test_broken_toml_names_the_line_and_exits_78(tmp_path: Path, capsys: pytest.
 def test_missing_file_is_a_config_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check-config", "--config", str(tmp_path / "nope.toml")]) == EXIT_CONFIG
     assert "cannot read the file" in capsys.readouterr().err
+
+
+def test_dial_rules_are_read_top_to_bottom_and_printed_as_written(capsys: pytest.CaptureFixture[str]) -> None:
+    rules = load_config(EXAMPLE, env={}).asterisk.dial_rules
+    assert [str(rule) for rule in rules.rules][:2] == ["+7XXXXXXXXXX -> 8XXXXXXXXXX", "7XXXXXXXXXX -> 8XXXXXXXXXX"]
+    assert (
+        rules.dialled("+7 (916) 123-45-67") == "89161234567" and rules.dialled("+44 20 7946 0018") == "810442079460018"
+    )
+    assert main(["check-config", "--config", str(EXAMPLE)]) == 0
+    printed = json.loads(capsys.readouterr().out)["asterisk"]["dial_rules"]["rules"]
+    assert printed[0] == {"match": "+7XXXXXXXXXX", "replace": "8XXXXXXXXXX"}
+
+
+def test_a_malformed_dial_rule_is_named_with_its_key_and_text(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = example_data()
+    data["asterisk"]["dial_rules"] = ["+7XXXXXXXXXX -> 8XXXXXXXXXX", "+7XXX => 8XXX", "+7XX -> 8X", 5]
+    assert problems_of(data) == ["asterisk.dial_rules: must be a list of strings"]
+    data["asterisk"]["dial_rules"] = data["asterisk"]["dial_rules"][:3]
+    assert problems_of(data) == [
+        "asterisk.dial_rules[1]: rule '+7XXX => 8XXX': write one rule as \"PATTERN -> REPLACEMENT\"",
+        "asterisk.dial_rules[2]: rule '+7XX -> 8X': the replacement has 1 X but the pattern catches 2 digit(s): "
+        "use each once",
+    ]
+    text = EXAMPLE.read_text(encoding="utf-8").replace('"+. -> 810.",', '"+. -> 810.", "8. -> +8.",')
+    (tmp_path / "bridge.toml").write_text(text, encoding="utf-8")
+    assert main(["check-config", "--config", str(tmp_path / "bridge.toml")]) == EXIT_CONFIG
+    err = capsys.readouterr().err
+    assert "asterisk.dial_rules[3]: rule '8. -> +8.': the trunk is dialled digits only" in err
+
+
+def test_a_plan_number_the_dial_rules_make_undialable_is_a_config_problem() -> None:
+    data = example_data()
+    data["asterisk"]["dial_rules"] = ["7916XXXXXXX -> 7916XXXXXXX0000000000"]
+    problems = problems_of(data)
+    assert problems and all(p.startswith("asterisk.dial_rules: the plan's number 7916") for p in problems)
+    assert "rewritten by the dial rule 7916XXXXXXX -> 7916XXXXXXX0000000000" in problems[0]
+    assert "too long" in problems[0]

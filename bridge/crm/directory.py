@@ -10,7 +10,6 @@ from ``timeman.status`` and ``calendar.accessibility.get`` and are cached for ``
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
@@ -23,6 +22,7 @@ from bridge.crm.envelope import as_int
 from bridge.crm.errors import CrmError
 from bridge.crm.telephony import Telephony
 from bridge.domain.scheme import Availability, Employee
+from bridge.phone import BadPhoneNumber, reduce_number
 
 log = structlog.get_logger(__name__)
 
@@ -37,10 +37,11 @@ USERS_PER_BATCH = 49
 
 
 def dialable(phone: Any) -> str:
-    """``+7 916 000-10-01`` -> ``+79160001001``; empty for junk."""
-    text = str(phone or "").strip()
-    digits = re.sub(r"\D", "", text)
-    return ("+" + digits if text.startswith("+") else digits) if digits else ""
+    """``+7 916 000-10-01 доб. 5`` -> ``+79160001001``; empty for junk (the dial rules apply when it is dialled)."""
+    try:
+        return reduce_number(str(phone or ""))
+    except BadPhoneNumber:
+        return ""
 
 
 def _department_ids(user: Mapping[str, Any]) -> list[int]:

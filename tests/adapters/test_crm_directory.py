@@ -68,6 +68,8 @@ def test_dialable_keeps_the_plus_and_the_digits() -> None:
     assert dialable("+7 916 000-10-01") == "+79160001001"
     assert dialable("8 (495) 100-10-01") == "84951001001"
     assert dialable(None) == dialable("n/a") == ""
+    assert dialable("+7 916 000-10-01 доб. 5") == "+79160001001", "an extension is not glued onto the number"
+    assert dialable("8 916 000-10-01, 8 916 000-10-02") == "", "two numbers in one field are not one number"
 
 
 async def test_auto_map_from_uf_phone_inner_with_mobiles_and_supervisors(telephony: Telephony) -> None:

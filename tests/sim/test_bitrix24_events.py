@@ -78,6 +78,34 @@ async def test_click_to_call_registers_then_delivers_onexternalcallstart(rest: R
     assert status == 200 and body["result"]["PORTAL_NUMBER"] == "74950000001"
 
 
+@pytest.mark.parametrize(
+    ("contact", "phone", "international", "extension"),
+    [
+        (3, "8 (926) 000-00-03", "+79260000003", ""),
+        (4, "+7 926 000-00-04", "+79260000004", ""),
+        (5, "926-000-00-05 доб. 12", "926-000-00-05 доб. 12", ""),  # letters: the parser gives up, repeats it
+        (6, "8 926 000-00-06#34", "+79260000006", "34"),
+        (7, "8 926 000-00-07, 8 926 000-00-08", "8 926 000-00-07, 8 926 000-00-08", ""),
+        (9, "+7", "+7", ""),  # the form's country prefix, the rest never typed
+    ],
+)
+async def test_a_click_on_a_seeded_contact_sends_its_number_as_the_crm_holds_it(
+    rest: Rest, handler: Handler, contact: int, phone: str, international: str, extension: str
+) -> None:
+    await rest.result("event.bind", {"event": "ONEXTERNALCALLSTART", "handler": handler.url})
+    call_id = await rest.sim.click_to_call_entity(11, "CONTACT", contact)
+    [post] = handler.posts
+    fields = ("PHONE_NUMBER", "PHONE_NUMBER_INTERNATIONAL", "EXTENSION", "CALL_ID", "CRM_ENTITY_ID")
+    assert [post[f"data[{name}]"] for name in fields] == [phone, international, extension, call_id, str(contact)]
+
+
+async def test_a_number_without_a_digit_is_not_registered_so_no_event_is_sent(rest: Rest, handler: Handler) -> None:
+    await rest.result("event.bind", {"event": "ONEXTERNALCALLSTART", "handler": handler.url})
+    with pytest.raises(ValueError, match="Unsupported phone number format"):
+        await rest.sim.click_to_call(11, "уточнить у менеджера")
+    assert handler.posts == [] and rest.sim.state()["calls"] == []
+
+
 async def test_webhook_bound_handler_gets_only_outgoing_webhook_auth(rest: Rest, handler: Handler) -> None:
     assert await rest.result("event.bind", {"event": "ONEXTERNALCALLSTART", "handler": handler.url}) is True
     await rest.sim.click_to_call(
