@@ -162,4 +162,4 @@ async def test_an_international_form_that_is_not_e164_is_not_trusted(tmp_path: P
         s.pbx.set_party("79260000106", Busy())
         status, _ = await post(s, click_form(PHONE_NUMBER="79260000106", PHONE_NUMBER_INTERNATIONAL="+7926&PJSIP/x"))
         assert status == 200
-        await eventually(lambda: originated(s) == ["Local/1001@agents", "Local/79260000106@external"])
+        await eventually(lambda: originated(s) == ["PJSIP/1001", "PJSIP/79260000106@trunk"])

@@ -63,7 +63,7 @@ async def test_each_raw_form_rings_the_employee_then_the_trunks_digits(
         call = await eventually(finished(s, call_id), timeout=15)
         assert (call["finish"]["STATUS_CODE"], call["finish"]["USER_ID"]) == ("200", 11)
         assert call["finish"]["DURATION"] >= 1
-        assert originated(s) == ["Local/1001@agents", f"Local/{dialled}@external"], stored
+        assert originated(s) == ["PJSIP/1001", f"PJSIP/{dialled}@trunk"], stored
 
 
 @pytest.mark.parametrize(
@@ -104,7 +104,7 @@ async def test_a_callback_to_an_undialable_number_dials_nothing_and_says_why(tmp
 async def test_a_callback_rings_the_trunks_digits(tmp_path: Path) -> None:
     async with stage(tmp_path, tweak=dial_rules(*RUSSIAN_TRUNK)) as s:
         await s.crm.callback_request("926-000-00-05 доб. 12", "Call me back")
-        await eventually(lambda: originated(s) == ["Local/89260000005@external"])
+        await eventually(lambda: originated(s) == ["PJSIP/89260000005@trunk"])
 
 
 def forwards(data: dict[str, Any]) -> None:
@@ -125,5 +125,5 @@ async def test_forwards_to_a_mobile_and_to_a_number_dial_the_trunks_digits(tmp_p
         await asyncio.wait_for(first.ended(), 20)
         second = await s.pbx.place_inbound_call("74951112244", "79990000302", hangup_after_answer=0.5)
         await asyncio.wait_for(second.ended(), 20)
-        external = [endpoint for endpoint in originated(s) if endpoint.endswith("@external")]
-        assert external == ["Local/89160001003@external", "Local/84957770000@external"]
+        external = [endpoint for endpoint in originated(s) if endpoint.endswith("@trunk")]
+        assert external == ["PJSIP/89160001003@trunk", "PJSIP/84957770000@trunk"]
