@@ -118,9 +118,7 @@ async def test_an_inbound_webhook_can_neither_bind_nor_list_nor_poll_events() ->
         assert (await rest.as_app("app.info"))["CODE"] == sim.core.identity.client_id
 
 
-async def test_install_posts_onappinstall_with_tokens_and_drops_the_apps_bindings(
-    rest: Rest, handler: Handler
-) -> None:
+async def test_install_posts_onappinstall_with_tokens_and_drops_the_apps_bindings(rest: Rest, handler: Handler) -> None:
     await rest.as_app("event.bind", {"event": "ONEXTERNALCALLSTART", "handler": handler.url})
     await rest.control("outbound_webhook", {"handler": handler.url, "events": ["ONEXTERNALCALLBACKSTART"]})
     status, body = await rest.control("install_app", {"url": handler.url})
