@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bridge import __version__
-from bridge.config import EXIT_CONFIG, ConfigError, load_config
+from bridge.config import EXIT_CONFIG, ConfigError, config_warnings, load_config
 from bridge.config_reader import Secret
 
 Handler = Callable[[argparse.Namespace], int]
@@ -115,6 +115,8 @@ def _plain(value: Any) -> Any:
 def check_config_main(args: argparse.Namespace) -> int:
     settings = load_config(Path(args.config))
     print(json.dumps(_plain(settings), indent=2, ensure_ascii=False))
+    for warning in config_warnings(settings):
+        print(f"warning: {warning}", file=sys.stderr)
     print(
         f"configuration OK: {len(settings.plan.lines)} line(s), {len(settings.plan.queues)} queue(s)", file=sys.stderr
     )

@@ -18,6 +18,8 @@ event                              meaning
 ``daemon.stopped``                 the daemon has stopped
 ``daemon.refused``                 the daemon would not start (e.g. another process holds the journal)
 ``daemon.task_crashed``            one of the daemon's tasks ended with an error (alert on this)
+``daemon.config_warning``          the configuration is valid but will not do something expected (e.g. webhook mode
+                                   and click-to-call); ``warning`` says what and what to do instead
 ``gc.tuned``                       start-up is over: its objects frozen out of garbage collection (debug)
 ``dispatch.error``                 handling one input failed; that input is dropped, every other call goes on
 ``call.started``                   an inbound call entered the Stasis application
@@ -68,6 +70,10 @@ event                              meaning
 ``crm.lookup_partial``             the caller was found but a detail (their deal) could not be read
 ``crm.line_failed``                creating an external line at start failed
 ``crm.event_bind_failed``          binding the click-to-call events at start failed (OAuth mode)
+``crm.event_bound``                a click-to-call event is bound to ``handler`` (``events_url`` or the offline queue)
+``crm.app_installed``              a verified ONAPPINSTALL: its token pair and application_token are in ``token_file``
+``crm.install_rejected``           an ONAPPINSTALL post was refused (``reason``: unverifiable token, webhook mode, ...);
+                                   nothing was stored
 ``crm.event_poll_failed``          polling ``event.offline.get`` failed (pull mode); retried
 ``delivery.requeued``              operations found in flight at start (after a crash) are checked and resent
 ``delivery.error``                 an unexpected error in the delivery loop; it goes on

@@ -103,6 +103,10 @@ class EventGate:
         self._seen: OrderedDict[str, float] = OrderedDict()
         self._max = max_remembered
 
+    def set_token(self, application_token: str) -> None:
+        """A new ``application_token`` (a verified install issued it)."""
+        self._token = application_token.encode()
+
     def authentic(self, auth: Mapping[str, Any]) -> bool:
         given = str(auth.get("application_token", "")).encode()
         return bool(self._token) and hmac.compare_digest(given, self._token)

@@ -6,7 +6,7 @@ import itertools
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlencode
 
@@ -14,7 +14,7 @@ from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient, TestServer
 
 from bridge.clicktocall import ClickToCallDesk
-from bridge.config import Settings, load_config
+from bridge.config import Secret, Settings, load_config
 from bridge.crm.inbound import EventGate
 from bridge.domain.commands import PbxCommand, RingAgent, RingNumber
 from bridge.domain.events import LegAnswered
@@ -104,7 +104,8 @@ class Desk:
 @asynccontextmanager
 async def open_desk(capture: LogCapture) -> AsyncIterator[Desk]:
     """The example config's desk behind ``build_app`` on 127.0.0.1 (a free port), with a test client."""
-    settings = load_config(EXAMPLE_CONFIG)
+    example = load_config(EXAMPLE_CONFIG)  # a local application: its token comes with the install
+    settings = replace(example, bitrix24=replace(example.bitrix24, application_token=Secret("token-of-the-install")))
     dispatcher, ari = SpyDispatcher(settings), SpyOriginator()
     clicktocall = ClickToCallDesk(settings, ari, Directory())
     clicktocall.attach(dispatcher)  # type: ignore[arg-type]

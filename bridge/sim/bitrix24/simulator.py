@@ -110,6 +110,17 @@ class Bitrix24Simulator:
         """An authorization code (lives 30 s) for the ``authorization_code`` grant."""
         return self.core.tokens.new_code(user_id)
 
+    async def install_app(self, url: str, user_id: int = 1) -> int:
+        """The administrator (``user_id``) saves the local application with ``url`` as its install path: Bitrix24
+        posts ONAPPINSTALL there. Returns the handler's HTTP status."""
+        if self.core.directory.active_user(user_id) is None:
+            raise ValueError(f"user {user_id} is not an active user")
+        return await self.core.events.install(url, user_id)
+
+    def add_outbound_webhook(self, handler: str, events: list[str]) -> str:
+        """An outbound webhook posting ``events`` to ``handler``; returns its application token."""
+        return self.core.events.add_outbound_webhook(handler, events)
+
     def expire_access_tokens(self) -> None:
         self.core.tokens.expire_access_tokens()
 
