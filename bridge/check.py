@@ -12,6 +12,7 @@ from panoramisk import Manager
 from bridge.config import Settings
 from bridge.crm.client import Bitrix24Client
 from bridge.crm.errors import CrmError
+from bridge.delivery.access import ALL, DENIED, PERMISSION, StatisticsAccess
 from bridge.logs import redact_text
 
 TIMEOUT = 10.0
@@ -62,9 +63,37 @@ async def check_bitrix24(settings: Settings) -> str:
     return f"Bitrix24 answers; telephony scope granted; {count} external line(s) registered for this app"
 
 
+class Warning_(Exception):
+    """A probe's finding that works but needs the operator's attention (printed as ``warn``, not a failure)."""
+
+
+async def check_statistics(settings: Settings) -> str:
+    """Whether ``voximplant.statistic.get`` can tell a replay that a call already arrived (see
+    :mod:`bridge.delivery.access`)."""
+    access = StatisticsAccess()
+    async with Bitrix24Client(settings.bitrix24, retry_attempts=1) as client:
+        level = await access.learn(client)
+    who = f"app user {access.app_user}"
+    if level == ALL:
+        return f"voximplant.statistic.get sees every call ({who} is a portal admin)"
+    if level == DENIED:
+        raise RuntimeError(
+            f"voximplant.statistic.get: ACCESS_DENIED: {who} lacks the telephony permission '{PERMISSION}'; "
+            "a call that may already be in Bitrix24 is parked, never resent (grant it: Telephony > Access permissions)"
+        )
+    raise Warning_(
+        f"{who} is not a portal admin: voximplant.statistic.get lists only the calls its role '{PERMISSION}' covers "
+        "(by default its own); a doubtful call of an employee none of whose calls it has seen there is parked, not "
+        "resent (make it a portal admin)"
+    )
+
+
 async def _one(name: str, probe: Callable[[Settings], Awaitable[str]], settings: Settings) -> bool:
     try:
         detail = await asyncio.wait_for(probe(settings), TIMEOUT * 2)
+    except Warning_ as exc:
+        print(f"warn {name:<9} {redact_text(str(exc))}")
+        return True
     except (OSError, TimeoutError, aiohttp.ClientError, CrmError, RuntimeError, ValueError) as exc:
         text = str(exc) or type(exc).__name__
         print(f"FAIL {name:<9} {redact_text(text)}")
@@ -78,5 +107,6 @@ async def check(settings: Settings) -> int:
         await _one("ari", check_ari, settings),
         await _one("ami", check_ami, settings),
         await _one("bitrix24", check_bitrix24, settings),
+        await _one("stats", check_statistics, settings),
     ]
     return 0 if all(results) else 1

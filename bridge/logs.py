@@ -54,6 +54,8 @@ event                              meaning
 ``crm.failed``                     a permanent error: the operation is parked (``b24-bridge journal --status failed``)
 ``crm.offline``                    a call's register did not go through in time: it is mirrored at its end (SHOW=0)
 ``crm.replayed``                   an offline call was mirrored, or found already there (``already_present``)
+``crm.statistics_access``          what ``voximplant.statistic.get`` shows the app user (``level`` all / limited /
+                                   denied); below all, a doubtful call it may hide is parked (``crm.failed``)
 ``crm.back``                       Bitrix24 answers again after trouble; waiting operations are sent at once
 ``crm.probe_failed``               the probe for Bitrix24's return failed; ``next_probe_at`` says when the next one is
 ``crm.token_refreshed``            the OAuth access token was refreshed and stored
