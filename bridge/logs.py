@@ -69,6 +69,8 @@ event                              meaning
 ``delivery.error``                 an unexpected error in the delivery loop; it goes on
 ``directory.refreshed``            the extension <-> user map was read from Bitrix24
 ``directory.stale``                the map could not be refreshed (or came back partial); the last good one is kept
+``directory.dismissed``            configured employees whose users Bitrix24 has not as active (``employees``: ext ->
+                                   user): skipped in walks, never named in a finish (it would be refused for good)
 ``directory.duplicate_extension``  two users share an extension; the configured or first one wins
 ``directory.time_tracking_off``    Bitrix24 has no time management: nobody is skipped as not clocked in
 ``directory.availability_failed``  absence / time-tracking facts could not be read; agents count as present
