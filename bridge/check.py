@@ -15,6 +15,7 @@ from bridge.crm.client import Bitrix24Client
 from bridge.crm.envelope import rows_of
 from bridge.crm.errors import CrmError
 from bridge.crm.install import stored_application_token
+from bridge.delivery.access import ALL, DENIED, PERMISSION, StatisticsAccess
 from bridge.logs import redact_text
 from bridge.portal import BOUND_EVENTS
 
@@ -112,6 +113,27 @@ def _binds(row: dict[str, object], event: str, offline: bool, url: str) -> bool:
     return bool(row.get("offline")) if offline else not row.get("offline") and row.get("handler") == url
 
 
+async def check_statistics(settings: Settings) -> str:
+    """Whether ``voximplant.statistic.get`` can tell a replay that a call already arrived (see
+    :mod:`bridge.delivery.access`)."""
+    access = StatisticsAccess()
+    async with Bitrix24Client(settings.bitrix24, retry_attempts=1) as client:
+        level = await access.learn(client)
+    who = f"app user {access.app_user}"
+    if level == ALL:
+        return f"voximplant.statistic.get sees every call ({who} is a portal admin)"
+    if level == DENIED:
+        raise RuntimeError(
+            f"voximplant.statistic.get: ACCESS_DENIED: {who} lacks the telephony permission '{PERMISSION}'; "
+            "a call that may already be in Bitrix24 is parked, never resent (grant it: Telephony > Access permissions)"
+        )
+    raise CheckWarning(
+        f"{who} is not a portal admin: voximplant.statistic.get lists only the calls its role '{PERMISSION}' covers "
+        "(by default its own); a doubtful call of an employee none of whose calls it has seen there is parked, not "
+        "resent (make it a portal admin)"
+    )
+
+
 async def _one(name: str, probe: Callable[[Settings], Awaitable[str]], settings: Settings) -> bool:
     try:
         detail = await asyncio.wait_for(probe(settings), TIMEOUT * 2)
@@ -132,5 +154,6 @@ async def check(settings: Settings) -> int:
         await _one("ami", check_ami, settings),
         await _one("bitrix24", check_bitrix24, settings),
         await _one("events", check_events, settings),
+        await _one("stats", check_statistics, settings),
     ]
     return 0 if all(results) else 1

@@ -56,6 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--since", metavar="ISO", help="only calls that started at or after this time")
     replay.add_argument("--call", metavar="EXTERNAL_CALL_ID", help="only this call")
     replay.add_argument("--dry-run", action="store_true", help="show what would be sent, send nothing")
+    replay.add_argument(
+        "--force",
+        action="store_true",
+        help="send calls the statistics cannot vouch for (the app user cannot see them); check Bitrix24 first",
+    )
 
     journal = with_config("journal", "list the journal's calls and operations")
     journal.add_argument("--status", choices=["pending", "failed", "done"])

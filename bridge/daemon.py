@@ -158,6 +158,7 @@ class Daemon:
         self._metrics_samples()
         await self._start_http()
         await self._refresh_directory()
+        await self._learn_statistics_access()
         self._spawn(self.dispatcher.run(), "dispatcher")
         self._spawn(self.delivery.run(), "delivery")
         self._spawn(self.ari.run(), "ari")
@@ -225,6 +226,15 @@ class Daemon:
                 await self.directory.refresh()
         except (TimeoutError, CrmError) as exc:
             log.warning("directory.stale", error=str(exc), note="using the configured employees only")
+
+    async def _learn_statistics_access(self) -> None:
+        """Log once what the statistics show the app user (``crm.statistics_access``); if Bitrix24 does not answer
+        now, delivery learns it before its first check."""
+        try:
+            async with asyncio.timeout(10.0):
+                await self.delivery.access.learn(self.delivery_client)
+        except (TimeoutError, CrmError) as exc:
+            log.warning("crm.statistics_access", level="unknown", error=str(exc), note="learned before the first check")
 
     # -- health and metrics -----------------------------------------------------------------------------
 

@@ -62,6 +62,8 @@ event                              meaning
 ``crm.failed``                     a permanent error: the operation is parked (``b24-bridge journal --status failed``)
 ``crm.offline``                    a call's register did not go through in time: it is mirrored at its end (SHOW=0)
 ``crm.replayed``                   an offline call was mirrored, or found already there (``already_present``)
+``crm.statistics_access``          what ``voximplant.statistic.get`` shows the app user (``level`` all / limited /
+                                   denied); below all, a doubtful call it may hide is parked (``crm.failed``)
 ``crm.back``                       Bitrix24 answers again after trouble; waiting operations are sent at once
 ``crm.probe_failed``               the probe for Bitrix24's return failed; ``next_probe_at`` says when the next one is
 ``crm.token_refreshed``            the OAuth access token was refreshed and stored
@@ -79,6 +81,8 @@ event                              meaning
 ``delivery.error``                 an unexpected error in the delivery loop; it goes on
 ``directory.refreshed``            the extension <-> user map was read from Bitrix24
 ``directory.stale``                the map could not be refreshed (or came back partial); the last good one is kept
+``directory.dismissed``            configured employees whose users Bitrix24 has not as active (``employees``: ext ->
+                                   user): skipped in walks, never named in a finish (it would be refused for good)
 ``directory.duplicate_extension``  two users share an extension; the configured or first one wins
 ``directory.time_tracking_off``    Bitrix24 has no time management: nobody is skipped as not clocked in
 ``directory.availability_failed``  absence / time-tracking facts could not be read; agents count as present

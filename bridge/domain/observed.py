@@ -113,7 +113,7 @@ def step(call: Observed, event: ObservedEvent, now: datetime) -> Step:
 
 def _user(call: Observed, ext: str) -> int:
     emp = call.plan.employees.get(ext)
-    return emp.user_id if emp else 0
+    return emp.user_id if emp and not emp.dismissed else 0
 
 
 def _default_user(call: Observed) -> int:

@@ -109,6 +109,18 @@ async def test_configured_entries_win_and_get_their_blanks_filled(telephony: Tel
     assert directory.ext_for(12) == "2002" and directory.ext_for(13) is None
 
 
+async def test_a_configured_employee_bitrix24_has_dismissed_is_marked_and_logged_once(telephony: Telephony) -> None:
+    configured = {"1007": Employee("1007", 17), "1001": Employee("1001", 11), "1099": Employee("1099", 99)}
+    directory = Directory(telephony, configured, auto_map=False, refresh=300, availability_ttl=30)
+    with capture_logs() as logs:
+        await directory.refresh()
+        await directory.refresh()
+    employees = directory.employees()
+    assert {ext: e.dismissed for ext, e in employees.items()} == {"1007": True, "1001": False, "1099": True}
+    said = [e for e in logs if e["event"] == "directory.dismissed"]
+    assert [e["employees"] for e in said] == [{"1007": 17, "1099": 99}], "once, naming ext and user"
+
+
 async def test_without_auto_map_only_configured_extensions_exist(telephony: Telephony) -> None:
     directory = Directory(telephony, {"501": Employee("501", 13)}, auto_map=False, refresh=300, availability_ttl=30)
     await directory.refresh()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 from bridge.domain.scheme import Availability
 from bridge.sim.asterisk import Answer, Busy, NeverAnswer, Unregistered
@@ -162,3 +163,25 @@ async def test_a_group_member_intercepts_a_ringing_call_with_the_code(tmp_path: 
             s, Expect("79990000008", INCOMING, 13, ANSWERED, talk=1.0, recorded=True, shown_to=frozenset({11, 13}))
         )
         assert crm.cards[11] == ("show", "hide")
+
+
+async def test_a_dismissed_employee_in_the_map_is_skipped_and_never_named_in_a_finish(tmp_path: Path) -> None:
+    """[employees.map.1007] is Fyodor (user 17), whom Bitrix24 has dismissed: his phone would answer, but the walk
+    passes him by like an unavailable agent and the call is Anna's from register to finish."""
+
+    def with_fyodor(data: dict[str, Any]) -> None:
+        data["employees"]["map"]["1007"] = {"user_id": 17, "unavailable_to_mobile": True, "mobile": "79160001007"}
+        data["queues"]["sales"]["members"] = ["1007", "1001", "1002"]
+
+    async with stage(tmp_path, tweak=with_fyodor) as s:
+        await eventually(lambda: s.daemon.current_plan().employees["1007"].dismissed)
+        s.pbx.set_party("1007", Answer(after=0.1))
+        s.pbx.set_party("1001", Answer(after=0.1))
+        call = await s.pbx.place_inbound_call(SALES, "79990000077", hangup_after_answer=1.0)
+        await asyncio.wait_for(call.ended(), 20)
+        await mirrored(s, Expect("79990000077", INCOMING, 11, ANSWERED, talk=1.0, recorded=True,
+                                 shown_to=frozenset({11})))  # fmt: skip
+        assert "1007" not in agents_rung(s), "the dismissed employee was never rung"
+        assert not [r for r in s.pbx.requests if "79160001007" in str(r["params"])], "nor his mobile"
+        finishes = [c["finish"]["USER_ID"] for c in s.crm.state()["calls"] if c.get("finish")]
+        assert 17 not in finishes

@@ -27,8 +27,13 @@ Departures from the reference (and guesses where it is silent):
   may carry ONEXTERNALCALLSTART, which the docs promise for applications only (older bridges used it so).
 * ``WRONG_AUTH_TYPE`` (HTTP 403) is returned through an inbound webhook for register/finish/externalLine.*
   only when ``webhook_allowed_for_telephony=False``; by default webhooks work there (see reference 1.0).
-* ``user.get`` without an ``ACTIVE`` filter lists dismissed users too; ``voximplant.statistic.get`` never
-  answers ``ACCESS_DENIED``; only the methods listed above exist (others give ``ERROR_METHOD_NOT_FOUND``).
+* ``user.get`` without an ``ACTIVE`` filter lists dismissed users too; only the methods listed above exist
+  (others give ``ERROR_METHOD_NOT_FOUND``).
+* Telephony permissions are one level per user, "Call statistics — View" (seed key ``CALL_STATISTICS``:
+  ``none``/``own``/``department``/``all``; ``set_rights`` or ``POST /_sim/rights`` change it): portal admins see
+  every call; other users default to ``own``, the role a fresh portal gives every employee. Without it
+  ``voximplant.statistic.get`` is 403 ``ACCESS_DENIED``; with ``own``/``department`` it lists only those users'
+  calls. Dismissed users (ACTIVE false) are refused by register/finish ("User is not found or is not active").
 * Phones are compared as digits, equal or equal in the last ten digits; ``PHONE_NUMBER`` is stored as digits.
 * ``finish`` hides the card of the finishing user only (CORE-VOX). Its result shows ``CALL_START_DATE`` as
   ``{}``, as the docs' example does (a PHP DateTime json-encoded); statistics show the ISO date.

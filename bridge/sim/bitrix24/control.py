@@ -85,6 +85,16 @@ def control_routes(sim: Bitrix24Simulator) -> list[web.RouteDef]:
         sim.expire_access_tokens()
         return {"result": True}
 
+    async def rights(body: dict[str, Any]) -> Any:
+        admin = body.get("admin")
+        statistics = body.get("statistics")
+        sim.set_rights(
+            int(body["user_id"]),
+            admin=None if admin is None else bool(admin),
+            statistics=None if statistics is None else str(statistics),
+        )
+        return {"result": True}
+
     async def record(request: web.Request) -> web.StreamResponse:
         call_id = request.match_info["call_id"]
         content = sim.record_content(call_id)
@@ -104,5 +114,6 @@ def control_routes(sim: Bitrix24Simulator) -> list[web.RouteDef]:
         web.post("/_sim/outbound_webhook", _json_route(outbound_webhook)),
         web.post("/_sim/tokens", _json_route(tokens)),
         web.post("/_sim/expire_tokens", _json_route(expire_tokens)),
+        web.post("/_sim/rights", _json_route(rights)),
         web.get("/_sim/records/{call_id}", record),
     ]

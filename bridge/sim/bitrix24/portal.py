@@ -100,7 +100,7 @@ class Portal:
             *self.crm.methods(),
             *self.lines.methods(),
             *self.telephony.methods(),
-            *Statistic(self.calls).methods(),
+            *Statistic(self.calls, self.directory).methods(),
             *self.records.methods(),
             *self.events.methods(),
             *self.workspace.methods(),

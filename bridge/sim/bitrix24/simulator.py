@@ -141,6 +141,12 @@ class Bitrix24Simulator:
         )
         log.info("sim.fault_set", outage_seconds=outage_seconds, error_rate=error_rate, latency=latency)
 
+    def set_rights(self, user_id: int, *, admin: bool | None = None, statistics: str | None = None) -> None:
+        """Make ``user_id`` a portal admin or not, and set their "Call statistics — View" level (``none``,
+        ``own``, ``department``, ``all``; admins see every call whatever it is)."""
+        self.core.directory.set_rights(user_id, admin=admin, statistics=statistics)
+        log.info("sim.rights_set", user_id=user_id, admin=admin, statistics=statistics)
+
     def clear_faults(self) -> None:
         self.core.faults = FaultPlan()
 
