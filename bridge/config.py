@@ -24,6 +24,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bridge.config_events import event_mode_problems, event_mode_warnings, http_url
+from bridge.config_http import HttpSettings, http_warnings, parse_http
 from bridge.config_reader import Reader, Secret
 from bridge.config_routing import RoutingParser
 from bridge.dialrules import BadDialRule, BadPhoneNumber, DialRules, parse_rule
@@ -111,12 +112,6 @@ class Bitrix24Settings:
 @dataclass(frozen=True)
 class JournalSettings:
     path: Path = Path("b24-bridge.db")
-
-
-@dataclass(frozen=True)
-class HttpSettings:
-    host: str = "127.0.0.1"
-    port: int = 8480
 
 
 @dataclass(frozen=True)
@@ -266,7 +261,7 @@ def config_warnings(settings: Settings) -> list[str]:
     """Things a valid configuration will not do that its author may expect (printed by check-config, logged at
     start)."""
     b = settings.bitrix24
-    return event_mode_warnings(b.webhook_url is not None, b.events, b.events_url)
+    return event_mode_warnings(b.webhook_url is not None, b.events, b.events_url) + http_warnings(settings.http)
 
 
 def _strings(r: Reader, data: dict[str, Any], key: str, name: str, default: tuple[str, ...]) -> list[str]:
@@ -275,16 +270,6 @@ def _strings(r: Reader, data: dict[str, Any], key: str, name: str, default: tupl
         r.problem(f"{key}{name}", "must be a list of strings")
         return list(default)
     return list(values)
-
-
-def _http(r: Reader, data: dict[str, Any]) -> HttpSettings:
-    r.unknown(data, "http.", {"listen"})
-    listen = r.get(data, "http.", "listen", str, "127.0.0.1:8480")
-    host, _, port = listen.rpartition(":")
-    if not host or not re.fullmatch(r"[0-9]{1,5}", port) or not 0 <= int(port) < 65536:
-        r.problem("http.listen", f"must be HOST:PORT, got {listen!r}")
-        return HttpSettings()
-    return HttpSettings(host=host.strip("[]"), port=int(port))
 
 
 def parse_settings(data: dict[str, Any], *, path: Path, env: dict[str, str] | None = None) -> Settings:
@@ -298,7 +283,7 @@ def parse_settings(data: dict[str, Any], *, path: Path, env: dict[str, str] | No
     r.unknown(journal_data, "journal.", {"path"})
     journal_path = r.get(journal_data, "journal.", "path", str, "b24-bridge.db")
     journal = JournalSettings(path=r.path(journal_path, "journal.path"))
-    http = _http(r, r.table(data, "", "http"))
+    http = parse_http(r, r.table(data, "", "http"))
     emp_data = r.table(data, "", "employees")
     employees = EmployeesSettings(
         auto_map=r.get(emp_data, "employees.", "auto_map", bool, True),

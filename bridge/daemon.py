@@ -36,15 +36,17 @@ from bridge.delivery.recordings import recording_loader
 from bridge.dispatch import Dispatcher, StampedQueue
 from bridge.domain.scheme import Plan
 from bridge.gc_tuning import tune_after_startup
-from bridge.http_api import Health, build_app
+from bridge.http_api import Health, Probes, build_app, event_routes, events_app
 from bridge.journal.lock import JournalBusy, exclusive
 from bridge.journal.store import Journal
-from bridge.metrics import DeliveryMetrics, Metrics
+from bridge.metrics import Metrics
 from bridge.pbx.ami import AmiLink
 from bridge.pbx.ari import AriLink
 from bridge.pbx.outcomes import EndpointTemplate
 from bridge.portal import PortalUpkeep
 from bridge.recovery import Recovery, pbx_view
+from bridge.status.sources import DeliveryWatch, StatusSources
+from bridge.status.web import status_routes
 from bridge.systemd import Notifier
 
 log = structlog.get_logger(__name__)
@@ -53,6 +55,8 @@ VITAL_TASKS = frozenset({"dispatcher", "delivery", "ari", "ami"})
 STOP_ROUNDS = 3
 STOP_ROUND_SECONDS = 1.0
 """At shutdown the tasks are cancelled up to ``STOP_ROUNDS`` times, each time waited for this long."""
+STUCK_QUEUE_SECONDS = 30.0
+"""``/livez`` fails when an input has waited this long in the dispatcher's queue (the consumer is stuck)."""
 
 
 @dataclass(frozen=True)
@@ -77,9 +81,11 @@ class Daemon:
         self.stop_requested = asyncio.Event()
         self.started = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
-        self._runner: web.AppRunner | None = None
+        self._runners: list[web.AppRunner] = []
         self._held = contextlib.ExitStack()
         self.http_port = 0
+        self.events_port = 0
+        """The port of ``http.events_listen`` (0: ``/b24/events`` is on the main listener)."""
         logs.register_secrets(_secret_values(settings))
 
     # -- startup ----------------------------------------------------------------------------------------
@@ -107,7 +113,7 @@ class Daemon:
             Telephony(self.delivery_client),
             s.bitrix24,
             recording_loader=recording_loader(s.asterisk),
-            observer=DeliveryMetrics(self.metrics, on_retry=lambda: self.portal.trouble()),
+            observer=DeliveryWatch(self.metrics, on_retry=lambda: self.portal.trouble()),
         )
         pbx_queue = StampedQueue()
         self.ari = AriLink(s.asterisk, pbx_queue)
@@ -204,21 +210,42 @@ class Daemon:
         return replace(self.settings.plan, employees=self.directory.employees())
 
     async def _start_http(self) -> None:
-        installer = self.installer
-        app = build_app(
-            health=self.health,
+        installer, http = self.installer, self.settings.http
+        events = event_routes(
             metrics=self.metrics,
             gate=self.gate,
             on_event=self.desk.on_event,
             on_install=installer.accept if installer is not None else None,
         )
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.settings.http.host, self.settings.http.port)
+        own_listener = http.events_host is not None
+        app = build_app(
+            probes=Probes(live=self.liveness, ready=self.readiness, health=self.health),
+            metrics=self.metrics,
+            events=[] if own_listener else events,
+        )
+        app.add_routes(status_routes(http, self.status_sources().data))
+        self.http_port = await self._listen(app, http.host, http.port)
+        if http.events_host is not None:
+            self.events_port = await self._listen(events_app(events), http.events_host, http.events_port)
+
+    async def _listen(self, app: web.Application, host: str, port: int) -> int:
+        """Serve ``app`` on ``host:port``; the port it got (``port`` 0: any free one)."""
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        await runner.setup()
+        self._runners.append(runner)
+        site = web.TCPSite(runner, host, port)
         await site.start()
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
-        self.http_port = sockets[0].getsockname()[1] if sockets else self.settings.http.port
+        sockets = getattr(site._server, "sockets", None) or []
+        return int(sockets[0].getsockname()[1]) if sockets else port
+
+    def status_sources(self) -> StatusSources:
+        observer = self.delivery.observer
+        assert isinstance(observer, DeliveryWatch)
+        return StatusSources(
+            plan=self.current_plan, dispatcher=self.dispatcher, journal=self.journal,
+            links={"ari": self.ari, "ami": self.ami}, delivery=observer,
+            stats=[self.delivery_client.stats, self.client.stats], bucket_size=float(self.settings.bitrix24.burst),
+        )  # fmt: skip
 
     async def _refresh_directory(self) -> None:
         try:
@@ -254,6 +281,27 @@ class Daemon:
             "bitrix24": Health(pending_age < limit, waiting),
             "journal": journal,
         }
+
+    def liveness(self) -> dict[str, Health]:
+        """For ``/livez``: the process works. PBX and Bitrix24 outages never fail it (see :meth:`alive`)."""
+        crashed = sorted(t.get_name() for t in self._tasks if t.get_name() in VITAL_TASKS and t.done())
+        waited = self.dispatcher.queue.oldest_wait() if hasattr(self, "dispatcher") else 0.0
+        return {
+            "tasks": Health(not crashed, f"stopped: {', '.join(crashed)}" if crashed else "running"),
+            "events": Health(
+                waited < STUCK_QUEUE_SECONDS,
+                f"oldest queued input waited {waited:.1f} s" if waited else "queue empty",
+            ),
+        }
+
+    def readiness(self) -> dict[str, Health]:
+        """For ``/readyz``: the links are up, calls can be taken (a Bitrix24 backlog does not matter: the journal
+        holds it)."""
+        parts = self.health()
+        return {name: parts[name] for name in ("ari", "ami", "journal")} | {
+            "started": Health(self.started.is_set() and not self.stop_requested.is_set(),
+                              "running" if not self.stop_requested.is_set() else "stopping")
+        }  # fmt: skip
 
     def alive(self) -> bool:
         """For the systemd watchdog: the vital tasks still run. A PBX or Bitrix24 outage is no reason to be
@@ -339,8 +387,8 @@ class Daemon:
         for client in (getattr(self, "client", None), getattr(self, "delivery_client", None)):
             if client is not None:
                 await client.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
+        for runner in self._runners:
+            await runner.cleanup()
         if getattr(self, "journal", None) is not None:
             self.journal.close()
         self._held.close()

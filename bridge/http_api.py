@@ -1,4 +1,11 @@
-"""The daemon's HTTP surface: ``/healthz``, ``/metrics`` and the Bitrix24 event handler ``/b24/events``."""
+"""The daemon's HTTP surface: health (``/livez``, ``/readyz``, ``/healthz``), ``/metrics``, the status page
+(``bridge.status``) and the Bitrix24 event handler ``/b24/events`` (on the main listener, or on its own).
+
+* ``/livez``: the process works (its vital tasks run, its event queue moves). Only this one should make an
+  orchestrator restart the daemon: a PBX reconnect or a Bitrix24 backlog never fails it.
+* ``/readyz``: the links are up (ARI, AMI, the journal): calls can be taken now.
+* ``/healthz``: every component with its detail, 503 with the reasons when any is not ok (for people and alerts).
+"""
 
 from __future__ import annotations
 
@@ -31,26 +38,65 @@ EventSink = Callable[[ClickToCall | CallbackRequest], Awaitable[None]]
 InstallSink = Callable[[Mapping[str, Any]], Awaitable[InstallAnswer]]
 
 
+@dataclass(frozen=True)
+class Probes:
+    """The three health answers, each a set of named components."""
+
+    live: HealthProbe
+    ready: HealthProbe
+    health: HealthProbe
+
+
+def health_answer(parts: Mapping[str, Health]) -> web.Response:
+    """200 when every component is ok, else 503 with the reasons."""
+    body = {name: {"ok": h.ok, "detail": h.detail} for name, h in parts.items()}
+    ok = all(h.ok for h in parts.values())
+    reasons = [f"{name}: {h.detail}" for name, h in parts.items() if not h.ok]
+    return web.json_response({"ok": ok, "components": body, "reasons": reasons}, status=200 if ok else 503)
+
+
 def build_app(
     *,
-    health: HealthProbe,
+    probes: Probes,
+    metrics: Metrics,
+    events: list[web.RouteDef],
+) -> web.Application:
+    """The main listener's application, with ``events`` (:func:`event_routes`; none when the handler has a listener
+    of its own, ``http.events_listen``)."""
+    app = web.Application(client_max_size=MAX_EVENT_BYTES)
+
+    def answering(probe: HealthProbe) -> Callable[[web.Request], Awaitable[web.Response]]:
+        async def view(_request: web.Request) -> web.Response:
+            return health_answer(probe())
+
+        return view
+
+    async def metrics_view(_request: web.Request) -> web.Response:
+        return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+
+    app.router.add_get("/livez", answering(probes.live))
+    app.router.add_get("/readyz", answering(probes.ready))
+    app.router.add_get("/healthz", answering(probes.health))
+    app.router.add_get("/metrics", metrics_view)
+    app.add_routes(events)
+    return app
+
+
+def events_app(routes: list[web.RouteDef]) -> web.Application:
+    """The listener of ``http.events_listen``: ``/b24/events`` and nothing else."""
+    app = web.Application(client_max_size=MAX_EVENT_BYTES)
+    app.add_routes(routes)
+    return app
+
+
+def event_routes(
+    *,
     metrics: Metrics,
     gate: EventGate,
     on_event: EventSink,
     on_install: InstallSink | None = None,
-) -> web.Application:
-    """``on_install`` takes ``ONAPPINSTALL`` posts (OAuth mode); without it they are refused."""
-    app = web.Application(client_max_size=MAX_EVENT_BYTES)
-
-    async def healthz(_request: web.Request) -> web.Response:
-        parts = health()
-        body = {name: {"ok": h.ok, "detail": h.detail} for name, h in parts.items()}
-        ok = all(h.ok for h in parts.values())
-        reasons = [f"{name}: {h.detail}" for name, h in parts.items() if not h.ok]
-        return web.json_response({"ok": ok, "components": body, "reasons": reasons}, status=200 if ok else 503)
-
-    async def metrics_view(_request: web.Request) -> web.Response:
-        return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+) -> list[web.RouteDef]:
+    """``/b24/events``. ``on_install`` takes ``ONAPPINSTALL`` posts (OAuth mode); without it they are refused."""
 
     async def events(request: web.Request) -> web.Response:
         try:
@@ -71,10 +117,7 @@ def build_app(
         await on_event(parsed)
         return web.json_response({"result": True})
 
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/metrics", metrics_view)
-    app.router.add_post(EVENTS_PATH, events)
-    return app
+    return [web.post(EVENTS_PATH, events)]
 
 
 def _reject(metrics: Metrics, reason: str, status: int, request: web.Request) -> web.Response:

@@ -86,6 +86,8 @@ class Dispatcher:
         self.links_seen: set[str] = set()
         """PBX links that have connected once (their next resync is a reconnect)."""
         self._callbacks: dict[str, str] = {}
+        self.caller_names: dict[str, str] = {}
+        """Call -> the caller's name as the PBX gave it (CALLERID(name)), while the call goes on."""
         self.foreign: Callable[[PbxEvent], bool] | None = None
         """Gets first look at every PBX event of a call; True means it took the event (click-to-call sessions)."""
         self.hung_up_at: Callable[[str], datetime | None] = lambda _channel: None
@@ -180,6 +182,8 @@ class Dispatcher:
             answered_today=dict(self._answered_counts(now)),
         )
         self.calls[call_id] = replace(core.start_call(plan, call_id, now), serial=serial)
+        if event.caller_name:
+            self.caller_names[call_id] = event.caller_name
         with bind_call(call_id, event.linkedid, event.line):
             log.info("call.started", caller=event.caller, caller_name=event.caller_name)
         self.metrics.active_calls.set(self.active)
@@ -256,7 +260,8 @@ class Dispatcher:
         finishes = self._finishes.pop(key, [])
         status = finishes[0].status_code if finishes else ""
         duration = sum(f.duration for f in finishes)
-        summary = CallSummary(key, kind, line, number, handled_by, status, duration, tuple(legs))
+        name = self.caller_names.pop(key, "")
+        summary = CallSummary(key, kind, line, number, handled_by, status, duration, tuple(legs), name, self.clock())
         self.ended.append(summary)
         self.metrics.calls.labels(status=status or "none").inc()
         self.metrics.active_calls.set(self.active)
@@ -332,6 +337,10 @@ class Dispatcher:
         loop = asyncio.get_running_loop()
         delay = max(0.0, (deadline - now).total_seconds())
         self._timers[(key, observed)] = loop.call_later(delay, self.put, TimerDue(key, observed))
+
+    def answered_today(self) -> dict[str, int]:
+        """Extension -> calls it answered today."""
+        return dict(self._answered_counts(self.clock()))
 
     def _answered_counts(self, now: datetime) -> dict[str, int]:
         if self._answered_day != now.date():

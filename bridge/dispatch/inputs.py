@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections import deque
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from bridge.domain.events import CrmClient
@@ -44,6 +45,8 @@ class CallSummary:
     status: str
     duration: int
     crm_legs: tuple[str, ...]
+    caller_name: str = ""
+    ended_at: datetime | None = None
 
 
 Input = PbxEvent | LookupDone | TimerDue | DeviceSettled
@@ -62,6 +65,10 @@ class StampedQueue(asyncio.Queue[Any]):
 
     def empty(self) -> bool:
         return not self._stamped
+
+    def oldest_wait(self) -> float:
+        """Seconds the oldest item still queued has waited (0 when the queue is empty)."""
+        return time.perf_counter() - self._stamped[0][0] if self._stamped else 0.0
 
     def _put(self, item: Any) -> None:
         self._stamped.append((time.perf_counter(), item))

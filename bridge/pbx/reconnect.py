@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from datetime import UTC, datetime
 
 import structlog
 
@@ -30,6 +31,10 @@ class ReconnectingLink:
         self._up = asyncio.Event()
         self._stopping = asyncio.Event()
         self._current: asyncio.Task[bool] | None = None
+        self.changed_at = datetime.now(UTC)
+        """When the link last went up or down (for the status page)."""
+        self.last_error = ""
+        self.error_at: datetime | None = None
 
     @property
     def connected(self) -> bool:
@@ -38,6 +43,8 @@ class ReconnectingLink:
 
     @connected.setter
     def connected(self, value: bool) -> None:
+        if value is not self._up.is_set():
+            self.changed_at = datetime.now(UTC)
         if value:
             self._up.set()
         else:
@@ -64,7 +71,8 @@ class ReconnectingLink:
                     raise
             except (OSError, TimeoutError, PbxError) as exc:
                 status = exc.status if isinstance(exc, PbxError) else None
-                log.warning("pbx.connect_failed", link=self.link, error=_describe(exc), status=status)
+                self.last_error, self.error_at = _describe(exc), datetime.now(UTC)
+                log.warning("pbx.connect_failed", link=self.link, error=self.last_error, status=status)
             finally:
                 self._current = None
             if self._stopping.is_set():

@@ -18,7 +18,7 @@ from bridge.config import Secret, Settings, load_config
 from bridge.crm.inbound import EventGate
 from bridge.domain.commands import PbxCommand, RingAgent, RingNumber
 from bridge.domain.events import LegAnswered
-from bridge.http_api import EVENTS_PATH, build_app
+from bridge.http_api import EVENTS_PATH, event_routes, events_app
 from bridge.metrics import Metrics
 from bridge.pbx.ari_commands import CallCommands
 from bridge.pbx.events import PbxEvent
@@ -103,14 +103,14 @@ class Desk:
 
 @asynccontextmanager
 async def open_desk(capture: LogCapture) -> AsyncIterator[Desk]:
-    """The example config's desk behind ``build_app`` on 127.0.0.1 (a free port), with a test client."""
+    """The example config's desk behind ``/b24/events`` on 127.0.0.1 (a free port), with a test client."""
     example = load_config(EXAMPLE_CONFIG)  # a local application: its token comes with the install
     settings = replace(example, bitrix24=replace(example.bitrix24, application_token=Secret("token-of-the-install")))
     dispatcher, ari = SpyDispatcher(settings), SpyOriginator()
     clicktocall = ClickToCallDesk(settings, ari, Directory())
     clicktocall.attach(dispatcher)  # type: ignore[arg-type]
     gate = EventGate(settings.bitrix24.application_token.reveal())
-    app = build_app(health=dict, metrics=Metrics(), gate=gate, on_event=clicktocall.on_event)
+    app = events_app(event_routes(metrics=Metrics(), gate=gate, on_event=clicktocall.on_event))
     async with TestClient(TestServer(app, host="127.0.0.1", port=0)) as client:
         yield Desk(settings, dispatcher, ari, clicktocall, client, capture)
 
