@@ -46,6 +46,9 @@ event                              meaning
                                    agent took another call (``ext``, ``device_state``)
 ``clicktocall.started``            a click-to-call rings the employee's phone
 ``clicktocall.rejected``           a click-to-call or callback post was refused (``reason``: token, number, ...)
+``status.refused``                 a request for ``/status`` was refused: no or a wrong token, or no
+                                   ``http.status_token`` on a non-loopback listener (``reason``, ``peer``; the token is
+                                   never logged)
 ``clicktocall.refused``            a valid click-to-call could not be placed (no extension, shutting down)
 ``clicktocall.undialable``         a click-to-call's number is not dialable even after ``asterisk.dial_rules``
                                    (``reason``): its CALL_ID is finished as 404 with that reason, nothing is dialled
