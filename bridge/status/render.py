@@ -187,7 +187,7 @@ def page(data: dict[str, Any], *, token_query: str = "") -> str:
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f'<title>b24-bridge status</title><link rel="stylesheet" href="{ASSETS}/status.css"></head>'
-        f'<body data-stream="/status/events{_t(token_query)}"><header><h1>b24-bridge</h1>'
+        f'<body data-stream="/status/events{escape(token_query, quote=True)}"><header><h1>b24-bridge</h1>'
         '<span id="live" class="badge down">connecting</span></header>'
         f'<main id="status">{body(data)}</main>'
         f'<script src="{ASSETS}/status.js"></script></body></html>'

@@ -51,6 +51,7 @@ async def test_loopback_without_token_serves_page_data_and_assets() -> None:
         assert page.status == 200 and page.content_type == "text/html"
         text = await page.text()
         assert "/status/static/status.js" in text and "&lt;i&gt;" not in text  # no calls yet
+        assert 'data-stream="/status/events"' in text
         assert (await client.get("/status.json")).status == 200
         js = await client.get("/status/static/status.js")
         assert js.status == 200 and "EventSource" in await js.text()
