@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_FLAGS ?=
 
-.PHONY: demo test check lint bench chaos clean
+.PHONY: demo test check lint bench chaos clean browser screenshot
 
 $(STAMP): pyproject.toml
 	@if ! $(PYTHON) -m venv --help >/dev/null 2>&1 || ! $(PYTHON) -c 'import ensurepip' >/dev/null 2>&1; then \
@@ -23,8 +23,17 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/b24-bridge demo
 
+# The status page's test drives a real browser: Debian's chromium, installed when missing (as root).
+browser:
+	@if ! command -v chromium >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing chromium (the status page is tested in a headless browser)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
+	  else echo "error: chromium is missing; run: sudo apt-get install chromium" >&2; exit 1; fi; \
+	fi
+
 # The default test run: everything but the slow suites, with 100 % branch coverage of the pure core enforced.
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow" \
 	  --cov=bridge/domain --cov-branch --cov-report=term-missing:skip-covered --cov-fail-under=100 $(PYTEST_FLAGS)
 
@@ -42,6 +51,11 @@ bench: $(STAMP)
 # run's figures go to bench/chaos-figures.json, which `python -m bench --write` puts into BENCHMARKS.md.
 chaos: $(STAMP)
 	CHAOS_FIGURES=bench/chaos-figures.json $(BIN)/python -m pytest -q -p no:cacheprovider -m slow tests
+
+# docs/status-page.png, the README's picture of /status, taken by the browser test while its call talks.
+screenshot: $(STAMP) browser
+	STATUS_SCREENSHOT=docs/status-page.png $(BIN)/python -m pytest -q -p no:cacheprovider \
+	  tests/integration/test_status_browser.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage

@@ -9,6 +9,7 @@ from typing import Any
 
 import aiohttp
 
+from bridge.probe import main as probe
 from bridge.sim.asterisk import Answer
 from bridge.sim.stage import free_port, stage
 from tests.eventually import eventually
@@ -79,3 +80,14 @@ async def test_events_on_their_own_listener_do_not_publish_the_status_page(tmp_p
         await s.crm.click_to_call(11, "79990000302")
         accepted = s.daemon.metrics.clicktocall.labels(result="accepted")
         await eventually(lambda: accepted._value.get() == 1)
+
+
+async def test_the_container_probe_reads_the_port_from_the_config(tmp_path: Path) -> None:
+    async with stage(tmp_path / "stage") as s:
+        config = tmp_path / "bridge.toml"
+        config.write_text(f'[http]\nlisten = "0.0.0.0:{s.daemon.http_port}"\n')
+        assert await asyncio.to_thread(probe, ["--config", str(config), "livez"]) == 0
+        s.pbx.go_silent(ami=True)
+        await eventually(lambda: not s.daemon.ami.connected, timeout=10)
+        assert await asyncio.to_thread(probe, ["--config", str(config), "readyz"]) == 1
+        assert await asyncio.to_thread(probe, ["--config", str(config), "livez"]) == 0
