@@ -415,7 +415,8 @@ def _report_crash(task: asyncio.Task[Any]) -> None:
 
 def _secret_values(settings: Settings) -> list[str]:
     s = settings
-    values = [s.asterisk.ari_password.reveal(), s.asterisk.ami_secret.reveal(), s.bitrix24.application_token.reveal()]
+    values = [s.asterisk.ari_password.reveal(), s.asterisk.ami_secret.reveal(), s.bitrix24.application_token.reveal(),
+              s.http.status_token.reveal()]  # fmt: skip
     if s.bitrix24.webhook_url is not None:
         values.append(s.bitrix24.webhook_url.reveal())
     if s.bitrix24.oauth is not None:

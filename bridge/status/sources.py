@@ -26,6 +26,10 @@ from bridge.status.model import DeliveryFigures, Finished, HeldLeg, LinkState, P
 
 RATE_WINDOW = 60.0
 SETTLED = frozenset({"done", "failed"})
+FRESH_SECONDS = 0.2
+"""Pages open at the same moment share one look at the daemon (each live page asks several times a second)."""
+PARKED_SHOWN = 50
+"""The most recent parked calls shown (``b24-bridge journal --status failed`` lists them all)."""
 
 
 class Link(Protocol):
@@ -109,9 +113,13 @@ class StatusSources:
         self._held: dict[str, CallRow] = {}
         """Settled legs' journal rows, by crm_leg."""
         self._recorded: set[str] = set()
+        self._last: tuple[float, dict[str, Any]] | None = None
 
     def data(self) -> dict[str, Any]:
-        return status_data(self.sources())
+        now = time.monotonic()
+        if self._last is None or now - self._last[0] >= FRESH_SECONDS:
+            self._last = (now, status_data(self.sources()))
+        return self._last[1]
 
     def sources(self) -> Sources:
         now = datetime.now(UTC)
@@ -150,7 +158,7 @@ class StatusSources:
 
     def _parked(self) -> list[ParkedOp]:
         parked = []
-        for call in self.journal.calls(status="failed"):
+        for call in self.journal.calls(status="failed")[-PARKED_SHOWN:]:
             for op in self.journal.operations(call.crm_leg):
                 if op.state == "failed" and op.kind not in ("show", "hide"):
                     at = datetime.fromtimestamp(op.done_at, UTC) if op.done_at else None
