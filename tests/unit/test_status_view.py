@@ -8,7 +8,8 @@ from pathlib import Path
 
 from bridge.config import load_config
 from bridge.domain import call as core
-from bridge.domain.events import CallStarted, CrmLookedUp, LegAnswered
+from bridge.domain import observed as watch
+from bridge.domain.events import CallStarted, CrmLookedUp, Direction, LegAnswered, ObservedAnswered, ObservedStarted
 from bridge.domain.scheme import Availability
 from bridge.domain.state import Call
 from bridge.status import render
@@ -140,3 +141,15 @@ def test_actions_read_as_the_config_writes_them() -> None:
     line = PLAN.lines["74951112233"]
     assert [action_text(rule.then) for rule in line.rules] == ["voicemail:1005", "employee:1005", "responsible",
                                                                  "queue:sales"]  # fmt: skip
+
+
+def test_an_outbound_call_from_a_desk_phone_shows_who_talks_with_whom() -> None:
+    obs = watch.start_observed(PLAN, "1795306099.7", T0)
+    obs, _ = watch.step(obs, ObservedStarted(Direction.OUTBOUND, "79995550011", ext="1002"), T0)
+    obs, _ = watch.step(obs, ObservedAnswered(), T0 + timedelta(seconds=4))
+    data = status_data(sources([], T0 + timedelta(seconds=34), observed=[obs]))
+    (shown,) = data["calls"]
+    assert (shown["kind"], shown["caller"], shown["state"]) == ("outbound", "79995550011", "talking")
+    assert shown["talking"] == {"ext": "1002", "name": PLAN.employees["1002"].name, "seconds": 30}
+    agents = {a["ext"]: a for a in data["agents"]}
+    assert agents["1002"]["availability"] == "on_call" and "79995550011" in agents["1002"]["reason"]
