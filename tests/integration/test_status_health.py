@@ -91,3 +91,14 @@ async def test_the_container_probe_reads_the_port_from_the_config(tmp_path: Path
         await eventually(lambda: not s.daemon.ami.connected, timeout=10)
         assert await asyncio.to_thread(probe, ["--config", str(config), "readyz"]) == 1
         assert await asyncio.to_thread(probe, ["--config", str(config), "livez"]) == 0
+
+
+async def test_a_dead_vital_task_fails_livez_naming_it(tmp_path: Path) -> None:
+    async with stage(tmp_path) as s:
+        base = f"http://127.0.0.1:{s.daemon.http_port}"
+        (delivery,) = [task for task in s.daemon._tasks if task.get_name() == "delivery"]
+        delivery.cancel()
+        await eventually(lambda: delivery.done())
+        status, body = await get(base + "/livez")
+        assert status == 503 and body["reasons"] == ["tasks: stopped: delivery"]
+        assert (await get(base + "/readyz"))[0] == 200, "the links are still up"
