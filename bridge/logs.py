@@ -38,6 +38,10 @@ event                              meaning
 ``leg.exists``                     an originate was retried and the leg was already ringing (409, harmless)
 ``leg.kept``                       a ring timeout's cancel was not sent: the leg had answered (the answer wins)
 ``leg.not_joined``                 a cancel hung up the leg before it could join the caller: reported as failed
+``leg.released``                   the core stopped a leg (``leg``, ``ext``, ``reason``: timeout, busy elsewhere,
+                                   unregistered, absent, not clocked in, answered elsewhere, caller gone, ...)
+``agent.busy_elsewhere``           RINGINUSE on a device our leg rings and no answer came within the settle time: the
+                                   agent took another call (``ext``, ``device_state``)
 ``clicktocall.started``            a click-to-call rings the employee's phone
 ``clicktocall.rejected``           a click-to-call or callback post was refused (``reason``: token, number, ...)
 ``clicktocall.refused``            a valid click-to-call could not be placed (no extension, shutting down)

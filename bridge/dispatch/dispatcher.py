@@ -13,15 +13,15 @@ from typing import Any, Protocol
 
 import structlog
 
-from bridge.dispatch import pbx_facts
+from bridge.dispatch import pbx_facts, presence
 from bridge.dispatch.availability import AvailabilityBook
+from bridge.dispatch.device_views import DeviceViews
 from bridge.dispatch.executor import CallExecutor, PbxPort
-from bridge.dispatch.inputs import CallSummary, Input, LookupDone, StampedQueue, TimerDue
+from bridge.dispatch.inputs import CallSummary, DeviceSettled, Input, LookupDone, StampedQueue, TimerDue
 from bridge.domain import call as core
 from bridge.domain import observed as watch
-from bridge.domain.commands import CallType, CrmCommand, CrmFinish, HangupCaller, LookupCrm, PbxCommand
+from bridge.domain.commands import CallType, CancelLeg, CrmCommand, CrmFinish, HangupCaller, LookupCrm, PbxCommand
 from bridge.domain.events import (
-    AvailabilityChanged,
     CallStarted,
     CrmClient,
     CrmLookedUp,
@@ -35,7 +35,7 @@ from bridge.domain.scheme import Availability, Plan
 from bridge.domain.state import Call, State
 from bridge.logs import bind_call
 from bridge.metrics import Metrics
-from bridge.pbx.events import BadInput, PbxEvent, Resynced, StasisEntered
+from bridge.pbx.events import BadInput, DeviceStateSeen, PbxEvent, Resynced, StasisEntered
 
 log = structlog.get_logger(__name__)
 
@@ -74,6 +74,7 @@ class Dispatcher:
         self.calls: dict[str, Call] = {}
         self.observed: dict[str, watch.Observed] = {}
         self.availability = AvailabilityBook()
+        self.devices = DeviceViews(self.availability, self.calls, self.step_call, self.put)
         self.ended: deque[CallSummary] = deque(maxlen=history)
         self.accepting = True
         self._answered: dict[str, int] = {}
@@ -109,6 +110,8 @@ class Dispatcher:
     def handle(self, item: Input) -> None:
         if isinstance(item, LookupDone):
             self.step_call(item.call, CrmLookedUp(item.client))
+        elif isinstance(item, DeviceSettled):
+            self.devices.settled(item)
         elif isinstance(item, TimerDue):
             self._timers.pop((item.call, item.observed), None)
             if item.observed:
@@ -135,9 +138,8 @@ class Dispatcher:
             log.warning("pbx.bad_input", reason=event.reason)
         elif isinstance(event, CallStarted):
             self._start(item.call or "", event)
-        elif isinstance(event, AvailabilityChanged) and item.call is None:
-            self.availability.device[event.ext] = event.availability
-            self._broadcast(AvailabilityChanged(event.ext, self.availability.of(event.ext)))
+        elif isinstance(event, DeviceStateSeen):
+            self.devices.seen(event.ext, event.state)
         elif isinstance(event, Intercepted) and item.call is None:
             pbx_facts.intercept(self, event)
         elif isinstance(event, Resynced):
@@ -185,16 +187,7 @@ class Dispatcher:
 
     def crm_availability(self, found: dict[str, Availability]) -> None:
         """Bitrix24's view of the agents' day (absent, not clocked in) changed: tell the calls that care."""
-        before = {ext: self.availability.of(ext) for ext in set(found) | set(self.availability.crm)}
-        self.availability.crm = dict(found)
-        for ext, old in before.items():
-            new = self.availability.of(ext)
-            if new is not old:
-                self._broadcast(AvailabilityChanged(ext, new))
-
-    def _broadcast(self, event: AvailabilityChanged) -> None:
-        for call_id in list(self.calls):
-            self.step_call(call_id, event)
+        self.devices.crm_changed(found)
 
     # -- stepping ---------------------------------------------------------------------------------------
 
@@ -217,6 +210,7 @@ class Dispatcher:
             if new.state is not call.state:
                 log.info("call.transition", on=type(event).__name__, **{"from": call.state.value}, to=new.state.value)
             self.calls[call_id] = new
+            _log_releases(call, commands)
             self._emit(call_id, new.linkedid, commands, observed=False)
             self._arm(call_id, new.deadline, now, observed=False)
             if new.talk is not None and (call.talk is None or call.talk.leg != new.talk.leg) and new.talk.ext:
@@ -226,6 +220,7 @@ class Dispatcher:
                 self._finished(
                     call_id, "inbound", new.line, new.caller, new.handled_by, [leg.id for leg in new.crm_legs]
                 )
+        self.devices.legs_moved(call_id, presence.devices_of(call), presence.devices_of(new))
 
     def start_observed(self, key: str, event: ObservedStarted) -> None:
         if not key or key in self.observed:
@@ -354,9 +349,19 @@ class Dispatcher:
         for handle in self._timers.values():
             handle.cancel()
         self._timers.clear()
+        self.devices.close()
         # every call's executor gets the same grace at the same time: a shutdown under load takes 2 s, not 2 s a call
         await asyncio.gather(*(executor.drain(grace=2.0) for executor in list(self._executors.values())))
         for task in list(self._tasks):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+
+
+def _log_releases(call: Call, commands: list[Any]) -> None:
+    """``leg.released`` for each leg the core stops, with the core's reason (the call's context is bound)."""
+    for cmd in commands:
+        if isinstance(cmd, CancelLeg):
+            leg = next((x for x in (*call.ringing, *call.released) if x.id == cmd.leg), None)
+            ext = leg.ext if leg is not None else (call.talk.ext if call.talk and call.talk.leg == cmd.leg else "")
+            log.info("leg.released", leg=cmd.leg, ext=ext, reason=cmd.reason.value)

@@ -25,6 +25,14 @@ class TimerDue:
 
 
 @dataclass(frozen=True)
+class DeviceSettled:
+    """``SETTLE_SECONDS`` passed since ``ext``'s device state was unsettled for ``call`` (``presence``)."""
+
+    call: str
+    ext: str
+
+
+@dataclass(frozen=True)
 class CallSummary:
     """How a call ended, as the PBX side saw it (the demo and the logs compare it with Bitrix24)."""
 
@@ -38,7 +46,7 @@ class CallSummary:
     crm_legs: tuple[str, ...]
 
 
-Input = PbxEvent | LookupDone | TimerDue
+Input = PbxEvent | LookupDone | TimerDue | DeviceSettled
 
 
 class StampedQueue(asyncio.Queue[Any]):

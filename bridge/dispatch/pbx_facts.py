@@ -54,8 +54,7 @@ def resynced(d: Dispatcher, event: Resynced) -> None:
     already reported what it followed; this catches the rest). Ringing legs are left to the link."""
     live = {ch.id for ch in event.channels}
     linked = {ch.linkedid for ch in event.channels if ch.linkedid}
-    for ext, availability in event.availability.items():
-        d.availability.device[ext] = availability
+    d.devices.listed(event.devices)
     log.info("pbx.resynced", link=event.link, channels=len(live))
     if event.link in d.links_seen:
         d.metrics.reconnects.labels(link=event.link).inc()

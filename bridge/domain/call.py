@@ -41,7 +41,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bridge.domain import cards, ivr, routing, walk
-from bridge.domain.commands import AnswerCaller, CancelLeg, HangupCaller, LookupCrm
+from bridge.domain.commands import AnswerCaller, CancelLeg, HangupCaller, LookupCrm, ReleaseReason
 from bridge.domain.ending import end_missed, end_talk
 from bridge.domain.events import (
     AvailabilityChanged,
@@ -166,7 +166,7 @@ def _late_answer(call: Call, event: LegAnswered, now: datetime) -> Step:
         return _ignore(call, f"leg {event.leg} is not one of this call's")
     if leg.id in call.grace:
         return connect(call, leg, now)
-    return call, [CancelLeg(leg.id)]
+    return call, [CancelLeg(leg.id, reason=ReleaseReason.TOO_LATE)]
 
 
 def _answered_talking(call: Call, event: LegAnswered, now: datetime) -> Step:
@@ -214,7 +214,8 @@ def _intercepted(call: Call, event: Intercepted, now: datetime) -> Step:
 
 
 def _refuse_intercept(call: Call, event: Intercepted, now: datetime) -> Step:
-    return replace(call, warning=f"{event.ext} may not intercept this call now"), [CancelLeg(event.leg)]
+    refused = CancelLeg(event.leg, reason=ReleaseReason.NOT_ALLOWED)
+    return replace(call, warning=f"{event.ext} may not intercept this call now"), [refused]
 
 
 # --- media ---------------------------------------------------------------------------------------

@@ -7,9 +7,9 @@ side maps it to the CALL_ID that ``register`` returns.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from enum import IntEnum
+from enum import Enum, IntEnum
 
 
 class CallType(IntEnum):
@@ -70,6 +70,28 @@ class RingNumber:
     timeout: float
 
 
+class ReleaseReason(Enum):
+    """Why the core stops a leg (logged as ``leg.released``)."""
+
+    TIMEOUT = "timeout"
+    """Its rings are over (or the caller waited as long as the line allows)."""
+    BUSY_ELSEWHERE = "busy elsewhere"
+    """The agent took another call while it rang."""
+    UNREGISTERED = "unregistered"
+    ABSENT = "absent"
+    NOT_CLOCKED_IN = "not clocked in"
+    ANSWERED_ELSEWHERE = "answered elsewhere"
+    """Another leg answered first."""
+    CALLER_GONE = "caller gone"
+    """The caller hung up."""
+    CALL_ENDED = "call ended"
+    """The line's scheme ended the call (hang-up action, voicemail over)."""
+    TOO_LATE = "answered too late"
+    """It answered after the core had released it."""
+    NOT_ALLOWED = "not allowed"
+    """An intercept by someone who may not take the call now."""
+
+
 @dataclass(frozen=True)
 class CancelLeg:
     """Stop ringing (or hang up) leg ``leg``."""
@@ -78,6 +100,8 @@ class CancelLeg:
     unless_answered: bool = False
     """The core's ring timeout released it: if the PBX has already seen it answer, leave it (the answer, on its
     way to the core, wins the call)."""
+    reason: ReleaseReason = field(default=ReleaseReason.CALL_ENDED, compare=False)
+    """Why, for the log: an explanation, not part of what the PBX does (so not compared)."""
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from bridge.domain.cards import (
     missed_owner,
     recordings_pending,
 )
-from bridge.domain.commands import CancelLeg, Command, HangupCaller
+from bridge.domain.commands import CancelLeg, Command, HangupCaller, ReleaseReason
 from bridge.domain.events import Direction
 from bridge.domain.legs import release
 from bridge.domain.state import Call, State, Step, move
@@ -26,7 +26,7 @@ def end_missed(call: Call, now: datetime, *, hang_up: bool) -> Step:
     """Nobody talked: release every ringing leg, finish as missed (304, duration 0) for the missed-call owner,
     send the task / notification the line asks for."""
     left_message = call.state is State.VOICEMAIL_RECORDING
-    call, commands = release(call, call.ringing)
+    call, commands = release(call, call.ringing, ReleaseReason.CALL_ENDED if hang_up else ReleaseReason.CALLER_GONE)
     if hang_up:
         commands.append(HangupCaller())
     owner = missed_owner(call)
@@ -42,7 +42,7 @@ def end_talk(call: Call, now: datetime, *, by_caller: bool) -> Step:
     """The conversation ended: hang up the other side and finish the CRM leg with the talk time."""
     assert call.talk is not None, "only a talking call ends a conversation"
     talk = replace(call.talk, ended_at=now)
-    commands: list[Command] = [CancelLeg(talk.leg) if by_caller else HangupCaller()]
+    commands: list[Command] = [CancelLeg(talk.leg, reason=ReleaseReason.CALLER_GONE) if by_caller else HangupCaller()]
     call = replace(call, talk=None, talks=(*call.talks, talk))
     call, finished = finish(
         call, talk.user_id or missed_owner(call), talk.seconds, status_code(Direction.INBOUND, answered=True)

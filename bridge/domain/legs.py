@@ -7,7 +7,16 @@ from dataclasses import replace
 from datetime import datetime
 
 from bridge.domain.cards import employee_user, ensure_registered
-from bridge.domain.commands import CancelLeg, Command, RingAgent, RingNumber, StartMusic, StopMusic, StopPrompt
+from bridge.domain.commands import (
+    CancelLeg,
+    Command,
+    ReleaseReason,
+    RingAgent,
+    RingNumber,
+    StartMusic,
+    StopMusic,
+    StopPrompt,
+)
 from bridge.domain.state import Call, Leg, Step, next_id
 
 
@@ -28,8 +37,10 @@ def ring_number(call: Call, number: str, seconds: float, now: datetime, *, ext: 
     return replace(call, ringing=(*call.ringing, leg)), [RingNumber(leg_id, number, seconds), *commands]
 
 
-def release(call: Call, legs: Iterable[Leg], *, cancel: bool = True, on_timeout: bool = False) -> Step:
-    """Stop ``legs`` ringing: ``CancelLeg`` each (unless it ended by itself) and await its end.
+def release(
+    call: Call, legs: Iterable[Leg], reason: ReleaseReason, *, cancel: bool = True, on_timeout: bool = False
+) -> Step:
+    """Stop ``legs`` ringing for ``reason``: ``CancelLeg`` each (unless it ended by itself) and await its end.
 
     ``on_timeout``: the core's own ring timeout released them, so an answer racing the cancel still wins (the
     cancel is not sent for a leg the PBX has seen answer).
@@ -42,7 +53,7 @@ def release(call: Call, legs: Iterable[Leg], *, cancel: bool = True, on_timeout:
     call = replace(call, ringing=ringing, released=(*call.released, *gone))
     if on_timeout:
         call = replace(call, grace=ids)
-    return call, [CancelLeg(leg.id, unless_answered=on_timeout) for leg in gone]
+    return call, [CancelLeg(leg.id, unless_answered=on_timeout, reason=reason) for leg in gone]
 
 
 def music_on(call: Call) -> Step:

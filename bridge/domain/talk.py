@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 from bridge.domain import walk as walks
 from bridge.domain.cards import employee_user, ensure_registered, finish, missed_owner, recording_started, register
-from bridge.domain.commands import CallType, ConnectLeg, StartRecording
+from bridge.domain.commands import CallType, ConnectLeg, ReleaseReason, StartRecording
 from bridge.domain.events import Direction, Transferred
 from bridge.domain.legs import media_off, release
 from bridge.domain.state import Call, Leg, State, Step, Talk, Walk, WalkKind, move, next_id
@@ -27,7 +27,8 @@ def connect(call: Call, leg: Leg, now: datetime) -> Step:
     """Bridge ``leg`` with the caller: stop the music or prompt, release every other leg, record."""
     call, commands = media_off(call)
     commands.append(ConnectLeg(leg.id))
-    call, cancelled = release(call, [other for other in call.ringing if other.id != leg.id])
+    others = [other for other in call.ringing if other.id != leg.id]
+    call, cancelled = release(call, others, ReleaseReason.ANSWERED_ELSEWHERE)
     call = replace(call, ringing=(), released=tuple(old for old in call.released if old.id != leg.id))
     call, registered = ensure_registered(call, leg.user_id or missed_owner(call), now)
     crm = call.crm_leg

@@ -24,7 +24,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from enum import Enum
 
-from bridge.domain.commands import Command
+from bridge.domain.commands import Command, ReleaseReason
 from bridge.domain.events import LegOutcome
 from bridge.domain.legs import music_on, release, ring_agent, ring_number
 from bridge.domain.scheme import (
@@ -78,6 +78,12 @@ BY_AVAILABILITY = {
     Availability.UNREGISTERED: Failure.UNAVAILABLE,
     Availability.ABSENT: Failure.OTHER,
     Availability.NOT_CLOCKED_IN: Failure.OTHER,
+}
+RELEASED_WHEN = {
+    Availability.BUSY: ReleaseReason.BUSY_ELSEWHERE,
+    Availability.UNREGISTERED: ReleaseReason.UNREGISTERED,
+    Availability.ABSENT: ReleaseReason.ABSENT,
+    Availability.NOT_CLOCKED_IN: ReleaseReason.NOT_CLOCKED_IN,
 }
 
 
@@ -235,16 +241,16 @@ def on_timeout(call: Call, now: datetime) -> WalkStep:
     """The deadline passed while ringing or holding: hold's ``max_wait``, else the ring timer."""
     walk = current(call)
     if walk.hold_until is not None and now >= walk.hold_until:
-        call, commands = release(call, call.ringing)
+        call, commands = release(call, call.ringing, ReleaseReason.TIMEOUT)
         return call, commands, Hangup()
-    call, commands = release(call, call.ringing, on_timeout=True)
+    call, commands = release(call, call.ringing, ReleaseReason.TIMEOUT, on_timeout=True)
     call, more, follow = _after_stop(call, Failure.NO_ANSWER, now)
     return call, commands + more, follow
 
 
 def on_leg_ended(call: Call, leg: Leg, outcome: LegOutcome, now: datetime) -> WalkStep:
     walk = current(call)
-    call, _ = release(call, [leg], cancel=False)
+    call, _ = release(call, [leg], ReleaseReason.CALL_ENDED, cancel=False)
     endless = walk.kind is WalkKind.EVERYBODY and not walk.ring_seconds
     if endless and outcome is LegOutcome.NO_ANSWER:
         call, commands = ring_agent(call, leg.ext, ENDLESS_LEG_SECONDS, now)
@@ -269,7 +275,7 @@ def on_availability(call: Call, ext: str, availability: Availability, now: datet
         return _became_free(call, walk, ext, legs, now)
     if not legs:
         return call, [], None
-    call, commands = release(call, legs)
+    call, commands = release(call, legs, RELEASED_WHEN[availability])
     call, more, follow = _after_stop(call, BY_AVAILABILITY[availability], now)
     return call, commands + more, follow
 

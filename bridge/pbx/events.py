@@ -1,8 +1,9 @@
 """What the PBX adapters put on their output queue: domain events wrapped with the call they belong to.
 
 Besides the core's own events (``bridge.domain.events``) the adapters produce a few shell-level facts:
-``Resynced`` after every (re)connect, ``StasisEntered`` for Stasis entries the daemon routes itself, and
-``BadInput`` for wire data that made no sense (it is logged as ``pbx.bad_input`` and changes nothing).
+``Resynced`` after every (re)connect, ``StasisEntered`` for Stasis entries the daemon routes itself,
+``DeviceStateSeen`` for an agent device's state (the dispatcher reads it around its own legs), and ``BadInput``
+for wire data that made no sense (it is logged as ``pbx.bad_input`` and changes nothing).
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from bridge.domain.events import (
-    AvailabilityChanged,
     CallerHungUp,
     CallStarted,
     DtmfReceived,
@@ -28,7 +28,6 @@ from bridge.domain.events import (
     RecordingReady,
     Transferred,
 )
-from bridge.domain.scheme import Availability
 
 
 class PbxError(Exception):
@@ -79,11 +78,23 @@ class Resynced:
 
     link: str
     channels: tuple[LiveChannel, ...]
-    availability: dict[str, Availability] = field(default_factory=dict)
-    """Extension -> availability from the device states (AMI ``DeviceStateList``), when known."""
+    devices: dict[str, str] = field(default_factory=dict)
+    """Extension -> its device's state (AMI ``DeviceStateList``: ``NOT_INUSE``, ``INUSE``, ...), when known."""
     lost_at: datetime | None = None
     """When the link was lost before this reconnect (None on the first connect): whatever ended meanwhile
     ended at this moment or later."""
+
+
+@dataclass(frozen=True)
+class DeviceStateSeen:
+    """Agent ``ext``'s device reported ``state`` (an Asterisk device state name, upper case, known to us).
+
+    Not an availability yet: the bridge's own legs to the device make it ``RINGING``/``INUSE`` too, so only the
+    dispatcher, which knows those legs, can tell what it means for each call (``bridge/dispatch/presence.py``).
+    """
+
+    ext: str
+    state: str
 
 
 @dataclass(frozen=True)
@@ -99,7 +110,7 @@ class StasisEntered:
 
 PbxFact = (
     CallStarted
-    | AvailabilityChanged
+    | DeviceStateSeen
     | LegAnswered
     | LegEnded
     | CallerHungUp

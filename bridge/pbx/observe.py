@@ -11,7 +11,7 @@ Then ``DialBegin`` towards an agent device -> ``ObservedRinging``; ``DialEnd`` -
 ``ObservedStoppedRinging``; ``BridgeEnter`` of a second party is a fallback for the answer; the MixMonitor file
 (``VarSet MIXMONITOR_FILENAME``) names the recording; when the last channel of the call hangs up ->
 ``ObservedEnded`` (dialstatus of the dial, cause of the first channel's ``Hangup``) and ``ObservedRecording``.
-``DeviceStateChange`` of an agent device -> ``AvailabilityChanged`` for any call.
+``DeviceStateChange`` of an agent device -> ``DeviceStateSeen`` (the dispatcher reads it for each call).
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from pathlib import PurePosixPath
 
 from bridge.domain.commands import CallType
 from bridge.domain.events import (
-    AvailabilityChanged,
     Direction,
     ObservedAnswered,
     ObservedEnded,
@@ -32,10 +31,9 @@ from bridge.domain.events import (
     ObservedStarted,
     ObservedStoppedRinging,
 )
-from bridge.domain.scheme import Availability
 from bridge.pbx import snapshots, wire
-from bridge.pbx.events import BadInput, LiveChannel, PbxEvent, Resynced
-from bridge.pbx.outcomes import EndpointTemplate, availability_of
+from bridge.pbx.events import BadInput, DeviceStateSeen, LiveChannel, PbxEvent, Resynced
+from bridge.pbx.outcomes import EndpointTemplate, device_state_name
 
 DIALLED_NUMBER = re.compile(r"\+?[0-9]{2,32}")
 SNAPSHOT_EVENTS = frozenset({"Newchannel", "Newstate", "Newexten", "MixMonitorStart", "DialBegin", "CoreShowChannel"})
@@ -102,13 +100,13 @@ class AmiTranslator:
                 events += self._start(message)
             except wire.Malformed:
                 continue  # already reported above
-        availability: dict[str, Availability] = {}
+        states: dict[str, str] = {}
         for message in devices:
             ext = self.device.value_of(wire.optional_header(message, "Device"))
-            state = availability_of(wire.optional_header(message, "State"))
+            state = device_state_name(wire.optional_header(message, "State"))
             if ext is not None and state is not None:
-                availability[ext] = state
-        events.append(PbxEvent(None, Resynced(link="ami", channels=tuple(live), availability=availability)))
+                states[ext] = state
+        events.append(PbxEvent(None, Resynced(link="ami", channels=tuple(live), devices=states)))
         return events
 
     # --- events ------------------------------------------------------------------------------------
@@ -261,12 +259,12 @@ class AmiTranslator:
 
     def _device_state(self, message: wire.AmiMessage) -> list[PbxEvent]:
         ext = self.device.value_of(wire.header(message, "Device"))
-        availability = availability_of(wire.header(message, "State"))
-        if availability is None:
+        state = device_state_name(wire.header(message, "State"))
+        if state is None:
             raise wire.Malformed("unknown device state")
         if ext is None:
             return []
-        return [PbxEvent(None, AvailabilityChanged(ext, availability))]
+        return [PbxEvent(None, DeviceStateSeen(ext, state))]
 
 
 def _linkedid(message: wire.AmiMessage) -> str:

@@ -5,8 +5,9 @@
   destroyed with no final ``Dial`` status rang until our originate timeout: no answer.
 * A leg on a **single channel** (``PJSIP/1001``) ends as its hangup cause says (17 busy, 18/19 no answer, 20
   unregistered, 21 rejected, 34/42 congestion); its ``Dial`` status is the fallback.
-* **Device state -> availability** (design.md): UNAVAILABLE/INVALID -> unregistered; INUSE/BUSY/RINGINUSE/ONHOLD
-  -> busy; NOT_INUSE, UNKNOWN and RINGING -> available (a site without presence still gets its calls).
+* **Device state -> availability** (design.md) for a call with no leg of its own on the device: UNAVAILABLE/INVALID
+  -> unregistered; INUSE/BUSY/RINGINUSE/ONHOLD -> busy; NOT_INUSE, UNKNOWN and RINGING -> available (a site without
+  presence still gets its calls). A call whose own leg is on the device reads it in ``bridge/dispatch/presence.py``.
 """
 
 from __future__ import annotations
@@ -95,9 +96,10 @@ def single_leg_outcome(final_dialstatus: str | None, cause: int | None) -> LegOu
     return LegOutcome.FAILED
 
 
-def availability_of(state: str) -> Availability | None:
-    """Availability for an Asterisk device state name; None for a state we do not know."""
-    return DEVICE_AVAILABILITY.get(state.strip().upper())
+def device_state_name(state: str) -> str | None:
+    """An Asterisk device state name as we key it (``inuse`` -> ``INUSE``); None for a state we do not know."""
+    name = state.strip().upper()
+    return name if name in DEVICE_AVAILABILITY else None
 
 
 _CHANNEL_SUFFIX = re.compile(r"^(?P<device>.+)-[0-9a-fA-F]{8}(?:;[12])?$")

@@ -11,7 +11,7 @@
 * The caller's ``StasisEnd`` / ``ChannelDestroyed`` -> ``CallerHungUp`` once, with the cause of its
   ``ChannelHangupRequest`` (Asterisk does not send ``ChannelDestroyed`` for it after ``StasisEnd``).
 * ``ChannelDtmfReceived`` -> ``DtmfReceived``; ``PlaybackFinished`` -> ``PromptFinished``;
-  ``RecordingFinished`` -> ``RecordingReady``; ``DeviceStateChanged`` -> ``AvailabilityChanged``.
+  ``RecordingFinished`` -> ``RecordingReady``; ``DeviceStateChanged`` -> ``DeviceStateSeen``.
 * ``BridgeBlindTransfer`` / ``BridgeAttendedTransfer`` -> ``Transferred``, best effort (``bridge.pbx.transfers``).
 * :meth:`AriTranslator.resync` (``GET /channels`` after every connect): a leg or caller it follows that is gone
   ended meanwhile (stamped with ``lost_at``, when the link was lost); a leg is only declared gone once the PBX
@@ -35,7 +35,6 @@ from datetime import datetime
 from typing import Any
 
 from bridge.domain.events import (
-    AvailabilityChanged,
     CallerHungUp,
     CallStarted,
     DtmfReceived,
@@ -47,12 +46,12 @@ from bridge.domain.events import (
     RecordingReady,
 )
 from bridge.pbx import snapshots, transfers, wire
-from bridge.pbx.events import BadInput, LiveChannel, PbxEvent, Resynced, StasisEntered
+from bridge.pbx.events import BadInput, DeviceStateSeen, LiveChannel, PbxEvent, Resynced, StasisEntered
 from bridge.pbx.observe import AmiTranslator
 from bridge.pbx.outcomes import (
     PROGRESS_DIALSTATUS,
     EndpointTemplate,
-    availability_of,
+    device_state_name,
     local_leg_outcome,
     single_leg_outcome,
 )
@@ -334,12 +333,12 @@ class AriTranslator:
     def _device_state(self, message: Mapping[str, Any]) -> list[PbxEvent]:
         state = wire.mapping(message, "device_state")
         ext = self.device.value_of(wire.text(state, "name"))
-        availability = availability_of(wire.text(state, "state"))
-        if availability is None:
+        name = device_state_name(wire.text(state, "state"))
+        if name is None:
             raise wire.Malformed("unknown device state")
         if ext is None:
             return []
-        return [PbxEvent(None, AvailabilityChanged(ext, availability))]
+        return [PbxEvent(None, DeviceStateSeen(ext, name))]
 
     def _blind_transfer(self, message: Mapping[str, Any]) -> list[PbxEvent]:
         call = self._call_of(message, "transferee", "channel")

@@ -8,16 +8,14 @@ import socket
 from structlog.testing import capture_logs
 
 from bridge.domain.events import (
-    AvailabilityChanged,
     Direction,
     ObservedAnswered,
     ObservedEnded,
     ObservedRecording,
     ObservedStarted,
 )
-from bridge.domain.scheme import Availability
 from bridge.pbx.ami import AmiLink
-from bridge.pbx.events import PbxError, Resynced
+from bridge.pbx.events import DeviceStateSeen, PbxError, Resynced
 from bridge.sim.asterisk.parties import Answer
 from bridge.sim.asterisk.simulator import AsteriskSimulator
 from tests.adapters.pbx_fixtures import Events, running, settings_for, sim
@@ -32,7 +30,7 @@ async def test_an_outbound_call_from_a_phone_is_mirrored(sim: AsteriskSimulator)
     async with running(link):
         await sim.place_outbound_call(from_ext="1001", number="84951234567", answer_after=0.2, talk=0.3)
         await events.wait(ObservedRecording)
-    call = [e for e in events.all() if not isinstance(e.event, AvailabilityChanged | Resynced)]
+    call = [e for e in events.all() if not isinstance(e.event, DeviceStateSeen | Resynced)]
     linkedid = call[0].call
     assert all(e.call == linkedid and e.linkedid == linkedid for e in call)
     started, answered, ended, recording = (e.event for e in call)
@@ -41,9 +39,9 @@ async def test_an_outbound_call_from_a_phone_is_mirrored(sim: AsteriskSimulator)
     assert answered == ObservedAnswered("")
     assert isinstance(ended, ObservedEnded) and (ended.dialstatus, ended.cause) == ("ANSWER", 16)
     assert recording == ObservedRecording(ended.recording) and ended.recording
-    phone = [e.event for e in events.of(AvailabilityChanged)]
-    assert phone[0] == AvailabilityChanged("1001", Availability.BUSY)
-    assert phone[-1] == AvailabilityChanged("1001", Availability.AVAILABLE)
+    phone = [e.event for e in events.of(DeviceStateSeen)]
+    assert phone[0] == DeviceStateSeen("1001", "INUSE")
+    assert phone[-1] == DeviceStateSeen("1001", "NOT_INUSE")
 
 
 async def test_a_caller_name_split_inside_a_character_stays_whole(sim: AsteriskSimulator) -> None:
@@ -171,10 +169,10 @@ async def test_device_states_arrive_with_the_resync_and_as_they_change(sim: Aste
     async with running(link):
         (resynced,) = await events.wait(Resynced)
         sim.set_device_state("PJSIP/1001", "UNAVAILABLE")
-        await events.wait(AvailabilityChanged)
-    assert isinstance(resynced.event, Resynced) and resynced.event.availability.get("1001") is Availability.BUSY
-    changed = [e.event for e in events.of(AvailabilityChanged)]
-    assert changed[-1] == AvailabilityChanged("1001", Availability.UNREGISTERED)
+        await events.wait(DeviceStateSeen)
+    assert isinstance(resynced.event, Resynced) and resynced.event.devices.get("1001") == "INUSE"
+    changed = [e.event for e in events.of(DeviceStateSeen)]
+    assert changed[-1] == DeviceStateSeen("1001", "UNAVAILABLE")
 
 
 async def test_stop_does_not_wait_for_a_silent_asterisk(sim: AsteriskSimulator) -> None:

@@ -8,7 +8,6 @@ import pytest
 
 from bridge.domain.commands import CallType
 from bridge.domain.events import (
-    AvailabilityChanged,
     Direction,
     ObservedAnswered,
     ObservedEnded,
@@ -17,8 +16,7 @@ from bridge.domain.events import (
     ObservedStarted,
     ObservedStoppedRinging,
 )
-from bridge.domain.scheme import Availability
-from bridge.pbx.events import BadInput, PbxEvent
+from bridge.pbx.events import BadInput, DeviceStateSeen, PbxEvent
 from bridge.pbx.observe import AmiTranslator
 from bridge.pbx.outcomes import EndpointTemplate
 from tests.protocol.recorded import SCENARIOS, ami_messages
@@ -34,7 +32,7 @@ def outbound_translator(device: str = "Local/{ext}@phones") -> AmiTranslator:
 
 def test_d_outbound_call_answered_after_4_s_talks_about_8_s_and_ends_with_cause_16() -> None:
     timed = replay(outbound_translator(), "d_outbound_dialplan")
-    calls = [(t, e) for t, e in timed if not isinstance(e.event, AvailabilityChanged)]
+    calls = [(t, e) for t, e in timed if not isinstance(e.event, DeviceStateSeen)]
     linkedid = "1795306119.20"
     assert [e for _, e in calls] == [
         PbxEvent(
@@ -58,11 +56,11 @@ def test_d_outbound_call_answered_after_4_s_talks_about_8_s_and_ends_with_cause_
     assert 7.5 <= ended - answered <= 10.5, "then plays hello-world and hangs up 8 s later"
 
 
-def test_d_device_states_of_the_phone_become_availability() -> None:
+def test_d_device_states_of_the_phone_are_reported_by_extension() -> None:
     timed = replay(outbound_translator(), "d_outbound_dialplan")
-    states = [e.event for _, e in timed if isinstance(e.event, AvailabilityChanged)]
-    assert states[0] == AvailabilityChanged("1001", Availability.BUSY)
-    assert states[-1] == AvailabilityChanged("1001", Availability.AVAILABLE)
+    states = [e.event for _, e in timed if isinstance(e.event, DeviceStateSeen)]
+    assert states[0] == DeviceStateSeen("1001", "INUSE")
+    assert states[-1] == DeviceStateSeen("1001", "NOT_INUSE")
     assert {s.ext for s in states} == {"1001"}, "the trunk's Local device is nobody's phone"
 
 
@@ -77,7 +75,7 @@ def test_stasis_calls_are_not_observed_on_ami(scenario: str) -> None:
     translator = AmiTranslator(EndpointTemplate("Local/{ext}@agents"), ("from-agents",), ())
     events = [e.event for _, e in replay(translator, scenario)]
     assert events, "the agents' device states still come through"
-    assert all(isinstance(e, AvailabilityChanged) for e in events), events
+    assert all(isinstance(e, DeviceStateSeen) for e in events), events
     assert translator.watched == {} and translator.channels == {}, "every channel of the session hung up"
 
 
@@ -174,7 +172,4 @@ def test_resync_ends_calls_that_vanished_and_picks_up_calls_that_started_meanwhi
     assert events[0].call == "5.1" and events[1].call == "6.1"
     resynced = events[-1].event
     assert resynced.channels[0].id == "6.1" and resynced.channels[0].app == "Dial"  # type: ignore[union-attr]
-    assert resynced.availability == {  # type: ignore[union-attr]
-        "1002": Availability.BUSY,
-        "1003": Availability.UNREGISTERED,
-    }
+    assert resynced.devices == {"1002": "INUSE", "1003": "UNAVAILABLE"}  # type: ignore[union-attr]

@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 
 from bridge.domain.events import (
-    AvailabilityChanged,
     CallerHungUp,
     CallStarted,
     DtmfReceived,
@@ -22,8 +21,7 @@ from bridge.domain.events import (
     RecordingReady,
     Transferred,
 )
-from bridge.domain.scheme import Availability
-from bridge.pbx.events import BadInput, PbxEvent, Resynced, StasisEntered
+from bridge.pbx.events import BadInput, DeviceStateSeen, PbxEvent, Resynced, StasisEntered
 from bridge.pbx.outcomes import EndpointTemplate
 from bridge.pbx.translate import AriTranslator
 from tests.protocol.recorded import ari_frames, originated_channels, playback_ids
@@ -226,11 +224,11 @@ def test_stasis_arguments_decide_what_an_entry_is() -> None:
     assert agent == [PbxEvent("c.9", LegAnswered("x"))], "a leg we never registered names its call in the args"
 
 
-def test_device_states_of_agents_become_availability() -> None:
+def test_device_states_of_agents_are_reported_by_extension() -> None:
     translator = AriTranslator(EndpointTemplate("PJSIP/{ext}"))
     changed = translator.feed({"type": "DeviceStateChanged", "device_state": {"name": "PJSIP/1001", "state": "INUSE"}})
     foreign = translator.feed({"type": "DeviceStateChanged", "device_state": {"name": "Queue:x", "state": "INUSE"}})
-    assert changed == [PbxEvent(None, AvailabilityChanged("1001", Availability.BUSY))]
+    assert changed == [PbxEvent(None, DeviceStateSeen("1001", "INUSE"))]
     assert foreign == []
 
 

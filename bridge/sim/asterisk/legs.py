@@ -145,8 +145,19 @@ class Leg:
         if robot is not None:
             self.pbx.dialplan_step(robot, "Answer", "", priority=robot.priority + 1)
             self.pbx.answer(robot)
+        elif self.pbx.devices.answer_leads(self.outer):  # the phone's INUSE is out; its channel events lag
+            self.pbx.later(self.outer, self.pbx.devices.lag, lambda: self._phone_answers(talk))
+            return
         else:
             self.pbx.answer(self.outer)
+        self._talk(talk)
+
+    def _phone_answers(self, talk: float | None) -> None:
+        self.pbx.answer(self.outer)
+        self._talk(talk)
+
+    def _talk(self, talk: float | None) -> None:
+        robot = self.inner
         if talk is None:
             return
         talker = robot or self.outer

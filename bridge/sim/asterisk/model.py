@@ -90,6 +90,7 @@ class Channel:
     stasis_app: str | None = None
     stasis_args: list[str] = field(default_factory=list)
     answered_at: float | None = None
+    on_hold: bool = False  # the phone put this call on hold (SIP re-INVITE): its device shows ONHOLD
     hanging_up: bool = False
     destroyed: bool = False
     dialed_peer: str = ""  # DestinationChannel of the Cdr

@@ -168,6 +168,16 @@ class Pbx:
         self.ami("Newstate", channel.ami_fields())
         self.devices.refresh(channel.device)
 
+    def set_hold(self, channel: Channel, held: bool) -> None:
+        """The phone puts its call on hold (or takes it back): AMI ``Hold``/``Unhold``, ARI ``ChannelHold``/
+        ``ChannelUnhold``, and the device shows ``ONHOLD``."""
+        if channel.on_hold == held or channel.destroyed:
+            return
+        channel.on_hold = held
+        self.ari("ChannelHold" if held else "ChannelUnhold", channel)
+        self.ami("Hold" if held else "Unhold", channel.ami_fields())
+        self.devices.refresh(channel.device)
+
     def answer(self, channel: Channel) -> None:
         if channel.state == "Up" or channel.destroyed:
             return

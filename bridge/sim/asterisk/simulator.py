@@ -20,6 +20,7 @@ from bridge.sim.asterisk.ari import EventSocket, build_app
 from bridge.sim.asterisk.bus import EventBus
 from bridge.sim.asterisk.calls import CallHandle
 from bridge.sim.asterisk.causes import DEVICE_STATES
+from bridge.sim.asterisk.devices import ORDERS
 from bridge.sim.asterisk.inbound import CallerScript, InboundCall, place_inbound
 from bridge.sim.asterisk.model import CallerId, Channel, Headers
 from bridge.sim.asterisk.originate import Originator
@@ -142,6 +143,19 @@ class AsteriskSimulator:
         if state not in DEVICE_STATES:
             raise ValueError(f"unknown device state {state!r}; one of {', '.join(DEVICE_STATES)}")
         self.pbx.devices.set_state(device, state)
+
+    def set_device_state_order(self, order: str, lag: float | None = None) -> None:
+        """How a phone's device state races its channel events (``devices.py``): ``device-first``,
+        ``device-last`` or ``random`` (default), ``lag`` seconds apart."""
+        if order not in ORDERS:
+            raise ValueError(f"unknown device state order {order!r}; one of {', '.join(ORDERS)}")
+        self.pbx.devices.order = order  # type: ignore[assignment]
+        if lag is not None:
+            self.pbx.devices.lag = lag
+
+    def hold(self, channel_id: str, held: bool = True) -> None:
+        """The phone of channel ``channel_id`` puts its call on hold (``held=False``: takes it back)."""
+        self.pbx.set_hold(self._channel(channel_id), held)
 
     def device_state(self, device: str) -> str:
         return self.pbx.devices.state_of(device)
