@@ -49,8 +49,10 @@ def real_pbx(request: pytest.FixtureRequest) -> Iterator[RealPbx]:
             running.start()
             running.stop()
             samples.install(running, creds)
+            for instance in ("pbx", "phones"):  # what the start on the samples logs, alone
+                running.log(instance).rename(running.log(instance).with_suffix(".kit-config.log"))
             running.start(keep_config=True)
-            yield RealPbx(running, creds)
+            yield RealPbx(running, creds, boot_log=running.log("pbx").read_text())
         except KitError as exc:
             pytest.fail(f"the kit's Asterisk did not start: {exc}", pytrace=False)
         finally:

@@ -49,7 +49,7 @@ def sections(text: str) -> list[tuple[str, str]]:
     """A generated config file as (section name, its text) in order; the name of any lines before the first
     section is ``""``."""
     found: list[tuple[str, str]] = []
-    name, lines = "", []
+    name, lines = "", list[str]()
     for line in text.splitlines(keepends=True):
         header = re.match(r"\[([^\]]+)\]", line)
         if header:

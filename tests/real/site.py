@@ -41,6 +41,8 @@ class RealPbx:
 
     kit: Kit
     secrets: Credentials
+    boot_log: str
+    """The PBX's ``messages.log`` from its start on the samples."""
 
 
 def seed() -> dict[str, Any]:
@@ -136,9 +138,11 @@ class Site:
         """Wait until the PBX has no channel left."""
 
         async def no_channels() -> bool:
-            return not await self.pbx_ami.listing("CoreShowChannels")
+            channels = await self.pbx_ami.listing("CoreShowChannels")
+            assert not channels, f"calls still up on the PBX: {[c.get('Channel') for c in channels]}"
+            return True
 
-        await eventually(no_channels, timeout=timeout, interval=0.2, message="calls still up on the PBX")
+        await eventually(no_channels, timeout=timeout, interval=0.2)  # type: ignore[arg-type]  # (T | Awaitable[T])
 
     async def mirrored(self, expect: Expect, timeout: float = 20.0) -> CrmCall:
         """Wait until Bitrix24 holds exactly what ``expect`` says; return the call."""
