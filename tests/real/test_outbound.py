@@ -38,3 +38,13 @@ async def test_click_to_call_rings_the_employee_then_the_client(real_site: Site)
                shown_to=frozenset({11}), crm_call_id=call_id)
     )  # fmt: skip
     assert crm.cards == {11: ("show", "hide")}
+
+
+async def test_click_to_call_from_an_employee_whose_phone_is_not_registered_closes_bitrix24s_call(
+    real_site: Site,
+) -> None:
+    s = real_site
+    call_id = await s.crm.click_to_call(19, "79260000204")  # 1009 never registers
+    await s.mirrored(Expect("79260000204", OUTGOING, 19, "480", shown_to=frozenset({19}), crm_call_id=call_id))
+    await s.idle()
+    assert not s.pbx_ami.events("Newchannel", Channel="PJSIP/trunk-"), "the client was dialled"
