@@ -31,11 +31,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def real_pbx(request: pytest.FixtureRequest) -> Iterator[RealPbx]:
+    problem = ""
     try:
         kit, where = kit_dir(), prefix()
         ensure_built(kit, where)
     except KitError as exc:
-        pytest.fail(f"the real-PBX layer needs the Asterisk kit: {exc}", pytrace=False)
+        problem = str(exc)
+    if problem:  # failed outside the except block: the message alone, without a chained traceback
+        pytest.fail(f"the real-PBX layer needs the Asterisk kit: {problem}", pytrace=False)
     with reserve_ports(where.parent / "ports") as ports:
         # short: the control socket's path must stay under the AF_UNIX limit (run.sh refuses 90 characters)
         workdir = Path(tempfile.mkdtemp(prefix="b24r-", dir="/tmp"))
@@ -45,21 +48,24 @@ def real_pbx(request: pytest.FixtureRequest) -> Iterator[RealPbx]:
             trunk_password=secrets.token_urlsafe(12),
         )  # fmt: skip
         try:
-            # the first start writes the kit's config; the samples go in over it and Asterisk starts on them
-            running.start()
-            running.stop()
-            samples.install(running, creds)
-            for instance in ("pbx", "phones"):  # what the start on the samples logs, alone
-                running.log(instance).rename(running.log(instance).with_suffix(".kit-config.log"))
-            running.start(keep_config=True)
+            try:
+                # the first start writes the kit's config; the samples go in over it and Asterisk starts on them
+                running.start()
+                running.stop()
+                samples.install(running, creds)
+                for instance in ("pbx", "phones"):  # what the start on the samples logs, alone
+                    running.log(instance).rename(running.log(instance).with_suffix(".kit-config.log"))
+                running.start(keep_config=True)
+            except KitError as exc:
+                problem = str(exc)
+            if problem:
+                pytest.fail(f"the kit's Asterisk did not start: {problem}", pytrace=False)
             yield RealPbx(running, creds, boot_log=running.log("pbx").read_text())
-        except KitError as exc:
-            pytest.fail(f"the kit's Asterisk did not start: {exc}", pytrace=False)
         finally:
             try:
                 running.stop()
             finally:
-                if request.session.testsfailed:
+                if problem or request.session.testsfailed:
                     print(f"\nreal PBX logs kept in {workdir}")
                 else:
                     shutil.rmtree(workdir, ignore_errors=True)
