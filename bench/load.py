@@ -87,6 +87,8 @@ class Saturation:
     """The portal's bucket was full when the window began."""
     refused_in_phase: int = 0
     """503 ``QUERY_LIMIT_EXCEEDED`` answers over the whole phase (start-up and warm-up included)."""
+    placed: int = 0
+    """Calls placed over the whole phase."""
 
     @property
     def commands_per_request(self) -> float:
@@ -111,7 +113,7 @@ async def saturation(workdir: Path, mode: str, sizes: Sizes) -> Saturation:
             after, window = live.portal_counters(), time.monotonic() - started
         finally:
             placing.cancel()
-            await placing
+            placed = await placing
         refused = live.portal_counters()["query_limit_exceeded"]
     return Saturation(
         mode=mode,
@@ -123,6 +125,7 @@ async def saturation(workdir: Path, mode: str, sizes: Sizes) -> Saturation:
         query_limit_exceeded=after["query_limit_exceeded"] - before["query_limit_exceeded"],
         saturated=full,
         refused_in_phase=refused,
+        placed=placed,
     )
 
 
@@ -144,6 +147,8 @@ class Steady:
     over the window, ms."""
     refused_in_phase: int = 0
     """503 ``QUERY_LIMIT_EXCEEDED`` answers over the whole phase."""
+    placed: int = 0
+    """Calls placed over the whole phase (ramp, window and the calls still ringing when it ended)."""
 
     @property
     def p50(self) -> float:
@@ -172,7 +177,7 @@ async def steady(workdir: Path, mode: str, sizes: Sizes, bucket: Bucket = SCALED
             last, after, ended = await live.stats(), live.portal_counters(), time.monotonic()
         finally:
             placing.cancel()
-            await placing
+            placed = await placing
         await wait_for(lambda: probe.unmatched(started, ended) == 0, SETTLE_TIMEOUT)
         samples = probe.samples(started, ended)
         ends = sum(1 for (kind, _), at in probe.events.items() if kind == "end" and started <= at < ended)
@@ -189,4 +194,5 @@ async def steady(workdir: Path, mode: str, sizes: Sizes, bucket: Bucket = SCALED
             query_limit_exceeded=after["query_limit_exceeded"] - before["query_limit_exceeded"],
             stalls={name: float(last[name]) for name in STALLS},
             refused_in_phase=live.portal_counters()["query_limit_exceeded"],
+            placed=placed,
         )

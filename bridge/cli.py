@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bridge import __version__
-from bridge.config import EXIT_CONFIG, ConfigError, load_config
+from bridge.config import EXIT_CONFIG, ConfigError, config_warnings, load_config
 from bridge.config_reader import Secret
 
 Handler = Callable[[argparse.Namespace], int]
@@ -56,6 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--since", metavar="ISO", help="only calls that started at or after this time")
     replay.add_argument("--call", metavar="EXTERNAL_CALL_ID", help="only this call")
     replay.add_argument("--dry-run", action="store_true", help="show what would be sent, send nothing")
+    replay.add_argument(
+        "--force",
+        action="store_true",
+        help="send calls the statistics cannot vouch for (the app user cannot see them); check Bitrix24 first",
+    )
 
     journal = with_config("journal", "list the journal's calls and operations")
     journal.add_argument("--status", choices=["pending", "failed", "done"])
@@ -115,6 +120,8 @@ def _plain(value: Any) -> Any:
 def check_config_main(args: argparse.Namespace) -> int:
     settings = load_config(Path(args.config))
     print(json.dumps(_plain(settings), indent=2, ensure_ascii=False))
+    for warning in config_warnings(settings):
+        print(f"warning: {warning}", file=sys.stderr)
     print(
         f"configuration OK: {len(settings.plan.lines)} line(s), {len(settings.plan.queues)} queue(s)", file=sys.stderr
     )

@@ -8,6 +8,11 @@ machine with ``adopt_call_id`` (never register, finish that CALL_ID; CALL_LIST_I
 
 Callback: we dial the client first and, once they answer, they enter the Stasis application as an inbound call on
 the line, so the line's scheme (its queue) takes them like any caller; the CRM call is registered as TYPE 4.
+
+The client's number goes through ``asterisk.dial_rules`` where its endpoint is built (the ARI commands for the
+click-to-call's client leg, :meth:`ClickToCallDesk.call_back` for a callback). A click-to-call whose number the rules
+cannot turn into digits is checked here first: Bitrix24's CALL_ID is finished at once as 404 with the reason in
+FAILED_REASON, and nothing is originated (not even the employee's phone).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import structlog
 
 from bridge.config import Settings
 from bridge.crm.inbound import CallbackRequest, ClickToCall, Parsed, Rejected
+from bridge.dialrules import BadPhoneNumber
 from bridge.domain.commands import CancelLeg, ConnectLeg, HangupCaller, RingAgent, RingNumber, StartRecording
 from bridge.domain.events import (
     Direction,
@@ -53,6 +59,8 @@ DIALSTATUS = {
     LegOutcome.REJECTED: "NOANSWER",
     LegOutcome.FAILED: "CHANUNAVAIL",
 }
+FAILED_REASON_LIMIT = 250
+"""FAILED_REASON is shown in the call's statistics: a sentence, not a log."""
 
 
 class Originator(Protocol):
@@ -122,8 +130,7 @@ class ClickToCallDesk:
     def start(self, request: ClickToCall) -> None:
         dispatcher = self._dispatcher()
         plan = dispatcher.plan()
-        ext = request.extension if request.extension in plan.employees else None
-        ext = ext or self.directory.ext_for(request.user_id)
+        ext = self.directory.ext_for(request.user_id)
         key = f"c2c-{self._run}-{next(self._serial)}"
         started = ObservedStarted(
             direction=Direction.OUTBOUND,
@@ -135,6 +142,14 @@ class ClickToCallDesk:
             user_id=request.user_id,
             linkedid=key,
         )
+        problem = request.problem or self._undialable(request.phone)
+        if problem:
+            # Bitrix24 shows the employee a card "calling...": close it now, saying why, and dial nobody
+            log.warning("clicktocall.undialable", reason=problem, crm_call=request.call_id, user_id=request.user_id)
+            reason = f"b24-bridge: not dialled, {problem}"[:FAILED_REASON_LIMIT]
+            dispatcher.start_observed(key, started)
+            dispatcher.step_observed(key, ObservedEnded(dialstatus="INVALIDARGS", failed_reason=reason))
+            return
         if not ext or not dispatcher.accepting:
             # Bitrix24 already shows the employee a card "calling...": finish its call so the card closes
             reason = "shutting down" if ext else f"user {request.user_id} has no extension"
@@ -148,6 +163,14 @@ class ClickToCallDesk:
         ring = EMPLOYEE_RINGS * plan.ring_seconds
         dispatcher.submit(key, RingAgent(leg=key, ext=ext, timeout=ring))
 
+    def _undialable(self, phone: str) -> str:
+        """Why ``phone`` cannot be dialled after the dial rules ('' when it can)."""
+        try:
+            self.settings.asterisk.dial_rules.dialled(phone)
+        except BadPhoneNumber as exc:
+            return str(exc)
+        return ""
+
     async def call_back(self, request: CallbackRequest) -> None:
         """Dial the client; when they answer they enter the line's scheme as an inbound call (TYPE 4)."""
         dispatcher = self._dispatcher()
@@ -158,9 +181,14 @@ class ClickToCallDesk:
         if not dispatcher.accepting:
             log.warning("callback.rejected", reason="shutting down")
             return
+        try:
+            number = self.settings.asterisk.dial_rules.dialled(request.phone)
+        except BadPhoneNumber as exc:
+            log.warning("callback.rejected", reason=str(exc))
+            return
         channel = f"cb-{self._run}-{next(self._serial)}"
         dispatcher.expect_callback(channel, request.phone)
-        endpoint = self.settings.asterisk.trunk_endpoint.format(number=request.phone.lstrip("+"))
+        endpoint = self.settings.asterisk.trunk_endpoint.format(number=number)
         ring = CLIENT_RINGS * dispatcher.plan().ring_seconds
         try:
             await self.ari.originate(endpoint, channel, ("inbound", line, "callback"), caller_id=line,
@@ -191,9 +219,9 @@ class ClickToCallDesk:
         event = item.event
         if isinstance(event, LegAnswered) and event.leg == s.key and not s.client_leg:
             s.client_leg = f"{s.key}-client"
-            number = s.request.phone.lstrip("+")
             ring = CLIENT_RINGS * dispatcher.plan().ring_seconds
-            dispatcher.submit(s.key, RingNumber(leg=s.client_leg, number=number, timeout=ring))
+            # the number as the CRM holds it (reduced): the ARI commands apply the dial rules, once
+            dispatcher.submit(s.key, RingNumber(leg=s.client_leg, number=s.request.phone, timeout=ring))
         elif isinstance(event, LegAnswered) and event.leg == s.client_leg and not s.answered:
             s.answered = True
             s.recording = f"{s.key}-talk"

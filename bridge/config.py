@@ -21,12 +21,14 @@ from dataclasses import dataclass, field
 from datetime import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from bridge.config_events import event_mode_problems, event_mode_warnings, http_url
 from bridge.config_reader import Reader, Secret
 from bridge.config_routing import RoutingParser
+from bridge.dialrules import BadDialRule, BadPhoneNumber, DialRules, parse_rule
 from bridge.domain.scheme import Plan
+from bridge.domain.simulation import external_numbers
 
 EXIT_CONFIG = 78
 """Exit status for a bad configuration (``EX_CONFIG`` of sysexits.h)."""
@@ -59,6 +61,8 @@ class AsteriskSettings:
     agent_endpoint: str = "PJSIP/{ext}"
     """Dial string template of an agent's device."""
     trunk_endpoint: str = "PJSIP/{number}@trunk"
+    dial_rules: DialRules = field(default_factory=DialRules)
+    """How every external number is rewritten into the trunk's form before it is dialled."""
     device: str = "PJSIP/{ext}"
     """Device whose state decides an agent's availability."""
     moh_class: str = "default"
@@ -88,11 +92,12 @@ class Bitrix24Settings:
     burst: int = 50
     """The bucket's size (50 standard, 250 enterprise)."""
     application_token: Secret = field(default_factory=lambda: Secret(""))
-    """``auth[application_token]`` that genuine events carry."""
+    """``auth[application_token]`` that genuine events carry: from the outbound webhook's form (webhook mode);
+    in OAuth mode optional, captured from ``ONAPPINSTALL`` into the token file."""
     events: str = "push"
     """How click-to-call events arrive: ``push`` (HTTP handler), ``pull`` (``event.offline.get``) or ``off``."""
     events_url: str = ""
-    """Public URL of our event handler, for ``event.bind`` in OAuth mode."""
+    """Public URL of our event handler: ``event.bind``'s handler in OAuth push mode (required there)."""
     poll_interval: float = 2.0
     register_timeout: float = 5.0
     """A call whose ``register`` has not gone through in this time is mirrored offline at its end."""
@@ -138,7 +143,7 @@ class Settings:
 _ASTERISK_KEYS = {
     "ari_url", "ari_user", "ari_password", "ari_password_env", "ari_password_file", "app", "ami_host",
     "ami_port", "ami_user", "ami_secret", "ami_secret_env", "ami_secret_file", "agent_endpoint",
-    "trunk_endpoint", "device", "moh_class", "outbound_contexts", "monitor_lines", "ping_interval",
+    "trunk_endpoint", "dial_rules", "device", "moh_class", "outbound_contexts", "monitor_lines", "ping_interval",
     "reconnect_max_delay",
 }  # fmt: skip
 
@@ -148,7 +153,7 @@ def _asterisk(r: Reader, data: dict[str, Any]) -> AsteriskSettings:
     r.unknown(data, k, _ASTERISK_KEYS)
     d = AsteriskSettings()
     ari_url = r.get(data, k, "ari_url", str, d.ari_url)
-    if not _http_url(ari_url):
+    if not http_url(ari_url):
         r.problem(f"{k}ari_url", f"must be an http(s) URL, got {ari_url!r}")
     for name in ("agent_endpoint", "device"):
         if "{ext}" not in r.get(data, k, name, str, "{ext}"):
@@ -169,6 +174,7 @@ def _asterisk(r: Reader, data: dict[str, Any]) -> AsteriskSettings:
         ami_secret=r.secret(data, k, "ami_secret", required=True) or Secret(""),
         agent_endpoint=r.get(data, k, "agent_endpoint", str, d.agent_endpoint),
         trunk_endpoint=r.get(data, k, "trunk_endpoint", str, d.trunk_endpoint),
+        dial_rules=_dial_rules(r, data, k),
         device=r.get(data, k, "device", str, d.device),
         moh_class=r.get(data, k, "moh_class", str, d.moh_class),
         outbound_contexts=tuple(_strings(r, data, k, "outbound_contexts", d.outbound_contexts)),
@@ -193,7 +199,7 @@ def _bitrix24(r: Reader, data: dict[str, Any]) -> Bitrix24Settings:
     d = Bitrix24Settings()
     webhook = r.secret(data, k, "webhook_url", required=False)
     url = webhook.reveal() if webhook is not None else ""
-    if webhook is not None and not (re.fullmatch(r"https?://[^/]+/rest/[0-9]+/[^/]+/?", url) and _http_url(url)):
+    if webhook is not None and not (re.fullmatch(r"https?://[^/]+/rest/[0-9]+/[^/]+/?", url) and http_url(url)):
         r.problem(f"{k}webhook_url", "must look like https://PORTAL/rest/USER_ID/CODE/ (value not shown)")
     oauth = None
     if "oauth" in data:
@@ -215,14 +221,19 @@ def _bitrix24(r: Reader, data: dict[str, Any]) -> Bitrix24Settings:
     events = r.get(data, k, "events", str, d.events)
     if events not in ("push", "pull", "off"):
         r.problem(f"{k}events", f"must be push, pull or off, got {events!r}")
+    application_token = r.secret(data, k, "application_token", required=False)
+    events_url = r.get(data, k, "events_url", str, "").strip()
+    if (webhook is None) != (oauth is None):
+        for name, problem in event_mode_problems(webhook is not None, events, events_url, application_token):
+            r.problem(f"{k}{name}", problem)
     return Bitrix24Settings(
         webhook_url=webhook,
         oauth=oauth,
         rate=r.positive(data, k, "rate", float, d.rate),
         burst=r.positive(data, k, "burst", int, d.burst),
-        application_token=r.secret(data, k, "application_token", required=events == "push") or Secret(""),
+        application_token=application_token or Secret(""),
         events=events,
-        events_url=r.get(data, k, "events_url", str, ""),
+        events_url=events_url,
         poll_interval=r.positive(data, k, "poll_interval", float, d.poll_interval),
         register_timeout=r.positive(data, k, "register_timeout", float, d.register_timeout),
         request_timeout=r.positive(data, k, "request_timeout", float, d.request_timeout),
@@ -232,22 +243,38 @@ def _bitrix24(r: Reader, data: dict[str, Any]) -> Bitrix24Settings:
     )
 
 
+def _dial_rules(r: Reader, data: dict[str, Any], key: str) -> DialRules:
+    rules = []
+    for index, text in enumerate(_strings(r, data, key, "dial_rules", ())):
+        try:
+            rules.append(parse_rule(text))
+        except BadDialRule as exc:
+            r.problem(f"{key}dial_rules[{index}]", f"rule {text!r}: {exc}")
+    return DialRules(tuple(rules))
+
+
+def _dialled_numbers(r: Reader, rules: DialRules, plan: Plan) -> None:
+    """Every mobile and forward target of the plan must still be dialable after the dial rules."""
+    for number in sorted(external_numbers(plan)):
+        try:
+            rules.dialled(number)
+        except BadPhoneNumber as exc:
+            r.problem("asterisk.dial_rules", f"the plan's number {number} would not be dialled: {exc}")
+
+
+def config_warnings(settings: Settings) -> list[str]:
+    """Things a valid configuration will not do that its author may expect (printed by check-config, logged at
+    start)."""
+    b = settings.bitrix24
+    return event_mode_warnings(b.webhook_url is not None, b.events, b.events_url)
+
+
 def _strings(r: Reader, data: dict[str, Any], key: str, name: str, default: tuple[str, ...]) -> list[str]:
     values = r.get(data, key, name, list, list(default))
     if not all(isinstance(value, str) for value in values):
         r.problem(f"{key}{name}", "must be a list of strings")
         return list(default)
     return list(values)
-
-
-def _http_url(url: str) -> bool:
-    """An http(s) URL with a host and, if any, a valid port (``urlsplit`` raises on ``[::1`` or ``:99999``)."""
-    try:
-        parts = urlsplit(url)
-        _ = parts.port
-    except ValueError:
-        return False
-    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 def _http(r: Reader, data: dict[str, Any]) -> HttpSettings:
@@ -279,6 +306,7 @@ def parse_settings(data: dict[str, Any], *, path: Path, env: dict[str, str] | No
         skip_absent=r.get(emp_data, "employees.", "skip_absent", bool, True),
     )
     plan = RoutingParser(r.problem, _check_timezone, _parse_hours).plan(data)
+    _dialled_numbers(r, asterisk.dial_rules, plan)
     if r.problems:
         raise ConfigError(path, r.problems)
     return Settings(path, asterisk, bitrix24, journal, http, employees, plan)

@@ -23,11 +23,12 @@ from aiohttp import web
 
 from bridge import logs
 from bridge.clicktocall import ClickToCallDesk
-from bridge.config import Settings, load_config
+from bridge.config import Settings, config_warnings, load_config
 from bridge.crm.client import Bitrix24Client
 from bridge.crm.directory import Directory
 from bridge.crm.errors import CrmError
 from bridge.crm.inbound import EventGate
+from bridge.crm.install import Installer, stored_application_token
 from bridge.crm.lookup import CrmLookup
 from bridge.crm.telephony import Telephony
 from bridge.delivery.loop import Delivery
@@ -135,7 +136,7 @@ class Daemon:
             notify=self.delivery.notify,
             poll=self.timing.recovery_poll,
         )
-        self.gate = EventGate(s.bitrix24.application_token.reveal())
+        self.gate = EventGate(self._application_token())
         self.portal = PortalUpkeep(
             s,
             self.client,
@@ -146,11 +147,18 @@ class Daemon:
             on_availability=self.dispatcher.crm_availability,
             backlog=self.journal,
             backlog_due=self.delivery.notify,
-            handler_url=lambda: f"http://{s.http.host}:{self.http_port}",
         )
+        self.installer = (
+            Installer(s.bitrix24, self.client, self.gate, on_installed=self._after_install)
+            if s.bitrix24.oauth is not None
+            else None
+        )
+        for warning in config_warnings(s):
+            log.warning("daemon.config_warning", warning=warning)
         self._metrics_samples()
         await self._start_http()
         await self._refresh_directory()
+        await self._learn_statistics_access()
         self._spawn(self.dispatcher.run(), "dispatcher")
         self._spawn(self.delivery.run(), "delivery")
         self._spawn(self.ari.run(), "ari")
@@ -173,6 +181,20 @@ class Daemon:
         self.started.set()
         log.info("daemon.started", http=f"{s.http.host}:{self.http_port}", lines=sorted(s.plan.lines))
 
+    def _application_token(self) -> str:
+        """The configured one, else (OAuth) the one the last install left in the token file."""
+        b24 = self.settings.bitrix24
+        if b24.application_token or b24.oauth is None:
+            return b24.application_token.reveal()
+        stored = stored_application_token(b24.oauth.token_file)
+        logs.register_secrets([stored])
+        return stored
+
+    async def _after_install(self) -> None:
+        """A verified install: bind the events again (a reinstall dropped them) and read the directory."""
+        self._spawn(self.portal.set_up(), "portal-setup")
+        self._spawn(self._refresh_directory(), "directory-refresh")
+
     def _user_of(self, ext: str) -> int:
         employee = self.current_plan().employees.get(ext)
         return employee.user_id if employee is not None else 0
@@ -182,7 +204,14 @@ class Daemon:
         return replace(self.settings.plan, employees=self.directory.employees())
 
     async def _start_http(self) -> None:
-        app = build_app(health=self.health, metrics=self.metrics, gate=self.gate, on_event=self.desk.on_event)
+        installer = self.installer
+        app = build_app(
+            health=self.health,
+            metrics=self.metrics,
+            gate=self.gate,
+            on_event=self.desk.on_event,
+            on_install=installer.accept if installer is not None else None,
+        )
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.settings.http.host, self.settings.http.port)
@@ -197,6 +226,15 @@ class Daemon:
                 await self.directory.refresh()
         except (TimeoutError, CrmError) as exc:
             log.warning("directory.stale", error=str(exc), note="using the configured employees only")
+
+    async def _learn_statistics_access(self) -> None:
+        """Log once what the statistics show the app user (``crm.statistics_access``); if Bitrix24 does not answer
+        now, delivery learns it before its first check."""
+        try:
+            async with asyncio.timeout(10.0):
+                await self.delivery.access.learn(self.delivery_client)
+        except (TimeoutError, CrmError) as exc:
+            log.warning("crm.statistics_access", level="unknown", error=str(exc), note="learned before the first check")
 
     # -- health and metrics -----------------------------------------------------------------------------
 

@@ -18,6 +18,8 @@ event                              meaning
 ``daemon.stopped``                 the daemon has stopped
 ``daemon.refused``                 the daemon would not start (e.g. another process holds the journal)
 ``daemon.task_crashed``            one of the daemon's tasks ended with an error (alert on this)
+``daemon.config_warning``          the configuration is valid but will not do something expected (e.g. webhook mode
+                                   and click-to-call); ``warning`` says what and what to do instead
 ``gc.tuned``                       start-up is over: its objects frozen out of garbage collection (debug)
 ``dispatch.error``                 handling one input failed; that input is dropped, every other call goes on
 ``call.started``                   an inbound call entered the Stasis application
@@ -47,8 +49,10 @@ event                              meaning
 ``clicktocall.started``            a click-to-call rings the employee's phone
 ``clicktocall.rejected``           a click-to-call or callback post was refused (``reason``: token, number, ...)
 ``clicktocall.refused``            a valid click-to-call could not be placed (no extension, shutting down)
+``clicktocall.undialable``         a click-to-call's number is not dialable even after ``asterisk.dial_rules``
+                                   (``reason``): its CALL_ID is finished as 404 with that reason, nothing is dialled
 ``callback.dialling``              a callback request dials the client
-``callback.rejected``              a callback request for an unknown line
+``callback.rejected``              a callback request for an unknown line, or whose number the dial rules cannot dial
 ``callback.failed``                the PBX refused to dial a callback
 ``crm.queued``                     a Bitrix24 operation was written to the journal
 ``crm.continued``                  a re-routed call keeps the CRM leg the dead process registered (no 2nd register)
@@ -60,6 +64,8 @@ event                              meaning
 ``crm.failed``                     a permanent error: the operation is parked (``b24-bridge journal --status failed``)
 ``crm.offline``                    a call's register did not go through in time: it is mirrored at its end (SHOW=0)
 ``crm.replayed``                   an offline call was mirrored, or found already there (``already_present``)
+``crm.statistics_access``          what ``voximplant.statistic.get`` shows the app user (``level`` all / limited /
+                                   denied); below all, a doubtful call it may hide is parked (``crm.failed``)
 ``crm.back``                       Bitrix24 answers again after trouble; waiting operations are sent at once
 ``crm.probe_failed``               the probe for Bitrix24's return failed; ``next_probe_at`` says when the next one is
 ``crm.token_refreshed``            the OAuth access token was refreshed and stored
@@ -68,11 +74,17 @@ event                              meaning
 ``crm.lookup_partial``             the caller was found but a detail (their deal) could not be read
 ``crm.line_failed``                creating an external line at start failed
 ``crm.event_bind_failed``          binding the click-to-call events at start failed (OAuth mode)
+``crm.event_bound``                a click-to-call event is bound to ``handler`` (``events_url`` or the offline queue)
+``crm.app_installed``              a verified ONAPPINSTALL: its token pair and application_token are in ``token_file``
+``crm.install_rejected``           an ONAPPINSTALL post was refused (``reason``: unverifiable token, webhook mode, ...);
+                                   nothing was stored
 ``crm.event_poll_failed``          polling ``event.offline.get`` failed (pull mode); retried
 ``delivery.requeued``              operations found in flight at start (after a crash) are checked and resent
 ``delivery.error``                 an unexpected error in the delivery loop; it goes on
 ``directory.refreshed``            the extension <-> user map was read from Bitrix24
 ``directory.stale``                the map could not be refreshed (or came back partial); the last good one is kept
+``directory.dismissed``            configured employees whose users Bitrix24 has not as active (``employees``: ext ->
+                                   user): skipped in walks, never named in a finish (it would be refused for good)
 ``directory.duplicate_extension``  two users share an extension; the configured or first one wins
 ``directory.time_tracking_off``    Bitrix24 has no time management: nobody is skipped as not clocked in
 ``directory.availability_failed``  absence / time-tracking facts could not be read; agents count as present
@@ -101,6 +113,7 @@ event                              meaning
 ``pbx.unsupported_command``        a command the ARI link does not carry out (a bug)
 ``pbx.cleanup_failed``             destroying a finished call's bridge failed
 ``pbx.device_states_unavailable``  AMI ``DeviceStateList`` is not allowed or not there: availability from events only
+``pbx.ami_filter_refused``         AMI refused ``Filter`` (needs ``write = system``): mask and eventfilter lines apply
 ``pbx.unexpected_stasis``          a channel entered the Stasis app with arguments the bridge does not route
 =================================  ====================================================================================
 """

@@ -28,7 +28,6 @@ from bridge.crm.errors import CrmError
 from bridge.crm.inbound import EventGate, Parsed, nest_form
 from bridge.crm.telephony import Telephony
 from bridge.domain.scheme import Availability
-from bridge.http_api import EVENTS_PATH
 
 log = structlog.get_logger(__name__)
 
@@ -36,6 +35,8 @@ PROBE_INTERVAL = 1.0
 """Seconds from trouble to the first probe, and the first gap after a failed one."""
 PROBE_MAX_INTERVAL = 30.0
 """The gap between failed probes doubles up to this (plus up to ``PROBE_INTERVAL`` of jitter)."""
+BOUND_EVENTS = ("ONEXTERNALCALLSTART", "ONEXTERNALCALLBACKSTART")
+"""Bound to ``events_url`` (push) or to the offline queue (pull) at start and after each install (OAuth mode)."""
 PROBE_METHOD = "profile"
 """A cheap method every webhook and application may call."""
 
@@ -59,7 +60,6 @@ class PortalUpkeep:
         on_availability: Callable[[dict[str, Availability]], None],
         backlog: Backlog,
         backlog_due: Callable[[], None],
-        handler_url: Callable[[], str],
         probe_interval: float = PROBE_INTERVAL,
         probe_max_interval: float = PROBE_MAX_INTERVAL,
     ) -> None:
@@ -74,7 +74,6 @@ class PortalUpkeep:
         self.on_availability = on_availability
         self.backlog = backlog
         self.backlog_due = backlog_due
-        self.handler_url = handler_url
         self.probe_interval = probe_interval
         self.probe_max_interval = max(probe_interval, probe_max_interval)
         self._trouble_since: float | None = None
@@ -91,13 +90,15 @@ class PortalUpkeep:
                     log.warning("crm.line_failed", line=number, error=str(exc))
         if s.bitrix24.oauth is not None and s.bitrix24.events != "off":
             offline = s.bitrix24.events == "pull"
-            handler = s.bitrix24.events_url or f"{self.handler_url()}{EVENTS_PATH}"
-            for event in ("ONEXTERNALCALLSTART", "ONEXTERNALCALLBACKSTART"):
+            handler = "" if offline else s.bitrix24.events_url
+            for event in BOUND_EVENTS:
                 try:
                     await self.telephony.event_bind(event, handler, offline=offline)
                 except CrmError as exc:
                     if "already" not in exc.description.lower():
                         log.warning("crm.event_bind_failed", event_name=event, error=str(exc))
+                        continue
+                log.info("crm.event_bound", event_name=event, handler=handler or "offline queue")
 
     async def poll_events(self) -> None:
         """Pull mode: take click-to-call events from ``event.offline.get`` (no public handler needed)."""

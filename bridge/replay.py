@@ -3,7 +3,9 @@
 Replay needs no PBX: it takes the journal's calls whose end is known but which are not done (offline, failed or
 still pending), asks ``voximplant.statistic.get`` per call whether Bitrix24 already has it, and sends the missing
 ones as ``register`` SHOW=0 with the real start + ``finish`` with the real user, duration and status in one batch
-(then ``attachRecord`` when the recording can be read), through the same paced client as the daemon.
+(then ``attachRecord`` when the recording can be read), through the same paced client as the daemon. A call the
+statistics could hide from the app user (no permission, or not an admin and the call's employee not seen there)
+is parked with the reason instead; ``--force`` sends it anyway.
 It refuses to run while the daemon holds the journal's lock (see ``bridge.journal.lock``).
 """
 
@@ -82,13 +84,15 @@ def main(args: argparse.Namespace) -> int:
     try:
         with journal, writer:
             loader = recording_loader(settings.asterisk)
-            outcomes = asyncio.run(replay(settings, journal, since, args.call, args.dry_run, loader))
+            outcomes = asyncio.run(
+                replay(settings, journal, since, args.call, args.dry_run, loader, force=getattr(args, "force", False))
+            )
     except JournalBusy as exc:
         print(f"error: {exc} (replay sends what the daemon would send; run it while the daemon is stopped)",
               file=sys.stderr)  # fmt: skip
         return EXIT_USAGE
     print_summary(outcomes, args.dry_run)
-    return EXIT_FAILED if any(o.status == "failed" for o in outcomes) else 0
+    return EXIT_FAILED if any(o.status in ("failed", "parked") for o in outcomes) else 0
 
 
 async def replay(
@@ -98,6 +102,8 @@ async def replay(
     call: str | None,
     dry_run: bool,
     loader: RecordingLoader,
+    *,
+    force: bool = False,
 ) -> list[Outcome]:
     candidates = [c for c in journal.calls(since=since, crm_leg=call) if c.ended_at is not None and c.state != "done"]
     if call and not candidates:
@@ -109,7 +115,7 @@ async def replay(
         return outcomes
     # no client-side retries: a batch whose answer was lost must be checked, not resent blindly
     async with Bitrix24Client(settings.bitrix24, retry_attempts=1) as client:
-        replayer = Replayer(journal, client, Telephony(client), loader, dry_run=dry_run)
+        replayer = Replayer(journal, client, Telephony(client), loader, dry_run=dry_run, force=force)
         with progress_for(len(candidates), "checking" if dry_run else "replaying") as advance:
             for row in candidates:
                 outcome = await replayer.replay(row)
@@ -127,7 +133,8 @@ def print_summary(outcomes: list[Outcome], dry_run: bool) -> None:
     summary = Table(title=title)
     for column in ("call (EXTERNAL_CALL_ID)", "started", "outcome", "detail"):
         summary.add_column(column, overflow="fold")
-    style = {"replayed": "green", "already present": "cyan", "failed": "bold red", "would send": "yellow"}
+    style = {"replayed": "green", "already present": "cyan", "failed": "bold red", "would send": "yellow",
+             "parked": "bold magenta"}  # fmt: skip
     for o in outcomes:
         summary.add_row(o.crm_leg, o.started_at or "", f"[{style.get(o.status, '')}]{o.status}", o.detail)
     console.print(summary)

@@ -130,7 +130,7 @@ def test_missing_secrets_and_auth_mode() -> None:
     del data["asterisk"]["ari_password"]
     data["asterisk"]["ami_secret_env"] = "NOPE"
     del data["asterisk"]["ami_secret"]
-    data["bitrix24"]["oauth"] = {"portal": "x.bitrix24.ru", "client_id": "c", "client_secret": "s", "token_file": "t"}
+    data["bitrix24"]["webhook_url"] = "https://x.bitrix24.ru/rest/1/webhookcode/"  # beside [bitrix24.oauth]
     problems = problems_of(data)
     assert any(p.startswith("asterisk.ari_password: missing") for p in problems)
     assert any("environment variable NOPE is not set" in p for p in problems)
@@ -150,8 +150,8 @@ def test_check_config_prints_redacted_config(capsys: pytest.CaptureFixture[str])
     out = capsys.readouterr()
     data = json.loads(out.out)
     assert data["asterisk"]["ari_password"] == "***"
-    assert data["bitrix24"]["webhook_url"] == "***"
-    assert "webhookcode" not in out.out and "ari-secret" not in out.out
+    assert data["bitrix24"]["oauth"]["client_secret"] == "***" and data["bitrix24"]["webhook_url"] is None
+    assert "client-secret-from" not in out.out and "ari-secret" not in out.out
     assert data["plan"]["queues"]["sales"]["final"] == {"kind": "ToVoicemail", "ext": "1005"}
     assert "3 line(s)" in out.err
 
@@ -167,3 +167,127 @@ def test_broken_toml_names_the_line_and_exits_78(tmp_path: Path, capsys: pytest.
 def test_missing_file_is_a_config_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check-config", "--config", str(tmp_path / "nope.toml")]) == EXIT_CONFIG
     assert "cannot read the file" in capsys.readouterr().err
+
+
+def test_dial_rules_are_read_top_to_bottom_and_printed_as_written(capsys: pytest.CaptureFixture[str]) -> None:
+    rules = load_config(EXAMPLE, env={}).asterisk.dial_rules
+    assert [str(rule) for rule in rules.rules][:2] == ["+7XXXXXXXXXX -> 8XXXXXXXXXX", "7XXXXXXXXXX -> 8XXXXXXXXXX"]
+    assert (
+        rules.dialled("+7 (916) 123-45-67") == "89161234567" and rules.dialled("+44 20 7946 0018") == "810442079460018"
+    )
+    assert main(["check-config", "--config", str(EXAMPLE)]) == 0
+    printed = json.loads(capsys.readouterr().out)["asterisk"]["dial_rules"]["rules"]
+    assert printed[0] == {"match": "+7XXXXXXXXXX", "replace": "8XXXXXXXXXX"}
+
+
+def test_a_malformed_dial_rule_is_named_with_its_key_and_text(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = example_data()
+    data["asterisk"]["dial_rules"] = ["+7XXXXXXXXXX -> 8XXXXXXXXXX", "+7XXX => 8XXX", "+7XX -> 8X", 5]
+    assert problems_of(data) == ["asterisk.dial_rules: must be a list of strings"]
+    data["asterisk"]["dial_rules"] = data["asterisk"]["dial_rules"][:3]
+    assert problems_of(data) == [
+        "asterisk.dial_rules[1]: rule '+7XXX => 8XXX': write one rule as \"PATTERN -> REPLACEMENT\"",
+        "asterisk.dial_rules[2]: rule '+7XX -> 8X': the replacement has 1 X but the pattern catches 2 digit(s): "
+        "use each once",
+    ]
+    text = EXAMPLE.read_text(encoding="utf-8").replace('"+. -> 810.",', '"+. -> 810.", "8. -> +8.",')
+    (tmp_path / "bridge.toml").write_text(text, encoding="utf-8")
+    assert main(["check-config", "--config", str(tmp_path / "bridge.toml")]) == EXIT_CONFIG
+    err = capsys.readouterr().err
+    assert "asterisk.dial_rules[3]: rule '8. -> +8.': the trunk is dialled digits only" in err
+
+
+def test_a_plan_number_the_dial_rules_make_undialable_is_a_config_problem() -> None:
+    data = example_data()
+    data["asterisk"]["dial_rules"] = ["7916XXXXXXX -> 7916XXXXXXX0000000000"]
+    problems = problems_of(data)
+    assert problems and all(p.startswith("asterisk.dial_rules: the plan's number 7916") for p in problems)
+    assert "rewritten by the dial rule 7916XXXXXXX -> 7916XXXXXXX0000000000" in problems[0]
+    assert "too long" in problems[0]
+
+
+# --- auth modes: what can work with a webhook and what needs the local application --------------------------
+
+
+def oauth_data(**bitrix24: object) -> dict:
+    data = example_data()
+    b24 = data["bitrix24"]
+    for key in ("webhook_url", "application_token", "events_url"):
+        b24.pop(key, None)
+    b24["oauth"] = {"portal": "x.bitrix24.ru", "client_id": "local.1.2", "client_secret": "s", "token_file": "t.json"}
+    b24.update(bitrix24)
+    return data
+
+
+def webhook_data(**bitrix24: object) -> dict:
+    data = example_data()
+    b24 = data["bitrix24"]
+    b24.pop("oauth", None)
+    b24.update(webhook_url="https://x.bitrix24.ru/rest/1/webhookcode/", application_token="app-token-from-the-form")
+    b24.update(bitrix24)
+    return data
+
+
+def test_check_config_rejects_webhook_with_pull_naming_the_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "bridge.toml"
+    text = EXAMPLE.read_text(encoding="utf-8").replace("[journal]", "[journal-placeholder]")
+    b24 = '[bitrix24]\nwebhook_url = "https://x.bitrix24.ru/rest/1/webhookcode/"\nevents = "pull"\n'
+    head, _, tail = text.partition("[bitrix24]")
+    path.write_text(head + b24 + "\n[journal]" + tail.split("[journal-placeholder]", 1)[1], encoding="utf-8")
+    assert main(["check-config", "--config", str(path)]) == EXIT_CONFIG
+    err = capsys.readouterr().err
+    problem = next(line for line in err.splitlines() if "bitrix24.events:" in line)
+    assert 'events = "pull" cannot work with an inbound webhook' in problem
+    assert "[bitrix24.oauth]" in problem and 'events = "push"' in problem, "it says what to do instead"
+    assert "webhookcode" not in err
+
+
+def test_oauth_push_needs_an_events_url_and_no_token_by_hand() -> None:
+    problems = problems_of(oauth_data(events="push"))
+    assert len(problems) == 1 and problems[0].startswith("bitrix24.events_url: required with [bitrix24.oauth]")
+    assert 'events = "pull"' in problems[0]
+    assert problems_of(oauth_data(events_url="ftp://bridge.example.com/x"))[0].startswith(
+        "bitrix24.events_url: must be an http(s) URL"
+    )
+    settings = parse_settings(oauth_data(events_url="https://bridge.example.com/b24/events"), path=EXAMPLE, env={})
+    assert not settings.bitrix24.application_token, "captured from ONAPPINSTALL, not required in the config"
+    pull = parse_settings(oauth_data(events="pull"), path=EXAMPLE, env={})
+    assert pull.bitrix24.events == "pull" and pull.bitrix24.events_url == ""
+
+
+def test_webhook_push_needs_the_outbound_webhooks_token() -> None:
+    data = webhook_data()
+    del data["bitrix24"]["application_token"]
+    problems = problems_of(data)
+    assert len(problems) == 1 and problems[0].startswith("bitrix24.application_token: missing")
+    assert "outbound webhook" in problems[0]
+    assert parse_settings(webhook_data(events="off"), path=EXAMPLE, env={}).bitrix24.events == "off"
+
+
+def test_check_config_warns_what_a_valid_config_will_not_do(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from bridge.config import config_warnings
+
+    webhook = parse_settings(webhook_data(), path=EXAMPLE, env={})
+    assert [w.split(":", 1)[0] for w in config_warnings(webhook)] == ["bitrix24.webhook_url"]
+    assert "ONEXTERNALCALLSTART" in config_warnings(webhook)[0]
+    for url, local in [
+        ("http://127.0.0.1:8480/b24/events", True),
+        ("https://192.168.1.10/b24/events", True),
+        ("https://bridge/b24/events", True),
+        ("https://pbx.lan/b24/events", True),
+        ("https://[::1]:8480/b24/events", True),
+        ("https://bridge.example.com/b24/events", False),
+        ("https://203.0.113.7/b24/events", True),  # documentation range: not global either
+        ("https://8.8.8.8/b24/events", False),
+    ]:
+        oauth = parse_settings(oauth_data(events_url=url), path=EXAMPLE, env={})
+        warned = [w for w in config_warnings(oauth) if w.startswith("bitrix24.events_url")]
+        assert bool(warned) == local, url
+    assert config_warnings(parse_settings(oauth_data(events="pull"), path=EXAMPLE, env={})) == []
+    assert main(["check-config", "--config", str(EXAMPLE)]) == 0
+    err = capsys.readouterr().err
+    assert "configuration OK" in err and "warning: bitrix24." not in err, "the example config is the recommended set-up"

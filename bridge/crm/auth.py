@@ -95,8 +95,13 @@ class OAuthTokens:
             current = self.access_token()
             if current != rejected:
                 return current
-            data = await self._exchange(session, str(self._data["refresh_token"]) if self._data else "")
-            merged = {**(self._data or {}), **data}
+            # another client of this file (or an install) may have stored a newer pair: its refresh token is the
+            # live one (ours was spent by that refresh), and its access token may already work
+            self._data = on_disk = await asyncio.to_thread(self._load)
+            if on_disk["access_token"] != rejected:
+                return str(on_disk["access_token"])
+            data = await self._exchange(session, str(on_disk["refresh_token"]))
+            merged = {**on_disk, **data}
             merged.setdefault("expires", int(time.time()) + int(data.get("expires_in", 3600) or 3600))
             await asyncio.to_thread(write_private_json, self.path, merged)
             self._data = merged

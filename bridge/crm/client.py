@@ -260,6 +260,14 @@ class Bitrix24Client:
         """The ``result`` of ``method``."""
         return (await self.call_envelope(method, params)).get("result")
 
+    async def call_as(self, method: str, access_token: str, params: Mapping[str, Any] | None = None) -> Any:
+        """The ``result`` of ``method`` called once with a given OAuth access token (no refresh, no retry): to test
+        a token someone hands us (an install's) at the configured portal. OAuth mode only."""
+        if self._tokens is None:
+            raise ValueError("call_as needs OAuth mode")
+        self.stats.commands += 1
+        return (await self._post_once(method, dict(params or {}), access_token)).get("result")
+
     async def batch(self, commands: Mapping[str, tuple[str, Mapping[str, Any]]], *, halt: bool = False) -> BatchResult:
         """Up to 50 commands in one request; later ones may use ``$result[key][FIELD]`` of earlier ones."""
         if len(commands) > MAX_BATCH:

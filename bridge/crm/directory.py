@@ -1,7 +1,9 @@
 """The employee directory: extension <-> Bitrix24 user, mobiles, supervisors, and CRM-side availability.
 
 The map is the configured ``[employees.map]`` plus (with ``auto_map``) every active user's ``UF_PHONE_INNER``;
-configured entries win, and their blanks (mobile, supervisor) are filled from Bitrix24. A supervisor is the head
+configured entries win, and their blanks (mobile, supervisor) are filled from Bitrix24; a configured employee
+whose user is not among the portal's active users (dismissed, ACTIVE = N, or no such user) is marked
+``dismissed``, which the core skips and never names in a finish (``directory.dismissed``). A supervisor is the head
 (``UF_HEAD``) of the user's first department, or of its parent when the user heads it. A refresh that fails or
 looks partial keeps the last good map (``directory.stale``). Availability facts (clocked in? absent today?) come
 from ``timeman.status`` and ``calendar.accessibility.get`` and are cached for ``availability_ttl`` seconds.
@@ -10,7 +12,6 @@ from ``timeman.status`` and ``calendar.accessibility.get`` and are cached for ``
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
@@ -23,6 +24,7 @@ from bridge.crm.envelope import as_int
 from bridge.crm.errors import CrmError
 from bridge.crm.telephony import Telephony
 from bridge.domain.scheme import Availability, Employee
+from bridge.phone import BadPhoneNumber, reduce_number
 
 log = structlog.get_logger(__name__)
 
@@ -37,10 +39,11 @@ USERS_PER_BATCH = 49
 
 
 def dialable(phone: Any) -> str:
-    """``+7 916 000-10-01`` -> ``+79160001001``; empty for junk."""
-    text = str(phone or "").strip()
-    digits = re.sub(r"\D", "", text)
-    return ("+" + digits if text.startswith("+") else digits) if digits else ""
+    """``+7 916 000-10-01 доб. 5`` -> ``+79160001001``; empty for junk (the dial rules apply when it is dialled)."""
+    try:
+        return reduce_number(str(phone or ""))
+    except BadPhoneNumber:
+        return ""
 
 
 def _department_ids(user: Mapping[str, Any]) -> list[int]:
@@ -82,6 +85,7 @@ class Directory:
         self._map: dict[str, Employee] = dict(configured)
         self._good_user_count = 0
         self._shrunk_seen = 0
+        self._dismissed: dict[str, int] = {}
         self._availability: dict[int, tuple[float, Availability | None]] = {}
         self._time_tracking = time_tracking
         """Ask ``timeman.status`` (NOT_CLOCKED_IN) at all; turned off when the portal has no time tracking."""
@@ -116,6 +120,12 @@ class Directory:
                         before=self._good_user_count)  # fmt: skip
             return False
         self._map = self._build(users, departments)
+        gone = {ext: e.user_id for ext, e in sorted(self._map.items()) if e.dismissed}
+        if gone != self._dismissed:
+            if gone:
+                log.warning("directory.dismissed", employees=gone,
+                            note="not active users in Bitrix24: skipped, never named in a finish")  # fmt: skip
+            self._dismissed = gone
         self._good_user_count = len(users)
         self._shrunk_seen = 0
         self.refreshed_at = self._clock()
@@ -143,7 +153,12 @@ class Directory:
                 result[ext] = Employee(ext=ext, user_id=uid, name=_name(user), mobile=_mobile(user))
         for ext, employee in self.configured.items():
             user = by_id.get(employee.user_id, {})
-            result[ext] = replace(employee, name=employee.name or _name(user), mobile=employee.mobile or _mobile(user))
+            result[ext] = replace(
+                employee,
+                name=employee.name or _name(user),
+                mobile=employee.mobile or _mobile(user),
+                dismissed=employee.user_id not in by_id,
+            )
         # Supervisors last, so that they point at extensions of the final map only.
         ext_of_user = {e.user_id: e.ext for e in result.values()}
         heads = {did: as_int(d.get("UF_HEAD")) for d in departments if (did := as_int(d.get("ID"))) is not None}

@@ -3,6 +3,12 @@
 Bitrix24 posts events form-encoded with PHP-style keys (``data[PHONE_NUMBER]``, ``auth[application_token]``) and
 never retries them. The only authenticity check is ``auth[application_token]`` (compared in constant time). The same
 parsing serves events pulled through ``event.offline.get``.
+
+Numbers: ``PHONE_NUMBER`` is the number as the CRM holds it (``8 (926) 000-00-03``, ``926-000-00-03 доб. 12``);
+``PHONE_NUMBER_INTERNATIONAL`` is its E.164 form when Bitrix24's parser finds it valid, else the same text again;
+``EXTENSION`` is what Bitrix24 cut off after ``;`` or ``#`` in the client's number (not dialled, not an employee).
+A click-to-call whose number cannot be reduced still carries its CALL_ID: it comes out with ``problem`` set, so
+that the desk finishes Bitrix24's call instead of leaving it open. A callback without a usable number is refused.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from bridge.phone import BadPhoneNumber, checked_phone
+from bridge.phone import BadPhoneNumber, is_e164, reduce_number, shown
 
 CLICK_TO_CALL = "ONEXTERNALCALLSTART"
 CALLBACK = "ONEXTERNALCALLBACKSTART"
@@ -27,12 +33,14 @@ class ClickToCall:
     call_id: str
     user_id: int
     phone: str
-    extension: str = ""
+    """Reduced to ``+?digits`` (:func:`bridge.phone.reduce_number`), or as sent (quoted) when ``problem`` is set."""
     line: str = ""
     call_list_id: int = 0
     crm_entity_type: str = ""
     crm_entity_id: int = 0
     is_mobile: bool = False
+    problem: str = ""
+    """Why the number cannot be dialled ('' when it can be reduced); the dial rules may still refuse it later."""
 
 
 @dataclass(frozen=True)
@@ -95,6 +103,10 @@ class EventGate:
         self._seen: OrderedDict[str, float] = OrderedDict()
         self._max = max_remembered
 
+    def set_token(self, application_token: str) -> None:
+        """A new ``application_token`` (a verified install issued it)."""
+        self._token = application_token.encode()
+
     def authentic(self, auth: Mapping[str, Any]) -> bool:
         given = str(auth.get("application_token", "")).encode()
         return bool(self._token) and hmac.compare_digest(given, self._token)
@@ -115,8 +127,9 @@ class EventGate:
         return Rejected(f"unsupported event {event[:40]!r}")
 
     def _phone(self, data: Mapping[str, Any]) -> str:
-        international = str(data.get("PHONE_NUMBER_INTERNATIONAL", "")).strip()
-        return checked_phone(international or data.get("PHONE_NUMBER", ""))
+        """The E.164 form if Bitrix24 found the number valid, else the CRM's own text, reduced."""
+        international = data.get("PHONE_NUMBER_INTERNATIONAL", "")
+        return reduce_number(international if is_e164(international) else data.get("PHONE_NUMBER", ""))
 
     def _click_to_call(self, data: Mapping[str, Any]) -> Parsed:
         call_id = str(data.get("CALL_ID", ""))
@@ -125,20 +138,18 @@ class EventGate:
         user_id = _int(data.get("USER_ID"))
         if user_id <= 0:
             return Rejected("USER_ID missing or not a number")
+        problem = ""
         try:
             phone = self._phone(data)
         except BadPhoneNumber as exc:
-            return Rejected(str(exc))
-        extension = str(data.get("EXTENSION", "")).strip()
-        if extension and not extension.isalnum():
-            return Rejected("EXTENSION must be letters and digits")
+            phone, problem = shown(str(data.get("PHONE_NUMBER", ""))), str(exc)
         if self._repeated(call_id):
             return Rejected(f"CALL_ID {call_id} already handled", status=200)
         return ClickToCall(
             call_id=call_id,
             user_id=user_id,
             phone=phone,
-            extension=extension,
+            problem=problem,
             line=str(data.get("LINE_NUMBER", "")),
             call_list_id=max(_int(data.get("CALL_LIST_ID")), 0),
             crm_entity_type=str(data.get("CRM_ENTITY_TYPE", "")),

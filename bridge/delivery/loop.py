@@ -35,6 +35,7 @@ from bridge.crm.client import MAX_BATCH, Bitrix24Client
 from bridge.crm.errors import CrmError
 from bridge.crm.pacing import bucket_level
 from bridge.crm.telephony import Telephony
+from bridge.delivery.access import StatisticsAccess
 from bridge.delivery.hooks import DeliveryObserver
 from bridge.delivery.plan import Chain, chains_of, fill, record_filename
 from bridge.delivery.sending import Sender
@@ -78,8 +79,11 @@ class Delivery:
         batch_limit: int = MAX_BATCH,
         retry_base: float = 2.0,
         retry_cap: float = 300.0,
+        access: StatisticsAccess | None = None,
     ) -> None:
         self.journal = journal
+        self.access = access or StatisticsAccess()
+        """What the statistics show the app user (learned before the first check, or at start by the daemon)."""
         self.telephony = telephony
         self.settings = settings
         self.recording_loader = recording_loader or _no_recordings
@@ -87,7 +91,7 @@ class Delivery:
         self.observer = observer or DeliveryObserver()
         self.batch_limit = max(1, min(batch_limit, MAX_BATCH))
         self.settler = Settler(journal, self.observer, clock, retry_base, retry_cap)
-        self.sender = Sender(journal, client, self.settler, self.observer, self.batch_limit)
+        self.sender = Sender(journal, client, self.settler, self.observer, self.batch_limit, self.access)
         self.client = client
         self._wake = asyncio.Event()
         self._requeued = False

@@ -2,6 +2,8 @@
 
 Same rules as the daemon's offline mirroring (:mod:`bridge.delivery.loop`): statistics first; if the call is
 there, only our bookkeeping changes; otherwise ``register`` SHOW=0 + ``finish`` in one batch, then the recording.
+A call the statistics could hide from the app user (:mod:`bridge.delivery.access`) is parked with the reason
+instead, unless ``force``.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import structlog
 from bridge.crm.client import Bitrix24Client
 from bridge.crm.errors import CrmError
 from bridge.crm.telephony import Telephony
-from bridge.delivery.check import find_in_statistics, never_left
+from bridge.delivery.access import DENIED, DENIED_ERROR, STATISTIC_GET, StatisticsAccess, finish_users
+from bridge.delivery.check import never_left, statistics_command, statistics_row
 from bridge.delivery.hooks import DeliveryObserver
 from bridge.delivery.loop import RecordingLoader
 from bridge.delivery.plan import Chain, plan_batch, record_filename
@@ -32,7 +35,7 @@ class Outcome:
     crm_leg: str
     started_at: str | None
     status: str
-    """``replayed``, ``already present``, ``would send``, ``failed`` or ``skipped``."""
+    """``replayed``, ``already present``, ``would send``, ``parked``, ``failed`` or ``skipped``."""
     detail: str = ""
 
 
@@ -67,12 +70,16 @@ class Replayer:
         *,
         dry_run: bool = False,
         observer: DeliveryObserver | None = None,
+        force: bool = False,
+        access: StatisticsAccess | None = None,
     ) -> None:
         self.journal = journal
         self.client = client
         self.telephony = telephony
         self.loader = loader
         self.dry_run = dry_run
+        self.force = force
+        self.access = access or StatisticsAccess()
         self.settler = Settler(journal, observer or DeliveryObserver(), time.time, retry_base=1.0, retry_cap=60.0)
 
     async def replay(self, call: CallRow) -> Outcome:
@@ -97,12 +104,16 @@ class Replayer:
         mode = "online" if origin.state in FINAL else "offline"
         chain = Chain([_pending(op, call, mode) for op in (origin, finish) if op.state not in FINAL])
         if chain.ops:
-            found = (await find_in_statistics(self.client, [leg])).get(leg)
-            if found is not None:
+            found = await self._look_up(leg, finish_users(chain, sent_only=False))
+            if isinstance(found, dict):
                 if not self.dry_run:
                     self.settler.present(chain, found)
                     await self._attach(leg, record)
                 return Outcome(leg, call.started_at, "already present", f"CALL_ID {found.get('CALL_ID')}")
+            if isinstance(found, str) and not self.force:
+                if not self.dry_run:
+                    self.settler.fail(next(op for op in chain.ops if op.kind in ("register", "finish")), found)
+                return Outcome(leg, call.started_at, "parked", found)
         if self.dry_run:
             return Outcome(leg, call.started_at, "would send", describe(chain, record) or "nothing")
         if not chain.ops:  # register and finish went through earlier; only the recording is left
@@ -116,6 +127,24 @@ class Replayer:
             return Outcome(leg, call.started_at, "failed", failure)
         detail = await self._attach(leg, record)
         return Outcome(leg, call.started_at, "replayed", detail)
+
+    async def _look_up(self, leg: str, users: set[int]) -> dict[str, object] | str | None:
+        """The call's statistics row; None when it is certainly not there; or why the statistics cannot tell.
+        Raises CrmError when Bitrix24 could not be asked."""
+        access = self.access
+        await access.ensure(self.client)
+        await access.look_for(self.client, users)
+        if access.level != DENIED:
+            batch = await self.client.batch({"st": statistics_command(leg)})
+            if "st" in batch.results:
+                row = statistics_row(batch.results["st"], leg)
+                if row is not None:
+                    return row
+            elif (error := batch.errors.get("st")) is not None and error.code == DENIED_ERROR:
+                access.denied()
+            else:
+                raise error or CrmError(STATISTIC_GET, "", "no answer for this call")
+        return None if access.trusted(users) else access.reason(users)
 
     async def _send(self, chain: Chain) -> str:
         """Send register SHOW=0 + finish; returns the failure reason, or "" when Bitrix24 took both."""

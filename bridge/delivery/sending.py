@@ -21,6 +21,7 @@ import structlog
 from bridge.crm.client import Bitrix24Client
 from bridge.crm.envelope import BatchResult
 from bridge.crm.errors import CrmError
+from bridge.delivery.access import DENIED_ERROR, StatisticsAccess, finish_users
 from bridge.delivery.check import never_left, statistics_command, statistics_row
 from bridge.delivery.hooks import DeliveryObserver
 from bridge.delivery.plan import Chain, check_key, fill, plan_batch
@@ -35,9 +36,16 @@ ABSENT_MEMORY = 10_000
 
 class Sender:
     def __init__(
-        self, journal: Journal, client: Bitrix24Client, settler: Settler, observer: DeliveryObserver, batch_limit: int
+        self,
+        journal: Journal,
+        client: Bitrix24Client,
+        settler: Settler,
+        observer: DeliveryObserver,
+        batch_limit: int,
+        access: StatisticsAccess,
     ) -> None:
         self.journal = journal
+        self.access = access
         self.client = client
         self.settler = settler
         self.observer = observer
@@ -51,6 +59,7 @@ class Sender:
         checks = [c for c in chains if c.needs_check() and not self._known_absent(c)]
         doubtful = {id(c) for c in checks}
         clean = [c for c in chains if id(c) not in doubtful]
+        checks = await self._screen(checks)
         checks = checks[: self.batch_limit]  # more waits for the next cycle
         requests = 0
         while checks or clean:
@@ -62,6 +71,34 @@ class Sender:
             clean += await self._request(checks, sends)
             checks = []
             requests += 1
+
+    async def _screen(self, checks: list[Chain]) -> list[Chain]:
+        """The doubtful chains whose statistics check can be trusted (see :mod:`bridge.delivery.access`); the others
+        are parked. While the access cannot be learned, they all wait."""
+        if not checks:
+            return checks
+        try:
+            await self.access.ensure(self.client)
+            await self.access.look_for(self.client, {u for chain in checks for u in finish_users(chain)})
+        except CrmError as exc:
+            with self.journal.transaction():
+                for chain in checks:
+                    self.settler.retry(chain.head, f"statistics access not known: {exc}", exc.code, sent=False)
+            return []
+        kept: list[Chain] = []
+        with self.journal.transaction():
+            for chain in checks:
+                if self.access.trusted(finish_users(chain)):
+                    kept.append(chain)
+                else:
+                    self.park(chain)
+        return kept
+
+    def park(self, chain: Chain) -> None:
+        """Park a doubtful chain whose check cannot be trusted: its first register or finish fails for good (what
+        needs it fails with it), so nothing that may already be in Bitrix24 goes again."""
+        reason = self.access.reason(finish_users(chain))
+        self.settler.fail(next((op for op in chain.ops if op.kind in ("register", "finish")), chain.head), reason)
 
     def _make_room(self, checks: list[Chain], sends: list[Chain], rest: list[Chain]) -> list[Chain]:
         """When the checks leave room that no chain fits, leave some checks to the next cycle so that a chain fits
@@ -147,7 +184,10 @@ class Sender:
         absent: list[Chain] = []
         for chain in checks:
             key, leg = check_key(chain), chain.leg or ""
-            if key not in batch.results:
+            if key not in batch.results and getattr(batch.errors.get(key), "code", "") == DENIED_ERROR:
+                self.access.denied()
+                self.park(chain)
+            elif key not in batch.results:
                 error: Any = batch.errors.get(key)
                 reason = f"statistics check failed: {error}" if error else "statistics check failed for this call"
                 self.settler.retry(chain.head, reason, getattr(error, "code", "CHECK_FAILED"), sent=False)

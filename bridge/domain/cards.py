@@ -29,8 +29,14 @@ from bridge.domain.state import Call, CrmLeg, Step
 
 
 def employee_user(call: Call, ext: str) -> int:
+    """The Bitrix24 user of ``ext``; 0 when it is no employee or a dismissed one."""
     emp = call.plan.employees.get(ext)
-    return emp.user_id if emp else 0
+    return emp.user_id if emp and not emp.dismissed else 0
+
+
+def dismissed(call: Call, user_id: int) -> bool:
+    emp = call.plan.employee_by_user(user_id)
+    return emp is not None and emp.dismissed
 
 
 def _update(call: Call, leg: CrmLeg) -> Call:
@@ -93,10 +99,15 @@ def sync(call: Call) -> Step:
 
 def finish(call: Call, user_id: int, duration: int, status: str) -> Step:
     """Finish the open CRM leg once, for ``user_id``; hide every other open card first (finish hides the
-    finishing user's own); attach the recording at once if it is already stored."""
+    finishing user's own); attach the recording at once if it is already stored. A dismissed employee is never
+    named: the line's owner (``default_ext``), else the user the leg was registered for, finishes instead."""
     leg = call.crm_leg
     if leg is None:
         return call, []
+    if dismissed(call, user_id):
+        owner = employee_user(call, call.plan.lines[call.line].default_ext) or leg.user_id
+        why = f"user {user_id} is dismissed in Bitrix24, which refuses a finish naming them: finished for user {owner}"
+        call, user_id = replace(call, warning=why), owner
     commands: list[Command] = []
     others = tuple(u for u in leg.shown if u != user_id)
     if others:
@@ -136,7 +147,7 @@ def missed_owner(call: Call) -> int:
     leg = call.crm_leg
     if leg is not None and len(call.crm_legs) > 1:
         return leg.user_id
-    if call.client and call.client.responsible_user_id:
+    if call.client and call.client.responsible_user_id and not dismissed(call, call.client.responsible_user_id):
         return call.client.responsible_user_id
     queue = call.plan.queues.get(call.last_queue)
     owners = (queue.missed_owner if queue else "", call.plan.lines[call.line].default_ext)

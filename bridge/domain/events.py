@@ -211,6 +211,8 @@ class ObservedEnded:
     dialstatus: str = ""
     cause: int | None = None
     recording: str = ""
+    failed_reason: str = ""
+    """Why the call failed, in words, for ``finish``'s FAILED_REASON ('' when the status code says it all)."""
 
 
 @dataclass(frozen=True)

@@ -113,7 +113,7 @@ def step(call: Observed, event: ObservedEvent, now: datetime) -> Step:
 
 def _user(call: Observed, ext: str) -> int:
     emp = call.plan.employees.get(ext)
-    return emp.user_id if emp else 0
+    return emp.user_id if emp and not emp.dismissed else 0
 
 
 def _default_user(call: Observed) -> int:
@@ -214,7 +214,7 @@ def _ended(call: Observed, event: ObservedEnded, now: datetime) -> Step:
     others = tuple(u for u in call.shown if u != owner)
     if others:
         commands.append(CrmHide(call.crm_leg, others))
-    commands.append(CrmFinish(call.crm_leg, owner, duration, status))
+    commands.append(CrmFinish(call.crm_leg, owner, duration, status, event.failed_reason))
     line = call.plan.lines.get(call.line)
     if line and call.direction is Direction.INBOUND and not answered:
         commands += line_notices(line, call.number, call.started_at, owner, voicemail=False)

@@ -168,6 +168,9 @@ class Employee:
     """Unavailable rule: when not registered, ring the employee's mobile instead."""
     no_answer_to_mobile: bool = False
     """After the employee's rings run out unanswered, ring their mobile before moving on."""
+    dismissed: bool = False
+    """Bitrix24 no longer has them as an active user (ACTIVE = N), which refuses a register or finish naming them
+    for good: they are skipped like an unavailable agent (no forwarding rule) and never a call's user."""
 
 
 @dataclass(frozen=True)

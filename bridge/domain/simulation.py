@@ -241,7 +241,7 @@ def _check(
     for ext in [*agents, *([responsible] if responsible else [])]:
         if ext not in plan.employees:
             raise ExplainError(f"extension {ext!r} is not an employee of the plan")
-    numbers = _numbers(plan)
+    numbers = external_numbers(plan)
     for device in answers:
         if device not in plan.employees and device not in numbers:
             raise ExplainError(f"{device!r} is neither an employee's extension nor a number the plan dials")
@@ -253,7 +253,7 @@ def _check(
     return CrmClient("CONTACT", 0, responsible_user_id=plan.employees[responsible].user_id)
 
 
-def _numbers(plan: Plan) -> set[str]:
+def external_numbers(plan: Plan) -> set[str]:
     """External numbers the plan may ring: mobiles, busy-rule forwards, number actions."""
     numbers = {emp.mobile for emp in plan.employees.values() if emp.mobile}
     actions: list[Action] = [emp.on_busy for emp in plan.employees.values() if emp.on_busy]

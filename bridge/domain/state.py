@@ -245,4 +245,9 @@ def next_id(call: Call, kind: str) -> tuple[Call, str]:
 
 def is_available(call: Call, ext: str) -> bool:
     """A known employee whose device and day allow a call now (extensions not reported count as free)."""
-    return ext in call.plan.employees and call.availability.get(ext, Availability.AVAILABLE) is Availability.AVAILABLE
+    emp = call.plan.employees.get(ext)
+    return (
+        emp is not None
+        and not emp.dismissed
+        and call.availability.get(ext, Availability.AVAILABLE) is Availability.AVAILABLE
+    )

@@ -43,6 +43,7 @@ BY_DIALSTATUS: dict[str, str] = {
     "CONGESTION": "503",
     "DONTCALL": "603",
     "TORTURE": "603",
+    "INVALIDARGS": "404",  # Dial() refused its dial string; the bridge reports an undialable number the same way
 }
 """AMI ``DialEnd.DialStatus`` / ARI ``Dial.dialstatus`` of an unanswered outbound call -> STATUS_CODE."""
 

@@ -173,7 +173,7 @@ def _try_target(call: Call, start: int, now: datetime) -> WalkStep:
     walk = current(call)
     for position in range(start, len(walk.order)):
         emp = call.plan.employees.get(walk.order[position])
-        if emp is None:
+        if emp is None or emp.dismissed:
             continue
         call = replace(call, walk=replace(walk, position=position, stage=Stage.DEVICE))
         availability = call.availability.get(emp.ext, Availability.AVAILABLE)

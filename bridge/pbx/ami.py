@@ -8,6 +8,8 @@ What this adds to panoramisk, one gap each (``/work/shared/reference/asterisk.md
 * a watchdog: panoramisk pings but never checks the Pong, so a silent half-open connection is never noticed;
 * our own reconnect loop with exponential backoff (capped at ``reconnect_max_delay``) instead of panoramisk's
   fixed delay, and actions pending at a disconnect fail instead of being resent (an Originate must not run twice);
+* the login asks only for the event classes the bridge reads, and an include ``Filter`` narrows them to the events
+  it reads (:mod:`bridge.pbx.ami_events`; refused unless the AMI user has ``write = system``: then the mask alone);
 * after each (re)connect a resync: ``CoreShowChannels`` and ``DeviceStateList`` -> ``Resynced``;
 * events are translated and queued from plain sync callbacks (panoramisk schedules coroutine callbacks with
   ``ensure_future``: no ordering);
@@ -28,6 +30,7 @@ import structlog
 
 from bridge.config import AsteriskSettings
 from bridge.logs import register_secrets
+from bridge.pbx.ami_events import event_filters, event_mask
 from bridge.pbx.ami_protocol import LinkManager, Utf8AmiProtocol
 from bridge.pbx.ami_stream import command_output
 from bridge.pbx.events import BadInput, PbxError, PbxEvent
@@ -84,6 +87,7 @@ class AmiLink(ReconnectingLink):
         log.info("pbx.connected", link="ami", version=manager.protocol.version or "")
         watchdog = asyncio.create_task(self._watchdog(manager))
         try:
+            await self._add_filters()
             await self._resync()
             await manager.lost.wait()
             return True
@@ -104,7 +108,7 @@ class AmiLink(ReconnectingLink):
             port=s.ami_port,
             username=s.ami_user,
             secret=s.ami_secret.reveal(),
-            events="on",
+            events=event_mask(),
             encoding="utf8",
             loop=loop,
             protocol_factory=Utf8AmiProtocol,
@@ -145,6 +149,14 @@ class AmiLink(ReconnectingLink):
                 manager.lost.set()
                 return
             except PbxError:
+                return
+
+    async def _add_filters(self) -> None:
+        for pattern in event_filters():
+            answer = await self.action({"Action": "Filter", "Operation": "Add", "Filter": pattern})
+            first = answer[0] if isinstance(answer, list) else answer
+            if first.response != "Success":
+                log.info("pbx.ami_filter_refused", link="ami", error=str(first.message or first.response))
                 return
 
     async def _resync(self) -> None:

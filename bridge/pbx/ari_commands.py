@@ -33,6 +33,7 @@ from typing import Any
 import structlog
 
 from bridge.config import AsteriskSettings
+from bridge.dialrules import BadPhoneNumber
 from bridge.domain.commands import (
     AnswerCaller,
     CancelLeg,
@@ -192,10 +193,15 @@ class CallCommands:
             case RingAgent(leg=leg, ext=ext, timeout=timeout):
                 await self._ring(call, leg, self.agent_endpoint.format(ext), timeout)
             case RingNumber(leg=leg, number=number, timeout=timeout):
-                if not DIALLABLE.fullmatch(number):
+                try:  # the one place a mobile, a forward or a click-to-call's client becomes the trunk's digits
+                    dialled = self.settings.dial_rules.dialled(number)
+                except BadPhoneNumber as exc:
+                    self._refuse(call, leg, str(exc))
+                    return
+                if not DIALLABLE.fullmatch(dialled):  # the rules give digits only; never let anything else out
                     self._refuse(call, leg, "the number is not plain digits")
                     return
-                await self._ring(call, leg, self.trunk_endpoint.format(number), timeout)
+                await self._ring(call, leg, self.trunk_endpoint.format(dialled), timeout)
             case CancelLeg(leg=leg, unless_answered=unless_answered):
                 await self._cancel(call, leg, unless_answered)
             case ConnectLeg(leg=leg) if leg in self.calls.get(call, CallMedia()).cancelled:

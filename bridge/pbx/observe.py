@@ -12,6 +12,10 @@ Then ``DialBegin`` towards an agent device -> ``ObservedRinging``; ``DialEnd`` -
 (``VarSet MIXMONITOR_FILENAME``) names the recording; when the last channel of the call hangs up ->
 ``ObservedEnded`` (dialstatus of the dial, cause of the first channel's ``Hangup``) and ``ObservedRecording``.
 ``DeviceStateChange`` of an agent device -> ``DeviceStateSeen`` (the dispatcher reads it for each call).
+
+Every other event (:data:`bridge.pbx.ami_events.USED_EVENTS` lists the ones read), a ``VarSet`` of another or of a
+global variable (``Channel: none``, no ``Linkedid``) and the state of a device that is no agent's are ordinary
+traffic: ignored, not bad input (Asterisk writes every device state with one of the nine standard names).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from bridge.domain.events import (
     ObservedStoppedRinging,
 )
 from bridge.pbx import snapshots, wire
+from bridge.pbx.ami_events import RECORDING_VARIABLE, USED_EVENTS
 from bridge.pbx.events import BadInput, DeviceStateSeen, LiveChannel, PbxEvent, Resynced
 from bridge.pbx.outcomes import EndpointTemplate, device_state_name
 
@@ -72,7 +77,7 @@ class AmiTranslator:
     def feed(self, message: wire.AmiMessage) -> list[PbxEvent]:
         """One AMI event -> the events it means (often none). Never raises."""
         kind = message.get("Event")
-        if not isinstance(kind, str) or not kind:
+        if not isinstance(kind, str) or kind not in USED_EVENTS:
             return []
         try:
             return self._feed(kind, message)
@@ -114,6 +119,8 @@ class AmiTranslator:
     def _feed(self, kind: str, message: wire.AmiMessage) -> list[PbxEvent]:
         if kind == "DeviceStateChange":
             return self._device_state(message)
+        if kind == "VarSet" and (message.get("Variable") != RECORDING_VARIABLE or message.get("Uniqueid") == "none"):
+            return []  # another variable, or a global one (Asterisk writes Channel and Uniqueid "none")
         if kind == "Newchannel":
             self._add_channel(wire.header(message, "Linkedid"), wire.header(message, "Uniqueid"))
         events: list[PbxEvent] = []
@@ -172,7 +179,7 @@ class AmiTranslator:
 
     def _recording_file(self, message: wire.AmiMessage) -> None:
         linkedid = wire.header(message, "Linkedid")
-        if wire.optional_header(message, "Variable") == "MIXMONITOR_FILENAME":
+        if wire.optional_header(message, "Variable") == RECORDING_VARIABLE:
             value = wire.optional_header(message, "Value")
             if value:
                 self.filenames[linkedid] = PurePosixPath(value).stem

@@ -2,11 +2,19 @@
 
 Used by ``b24-bridge demo``, the integration tests and the benchmarks. The daemon is the production one, built
 from a real config file written into ``workdir``; only the addresses point at the simulators.
+
+The portal is set up as its administrator would (README, Bitrix24 set-up): with ``auth="webhook"`` an outbound
+webhook posts the click-to-call events to the daemon and its token goes into the config; with ``auth="oauth"`` the
+local application is installed with the daemon's ``events_url`` as its install path (push: the daemon captures the
+tokens from ONAPPINSTALL and binds the events) or, for ``events = "pull"``, its first token pair is put into
+``token_file`` by hand.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import socket
 import tomllib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -15,10 +23,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
 from bridge.config import Settings, parse_settings
 from bridge.daemon import Daemon, Timing
+from bridge.portal import BOUND_EVENTS
 from bridge.sim.asterisk import AsteriskSimulator
 from bridge.sim.bitrix24 import Bitrix24Simulator
 
@@ -43,7 +50,13 @@ def stage_config(
     rate: float,
     burst: int,
     register_timeout: float = 1.0,
+    local_agents: bool = False,
+    port: int = 0,
+    auth: str = "webhook",
 ) -> dict[str, Any]:
+    """The daemon's config against the simulators: agents on their PJSIP phones as the defaults have it, or
+    (``local_agents``) on Local channels through the dialplan, as dialplan-driven sites do. ``port`` is the
+    daemon's HTTP port (0: any, then no ``events_url``)."""
     data = demo_routing()
     data["routing"]["ring_seconds"] = ring_seconds
     data["asterisk"] = {
@@ -55,27 +68,54 @@ def stage_config(
         "ami_port": pbx.ami_port,
         "ami_user": "b24bridge",
         "ami_secret": AMI_SECRET,
-        "agent_endpoint": "Local/{ext}@agents",
-        "trunk_endpoint": "Local/{number}@external",
+        "agent_endpoint": "Local/{ext}@agents" if local_agents else "PJSIP/{ext}",
+        "trunk_endpoint": "Local/{number}@external" if local_agents else "PJSIP/{number}@trunk",
         "device": "PJSIP/{ext}",
         "outbound_contexts": ["from-agents", "phones"],
         "ping_interval": 1.0,
         "reconnect_max_delay": 1.0,
     }
     data["bitrix24"] = {
-        "webhook_url": crm.webhook_url,
         "rate": rate,
         "burst": burst,
-        "application_token": APP_TOKEN,
         "events": "push",
         "register_timeout": register_timeout,
         "request_timeout": 5.0,
         "directory_refresh": 60.0,
         "availability_ttl": 30.0,
     }
+    if auth == "oauth":
+        data["bitrix24"]["oauth"] = {
+            "portal": crm.url, "client_id": crm.core.identity.client_id,
+            "client_secret": crm.core.identity.client_secret, "token_file": str(workdir / "token.json"),
+            "oauth_host": crm.url,
+        }  # fmt: skip
+    else:
+        data["bitrix24"].update(webhook_url=crm.webhook_url, application_token=APP_TOKEN)
+    if port:
+        data["bitrix24"]["events_url"] = f"http://127.0.0.1:{port}/b24/events"
     data["journal"] = {"path": str(workdir / "journal.db")}
-    data["http"] = {"listen": "127.0.0.1:0"}
+    data["http"] = {"listen": f"127.0.0.1:{port}"}
     return data
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now, so the handler's address can be in the config (and the portal) first."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def set_up_portal(crm: Bitrix24Simulator, data: dict[str, Any]) -> None:
+    """What the administrator does in the portal before the daemon starts (see the module's docstring)."""
+    b24 = data["bitrix24"]
+    if b24.get("events") == "push" and "webhook_url" in b24:
+        b24["application_token"] = crm.add_outbound_webhook(b24["events_url"], list(BOUND_EVENTS))
+    if b24.get("events") == "pull" and "oauth" in b24:
+        token_file = Path(b24["oauth"]["token_file"])
+        token_file.write_text(json.dumps(crm.issue_tokens(1)), encoding="utf-8")
+        token_file.chmod(0o600)
 
 
 @dataclass
@@ -91,6 +131,11 @@ class Stage:
     @property
     def events_url(self) -> str:
         return f"http://127.0.0.1:{self.daemon.http_port}/b24/events"
+
+    @property
+    def app_token(self) -> str:
+        """The application_token genuine events carry: the outbound webhook's, or the installed application's."""
+        return self.settings.bitrix24.application_token.reveal() or self.crm.core.identity.application_token
 
     async def start_daemon(self) -> Daemon:
         """Start a new daemon (a new process, as far as it knows) on this stage's config and journal."""
@@ -117,18 +162,23 @@ async def stage(
     register_timeout: float = 1.0,
     tweak: Callable[[dict[str, Any]], None] | None = None,
     timing: Timing = STAGE_TIMING,
+    local_agents: bool = False,
+    auth: str = "webhook",
 ) -> AsyncIterator[Stage]:
-    """Start both simulators and the daemon; stop them all at the end (the daemon as on SIGTERM)."""
+    """Start both simulators and the daemon; stop them all at the end (the daemon as on SIGTERM). ``auth`` is
+    ``webhook`` or ``oauth`` (a local application)."""
     workdir.mkdir(parents=True, exist_ok=True)
     async with (
         AsteriskSimulator(ari_password=ARI_PASSWORD, ami_secret=AMI_SECRET, phone_template="PJSIP/{ext}") as pbx,
         Bitrix24Simulator(rate=rate, burst=burst, application_token=APP_TOKEN) as crm,
     ):
         data = stage_config(
-            pbx, crm, workdir, ring_seconds=ring_seconds, rate=rate, burst=burst, register_timeout=register_timeout
-        )
+            pbx, crm, workdir, ring_seconds=ring_seconds, rate=rate, burst=burst, register_timeout=register_timeout,
+            local_agents=local_agents, port=free_port(), auth=auth,
+        )  # fmt: skip
         if tweak is not None:
             tweak(data)
+        set_up_portal(crm, data)
         settings = parse_settings(data, path=workdir / "bridge.toml", env={})
         daemon, serving = await launch_daemon(settings, timing, crm)
         # a restart keeps the handler's address, as an installation's fixed port does
@@ -147,11 +197,13 @@ async def launch_daemon(settings: Settings, timing: Timing, crm: Bitrix24Simulat
     serving = asyncio.create_task(daemon.serve(install_signals=False))
     try:
         await _until(lambda: daemon.started.is_set() and daemon.ari.connected and daemon.ami.connected, serving)
-        # the events handler must be known to the portal, as an operator sets it up (README)
-        if settings.bitrix24.events == "push":
-            await bind_event_handlers(crm, f"http://127.0.0.1:{daemon.http_port}/b24/events")
-        elif settings.bitrix24.events == "pull":
-            await bind_event_handlers(crm, "", offline=True)
+        b24 = settings.bitrix24
+        if b24.oauth is not None and b24.events != "off":
+            if b24.events == "push" and not b24.oauth.token_file.exists():
+                status = await crm.install_app(b24.events_url)
+                if status != 200:
+                    raise RuntimeError(f"the daemon answered the application's install with HTTP {status}")
+            await _until(lambda: _bound(crm, b24.events == "pull"), serving)
     except BaseException:
         daemon.request_stop()
         await asyncio.gather(serving, return_exceptions=True)
@@ -159,17 +211,11 @@ async def launch_daemon(settings: Settings, timing: Timing, crm: Bitrix24Simulat
     return daemon, serving
 
 
-async def bind_event_handlers(crm: Bitrix24Simulator, handler: str, *, offline: bool = False) -> None:
-    """What an administrator does once in the portal: point click-to-call events at the daemon (``offline``:
-    queue them for ``event.offline.get`` instead)."""
-    async with aiohttp.ClientSession() as session:
-        for event in ("ONEXTERNALCALLSTART", "ONEXTERNALCALLBACKSTART"):
-            url = f"{crm.webhook_url}event.bind.json"
-            body = {"event": event, "event_type": "offline"} if offline else {"event": event, "handler": handler}
-            async with session.post(url, json=body) as response:
-                body = await response.json()
-                if "error" in body and "already" not in str(body.get("error_description", "")).lower():
-                    raise RuntimeError(f"event.bind {event}: {body}")
+def _bound(crm: Bitrix24Simulator, offline: bool) -> bool:
+    """The daemon has bound the click-to-call events for the application (at start or after the install)."""
+    app = crm.core.identity.app_id
+    bound = {b.event for b in crm.core.events.bindings if b.app_id == app and b.offline == offline}
+    return bound >= set(BOUND_EVENTS)
 
 
 async def _until(ready: Callable[[], bool], serving: asyncio.Task[int], timeout: float = 15.0) -> None:

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import configparser
 import socket
+from pathlib import Path
+from typing import Any
 
+import pytest
 from structlog.testing import capture_logs
 
 from bridge.domain.events import (
@@ -15,11 +19,14 @@ from bridge.domain.events import (
     ObservedStarted,
 )
 from bridge.pbx.ami import AmiLink
+from bridge.pbx.ami_events import USED_EVENTS
 from bridge.pbx.events import DeviceStateSeen, PbxError, Resynced
+from bridge.sim.asterisk.ami_access import get_perm
 from bridge.sim.asterisk.parties import Answer
 from bridge.sim.asterisk.simulator import AsteriskSimulator
-from tests.adapters.pbx_fixtures import Events, running, settings_for, sim
+from tests.adapters.pbx_fixtures import AMI_SECRET, Events, running, settings_for, sim
 from tests.eventually import eventually
+from tests.protocol.test_asterisk_conf import sample_eventfilters
 
 __all__ = ["sim"]
 
@@ -184,3 +191,76 @@ async def test_stop_does_not_wait_for_a_silent_asterisk(sim: AsteriskSimulator) 
         await link.stop()
         await asyncio.wait_for(task, 1.0)
     assert not link.connected
+
+
+def fed_kinds(link: AmiLink) -> list[str]:
+    """The Event of every AMI event the link hands its translator, as it goes."""
+    kinds: list[str] = []
+    feed = link.translator.feed
+
+    def recording(message: Any) -> Any:
+        kinds.append(str(message.get("Event")))
+        return feed(message)
+
+    link.translator.feed = recording  # type: ignore[method-assign]
+    return kinds
+
+
+async def a_real_sites_traffic(sim: AsteriskSimulator, events: Events) -> None:
+    """A phone registers, a global variable is set, a recorded outbound call with DTMF runs to its end."""
+    sim.set_endpoint_state("PJSIP/1009", "online")  # ContactStatus, PeerStatus: system
+    sim.set_global_variable("RECORD_CALLS", "yes")  # VarSet without a channel: dialplan
+    call = await sim.place_outbound_call(from_ext="1001", number="84951234567", answer_after=0.1, talk=0.3)
+    await events.wait(ObservedAnswered)
+    sim.pbx.media.dtmf_received(call.channel, "5")  # DTMFBegin/End: dtmf
+    await events.wait(ObservedRecording)  # Cdr (cdr) came with the hangups
+
+
+async def test_the_login_asks_only_for_the_events_the_bridge_reads(sim: AsteriskSimulator) -> None:
+    events = Events()
+    link = AmiLink(settings_for(sim), events.queue)
+    kinds = fed_kinds(link)
+    with capture_logs() as logs:
+        async with running(link):
+            await events.wait(Resynced)
+            (session,) = sim.ami_server.sessions
+            assert session.access.mask == get_perm("call,dialplan")
+            assert [r["params"]["Operation"] for r in sim.requests if r["method"] == "Filter"] == ["Add", "Add"]
+            await a_real_sites_traffic(sim, events)
+    assert set(kinds) <= set(USED_EVENTS), set(kinds) - set(USED_EVENTS)
+    varsets = [k for k in kinds if k == "VarSet"]
+    assert len(varsets) == 1, "only the recording's file name passes the filter"
+    assert isinstance(events.of(ObservedEnded)[0].event, ObservedEnded)
+    assert not [e for e in logs if e["event"] in ("pbx.bad_input", "pbx.ami_filter_refused")]
+
+
+def sample_ami_user() -> configparser.SectionProxy:
+    conf = configparser.ConfigParser(strict=False, interpolation=None, inline_comment_prefixes=(";",))
+    conf.read_string((Path(__file__).resolve().parents[2] / "asterisk-conf" / "manager.conf").read_text())
+    return conf["b24bridge"]
+
+
+@pytest.mark.parametrize("with_eventfilters", [True, False])
+async def test_with_the_sample_manager_conf_calls_are_mirrored_from_less_traffic(with_eventfilters: bool) -> None:
+    user, eventfilters = sample_ami_user(), sample_eventfilters() if with_eventfilters else []
+    async with AsteriskSimulator(
+        ami_secret=AMI_SECRET, ami_read=user["read"], ami_write=user["write"], ami_eventfilters=eventfilters
+    ) as sim:
+        events = Events()
+        link = AmiLink(settings_for(sim), events.queue)
+        kinds = fed_kinds(link)
+        with capture_logs() as logs:
+            async with running(link):
+                await events.wait(Resynced)
+                await a_real_sites_traffic(sim, events)
+    refused = [e for e in logs if e["event"] == "pbx.ami_filter_refused"]
+    assert refused and refused[0]["error"] == "Permission denied" and refused[0]["log_level"] == "info"
+    if with_eventfilters:
+        assert set(kinds) <= set(USED_EVENTS), "manager.conf's eventfilter lines did what the Filter action would"
+        assert kinds.count("VarSet") == 1
+    else:  # the Events mask alone: every call and dialplan event, no other class
+        assert {"VarSet", "Newexten", "NewCallerid"} <= set(kinds)
+        assert not {"PeerStatus", "ContactStatus", "DTMFBegin", "Cdr", "SuccessfulAuth", "FullyBooted"} & set(kinds)
+    ended = events.of(ObservedEnded)[0].event
+    assert isinstance(ended, ObservedEnded) and ended.recording, "the recording's VarSet still comes"
+    assert not [e for e in logs if e["event"] == "pbx.bad_input"], "the global VarSet is no bad input"

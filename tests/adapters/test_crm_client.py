@@ -329,6 +329,23 @@ async def test_an_expired_token_is_refreshed_once_for_concurrent_callers(
     assert CLIENT_SECRET not in text
 
 
+async def test_two_clients_of_one_token_file_survive_each_others_refresh(
+    sim: Bitrix24Simulator, tmp_path: Path
+) -> None:
+    """The daemon runs several clients on one token file: after one refreshes (spending the refresh token they all
+    read at start), the other takes the stored pair instead of spending the dead refresh token (invalid_grant)."""
+    token_file = tmp_path / "tokens.json"
+    write_tokens(token_file, sim.issue_tokens())
+    settings = oauth_settings(sim, token_file)
+    async with Bitrix24Client(settings) as first, Bitrix24Client(settings) as second:
+        assert await first.call("profile") and await second.call("profile")  # both have read the pair
+        sim.expire_access_tokens()
+        assert await first.call("profile")  # refreshes and stores a new pair
+        assert await second.call("profile")  # its token is dead; the stored pair is the live one
+    assert (first.stats.token_refreshes, second.stats.token_refreshes) == (1, 0)
+    assert len(requests_to(sim, "profile")) == 6  # 2 at first, then each: a dead try and one with a live token
+
+
 async def test_a_rejected_refresh_token_is_permanent_and_asks_to_reauthorise(
     sim: Bitrix24Simulator, tmp_path: Path
 ) -> None:

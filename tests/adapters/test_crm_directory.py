@@ -68,6 +68,8 @@ def test_dialable_keeps_the_plus_and_the_digits() -> None:
     assert dialable("+7 916 000-10-01") == "+79160001001"
     assert dialable("8 (495) 100-10-01") == "84951001001"
     assert dialable(None) == dialable("n/a") == ""
+    assert dialable("+7 916 000-10-01 доб. 5") == "+79160001001", "an extension is not glued onto the number"
+    assert dialable("8 916 000-10-01, 8 916 000-10-02") == "", "two numbers in one field are not one number"
 
 
 async def test_auto_map_from_uf_phone_inner_with_mobiles_and_supervisors(telephony: Telephony) -> None:
@@ -105,6 +107,18 @@ async def test_configured_entries_win_and_get_their_blanks_filled(telephony: Tel
     front = employees["1003"]
     assert (front.user_id, front.name, front.supervisor_ext) == (11, "Anna at the front desk", "1006")
     assert directory.ext_for(12) == "2002" and directory.ext_for(13) is None
+
+
+async def test_a_configured_employee_bitrix24_has_dismissed_is_marked_and_logged_once(telephony: Telephony) -> None:
+    configured = {"1007": Employee("1007", 17), "1001": Employee("1001", 11), "1099": Employee("1099", 99)}
+    directory = Directory(telephony, configured, auto_map=False, refresh=300, availability_ttl=30)
+    with capture_logs() as logs:
+        await directory.refresh()
+        await directory.refresh()
+    employees = directory.employees()
+    assert {ext: e.dismissed for ext, e in employees.items()} == {"1007": True, "1001": False, "1099": True}
+    said = [e for e in logs if e["event"] == "directory.dismissed"]
+    assert [e["employees"] for e in said] == [{"1007": 17, "1099": 99}], "once, naming ext and user"
 
 
 async def test_without_auto_map_only_configured_extensions_exist(telephony: Telephony) -> None:

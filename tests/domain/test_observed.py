@@ -121,6 +121,16 @@ def test_click_to_call_adopts_the_call_id_bitrix24_registered_and_never_register
     assert call.adopted and call.state is S.DONE
 
 
+def test_an_undialable_click_to_call_finishes_bitrix24s_call_at_once_as_404_with_the_reason() -> None:
+    reason = "number 'нет' refused: 'н' is not a digit"
+    call, commands = run(
+        (0, ObservedStarted(OUT, "'нет'", ext="", adopt_call_id="externalCall.abc.1", user_id=11, crm_key="c2c")),
+        (0, ObservedEnded("INVALIDARGS", failed_reason=reason)),
+    )
+    assert commands == [CrmAdopt("c2c.1", "externalCall.abc.1"), CrmFinish("c2c.1", 11, 0, "404", reason)]
+    assert call.state is S.DONE
+
+
 def test_a_callback_is_registered_as_type_4() -> None:
     _, commands = run((0, ObservedStarted(OUT, CLIENT, ext="1003", call_type=CallType.CALLBACK)))
     assert commands == [reg(3, call_type=CallType.CALLBACK, line=""), CrmShow("o.1", (3,))]

@@ -35,6 +35,7 @@ IN, OUT = Direction.INBOUND, Direction.OUTBOUND
         ({"answered": False, "dialstatus": "congestion"}, "503"),
         ({"answered": False, "dialstatus": "DONTCALL"}, "603"),
         ({"answered": False, "dialstatus": "TORTURE"}, "603"),
+        ({"answered": False, "dialstatus": "INVALIDARGS"}, "404"),
         # hangup causes
         ({"answered": False, "cause": 17}, "486"),
         ({"answered": False, "cause": 19}, "304"),

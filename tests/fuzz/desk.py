@@ -6,7 +6,7 @@ import itertools
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlencode
 
@@ -14,7 +14,7 @@ from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient, TestServer
 
 from bridge.clicktocall import ClickToCallDesk
-from bridge.config import Settings, load_config
+from bridge.config import Secret, Settings, load_config
 from bridge.crm.inbound import EventGate
 from bridge.domain.commands import PbxCommand, RingAgent, RingNumber
 from bridge.domain.events import LegAnswered
@@ -28,7 +28,9 @@ from tests.fuzz.capture import LogCapture
 from tests.fuzz.strategies import EXAMPLE_CONFIG
 
 DIALLABLE = re.compile(r"\+?[0-9]{3,20}")
-"""What a number may look like when it reaches an originate (``bridge.phone``)."""
+"""What a number may look like when the desk hands it on (``bridge.phone.reduce_number``)."""
+PLAIN_DIGITS = re.compile(r"[0-9]{3,20}")
+"""What an external number looks like in an originated endpoint (after ``asterisk.dial_rules``)."""
 EXTENSIONS = {11: "1001", 12: "1002", 13: "1003"}
 CLICK_TO_CALL, CALLBACK = "ONEXTERNALCALLSTART", "ONEXTERNALCALLBACKSTART"
 FORM = "application/x-www-form-urlencoded"
@@ -102,7 +104,8 @@ class Desk:
 @asynccontextmanager
 async def open_desk(capture: LogCapture) -> AsyncIterator[Desk]:
     """The example config's desk behind ``build_app`` on 127.0.0.1 (a free port), with a test client."""
-    settings = load_config(EXAMPLE_CONFIG)
+    example = load_config(EXAMPLE_CONFIG)  # a local application: its token comes with the install
+    settings = replace(example, bitrix24=replace(example.bitrix24, application_token=Secret("token-of-the-install")))
     dispatcher, ari = SpyDispatcher(settings), SpyOriginator()
     clicktocall = ClickToCallDesk(settings, ari, Directory())
     clicktocall.attach(dispatcher)  # type: ignore[arg-type]
@@ -129,8 +132,9 @@ def good_form(token: str, phone: str, event: str = CLICK_TO_CALL) -> dict[str, s
     }
 
 
-async def assert_every_originate_is_plain_digits(d: Desk) -> None:
-    """Drive every session the post started up to the client's leg, then run the rings through the ARI commands."""
+async def assert_every_originate_is_plain_digits(d: Desk) -> list[str]:
+    """Drive every session the post started up to the client's leg, then run the rings through the ARI commands;
+    return the external numbers originated (the trunk's digits)."""
     for key in list(d.dispatcher.started):
         d.desk.owns_event(PbxEvent(key, LegAnswered(key)))
     requests: list[dict[str, Any]] = []
@@ -144,6 +148,7 @@ async def assert_every_originate_is_plain_digits(d: Desk) -> None:
         d.settings.asterisk, AriTranslator(EndpointTemplate("PJSIP/{ext}")), request, refused.append
     )
     trunk = EndpointTemplate(d.settings.asterisk.trunk_endpoint, "number")
+    external: list[str] = []
     for key, command in d.dispatcher.commands:
         if isinstance(command, RingNumber):
             assert DIALLABLE.fullmatch(command.number), command
@@ -155,3 +160,7 @@ async def assert_every_originate_is_plain_digits(d: Desk) -> None:
     for endpoint in d.ari.endpoints + [r["endpoint"] for r in requests if r["operation"].endswith("originateWithId")]:
         number = trunk.value_of(endpoint) or EndpointTemplate(d.settings.asterisk.agent_endpoint).value_of(endpoint)
         assert number is not None and DIALLABLE.fullmatch(number), endpoint
+        if trunk.value_of(endpoint):
+            assert PLAIN_DIGITS.fullmatch(number), endpoint
+            external.append(number)
+    return external

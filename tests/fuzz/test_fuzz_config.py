@@ -112,6 +112,7 @@ def configs(draw: st.DrawFn) -> tuple[dict[str, Any], list[str]]:
         secrets.append(draw(secret_texts()))
         data[section][key] = secrets[-1]
     code = draw(webhook_codes())
+    del data["bitrix24"]["oauth"]  # webhook mode: its URL is one more secret to keep out of messages
     data["bitrix24"]["webhook_url"] = f"https://example.bitrix24.ru/rest/1/{code}/"
     secrets.append(code)
     mutation = draw(mutated(data))
@@ -222,7 +223,7 @@ def mutated_files(draw: st.DrawFn) -> tuple[bytes, list[str]]:
     secrets = draw(st.lists(secret_texts(string.ascii_letters + string.digits), min_size=3, max_size=3, unique=True))
     code = draw(webhook_codes())
     text = EXAMPLE_CONFIG.read_text(encoding="utf-8")
-    for old, new in zip(("ari-secret", "ami-secret", "app-token-from-the-webhook-settings"), secrets, strict=True):
+    for old, new in zip(("ari-secret", "ami-secret", "client-secret-from-the-application-form"), secrets, strict=True):
         text = text.replace(f'"{old}"', f'"{new}"')
     text = text.replace("/rest/1/webhookcode/", f"/rest/1/{code}/")
     lines = text.encode().split(b"\n")

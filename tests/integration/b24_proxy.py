@@ -50,6 +50,13 @@ class LossRule:
 class B24Proxy:
     sim: Bitrix24Simulator
     log: list[Forwarded] = field(default_factory=list)
+
+    @property
+    def sends(self) -> list[Forwarded]:
+        """The log without the request in which delivery learns what the statistics show it (once, before its
+        first check: ``bridge.delivery.access``)."""
+        return [r for r in self.log if not any(method == "profile" for _k, method, _p in r.commands())]
+
     losses: list[LossRule] = field(default_factory=list)
     answer_delay: float = 0.0
     """Seconds between the portal's answer and passing it on: the request is carried out, the client waits."""

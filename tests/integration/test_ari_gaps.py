@@ -14,14 +14,9 @@ from bridge.sim.asterisk import Answer, NeverAnswer
 from bridge.sim.stage import Stage, stage
 from bridge.sim.verdict import ANSWERED, INCOMING, MISSED, Expect
 from tests.eventually import eventually
-from tests.integration.daemon_support import mirrored
+from tests.integration.daemon_support import agents_rung, mirrored
 
 SALES = "74951112233"  # queue "sales": 1001, 1002, 1003, 1004 in order, 2 rings each; final: voicemail 1005
-
-
-def rang(s: Stage) -> list[str]:
-    """The agent devices the daemon originated, in order."""
-    return [r["params"]["endpoint"] for r in s.pbx.requests if r["params"].get("endpoint", "").endswith("@agents")]
 
 
 def core_call(s: Stage, call_id: str) -> Call:
@@ -78,4 +73,4 @@ async def test_a_caller_who_hangs_up_during_the_gap_gets_no_ring_after_it(tmp_pa
         await mirrored(s, Expect("79990000102", INCOMING, 15, MISSED, shown_to=frozenset({11, 12}), task_for=15))
         # the cancel of 1002's leg was queued after its ring: once it reached the PBX, the ring's turn is past
         await eventually(lambda: any(r["method"] == "DELETE" and r["path"].endswith(second) for r in s.pbx.requests))
-        assert "Local/1002@agents" not in rang(s), "a stale ring went out for a caller who had hung up"
+        assert "1002" not in agents_rung(s), "a stale ring went out for a caller who had hung up"

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 from bridge.domain.scheme import Availability
 from bridge.sim.asterisk import Answer, Busy, NeverAnswer, Unregistered
 from bridge.sim.stage import Stage, stage
 from bridge.sim.verdict import ANSWERED, INCOMING, MISSED, Expect
 from tests.eventually import eventually
-from tests.integration.daemon_support import mirrored
+from tests.integration.daemon_support import agents_rung, mirrored
 
 SALES = "74951112233"
 SUPPORT_IVR = "74951112244"
@@ -25,11 +26,6 @@ NIGHT = "74951112266"
 async def absence_known(s: Stage) -> None:
     """1004 is away today in Bitrix24: wait until the daemon has read that, as a walk would."""
     await eventually(lambda: s.daemon.dispatcher.availability.of("1004") is Availability.ABSENT)
-
-
-def rang(s: Stage) -> list[str]:
-    """The agent devices the daemon originated, in order."""
-    return [r["params"]["endpoint"] for r in s.pbx.requests if r["params"].get("endpoint", "").endswith("@agents")]
 
 
 async def test_first_agent_answers_at_once(tmp_path: Path) -> None:
@@ -72,7 +68,7 @@ async def test_busy_and_unregistered_agents_are_skipped(tmp_path: Path) -> None:
         await mirrored(
             s, Expect("79990000003", INCOMING, 13, ANSWERED, talk=1.0, recorded=True, shown_to=frozenset({13}))
         )
-        assert rang(s) == ["Local/1003@agents"], "busy and unregistered agents must not even ring"
+        assert agents_rung(s) == ["1003"], "busy and unregistered agents must not even ring"
 
 
 async def test_an_agent_found_busy_by_dialling_is_passed_over(tmp_path: Path) -> None:
@@ -125,7 +121,7 @@ async def test_after_hours_goes_to_voicemail_with_a_task(tmp_path: Path) -> None
         await asyncio.wait_for(call.ended(), 20)
         crm = await mirrored(s, Expect("79990000006", INCOMING, 15, MISSED, recorded=True, task_for=15))
         assert "voicemail" in crm.record
-        assert rang(s) == []
+        assert agents_rung(s) == []
 
 
 async def test_responsible_manager_then_supervisor(tmp_path: Path) -> None:
@@ -138,7 +134,7 @@ async def test_responsible_manager_then_supervisor(tmp_path: Path) -> None:
             s, Expect("79161234567", INCOMING, 15, ANSWERED, talk=1.0, recorded=True, shown_to=frozenset({12, 15}))
         )
         assert crm.cards == {12: ("show", "hide"), 15: ("show", "hide")}
-        assert rang(s) == ["Local/1002@agents", "Local/1005@agents"]
+        assert agents_rung(s) == ["1002", "1005"]
 
 
 async def test_missed_call_walks_the_queue_then_voicemail_and_a_task(tmp_path: Path) -> None:
@@ -153,17 +149,39 @@ async def test_missed_call_walks_the_queue_then_voicemail_and_a_task(tmp_path: P
             Expect("79990000007", INCOMING, 15, MISSED, recorded=True, shown_to=frozenset({11, 12, 13}), task_for=15),
         )
         assert "voicemail" in crm.record
-        assert "Local/1004@agents" not in rang(s), "1004 is absent today and must be skipped"
+        assert "1004" not in agents_rung(s), "1004 is absent today and must be skipped"
 
 
 async def test_a_group_member_intercepts_a_ringing_call_with_the_code(tmp_path: Path) -> None:
     async with stage(tmp_path) as s:
         s.pbx.set_party("1001", NeverAnswer())
         call = await s.pbx.place_inbound_call(SALES, "79990000008", hangup_after_answer=1.0)
-        await eventually(lambda: rang(s) == ["Local/1001@agents"])
+        await eventually(lambda: agents_rung(s) == ["1001"])
         await s.pbx.intercept("1003", "*8", args=("intercept", "1003", "*8"))
         await asyncio.wait_for(call.ended(), 10)
         crm = await mirrored(
             s, Expect("79990000008", INCOMING, 13, ANSWERED, talk=1.0, recorded=True, shown_to=frozenset({11, 13}))
         )
         assert crm.cards[11] == ("show", "hide")
+
+
+async def test_a_dismissed_employee_in_the_map_is_skipped_and_never_named_in_a_finish(tmp_path: Path) -> None:
+    """[employees.map.1007] is Fyodor (user 17), whom Bitrix24 has dismissed: his phone would answer, but the walk
+    passes him by like an unavailable agent and the call is Anna's from register to finish."""
+
+    def with_fyodor(data: dict[str, Any]) -> None:
+        data["employees"]["map"]["1007"] = {"user_id": 17, "unavailable_to_mobile": True, "mobile": "79160001007"}
+        data["queues"]["sales"]["members"] = ["1007", "1001", "1002"]
+
+    async with stage(tmp_path, tweak=with_fyodor) as s:
+        await eventually(lambda: s.daemon.current_plan().employees["1007"].dismissed)
+        s.pbx.set_party("1007", Answer(after=0.1))
+        s.pbx.set_party("1001", Answer(after=0.1))
+        call = await s.pbx.place_inbound_call(SALES, "79990000077", hangup_after_answer=1.0)
+        await asyncio.wait_for(call.ended(), 20)
+        await mirrored(s, Expect("79990000077", INCOMING, 11, ANSWERED, talk=1.0, recorded=True,
+                                 shown_to=frozenset({11})))  # fmt: skip
+        assert "1007" not in agents_rung(s), "the dismissed employee was never rung"
+        assert not [r for r in s.pbx.requests if "79160001007" in str(r["params"])], "nor his mobile"
+        finishes = [c["finish"]["USER_ID"] for c in s.crm.state()["calls"] if c.get("finish")]
+        assert 17 not in finishes

@@ -44,7 +44,7 @@ async def test_callback_request_calls_the_client_then_the_line_queue_as_type_4(t
             s, Expect("79260000003", CALLBACK, 11, ANSWERED, talk=1.2, recorded=True, shown_to=frozenset({11}))
         )
         assert crm.cards[11] == ("show", "hide")
-        dialled = [r["params"] for r in s.pbx.requests if r["params"].get("endpoint") == "Local/79260000003@external"]
+        dialled = [r["params"] for r in s.pbx.requests if r["params"].get("endpoint") == "PJSIP/79260000003@trunk"]
         assert len(dialled) == 1 and dialled[0]["appArgs"] == f"inbound,{SALES},callback"
 
 
@@ -52,9 +52,7 @@ async def test_callback_to_a_client_who_does_not_pick_up_leaves_nothing_in_bitri
     async with stage(tmp_path, ring_seconds=0.1) as s:
         s.pbx.set_party("79260000004", Busy())
         await s.crm.callback_request("79260000004", "call me", line=SALES)
-        await eventually(
-            lambda: any(r["params"].get("endpoint") == "Local/79260000004@external" for r in s.pbx.requests)
-        )
+        await eventually(lambda: any(r["params"].get("endpoint") == "PJSIP/79260000004@trunk" for r in s.pbx.requests))
         await eventually(lambda: not s.pbx.channels())
         assert calls_of(s.crm.state(), "79260000004") == []
         assert s.daemon.dispatcher.active == 0

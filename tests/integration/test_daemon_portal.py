@@ -50,7 +50,7 @@ async def test_waiting_operations_are_retried_when_the_portal_answers_again(tmp_
         watch = PortalUpkeep(
             s.settings, s.daemon.client, cast(Bitrix24Client, probe), s.daemon.directory, s.daemon.gate,
             on_event=s.daemon.desk.on_parsed, on_availability=lambda found: None, backlog=backlog,
-            backlog_due=woken.set, handler_url=lambda: "", probe_interval=0.01,
+            backlog_due=woken.set, probe_interval=0.01,
         )  # fmt: skip
         task = asyncio.create_task(watch.watch_for_return())
         try:
@@ -72,7 +72,7 @@ async def test_no_probe_while_delivery_retries_soon_by_itself(tmp_path: Path) ->
         watch = PortalUpkeep(
             s.settings, s.daemon.client, cast(Bitrix24Client, probe), s.daemon.directory, s.daemon.gate,
             on_event=s.daemon.desk.on_parsed, on_availability=lambda found: None, backlog=backlog,
-            backlog_due=lambda: None, handler_url=lambda: "", probe_interval=0.01,
+            backlog_due=lambda: None, probe_interval=0.01,
         )  # fmt: skip
         task = asyncio.create_task(watch.watch_for_return())
         try:
@@ -101,7 +101,7 @@ async def test_while_the_portal_stays_down_the_probes_back_off_and_say_when_the_
         watch = PortalUpkeep(
             s.settings, s.daemon.client, cast(Bitrix24Client, probe), s.daemon.directory, s.daemon.gate,
             on_event=s.daemon.desk.on_parsed, on_availability=lambda found: None, backlog=backlog,
-            backlog_due=woken.set, handler_url=lambda: "", probe_interval=0.05, probe_max_interval=0.4,
+            backlog_due=woken.set, probe_interval=0.05, probe_max_interval=0.4,
         )  # fmt: skip
         task = asyncio.create_task(watch.watch_for_return())
         try:
@@ -126,7 +126,7 @@ async def test_after_the_portal_is_back_the_next_trouble_is_probed_quickly_again
         watch = PortalUpkeep(
             s.settings, s.daemon.client, cast(Bitrix24Client, probe), s.daemon.directory, s.daemon.gate,
             on_event=s.daemon.desk.on_parsed, on_availability=lambda found: None, backlog=backlog,
-            backlog_due=lambda: None, handler_url=lambda: "", probe_interval=0.02, probe_max_interval=5.0,
+            backlog_due=lambda: None, probe_interval=0.02, probe_max_interval=5.0,
         )  # fmt: skip
         task = asyncio.create_task(watch.watch_for_return())
         try:
@@ -151,7 +151,7 @@ async def test_probes_against_a_real_outage_back_off_and_delivery_resumes_soon_a
             watch = PortalUpkeep(
                 s.settings, s.daemon.client, probe_client, s.daemon.directory, s.daemon.gate,
                 on_event=s.daemon.desk.on_parsed, on_availability=lambda found: None, backlog=backlog,
-                backlog_due=woken.set, handler_url=lambda: "", probe_interval=0.02, probe_max_interval=0.3,
+                backlog_due=woken.set, probe_interval=0.02, probe_max_interval=0.3,
             )  # fmt: skip
             task = asyncio.create_task(watch.watch_for_return())
             try:

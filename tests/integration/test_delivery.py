@@ -310,7 +310,7 @@ async def test_a_lost_answer_to_register_and_finish_is_checked_before_anything_i
         stack.start()
         await stack.drained()
     assert next(r.answered for r in proxy.log if r.method == "batch") is False
-    assert [m for r in proxy.log for _k, m, _p in r.commands()].count("voximplant.statistic.get") == 1
+    assert [m for r in proxy.sends for _k, m, _p in r.commands()].count("voximplant.statistic.get") == 1
     call = stack.sim_calls()["lost-1"]
     assert call["finish_attempts"] == 1
     row = stack.journal.calls(crm_leg="lost-1")[0]
@@ -648,3 +648,31 @@ async def test_the_recording_loader_reads_the_spool_then_asks_ari(tmp_path: Path
     with pytest.raises(OSError, match="ARI is not reachable"):
         await load("in/ari")
     assert await recording_loader(None, directories=[tmp_path])("nowhere") is None
+
+
+@pytest.mark.parametrize("statistics", ["none", "own"])
+async def test_a_doubtful_call_the_statistics_may_hide_is_parked_not_sent_again(
+    sim: Bitrix24Simulator, make_stack: Callable[..., Awaitable[Stack]], statistics: str
+) -> None:
+    """The answer to register + finish is lost; the app user (not an admin) cannot see user 12's calls, so "not in
+    the statistics" proves nothing: the call is parked with the reason, never registered a second time."""
+    sim.set_rights(1, admin=False, statistics=statistics)
+    async with B24Proxy(sim) as proxy:
+        stack = await make_stack(sim, webhook=proxy.webhook_url, register_timeout=30)
+        proxy.lose_answer(carries("telephony.externalCall.finish"))
+        stack.append(register("hidden-1", user=12))
+        stack.append(CrmFinish("hidden-1", 12, 40, "200"))
+        with capture_logs() as logs:
+            stack.start()
+            await stack.drained()
+    call = stack.sim_calls()["hidden-1"]
+    assert (call["status"], call["finish_attempts"]) == ("finished", 1), "it did arrive, once"
+    ops = {op.kind: op for op in stack.journal.operations("hidden-1")}
+    assert (ops["register"].state, ops["finish"].state) == ("failed", "failed")
+    assert ops["register"].last_error.startswith("parked: it may already be in Bitrix24")
+    assert ("ACCESS_DENIED" in ops["register"].last_error) is (statistics == "none")
+    assert "b24-bridge replay" in ops["register"].last_error
+    assert [e["event"] for e in logs if e["event"] == "crm.statistics_access"] == ["crm.statistics_access"]
+    assert any(e["event"] == "crm.failed" and e["crm_leg"] == "hidden-1" for e in logs)
+    registers = [m for r in proxy.log for _k, m, _p in r.commands() if m == "telephony.externalCall.register"]
+    assert registers == ["telephony.externalCall.register"], "sent once, never again"

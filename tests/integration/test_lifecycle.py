@@ -16,6 +16,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from bridge.daemon import Daemon
+from bridge.domain.scheme import Availability
 from bridge.domain.state import State
 from bridge.journal.lock import JournalBusy
 from bridge.journal.store import Journal
@@ -77,7 +78,7 @@ async def test_sigterm_while_a_call_talks_mirrors_it_within_the_grace_and_refuse
         assert calls_of(s.crm.state(), "79990000104") == []
         refused = Expect("79990000109", OUTGOING, 12, "480", shown_to=frozenset({12}), crm_call_id=clicked)
         await mirrored(s, refused, timeout=0.5)
-        assert not [r for r in s.pbx.requests if r["params"].get("endpoint") == "Local/1002@agents"]
+        assert not [r for r in s.pbx.requests if r["params"].get("endpoint") == "PJSIP/1002"]
         assert journal_depth(s) == 0
 
 
@@ -100,7 +101,7 @@ async def test_a_call_outlasting_the_grace_is_finished_as_reconciled_after_the_r
             (call.channel_id, "ended"),
             (f"{call.channel_id}-leg1", "orphan leg, hung up"),  # the agent left talking to nobody
         ]
-        await eventually(lambda: not [c for c in s.pbx.channels() if c["name"].startswith("Local/1001@agents")])
+        await eventually(lambda: not [c for c in s.pbx.channels() if c["name"].startswith("PJSIP/1001-")])
 
 
 async def test_a_call_still_up_after_a_restart_is_adopted_until_it_ends(tmp_path: Path) -> None:
@@ -169,6 +170,7 @@ async def test_metrics_count_calls_by_outcome_and_what_went_to_bitrix24(tmp_path
         s.pbx.set_party("1001", Answer(after=0.1))
         answered = await s.pbx.place_inbound_call(SALES, "79990000107", hangup_after_answer=0.5)
         await asyncio.wait_for(answered.ended(), 10)
+        await eventually(lambda: s.daemon.dispatcher.availability.of("1001") is Availability.AVAILABLE)
         s.pbx.set_party("1001", NeverAnswer())
         missed = await s.pbx.place_inbound_call(SALES, "79990000108", hangup_after=0.3)
         await asyncio.wait_for(missed.ended(), 10)

@@ -230,3 +230,58 @@ async def test_journal_lists_calls_and_operations(setup: Setup) -> None:
     assert "User is not found" in failed["calls"][0]["operations"][0]["last_error"]
     table = await setup.run("journal", "--status", "done")
     assert table.code == 0 and "off-0" in table.out and "gone-user" not in table.out
+
+
+def parked_reasons(listing: Cli) -> dict[str, str]:
+    """``journal --status failed --json``: each parked call's reason."""
+    return {
+        call["crm_leg"]: op["last_error"]
+        for call in json.loads(listing.out)["calls"]
+        for op in call["operations"]
+        if op["state"] == "failed" and op["kind"] in ("register", "finish")
+    }
+
+
+async def test_without_the_statistics_permission_calls_are_parked_not_registered_again(setup: Setup) -> None:
+    setup.sim.set_rights(1, admin=False, statistics="none")
+    result = await setup.run("replay")
+    assert result.code == 1, "parked calls need the operator"
+    assert set(setup.sim_calls()) == {"arrived", "half-done"}, "nothing was sent"
+    assert setup.sim_calls()["arrived"]["finish_attempts"] == 1
+    lines = {line.split("│")[1].strip(): line for line in result.out.splitlines() if line.count("│") > 3}
+    ended = [*setup.expected, "gone-user", "arrived", "half-done"]
+    assert all("parked" in lines[leg] for leg in ended) and "parked: 7" in result.out
+    reasons = parked_reasons(await setup.run("journal", "--status", "failed", "--json"))
+    assert set(reasons) == set(ended)
+    assert all("lacks the permission 'Call statistics — View'" in why for why in reasons.values())
+    assert all("b24-bridge replay" in why for why in reasons.values()), "the reason says what to do"
+
+    setup.sim.set_rights(1, admin=True)  # the operator makes the app user an admin and replays again
+    again = await setup.run("replay")
+    calls = setup.sim_calls()  # asserts no EXTERNAL_CALL_ID arrived twice
+    assert calls["arrived"]["finish_attempts"] == 1 and "already present" in again.out
+    assert all(calls[leg]["status"] == "finished" for leg in [*setup.expected, "half-done"])
+    assert "replayed: 5" in again.out
+
+
+async def test_a_partial_view_trusts_only_the_employees_it_has_seen(setup: Setup) -> None:
+    """Not an admin, the app user sees the statistics through its role: a call of an employee none of whose calls it
+    has seen there may be hidden from it, so only the operator can say it is missing."""
+    setup.sim.set_rights(1, admin=False, statistics="department")
+    first = await setup.run("replay")
+    assert first.code == 1
+    assert set(setup.sim_calls()) == {"arrived", "half-done"}, "nothing was sent"
+    lines = {line.split("│")[1].strip(): line for line in first.out.splitlines() if line.count("│") > 3}
+    assert "already present" in lines["arrived"], "a call it can see is found"
+    reasons = parked_reasons(await setup.run("journal", "--status", "failed", "--json"))
+    assert set(reasons) == {*setup.expected, "gone-user", "half-done"}
+    assert "no call of user 12 is visible" in reasons["off-0"] and "not a portal admin" in reasons["off-0"]
+
+    forced = await setup.run("replay", "--force", "--call", "off-0")  # checked by hand in Bitrix24
+    assert forced.code == 0, forced.out
+    assert setup.sim_calls()["off-0"]["finish"]["USER_ID"] == 12
+    after = await setup.run("replay", "--call", "off-3")  # user 12's calls are seen now: its check is trusted
+    assert after.code == 0, after.out
+    assert setup.sim_calls()["off-3"]["status"] == "finished"
+    still = await setup.run("replay", "--call", "off-2")  # user 16: still none seen
+    assert still.code == 1 and "off-2" not in setup.sim_calls()

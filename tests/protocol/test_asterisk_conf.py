@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from bridge.config import AsteriskSettings
+from bridge.pbx.ami_events import event_filters, event_mask
 
 CONF = Path(__file__).resolve().parents[2] / "asterisk-conf"
 
@@ -46,8 +47,18 @@ def test_ari_and_ami_listen_on_the_loopback_only() -> None:
 
 def test_the_ami_user_has_only_the_classes_the_link_uses() -> None:
     user = ini("manager.conf")[AsteriskSettings().ami_user]
-    assert set(user["read"].split(",")) == {"call", "dialplan", "system", "reporting"}
+    assert set(user["read"].split(",")) == set(event_mask().split(","))
     assert set(user["write"].split(",")) == {"originate", "reporting", "command"}
+
+
+def test_the_ami_user_is_sent_only_the_events_the_link_reads() -> None:
+    assert sample_eventfilters() == event_filters()
+
+
+def sample_eventfilters() -> list[str]:
+    """The ``eventfilter`` lines of the bridge's user in the sample manager.conf (a key that repeats)."""
+    lines = (CONF / "manager.conf").read_text(encoding="utf-8").splitlines()
+    return [line.split("=", 1)[1].strip() for line in lines if line.startswith("eventfilter")]
 
 
 def test_the_ari_user_and_app_are_the_defaults_of_the_settings() -> None:

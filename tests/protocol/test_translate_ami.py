@@ -141,6 +141,13 @@ def test_feature_codes_dialled_from_an_outbound_context_are_not_calls() -> None:
         {"Event": "Newchannel", "Channel": "PJSIP/1001-00000001", "Context": "from-agents"},
         {"Event": "Hangup", "Channel": "PJSIP/1001-00000001", "Uniqueid": "1.1", "Linkedid": "1.1", "Cause": "x"},
         {"Event": "DeviceStateChange", "Device": "PJSIP/1001", "State": "DANCING"},
+        {
+            "Event": "VarSet",
+            "Channel": "Local/1001@phones-00000001;1",
+            "Uniqueid": "1.1",
+            "Variable": "MIXMONITOR_FILENAME",
+            "Value": "/var/spool/asterisk/monitor/x.wav",
+        },
         {"Event": "DeviceStateChange", "Device": ["PJSIP/1001", "PJSIP/1002"], "State": "INUSE"},
         {"Event": "DialEnd", "Linkedid": "1795306119.20", "DestChannel": "PJSIP/1-00000001"},
     ],
@@ -155,6 +162,56 @@ def test_malformed_ami_events_are_bad_input_and_change_nothing(message: dict[str
     events = translator.feed(message)
     assert len(events) == 1 and isinstance(events[0].event, BadInput), events
     assert (repr(translator.watched), repr(translator.channels)) == before
+
+
+GLOBAL_VARSET = {"Event": "VarSet", "Privilege": "dialplan,all", "Channel": "none", "Uniqueid": "none",
+                 "Variable": "RECORD_CALLS", "Value": "yes"}  # fmt: skip
+"""What Asterisk 20 sends for ``Set(GLOBAL(RECORD_CALLS)=yes)`` or AMI ``Setvar`` without a channel."""
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        GLOBAL_VARSET,
+        {**GLOBAL_VARSET, "Variable": "MIXMONITOR_FILENAME", "Value": "/tmp/global.wav"},
+        {
+            "Event": "VarSet",
+            "Channel": "PJSIP/1001-00000001",
+            "Uniqueid": "1.1",
+            "Variable": "DIALSTATUS",
+            "Value": "ANSWER",
+        },  # no Linkedid: a variable the bridge does not read needs none
+        {"Event": "FullyBooted", "Privilege": "system,all", "Uptime": "23", "Status": "Fully Booted"},
+        {
+            "Event": "Registry",
+            "ChannelType": "PJSIP",
+            "Username": "sip:trunk@10.0.0.1",
+            "Domain": "sip:10.0.0.1",
+            "Status": "Registered",
+        },
+        {"Event": "PeerStatus", "ChannelType": "PJSIP", "Peer": "PJSIP/1001", "PeerStatus": "Reachable"},
+        {"Event": "RTCPSent", "Channel": "PJSIP/1001-00000001", "SSRC": "0x1"},
+        {"Event": "HangupRequest", "Channel": "PJSIP/1001-00000001"},  # no Uniqueid or Linkedid: not read
+        {"Event": "DeviceStateChange", "Device": "Queue:office_avail", "State": "NOT_INUSE"},
+        {"Event": "DeviceStateChange", "Device": "Custom:DND1001", "State": "BUSY"},
+    ],
+)
+def test_events_the_bridge_does_not_use_are_ordinary_traffic(message: dict[str, Any]) -> None:
+    translator = outbound_translator()
+    for _, earlier in ami_messages("d_outbound_dialplan")[:40]:
+        translator.feed(earlier)
+    before = (repr(translator.watched), repr(translator.channels), repr(translator.filenames))
+    assert translator.feed(message) == []
+    assert (repr(translator.watched), repr(translator.channels), repr(translator.filenames)) == before
+
+
+def test_a_global_varset_in_a_recorded_session_changes_no_outcome() -> None:
+    plain = [e for _, e in replay(outbound_translator(), "d_outbound_dialplan")]
+    translator = outbound_translator()
+    mixed = []
+    for _, message in ami_messages("d_outbound_dialplan"):
+        mixed += translator.feed(GLOBAL_VARSET) + translator.feed(message)
+    assert mixed == plain
 
 
 def test_resync_ends_calls_that_vanished_and_picks_up_calls_that_started_meanwhile() -> None:

@@ -50,6 +50,14 @@ class Rest:
     async def oauth(self, method: str, token: str, payload: dict[str, Any] | None = None) -> tuple[int, Any]:
         return await self._send(f"{self.sim.url}/rest/{method}", {**(payload or {}), "auth": token}, False)
 
+    async def as_app(self, method: str, payload: dict[str, Any] | None = None) -> Any:
+        """The ``result`` of a call with the application's OAuth token, acting as the portal admin (user 1)."""
+        if not hasattr(self, "_admin_token"):
+            self._admin_token = str(self.sim.issue_tokens(user_id=1)["access_token"])
+        status, body = await self.oauth(method, self._admin_token, payload)
+        assert status == 200, body
+        return body["result"]
+
     async def get(self, path: str, **params: str) -> tuple[int, Any]:
         async with self.session.get(f"{self.sim.url}{path}", params=params) as response:
             return response.status, await response.json(content_type=None)

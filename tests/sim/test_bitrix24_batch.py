@@ -134,3 +134,57 @@ async def test_statistic_pages_by_50() -> None:
         assert (len(second["result"]), second["total"], "next" in second) == (10, 60, False)
         seen = [r["EXTERNAL_CALL_ID"] for r in first["result"] + second["result"]]
         assert sorted(seen) == sorted(f"p-{n}" for n in range(60))
+
+
+async def test_statistic_shows_only_what_the_callers_permission_covers(rest: Rest) -> None:
+    """Users 11 and 12 are in Sales (head 15), 16 heads Support: each finishes one call."""
+    cmd = {}
+    for user in (11, 12, 15, 16):
+        cmd[f"r{user}"] = _register(f"v-{user}", user=user)
+        cmd[f"f{user}"] = f"telephony.externalCall.finish?CALL_ID=$result[r{user}][CALL_ID]&USER_ID={user}"
+    assert (await rest.result("batch", {"cmd": cmd}))["result_error"] == []
+    stat = "voximplant.statistic.get"
+
+    async def seen() -> list[str]:
+        return sorted(row["EXTERNAL_CALL_ID"] for row in await rest.result(stat))
+
+    assert await seen() == ["v-11", "v-12", "v-15", "v-16"]  # the webhook's user 1 is an admin
+    rest.sim.set_rights(1, statistics="none")
+    assert await seen() == ["v-11", "v-12", "v-15", "v-16"]  # admins see every call whatever their role
+    rest.sim.set_rights(1, admin=False)
+    status, body = await rest.call(stat)
+    assert (status, body["error"], body["error_description"]) == (403, "ACCESS_DENIED", "Access denied!")
+    batch = await rest.result("batch", {"cmd": {"st": stat, "me": "profile"}})
+    assert batch["result_error"]["st"]["error"] == "ACCESS_DENIED" and batch["result"]["me"]["ADMIN"] is False
+    status, _ = await rest.control("rights", {"user_id": 1, "statistics": "own"})
+    assert status == 200 and await seen() == []  # user 1 finished no call
+    assert (await rest.control("rights", {"user_id": 1, "statistics": "all"}))[0] == 200
+    assert await seen() == ["v-11", "v-12", "v-15", "v-16"]
+    async with Bitrix24Simulator(webhook="15/headofsales") as sim:
+        head = Rest(rest.session, sim)
+        assert await head.result(stat) == []  # a fresh portal's default for employees: their own calls
+        sim.set_rights(15, statistics="department")
+        cmd = {
+            "r": _register("d-16", user=16),
+            "f": "telephony.externalCall.finish?CALL_ID=$result[r][CALL_ID]&USER_ID=16",
+        }
+        cmd |= {
+            "r2": _register("d-11", user=11),
+            "f2": "telephony.externalCall.finish?CALL_ID=$result[r2][CALL_ID]&USER_ID=11",
+        }
+        assert (await head.result("batch", {"cmd": cmd}))["result_error"] == []
+        assert [row["EXTERNAL_CALL_ID"] for row in await head.result(stat)] == ["d-11"]  # Support is not theirs
+        assert await head.result(stat, {"FILTER": {"PORTAL_USER_ID": 16}}) == []  # hidden, as if absent
+    assert (await rest.control("rights", {"user_id": 1, "statistics": "everything"}))[0] == 400
+
+
+async def test_a_dismissed_user_cannot_finish_a_call(rest: Rest) -> None:
+    call_id = await rest.register()
+    status, body = await rest.finish(call_id, USER_ID=17)  # Fyodor, ACTIVE false
+    assert (status, body["error"], body["error_description"]) == (
+        400,
+        "ERROR_CORE",
+        "User is not found or is not active",
+    )
+    status, body = await rest.finish(call_id)
+    assert status == 200 and body["result"]["PORTAL_USER_ID"] == 12

@@ -81,7 +81,7 @@ async def test_tasks_notifications_and_absences(rest: Rest) -> None:
 
 async def test_state_shape_and_reset(rest: Rest) -> None:
     await rest.result("telephony.externalLine.add", {"NUMBER": "555"})
-    await rest.result("event.bind", {"event": "ONVOXIMPLANTCALLEND", "handler": "http://127.0.0.1:9/h"})
+    await rest.as_app("event.bind", {"event": "ONVOXIMPLANTCALLEND", "handler": "http://127.0.0.1:9/h"})
     call_id = await rest.register(EXTERNAL_CALL_ID="st-1", CRM_CREATE=1, PHONE_NUMBER="79990009999")
     await rest.finish(call_id, DURATION=3)
     await eventually(lambda: rest.sim.state()["events"]["deliveries"])  # the call-end event (fails: no handler)

@@ -4,7 +4,8 @@ Frames are ``Name: value`` lines ended by an empty line; the server reads ``\\r\
 Writes go through one queue per session so that order holds; ``chunk_size`` splits every write
 into pieces of that many bytes (with a short pause between them) so that a client's reads can end
 inside a multi-byte UTF-8 character. ``silent`` keeps the TCP connection open but drops every
-action and event (a half-open connection); ``drop_all`` aborts the sockets.
+action and event (a half-open connection); ``drop_all`` aborts the sockets. Each session's event
+mask, filters and the user's ``read``/``write`` classes work as on Asterisk (:mod:`.ami_access`).
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import structlog
 
+from bridge.sim.asterisk.ami_access import SYSTEM, Access, get_perm
 from bridge.sim.asterisk.model import Headers, ari_time, now
 
 log = structlog.get_logger(__name__)
@@ -62,8 +64,8 @@ class AmiSession:
     writer: asyncio.StreamWriter
     number: int
     authenticated: bool = False
-    events_on: bool = True
     username: str = ""
+    access: Access = field(default_factory=Access)
     outbox: asyncio.Queue[bytes | None] = field(default_factory=asyncio.Queue)
 
     def send(self, headers: Headers) -> None:
@@ -73,8 +75,15 @@ class AmiSession:
         self.outbox.put_nowait(data)
 
     def event(self, headers: Headers) -> None:
-        if self.authenticated and self.events_on and not self.server.silent:
-            self.send(headers)
+        """An event as Asterisk queues it: sent when the user's classes, the mask and the filters let it through.
+
+        An event without ``Privilege`` (one a test injects) passes any mask, not the filters."""
+        if not self.authenticated or self.server.silent:
+            return
+        data = encode(headers)
+        privilege = next((value for name, value in headers if name == "Privilege"), "")
+        if self.access.wants(privilege, data.decode()):
+            self.send_bytes(data)
 
     def close_after_flush(self) -> None:
         self.outbox.put_nowait(None)
@@ -86,8 +95,21 @@ class AmiSession:
 
 
 class AmiServer:
-    def __init__(self, *, username: str, secret: str, handler: ActionHandler) -> None:
+    def __init__(
+        self,
+        *,
+        username: str,
+        secret: str,
+        handler: ActionHandler,
+        read: str = "all",
+        write: str = "all",
+        eventfilters: Sequence[str] = (),
+    ) -> None:
         self.username, self.secret = username, secret
+        self.read, self.write = read, write
+        """The user's classes, as ``read =`` / ``write =`` in manager.conf."""
+        self.eventfilters = list(eventfilters)
+        """The user's ``eventfilter =`` lines: every session of the user starts with them."""
         self.handler = handler
         self.sessions: set[AmiSession] = set()
         self.chunk_size: int | None = None
@@ -185,7 +207,7 @@ class AmiServer:
         if action == "logoff":
             session.send(request.reply(("Response", "Goodbye"), ("Message", "Thanks for all the fish.")))
             return True
-        if not session.authenticated:
+        if not session.authenticated or not session.access.may_run(action):
             session.send(request.reply(("Response", "Error"), ("Message", "Permission denied")))
             return False
         try:
@@ -202,12 +224,17 @@ class AmiServer:
             session.send(request.reply(("Response", "Error"), ("Message", "Authentication failed")))
             return True
         session.authenticated, session.username = True, username
-        session.events_on = request.get("Events", "on").lower() not in ("off", "no", "false", "0")
+        session.access = Access(read=get_perm(self.read), write=get_perm(self.write))
+        session.access.set_mask(request.get("Events"))
+        for pattern in self.eventfilters:
+            if error := session.access.add_filter(pattern):
+                log.warning("sim.ami_bad_eventfilter", pattern=pattern, error=error)
         session.send(request.reply(("Response", "Success"), ("Message", "Authentication accepted")))
-        session.event(
-            [("Event", "FullyBooted"), ("Privilege", "system,all"), ("Uptime", "23"), ("LastReload", "23"),
-             ("Status", "Fully Booted")]
-        )  # fmt: skip
+        if session.access.mask & session.access.read & SYSTEM:  # part of the answer: no filter applies
+            session.send(
+                [("Event", "FullyBooted"), ("Privilege", "system,all"), ("Uptime", "23"), ("LastReload", "23"),
+                 ("Status", "Fully Booted")]
+            )  # fmt: skip
         peer = session.writer.get_extra_info("peername") or ("127.0.0.1", 0)
         local = session.writer.get_extra_info("sockname") or ("127.0.0.1", self.port)
         stamp = ari_time(now())

@@ -1,4 +1,4 @@
-"""AMI actions: Ping, Events, Originate, CoreShowChannels, Status, Getvar, Hangup,
+"""AMI actions: Ping, Events, Filter, Originate, CoreShowChannels, Status, Getvar, Setvar, Hangup,
 DeviceStateList and Command (Asterisk 14+ style: one ``Output:`` header per line).
 
 ``Originate`` understands the recorded set-ups: ``Local/<DID>@<inbound context>`` is an inbound
@@ -78,10 +78,12 @@ class AmiActions:
         handler = {
             "ping": self.ping,
             "events": self.events,
+            "filter": self.filter,
             "originate": self.originate,
             "coreshowchannels": self.core_show_channels,
             "status": self.status,
             "getvar": self.getvar,
+            "setvar": self.setvar,
             "hangup": self.hangup,
             "devicestatelist": self.device_state_list,
             "command": self.command,
@@ -96,9 +98,19 @@ class AmiActions:
         session.send(request.reply(("Response", "Success"), ("Ping", "Pong"), ("Timestamp", stamp)))
 
     async def events(self, session: AmiSession, request: AmiRequest) -> None:
-        session.events_on = request.get("EventMask", "on").lower() not in ("off", "no", "false", "0")
-        state = "On" if session.events_on else "Off"
-        session.send(request.reply(("Response", "Success"), ("Events", state)))
+        mask = session.access.set_mask(request.get("EventMask"))
+        if mask is None:
+            session.send(request.reply(("Response", "Error"), ("Message", "Invalid event mask")))
+            return
+        session.send(request.reply(("Response", "Success"), ("Events", "On" if mask > 0 else "Off")))
+
+    async def filter(self, session: AmiSession, request: AmiRequest) -> None:
+        if request.get("Operation").lower() != "add":
+            session.send(request.reply(("Response", "Error"), ("Message", "Unknown operation")))
+            return
+        error = session.access.add_filter(request.get("Filter"))
+        message = ("Response", "Error") if error else ("Response", "Success")
+        session.send(request.reply(message, ("Message", error or "Success")))
 
     # --- Originate -------------------------------------------------------------------------
     async def originate(self, session: AmiSession, request: AmiRequest) -> None:
@@ -245,6 +257,21 @@ class AmiActions:
             return
         value = self.sim.channel_variable(found[0], variable)
         session.send(request.reply(("Response", "Success"), ("Variable", variable), ("Value", value or "")))
+
+    async def setvar(self, session: AmiSession, request: AmiRequest) -> None:
+        """Without ``Channel`` the variable is a global one."""
+        variable, value = request.get("Variable"), request.get("Value")
+        if not variable:
+            session.send(request.reply(("Response", "Error"), ("Message", "No variable specified")))
+            return
+        if not request.get("Channel"):
+            self.sim.set_global_variable(variable, value)
+        elif found := self._find(request.get("Channel")):
+            self.sim.pbx.set_var(found[0], variable, value)
+        else:
+            session.send(request.reply(("Response", "Error"), ("Message", "No such channel")))
+            return
+        session.send(request.reply(("Response", "Success"), ("Message", "Variable Set")))
 
     async def hangup(self, session: AmiSession, request: AmiRequest) -> None:
         found = self._find(request.get("Channel"))

@@ -48,7 +48,7 @@ async def global_variable(request: web.Request) -> web.Response:
 @routes.post("/ari/asterisk/variable")
 async def set_global_variable(request: web.Request) -> web.Response:
     params = await Params.read(request)
-    sim_of(request).global_variables[params.require("variable")] = params.get("value") or ""
+    sim_of(request).set_global_variable(params.require("variable"), params.get("value") or "")
     return no_content()
 
 

@@ -44,6 +44,9 @@ class AsteriskSimulator:
         ari_password: str = "ari-secret",
         ami_user: str = "b24bridge",
         ami_secret: str = "ami-secret",
+        ami_read: str = "all",
+        ami_write: str = "all",
+        ami_eventfilters: Sequence[str] = (),
         dialplan_context: str = "from-trunk",
         stasis_app: str = "b24bridge",
         outbound_context: str = "from-agents",
@@ -63,7 +66,14 @@ class AsteriskSimulator:
         self.pbx = Pbx(self.bus, PartyBook(default_party or Answer(after=1.0)))
         self.pbx.media.media_seconds = media_seconds
         self.originator = Originator(self.pbx)
-        self.ami_server = AmiServer(username=ami_user, secret=ami_secret, handler=AmiActions(self).handle)
+        self.ami_server = AmiServer(
+            username=ami_user,
+            secret=ami_secret,
+            handler=AmiActions(self).handle,
+            read=ami_read,
+            write=ami_write,
+            eventfilters=ami_eventfilters,
+        )
         self.bus.ami_sinks.append(self.ami_server.broadcast)
         self.requests: list[dict[str, Any]] = []
         self.global_variables: dict[str, str] = {}
@@ -152,6 +162,15 @@ class AsteriskSimulator:
         self.pbx.devices.order = order  # type: ignore[assignment]
         if lag is not None:
             self.pbx.devices.lag = lag
+
+    def pick_up(self, channel_id: str) -> None:
+        """The phone of ringing channel ``channel_id`` answers it (a person choosing one of several calls); its
+        device state races the answer as ``set_device_state_order`` says."""
+        channel = self._channel(channel_id)
+        if self.pbx.devices.answer_leads(channel):
+            self.pbx.later(channel, self.pbx.devices.lag, lambda: self.pbx.answer(channel))
+        else:
+            self.pbx.answer(channel)
 
     def hold(self, channel_id: str, held: bool = True) -> None:
         """The phone of channel ``channel_id`` puts its call on hold (``held=False``: takes it back)."""
@@ -305,6 +324,14 @@ class AsteriskSimulator:
     @property
     def recordings(self) -> dict[str, dict[str, Any]]:
         return dict(self.pbx.media.stored)
+
+    def set_global_variable(self, name: str, value: str) -> None:
+        """``Set(GLOBAL(name)=value)``, AMI ``Setvar`` or ARI ``POST /asterisk/variable``: AMI ``VarSet`` with no
+        channel (``Channel``/``Uniqueid`` ``none``, no ``Linkedid``), ARI ``ChannelVarset`` without ``channel``."""
+        self.global_variables[name] = value
+        fields: Headers = [("Channel", "none"), ("Uniqueid", "none"), ("Variable", name), ("Value", value)]
+        self.pbx.ami("VarSet", fields, "dialplan")
+        self.pbx.ari("ChannelVarset", after={"variable": name, "value": value})
 
     def channel_variable(self, channel: Channel, name: str) -> str | None:
         """A channel variable or one of the dialplan functions clients read (``CHANNEL(linkedid)``)."""

@@ -5,8 +5,15 @@ URLs, the ``result``/``time`` and ``error``/``error_description`` envelopes, the
 (503 ``QUERY_LIMIT_EXCEEDED``), the per-method operating budget (429 ``OPERATION_TIME_LIMIT``, off by default),
 ``batch`` with ``$result[...]`` references, ``telephony.externalCall.*``/``externalLine.*``, statistics,
 directory and CRM reads, event delivery (online POSTs and the offline queue), and injected faults.
-``GET /_sim/state`` shows what happened; ``POST /_sim/reset|fault|click_to_call|callback_request|tokens|
-expire_tokens`` steer it; ``GET /_sim/records/<CALL_ID>`` returns an attached record.
+``GET /_sim/state`` shows what happened; ``POST /_sim/reset|fault|click_to_call|callback_request|install_app|
+outbound_webhook|tokens|expire_tokens`` steer it; ``GET /_sim/records/<CALL_ID>`` returns an attached record.
+
+Auth modes as a portal has them: ``event.bind``/``unbind``/``get`` and ``event.offline.*`` answer
+``WRONG_AUTH_TYPE`` (403) to an inbound webhook on every portal (rest ``lib/api/event.php``), ``app.info``
+``ACCESS_DENIED`` "Application context required"; events reach a webhook user only through an outbound webhook
+(``add_outbound_webhook``, made in the UI, with its own application token). ``install_app(url)`` is the local
+application's install: its event bindings are dropped, ONAPPINSTALL is posted to ``url`` with the installing user's
+token pair and the application token (a new one on each reinstall), as docs ``safe-event-handlers.md`` shows.
 
 Departures from the reference (and guesses where it is silent):
 
@@ -16,12 +23,17 @@ Departures from the reference (and guesses where it is silent):
 * Event handlers and ``RECORD_URL`` may be on 127.0.0.1 (the cloud refuses local and private addresses).
   Events are sent at once, not through a delayed queue; ``click_to_call`` waits for the deliveries.
   App-bound deliveries carry a fresh access token for the triggering user but no ``refresh_token``;
-  webhook-bound ones only domain/endpoints/member_id/application_token. One ``application_token`` serves
-  both (the cloud gives an outgoing webhook its own token).
-* ``WRONG_AUTH_TYPE`` (HTTP 403) is returned through an inbound webhook for register/finish/externalLine.* and
-  event.* only when ``webhook_allowed_for_telephony=False``; by default webhooks work (see reference 1.0).
-* ``user.get`` without an ``ACTIVE`` filter lists dismissed users too; ``voximplant.statistic.get`` never
-  answers ``ACCESS_DENIED``; only the methods listed above exist (others give ``ERROR_METHOD_NOT_FOUND``).
+  outbound-webhook ones only domain/endpoints/member_id and that webhook's application_token. An outbound webhook
+  may carry ONEXTERNALCALLSTART, which the docs promise for applications only (older bridges used it so).
+* ``WRONG_AUTH_TYPE`` (HTTP 403) is returned through an inbound webhook for register/finish/externalLine.*
+  only when ``webhook_allowed_for_telephony=False``; by default webhooks work there (see reference 1.0).
+* ``user.get`` without an ``ACTIVE`` filter lists dismissed users too; only the methods listed above exist
+  (others give ``ERROR_METHOD_NOT_FOUND``).
+* Telephony permissions are one level per user, "Call statistics — View" (seed key ``CALL_STATISTICS``:
+  ``none``/``own``/``department``/``all``; ``set_rights`` or ``POST /_sim/rights`` change it): portal admins see
+  every call; other users default to ``own``, the role a fresh portal gives every employee. Without it
+  ``voximplant.statistic.get`` is 403 ``ACCESS_DENIED``; with ``own``/``department`` it lists only those users'
+  calls. Dismissed users (ACTIVE false) are refused by register/finish ("User is not found or is not active").
 * Phones are compared as digits, equal or equal in the last ten digits; ``PHONE_NUMBER`` is stored as digits.
 * ``finish`` hides the card of the finishing user only (CORE-VOX). Its result shows ``CALL_START_DATE`` as
   ``{}``, as the docs' example does (a PHP DateTime json-encoded); statistics show the ISO date.
@@ -33,7 +45,7 @@ Departures from the reference (and guesses where it is silent):
   and prints empty ``result_error``/``result_total``/... as ``[]`` (PHP's empty array).
 * Outages close the connection without an answer by default (``outage_mode="502"`` sends nginx's HTML 502).
 * ``/_sim/reset`` clears calls, cards, requests, counters, tasks, notifications, created leads and the
-  offline queue; it keeps seed data, lines, event bindings and tokens.
+  offline queue; it keeps seed data, lines, event bindings, outbound webhooks, installs and tokens.
 
 Built-in seed (``default_seed.json``), a small call centre:
 

@@ -41,3 +41,4 @@ class MethodSpec:
     name: str
     handler: Handler
     app_only: bool = False  # WRONG_AUTH_TYPE through a webhook when the portal forbids webhooks here
+    oauth_only: bool = False  # WRONG_AUTH_TYPE through a webhook on every portal (event.*: rest lib/api/event.php)

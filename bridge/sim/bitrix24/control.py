@@ -69,11 +69,30 @@ def control_routes(sim: Bitrix24Simulator) -> list[web.RouteDef]:
         await sim.callback_request(str(body["phone"]), str(body.get("text", "")), line=body.get("line"))
         return {"result": True}
 
+    async def install_app(body: dict[str, Any]) -> Any:
+        return {"status": await sim.install_app(str(body["url"]), int(body.get("user_id", 1)))}
+
+    async def outbound_webhook(body: dict[str, Any]) -> Any:
+        events = body.get("events", ["ONEXTERNALCALLSTART", "ONEXTERNALCALLBACKSTART"])
+        if not isinstance(events, list):
+            raise TypeError("events must be a list of event names")
+        return {"application_token": sim.add_outbound_webhook(str(body["handler"]), [str(e) for e in events])}
+
     async def tokens(body: dict[str, Any]) -> Any:
         return sim.issue_tokens(int(body.get("user_id", 1)))
 
     async def expire_tokens(body: dict[str, Any]) -> Any:
         sim.expire_access_tokens()
+        return {"result": True}
+
+    async def rights(body: dict[str, Any]) -> Any:
+        admin = body.get("admin")
+        statistics = body.get("statistics")
+        sim.set_rights(
+            int(body["user_id"]),
+            admin=None if admin is None else bool(admin),
+            statistics=None if statistics is None else str(statistics),
+        )
         return {"result": True}
 
     async def record(request: web.Request) -> web.StreamResponse:
@@ -91,7 +110,10 @@ def control_routes(sim: Bitrix24Simulator) -> list[web.RouteDef]:
         web.post("/_sim/fault", _json_route(fault)),
         web.post("/_sim/click_to_call", _json_route(click_to_call)),
         web.post("/_sim/callback_request", _json_route(callback_request)),
+        web.post("/_sim/install_app", _json_route(install_app)),
+        web.post("/_sim/outbound_webhook", _json_route(outbound_webhook)),
         web.post("/_sim/tokens", _json_route(tokens)),
         web.post("/_sim/expire_tokens", _json_route(expire_tokens)),
+        web.post("/_sim/rights", _json_route(rights)),
         web.get("/_sim/records/{call_id}", record),
     ]

@@ -10,7 +10,7 @@ from bridge.sim.bitrix24.context import Caller, MethodSpec, Reply
 from bridge.sim.bitrix24.errors import RestError
 from bridge.sim.bitrix24.params import Params, as_list, to_int, to_str
 from bridge.sim.bitrix24.phone import normalize_phone
-from bridge.sim.bitrix24.seed import Department, Seed, User
+from bridge.sim.bitrix24.seed import STATISTICS_VIEWS, Department, Seed, User
 
 _USER_FIELDS = (
     "ID",
@@ -39,6 +39,42 @@ class Directory:
     def active_user(self, user_id: int) -> User | None:
         user = self.users.get(user_id)
         return user if user is not None and user.active else None
+
+    def statistics_view(self, user_id: int) -> str:
+        """What ``voximplant.statistic.get`` shows ``user_id``: portal admins see every call whatever their role
+        (CORE-VOX ``RoleManager::getUserPermissions``); others get their role's level, by default ``own`` (the
+        "manager" role every employee gets on install: ``Security\\Helper::getDefaultRoleAccess``)."""
+        user = self.users.get(user_id)
+        if user is None:
+            return "none"
+        if user.admin:
+            return "all"
+        return user.statistics_view or "own"
+
+    def set_rights(self, user_id: int, *, admin: bool | None = None, statistics: str | None = None) -> None:
+        """Change a user's admin flag and statistics level (tests, the demo)."""
+        user = self.users[user_id]
+        if statistics is not None and statistics not in STATISTICS_VIEWS:
+            raise ValueError(f"statistics must be one of {STATISTICS_VIEWS}")
+        if admin is not None:
+            user.admin = admin
+        if statistics is not None:
+            user.statistics_view = statistics
+
+    def colleagues(self, user_id: int) -> set[int]:
+        """Whose calls a ``department`` level shows: the user, everyone in the user's departments, and everyone in
+        the departments the user heads and their sub-departments (CORE-VOX ``Helper::getUserColleagues``)."""
+        user = self.users.get(user_id)
+        if user is None:
+            return set()
+        headed = {dep.id for dep in self.departments.values() if dep.head == user_id}
+        grown = True
+        while grown:
+            below = {dep.id for dep in self.departments.values() if dep.parent in headed} - headed
+            headed |= below
+            grown = bool(below)
+        wanted = set(user.departments) | headed
+        return {user_id} | {u.id for u in self.users.values() if wanted & set(u.departments)}
 
     def user_by_inner(self, phone_inner: str) -> User | None:
         """An active user whose UF_PHONE_INNER is ``phone_inner`` (CORE-VOX ``getUserByPhone``)."""

@@ -1,9 +1,11 @@
-"""Event bindings (``event.bind``/``unbind``/``get``) and delivery as form-encoded POSTs."""
+"""Event bindings (``event.bind``/``unbind``/``get``, application only), outbound webhooks (made by an administrator
+in the portal's UI), the application's install (``ONAPPINSTALL``) and delivery as form-encoded POSTs."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +47,9 @@ KNOWN_EVENTS = frozenset(
 DELIVERY_TIMEOUT = 5.0
 
 
+INSTALL_DATA = {"VERSION": "1", "ACTIVE": "Y", "INSTALLED": "Y", "LANGUAGE_ID": "en"}
+
+
 @dataclass
 class Binding:
     id: int
@@ -54,15 +59,16 @@ class Binding:
     offline: bool
     app_id: int | None
     via_webhook: bool
+    """An outbound webhook's (``app_id`` None): its posts carry no tokens, only its own ``application_token``."""
     connector: str = ""
+    token: str = ""
+    """The outbound webhook's application token (its form shows it)."""
 
     def row(self) -> dict[str, Any]:
-        return {
-            "event": self.event,
-            "handler": self.handler,
-            "auth_type": str(self.auth_type),
-            "offline": int(self.offline),
-        }
+        """As ``event.get`` lists it (rest ``lib/api/event.php`` ``eventGet``)."""
+        if self.offline:
+            return {"event": self.event, "connector_id": self.connector, "offline": 1}
+        return {"event": self.event, "handler": self.handler, "auth_type": str(self.auth_type), "offline": 0}
 
 
 class EventHub:
@@ -84,6 +90,7 @@ class EventHub:
         self.bindings: list[Binding] = []
         self.offline = OfflineQueue(wall_clock, count)
         self.deliveries: list[dict[str, Any]] = []
+        self.installs: list[dict[str, Any]] = []
         self._ids = itertools.count(1)
         self._background: set[asyncio.Task[None]] = set()
 
@@ -94,6 +101,7 @@ class EventHub:
     def state(self) -> dict[str, Any]:
         return {
             "bindings": [b.row() | {"id": b.id, "via_webhook": b.via_webhook} for b in self.bindings],
+            "installs": list(self.installs),
             "deliveries": list(self.deliveries),
             "offline_queue": self.offline.state(),
         }
@@ -118,8 +126,59 @@ class EventHub:
         if self._background:
             await asyncio.gather(*list(self._background), return_exceptions=True)
 
-    def _auth_fields(self, binding: Binding, user_id: int) -> dict[str, str]:
+    def add_outbound_webhook(self, handler: str, events: list[str]) -> str:
+        """What an administrator does in *Developer resources > Outbound webhook*: one handler for ``events``;
+        returns the application token the form shows."""
+        names = [event.strip().upper() for event in events]
+        if not handler.lower().startswith(("http://", "https://")) or not names:
+            raise ValueError("an outbound webhook needs an http(s) handler and at least one event")
+        if unknown := [name for name in names if name not in KNOWN_EVENTS]:
+            raise ValueError(f"unknown event {unknown[0]}")
+        token = secrets.token_hex(16)
+        for name in names:
+            self.bindings.append(Binding(next(self._ids), name, handler, 0, False, None, True, token=token))
+        log.info("sim.outbound_webhook_added", handler=handler, events=names)
+        return token
+
+    async def install(self, url: str, user_id: int) -> int:
+        """An administrator saves the local application with ``url`` as its install path: the application's event
+        handlers are dropped (re-installing removes them), a reinstall issues a new application token, and
+        ONAPPINSTALL is posted to ``url`` with the installing user's token pair. Returns the HTTP status."""
         ident = self._identity
+        self.bindings = [b for b in self.bindings if b.app_id != ident.app_id]
+        if self.installs:
+            ident.application_token = secrets.token_hex(16)
+        pair = self._tokens.issue(user_id)
+        fields = {
+            "access_token": pair["access_token"], "expires": str(pair["expires"]),
+            "expires_in": str(pair["expires_in"]), "scope": pair["scope"], "user_id": str(user_id),
+            "refresh_token": pair["refresh_token"], "status": "L", **self._portal_fields(),
+        }  # fmt: skip
+        form = [("event", "ONAPPINSTALL"), *((f"data[{k}]", v) for k, v in INSTALL_DATA.items())]
+        form += [("ts", str(int(self._wall()))), *((f"auth[{k}]", v) for k, v in fields.items())]
+        status = 0
+        try:
+            session = await self._session()
+            async with session.post(url, data=form, timeout=aiohttp.ClientTimeout(total=DELIVERY_TIMEOUT)) as answer:
+                status = answer.status
+                await answer.read()
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            log.warning("sim.install_failed", url=url, error=type(exc).__name__)
+        self.installs.append({"url": url, "user_id": user_id, "status": status, "at": self._wall()})
+        log.info("sim.app_installed", url=url, status=status)
+        return status
+
+    def _portal_fields(self) -> dict[str, str]:
+        ident = self._identity
+        return {
+            "domain": ident.domain,
+            "client_endpoint": ident.client_endpoint,
+            "server_endpoint": f"{ident.base_url}/rest/",
+            "member_id": ident.member_id,
+            "application_token": ident.application_token,
+        }
+
+    def _auth_fields(self, binding: Binding, user_id: int) -> dict[str, str]:
         fields: dict[str, str] = {}
         if not binding.via_webhook:
             pair = self._tokens.issue(binding.auth_type or user_id)
@@ -130,13 +189,9 @@ class EventHub:
                 user_id=str(pair["user_id"]),
                 status="L",
             )
-        fields.update(
-            domain=ident.domain,
-            client_endpoint=ident.client_endpoint,
-            server_endpoint=f"{ident.base_url}/rest/",
-            member_id=ident.member_id,
-            application_token=ident.application_token,
-        )
+        fields.update(self._portal_fields())
+        if binding.via_webhook:
+            fields["application_token"] = binding.token
         return fields
 
     async def _deliver(self, binding: Binding, data: dict[str, str], user_id: int) -> None:
@@ -176,9 +231,9 @@ class EventHub:
 
     def methods(self) -> list[MethodSpec]:
         return [
-            MethodSpec("event.bind", self._bind, app_only=True),
-            MethodSpec("event.unbind", self._unbind, app_only=True),
-            MethodSpec("event.get", self._get, app_only=True),
+            MethodSpec("event.bind", self._bind, oauth_only=True),
+            MethodSpec("event.unbind", self._unbind, oauth_only=True),
+            MethodSpec("event.get", self._get, oauth_only=True),
             *self.offline.methods(),
         ]
 
@@ -209,7 +264,7 @@ class EventHub:
             auth_type,
             offline,
             caller.app_id,
-            caller.auth_kind == "webhook",
+            False,
             to_str(params.get("AUTH_CONNECTOR")),
         )
         self.bindings.append(binding)

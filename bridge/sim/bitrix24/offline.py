@@ -58,9 +58,9 @@ class OfflineQueue:
 
     def methods(self) -> list[MethodSpec]:
         return [
-            MethodSpec("event.offline.get", self._get, app_only=True),
-            MethodSpec("event.offline.clear", self._clear, app_only=True),
-            MethodSpec("event.offline.list", self._list, app_only=True),
+            MethodSpec("event.offline.get", self._get, oauth_only=True),
+            MethodSpec("event.offline.clear", self._clear, oauth_only=True),
+            MethodSpec("event.offline.list", self._list, oauth_only=True),
         ]
 
     def _select(self, caller: Caller, params: Params) -> list[OfflineRecord]:

@@ -100,7 +100,7 @@ class Portal:
             *self.crm.methods(),
             *self.lines.methods(),
             *self.telephony.methods(),
-            *Statistic(self.calls).methods(),
+            *Statistic(self.calls, self.directory).methods(),
             *self.records.methods(),
             *self.events.methods(),
             *self.workspace.methods(),
@@ -172,7 +172,9 @@ class Portal:
         spec = self.methods.get(method.lower())
         if spec is None:
             raise errors.method_not_found()
-        if spec.app_only and caller.auth_kind == "webhook" and not self.config.webhook_allowed_for_telephony:
+        if caller.auth_kind == "webhook" and (
+            spec.oauth_only or (spec.app_only and not self.config.webhook_allowed_for_telephony)
+        ):
             raise errors.wrong_auth_type()
         is_batch = spec.name == "batch"
         if not is_batch:
@@ -189,6 +191,8 @@ class Portal:
         return reply, self.time_block(started_wall, None if is_batch else spec.name)
 
     async def _app_info(self, caller: Caller, params: Params) -> Reply:
+        if caller.app_id is None:  # docs app-info.md: a webhook has no application context
+            raise errors.RestError("Access denied! Application context required", "ACCESS_DENIED", 400)
         return Reply(
             {
                 "ID": self.identity.app_id,

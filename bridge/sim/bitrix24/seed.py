@@ -10,6 +10,9 @@ from pathlib import Path
 from typing import Any
 
 TIMEMAN_STATUSES = ("OPENED", "CLOSED", "PAUSED", "EXPIRED", "UNAVAILABLE", "NOT_INSTALLED")
+STATISTICS_VIEWS = ("none", "own", "department", "all")
+"""The telephony role's "Call statistics — View" level (CORE-VOX ``Security\\Permissions`` CALL_DETAIL/VIEW:
+``''``, ``A`` self, ``D`` department, ``X`` any)."""
 
 
 class SeedError(ValueError):
@@ -40,6 +43,8 @@ class User:
     timeman_status: str = "OPENED"
     is_online: bool = True
     absences: list[Absence] = field(default_factory=list)
+    statistics_view: str = ""
+    """One of :data:`STATISTICS_VIEWS`; empty: the portal's default (see ``Directory.statistics_view``)."""
 
 
 @dataclass
@@ -124,6 +129,9 @@ def _user(record: dict[str, Any]) -> User:
     timeman = record.get("TIMEMAN_STATUS", (record.get("TIMEMAN") or {}).get("STATUS", "OPENED"))
     if timeman not in TIMEMAN_STATUSES:
         raise SeedError(f"{where}: timeman status {timeman!r} not in {TIMEMAN_STATUSES}")
+    view = str(record.get("CALL_STATISTICS", ""))
+    if view and view not in STATISTICS_VIEWS:
+        raise SeedError(f"{where}: CALL_STATISTICS {view!r} not in {STATISTICS_VIEWS}")
     absences = [
         Absence(str(_require(a, "FROM", where)), str(_require(a, "TO", where)), str(a.get("NAME", "Vacation")))
         for a in record.get("ABSENCES", [])
@@ -144,6 +152,7 @@ def _user(record: dict[str, Any]) -> User:
         timeman_status=str(timeman),
         is_online=bool(record.get("IS_ONLINE", True)),
         absences=absences,
+        statistics_view=view,
     )
 
 

@@ -15,7 +15,7 @@ from aiohttp import web
 from bridge.sim.bitrix24.control import control_routes
 from bridge.sim.bitrix24.errors import RestError
 from bridge.sim.bitrix24.faults import FaultPlan, build_plan
-from bridge.sim.bitrix24.phone import international
+from bridge.sim.bitrix24.phone import international, split_extension
 from bridge.sim.bitrix24.portal import Portal, PortalConfig
 from bridge.sim.bitrix24.seed import load_seed
 from bridge.sim.bitrix24.server import RestFront, build_app
@@ -110,6 +110,17 @@ class Bitrix24Simulator:
         """An authorization code (lives 30 s) for the ``authorization_code`` grant."""
         return self.core.tokens.new_code(user_id)
 
+    async def install_app(self, url: str, user_id: int = 1) -> int:
+        """The administrator (``user_id``) saves the local application with ``url`` as its install path: Bitrix24
+        posts ONAPPINSTALL there. Returns the handler's HTTP status."""
+        if self.core.directory.active_user(user_id) is None:
+            raise ValueError(f"user {user_id} is not an active user")
+        return await self.core.events.install(url, user_id)
+
+    def add_outbound_webhook(self, handler: str, events: list[str]) -> str:
+        """An outbound webhook posting ``events`` to ``handler``; returns its application token."""
+        return self.core.events.add_outbound_webhook(handler, events)
+
     def expire_access_tokens(self) -> None:
         self.core.tokens.expire_access_tokens()
 
@@ -129,6 +140,12 @@ class Bitrix24Simulator:
             self.core.clock(), outage_seconds, error_rate, error_kinds, latency, seed, outage_mode
         )
         log.info("sim.fault_set", outage_seconds=outage_seconds, error_rate=error_rate, latency=latency)
+
+    def set_rights(self, user_id: int, *, admin: bool | None = None, statistics: str | None = None) -> None:
+        """Make ``user_id`` a portal admin or not, and set their "Call statistics — View" level (``none``,
+        ``own``, ``department``, ``all``; admins see every call whatever it is)."""
+        self.core.directory.set_rights(user_id, admin=admin, statistics=statistics)
+        log.info("sim.rights_set", user_id=user_id, admin=admin, statistics=statistics)
 
     def clear_faults(self) -> None:
         self.core.faults = FaultPlan()
@@ -168,7 +185,9 @@ class Bitrix24Simulator:
         call_list_id: int | None = None,
     ) -> str:
         """A user clicks a number in CRM: Bitrix24 registers a TYPE=1 call (CRM_CREATE) itself, then sends
-        ONEXTERNALCALLSTART. Returns the CALL_ID."""
+        ONEXTERNALCALLSTART with the number as the CRM holds it (``phone``: "8 (926) 000-00-03", "926-000-00-03
+        доб. 12"), its E.164 form when the portal's parser finds it valid (else the same text) and the part after
+        ``;``/``#`` as EXTENSION (helper.php ``startCall``). Returns the CALL_ID."""
         core = self.core
         user = core.directory.active_user(user_id)
         if user is None:
@@ -189,7 +208,7 @@ class Bitrix24Simulator:
         data = {
             "PHONE_NUMBER": phone,
             "PHONE_NUMBER_INTERNATIONAL": international(phone),
-            "EXTENSION": "",
+            "EXTENSION": split_extension(phone)[1],
             "USER_ID": str(user_id),
             "CALL_LIST_ID": str(call_list_id or 0),
             "LINE_NUMBER": line,
@@ -201,6 +220,13 @@ class Bitrix24Simulator:
         log.info("sim.click_to_call", user_id=user_id, call_id=call_id)
         await core.events.fire("ONEXTERNALCALLSTART", data, user_id, key=call_id)
         return call_id
+
+    async def click_to_call_entity(self, user_id: int, crm_entity_type: str, crm_entity_id: int, index: int = 0) -> str:
+        """A user clicks the ``index``-th phone of a CRM record, exactly as it is stored there. Returns the CALL_ID."""
+        entity = self.core.crm.get(crm_entity_type.upper(), crm_entity_id)
+        if entity is None or index >= len(entity.phones):
+            raise ValueError(f"{crm_entity_type} {crm_entity_id} has no phone #{index}")
+        return await self.click_to_call(user_id, entity.phones[index], None, entity.kind, entity.id)
 
     async def callback_request(self, phone: str, text: str, line: str | None = None) -> None:
         """A visitor fills the CRM callback form: ONEXTERNALCALLBACKSTART."""

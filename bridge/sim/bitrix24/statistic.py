@@ -1,4 +1,8 @@
-"""``voximplant.statistic.get``: the statistics table with Bitrix24 filters, sorting and paging."""
+"""``voximplant.statistic.get``: the statistics table with Bitrix24 filters, sorting and paging, as the caller's
+"Call statistics — View" permission lets them see it (CORE-VOX ``vi_rest.php statisticGet``): no permission is
+403 ``ACCESS_DENIED`` "Access denied!"; ``own`` / ``department`` show only the rows whose PORTAL_USER_ID is the
+caller / a colleague (added to the caller's filter, so a filter on an unseen user finds nothing); ``all`` shows
+every row."""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ from typing import Any
 from bridge.sim.bitrix24 import filters
 from bridge.sim.bitrix24.calls import CallRegistry
 from bridge.sim.bitrix24.context import Caller, MethodSpec, Reply
+from bridge.sim.bitrix24.directory import Directory
+from bridge.sim.bitrix24.errors import access_denied
 from bridge.sim.bitrix24.params import Params, to_str
 
 STAT_FIELDS = (
@@ -64,14 +70,22 @@ def statistic_row(stat: dict[str, Any]) -> dict[str, Any]:
 
 
 class Statistic:
-    def __init__(self, calls: CallRegistry) -> None:
+    def __init__(self, calls: CallRegistry, directory: Directory) -> None:
         self._calls = calls
+        self._directory = directory
 
     def methods(self) -> list[MethodSpec]:
         return [MethodSpec("voximplant.statistic.get", self._get)]
 
     async def _get(self, caller: Caller, params: Params) -> Reply:
-        rows = [statistic_row(stat) for stat in self._calls.statistics()]
+        view = self._directory.statistics_view(caller.user_id)
+        if view == "none":
+            raise access_denied()
+        allowed = {caller.user_id} if view == "own" else self._directory.colleagues(caller.user_id)
+        stats = self._calls.statistics()
+        if view != "all":
+            stats = [stat for stat in stats if stat.get("PORTAL_USER_ID") in allowed]
+        rows = [statistic_row(stat) for stat in stats]
         criteria = params.get("FILTER")
         if isinstance(criteria, dict):
             rows = [row for row in rows if filters.matches(row, criteria, STAT_FIELDS)]
