@@ -23,7 +23,7 @@ from typing import Any
 from bridge.config import parse_settings
 from bridge.daemon import Daemon
 from bridge.sim.bitrix24 import Bitrix24Simulator
-from bridge.sim.stage import APP_TOKEN, STAGE_TIMING, launch_daemon
+from bridge.sim.stage import APP_TOKEN, STAGE_TIMING, free_port, launch_daemon, set_up_portal
 from bridge.sim.verdict import CrmCall, Expect, calls_of, crm_call, verdict
 from tests.eventually import eventually
 from tests.real.ami import Ami
@@ -73,15 +73,17 @@ def site_config(pbx: RealPbx, crm: Bitrix24Simulator, workdir: Path) -> dict[str
         "ping_interval": 1.0,
         "reconnect_max_delay": 1.0,
     }
+    port = free_port()  # the handler's address goes to the portal before the daemon starts
     data["bitrix24"] = {
         "webhook_url": crm.webhook_url,
-        "application_token": APP_TOKEN,
         "events": "push",
+        "events_url": f"http://127.0.0.1:{port}/b24/events",
         "register_timeout": 5.0,
         "request_timeout": 5.0,
     }
     data["journal"] = {"path": str(workdir / "journal.db")}
-    data["http"] = {"listen": "127.0.0.1:0"}
+    data["http"] = {"listen": f"127.0.0.1:{port}"}
+    set_up_portal(crm, data)  # the outbound webhook for click-to-call, its token into the config
     return data
 
 
@@ -133,6 +135,12 @@ class Site:
         hangups = [e.at for e in self.pbx_ami.events("Hangup") if e["Channel"] == name]
         assert hangups, f"{name} has not hung up"
         return hangups[0] - answered
+
+    async def ended(self, channel: str, timeout: float = 60.0) -> None:
+        """Wait until a channel named ``channel*`` has hung up and then the PBX has no channel left (a call that
+        starts a moment after the test asked for it is not mistaken for one already over)."""
+        await eventually(lambda: self.pbx_ami.events("Hangup", Channel=channel), timeout=timeout, interval=0.1)
+        await self.idle()
 
     async def idle(self, timeout: float = 30.0) -> None:
         """Wait until the PBX has no channel left."""

@@ -20,7 +20,7 @@ async def test_the_second_member_answers_after_the_first_rang_out(real_site: Sit
     await s.phone("1001", "ring", ring=0)
     await s.phone("1002", "answer", ring=1, talk=2)
     await s.inbound(PAIR, "79990000101")
-    await s.idle()
+    await s.ended("PJSIP/1002-")
     crm = await s.mirrored(
         Expect("79990000101", INCOMING, 12, ANSWERED, talk=s.talk("PJSIP/1002-"), recorded=True,
                shown_to=frozenset({11, 12}))
@@ -34,7 +34,7 @@ async def test_everybody_rings_and_the_one_who_answers_talks(real_site: Site) ->
     await s.phone("1002", "ring", ring=0)
     await s.phone("1003", "answer", ring=2, talk=2)
     await s.inbound(EVERYBODY, "79990000102")
-    await s.idle()
+    await s.ended("PJSIP/1003-")
     crm = await s.mirrored(
         Expect("79990000102", INCOMING, 13, ANSWERED, talk=s.talk("PJSIP/1003-"), recorded=True,
                shown_to=frozenset({11, 12, 13}))
@@ -47,7 +47,7 @@ async def test_a_member_whose_phone_says_busy_is_passed_over(real_site: Site) ->
     await s.phone("1001", "busy", ring=1)  # 486 Busy Here after a second of ringing
     await s.phone("1002", "answer", ring=1, talk=2)
     await s.inbound(PAIR, "79990000103")
-    await s.idle()
+    await s.ended("PJSIP/1002-")
     await s.mirrored(
         Expect("79990000103", INCOMING, 12, ANSWERED, talk=s.talk("PJSIP/1002-"), recorded=True,
                shown_to=frozenset({11, 12}))
@@ -58,7 +58,7 @@ async def test_an_unregistered_member_is_skipped_without_ringing(real_site: Site
     s = real_site
     await s.phone("1002", "answer", ring=1, talk=2)
     await s.inbound(UNREGISTERED_FIRST, "79990000104")
-    await s.idle()
+    await s.ended("PJSIP/1002-")
     await s.mirrored(
         Expect("79990000104", INCOMING, 12, ANSWERED, talk=s.talk("PJSIP/1002-"), recorded=True,
                shown_to=frozenset({12}))
@@ -85,7 +85,7 @@ async def test_the_callers_menu_choice_routes_the_call(real_site: Site) -> None:
     s = real_site
     await s.phone("1003", "answer", ring=1, talk=2)
     await s.inbound(MENU, "79990000106", dtmf="1", dtmf_delay=2)  # "1" = 1003; no choice would ring 1001 first
-    await s.idle()
+    await s.ended("PJSIP/1003-")
     await s.mirrored(
         Expect("79990000106", INCOMING, 13, ANSWERED, talk=s.talk("PJSIP/1003-"), recorded=True,
                shown_to=frozenset({13}))
@@ -103,7 +103,7 @@ async def test_the_samples_monitor_only_line_is_mirrored_from_ami(real_site: Sit
     await s.phone("1001", "ring", ring=0)
     await s.phone("1002", "answer", ring=2, talk=2)
     await s.inbound(MONITORED, "79990000107")
-    await s.idle()
+    await s.ended("PJSIP/1002-")
     await s.mirrored(
         Expect("79990000107", INCOMING, 12, ANSWERED, talk=s.talk("PJSIP/1002-"), recorded=True,
                shown_to=frozenset({11, 12}))

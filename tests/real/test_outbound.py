@@ -11,7 +11,7 @@ async def test_a_call_dialled_from_a_desk_phone_is_mirrored_with_its_talk_time(r
     s = real_site
     await s.provider("79260000201", "answer", ring=1, talk=3)
     await s.dial_out("1003", "79260000201", talk=30)
-    await s.idle()
+    await s.ended("PJSIP/trunk-")
     crm = await s.mirrored(
         Expect("79260000201", OUTGOING, 13, ANSWERED, talk=s.talk("PJSIP/trunk-"), recorded=True,
                shown_to=frozenset({13}))
@@ -23,7 +23,7 @@ async def test_an_outgoing_call_to_a_busy_number_is_486(real_site: Site) -> None
     s = real_site
     await s.provider("79260000202", "busy", ring=1)
     await s.dial_out("1002", "79260000202", talk=30)
-    await s.idle()
+    await s.ended("PJSIP/trunk-")
     await s.mirrored(Expect("79260000202", OUTGOING, 12, "486", recorded=None, shown_to=frozenset({12})))
 
 
@@ -32,7 +32,7 @@ async def test_click_to_call_rings_the_employee_then_the_client(real_site: Site)
     await s.phone("1001", "answer", ring=1, talk=0)  # stays on the line until the client hangs up
     await s.provider("79260000203", "answer", ring=1, talk=3)
     call_id = await s.crm.click_to_call(11, "79260000203")
-    await s.idle()
+    await s.ended("PJSIP/trunk-")
     crm = await s.mirrored(
         Expect("79260000203", OUTGOING, 11, ANSWERED, talk=s.talk("PJSIP/trunk-"), recorded=True,
                shown_to=frozenset({11}), crm_call_id=call_id)
