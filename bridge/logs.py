@@ -38,6 +38,8 @@ event                              meaning
 ``observed.duplicate_start``       a second start of a watched (AMI) call (ignored)
 ``leg.ringing``                    an agent or number leg was originated (``leg``, ``endpoint``)
 ``leg.exists``                     an originate was retried and the leg was already ringing (409, harmless)
+``leg.unavailable``                Asterisk could not create the leg's channel (ARI 500 "Allocation failed": a phone
+                                   that is not registered); the walk goes on as for an unavailable agent
 ``leg.kept``                       a ring timeout's cancel was not sent: the leg had answered (the answer wins)
 ``leg.not_joined``                 a cancel hung up the leg before it could join the caller: reported as failed
 ``leg.released``                   the core stopped a leg (``leg``, ``ext``, ``reason``: timeout, busy elsewhere,

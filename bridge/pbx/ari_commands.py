@@ -294,12 +294,21 @@ class CallCommands:
                 log.info("leg.exists", call_id=call, leg=leg)
                 return
             self.translator.legs.pop(leg, None)
+            if exc.status == 500 and ALLOCATION_FAILED in exc.body:  # e.g. a PJSIP phone with no registration
+                log.info("leg.unavailable", call_id=call, leg=leg, endpoint=endpoint)
+                self._emit_call(call, LegEnded(leg, LegOutcome.UNAVAILABLE))
+                return
             raise
         log.info("leg.ringing", call_id=call, leg=leg, endpoint=endpoint)
 
     def _refuse(self, call: str, leg: str, reason: str) -> None:
         log.error("pbx.command_refused", call_id=call, leg=leg, reason=reason)
         self.emit(PbxEvent(call, LegEnded(leg, LegOutcome.FAILED), self.translator.linkedid(call)))
+
+
+ALLOCATION_FAILED = "Allocation failed"
+"""What ARI answers (500) when Asterisk cannot create the channel: on Asterisk 20 a PJSIP endpoint without a
+registered contact, so the leg never exists and no event follows."""
 
 
 def _caller_id(name: str, number: str) -> str | None:

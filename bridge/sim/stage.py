@@ -139,7 +139,7 @@ class Stage:
 
     async def start_daemon(self) -> Daemon:
         """Start a new daemon (a new process, as far as it knows) on this stage's config and journal."""
-        self.daemon, self.serving = await _launch(self.settings, self.timing, self.crm)
+        self.daemon, self.serving = await launch_daemon(self.settings, self.timing, self.crm)
         return self.daemon
 
     async def stop_daemon(self, *, grace: float | None = None, flush: float | None = None) -> int:
@@ -180,7 +180,7 @@ async def stage(
             tweak(data)
         set_up_portal(crm, data)
         settings = parse_settings(data, path=workdir / "bridge.toml", env={})
-        daemon, serving = await _launch(settings, timing, crm)
+        daemon, serving = await launch_daemon(settings, timing, crm)
         # a restart keeps the handler's address, as an installation's fixed port does
         settings = replace(settings, http=replace(settings.http, port=daemon.http_port))
         s = Stage(pbx, crm, daemon, settings, workdir, timing, serving)
@@ -190,7 +190,9 @@ async def stage(
             await s.stop_daemon()
 
 
-async def _launch(settings: Settings, timing: Timing, crm: Bitrix24Simulator) -> tuple[Daemon, asyncio.Task[int]]:
+async def launch_daemon(settings: Settings, timing: Timing, crm: Bitrix24Simulator) -> tuple[Daemon, asyncio.Task[int]]:
+    """Start a daemon on ``settings`` and wait until it is connected to the PBX and its click-to-call handler is
+    known to the portal."""
     daemon = Daemon(settings, timing=timing)
     serving = asyncio.create_task(daemon.serve(install_signals=False))
     try:

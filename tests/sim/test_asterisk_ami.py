@@ -146,6 +146,23 @@ async def test_async_originate_reports_failure_with_a_reason(sim: AsteriskSimula
     assert [e["DialStatus"] for e in ami.events("DialEnd")] == ["BUSY"]
 
 
+async def test_originate_to_a_phone_that_is_not_registered(sim: AsteriskSimulator, ami: AmiWire) -> None:
+    """As on Asterisk 20.20.1: no channel is created; async, the report names the dial string and no Uniqueid."""
+    sim.set_endpoint_state("PJSIP/1009", "offline")
+    failed = await ami.action("Originate", Channel="PJSIP/1009", Application="Stasis", Data="b24bridge")
+    assert (failed["Response"], failed["Message"]) == ("Error", "Originate failed")
+    queued = await ami.action("Originate", Channel="PJSIP/1009", Application="Stasis", Data="b24bridge", Async="true")
+    assert queued["Response"] == "Success"
+    await eventually(lambda: ami.events("OriginateResponse"))
+    report = ami.events("OriginateResponse")[0]
+    assert report == {
+        "Event": "OriginateResponse", "Privilege": "call,all", "ActionID": queued["ActionID"], "Response": "Failure",
+        "Channel": "PJSIP/1009", "Application": "Stasis", "Data": "b24bridge", "Reason": "0",
+        "Uniqueid": "<unknown>", "CallerIDNum": "<unknown>", "CallerIDName": "<unknown>",
+    }  # fmt: skip
+    assert not ami.events("Newchannel")
+
+
 async def test_bad_originate_and_unknown_actions_get_errors(ami: AmiWire) -> None:
     no_channel = await ami.action("Originate", Exten="100")
     assert (no_channel["Response"], no_channel["Message"]) == ("Error", "Channel not specified")

@@ -146,7 +146,6 @@ async def test_unknown_objects_are_404_and_non_stasis_channels_409(sim: Asterisk
 # --- originate outcomes ----------------------------------------------------------------------
 OUTCOMES: list[tuple[Party, list[str], int, str]] = [
     (Busy(), ["", "BUSY"], 17, "User busy"),
-    (Unregistered(), ["", "CHANUNAVAIL"], 20, "Subscriber absent"),
     (Congestion(), ["", "CONGESTION"], 34, "Circuit/channel congestion"),
     (Reject(after=0.05), ["", "RINGING", "NOANSWER"], 21, "Call Rejected"),
     (NeverAnswer(), ["", "RINGING"], 19, "User alerting, no answer"),
@@ -280,10 +279,23 @@ async def test_offline_endpoint_is_unavailable(sim: AsteriskSimulator, ari: AriW
     assert (change["endpoint"]["resource"], change["endpoint"]["state"]) == ("1001", "offline")
     assert (await ari.call("GET", "/endpoints/PJSIP/1001"))[1]["state"] == "offline"
     assert sim.device_state("PJSIP/1001") == "UNAVAILABLE"
-    channel = await originate(ari, "PJSIP/1001")
-    await ari.wait_for("ChannelDestroyed", channel_id=channel["id"])
-    assert dial_statuses(ari, channel["id"]) == ["", "CHANUNAVAIL"]
     assert (await ari.call("GET", "/endpoints/PJSIP/9999"))[0] == 404
+
+
+@pytest.mark.parametrize("path", ["/channels", "/channels/create"])
+async def test_a_phone_that_is_not_registered_cannot_even_get_a_channel(
+    sim: AsteriskSimulator, ari: AriWire, path: str
+) -> None:
+    """As on Asterisk 20.20.1 (tests/real): chan_pjsip finds no contact to dial, ARI answers 500 at once and no
+    channel exists, so no event follows."""
+    sim.set_endpoint_state("PJSIP/1001", "offline")
+    sim.set_party("1002", Unregistered())
+    for endpoint in ("PJSIP/1001", "PJSIP/1002"):
+        params = {"endpoint": endpoint, "app": "b24bridge"}
+        assert await ari.call("POST", path, params) == (500, {"error": "Allocation failed"})
+    assert (await ari.call("GET", "/channels"))[1] == []
+    await asyncio.sleep(0)  # nothing is scheduled either
+    assert not [e for e in ari.events if "channel" in e or "peer" in e]
 
 
 async def test_subscribe_all_sees_what_the_app_alone_does_not(sim: AsteriskSimulator, ari: AriWire) -> None:

@@ -23,7 +23,13 @@ from bridge.sim.asterisk.calls import CallHandle, OriginateReport
 from bridge.sim.asterisk.causes import NORMAL_CLEARING
 from bridge.sim.asterisk.inbound import CallerScript, place_inbound
 from bridge.sim.asterisk.model import CallerId, Channel, Headers
-from bridge.sim.asterisk.originate import OriginateError, OriginateRequest, parse_caller_id, split_endpoint
+from bridge.sim.asterisk.originate import (
+    AllocationFailed,
+    OriginateError,
+    OriginateRequest,
+    parse_caller_id,
+    split_endpoint,
+)
 from bridge.sim.asterisk.outbound import Phone, dial_out, start_phone
 
 if TYPE_CHECKING:
@@ -171,10 +177,14 @@ class AmiActions:
     ) -> None:
         pbx = self.sim.pbx
         application, data = request.get("Application"), request.get("Data")
-        leg = self.sim.originator.prepare(
-            OriginateRequest(endpoint=channel, caller_id=request.get("CallerID") or None, timeout=timeout,
-                             variables=variables)
-        )  # fmt: skip
+        try:
+            leg = self.sim.originator.prepare(
+                OriginateRequest(endpoint=channel, caller_id=request.get("CallerID") or None, timeout=timeout,
+                                 variables=variables)
+            )  # fmt: skip
+        except AllocationFailed:
+            report.not_created(pbx, [("Channel", channel), ("Application", application), ("Data", data)])
+            return
         outer = leg.outer
 
         def answered() -> None:

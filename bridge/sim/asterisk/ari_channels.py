@@ -8,9 +8,11 @@ from bridge.sim.asterisk.ari_http import Params, answer, fail, no_content, sim_o
 from bridge.sim.asterisk.causes import HANGUP_REASONS, NORMAL_CLEARING
 from bridge.sim.asterisk.media import RecordingConflict
 from bridge.sim.asterisk.model import Bridge, Channel
-from bridge.sim.asterisk.originate import OriginateError, OriginateRequest
+from bridge.sim.asterisk.originate import AllocationFailed, OriginateError, OriginateRequest
 
 routes = web.RouteTableDef()
+ALLOCATION_FAILED = {"error": "Allocation failed"}
+"""Asterisk's body when a channel cannot be created (``ast_ari_response_alloc_failed``)."""
 
 
 def channel_of(request: web.Request, *, in_stasis: bool = False) -> Channel:
@@ -68,6 +70,8 @@ async def originate(request: web.Request) -> web.Response:
         channel = sim_of(request).originator.originate(originate)
     except OriginateError as exc:
         fail(400, str(exc))
+    except AllocationFailed:
+        return answer(ALLOCATION_FAILED, status=500)
     return answer(channel.as_json())
 
 
@@ -81,6 +85,8 @@ async def create(request: web.Request) -> web.Response:
         channel = sim_of(request).originator.create(originate)
     except OriginateError as exc:
         fail(400, str(exc))
+    except AllocationFailed:
+        return answer(ALLOCATION_FAILED, status=500)
     return answer(channel.as_json())
 
 

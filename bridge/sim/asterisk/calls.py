@@ -64,6 +64,18 @@ class OriginateReport:
         if self.outcome is not None and not self.outcome.done():
             self.outcome.set_result(status)
 
+    def not_created(self, pbx: Pbx, fields: Headers) -> None:
+        """The channel could not even be created: ``OriginateResponse`` Failure with ``Reason: 0`` and no
+        Uniqueid (``fields``: Channel, then Application/Data or Context/Exten, as the action named them). The
+        event follows the action's own ``Response: Success``, as Asterisk's originate thread sends it."""
+        if self.emit_event:
+            head: Headers = [("ActionID", self.action_id)] if self.action_id else []
+            unknown: Headers = [("Uniqueid", "<unknown>"), ("CallerIDNum", "<unknown>"), ("CallerIDName", "<unknown>")]
+            report = [*head, ("Response", "Failure"), *fields, ("Reason", "0"), *unknown]
+            asyncio.get_running_loop().call_soon(pbx.ami, "OriginateResponse", report)
+        if self.outcome is not None and not self.outcome.done():
+            self.outcome.set_result("CHANUNAVAIL")
+
 
 def originate_response(
     pbx: Pbx,

@@ -36,6 +36,12 @@ class OriginateError(ValueError):
     """Bad originate parameters (HTTP 400 / AMI error)."""
 
 
+class AllocationFailed(RuntimeError):
+    """Asterisk could not create the channel at all: a PJSIP endpoint with no registered contact ("Could not
+    create dialog to invalid URI"). ARI answers 500 ``{"error":"Allocation failed"}`` and sends no event; AMI
+    Originate fails with ``Reason: 0`` (seen on Asterisk 20.20.1 with the kit's unregistered phones)."""
+
+
 @dataclass
 class OriginateRequest:
     endpoint: str
@@ -71,6 +77,10 @@ class Originator:
             outer, inner = pbx.local_pair(resource, ids=(request.channel_id, request.other_channel_id))
             dialstring = resource
         else:
+            if pbx.devices.is_offline(pbx.device_of(request.endpoint)) or isinstance(
+                pbx.parties.for_endpoint(request.endpoint), Unregistered
+            ):
+                raise AllocationFailed(request.endpoint)
             outer = pbx.single_channel(request.endpoint, uniqueid=request.channel_id)
             dialstring = resource
         outer.set_dialplan("AppDial2", "(Outgoing Line)")
@@ -87,8 +97,6 @@ class Originator:
             if inner is not None:
                 app.channels.add(inner.id)
         party = pbx.parties.for_endpoint(request.endpoint)
-        if inner is None and pbx.devices.is_offline(outer.device):
-            party = Unregistered()
         return Leg(pbx, outer=outer, inner=inner, dialstring=dialstring, party=party, timeout=request.timeout)
 
     def originate(self, request: OriginateRequest) -> Channel:

@@ -134,13 +134,21 @@ class Pbx:
         one.peer, two.peer = two, one
         return one, two
 
+    @staticmethod
+    def device_of(endpoint: str) -> str:
+        """The device a one-channel endpoint dials: ``PJSIP/1001`` -> itself, ``PJSIP/7916...@trunk`` ->
+        ``PJSIP/trunk``."""
+        tech, resource = endpoint.split("/", 1)
+        number, _, host = resource.partition("@")
+        return f"{tech}/{host or number}"
+
     def single_channel(
         self, endpoint: str, *, state: str = "Down", linkedid: str | None = None, uniqueid: str | None = None
     ) -> Channel:
         """A one-channel technology (``PJSIP/1001``, ``PJSIP/79161234567@trunk``)."""
-        tech, resource = endpoint.split("/", 1)
-        number, _, host = resource.partition("@")
-        device = f"{tech}/{host or number}"
+        tech = endpoint.split("/", 1)[0]
+        number = endpoint.split("/", 1)[1].partition("@")[0]
+        device = self.device_of(endpoint)
         name = f"{device}-{self.ids.tech_suffix(tech)}"
         return self.new_channel(
             name=name, device=device, state=state, context="default", exten=number or "s",

@@ -1,0 +1,110 @@
+"""Inbound calls through the sample dialplan into the daemon on a real Asterisk, with PJSIP phones that really
+register, ring, answer and refuse; each call judged in Bitrix24 (who talked, the status, the talk time the PBX
+itself measured, the cards shown and hidden).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from bridge.sim.verdict import ANSWERED, INCOMING, Expect, calls_of
+from tests.eventually import eventually
+from tests.real.site import Site
+
+PAIR, EVERYBODY, UNREGISTERED_FIRST, MENU = "74951110001", "74951110002", "74951110003", "74951110004"
+MONITORED = "74951112299"  # the sample's monitor-only line
+
+
+async def test_the_second_member_answers_after_the_first_rang_out(real_site: Site) -> None:
+    s = real_site
+    await s.phone("1001", "ring", ring=0)
+    await s.phone("1002", "answer", ring=1, talk=2)
+    await s.inbound(PAIR, "79990000101")
+    await s.ended("PJSIP/1002-")
+    crm = await s.mirrored(
+        Expect("79990000101", INCOMING, 12, ANSWERED, talk=s.talk("PJSIP/1002-"), recorded=True,
+               shown_to=frozenset({11, 12}))
+    )  # fmt: skip
+    assert crm.cards == {11: ("show", "hide"), 12: ("show", "hide")}
+
+
+async def test_everybody_rings_and_the_one_who_answers_talks(real_site: Site) -> None:
+    s = real_site
+    await s.phone("1001", "ring", ring=0)
+    await s.phone("1002", "ring", ring=0)
+    await s.phone("1003", "answer", ring=2, talk=2)
+    await s.inbound(EVERYBODY, "79990000102")
+    await s.ended("PJSIP/1003-")
+    crm = await s.mirrored(
+        Expect("79990000102", INCOMING, 13, ANSWERED, talk=s.talk("PJSIP/1003-"), recorded=True,
+               shown_to=frozenset({11, 12, 13}))
+    )  # fmt: skip
+    assert all(actions == ("show", "hide") for actions in crm.cards.values()), crm.cards
+
+
+async def test_a_member_whose_phone_says_busy_is_passed_over(real_site: Site) -> None:
+    s = real_site
+    await s.phone("1001", "busy", ring=1)  # 486 Busy Here after a second of ringing
+    await s.phone("1002", "answer", ring=1, talk=2)
+    await s.inbound(PAIR, "79990000103")
+    await s.ended("PJSIP/1002-")
+    await s.mirrored(
+        Expect("79990000103", INCOMING, 12, ANSWERED, talk=s.talk("PJSIP/1002-"), recorded=True,
+               shown_to=frozenset({11, 12}))
+    )  # fmt: skip
+
+
+async def test_an_unregistered_member_is_skipped_without_ringing(real_site: Site) -> None:
+    s = real_site
+    await s.phone("1002", "answer", ring=1, talk=2)
+    await s.inbound(UNREGISTERED_FIRST, "79990000104")
+    await s.ended("PJSIP/1002-")
+    await s.mirrored(
+        Expect("79990000104", INCOMING, 12, ANSWERED, talk=s.talk("PJSIP/1002-"), recorded=True,
+               shown_to=frozenset({12}))
+    )  # fmt: skip
+    assert not s.pbx_ami.events("Newchannel", Channel="PJSIP/1009-"), "the unregistered phone was dialled"
+
+
+async def test_a_member_busy_on_another_call_is_skipped(real_site: Site) -> None:
+    s = real_site
+    await s.phone("1003", "answer", ring=0, talk=0)
+    await s.dial_out("1001", "1003", talk=60)  # an internal call: 1001 and 1003 are in use, nothing is mirrored
+    await eventually(lambda: s.pbx_ami.events("Newstate", Channel="PJSIP/1003-", ChannelStateDesc="Up"), timeout=15)
+    await s.phone("1002", "answer", ring=1, talk=2)
+    await s.inbound(PAIR, "79990000105")
+    await eventually(lambda: s.pbx_ami.events("Hangup", Channel="PJSIP/1002-"), timeout=30)
+    await s.mirrored(
+        Expect("79990000105", INCOMING, 12, ANSWERED, talk=s.talk("PJSIP/1002-"), recorded=True,
+               shown_to=frozenset({12}))
+    )  # fmt: skip
+    assert calls_of(s.crm.state(), "1003") == [], "an internal call reached Bitrix24"
+
+
+async def test_the_callers_menu_choice_routes_the_call(real_site: Site) -> None:
+    s = real_site
+    await s.phone("1003", "answer", ring=1, talk=2)
+    await s.inbound(MENU, "79990000106", dtmf="1", dtmf_delay=2)  # "1" = 1003; no choice would ring 1001 first
+    await s.ended("PJSIP/1003-")
+    await s.mirrored(
+        Expect("79990000106", INCOMING, 13, ANSWERED, talk=s.talk("PJSIP/1003-"), recorded=True,
+               shown_to=frozenset({13}))
+    )  # fmt: skip
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bridge/pbx/observe.py starts a watched call at the first Newchannel, whose CallerIDNum is <unknown> when "
+    "the call arrives on a Local channel (NewCallerid follows); register goes out with PHONE_NUMBER '' and Bitrix24 "
+    "refuses it (ERROR_CORE: Unsupported phone number format), so the call never reaches Bitrix24",
+)
+async def test_the_samples_monitor_only_line_is_mirrored_from_ami(real_site: Site) -> None:
+    s = real_site  # the sample dialplan rings 1001 and 1002 itself; the bridge only watches
+    await s.phone("1001", "ring", ring=0)
+    await s.phone("1002", "answer", ring=2, talk=2)
+    await s.inbound(MONITORED, "79990000107")
+    await s.ended("PJSIP/1002-")
+    await s.mirrored(
+        Expect("79990000107", INCOMING, 12, ANSWERED, talk=s.talk("PJSIP/1002-"), recorded=True,
+               shown_to=frozenset({11, 12}))
+    )  # fmt: skip
