@@ -5,7 +5,9 @@ Calls are grouped by ``Linkedid``. A call is watched from the first channel even
 * a dialplan context listed in ``outbound_contexts`` with a dialled number (digits, optional ``+``; feature codes
   like ``*8`` and the special extensions ``s``/``h``/... never count): an **outbound** call from the employee
   whose device the channel belongs to (reverse of the ``device`` template; else the caller ID), or
-* an extension listed in ``monitor_lines``: an **inbound** call on a monitor-only line.
+* an extension listed in ``monitor_lines``: an **inbound** call on a monitor-only line, once a snapshot shows the
+  caller's number (a call arriving on a Local channel is created as ``<unknown>``; its next ``Newexten`` has it),
+  at the latest at its first ``DialBegin`` (a caller who withholds the number).
 
 Then ``DialBegin`` towards an agent device -> ``ObservedRinging``; ``DialEnd`` -> ``ObservedAnswered`` (ANSWER) or
 ``ObservedStoppedRinging``; ``BridgeEnter`` of a second party is a fallback for the answer; the MixMonitor file
@@ -161,10 +163,13 @@ class AmiTranslator:
                 linkedid=linkedid,
             )
         elif exten in self.monitor_lines and context not in self.outbound_contexts:
+            number = snapshots.ami_number(message, "CallerIDNum")
+            if not number and wire.optional_header(message, "Event") != "DialBegin":
+                return []  # a call on a Local channel is created before its caller ID: wait for a snapshot with it
             call = WatchedCall(linkedid, Direction.INBOUND, uniqueid)
             started = ObservedStarted(
                 direction=Direction.INBOUND,
-                number=snapshots.ami_number(message, "CallerIDNum"),
+                number=number,
                 line=exten,
                 crm_key=linkedid,
                 call_type=CallType.INCOMING,

@@ -121,6 +121,27 @@ def test_a_monitor_only_line_is_mirrored_ring_by_ring() -> None:
     ]
 
 
+def test_a_monitor_line_call_created_before_its_caller_id_starts_once_a_snapshot_shows_the_number() -> None:
+    """Seen on Asterisk 20.20.1: a call arriving on a Local channel has CallerIDNum <unknown> at Newchannel (its
+    NewCallerid follows, and the bridge does not subscribe to it); the dialplan's next step carries the number."""
+    messages = monitor_line_call()
+    unknown = {**messages[0], "CallerIDNum": "<unknown>", "CallerIDName": "<unknown>"}
+    step = {**messages[0], "Event": "Newexten", "Application": "Dial", "AppData": "PJSIP/1001&PJSIP/1002"}
+    translator = AmiTranslator(EndpointTemplate("PJSIP/{ext}"), ("from-agents",), ("74951112299",))
+    events = [e.event for message in [unknown, step, *messages[1:]] for e in translator.feed(message)]
+    started = [e for e in events if isinstance(e, ObservedStarted)]
+    assert [s.number for s in started] == ["79160000001"]
+
+
+def test_a_monitor_line_caller_who_withholds_the_number_still_starts_at_the_first_ring() -> None:
+    anonymous = [{**m, "CallerIDNum": "<unknown>"} if m.get("Channel") == "PJSIP/trunk-00000001" else m
+                 for m in monitor_line_call()]  # fmt: skip
+    translator = AmiTranslator(EndpointTemplate("PJSIP/{ext}"), ("from-agents",), ("74951112299",))
+    events = [e.event for message in anonymous for e in translator.feed(message)]
+    assert [type(e).__name__ for e in events][:2] == ["ObservedStarted", "ObservedRinging"]
+    assert events[-1] == ObservedEnded("ANSWER", 16, "")
+
+
 def test_other_lines_are_left_to_stasis() -> None:
     translator = AmiTranslator(EndpointTemplate("PJSIP/{ext}"), ("from-agents",), ("74950000000",))
     events = [e.event for message in monitor_line_call() for e in translator.feed(message)]

@@ -5,8 +5,6 @@ itself measured, the cards shown and hidden).
 
 from __future__ import annotations
 
-import pytest
-
 from bridge.sim.verdict import ANSWERED, INCOMING, Expect, calls_of
 from tests.eventually import eventually
 from tests.real.site import Site
@@ -92,12 +90,6 @@ async def test_the_callers_menu_choice_routes_the_call(real_site: Site) -> None:
     )  # fmt: skip
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bridge/pbx/observe.py starts a watched call at the first Newchannel, whose CallerIDNum is <unknown> when "
-    "the call arrives on a Local channel (NewCallerid follows); register goes out with PHONE_NUMBER '' and Bitrix24 "
-    "refuses it (ERROR_CORE: Unsupported phone number format), so the call never reaches Bitrix24",
-)
 async def test_the_samples_monitor_only_line_is_mirrored_from_ami(real_site: Site) -> None:
     s = real_site  # the sample dialplan rings 1001 and 1002 itself; the bridge only watches
     await s.phone("1001", "ring", ring=0)
