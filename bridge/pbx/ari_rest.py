@@ -154,10 +154,12 @@ class AriRest:
 
 
 def _body(exc: web_exceptions.HTTPException) -> str:
-    """The error body ARI sent, e.g. ``{"message":"Channel not found"}`` -> ``Channel not found``."""
+    """The error body ARI sent, e.g. ``{"message":"Channel not found"}`` -> ``Channel not found`` (a 500 says
+    ``{"error":"Allocation failed"}``)."""
     text = exc.text or ""
     try:
-        message = json.loads(text).get("message")
+        body = json.loads(text)
+        message = body.get("message") or body.get("error")
     except (ValueError, AttributeError):
         message = None
     return redact_text(str(message) if message else text)[:500]

@@ -132,6 +132,16 @@ async def test_http_errors_become_pbx_errors_with_status_and_body(sim: AsteriskS
     assert gone.value.status == 404 and gone.value.action == "channels.answer"
 
 
+async def test_an_allocation_failure_reads_as_its_error_text(sim: AsteriskSimulator) -> None:
+    """An unregistered phone: Asterisk 20 answers the originate 500 {"error":"Allocation failed"}."""
+    sim.set_endpoint_state("PJSIP/1009", "offline")
+    link = AriLink(settings_for(sim), asyncio.Queue())
+    async with running(link):
+        with pytest.raises(PbxError) as refused:
+            await link.request("channels", "originate", endpoint="PJSIP/1009", app="b24bridge")
+    assert (refused.value.status, refused.value.body) == (500, "Allocation failed")
+
+
 async def test_a_wrong_password_fails_without_showing_it(sim: AsteriskSimulator) -> None:
     link = AriLink(settings_for(sim, ari_password=Secret("wrong&pass#word")), asyncio.Queue())
     link.retry_initial = 0.05
