@@ -30,7 +30,7 @@ import structlog
 
 from bridge.config import AsteriskSettings
 from bridge.logs import register_secrets
-from bridge.pbx.ami_events import event_filters, event_mask
+from bridge.pbx.ami_events import event_filter, event_mask
 from bridge.pbx.ami_protocol import LinkManager, Utf8AmiProtocol
 from bridge.pbx.ami_stream import command_output
 from bridge.pbx.events import BadInput, PbxError, PbxEvent
@@ -152,12 +152,10 @@ class AmiLink(ReconnectingLink):
                 return
 
     async def _add_filters(self) -> None:
-        for pattern in event_filters():
-            answer = await self.action({"Action": "Filter", "Operation": "Add", "Filter": pattern})
-            first = answer[0] if isinstance(answer, list) else answer
-            if first.response != "Success":
-                log.info("pbx.ami_filter_refused", link="ami", error=str(first.message or first.response))
-                return
+        answer = await self.action({"Action": "Filter", "Operation": "Add", "Filter": event_filter()})
+        first = answer[0] if isinstance(answer, list) else answer
+        if first.response != "Success":
+            log.info("pbx.ami_filter_refused", link="ami", error=str(first.message or first.response))
 
     async def _resync(self) -> None:
         channels = await self.core_show_channels()

@@ -43,3 +43,10 @@ def event_filters() -> list[str]:
         f"^Event: ({'|'.join(names)})[^A-Za-z]",
         f"^Event: VarSet[^A-Za-z].*Variable: {RECORDING_VARIABLE}[^A-Za-z_0-9]",
     ]
+
+
+def event_filter() -> str:
+    """:func:`event_filters` as the one pattern the link adds (``a|b``): with two ``Filter`` actions, the events only
+    the second lets through are dropped between the two answers, at every connect (a recording's file name lost
+    under load)."""
+    return "|".join(event_filters())
