@@ -43,6 +43,7 @@ def _pending(op: OpRow, call: CallRow, mode: str) -> PendingOp:
     return PendingOp(
         id=op.id, crm_leg=op.crm_leg, seq=op.seq, kind=op.kind, command=op.command, attempts=op.attempts,
         created_at=op.created_at, call_id=call.call_id, mode=mode, call_state=call.state, tries=op.tries,
+        pbx_call=call.pbx_call, linkedid=call.linkedid, line=call.line,
     )  # fmt: skip
 
 
