@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bridge import __version__
-from bridge.config import EXIT_CONFIG, ConfigError, config_warnings, load_config
+from bridge.config import EXIT_CONFIG, ConfigError, config_warnings, file_problems, load_config
 from bridge.config_reader import Secret
 
 Handler = Callable[[argparse.Namespace], int]
@@ -119,6 +119,9 @@ def _plain(value: Any) -> Any:
 
 def check_config_main(args: argparse.Namespace) -> int:
     settings = load_config(Path(args.config))
+    problems = file_problems(settings)
+    if problems:
+        raise ConfigError(settings.path, problems)
     print(json.dumps(_plain(settings), indent=2, ensure_ascii=False))
     for warning in config_warnings(settings):
         print(f"warning: {warning}", file=sys.stderr)

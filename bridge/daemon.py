@@ -23,7 +23,7 @@ from aiohttp import web
 
 from bridge import logs
 from bridge.clicktocall import ClickToCallDesk
-from bridge.config import Settings, config_warnings, load_config
+from bridge.config import ConfigError, Settings, config_warnings, file_problems, load_config
 from bridge.crm.client import Bitrix24Client
 from bridge.crm.directory import Directory
 from bridge.crm.errors import CrmError
@@ -377,6 +377,9 @@ def _secret_values(settings: Settings) -> list[str]:
 
 def run_main(args: argparse.Namespace) -> int:
     settings = load_config(Path(args.config))
+    problems = file_problems(settings)
+    if problems:
+        raise ConfigError(settings.path, problems)
     try:
         return asyncio.run(Daemon(settings).serve())
     except JournalBusy as exc:
