@@ -1,16 +1,18 @@
 """``b24-bridge`` command line: run | demo | replay | journal | explain | check-config | check.
 
 Exit statuses: 0 success; 1 a check or a replay found failures; 2 bad command-line usage or input;
-78 a bad configuration (each problem is printed with its key).
+78 a bad configuration (each problem is printed with its key); 141 the output's reader went away (``| head``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import enum
 import importlib
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -21,6 +23,8 @@ from bridge.config import EXIT_CONFIG, ConfigError, config_warnings, file_proble
 from bridge.config_reader import Secret
 
 Handler = Callable[[argparse.Namespace], int]
+EXIT_PIPE = 141
+"""Exit status when the output's reader went away: 128 + SIGPIPE, like a tool the signal ended."""
 
 # subcommand -> "module:function"; imported only when that command runs, so the CLI starts fast
 _HANDLERS = {
@@ -56,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--since", metavar="ISO", help="only calls that started at or after this time")
     replay.add_argument("--call", metavar="EXTERNAL_CALL_ID", help="only this call")
     replay.add_argument("--dry-run", action="store_true", help="show what would be sent, send nothing")
+    replay.add_argument("--json", action="store_true", help="print the outcomes as JSON (for scripts)")
     replay.add_argument(
         "--force",
         action="store_true",
@@ -161,3 +166,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        return _pipe_closed()
+
+
+def _pipe_closed() -> int:
+    """The reader of our output went away (``| head``): stop quietly, as other command-line tools do. Python would
+    otherwise complain when it flushes stdout at exit."""
+    with contextlib.suppress(OSError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return EXIT_PIPE

@@ -80,7 +80,7 @@ class Daemon:
         self._runner: web.AppRunner | None = None
         self._held = contextlib.ExitStack()
         self.http_port = 0
-        logs.register_secrets(_secret_values(settings))
+        logs.register_secrets(secret_values(settings))
 
     # -- startup ----------------------------------------------------------------------------------------
 
@@ -365,7 +365,7 @@ def _report_crash(task: asyncio.Task[Any]) -> None:
         log.error("daemon.task_crashed", task=task.get_name(), error=repr(exc))
 
 
-def _secret_values(settings: Settings) -> list[str]:
+def secret_values(settings: Settings) -> list[str]:
     s = settings
     values = [s.asterisk.ari_password.reveal(), s.asterisk.ami_secret.reveal(), s.bitrix24.application_token.reveal()]
     if s.bitrix24.webhook_url is not None:
@@ -391,5 +391,5 @@ def check_main(args: argparse.Namespace) -> int:
     from bridge.check import check
 
     settings = load_config(Path(args.config))
-    logs.register_secrets(_secret_values(settings))
+    logs.register_secrets(secret_values(settings))
     return asyncio.run(check(settings))
