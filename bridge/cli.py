@@ -54,7 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
     with_config("check-config", "validate the configuration and print it with secrets redacted")
 
     demo = sub.add_parser("demo", help="run the daemon against the built-in simulators with a scripted day")
-    demo.add_argument("--fast", action="store_true", help="shorter rings and waits")
+    demo.add_argument("--fast", action="store_true", help="shorter rings and waits (the day in about 20 s)")
+    demo.add_argument("--keep", metavar="DIR", help="keep the journal (and a config to read it) in DIR")
+    demo.add_argument("--log", metavar="FILE", help="where the daemon's JSON log lines go (default: DIR/bridge.log "
+                      "with --keep, else a temporary file)")  # fmt: skip
 
     replay = with_config("replay", "mirror calls that Bitrix24 missed while it was away (no PBX needed)")
     replay.add_argument("--since", metavar="ISO", help="only calls that started at or after this time")

@@ -80,7 +80,7 @@ def _op_line(op: dict[str, Any]) -> Text:
     return line
 
 
-COLUMNS = ("call (EXTERNAL_CALL_ID / CALL_ID)", "started", "phone → line", "user", "talk", "status", "state",
+COLUMNS = ("call (EXTERNAL_CALL_ID)", "Bitrix24 CALL_ID", "started", "phone → line", "user", "talk", "status", "state",
            "operations")  # fmt: skip
 
 
@@ -93,7 +93,8 @@ def rows(data: dict[str, Any]) -> list[list[str | Text]]:
             state.append(" offline", style="magenta")
         ops = Text("\n").join(_op_line(op) for op in call["operations"])
         out.append([
-            Text(f"{call['crm_leg']}\n{call['call_id'] or '(no CALL_ID)'}"),
+            call["crm_leg"],
+            call["call_id"] or "",
             call["started_at"] or "",
             f"{call['phone']} → {call['line']}",
             "" if call["user_id"] is None else str(call["user_id"]),
@@ -103,5 +104,5 @@ def rows(data: dict[str, Any]) -> list[list[str | Text]]:
             ops,
         ])  # fmt: skip
     for op in data["other_operations"]:
-        out.append(["(no call)", op["created_at"] or "", "", "", "", "", "", _op_line(op)])
+        out.append(["(no call)", "", op["created_at"] or "", "", "", "", "", "", _op_line(op)])
     return out

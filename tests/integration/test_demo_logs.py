@@ -3,21 +3,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import re
 import shutil
 import subprocess
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from rich.console import Console
 
-from bridge import logs
-from bridge.sim.demo import run_demo
-from bridge.sim.scenarios import FAST
+from bridge.cli import main
+from bridge.sim.scenarios import DAY
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 NAMING_KEYS = ("call_id", "crm_leg", "linkedid", "b24_call_id", "leg")
@@ -30,19 +30,27 @@ def _about_a_call(line: dict[str, Any]) -> bool:
     return any(line.get(key) for key in NAMING_KEYS)
 
 
+@dataclass(frozen=True)
+class Day:
+    log: list[dict[str, Any]]
+    """The daemon's JSON log lines, from the file ``--log`` named."""
+    console: str
+    kept: Path
+
+
 @pytest.fixture(scope="module")
-def day_log(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
-    import asyncio
+def day(tmp_path_factory: pytest.TempPathFactory) -> Day:
+    """``b24-bridge demo --fast --keep DIR`` as an operator runs it (the console is a pipe here)."""
+    kept = tmp_path_factory.mktemp("demo") / "kept"
+    console = io.StringIO()
+    with contextlib.redirect_stdout(console):
+        assert main(["demo", "--fast", "--keep", str(kept)]) == 0
+    text = (kept / "bridge.log").read_text(encoding="utf-8")
+    return Day([json.loads(line) for line in text.splitlines()], console.getvalue(), kept)
 
-    out = io.StringIO()
-    logs.configure(json=True, stream=out)
-    console = Console(file=io.StringIO(), width=220)
-    workdir = tmp_path_factory.mktemp("demo")
-    assert asyncio.run(run_demo(FAST, console=console, workdir=workdir)) == 0
-    return [json.loads(text) for text in out.getvalue().splitlines() if text.startswith("{")]
 
-
-def test_every_line_about_a_call_names_its_own_call(day_log: list[dict[str, Any]]) -> None:
+def test_every_line_about_a_call_names_its_own_call(day: Day) -> None:
+    day_log = day.log
     about = [line for line in day_log if _about_a_call(line)]
     assert len(about) > 200
     problems = [f"{line['event']}: no call_id or no line: {line}" for line in about
@@ -76,7 +84,8 @@ def test_every_line_about_a_call_names_its_own_call(day_log: list[dict[str, Any]
 
 
 @pytest.mark.skipif(shutil.which("jq") is None, reason="jq is not installed")
-def test_the_readme_jq_recipe_follows_one_call(day_log: list[dict[str, Any]], tmp_path: Path) -> None:
+def test_the_readme_jq_recipe_follows_one_call(day: Day, tmp_path: Path) -> None:
+    day_log = day.log
     match = re.search(r"`(jq '[^`]*call_id == \"([^\"]+)\"[^`]*')`", README.read_text())
     assert match, "the README's recipe to follow one call"
     recipe, example_id = match.groups()
@@ -90,3 +99,33 @@ def test_the_readme_jq_recipe_follows_one_call(day_log: list[dict[str, Any]], tm
     assert {line["call_id"] for line in found} == {call}
     assert "call.started" in events[:2] and "call.ended" in events and "crm.delivered" in events
     assert len(found) == len([line for line in day_log if line.get("call_id") == call])
+
+
+def test_the_console_tells_each_call_step_by_step_then_the_table(day: Day) -> None:
+    lines = day.console.splitlines()
+    assert not [line for line in lines if line.lstrip().startswith("{")], "no JSON on the console"
+    for scenario in (sc for act in DAY for sc in act.scenarios):
+        assert any(f"▶ {scenario.name}: {scenario.story}" in line for line in lines), scenario.name
+    walk = [line.split(") ", 1)[1].strip() for line in lines if "  walk (" in line]
+    assert walk[:1] == ["call from 79990001005 on line 74951112233"]
+    rings = [step for step in walk if step.startswith(("rings", "stops ringing", "answered"))]
+    assert rings[:5] == ["rings PJSIP/1001", "stops ringing 1001 (timeout)", "rings PJSIP/1002",
+                         "stops ringing 1002 (timeout)", "rings PJSIP/1003"]  # fmt: skip
+    assert "answered: talking" in rings and "Bitrix24 holds the call (finish)" in walk
+    assert any("outage: answered" in line and "mirrored to Bitrix24 after the outage" in line for line in lines)
+    assert "every call matches" in day.console
+    assert f"The daemon's JSON log lines: {day.kept / 'bridge.log'}" in day.console
+
+
+def test_the_kept_journal_can_be_listed_and_replayed(day: Day, capsys: pytest.CaptureFixture[str]) -> None:
+    config = day.kept / "bridge.toml"
+    assert f"try: b24-bridge journal --config {config}" in day.console
+    assert main(["journal", "--config", str(config), "--json"]) == 0
+    listing = json.loads(capsys.readouterr().out)
+    ended = {line["call_id"] for line in day.log if line["event"] == "call.ended"}
+    assert {call["pbx_call"] for call in listing["calls"]} == ended
+    assert {call["state"] for call in listing["calls"]} == {"done"}
+    assert main(["replay", "--dry-run", "--config", str(config)]) == 0
+    assert "Nothing to replay" in capsys.readouterr().out
+    assert main(["demo", "--keep", str(day.kept)]) == 2, "a second day would mix with the kept journal"
+    assert "already holds a demo's journal" in capsys.readouterr().err
