@@ -29,7 +29,7 @@ LIMIT :limit
 
 READY_LOOSE = """
 SELECT o.*, NULL AS call_id, NULL AS mode, NULL AS call_state, NULL AS ended_at, o.next_attempt_at AS due,
-       NULL AS pbx_call, NULL AS linkedid, NULL AS line
+       o.of_call AS pbx_call, o.of_linkedid AS linkedid, o.of_line AS line
 FROM operations o INDEXED BY operations_loose_due
 WHERE o.crm_leg IS NULL AND o.state = 'pending' AND o.next_attempt_at <= :now
 ORDER BY o.next_attempt_at, o.id

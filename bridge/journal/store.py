@@ -131,7 +131,10 @@ class Journal(JournalMarks):
         leg: str | None = getattr(cmd, "crm_leg", None)
         with self.transaction():
             if leg is None:
-                return self._insert_op(None, 0, kind, text, "pending", "", now)
+                op_id = self._insert_op(None, 0, kind, text, "pending", "", now)
+                self._x("UPDATE operations SET of_call = ?, of_linkedid = ?, of_line = ? WHERE id = ?",
+                        (pbx_call, linkedid, line, op_id))  # fmt: skip
+                return op_id
             self._upsert_call(leg, cmd, linkedid, pbx_call, now)
             if line:
                 self._x("UPDATE calls SET line = ? WHERE crm_leg = ? AND line = ''", (line, leg))

@@ -72,7 +72,9 @@ def test_every_line_about_a_call_names_its_own_call(day: Day) -> None:
     call_of_leg = {line["crm_leg"]: line["call_id"] for line in about if line["event"] == "crm.queued"}
     wrong = [line for line in about if line.get("crm_leg") and call_of_leg.get(line["crm_leg"]) != line["call_id"]]
     assert not wrong, wrong[:5]
-    delivered = [line for line in about if line["event"] == "crm.delivered"]
+    delivered = [line for line in day_log if line["event"] == "crm.delivered"]
+    assert {line["method"] for line in delivered} >= {"tasks.task.add", "telephony.externalCall.finish"}
+    assert all(line in about for line in delivered), "a missed-call task names its call too"
     assert any(line.get("b24_call_id", "").startswith("externalCall.") for line in delivered)
 
     # the inbound calls carry the line (DID) they came in on
