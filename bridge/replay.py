@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import os
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -50,7 +51,11 @@ def parse_since(text: str | None) -> datetime | None:
 def _open_journal(settings: Settings) -> Journal:
     path = settings.journal.path
     if not Path(path).exists():
-        raise JournalError(f"there is no journal at {path} (journal.path in {settings.path})")
+        hint = ""
+        if settings.journal.relative and not os.environ.get("STATE_DIRECTORY"):
+            hint = ("; the systemd unit keeps a relative journal.path in its StateDirectory: "
+                    "STATE_DIRECTORY=/var/lib/b24-bridge b24-bridge ... reads that one")  # fmt: skip
+        raise JournalError(f"there is no journal at {path} (journal.path in {settings.path}){hint}")
     return Journal.open(path)
 
 

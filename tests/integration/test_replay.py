@@ -209,6 +209,7 @@ async def test_bad_input_is_refused_with_a_clear_message(setup: Setup, tmp_path:
     setup.journal.rename(tmp_path / "elsewhere.db")
     missing = await setup.run("journal")
     assert missing.code == 2 and "there is no journal at" in missing.err
+    assert "STATE_DIRECTORY=/var/lib/b24-bridge b24-bridge ... reads that one" in missing.err, "where the unit's is"
 
 
 async def test_journal_lists_calls_and_operations(setup: Setup) -> None:
