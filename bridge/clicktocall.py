@@ -40,6 +40,8 @@ from bridge.domain.events import (
     ObservedStarted,
     RecordingReady,
 )
+from bridge.domain.scheme import Plan
+from bridge.logs import bind_call
 from bridge.pbx.events import PbxEvent, StasisEntered
 
 if TYPE_CHECKING:
@@ -142,6 +144,18 @@ class ClickToCallDesk:
             user_id=request.user_id,
             linkedid=key,
         )
+        with bind_call(key, key, request.line):
+            self._place(dispatcher, plan, key, ext, started, request)
+
+    def _place(
+        self,
+        dispatcher: Dispatcher,
+        plan: Plan,
+        key: str,
+        ext: str | None,
+        started: ObservedStarted,
+        request: ClickToCall,
+    ) -> None:
         problem = request.problem or self._undialable(request.phone)
         if problem:
             # Bitrix24 shows the employee a card "calling...": close it now, saying why, and dial nobody

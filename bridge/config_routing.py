@@ -12,6 +12,7 @@ from collections.abc import Callable
 from datetime import date, time
 from typing import Any
 
+from bridge.config_checks import routing_loops
 from bridge.config_grammar import DTMF_RE, EXT_RE, NUMBER_RE, Grammar, Problem, Ref
 from bridge.domain.schedule import Hours, Schedule
 from bridge.domain.scheme import (
@@ -75,7 +76,7 @@ class RoutingParser:
         for key, kind, ident in self._refs:
             if ident not in present[kind]:
                 self.problem(key, f"unknown {kind} {ident!r}")
-        return Plan(
+        plan = Plan(
             lines=lines,
             queues=queues,
             menus=menus,
@@ -86,6 +87,9 @@ class RoutingParser:
             voicemail_max_seconds=self._number(routing, "routing.", "voicemail_max_seconds", 120.0),
             voicemail_prompt=str(routing.get("voicemail_prompt", "sound:vm-intro")),
         )
+        for key, message in routing_loops(plan):
+            self.problem(key, message)
+        return plan
 
     def _schedule(self, sid: str, data: dict[str, Any]) -> Schedule:
         key = f"schedules.{sid}"

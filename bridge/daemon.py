@@ -23,7 +23,7 @@ from aiohttp import web
 
 from bridge import logs
 from bridge.clicktocall import ClickToCallDesk
-from bridge.config import Settings, config_warnings, load_config
+from bridge.config import ConfigError, Settings, config_warnings, file_problems, load_config
 from bridge.crm.client import Bitrix24Client
 from bridge.crm.directory import Directory
 from bridge.crm.errors import CrmError
@@ -86,7 +86,7 @@ class Daemon:
         self.http_port = 0
         self.events_port = 0
         """The port of ``http.events_listen`` (0: ``/b24/events`` is on the main listener)."""
-        logs.register_secrets(_secret_values(settings))
+        logs.register_secrets(secret_values(settings))
 
     # -- startup ----------------------------------------------------------------------------------------
 
@@ -413,7 +413,7 @@ def _report_crash(task: asyncio.Task[Any]) -> None:
         log.error("daemon.task_crashed", task=task.get_name(), error=repr(exc))
 
 
-def _secret_values(settings: Settings) -> list[str]:
+def secret_values(settings: Settings) -> list[str]:
     s = settings
     values = [s.asterisk.ari_password.reveal(), s.asterisk.ami_secret.reveal(), s.bitrix24.application_token.reveal(),
               s.http.status_token.reveal()]  # fmt: skip
@@ -426,6 +426,9 @@ def _secret_values(settings: Settings) -> list[str]:
 
 def run_main(args: argparse.Namespace) -> int:
     settings = load_config(Path(args.config))
+    problems = file_problems(settings)
+    if problems:
+        raise ConfigError(settings.path, problems)
     try:
         return asyncio.run(Daemon(settings).serve())
     except JournalBusy as exc:
@@ -437,5 +440,5 @@ def check_main(args: argparse.Namespace) -> int:
     from bridge.check import check
 
     settings = load_config(Path(args.config))
-    logs.register_secrets(_secret_values(settings))
+    logs.register_secrets(secret_values(settings))
     return asyncio.run(check(settings))

@@ -46,6 +46,7 @@ from bridge.dispatch.pbx_facts import RestartClaims, Resume
 from bridge.domain.commands import CrmFinish, CrmHide, CrmShow
 from bridge.domain.status import ANSWERED, MISSED
 from bridge.journal.rows import CARD_KINDS, CallRow, OpRow
+from bridge.logs import call_keys
 from bridge.pbx.events import LiveChannel, PbxError
 from bridge.pbx.outcomes import EndpointTemplate
 from bridge.recovery.view import PbxView, pbx_view
@@ -62,7 +63,7 @@ class Journalish(Protocol):
 
     def operations(self, crm_leg: str | None) -> list[OpRow]: ...
 
-    def append(self, cmd: Any, *, linkedid: str = "", pbx_call: str = "") -> int: ...
+    def append(self, cmd: Any, *, linkedid: str = "", pbx_call: str = "", line: str = "") -> int: ...
 
 
 class Pbx(Protocol):
@@ -169,7 +170,8 @@ class Recovery:
             if not view.live(call) and call not in self.claims.parked:  # parked: the link has just listed it
                 self._finish(call, rows, MISSED, 0, 0, "ended")
             elif view.conversation(call) is not None or not self._waiting_caller(caller):
-                log.info("call.reconciled", call_id=call, crm_legs=[r.crm_leg for r in rows], found="still up, adopted")
+                log.info("call.reconciled", **_named(call, rows), crm_legs=[r.crm_leg for r in rows],
+                         found="still up, adopted")  # fmt: skip
                 adopted[call] = _Adopted(rows, stasis=caller is not None)
                 self.claims.release(call)
             else:
@@ -220,7 +222,9 @@ class Recovery:
             else:
                 self._hide_open(row, keep=0)
         key = first[: -len(".1")] if first else f"{call}.r{int(time.time())}"
-        log.info("call.reconciled", call_id=call, crm_legs=[r.crm_leg for r in rows], found="waiting, re-routed")
+        log.info(
+            "call.reconciled", **_named(call, rows), crm_legs=[r.crm_leg for r in rows], found="waiting, re-routed"
+        )
         self.claims.resume(call, Resume(key, first, _serial(view, call, known_before=True)))
         self.notify()
 
@@ -275,7 +279,7 @@ class Recovery:
             self._hide_open(row, keep=user)
             keys = {"linkedid": row.linkedid, "pbx_call": call}
             self.journal.append(CrmFinish(row.crm_leg, user, duration, status), **keys)
-            log.info("call.reconciled", call_id=call, crm_leg=row.crm_leg, found=found, status=status,
+            log.info("call.reconciled", **_named(call, [row]), crm_leg=row.crm_leg, found=found, status=status,
                      duration=duration, user=user)  # fmt: skip
         self.notify()
 
@@ -326,3 +330,8 @@ def cards_left_open(operations: list[OpRow]) -> list[int]:
             for user in command.user_ids:
                 shown.pop(user, None)
     return list(shown)
+
+
+def _named(call: str, rows: list[CallRow]) -> dict[str, str]:
+    """The keys naming a journaled call on a log line (its line and linkedid from the journal)."""
+    return call_keys(call, rows[0].linkedid if rows else "", rows[0].line if rows else "")

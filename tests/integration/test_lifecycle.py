@@ -101,6 +101,7 @@ async def test_a_call_outlasting_the_grace_is_finished_as_reconciled_after_the_r
             (call.channel_id, "ended"),
             (f"{call.channel_id}-leg1", "orphan leg, hung up"),  # the agent left talking to nobody
         ]
+        assert reconciled[0]["line"] == SALES, "a journaled call's reconciliation names its line"
         await eventually(lambda: not [c for c in s.pbx.channels() if c["name"].startswith("PJSIP/1001-")])
 
 
