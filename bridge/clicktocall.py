@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -40,7 +41,10 @@ from bridge.domain.events import (
     ObservedStarted,
     RecordingReady,
 )
+from bridge.journal.rows import CallRow
 from bridge.pbx.events import PbxEvent, StasisEntered
+from bridge.recovery.clicktocall import remains, request_of
+from bridge.recovery.view import PbxView
 
 if TYPE_CHECKING:
     from bridge.dispatch import Dispatcher
@@ -73,6 +77,8 @@ class Originator(Protocol):
         timeout: float = 30.0,
         variables: Any = None,
     ) -> dict[str, Any]: ...
+
+    def take_over(self, call: str, legs: Mapping[str, bool], *, bridge: str = "", recording: str = "") -> None: ...
 
 
 class Extensions(Protocol):
@@ -132,16 +138,7 @@ class ClickToCallDesk:
         plan = dispatcher.plan()
         ext = self.directory.ext_for(request.user_id)
         key = f"c2c-{self._run}-{next(self._serial)}"
-        started = ObservedStarted(
-            direction=Direction.OUTBOUND,
-            number=request.phone,
-            ext=ext or "",
-            line=request.line,
-            crm_key=key,
-            adopt_call_id=request.call_id,
-            user_id=request.user_id,
-            linkedid=key,
-        )
+        started = _started(key, request, ext or "")
         problem = request.problem or self._undialable(request.phone)
         if problem:
             # Bitrix24 shows the employee a card "calling...": close it now, saying why, and dial nobody
@@ -162,6 +159,43 @@ class ClickToCallDesk:
         log.info("clicktocall.started", call_id=key, ext=ext, crm_call=request.call_id, call_list=request.call_list_id)
         ring = EMPLOYEE_RINGS * plan.ring_seconds
         dispatcher.submit(key, RingAgent(leg=key, ext=ext, timeout=ring))
+
+    def resume(self, key: str, row: CallRow, view: PbxView) -> str:
+        """Carry on a click-to-call a dead process ran (a restart), from what the PBX still has of it
+        (``bridge.recovery.clicktocall``): its legs stay up. Says what was found ('' when nothing can be carried
+        on: recovery finishes it)."""
+        dispatcher = self._dispatcher()
+        request, left = request_of(row), remains(view, key)
+        ext = self.directory.ext_for(request.user_id) if request is not None else None
+        if request is None or not ext or (left.employee is None and not left.bridge):
+            return ""
+        s = self.sessions[key] = _Session(key, request, ext)
+        client = f"{key}-client"
+        legs = {key: left.employee_answered or bool(left.bridge)} if left.employee is not None else {}
+        if left.client is not None:
+            legs[client] = left.client_answered or bool(left.bridge)
+        self.ari.take_over(key, legs, bridge=left.bridge, recording=f"{key}-talk" if left.bridge else "")
+        dispatcher.restart.registered[key] = f"{key}.1"  # the dead process adopted Bitrix24's call already
+        dispatcher.start_observed(key, _started(key, request, ext))
+        if left.bridge:
+            s.client_leg, s.answered, s.recording = client, True, f"{key}-talk"
+            dispatcher.step_observed(key, ObservedAnswered(ext=ext), at=left.answered_at)
+            if left.employee is not None and left.client is not None:
+                return "click-to-call talking, resumed"
+            # one of them hung up while no daemon ran: the other is alone in the bridge
+            gone = client if left.employee is not None else key
+            self._handle(s, PbxEvent(key, LegEnded(gone, LegOutcome.HANGUP)))
+            return "click-to-call ended while the bridge was away"
+        if not left.employee_answered:
+            return "click-to-call ringing the employee, resumed"
+        if left.client is None:  # the client's leg never went out, or ended while no daemon ran: dial it
+            self._handle(s, PbxEvent(key, LegAnswered(key)))
+            return "click-to-call dialling the client again"
+        s.client_leg = client
+        if left.client_answered:  # picked up, but the dead process did not join them
+            self._handle(s, PbxEvent(key, LegAnswered(client)))
+            return "click-to-call joining the client, resumed"
+        return "click-to-call ringing the client, resumed"
 
     def _undialable(self, phone: str) -> str:
         """Why ``phone`` cannot be dialled after the dial rules ('' when it can)."""
@@ -255,3 +289,17 @@ class ClickToCallDesk:
         if self.dispatcher is None:
             raise RuntimeError("ClickToCallDesk.attach() was not called")
         return self.dispatcher
+
+
+def _started(key: str, request: ClickToCall, ext: str) -> ObservedStarted:
+    """The watched call's start: Bitrix24's CALL_ID adopted under our ``key``, for the employee who clicked."""
+    return ObservedStarted(
+        direction=Direction.OUTBOUND,
+        number=request.phone,
+        ext=ext,
+        line=request.line,
+        crm_key=key,
+        adopt_call_id=request.call_id,
+        user_id=request.user_id,
+        linkedid=key,
+    )

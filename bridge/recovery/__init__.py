@@ -48,7 +48,7 @@ from bridge.domain.status import ANSWERED, MISSED
 from bridge.journal.rows import CARD_KINDS, CallRow, OpRow
 from bridge.pbx.events import LiveChannel, PbxError
 from bridge.pbx.outcomes import EndpointTemplate
-from bridge.recovery.view import PbxView, pbx_view
+from bridge.recovery.view import PbxView, ari_time, pbx_view
 
 __all__ = ["Recovery", "cards_left_open", "pbx_view"]
 
@@ -95,6 +95,8 @@ class Recovery:
         device: EndpointTemplate,
         user_of: Callable[[str], int],
         notify: Callable[[], None],
+        owner_of: Callable[[str], int] = lambda _line: 0,
+        resume: Callable[[str, CallRow, PbxView], str] = lambda _call, _row, _view: "",
         poll: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -104,6 +106,10 @@ class Recovery:
         self.templates = (agents, device)
         self.user_of = user_of
         self.notify = notify
+        self.owner_of = owner_of
+        """The user who owns a line's calls (for a finish nobody else is known for)."""
+        self.resume = resume
+        """Carries on a click-to-call (the desk): what it found, or '' when nothing of it can go on."""
         self.poll = poll
         self.clock = clock
         self.started = datetime.now(UTC)
@@ -166,7 +172,10 @@ class Recovery:
                 del self.open[call]
                 continue
             caller = view.channels.get(call)
-            if not view.live(call) and call not in self.claims.parked:  # parked: the link has just listed it
+            resumed = self.resume(call, rows[0], view) if self._clicked(rows) else ""
+            if resumed:
+                log.info("call.reconciled", call_id=call, crm_legs=[r.crm_leg for r in rows], found=resumed)
+            elif not view.live(call) and call not in self.claims.parked:  # parked: the link has just listed it
                 self._finish(call, rows, MISSED, 0, 0, "ended")
             elif view.conversation(call) is not None or not self._waiting_caller(caller):
                 log.info("call.reconciled", call_id=call, crm_legs=[r.crm_leg for r in rows], found="still up, adopted")
@@ -183,6 +192,10 @@ class Recovery:
                 await _tolerate(pbx.request("channels", "hangup", channelId=channel.id, reason="normal"))
         self._observe(adopted, view, self.clock())
         return adopted
+
+    def _clicked(self, rows: list[CallRow]) -> bool:
+        """A click-to-call: Bitrix24 registered it, the dead process adopted its CALL_ID."""
+        return len(rows) == 1 and any(op.kind == "adopt" for op in self.journal.operations(rows[0].crm_leg))
 
     def _args(self, channel: LiveChannel | None) -> list[str]:
         if channel is None or channel.app != "Stasis":
@@ -272,6 +285,15 @@ class Recovery:
             user = row.user_id or 0
             if status == ANSWERED:
                 user = talker or (open_cards[0] if len(open_cards) == 1 else user)
+            if not user:  # Bitrix24 refuses a finish without USER_ID for good
+                user = self.owner_of(row.line or "")
+                problem = "the journal names nobody for this call (written before it kept the user)"
+                if not user:
+                    log.warning("call.warning", call_id=call, crm_leg=row.crm_leg,
+                                problem=f"{problem} and no line has a default_ext: not finished")  # fmt: skip
+                    continue
+                log.warning("call.warning", call_id=call, crm_leg=row.crm_leg,
+                            problem=f"{problem}: finished for the line's owner, user {user}")  # fmt: skip
             self._hide_open(row, keep=user)
             keys = {"linkedid": row.linkedid, "pbx_call": call}
             self.journal.append(CrmFinish(row.crm_leg, user, duration, status), **keys)
@@ -298,10 +320,8 @@ def _serial(view: PbxView, call: str, *, known_before: bool = False) -> int:
 
 
 def _created(channel: LiveChannel) -> datetime:
-    try:
-        return datetime.strptime(channel.created, "%Y-%m-%dT%H:%M:%S.%f%z")
-    except ValueError:
-        return datetime.max.replace(tzinfo=UTC)  # unknown: never taken for the dead process's
+    created = ari_time(channel.created)  # unknown: never taken for the dead process's
+    return created if created is not None else datetime.max.replace(tzinfo=UTC)
 
 
 async def _tolerate(pending: Awaitable[Any]) -> None:

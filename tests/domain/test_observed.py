@@ -117,7 +117,9 @@ def test_click_to_call_adopts_the_call_id_bitrix24_registered_and_never_register
         (5, ObservedAnswered()),
         (65, ObservedEnded("ANSWER", 16)),
     )
-    assert commands == [CrmAdopt("c2c.1", "externalCall.abc.1"), CrmFinish("c2c.1", 11, 60, "200")]
+    # the adopt keeps who clicked and the number: a restart's recovery carries the call on with them
+    adopt = CrmAdopt("c2c.1", "externalCall.abc.1", user_id=11, phone=CLIENT)
+    assert commands == [adopt, CrmFinish("c2c.1", 11, 60, "200")]
     assert call.adopted and call.state is S.DONE
 
 
@@ -127,7 +129,8 @@ def test_an_undialable_click_to_call_finishes_bitrix24s_call_at_once_as_404_with
         (0, ObservedStarted(OUT, "'нет'", ext="", adopt_call_id="externalCall.abc.1", user_id=11, crm_key="c2c")),
         (0, ObservedEnded("INVALIDARGS", failed_reason=reason)),
     )
-    assert commands == [CrmAdopt("c2c.1", "externalCall.abc.1"), CrmFinish("c2c.1", 11, 0, "404", reason)]
+    adopt = CrmAdopt("c2c.1", "externalCall.abc.1", user_id=11, phone="'нет'")
+    assert commands == [adopt, CrmFinish("c2c.1", 11, 0, "404", reason)]
     assert call.state is S.DONE
 
 

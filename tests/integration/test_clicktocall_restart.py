@@ -1,0 +1,97 @@
+"""A click-to-call that spans a daemon restart (stopped with ``grace=0``: the calls stay up on the PBX): the new
+process finds it in the journal and on the PBX and carries it on. Employees are PJSIP phones, the client is reached
+through the trunk, as the default templates have it. The restart comes while the employee's phone still rings,
+while both talk, or after the client hung up while no daemon ran."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from structlog.testing import capture_logs
+
+from bridge.sim.asterisk import Answer, NeverAnswer
+from bridge.sim.stage import Stage, stage
+from bridge.sim.verdict import ANSWERED, OUTGOING, Expect, calls_of, crm_call, verdict
+from tests.eventually import eventually
+from tests.integration.daemon_support import mirrored
+
+
+def channels(s: Stage, prefix: str) -> list[dict[str, Any]]:
+    return [c for c in s.pbx.channels() if c["name"].startswith(prefix)]
+
+
+def answered(s: Stage) -> bool:
+    return any(session.answered for session in s.daemon.desk.sessions.values())
+
+
+async def restart(s: Stage) -> None:
+    """Stop as SIGTERM does with no grace (the click-to-call stays up), start a new daemon, wait for its look."""
+    await s.stop_daemon(grace=0.0, flush=0.0)
+    await s.start_daemon()
+    await eventually(lambda: s.daemon.recovery.looked)
+
+
+async def test_a_click_to_call_talking_across_a_restart_stays_connected_and_is_finished_for_its_employee(
+    tmp_path: Path,
+) -> None:
+    async with stage(tmp_path) as s:
+        s.pbx.set_party("1001", Answer(after=0.1))
+        s.pbx.set_party("79260000301", Answer(after=0.2, talk=4.0))
+        call_id = await s.crm.click_to_call(11, "79260000301")
+        await eventually(lambda: answered(s))
+        with capture_logs() as logs:
+            await restart(s)
+            assert len(channels(s, "PJSIP/1001-")) == 1, "the employee's leg must not be hung up as an orphan"
+            assert len(channels(s, "PJSIP/trunk-")) == 1, "nor the client's"
+            crm = await mirrored(
+                s,
+                Expect("79260000301", OUTGOING, 11, ANSWERED, talk=4.0, recorded=True, shown_to=frozenset({11}),
+                       crm_call_id=call_id),
+            )  # fmt: skip
+        assert crm.cards == {11: ("show", "hide")}
+        found = {e.get("found") for e in logs if e["event"] == "call.reconciled"}
+        assert "click-to-call talking, resumed" in found and "orphan leg, hung up" not in found
+        await eventually(lambda: channels(s, "PJSIP/") == [])  # the employee is not left on a dead line
+
+
+async def test_an_employee_who_picks_up_after_the_restart_gets_the_client_dialled(tmp_path: Path) -> None:
+    async with stage(tmp_path, ring_seconds=2.0) as s:  # the employee's phone rings 6 rings: 12 s
+        s.pbx.set_party("1002", NeverAnswer())
+        s.pbx.set_party("79260000302", Answer(after=0.2, talk=1.5))
+        call_id = await s.crm.click_to_call(12, "79260000302")
+        await eventually(lambda: len(channels(s, "PJSIP/1002-")) == 1)
+        await restart(s)
+        (phone,) = channels(s, "PJSIP/1002-")
+        s.pbx.pick_up(phone["id"])
+        await mirrored(
+            s,
+            Expect("79260000302", OUTGOING, 12, ANSWERED, talk=1.5, recorded=True, shown_to=frozenset({12}),
+                   crm_call_id=call_id),
+        )  # fmt: skip
+        dialled = [r["params"]["endpoint"] for r in s.pbx.requests if "endpoint" in r["params"]]
+        assert dialled == ["PJSIP/1002", "PJSIP/79260000302@trunk"], "the employee is rung once, the client once"
+
+
+async def test_a_client_who_hung_up_while_no_daemon_ran_ends_the_call_for_the_employee(tmp_path: Path) -> None:
+    async with stage(tmp_path) as s:
+        s.pbx.set_party("1003", Answer(after=0.1))
+        s.pbx.set_party("79260000303", Answer(after=0.2))
+        call_id = await s.crm.click_to_call(13, "79260000303")
+        await eventually(lambda: answered(s))
+        talk_began = time.monotonic()
+        await s.stop_daemon(grace=0.0, flush=0.0)
+        (client,) = channels(s, "PJSIP/trunk-")
+        s.pbx.hang_up(client["id"])
+        talked = time.monotonic() - talk_began
+        await s.start_daemon()
+        await eventually(lambda: s.daemon.recovery.looked)
+        looked = time.monotonic() - talk_began
+        await eventually(lambda: channels(s, "PJSIP/1003-") == [])  # the employee left alone is hung up
+        expect = Expect("79260000303", OUTGOING, 13, ANSWERED, recorded=True, shown_to=frozenset({13}),
+                        crm_call_id=call_id)  # fmt: skip
+        await eventually(lambda: [p for p in verdict(expect, s.crm.state()) if not p.startswith("DURATION")] == [])
+        (raw,) = calls_of(s.crm.state(), "79260000303")
+        duration = crm_call(s.crm.state(), raw).duration
+        assert int(talked) <= duration <= looked + 1.5, "counted from the answer until the restart found it over"
