@@ -246,8 +246,8 @@ class Recovery:
                 live = view.live(call)
                 if live and (item.seen_talking is not None or not item.ever):
                     continue
-                if item.stasis:
-                    await self._clear(call, item, view, pbx, caller_left=live)
+                if item.stasis:  # the caller is an ARI channel (``live`` also holds while an agent bears its linkedid)
+                    await self._clear(call, item, view, pbx, caller_left=call in view.channels)
                 seconds = max(1, int(item.talked + 0.5)) if item.ever else 0
                 self._finish(call, item.rows, ANSWERED if item.ever else MISSED, seconds, item.talker, "ended")
                 del adopted[call]

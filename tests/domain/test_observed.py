@@ -270,12 +270,13 @@ starts = st.builds(
     st.sampled_from(["", "1001", "9"]),
     st.sampled_from([LINE, "1"]),
     adopt_call_id=st.sampled_from(["", "externalCall.x"]),
+    user_id=st.sampled_from([0, 11]),
 )
 
 
 @settings(max_examples=300, deadline=None)
 @given(start=starts, sequence=st.lists(st.tuples(events, st.floats(0, 40)), max_size=12))
-def test_observed_calls_finish_once_attach_after_finish_and_do_nothing_after_the_end(
+def test_observed_calls_finish_once_for_a_user_attach_after_finish_and_do_nothing_after_the_end(
     start: ObservedStarted, sequence: list[tuple[ObservedEvent, float]]
 ) -> None:
     call = start_observed(plan(default_ext="1005"), "o", T0)
@@ -291,6 +292,7 @@ def test_observed_calls_finish_once_attach_after_finish_and_do_nothing_after_the
     finishes = [c for c in log if isinstance(c, CrmFinish)]
     registered = [c for c in log if isinstance(c, CrmRegister | CrmAdopt)]
     assert len(finishes) == len(registered) <= 1
+    assert all(f.user_id > 0 for f in finishes), "a finish without a user (Bitrix24 refuses it for good)"
     assert call.state is S.DONE
     for index, command in enumerate(log):
         if isinstance(command, CrmAttachRecord):

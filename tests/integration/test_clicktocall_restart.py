@@ -13,9 +13,11 @@ from structlog.testing import capture_logs
 
 from bridge.sim.asterisk import Answer, NeverAnswer
 from bridge.sim.stage import Stage, stage
-from bridge.sim.verdict import ANSWERED, OUTGOING, Expect, calls_of, crm_call, verdict
+from bridge.sim.verdict import ANSWERED, CALLBACK, OUTGOING, Expect, calls_of, crm_call, verdict
 from tests.eventually import eventually
 from tests.integration.daemon_support import mirrored
+
+SALES = "74951112233"
 
 
 def channels(s: Stage, prefix: str) -> list[dict[str, Any]]:
@@ -95,3 +97,31 @@ async def test_a_client_who_hung_up_while_no_daemon_ran_ends_the_call_for_the_em
         (raw,) = calls_of(s.crm.state(), "79260000303")
         duration = crm_call(s.crm.state(), raw).duration
         assert int(talked) <= duration <= looked + 1.5, "counted from the answer until the restart found it over"
+
+
+async def test_an_employee_who_never_picks_up_after_the_restart_ends_bitrix24s_call_for_them(tmp_path: Path) -> None:
+    async with stage(tmp_path, ring_seconds=0.5) as s:  # the employee's phone rings 3 s, across the restart
+        s.pbx.set_party("1004", NeverAnswer())
+        call_id = await s.crm.click_to_call(14, "79260000304")
+        await eventually(lambda: len(channels(s, "PJSIP/1004-")) == 1)
+        await restart(s)
+        await mirrored(s, Expect("79260000304", OUTGOING, 14, "304", shown_to=frozenset({14}), crm_call_id=call_id))
+        dialled = [r["params"]["endpoint"] for r in s.pbx.requests if "endpoint" in r["params"]]
+        assert dialled == ["PJSIP/1004"], "the client is never dialled for an employee who did not answer"
+
+
+async def test_a_callback_talking_across_a_restart_stays_connected_and_is_finished_for_its_agent(
+    tmp_path: Path,
+) -> None:
+    async with stage(tmp_path) as s:
+        s.pbx.set_party("79260000305", Answer(after=0.2, talk=4.0))
+        s.pbx.set_party("1001", Answer(after=0.2))
+        await s.crm.callback_request("79260000305", "call me back", line=SALES)
+        await eventually(lambda: any(c.talk is not None for c in s.daemon.dispatcher.calls.values()))
+        await restart(s)
+        assert len(channels(s, "PJSIP/1001-")) == 1 and len(channels(s, "PJSIP/trunk-")) == 1, "still connected"
+        crm = await mirrored(
+            s, Expect("79260000305", CALLBACK, 11, ANSWERED, talk=3.0, recorded=False, shown_to=frozenset({11})), 10
+        )
+        assert 2 <= crm.duration <= 5, "the talk the new process saw (a lower bound)"
+        await eventually(lambda: channels(s, "PJSIP/") == [])
