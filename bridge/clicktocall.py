@@ -188,10 +188,10 @@ class ClickToCallDesk:
             return "click-to-call ended while the bridge was away"
         if not left.employee_answered:
             return "click-to-call ringing the employee, resumed"
-        if left.client is None:  # the client's leg never went out, or ended while no daemon ran: dial it
-            self._handle(s, PbxEvent(key, LegAnswered(key)))
-            return "click-to-call dialling the client again"
         s.client_leg = client
+        if left.client is None:  # the client's phone stopped ringing while no daemon ran: never dialled twice
+            self._handle(s, PbxEvent(key, LegEnded(client, LegOutcome.NO_ANSWER)))
+            return "click-to-call ended while the bridge was away"
         if left.client_answered:  # picked up, but the dead process did not join them
             self._handle(s, PbxEvent(key, LegAnswered(client)))
             return "click-to-call joining the client, resumed"

@@ -125,3 +125,19 @@ async def test_a_callback_talking_across_a_restart_stays_connected_and_is_finish
         )
         assert 2 <= crm.duration <= 5, "the talk the new process saw (a lower bound)"
         await eventually(lambda: channels(s, "PJSIP/") == [])
+
+
+async def test_a_client_whose_phone_stopped_ringing_while_no_daemon_ran_is_not_dialled_again(tmp_path: Path) -> None:
+    async with stage(tmp_path, ring_seconds=2.0) as s:
+        s.pbx.set_party("1001", Answer(after=0.1))
+        s.pbx.set_party("79260000306", NeverAnswer())
+        call_id = await s.crm.click_to_call(11, "79260000306")
+        await eventually(lambda: len(channels(s, "PJSIP/trunk-")) == 1)
+        await s.stop_daemon(grace=0.0, flush=0.0)
+        (client,) = channels(s, "PJSIP/trunk-")
+        s.pbx.hang_up(client["id"])  # the client rejected the call meanwhile
+        await s.start_daemon()
+        await mirrored(s, Expect("79260000306", OUTGOING, 11, "304", shown_to=frozenset({11}), crm_call_id=call_id))
+        await eventually(lambda: channels(s, "PJSIP/") == [])  # the employee waiting on the line is let go
+        dialled = [r["params"]["endpoint"] for r in s.pbx.requests if "endpoint" in r["params"]]
+        assert dialled == ["PJSIP/1001", "PJSIP/79260000306@trunk"]
