@@ -13,6 +13,9 @@ The client's number goes through ``asterisk.dial_rules`` where its endpoint is b
 click-to-call's client leg, :meth:`ClickToCallDesk.call_back` for a callback). A click-to-call whose number the rules
 cannot turn into digits is checked here first: Bitrix24's CALL_ID is finished at once as 404 with the reason in
 FAILED_REASON, and nothing is originated (not even the employee's phone).
+
+After a restart, :meth:`ClickToCallDesk.resume` carries on a click-to-call the dead process ran, from what the PBX
+still has of it (``bridge.recovery.clicktocall``); its legs are never hung up as orphans.
 """
 
 from __future__ import annotations

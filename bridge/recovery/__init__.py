@@ -17,17 +17,21 @@ back every inbound caller the daemon finds in its Stasis application (``pbx_fact
   bridge are removed and the call starts afresh, as a new ``StasisStart`` would, continuing the same CRM leg
   (no second ``register``; cards the journal last showed are hidden first). A call whose open CRM leg is not its
   first (after a transfer) has that leg finished as missed and starts with a new one.
+* **A journaled click-to-call** (its CALL_ID adopted from Bitrix24) is carried on by the desk
+  (``ClickToCallDesk.resume``, ``clicktocall.py``): ringing, talking or half hung up, its legs stay ours; one with
+  nothing left on the PBX is finished as missed for the employee who clicked.
 * **An inbound caller the journal does not know** (``kill -9`` before the call's first journal write; a
   ``StasisStart`` lost with the connection) is started as a new call.
 * **Agent legs nobody adopted** (the dead process's originates: ``agent,<call>,<leg>`` channels of a call the
   new process does not run) and other non-inbound channels of our application created before this start are
   hung up, so nobody is left ringing or talking to no one.
 
-A journaled call that only AMI watched (dialplan calls) is adopted while it lives. Each decision is logged as
-``call.reconciled`` (``found`` says which). PBX leg ids of a restarted call are numbered from the next hundred
-above the dead process's, so none is reused while the old one may still be hanging up (nor a bridge
-recording's name). A re-routed call that reaches voicemail again records under its CRM leg's name, which the
-dead process may have used already (ARI then refuses the recording with 409).
+A journaled call that only AMI watched (dialplan calls) is adopted while it lives. A finish is never sent without
+a user: where the journal names nobody, the line's owner (``Plan.line_owner``) finishes it, with a
+``call.warning``. Each decision is logged as ``call.reconciled`` (``found`` says which). PBX leg ids of a
+restarted call are numbered from the next hundred above the dead process's, so none is reused while the old one
+may still be hanging up (nor a bridge recording's name). A re-routed call that reaches voicemail again records
+under its CRM leg's name, which the dead process may have used already (ARI then refuses the recording with 409).
 """
 
 from __future__ import annotations
