@@ -46,6 +46,8 @@ from bridge.domain.events import (
 )
 from bridge.journal.rows import CallRow
 from bridge.pbx.events import PbxEvent, StasisEntered
+from bridge.pbx.outcomes import EndpointTemplate
+from bridge.pbx.translate import CALLBACK_PREFIX
 from bridge.recovery.clicktocall import remains, request_of
 from bridge.recovery.view import PbxView
 
@@ -169,8 +171,15 @@ class ClickToCallDesk:
         on: recovery finishes it)."""
         dispatcher = self._dispatcher()
         request, left = request_of(row), remains(view, key)
-        ext = self.directory.ext_for(request.user_id) if request is not None else None
-        if request is None or not ext or (left.employee is None and not left.bridge):
+        if request is None or (left.employee is None and not left.bridge):
+            return ""
+        # the directory may not know the employee yet (auto_map before its first refresh): their phone says it
+        ext = self.directory.ext_for(request.user_id) or (
+            EndpointTemplate(self.settings.asterisk.agent_endpoint).value_of_channel(left.employee.name)
+            if left.employee is not None
+            else None
+        )
+        if not ext:
             return ""
         s = self.sessions[key] = _Session(key, request, ext)
         client = f"{key}-client"
@@ -223,12 +232,13 @@ class ClickToCallDesk:
         except BadPhoneNumber as exc:
             log.warning("callback.rejected", reason=str(exc))
             return
-        channel = f"cb-{self._run}-{next(self._serial)}"
+        channel = f"{CALLBACK_PREFIX}{self._run}-{next(self._serial)}"
         dispatcher.expect_callback(channel, request.phone)
         endpoint = self.settings.asterisk.trunk_endpoint.format(number=number)
         ring = CLIENT_RINGS * dispatcher.plan().ring_seconds
         try:
-            await self.ari.originate(endpoint, channel, ("inbound", line, "callback"), caller_id=line,
+            # the client's number rides in the arguments: a restarted daemon still knows whom it called back
+            await self.ari.originate(endpoint, channel, ("inbound", line, "callback", request.phone), caller_id=line,
                                      timeout=ring)  # fmt: skip
         except Exception as exc:  # the PBX refused: nothing to mirror, say why
             dispatcher.forget_callback(channel)

@@ -141,3 +141,17 @@ async def test_a_client_whose_phone_stopped_ringing_while_no_daemon_ran_is_not_d
         await eventually(lambda: channels(s, "PJSIP/") == [])  # the employee waiting on the line is let go
         dialled = [r["params"]["endpoint"] for r in s.pbx.requests if "endpoint" in r["params"]]
         assert dialled == ["PJSIP/1001", "PJSIP/79260000306@trunk"]
+
+
+async def test_a_callback_whose_client_picks_up_after_the_restart_is_still_their_type_4_call(tmp_path: Path) -> None:
+    async with stage(tmp_path, ring_seconds=2.0) as s:  # the client's phone rings 9 rings: 18 s
+        s.pbx.set_party("79260000307", NeverAnswer())
+        s.pbx.set_party("1001", Answer(after=0.2, talk=1.0))
+        await s.crm.callback_request("79260000307", "call me back", line=SALES)
+        await eventually(lambda: len(channels(s, "PJSIP/trunk-")) == 1)
+        await restart(s)
+        (client,) = channels(s, "PJSIP/trunk-")
+        s.pbx.pick_up(client["id"])
+        await mirrored(
+            s, Expect("79260000307", CALLBACK, 11, ANSWERED, talk=1.0, recorded=True, shown_to=frozenset({11}))
+        )

@@ -131,9 +131,16 @@ def test_what_is_left_on_the_pbx_decides_how_the_click_to_call_goes_on(
     [
         pytest.param(view(), row(), id="nothing-left"),
         pytest.param(view("up", "up", bridged=True), row(user_id=None), id="journaled-by-an-older-version"),
-        pytest.param(view("up", "up", bridged=True), row(user_id=99), id="employee-without-an-extension"),
+        pytest.param(view(bridged=True), row(user_id=99), id="employee-without-an-extension"),
     ],
 )
 def test_a_click_to_call_that_cannot_go_on_is_left_to_recovery(shape: PbxView, r: CallRow) -> None:
     got, spy, desk = resume(shape, r)
     assert got == "" and spy.done == [] and desk.sessions == {}
+
+
+def test_an_employee_the_directory_does_not_know_yet_is_known_by_their_phone() -> None:
+    """``auto_map`` before the directory's first refresh: the employee's leg (``PJSIP/1001-...``) names them."""
+    got, _spy, desk = resume(view("up", "up", bridged=True), row(user_id=17))
+    assert got == "click-to-call talking, resumed"
+    assert desk.sessions[KEY].ext == "1001"
