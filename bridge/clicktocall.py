@@ -68,6 +68,8 @@ DIALSTATUS = {
     LegOutcome.REJECTED: "NOANSWER",
     LegOutcome.FAILED: "CHANUNAVAIL",
 }
+EARLY_KEPT = 1000
+"""At most so many click-to-calls answered before recovery's first look are remembered for it."""
 FAILED_REASON_LIMIT = 250
 """FAILED_REASON is shown in the call's statistics: a sentence, not a log."""
 
@@ -114,6 +116,7 @@ class ClickToCallDesk:
         self._run = f"{int(time.time()):x}"
         self.dispatcher: Dispatcher | None = None
         self._pending: set[asyncio.Future[None]] = set()
+        self._answered_early: set[str] = set()
 
     def attach(self, dispatcher: Dispatcher) -> None:
         self.dispatcher = dispatcher
@@ -170,7 +173,8 @@ class ClickToCallDesk:
         (``bridge.recovery.clicktocall``): its legs stay up. Says what was found ('' when nothing can be carried
         on: recovery finishes it)."""
         dispatcher = self._dispatcher()
-        request, left = request_of(row), remains(view, key)
+        request, left, early = request_of(row), remains(view, key), key in self._answered_early
+        self._answered_early.discard(key)
         if request is None or (left.employee is None and not left.bridge):
             return ""
         # the directory may not know the employee yet (auto_map before its first refresh): their phone says it
@@ -198,6 +202,9 @@ class ClickToCallDesk:
             gone = client if left.employee is not None else key
             self._handle(s, PbxEvent(key, LegEnded(gone, LegOutcome.HANGUP)))
             return "click-to-call ended while the bridge was away"
+        if early:  # the employee answered after the restart, before this: the client was never dialled
+            self._handle(s, PbxEvent(key, LegAnswered(key)))
+            return "click-to-call answered by the employee at the restart, dialling the client"
         if not left.employee_answered:
             return "click-to-call ringing the employee, resumed"
         s.client_leg = client
@@ -254,9 +261,13 @@ class ClickToCallDesk:
         log.warning("pbx.unexpected_stasis", channel=entered.channel, args=list(entered.args))
 
     def owns_event(self, item: PbxEvent) -> bool:
-        """Events of a click-to-call session are ours; everything else goes on to the dispatcher."""
+        """Events of a click-to-call session are ours; everything else goes on to the dispatcher. An employee who
+        answers a dead process's click-to-call before recovery hands it to :meth:`resume` is remembered for it."""
         session = self.sessions.get(item.call or "")
         if session is None:
+            key = item.call or ""
+            if key.startswith("c2c-") and item.event == LegAnswered(key) and len(self._answered_early) < EARLY_KEPT:
+                self._answered_early.add(key)
             return False
         self._handle(session, item)
         return True

@@ -14,10 +14,10 @@ import pytest
 from bridge.clicktocall import ClickToCallDesk
 from bridge.config import load_config
 from bridge.dispatch.pbx_facts import RestartClaims
-from bridge.domain.commands import CancelLeg, ConnectLeg, CrmAdopt, HangupCaller, StartRecording
-from bridge.domain.events import ObservedAnswered, ObservedEnded, ObservedStarted
+from bridge.domain.commands import CancelLeg, ConnectLeg, CrmAdopt, HangupCaller, RingNumber, StartRecording
+from bridge.domain.events import LegAnswered, ObservedAnswered, ObservedEnded, ObservedStarted
 from bridge.journal.rows import CallRow
-from bridge.pbx.events import LiveChannel
+from bridge.pbx.events import LiveChannel, PbxEvent
 from bridge.recovery.view import PbxView
 from tests.fuzz.strategies import EXAMPLE_CONFIG
 
@@ -144,3 +144,20 @@ def test_an_employee_the_directory_does_not_know_yet_is_known_by_their_phone() -
     got, _spy, desk = resume(view("up", "up", bridged=True), row(user_id=17))
     assert got == "click-to-call talking, resumed"
     assert desk.sessions[KEY].ext == "1001"
+
+
+@pytest.mark.parametrize("seen", [pytest.param("up", id="after-the-answer"), pytest.param("ringing", id="before-it")])
+def test_an_employee_who_answers_before_recovery_looks_gets_the_client_dialled(seen: str) -> None:
+    """The new process's link reports the answer before recovery has handed the call to the desk (whatever the
+    look at the PBX saw): the dead process never dialled the client, so the desk does, once."""
+    spy = Spy(load_config(EXAMPLE_CONFIG).plan)
+    desk = ClickToCallDesk(load_config(EXAMPLE_CONFIG), spy, Directory())
+    desk.attach(spy)  # type: ignore[arg-type]
+    assert desk.owns_event(PbxEvent(KEY, LegAnswered(KEY))) is False, "nobody runs it yet: the dispatcher ignores it"
+    assert (
+        desk.resume(KEY, row(), view(seen))
+        == "click-to-call answered by the employee at the restart, dialling the client"
+    )
+    (ring,) = [c for c in spy.done if isinstance(c, RingNumber)]
+    assert (ring.leg, ring.number) == (CLIENT, "79260000301")
+    assert desk.owns_event(PbxEvent(KEY, LegAnswered(KEY))) is True and spy.done[-1] == ring, "not dialled twice"
