@@ -191,7 +191,7 @@ class Recovery:
             self.decided.add(call)
         partners = {p for a in adopted.values() for p in self._partners(view, a)}
         for channel in view.channels.values():
-            if channel.id not in partners and self._orphan(channel, known):
+            if channel.id not in partners and channel.id not in adopted and self._orphan(channel, known):
                 log.info("call.reconciled", call_id=channel.id, name=channel.name, found="orphan leg, hung up")
                 await _tolerate(pbx.request("channels", "hangup", channelId=channel.id, reason="normal"))
         self._observe(adopted, view, self.clock())

@@ -5,6 +5,7 @@ while both talk, or after the client hung up while no daemon ran."""
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -155,3 +156,28 @@ async def test_a_callback_whose_client_picks_up_after_the_restart_is_still_their
         await mirrored(
             s, Expect("79260000307", CALLBACK, 11, ANSWERED, talk=1.0, recorded=True, shown_to=frozenset({11}))
         )
+
+
+async def test_a_click_to_call_journaled_by_an_earlier_version_stays_connected_and_is_finished_for_a_user(
+    tmp_path: Path,
+) -> None:
+    """Its adopt kept neither the employee nor the number: it cannot be carried on, but it is adopted like any
+    conversation (the employee's leg is not an orphan) and finished for the line's owner, saying why."""
+    async with stage(tmp_path) as s:
+        s.pbx.set_party("1001", Answer(after=0.1))
+        s.pbx.set_party("79260000308", Answer(after=0.2, talk=3.0))
+        call_id = await s.crm.click_to_call(11, "79260000308")
+        await eventually(lambda: answered(s))
+        await s.stop_daemon(grace=0.0, flush=0.0)
+        with sqlite3.connect(s.settings.journal.path) as db:  # as the earlier version wrote it
+            db.execute("UPDATE calls SET user_id = NULL, phone = '', line = '', call_type = NULL")
+        with capture_logs() as logs:
+            await s.start_daemon()
+            await eventually(lambda: s.daemon.recovery.looked)
+            assert len(channels(s, "PJSIP/1001-")) == 1 and len(channels(s, "PJSIP/trunk-")) == 1, "still connected"
+            await eventually(lambda: calls_of(s.crm.state(), "79260000308")[0].get("finish"))
+        crm = crm_call(s.crm.state(), calls_of(s.crm.state(), "79260000308")[0])
+        assert (crm.call_id, crm.user, crm.status) == (call_id, 15, ANSWERED), "the first line's owner (1005)"
+        (warning,) = [e for e in logs if e["event"] == "call.warning"]
+        assert "finished for the line's owner, user 15" in warning["problem"]
+        await eventually(lambda: channels(s, "PJSIP/") == [])
