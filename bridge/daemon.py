@@ -140,6 +140,8 @@ class Daemon:
             device=EndpointTemplate(s.asterisk.device),
             user_of=self._user_of,
             notify=self.delivery.notify,
+            owner_of=lambda line: self.current_plan().line_owner(line),
+            resume=self.desk.resume,
             poll=self.timing.recovery_poll,
         )
         self.gate = EventGate(self._application_token())

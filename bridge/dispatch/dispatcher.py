@@ -237,11 +237,12 @@ class Dispatcher:
         self.metrics.active_calls.set(self.active)
         self.step_observed(key, event)
 
-    def step_observed(self, key: str, event: ObservedEvent) -> None:
+    def step_observed(self, key: str, event: ObservedEvent, at: datetime | None = None) -> None:
+        """Like :meth:`step_call`, for a watched call (``at``: a moment a restart's recovery learned late)."""
         call = self.observed.get(key)
         if call is None:
             return
-        now = self.clock()
+        now = self.clock() if at is None else at
         with bind_call(key, key, call.line or (event.line if isinstance(event, ObservedStarted) else "")):
             new, commands = watch.step(call, event, now)
             if new.ignored:

@@ -240,3 +240,13 @@ class Plan:
             if emp.user_id == user_id:
                 return emp
         return None
+
+    def line_owner(self, number: str) -> int:
+        """The user who owns ``number``'s calls when nobody else does: its ``default_ext``'s (a line that is not
+        configured: the first configured line's that has one); 0 when there is none. Never a dismissed one."""
+        lines = [self.lines[number]] if number in self.lines else list(self.lines.values())
+        for line in lines:
+            emp = self.employees.get(line.default_ext)
+            if emp is not None and not emp.dismissed:
+                return emp.user_id
+        return 0

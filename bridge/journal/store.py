@@ -33,7 +33,7 @@ from pathlib import Path
 
 import structlog
 
-from bridge.domain.commands import CrmAdopt, CrmAttachRecord, CrmCommand, CrmFinish, CrmRegister
+from bridge.domain.commands import CallType, CrmAdopt, CrmAttachRecord, CrmCommand, CrmFinish, CrmRegister
 from bridge.journal import queries
 from bridge.journal.codec import encode_command, kind_of
 from bridge.journal.durability import WalSync, boot_id
@@ -177,7 +177,10 @@ class Journal(JournalMarks):
                 (cmd.line, cmd.phone, int(cmd.call_type), started.isoformat(), started_ts, cmd.user_id, leg),
             )
         elif isinstance(cmd, CrmAdopt):
-            self._x("UPDATE calls SET call_id = ? WHERE crm_leg = ?", (cmd.call_id, leg))
+            self._x(
+                "UPDATE calls SET call_id = ?, user_id = ?, phone = ?, line = ?, call_type = ? WHERE crm_leg = ?",
+                (cmd.call_id, cmd.user_id or None, cmd.phone, cmd.line, int(CallType.OUTGOING), leg),
+            )
         elif isinstance(cmd, CrmFinish):
             answered = now - cmd.duration if cmd.duration > 0 else None
             self._x(

@@ -19,7 +19,7 @@ from bridge.sim.asterisk.ami_actions import AmiActions
 from bridge.sim.asterisk.ari import EventSocket, build_app
 from bridge.sim.asterisk.bus import EventBus
 from bridge.sim.asterisk.calls import CallHandle
-from bridge.sim.asterisk.causes import DEVICE_STATES
+from bridge.sim.asterisk.causes import DEVICE_STATES, NORMAL_CLEARING
 from bridge.sim.asterisk.devices import ORDERS
 from bridge.sim.asterisk.inbound import CallerScript, InboundCall, place_inbound
 from bridge.sim.asterisk.model import CallerId, Channel, Headers
@@ -171,6 +171,10 @@ class AsteriskSimulator:
             self.pbx.later(channel, self.pbx.devices.lag, lambda: self.pbx.answer(channel))
         else:
             self.pbx.answer(channel)
+
+    def hang_up(self, channel_id: str) -> None:
+        """The phone of channel ``channel_id`` (or the far end behind the trunk) hangs up: cause 16, as its BYE."""
+        self.pbx.hangup(self._channel(channel_id), NORMAL_CLEARING, "remote")
 
     def hold(self, channel_id: str, held: bool = True) -> None:
         """The phone of channel ``channel_id`` puts its call on hold (``held=False``: takes it back)."""
