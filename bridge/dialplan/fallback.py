@@ -2,8 +2,8 @@
 
 The dialplan cannot ask the CRM, read device states the way the walk does, or play menus, so the approximation
 is deliberately simple: the line's catch-all action (its first ``always`` rule, else its ``fallback``) is
-followed through queues and finals; a queue rings all its members at once (at most
-:data:`~bridge.domain.scheme.MAX_EVERYBODY_DEVICES`), a menu is replaced by its ``on_fail`` action, "the
+followed through queues and finals; a queue rings all its members at once for its rings (at least 3; at most
+:data:`~bridge.domain.scheme.MAX_EVERYBODY_DEVICES` devices), a menu is replaced by its ``on_fail`` action, "the
 responsible manager" by the line's default employee, and a walk that ends without an answer takes a message
 for the line's owner. A per-line ``pbx_fallback`` replaces the catch-all action.
 """
@@ -28,8 +28,8 @@ from bridge.domain.scheme import (
     ToVoicemail,
 )
 
-MIN_RING_SECONDS = 15
-"""A group rung at once rings at least this long (a few rings), whatever its per-member share."""
+MIN_RINGS = 3
+"""A group rung at once rings at least this many rings (``routing.ring_seconds`` each), whatever its share."""
 HOLD_SECONDS = 300
 """``hold:QUEUE``: how long the caller waits with music while the members ring."""
 
@@ -83,7 +83,8 @@ def fallback_steps(plan: Plan, line: Line) -> tuple[Step, ...]:
 
 
 def _ring_seconds(plan: Plan, rings: int) -> int:
-    return max(MIN_RING_SECONDS, round(rings * plan.ring_seconds))
+    """Dial's timeout: whole seconds, at least one."""
+    return max(1, round(max(MIN_RINGS, rings) * plan.ring_seconds))
 
 
 def _follow(plan: Plan, line: Line, action: Action, steps: list[Step], seen: set[str]) -> None:
