@@ -12,12 +12,11 @@ import re
 
 from bridge.config import Settings
 from bridge.dialplan.fallback import DialNumber, Ring, Step, fallback_steps
-from bridge.dialplan.trace import FAMILY, FORGET_CONTEXT
+from bridge.dialplan.trace import FAMILY, FIELDS, FORGET_CONTEXT
 from bridge.dialrules import BadPhoneNumber
 from bridge.domain.scheme import Line
 
 FALLBACK_CONTEXT = "b24-fallback"
-END_CONTEXT = "b24-fallback-end"
 _SAFE_COMMENT = re.compile(r"[^\w .:+-]")
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_/-]+")
 DB = f"DB({FAMILY}/${{UNIQUEID}}"
@@ -86,18 +85,20 @@ def render(settings: Settings) -> str:
             out += _fallback(settings, number, line)
     out += [
         "",
-        f"[{END_CONTEXT}]",
-        "; Hang-up handler of a fallback call: who answered, the talk time, and the end (written last: complete).",
-        f"exten => s,1,Set({DB}/peer)=${{DIALEDPEERNAME}})",
+        "; When the call ends (the h extension runs as the channel hangs up, whoever hung up): who answered, the talk",
+        "; time, and the end (written last: the trace is complete).",
+        f"exten => h,1,Set({DB}/peer)=${{DIALEDPEERNAME}})",
         f" same => n,Set({DB}/talk)=${{ANSWEREDTIME}})",
         f" same => n,Set({DB}/status)=${{DIALSTATUS}})",
         f" same => n,Set({DB}/end)=${{EPOCH}})",
-        " same => n,Return()",
         "",
         f"[{FORGET_CONTEXT}]",
         "; The bridge originates Local/<UNIQUEID>@b24-fallback-forget once that call is in its journal.",
-        "exten => _X.,1,Answer()",
-        f" same => n,DBdeltree({FAMILY}/${{EXTEN}})",
+        "; DB_DELETE of each field (the DB function is all it needs), then Answer(): the Originate succeeds only",
+        "; once the trace is gone (its other side runs NoOp and hangs up at once).",
+        f"exten => _X.,1,Set(B24_GONE=${{DB_DELETE({FAMILY}/${{EXTEN}}/{FIELDS[0]})}})",
+        *(f" same => n,Set(B24_GONE=${{DB_DELETE({FAMILY}/${{EXTEN}}/{name})}})" for name in FIELDS[1:]),
+        " same => n,Answer()",
         " same => n,Hangup()",
         "",
         "[agents]",
@@ -160,7 +161,6 @@ def _fallback(settings: Settings, number: str, line: Line) -> list[str]:
         f" same => n,Set({DB}/line)=${{EXTEN}})",
         f" same => n,Set({DB}/caller)=${{CALLERID(num)}})",
         f" same => n,Set({DB}/start)=${{EPOCH}})",
-        f" same => n,Set(CHANNEL(hangup_handler_push)={END_CONTEXT},s,1)",
     ]
     if line.record:
         out += [

@@ -1,7 +1,7 @@
 """The trace a fallback call leaves in AstDB, as the generated dialplan writes it and the bridge reads it.
 
 Each call handled by the fallback dialplan writes ``/b24fallback/<UNIQUEID>/<field>`` entries: the line and
-caller and start time as it begins, the message it recorded, and, from a hang-up handler, the answered peer,
+caller and start time as it begins, the message it recorded, and, from the ``h`` extension, the answered peer,
 talk time and the end time (``end`` last, so a trace with ``end`` is complete).
 """
 

@@ -136,24 +136,25 @@ class FallbackMirror:
         for uid in bad:
             log.error("fallback.bad_trace", uniqueid=uid, note="left in AstDB; delete it by hand if it is not a call")
         for trace in complete:
-            leg = LEG_PREFIX + trace.uniqueid
-            if not self.journal.calls(crm_leg=leg):
-                commands = mirror_commands(trace, self.plan(), self.agents)
-                if isinstance(commands, str):
-                    log.error("fallback.not_mirrored", uniqueid=trace.uniqueid, line=trace.line, reason=commands)
-                    continue
-                with self.journal.transaction():
-                    for cmd in commands:
-                        self.journal.append(cmd, pbx_call=trace.uniqueid)
-                    self.journal.go_offline(leg)
-                log.info(
-                    "fallback.mirrored",
-                    crm_leg=leg,
-                    line=trace.line,
-                    status=next(c.status_code for c in commands if isinstance(c, CrmFinish)),
-                    duration=trace.talk,
-                )
-                self.notify()
+            if not self.journal.calls(crm_leg=LEG_PREFIX + trace.uniqueid):
+                self._journal(trace)
+        for trace in complete:  # journaled first, all of them: a slow delete holds up no mirroring
+            if not self.journal.calls(crm_leg=LEG_PREFIX + trace.uniqueid):
+                continue  # not mirrored (reported above): its trace stays
             if not await self.source.forget_trace(trace.uniqueid, FORGET_CONTEXT, FORGET_TIMEOUT):
                 log.warning("fallback.forget_failed", uniqueid=trace.uniqueid, note="deleted at the next look")
         return bool(open_)
+
+    def _journal(self, trace: FallbackTrace) -> None:
+        leg = LEG_PREFIX + trace.uniqueid
+        commands = mirror_commands(trace, self.plan(), self.agents)
+        if isinstance(commands, str):
+            log.error("fallback.not_mirrored", uniqueid=trace.uniqueid, line=trace.line, reason=commands)
+            return
+        with self.journal.transaction():
+            for cmd in commands:
+                self.journal.append(cmd, pbx_call=trace.uniqueid)
+            self.journal.go_offline(leg)
+        status = next(c.status_code for c in commands if isinstance(c, CrmFinish))
+        log.info("fallback.mirrored", crm_leg=leg, line=trace.line, status=status, duration=trace.talk)
+        self.notify()

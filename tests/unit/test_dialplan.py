@@ -62,8 +62,13 @@ def test_every_line_falls_back_to_the_dialplan_when_stasis_fails() -> None:
         assert entry[2].endswith('GotoIf($["${STASISSTATUS}" = "FAILED"]?b24-fallback,${EXTEN},1)')
         fallback = "\n".join(extension(text, "b24-fallback", number))
         assert "Set(DB(b24fallback/${UNIQUEID}/start)=${EPOCH})" in fallback
-        assert "Set(CHANNEL(hangup_handler_push)=b24-fallback-end,s,1)" in fallback
         assert "Dial(" in fallback
+
+
+def test_the_trace_is_completed_as_the_call_hangs_up_whoever_hangs_up() -> None:
+    end = extension(render(settings(example())), "b24-fallback", "h")
+    assert end[0] == "exten => h,1,Set(DB(b24fallback/${UNIQUEID}/peer)=${DIALEDPEERNAME})"
+    assert end[-1] == "same => n,Set(DB(b24fallback/${UNIQUEID}/end)=${EPOCH})", "end is written last"
 
 
 def test_the_fallback_approximates_each_line_of_the_example() -> None:

@@ -2,7 +2,7 @@
 
 When ``Stasis()`` fails (no application connected) a configured line goes to ``[b24-fallback]``: the steps are
 those :func:`bridge.dialplan.fallback.fallback_steps` gives the generator, run the way its dialplan lines do:
-``Set(DB(b24fallback/${UNIQUEID}/...))`` for the line, caller and start, a hang-up handler for the peer,
+``Set(DB(b24fallback/${UNIQUEID}/...))`` for the line, caller and start, the ``h`` extension for the peer,
 ``ANSWEREDTIME``, ``DIALSTATUS`` and the end (written last), ``MixMonitor`` (``b24fb-<uid>``), each ``Dial`` to all
 the devices of a step at once (the first to answer is bridged with the caller, the others are cancelled), and
 for a message ``Answer``, ``Playback``, ``Record`` (``b24fb-msg-<uid>``) until the caller hangs up or the limit.
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from bridge.config import Settings
 from bridge.dialplan.fallback import DialNumber, Ring, Step, TakeMessage, fallback_steps
 from bridge.dialplan.render import FALLBACK_CONTEXT
-from bridge.dialplan.trace import FAMILY
+from bridge.dialplan.trace import FAMILY, FIELDS
 from bridge.dialrules import BadPhoneNumber, DialRules
 from bridge.sim.asterisk.causes import NORMAL_CLEARING
 from bridge.sim.asterisk.legs import Leg
@@ -90,8 +90,7 @@ class FallbackCall:
         self.db("line", self.did)
         self.db("caller", c.caller.number)
         self.db("start", str(int(now())))
-        self.step("Set", "CHANNEL(hangup_handler_push)=b24-fallback-end,s,1")
-        c.hangup_hooks.insert(0, self._hangup_handler)
+        c.hangup_hooks.insert(0, self._h_extension)
         if self.did in self.dialplan.recorded:
             name = f"b24fb-{c.id}"
             self.step("MixMonitor", f"${{ASTSPOOLDIR}}/recording/{name}.wav,b")
@@ -200,9 +199,9 @@ class FallbackCall:
         self.pbx.media.mixmonitor(c, name)  # the file is complete when the caller hangs up (option k)
         self.pbx.later(c, self.dialplan.message_seconds, lambda: self.pbx.hangup(c, NORMAL_CLEARING, "dialplan"))
 
-    # --- the hang-up handler ----------------------------------------------------------------------
+    # --- exten => h (runs as the channel hangs up) ---------------------------------------------
 
-    def _hangup_handler(self) -> None:
+    def _h_extension(self) -> None:
         for leg in self.legs:
             if not leg.finished:
                 leg.cancel()
@@ -225,7 +224,7 @@ FORGET_PATTERN = re.compile(r"[0-9].+")
 
 
 def run_forget(pbx: Pbx, resource: str, report: OriginateReport) -> None:
-    """Originate ``Local/<uid>@b24-fallback-forget``: the ``;2`` answers, runs ``DBdeltree(b24fallback/<uid>)``
+    """Originate ``Local/<uid>@b24-fallback-forget``: the ``;2`` ``DB_DELETE``s each field of the trace, answers
     and hangs up; an extension the context does not match fails the originate (the Local channel is refused)."""
     exten = resource.partition("@")[0]
     one, two = pbx.local_pair(resource)
@@ -235,16 +234,15 @@ def run_forget(pbx: Pbx, resource: str, report: OriginateReport) -> None:
             pbx.hangup(two, NORMAL_CLEARING, "dialplan")
             report(pbx, one, "", "", "CHANUNAVAIL")
             return
-        pbx.dialplan_step(two, "Answer", "", priority=1)
+        for priority, name in enumerate(FIELDS, 1):
+            pbx.dialplan_step(two, "Set", f"B24_GONE=${{DB_DELETE({FAMILY}/{exten}/{name})}}", priority=priority)
+            pbx.astdb.pop(f"/{FAMILY}/{exten}/{name}", None)
+        pbx.dialplan_step(two, "Answer", "", priority=len(FIELDS) + 1)
         pbx.answer(two)
         pbx.answer(one)
         report(pbx, one, "", "", "ANSWER")
         pbx.dialplan_step(one, "NoOp", "b24-bridge", priority=1)
-        pbx.dialplan_step(two, "DBdeltree", f"{FAMILY}/{exten}", priority=2)
-        prefix = f"/{FAMILY}/{exten}"
-        for key in [k for k in pbx.astdb if k == prefix or k.startswith(prefix + "/")]:
-            del pbx.astdb[key]
-        pbx.dialplan_step(two, "Hangup", "", priority=3)
+        pbx.dialplan_step(two, "Hangup", "", priority=len(FIELDS) + 2)
         pbx.hangup(two, NORMAL_CLEARING, "dialplan")
         pbx.later(one, 0, lambda: None if one.hanging_up else pbx.hangup(one, NORMAL_CLEARING, "dialplan"))
 
