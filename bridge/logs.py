@@ -120,6 +120,8 @@ event                              meaning
                                    twice: the journal knows the call)
 ``fallback.not_mirrored``          a trace names a line that is not configured or nobody owns (``reason``); left in
                                    AstDB
+``fallback.incomplete``            a fallback call's channel is gone but its trace has no end (Asterisk stopped
+                                   mid-call): mirrored as missed for the line's owner
 ``fallback.bad_trace``             a trace in AstDB ``/b24fallback`` that cannot be read (left there)
 ``fallback.unreadable``            reading the traces over AMI failed (``DBGetTree`` needs ``reporting``); retried
 =================================  ====================================================================================

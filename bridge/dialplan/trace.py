@@ -38,8 +38,9 @@ class FallbackTrace:
     """The extension the message is for."""
 
 
-def parse_tree(rows: list[tuple[str, str]]) -> tuple[list[FallbackTrace], list[str], list[str]]:
-    """``DBGetTree`` rows (key, value) -> (complete traces, uniqueids still in progress, malformed uniqueids)."""
+def parse_tree(rows: list[tuple[str, str]]) -> tuple[list[FallbackTrace], list[FallbackTrace], list[str]]:
+    """``DBGetTree`` rows (key, value) -> (complete traces, traces of calls still in progress (``end`` 0),
+    uniqueids of traces that cannot be read)."""
     by_call: dict[str, dict[str, str]] = {}
     for key, value in rows:
         parts = key.strip("/").split("/")
@@ -47,29 +48,27 @@ def parse_tree(rows: list[tuple[str, str]]) -> tuple[list[FallbackTrace], list[s
             continue
         by_call.setdefault(parts[1], {})[parts[2]] = value
     complete: list[FallbackTrace] = []
-    open_: list[str] = []
+    open_: list[FallbackTrace] = []
     bad: list[str] = []
     for uid, fields in sorted(by_call.items()):
         if not UNIQUEID_RE.fullmatch(uid):
             continue
-        if "end" not in fields:
-            open_.append(uid)
-            continue
         try:
-            complete.append(
-                FallbackTrace(
-                    uniqueid=uid,
-                    line=fields["line"],
-                    caller=fields.get("caller", ""),
-                    start=int(fields["start"]),
-                    end=int(fields["end"]),
-                    peer=fields.get("peer", ""),
-                    talk=int(fields.get("talk") or 0),
-                    recording=fields.get("recording", ""),
-                    message=fields.get("message", ""),
-                    voicemail=fields.get("voicemail", ""),
-                )
+            trace = FallbackTrace(
+                uniqueid=uid,
+                line=fields["line"],
+                caller=fields.get("caller", ""),
+                start=int(fields["start"]),
+                end=int(fields.get("end") or 0),
+                peer=fields.get("peer", ""),
+                talk=int(fields.get("talk") or 0),
+                recording=fields.get("recording", ""),
+                message=fields.get("message", ""),
+                voicemail=fields.get("voicemail", ""),
             )
         except (KeyError, ValueError):
-            bad.append(uid)
+            if "end" in fields:
+                bad.append(uid)  # else: its first DB() writes may still be under way
+            continue
+        (complete if "end" in fields else open_).append(trace)
     return complete, open_, bad

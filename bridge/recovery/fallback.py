@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -49,6 +50,8 @@ class TraceSource(Protocol):
     async def db_tree(self, family: str) -> list[tuple[str, str]]: ...
 
     async def forget_trace(self, uniqueid: str, context: str, timeout: float) -> bool: ...
+
+    async def core_show_channels(self) -> list[dict[str, str]]: ...
 
 
 def mirror_commands(trace: FallbackTrace, plan: Plan, agents: EndpointTemplate) -> list[CrmCommand] | str:
@@ -131,10 +134,11 @@ class FallbackMirror:
 
     async def collect(self) -> bool:
         """Mirror and delete every complete trace; True when a fallback call is still in progress."""
-        rows = await self.source.db_tree(FAMILY)
-        complete, open_, bad = parse_tree(rows)
+        complete, open_, bad = parse_tree(await self.source.db_tree(FAMILY))
         for uid in bad:
             log.error("fallback.bad_trace", uniqueid=uid, note="left in AstDB; delete it by hand if it is not a call")
+        if open_:
+            complete += await self._cut_short(open_)
         for trace in complete:
             if not self.journal.calls(crm_leg=LEG_PREFIX + trace.uniqueid):
                 self._journal(trace)
@@ -144,6 +148,20 @@ class FallbackMirror:
             if not await self.source.forget_trace(trace.uniqueid, FORGET_CONTEXT, FORGET_TIMEOUT):
                 log.warning("fallback.forget_failed", uniqueid=trace.uniqueid, note="deleted at the next look")
         return bool(open_)
+
+    async def _cut_short(self, open_: list[FallbackTrace]) -> list[FallbackTrace]:
+        """Open traces whose channel is gone (Asterisk stopped mid-call, so ``h`` never ran): what is known of
+        them, as missed calls. Read again after the channel list, so a call that ended meanwhile is not one."""
+        live = {c.get("Uniqueid", "") for c in await self.source.core_show_channels()}
+        gone = {t.uniqueid for t in open_ if t.uniqueid not in live}
+        if not gone:
+            return []
+        _, still_open, _ = parse_tree(await self.source.db_tree(FAMILY))
+        cut = [t for t in still_open if t.uniqueid in gone]
+        for trace in cut:
+            note = "its channel is gone without an end (Asterisk restarted?): mirrored as missed"
+            log.warning("fallback.incomplete", uniqueid=trace.uniqueid, line=trace.line, note=note)
+        return [replace(t, end=t.start, peer="", talk=0) for t in cut]
 
     def _journal(self, trace: FallbackTrace) -> None:
         leg = LEG_PREFIX + trace.uniqueid

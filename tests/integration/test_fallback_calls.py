@@ -98,3 +98,19 @@ async def test_a_trace_that_cannot_be_read_is_reported_and_left_alone(tmp_path: 
             await s.start_daemon()
             await eventually(lambda: {e["event"] for e in logs} >= {"fallback.bad_trace", "fallback.not_mirrored"})
         assert len(traces(s)) == 6 and s.crm.state()["calls"] == []
+
+
+async def test_a_call_whose_end_never_came_is_mirrored_as_missed_once_its_channel_is_gone(tmp_path: Path) -> None:
+    """Asterisk stopped in the middle of a fallback call: its trace has no end and no channel has its Uniqueid."""
+    async with stage(tmp_path) as s:
+        await s.stop_daemon()
+        s.pbx.astdb.update({
+            f"/{FAMILY}/1700000000.9/line": SALES,
+            f"/{FAMILY}/1700000000.9/caller": "79990000309",
+            f"/{FAMILY}/1700000000.9/start": "1700000000",
+        })  # fmt: skip
+        with capture_logs() as logs:
+            await s.start_daemon()
+            await mirrored(s, Expect("79990000309", INCOMING, 15, MISSED, offline=True))
+            await eventually(lambda: traces(s) == {})
+        assert [e["uniqueid"] for e in logs if e["event"] == "fallback.incomplete"] == ["1700000000.9"]

@@ -59,7 +59,8 @@ def test_complete_open_and_broken_traces_are_told_apart() -> None:
             recording="b24fb-1700000000.1",
         ),
     ]
-    assert open_ == ["1700000000.2"] and bad == ["1700000000.3"]
+    assert open_ == [FallbackTrace("1700000000.2", SALES, "79160000002", 1700000010, 0)]
+    assert bad == ["1700000000.3"]
 
 
 def test_an_answered_call_is_finished_for_who_talked_with_the_talk_time_and_recording() -> None:
