@@ -1,14 +1,13 @@
 """Calls the fallback dialplan handled while the bridge was away, mirrored to Bitrix24 once it is back.
 
 At every AMI (re)connect, and every ``poll`` seconds (a fallback call still in progress, calls while only ARI was
-lost), the AstDB tree
-``/b24fallback`` is read with ``DBGetTree`` (the ``reporting`` class the bridge's AMI user has). Each complete
-trace becomes an offline leg in the journal: ``register`` SHOW=0 with the real start, ``finish`` for the employee
-who answered with the talk time (304 for the line's owner, or the voicemail's, when nobody did), the recording
-attached. Only once that is committed is the trace deleted, by an Originate of
-``Local/<UNIQUEID>@b24-fallback-forget`` (``originate`` class; deleting AstDB keys over AMI would need ``system``).
-Exactly once: the leg is named after the call's Uniqueid, so a trace found again (a restart between journaling
-and deleting, a failed delete) is only deleted, not journaled twice.
+lost), the AstDB tree ``/b24fallback`` is read with ``DBGetTree`` (the ``reporting`` class the bridge's AMI user
+has). Each complete trace becomes an offline leg in the journal: ``register`` SHOW=0 with the real start, ``finish``
+for the employee who answered with the talk time (304 for the line's owner, or the voicemail's, when nobody did,
+with the line's missed-call task and notification), the recording attached. Only once that is committed is the
+trace deleted, by an Originate of ``Local/<UNIQUEID>@b24-fallback-forget`` (``originate`` class; deleting AstDB
+keys over AMI would need ``system``). Exactly once: the leg is named after the call's Uniqueid, so a trace found
+again (a restart between journaling and deleting, a failed delete) is only deleted, not journaled twice.
 """
 
 from __future__ import annotations
@@ -22,7 +21,16 @@ from typing import Any, Protocol
 import structlog
 
 from bridge.dialplan.trace import FAMILY, FORGET_CONTEXT, FallbackTrace, parse_tree
-from bridge.domain.commands import CallType, CrmAttachRecord, CrmCommand, CrmFinish, CrmRegister
+from bridge.domain.cards import line_notices
+from bridge.domain.commands import (
+    CallType,
+    CrmAttachRecord,
+    CrmCommand,
+    CrmFinish,
+    CrmMissedTask,
+    CrmNotify,
+    CrmRegister,
+)
 from bridge.domain.scheme import Plan
 from bridge.domain.status import ANSWERED, MISSED
 from bridge.pbx.events import PbxError
@@ -91,6 +99,10 @@ def mirror_commands(trace: FallbackTrace, plan: Plan, agents: EndpointTemplate) 
     recording = trace.recording if answered else trace.message
     if recording:
         commands.append(CrmAttachRecord(leg, recording))
+    if not answered:  # the missed-call task and notification the line asks for, as the bridge sends them itself
+        started = datetime.fromtimestamp(trace.start, UTC)
+        notices = line_notices(line, trace.caller, started, finisher, voicemail=bool(trace.message))
+        commands += [c for c in notices if isinstance(c, CrmMissedTask | CrmNotify)]
     return commands
 
 

@@ -46,8 +46,8 @@ async def calls_while_stopped(s: Stage) -> None:
 
 EXPECTED = [
     Expect(ANSWERED_BY_1002, INCOMING, 12, ANSWERED, talk=1.5, recorded=True, offline=True),
-    Expect(GAVE_UP, INCOMING, 15, MISSED, offline=True),  # the line's owner
-    Expect(LEFT_MESSAGE, INCOMING, 15, MISSED, recorded=True, offline=True),  # the message is attached
+    Expect(GAVE_UP, INCOMING, 15, MISSED, offline=True, task_for=15),  # the line's owner, with the line's task
+    Expect(LEFT_MESSAGE, INCOMING, 15, MISSED, recorded=True, offline=True, task_for=15),  # the message attached
 ]
 
 
@@ -111,6 +111,6 @@ async def test_a_call_whose_end_never_came_is_mirrored_as_missed_once_its_channe
         })  # fmt: skip
         with capture_logs() as logs:
             await s.start_daemon()
-            await mirrored(s, Expect("79990000309", INCOMING, 15, MISSED, offline=True))
+            await mirrored(s, Expect("79990000309", INCOMING, 15, MISSED, offline=True, task_for=15))
             await eventually(lambda: traces(s) == {})
         assert [e["uniqueid"] for e in logs if e["event"] == "fallback.incomplete"] == ["1700000000.9"]

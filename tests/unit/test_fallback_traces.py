@@ -9,7 +9,7 @@ from pathlib import Path
 
 from bridge.config import parse_settings
 from bridge.dialplan.trace import FallbackTrace, parse_tree
-from bridge.domain.commands import CallType, CrmAttachRecord, CrmFinish, CrmRegister
+from bridge.domain.commands import CallType, CrmAttachRecord, CrmFinish, CrmMissedTask, CrmRegister
 from bridge.domain.scheme import Plan
 from bridge.pbx.outcomes import EndpointTemplate
 from bridge.recovery.fallback import mirror_commands
@@ -17,6 +17,7 @@ from bridge.recovery.fallback import mirror_commands
 EXAMPLE = Path(__file__).resolve().parents[2] / "bridge.example.toml"
 SALES = "74951112233"
 AGENTS = EndpointTemplate("PJSIP/{ext}")
+STARTED = datetime.fromtimestamp(1700000000, UTC).isoformat(timespec="seconds")
 
 
 def plan() -> Plan:
@@ -94,11 +95,17 @@ def test_a_call_answered_outside_the_agents_is_the_owners() -> None:
 def test_a_missed_call_is_the_owners_and_a_message_the_voicemails_with_it_attached() -> None:
     missed = FallbackTrace("1.3", SALES, "79160000001", 1700000000, 1700000010, recording="b24fb-1.3")
     commands = mirror_commands(missed, plan(), AGENTS)
-    assert isinstance(commands, list) and commands[1:] == [CrmFinish("fallback-1.3", 15, 0, "304")]
+    assert isinstance(commands, list) and commands[1:] == [
+        CrmFinish("fallback-1.3", 15, 0, "304"),  # the sales line asks for a task for the missed call's owner
+        CrmMissedTask(
+            15, "Call back 79160000001", f"A call from 79160000001 to line Sales was not answered. Called at {STARTED}."
+        ),
+    ]
     message = replace(missed, uniqueid="1.4", voicemail="1003", message="b24fb-msg-1.4")
     commands = mirror_commands(message, plan(), AGENTS)
     assert isinstance(commands, list)
-    assert commands[1:] == [CrmFinish("fallback-1.4", 13, 0, "304"), CrmAttachRecord("fallback-1.4", "b24fb-msg-1.4")]
+    assert commands[1:3] == [CrmFinish("fallback-1.4", 13, 0, "304"), CrmAttachRecord("fallback-1.4", "b24fb-msg-1.4")]
+    assert isinstance(commands[3], CrmMissedTask) and "left a voicemail" in commands[3].description
 
 
 def test_a_dismissed_talker_falls_back_to_the_owner_and_an_unknown_line_is_not_mirrored() -> None:
