@@ -1,4 +1,4 @@
-"""``b24-bridge`` command line: run | demo | replay | journal | explain | check-config | check.
+"""``b24-bridge`` command line: run | demo | replay | journal | explain | check-config | check | dialplan.
 
 Exit statuses: 0 success; 1 a check or a replay found failures; 2 bad command-line usage or input;
 78 a bad configuration (each problem is printed with its key); 141 the output's reader went away (``| head``).
@@ -34,6 +34,7 @@ _HANDLERS = {
     "replay": "bridge.replay:main",
     "journal": "bridge.replay:journal_main",
     "explain": "bridge.explain:main",
+    "dialplan": "bridge.dialplan:main",
 }
 
 
@@ -52,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     with_config("run", "run the daemon")
     with_config("check", "connect to ARI, AMI and Bitrix24 and report each")
     with_config("check-config", "validate the configuration and print it with secrets redacted")
+    with_config("dialplan", "print the dialplan the bridge needs (extensions.conf), with each line's fallback")
 
     demo = sub.add_parser("demo", help="run the daemon against the built-in simulators with a scripted day")
     demo.add_argument("--fast", action="store_true", help="shorter rings and waits (the day in about 20 s)")

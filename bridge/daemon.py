@@ -45,6 +45,7 @@ from bridge.pbx.ari import AriLink
 from bridge.pbx.outcomes import EndpointTemplate
 from bridge.portal import PortalUpkeep
 from bridge.recovery import Recovery, pbx_view
+from bridge.recovery.fallback import FallbackMirror
 from bridge.status.sources import DeliveryWatch, StatusSources
 from bridge.status.web import status_routes
 from bridge.systemd import Notifier
@@ -70,6 +71,8 @@ class Timing:
     recovery_poll: float = 1.0
     """After a restart, how often calls adopted from the journal are checked on the PBX (their talk time is
     counted between looks, so at most this much is lost at the end)."""
+    fallback_poll: float = 60.0
+    """Besides each AMI connect, how often AstDB is read for calls the fallback dialplan handled."""
 
 
 class Daemon:
@@ -144,6 +147,15 @@ class Daemon:
             resume=self.desk.resume,
             poll=self.timing.recovery_poll,
         )
+        self.fallback = FallbackMirror(
+            self.journal,
+            self.ami,
+            self.current_plan,
+            EndpointTemplate(s.asterisk.agent_endpoint),
+            self.delivery.notify,
+            poll=self.timing.fallback_poll,
+        )
+        self.ami.on_connected.append(self.fallback.connected)
         self.gate = EventGate(self._application_token())
         self.portal = PortalUpkeep(
             s,
@@ -172,6 +184,7 @@ class Daemon:
         self._spawn(self.ari.run(), "ari")
         self._spawn(self.ami.run(), "ami")
         self._spawn(self.directory.run(), "directory")
+        self._spawn(self.fallback.run(), "fallback")
         self._spawn(self.portal.follow_availability(), "availability")
         self._spawn(self.portal.set_up(), "portal-setup")
         self._spawn(self.portal.watch_for_return(), "portal-watch")

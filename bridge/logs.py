@@ -121,6 +121,17 @@ event                              meaning
 ``pbx.device_states_unavailable``  AMI ``DeviceStateList`` is not allowed or not there: availability from events only
 ``pbx.ami_filter_refused``         AMI refused ``Filter`` (needs ``write = system``): mask and eventfilter lines apply
 ``pbx.unexpected_stasis``          a channel entered the Stasis app with arguments the bridge does not route
+``pbx.trace_delete_failed``        the Originate that deletes a fallback call's AstDB trace failed (``error``)
+``fallback.mirrored``              a call the fallback dialplan handled while the bridge was away is in the journal
+                                   (offline: register SHOW=0 with its real start, finish, recording)
+``fallback.forget_failed``         its AstDB trace could not be deleted yet; the next look deletes it (never mirrored
+                                   twice: the journal knows the call)
+``fallback.not_mirrored``          a trace names a line that is not configured or nobody owns (``reason``); left in
+                                   AstDB
+``fallback.incomplete``            a fallback call's channel is gone but its trace has no end (Asterisk stopped
+                                   mid-call): mirrored as missed for the line's owner
+``fallback.bad_trace``             a trace in AstDB ``/b24fallback`` that cannot be read (left there)
+``fallback.unreadable``            reading the traces over AMI failed (``DBGetTree`` needs ``reporting``); retried
 =================================  ====================================================================================
 """
 

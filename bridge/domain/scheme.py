@@ -219,6 +219,8 @@ class Line:
     record: bool = True
     callback_queue: str = ""
     """Queue that takes the clients the bridge calls back for this line (ONEXTERNALCALLBACKSTART); empty: the rules."""
+    pbx_fallback: Action | None = None
+    """What the generated dialplan does with the line's calls while the bridge is away (None: approximate the rules)."""
 
 
 @dataclass(frozen=True)
