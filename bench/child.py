@@ -79,10 +79,10 @@ class Stalls:
         self.journal = journal
         append = journal.append
 
-        def timed(cmd: CrmCommand, *, linkedid: str = "", pbx_call: str = "") -> int:
+        def timed(cmd: CrmCommand, *, linkedid: str = "", pbx_call: str = "", line: str = "") -> int:
             started = time.perf_counter()
             try:
-                return append(cmd, linkedid=linkedid, pbx_call=pbx_call)
+                return append(cmd, linkedid=linkedid, pbx_call=pbx_call, line=line)
             finally:
                 self.append_max_ms = max(self.append_max_ms, (time.perf_counter() - started) * 1000)
 

@@ -1,26 +1,30 @@
-"""``b24-bridge`` command line: run | demo | replay | journal | explain | check-config | check.
+"""``b24-bridge`` command line: run | demo | replay | journal | explain | check-config | check | dialplan.
 
 Exit statuses: 0 success; 1 a check or a replay found failures; 2 bad command-line usage or input;
-78 a bad configuration (each problem is printed with its key).
+78 a bad configuration (each problem is printed with its key); 141 the output's reader went away (``| head``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import enum
 import importlib
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from bridge import __version__
-from bridge.config import EXIT_CONFIG, ConfigError, config_warnings, load_config
+from bridge.config import EXIT_CONFIG, ConfigError, config_warnings, file_problems, load_config
 from bridge.config_reader import Secret
 
 Handler = Callable[[argparse.Namespace], int]
+EXIT_PIPE = 141
+"""Exit status when the output's reader went away: 128 + SIGPIPE, like a tool the signal ended."""
 
 # subcommand -> "module:function"; imported only when that command runs, so the CLI starts fast
 _HANDLERS = {
@@ -30,6 +34,7 @@ _HANDLERS = {
     "replay": "bridge.replay:main",
     "journal": "bridge.replay:journal_main",
     "explain": "bridge.explain:main",
+    "dialplan": "bridge.dialplan:main",
 }
 
 
@@ -48,14 +53,19 @@ def build_parser() -> argparse.ArgumentParser:
     with_config("run", "run the daemon")
     with_config("check", "connect to ARI, AMI and Bitrix24 and report each")
     with_config("check-config", "validate the configuration and print it with secrets redacted")
+    with_config("dialplan", "print the dialplan the bridge needs (extensions.conf), with each line's fallback")
 
     demo = sub.add_parser("demo", help="run the daemon against the built-in simulators with a scripted day")
-    demo.add_argument("--fast", action="store_true", help="shorter rings and waits")
+    demo.add_argument("--fast", action="store_true", help="shorter rings and waits (the day in about 20 s)")
+    demo.add_argument("--keep", metavar="DIR", help="keep the journal (and a config to read it) in DIR")
+    demo.add_argument("--log", metavar="FILE", help="where the daemon's JSON log lines go (default: DIR/bridge.log "
+                      "with --keep, else a temporary file)")  # fmt: skip
 
     replay = with_config("replay", "mirror calls that Bitrix24 missed while it was away (no PBX needed)")
     replay.add_argument("--since", metavar="ISO", help="only calls that started at or after this time")
     replay.add_argument("--call", metavar="EXTERNAL_CALL_ID", help="only this call")
     replay.add_argument("--dry-run", action="store_true", help="show what would be sent, send nothing")
+    replay.add_argument("--json", action="store_true", help="print the outcomes as JSON (for scripts)")
     replay.add_argument(
         "--force",
         action="store_true",
@@ -119,6 +129,9 @@ def _plain(value: Any) -> Any:
 
 def check_config_main(args: argparse.Namespace) -> int:
     settings = load_config(Path(args.config))
+    problems = file_problems(settings)
+    if problems:
+        raise ConfigError(settings.path, problems)
     print(json.dumps(_plain(settings), indent=2, ensure_ascii=False))
     for warning in config_warnings(settings):
         print(f"warning: {warning}", file=sys.stderr)
@@ -158,3 +171,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        return _pipe_closed()
+
+
+def _pipe_closed() -> int:
+    """The reader of our output went away (``| head``): stop quietly, as other command-line tools do. Python would
+    otherwise complain when it flushes stdout at exit."""
+    with contextlib.suppress(OSError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return EXIT_PIPE

@@ -13,6 +13,9 @@ The client's number goes through ``asterisk.dial_rules`` where its endpoint is b
 click-to-call's client leg, :meth:`ClickToCallDesk.call_back` for a callback). A click-to-call whose number the rules
 cannot turn into digits is checked here first: Bitrix24's CALL_ID is finished at once as 404 with the reason in
 FAILED_REASON, and nothing is originated (not even the employee's phone).
+
+After a restart, :meth:`ClickToCallDesk.resume` carries on a click-to-call the dead process ran, from what the PBX
+still has of it (``bridge.recovery.clicktocall``); its legs are never hung up as orphans.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -40,7 +44,14 @@ from bridge.domain.events import (
     ObservedStarted,
     RecordingReady,
 )
+from bridge.domain.scheme import Plan
+from bridge.journal.rows import CallRow
+from bridge.logs import bind_call
 from bridge.pbx.events import PbxEvent, StasisEntered
+from bridge.pbx.outcomes import EndpointTemplate
+from bridge.pbx.translate import CALLBACK_PREFIX
+from bridge.recovery.clicktocall import remains, request_of
+from bridge.recovery.view import PbxView
 
 if TYPE_CHECKING:
     from bridge.dispatch import Dispatcher
@@ -59,6 +70,8 @@ DIALSTATUS = {
     LegOutcome.REJECTED: "NOANSWER",
     LegOutcome.FAILED: "CHANUNAVAIL",
 }
+EARLY_KEPT = 1000
+"""At most so many click-to-calls answered before recovery's first look are remembered for it."""
 FAILED_REASON_LIMIT = 250
 """FAILED_REASON is shown in the call's statistics: a sentence, not a log."""
 
@@ -73,6 +86,8 @@ class Originator(Protocol):
         timeout: float = 30.0,
         variables: Any = None,
     ) -> dict[str, Any]: ...
+
+    def take_over(self, call: str, legs: Mapping[str, bool], *, bridge: str = "", recording: str = "") -> None: ...
 
 
 class Extensions(Protocol):
@@ -103,6 +118,7 @@ class ClickToCallDesk:
         self._run = f"{int(time.time()):x}"
         self.dispatcher: Dispatcher | None = None
         self._pending: set[asyncio.Future[None]] = set()
+        self._answered_early: set[str] = set()
 
     def attach(self, dispatcher: Dispatcher) -> None:
         self.dispatcher = dispatcher
@@ -132,16 +148,19 @@ class ClickToCallDesk:
         plan = dispatcher.plan()
         ext = self.directory.ext_for(request.user_id)
         key = f"c2c-{self._run}-{next(self._serial)}"
-        started = ObservedStarted(
-            direction=Direction.OUTBOUND,
-            number=request.phone,
-            ext=ext or "",
-            line=request.line,
-            crm_key=key,
-            adopt_call_id=request.call_id,
-            user_id=request.user_id,
-            linkedid=key,
-        )
+        started = _started(key, request, ext or "")
+        with bind_call(key, key, request.line):
+            self._place(dispatcher, plan, key, ext, started, request)
+
+    def _place(
+        self,
+        dispatcher: Dispatcher,
+        plan: Plan,
+        key: str,
+        ext: str | None,
+        started: ObservedStarted,
+        request: ClickToCall,
+    ) -> None:
         problem = request.problem or self._undialable(request.phone)
         if problem:
             # Bitrix24 shows the employee a card "calling...": close it now, saying why, and dial nobody
@@ -162,6 +181,54 @@ class ClickToCallDesk:
         log.info("clicktocall.started", call_id=key, ext=ext, crm_call=request.call_id, call_list=request.call_list_id)
         ring = EMPLOYEE_RINGS * plan.ring_seconds
         dispatcher.submit(key, RingAgent(leg=key, ext=ext, timeout=ring))
+
+    def resume(self, key: str, row: CallRow, view: PbxView) -> str:
+        """Carry on a click-to-call a dead process ran (a restart), from what the PBX still has of it
+        (``bridge.recovery.clicktocall``): its legs stay up. Says what was found ('' when nothing can be carried
+        on: recovery finishes it)."""
+        dispatcher = self._dispatcher()
+        request, left, early = request_of(row), remains(view, key), key in self._answered_early
+        self._answered_early.discard(key)
+        if request is None or (left.employee is None and not left.bridge):
+            return ""
+        # the directory may not know the employee yet (auto_map before its first refresh): their phone says it
+        ext = self.directory.ext_for(request.user_id) or (
+            EndpointTemplate(self.settings.asterisk.agent_endpoint).value_of_channel(left.employee.name)
+            if left.employee is not None
+            else None
+        )
+        if not ext:
+            return ""
+        s = self.sessions[key] = _Session(key, request, ext)
+        client = f"{key}-client"
+        legs = {key: left.employee_answered or bool(left.bridge)} if left.employee is not None else {}
+        if left.client is not None:
+            legs[client] = left.client_answered or bool(left.bridge)
+        self.ari.take_over(key, legs, bridge=left.bridge, recording=f"{key}-talk" if left.bridge else "")
+        dispatcher.restart.registered[key] = f"{key}.1"  # the dead process adopted Bitrix24's call already
+        dispatcher.start_observed(key, _started(key, request, ext))
+        if left.bridge:
+            s.client_leg, s.answered, s.recording = client, True, f"{key}-talk"
+            dispatcher.step_observed(key, ObservedAnswered(ext=ext), at=left.answered_at)
+            if left.employee is not None and left.client is not None:
+                return "click-to-call talking, resumed"
+            # one of them hung up while no daemon ran: the other is alone in the bridge
+            gone = client if left.employee is not None else key
+            self._handle(s, PbxEvent(key, LegEnded(gone, LegOutcome.HANGUP)))
+            return "click-to-call ended while the bridge was away"
+        if early:  # the employee answered after the restart, before this: the client was never dialled
+            self._handle(s, PbxEvent(key, LegAnswered(key)))
+            return "click-to-call answered by the employee at the restart, dialling the client"
+        if not left.employee_answered:
+            return "click-to-call ringing the employee, resumed"
+        s.client_leg = client
+        if left.client is None:  # the client's phone stopped ringing while no daemon ran: never dialled twice
+            self._handle(s, PbxEvent(key, LegEnded(client, LegOutcome.NO_ANSWER)))
+            return "click-to-call ended while the bridge was away"
+        if left.client_answered:  # picked up, but the dead process did not join them
+            self._handle(s, PbxEvent(key, LegAnswered(client)))
+            return "click-to-call joining the client, resumed"
+        return "click-to-call ringing the client, resumed"
 
     def _undialable(self, phone: str) -> str:
         """Why ``phone`` cannot be dialled after the dial rules ('' when it can)."""
@@ -186,12 +253,13 @@ class ClickToCallDesk:
         except BadPhoneNumber as exc:
             log.warning("callback.rejected", reason=str(exc))
             return
-        channel = f"cb-{self._run}-{next(self._serial)}"
+        channel = f"{CALLBACK_PREFIX}{self._run}-{next(self._serial)}"
         dispatcher.expect_callback(channel, request.phone)
         endpoint = self.settings.asterisk.trunk_endpoint.format(number=number)
         ring = CLIENT_RINGS * dispatcher.plan().ring_seconds
         try:
-            await self.ari.originate(endpoint, channel, ("inbound", line, "callback"), caller_id=line,
+            # the client's number rides in the arguments: a restarted daemon still knows whom it called back
+            await self.ari.originate(endpoint, channel, ("inbound", line, "callback", request.phone), caller_id=line,
                                      timeout=ring)  # fmt: skip
         except Exception as exc:  # the PBX refused: nothing to mirror, say why
             dispatcher.forget_callback(channel)
@@ -207,9 +275,13 @@ class ClickToCallDesk:
         log.warning("pbx.unexpected_stasis", channel=entered.channel, args=list(entered.args))
 
     def owns_event(self, item: PbxEvent) -> bool:
-        """Events of a click-to-call session are ours; everything else goes on to the dispatcher."""
+        """Events of a click-to-call session are ours; everything else goes on to the dispatcher. An employee who
+        answers a dead process's click-to-call before recovery hands it to :meth:`resume` is remembered for it."""
         session = self.sessions.get(item.call or "")
         if session is None:
+            key = item.call or ""
+            if key.startswith("c2c-") and item.event == LegAnswered(key) and len(self._answered_early) < EARLY_KEPT:
+                self._answered_early.add(key)
             return False
         self._handle(session, item)
         return True
@@ -255,3 +327,17 @@ class ClickToCallDesk:
         if self.dispatcher is None:
             raise RuntimeError("ClickToCallDesk.attach() was not called")
         return self.dispatcher
+
+
+def _started(key: str, request: ClickToCall, ext: str) -> ObservedStarted:
+    """The watched call's start: Bitrix24's CALL_ID adopted under our ``key``, for the employee who clicked."""
+    return ObservedStarted(
+        direction=Direction.OUTBOUND,
+        number=request.phone,
+        ext=ext,
+        line=request.line,
+        crm_key=key,
+        adopt_call_id=request.call_id,
+        user_id=request.user_id,
+        linkedid=key,
+    )

@@ -23,9 +23,10 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from bridge import config_checks as checks
 from bridge.config_events import event_mode_problems, event_mode_warnings, http_url
 from bridge.config_http import HttpSettings, http_warnings, parse_http
-from bridge.config_reader import Reader, Secret
+from bridge.config_reader import Reader, Secret, is_relative
 from bridge.config_routing import RoutingParser
 from bridge.dialrules import BadDialRule, BadPhoneNumber, DialRules, parse_rule
 from bridge.domain.scheme import Plan
@@ -112,6 +113,8 @@ class Bitrix24Settings:
 @dataclass(frozen=True)
 class JournalSettings:
     path: Path = Path("b24-bridge.db")
+    relative: bool = False
+    """Written as a relative path: under the systemd unit it went into the StateDirectory."""
 
 
 @dataclass(frozen=True)
@@ -208,7 +211,7 @@ def _bitrix24(r: Reader, data: dict[str, Any]) -> Bitrix24Settings:
             portal=r.get(o, ko, "portal", str, ""),
             client_id=r.get(o, ko, "client_id", str, ""),
             client_secret=r.secret(o, ko, "client_secret", required=True) or Secret(""),
-            token_file=r.path(r.get(o, ko, "token_file", str, "b24-token.json"), f"{ko}token_file"),
+            token_file=r.state_path(r.get(o, ko, "token_file", str, "b24-token.json"), f"{ko}token_file"),
             oauth_host=r.get(o, ko, "oauth_host", str, "https://oauth.bitrix.info").rstrip("/"),
         )
     if (webhook is None) == (oauth is None):
@@ -261,7 +264,19 @@ def config_warnings(settings: Settings) -> list[str]:
     """Things a valid configuration will not do that its author may expect (printed by check-config, logged at
     start)."""
     b = settings.bitrix24
-    return event_mode_warnings(b.webhook_url is not None, b.events, b.events_url) + http_warnings(settings.http)
+    warnings = event_mode_warnings(b.webhook_url is not None, b.events, b.events_url) + http_warnings(settings.http)
+    warnings += checks.unreachable_rules(settings.plan) + checks.crowded_groups(settings.plan)
+    if not settings.journal.relative:
+        warnings += checks.under_read_only_tree("journal.path", settings.journal.path)
+    return warnings
+
+
+def file_problems(settings: Settings) -> list[str]:
+    """The files the daemon writes whose directory is missing or not writable (checked before it starts)."""
+    problems = checks.writable_file_problems("journal.path", settings.journal.path)
+    if settings.bitrix24.oauth is not None:
+        problems += checks.writable_file_problems("bitrix24.oauth.token_file", settings.bitrix24.oauth.token_file)
+    return problems
 
 
 def _strings(r: Reader, data: dict[str, Any], key: str, name: str, default: tuple[str, ...]) -> list[str]:
@@ -282,7 +297,7 @@ def parse_settings(data: dict[str, Any], *, path: Path, env: dict[str, str] | No
     journal_data = r.table(data, "", "journal")
     r.unknown(journal_data, "journal.", {"path"})
     journal_path = r.get(journal_data, "journal.", "path", str, "b24-bridge.db")
-    journal = JournalSettings(path=r.path(journal_path, "journal.path"))
+    journal = JournalSettings(path=r.state_path(journal_path, "journal.path"), relative=is_relative(journal_path))
     http = parse_http(r, r.table(data, "", "http"))
     emp_data = r.table(data, "", "employees")
     employees = EmployeesSettings(

@@ -37,6 +37,11 @@ class Secret:
     __str__ = __repr__
 
 
+def is_relative(raw: str) -> bool:
+    """A path as written in the config that is neither absolute nor under a home directory."""
+    return not raw.startswith(("/", "~"))
+
+
 class Reader:
     """Reads typed values out of nested TOML tables, collecting problems instead of stopping at the first."""
 
@@ -113,6 +118,16 @@ class Reader:
             self.problem(key, f"cannot expand {raw[:60]!r}: no such home directory")
             path = Path(raw)
         return path if path.is_absolute() else self.base / path
+
+    def state_path(self, raw: str, key: str) -> Path:
+        """A file the daemon writes (the journal, the token file): a relative path goes into systemd's
+        ``StateDirectory`` when the unit runs it (``$STATE_DIRECTORY``; ``/etc`` is read-only there), else next to
+        the configuration file like any other path."""
+        state = self.env.get("STATE_DIRECTORY", "").split(":")[0]
+        path = self.path(raw, key)
+        if state and is_relative(raw):
+            return Path(state) / raw
+        return path
 
     def unknown(self, data: dict[str, Any], key: str, known: set[str]) -> None:
         for name in data:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from datetime import date, time
 from typing import Any
 
+from bridge.config_checks import routing_loops
 from bridge.config_grammar import DTMF_RE, EXT_RE, NUMBER_RE, Grammar, Problem, Ref
 from bridge.domain.schedule import Hours, Schedule
 from bridge.domain.scheme import (
@@ -24,7 +25,9 @@ from bridge.domain.scheme import (
     Plan,
     QueueGroup,
     Rule,
+    ToIvr,
     ToNumber,
+    ToResponsible,
     ToVoicemail,
 )
 
@@ -75,7 +78,7 @@ class RoutingParser:
         for key, kind, ident in self._refs:
             if ident not in present[kind]:
                 self.problem(key, f"unknown {kind} {ident!r}")
-        return Plan(
+        plan = Plan(
             lines=lines,
             queues=queues,
             menus=menus,
@@ -86,6 +89,9 @@ class RoutingParser:
             voicemail_max_seconds=self._number(routing, "routing.", "voicemail_max_seconds", 120.0),
             voicemail_prompt=str(routing.get("voicemail_prompt", "sound:vm-intro")),
         )
+        for key, message in routing_loops(plan):
+            self.problem(key, message)
+        return plan
 
     def _schedule(self, sid: str, data: dict[str, Any]) -> Schedule:
         key = f"schedules.{sid}"
@@ -242,7 +248,7 @@ class RoutingParser:
     def _line(self, num: str, data: dict[str, Any]) -> Line:
         key = f"lines.{num}"
         known = {"name", "rules", "fallback", "default_ext", "crm_create", "crm_source", "missed_task",
-                 "missed_notify", "record", "callback_queue"}  # fmt: skip
+                 "missed_notify", "record", "callback_queue", "pbx_fallback"}  # fmt: skip
         for name in data:
             if name not in known:
                 self.problem(f"{key}.{name}", "unknown key")
@@ -289,7 +295,18 @@ class RoutingParser:
             missed_notify=bool(flags["missed_notify"]),
             record=bool(flags["record"]),
             callback_queue=callback_queue,
+            pbx_fallback=self._pbx_fallback(key, data.get("pbx_fallback", "auto")),
         )
+
+    def _pbx_fallback(self, key: str, text: Any) -> Action | None:
+        """``auto`` (None: the dialplan generator approximates the rules) or an action the dialplan can run."""
+        if text == "auto":
+            return None
+        action = self.grammar.action(f"{key}.pbx_fallback", text)
+        if isinstance(action, ToIvr | ToResponsible):
+            self.problem(f"{key}.pbx_fallback", "the dialplan cannot run menus or CRM lookups: use auto, queue:, "
+                         "employee:, hold:, number:, voicemail or hangup")  # fmt: skip
+        return action
 
     # -- small readers ----------------------------------------------------------------------------
 

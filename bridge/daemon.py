@@ -23,7 +23,7 @@ from aiohttp import web
 
 from bridge import logs
 from bridge.clicktocall import ClickToCallDesk
-from bridge.config import Settings, config_warnings, load_config
+from bridge.config import ConfigError, Settings, config_warnings, file_problems, load_config
 from bridge.crm.client import Bitrix24Client
 from bridge.crm.directory import Directory
 from bridge.crm.errors import CrmError
@@ -45,6 +45,7 @@ from bridge.pbx.ari import AriLink
 from bridge.pbx.outcomes import EndpointTemplate
 from bridge.portal import PortalUpkeep
 from bridge.recovery import Recovery, pbx_view
+from bridge.recovery.fallback import FallbackMirror
 from bridge.status.sources import DeliveryWatch, StatusSources
 from bridge.status.web import status_routes
 from bridge.systemd import Notifier
@@ -70,6 +71,8 @@ class Timing:
     recovery_poll: float = 1.0
     """After a restart, how often calls adopted from the journal are checked on the PBX (their talk time is
     counted between looks, so at most this much is lost at the end)."""
+    fallback_poll: float = 60.0
+    """Besides each AMI connect, how often AstDB is read for calls the fallback dialplan handled."""
 
 
 class Daemon:
@@ -86,7 +89,7 @@ class Daemon:
         self.http_port = 0
         self.events_port = 0
         """The port of ``http.events_listen`` (0: ``/b24/events`` is on the main listener)."""
-        logs.register_secrets(_secret_values(settings))
+        logs.register_secrets(secret_values(settings))
 
     # -- startup ----------------------------------------------------------------------------------------
 
@@ -140,8 +143,19 @@ class Daemon:
             device=EndpointTemplate(s.asterisk.device),
             user_of=self._user_of,
             notify=self.delivery.notify,
+            owner_of=lambda line: self.current_plan().line_owner(line),
+            resume=self.desk.resume,
             poll=self.timing.recovery_poll,
         )
+        self.fallback = FallbackMirror(
+            self.journal,
+            self.ami,
+            self.current_plan,
+            EndpointTemplate(s.asterisk.agent_endpoint),
+            self.delivery.notify,
+            poll=self.timing.fallback_poll,
+        )
+        self.ami.on_connected.append(self.fallback.connected)
         self.gate = EventGate(self._application_token())
         self.portal = PortalUpkeep(
             s,
@@ -170,6 +184,7 @@ class Daemon:
         self._spawn(self.ari.run(), "ari")
         self._spawn(self.ami.run(), "ami")
         self._spawn(self.directory.run(), "directory")
+        self._spawn(self.fallback.run(), "fallback")
         self._spawn(self.portal.follow_availability(), "availability")
         self._spawn(self.portal.set_up(), "portal-setup")
         self._spawn(self.portal.watch_for_return(), "portal-watch")
@@ -413,7 +428,7 @@ def _report_crash(task: asyncio.Task[Any]) -> None:
         log.error("daemon.task_crashed", task=task.get_name(), error=repr(exc))
 
 
-def _secret_values(settings: Settings) -> list[str]:
+def secret_values(settings: Settings) -> list[str]:
     s = settings
     values = [s.asterisk.ari_password.reveal(), s.asterisk.ami_secret.reveal(), s.bitrix24.application_token.reveal(),
               s.http.status_token.reveal()]  # fmt: skip
@@ -426,6 +441,9 @@ def _secret_values(settings: Settings) -> list[str]:
 
 def run_main(args: argparse.Namespace) -> int:
     settings = load_config(Path(args.config))
+    problems = file_problems(settings)
+    if problems:
+        raise ConfigError(settings.path, problems)
     try:
         return asyncio.run(Daemon(settings).serve())
     except JournalBusy as exc:
@@ -437,5 +455,5 @@ def check_main(args: argparse.Namespace) -> int:
     from bridge.check import check
 
     settings = load_config(Path(args.config))
-    logs.register_secrets(_secret_values(settings))
+    logs.register_secrets(secret_values(settings))
     return asyncio.run(check(settings))

@@ -1,7 +1,10 @@
 """Structured logs: JSON lines for machines, the console renderer on a terminal, secrets redacted.
 
 Per-call context (``call_id``, ``linkedid``, ``line``) is bound with :func:`bind_call` through contextvars, so
-every line logged while a call is being handled carries it.
+every line logged while a call is being handled carries it. ``call_id`` is always the bridge's own id of the call
+(the caller's channel, ``c2c-...`` for a click-to-call); Bitrix24's ``CALL_ID`` goes in ``b24_call_id``. Delivery
+sends many calls in one batch: its lines name each operation's call with :func:`call_keys`. Outbound calls dialled
+from a phone have no line (``line`` is ``""``).
 
 Event names are ``noun.verb``; this table is the one place they are documented (a test fails when a name the
 daemon logs is missing here). Levels: debug is noise for developers, info is the story of each call, warning is
@@ -60,7 +63,7 @@ event                              meaning
 ``crm.queued``                     a Bitrix24 operation was written to the journal
 ``crm.continued``                  a re-routed call keeps the CRM leg the dead process registered (no 2nd register)
 ``crm.request``                    one HTTP request to Bitrix24 (debug)
-``crm.delivered``                  Bitrix24 confirmed an operation (``method``, ``crm_leg``)
+``crm.delivered``                  Bitrix24 confirmed an operation (``method``, ``crm_leg``; ``b24_call_id`` once known)
 ``crm.skipped``                    an operation settled without sending (a card for a call already over)
 ``crm.retry``                      a transient Bitrix24 error (network, 5xx, 503, 429); retried with back-off
 ``crm.limited``                    a Bitrix24 limit (503 QUERY_LIMIT_EXCEEDED, 429): slowed down by ``pause`` s
@@ -118,6 +121,17 @@ event                              meaning
 ``pbx.device_states_unavailable``  AMI ``DeviceStateList`` is not allowed or not there: availability from events only
 ``pbx.ami_filter_refused``         AMI refused ``Filter`` (needs ``write = system``): mask and eventfilter lines apply
 ``pbx.unexpected_stasis``          a channel entered the Stasis app with arguments the bridge does not route
+``pbx.trace_delete_failed``        the Originate that deletes a fallback call's AstDB trace failed (``error``)
+``fallback.mirrored``              a call the fallback dialplan handled while the bridge was away is in the journal
+                                   (offline: register SHOW=0 with its real start, finish, recording)
+``fallback.forget_failed``         its AstDB trace could not be deleted yet; the next look deletes it (never mirrored
+                                   twice: the journal knows the call)
+``fallback.not_mirrored``          a trace names a line that is not configured or nobody owns (``reason``); left in
+                                   AstDB
+``fallback.incomplete``            a fallback call's channel is gone but its trace has no end (Asterisk stopped
+                                   mid-call): mirrored as missed for the line's owner
+``fallback.bad_trace``             a trace in AstDB ``/b24fallback`` that cannot be read (left there)
+``fallback.unreadable``            reading the traces over AMI failed (``DBGetTree`` needs ``reporting``); retried
 =================================  ====================================================================================
 """
 
@@ -224,6 +238,14 @@ def configure(*, json: bool | None = None, level: str = "info", stream: TextIO |
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(max(logging.WARNING, logging.getLevelNamesMapping()[level.upper()]))
+
+
+def call_keys(call_id: str, linkedid: str = "", line: str = "") -> dict[str, str]:
+    """The keys that name a call on one log line (for lines written outside :func:`bind_call`, e.g. delivery's,
+    which handles many calls at once). Empty when the call is not known."""
+    if not call_id:
+        return {}
+    return {"call_id": call_id, "linkedid": linkedid, "line": line}
 
 
 @contextmanager

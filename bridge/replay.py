@@ -14,14 +14,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
+import os
 import sys
 from datetime import datetime
 from pathlib import Path
 
-from rich.console import Console
-from rich.table import Table
+from rich.text import Text
 
+from bridge import logs
+from bridge.cli_tables import print_table
 from bridge.config import Settings, load_config
 from bridge.crm.client import Bitrix24Client
 from bridge.crm.telephony import Telephony
@@ -31,7 +34,7 @@ from bridge.delivery.recordings import recording_loader
 from bridge.delivery.replayer import Outcome, Replayer
 from bridge.journal import Journal, JournalError
 from bridge.journal.lock import JournalBusy, exclusive
-from bridge.journal.report import snapshot, table
+from bridge.journal.report import COLUMNS, rows, snapshot
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -48,7 +51,11 @@ def parse_since(text: str | None) -> datetime | None:
 def _open_journal(settings: Settings) -> Journal:
     path = settings.journal.path
     if not Path(path).exists():
-        raise JournalError(f"there is no journal at {path} (journal.path in {settings.path})")
+        hint = ""
+        if settings.journal.relative and not os.environ.get("STATE_DIRECTORY"):
+            hint = ("; the systemd unit keeps a relative journal.path in its StateDirectory: "
+                    "STATE_DIRECTORY=/var/lib/b24-bridge b24-bridge ... reads that one")  # fmt: skip
+        raise JournalError(f"there is no journal at {path} (journal.path in {settings.path}){hint}")
     return Journal.open(path)
 
 
@@ -64,12 +71,15 @@ def journal_main(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(data, ensure_ascii=False, indent=2))
     else:
-        Console().print(table(data))
+        print_table("b24-bridge journal", COLUMNS, rows(data), lines=True)
     return 0
 
 
 def main(args: argparse.Namespace) -> int:
+    from bridge.daemon import secret_values
+
     settings = load_config(Path(args.config))
+    logs.register_secrets(secret_values(settings))  # an error from the portal must not show the webhook's code
     try:
         since = parse_since(args.since)
     except ValueError:
@@ -91,7 +101,10 @@ def main(args: argparse.Namespace) -> int:
         print(f"error: {exc} (replay sends what the daemon would send; run it while the daemon is stopped)",
               file=sys.stderr)  # fmt: skip
         return EXIT_USAGE
-    print_summary(outcomes, args.dry_run)
+    if getattr(args, "json", False):
+        print(json.dumps([dataclasses.asdict(o) for o in outcomes], ensure_ascii=False, indent=2))
+    else:
+        print_summary(outcomes, args.dry_run)
     return EXIT_FAILED if any(o.status in ("failed", "parked") for o in outcomes) else 0
 
 
@@ -124,21 +137,21 @@ async def replay(
     return outcomes
 
 
+STYLE = {"replayed": "green", "already present": "cyan", "failed": "bold red", "would send": "yellow",
+         "parked": "bold magenta"}  # fmt: skip
+
+
 def print_summary(outcomes: list[Outcome], dry_run: bool) -> None:
-    console = Console()
     if not outcomes:
-        console.print("Nothing to replay: every ended call in the journal is done.")
+        print("Nothing to replay: every ended call in the journal is done.")
         return
     title = "replay --dry-run: nothing was sent" if dry_run else "replay"
-    summary = Table(title=title)
-    for column in ("call (EXTERNAL_CALL_ID)", "started", "outcome", "detail"):
-        summary.add_column(column, overflow="fold")
-    style = {"replayed": "green", "already present": "cyan", "failed": "bold red", "would send": "yellow",
-             "parked": "bold magenta"}  # fmt: skip
-    for o in outcomes:
-        summary.add_row(o.crm_leg, o.started_at or "", f"[{style.get(o.status, '')}]{o.status}", o.detail)
-    console.print(summary)
+    print_table(
+        title,
+        ("call (EXTERNAL_CALL_ID)", "started", "outcome", "detail"),
+        [[o.crm_leg, o.started_at or "", Text(o.status, style=STYLE.get(o.status, "")), o.detail] for o in outcomes],
+    )
     counts: dict[str, int] = {}
     for o in outcomes:
         counts[o.status] = counts.get(o.status, 0) + 1
-    console.print(", ".join(f"{status}: {n}" for status, n in counts.items()))
+    print(", ".join(f"{status}: {n}" for status, n in counts.items()))

@@ -41,6 +41,7 @@ from bridge.delivery.plan import Chain, chains_of, fill, record_filename
 from bridge.delivery.sending import Sender
 from bridge.delivery.settle import Settler
 from bridge.journal import Journal, PendingOp
+from bridge.logs import call_keys
 
 log = structlog.get_logger(__name__)
 
@@ -212,8 +213,10 @@ class Delivery:
             if count:
                 log.warning("delivery.requeued", operations=count, reason="found in flight at start")
         for leg in self.journal.take_offline(self.settings.register_timeout):
+            rows = self.journal.calls(crm_leg=leg)
+            named = call_keys(rows[0].pbx_call, rows[0].linkedid, rows[0].line) if rows else {}
             log.warning("crm.offline", crm_leg=leg, method="telephony.externalCall.register",
-                        register_timeout=self.settings.register_timeout)  # fmt: skip
+                        register_timeout=self.settings.register_timeout, **named)  # fmt: skip
             self.observer.offline(leg)
         limit = limit or self.batch_limit * BATCHES_PER_CYCLE
         chains, more_waiting = self._take(limit)

@@ -43,6 +43,7 @@ def _pending(op: OpRow, call: CallRow, mode: str) -> PendingOp:
     return PendingOp(
         id=op.id, crm_leg=op.crm_leg, seq=op.seq, kind=op.kind, command=op.command, attempts=op.attempts,
         created_at=op.created_at, call_id=call.call_id, mode=mode, call_state=call.state, tries=op.tries,
+        pbx_call=call.pbx_call, linkedid=call.linkedid, line=call.line,
     )  # fmt: skip
 
 
@@ -78,6 +79,8 @@ class Replayer:
         self.telephony = telephony
         self.loader = loader
         self.dry_run = dry_run
+        self.unreachable = ""
+        """Set in a dry run once Bitrix24 did not answer: the rest is listed unchecked, without waiting again."""
         self.force = force
         self.access = access or StatisticsAccess()
         self.settler = Settler(journal, observer or DeliveryObserver(), time.time, retry_base=1.0, retry_cap=60.0)
@@ -103,8 +106,16 @@ class Replayer:
         # an adopted (click-to-call) leg's origin is settled on arrival: only its finish can be left
         mode = "online" if origin.state in FINAL else "offline"
         chain = Chain([_pending(op, call, mode) for op in (origin, finish) if op.state not in FINAL])
+        unchecked = ""
         if chain.ops:
-            found = await self._look_up(leg, finish_users(chain, sent_only=False))
+            try:
+                found = await self._look_up(leg, finish_users(chain, sent_only=False))
+            except CrmError as exc:
+                if not self.dry_run:
+                    raise
+                # a dry run still lists what would be sent; it asks no more once Bitrix24 did not answer
+                self.unreachable = self.unreachable or f"not checked: Bitrix24 did not answer ({exc})"
+                found, unchecked = None, self.unreachable
             if isinstance(found, dict):
                 if not self.dry_run:
                     self.settler.present(chain, found)
@@ -115,7 +126,8 @@ class Replayer:
                     self.settler.fail(next(op for op in chain.ops if op.kind in ("register", "finish")), found)
                 return Outcome(leg, call.started_at, "parked", found)
         if self.dry_run:
-            return Outcome(leg, call.started_at, "would send", describe(chain, record) or "nothing")
+            detail = describe(chain, record) or "nothing"
+            return Outcome(leg, call.started_at, "would send", f"{detail}; {unchecked}" if unchecked else detail)
         if not chain.ops:  # register and finish went through earlier; only the recording is left
             detail = await self._attach(leg, record)
             status = "replayed" if detail.endswith("attached") else "skipped"
@@ -130,7 +142,9 @@ class Replayer:
 
     async def _look_up(self, leg: str, users: set[int]) -> dict[str, object] | str | None:
         """The call's statistics row; None when it is certainly not there; or why the statistics cannot tell.
-        Raises CrmError when Bitrix24 could not be asked."""
+        Raises CrmError when Bitrix24 could not be asked (a dry run asks once: see ``unreachable``)."""
+        if self.unreachable:
+            raise CrmError(STATISTIC_GET, "", self.unreachable)
         access = self.access
         await access.ensure(self.client)
         await access.look_for(self.client, users)

@@ -18,6 +18,7 @@ from bridge.crm.telephony import registered_from
 from bridge.delivery.hooks import DeliveryObserver
 from bridge.delivery.plan import Chain, backoff, key_of
 from bridge.journal import Journal, PendingOp
+from bridge.logs import call_keys
 
 log = structlog.get_logger(__name__)
 
@@ -34,6 +35,11 @@ METHOD_OF = {
 CARD_KINDS = ("show", "hide")
 NOT_CARRIED = "NOT_CARRIED_OUT"
 """Our code for a batch command that got neither a result nor an error (after an earlier one failed)."""
+
+
+def _call(op: PendingOp) -> dict[str, str]:
+    """The bridge's call an operation belongs to, for its log line (a batch carries many calls)."""
+    return call_keys(op.pbx_call, op.linkedid, op.line)
 
 
 class Settler:
@@ -57,8 +63,8 @@ class Settler:
         self.journal.mark_done(op.id, result, call_id=call_id, note=note)
         fields: dict[str, Any] = {"note": note} if note != "delivered" else {}
         if call_id:
-            fields["call_id"] = call_id
-        log.info("crm.delivered", crm_leg=op.crm_leg, method=METHOD_OF[op.kind], op=op.id, **fields)
+            fields["b24_call_id"] = call_id
+        log.info("crm.delivered", crm_leg=op.crm_leg, method=METHOD_OF[op.kind], op=op.id, **fields, **_call(op))
         self.observer.delivered(op.kind, METHOD_OF[op.kind])
 
     def retry(self, op: PendingOp, reason: str, code: str, *, sent: bool = True, arrived: bool = True) -> None:
@@ -69,22 +75,23 @@ class Settler:
         self.journal.mark_failed(op.id, reason, permanent=False, retry_at=self.clock() + wait, arrived=arrived)
         log.warning(
             "crm.retry", crm_leg=op.crm_leg, method=METHOD_OF[op.kind], op=op.id, attempts=tries, wait=wait,
-            error=reason,
+            error=reason, **_call(op),
         )  # fmt: skip
         self.observer.retried(op.kind, METHOD_OF[op.kind], code)
 
     def fail(self, op: PendingOp, reason: str) -> None:
         cascaded = self.journal.mark_failed(op.id, reason, permanent=True)
-        log.error("crm.failed", crm_leg=op.crm_leg, method=METHOD_OF[op.kind], op=op.id, reason=reason)
+        log.error("crm.failed", crm_leg=op.crm_leg, method=METHOD_OF[op.kind], op=op.id, reason=reason, **_call(op))
         self.observer.failed(op.kind, METHOD_OF[op.kind], reason)
         for later_id, kind in cascaded:
             why = f"{op.kind} failed: {reason}"
-            log.error("crm.failed", crm_leg=op.crm_leg, method=METHOD_OF.get(kind, kind), op=later_id, reason=why)
+            log.error("crm.failed", crm_leg=op.crm_leg, method=METHOD_OF.get(kind, kind), op=later_id, reason=why,
+                      **_call(op))  # fmt: skip
             self.observer.failed(kind, METHOD_OF.get(kind, kind), why)
 
     def skip(self, op: PendingOp, note: str) -> None:
         self.journal.mark_done(op.id, None, note=note)
-        log.info("crm.skipped", crm_leg=op.crm_leg, method=METHOD_OF[op.kind], op=op.id, note=note)
+        log.info("crm.skipped", crm_leg=op.crm_leg, method=METHOD_OF[op.kind], op=op.id, note=note, **_call(op))
         self.observer.skipped(op.kind, note)
 
     def error(self, op: PendingOp, error: CrmError) -> None:
@@ -140,7 +147,7 @@ class Settler:
             return
         self.done(op, result)
         if op.kind == "finish" and chain.offline:
-            log.info("crm.replayed", crm_leg=op.crm_leg, method=FINISH, already_present=False)
+            log.info("crm.replayed", crm_leg=op.crm_leg, method=FINISH, already_present=False, **_call(op))
             self.observer.replayed(op.crm_leg or "", already_present=False)
 
     def present(self, chain: Chain, row: dict[str, Any]) -> None:
@@ -153,5 +160,6 @@ class Settler:
             else:
                 self.done(op, row if op.kind == "finish" else None, call_id=call_id, note=note)
         if chain.offline:
-            log.info("crm.replayed", crm_leg=chain.leg, method=FINISH, already_present=True, call_id=call_id)
+            log.info("crm.replayed", crm_leg=chain.leg, method=FINISH, already_present=True, b24_call_id=call_id,
+                     **_call(chain.head))  # fmt: skip
             self.observer.replayed(chain.leg or "", already_present=True)

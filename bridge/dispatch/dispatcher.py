@@ -43,7 +43,7 @@ CRM_COMMANDS = CrmCommand.__args__  # type: ignore[attr-defined]
 
 
 class Outbox(Protocol):
-    def append(self, cmd: CrmCommand, *, linkedid: str = "", pbx_call: str = "") -> int: ...
+    def append(self, cmd: CrmCommand, *, linkedid: str = "", pbx_call: str = "", line: str = "") -> int: ...
 
 
 class Dispatcher:
@@ -166,7 +166,8 @@ class Dispatcher:
             log.warning("call.refused", call_id=call_id, reason="shutting down")
             self.spawn(self.pbx.execute(call_id, HangupCaller("congestion")))
             return
-        resumed = pbx_facts.start_or_park(self, call_id, event)
+        with bind_call(call_id, event.linkedid, event.line):
+            resumed = pbx_facts.start_or_park(self, call_id, event)
         if resumed is None:
             return
         event, serial = resumed
@@ -204,7 +205,9 @@ class Dispatcher:
             log.debug("call.unknown", call_id=call_id, on=type(event).__name__)
             return
         now = self.clock() if at is None else at
-        with bind_call(call_id, call.linkedid, call.line):
+        # the start event brings the call's line and linkedid: its own lines carry them already
+        named = event if isinstance(event, CallStarted) else call
+        with bind_call(call_id, call.linkedid or named.linkedid, call.line or named.line):
             new, commands = core.step(call, event, now)
             if new.ignored:
                 log.debug("call.ignored", on=type(event).__name__, reason=new.ignored)
@@ -215,7 +218,7 @@ class Dispatcher:
                 log.info("call.transition", on=type(event).__name__, **{"from": call.state.value}, to=new.state.value)
             self.calls[call_id] = new
             _log_releases(call, commands)
-            self._emit(call_id, new.linkedid, commands, observed=False)
+            self._emit(call_id, new.linkedid, new.line, commands, observed=False)
             self._arm(call_id, new.deadline, now, observed=False)
             if new.talk is not None and (call.talk is None or call.talk.leg != new.talk.leg) and new.talk.ext:
                 self._answered[new.talk.ext] = self._answered.get(new.talk.ext, 0) + 1
@@ -234,12 +237,13 @@ class Dispatcher:
         self.metrics.active_calls.set(self.active)
         self.step_observed(key, event)
 
-    def step_observed(self, key: str, event: ObservedEvent) -> None:
+    def step_observed(self, key: str, event: ObservedEvent, at: datetime | None = None) -> None:
+        """Like :meth:`step_call`, for a watched call (``at``: a moment a restart's recovery learned late)."""
         call = self.observed.get(key)
         if call is None:
             return
-        now = self.clock()
-        with bind_call(key, key, call.line):
+        now = self.clock() if at is None else at
+        with bind_call(key, key, call.line or (event.line if isinstance(event, ObservedStarted) else "")):
             new, commands = watch.step(call, event, now)
             if new.ignored:
                 log.debug("call.ignored", on=type(event).__name__, reason=new.ignored)
@@ -249,7 +253,7 @@ class Dispatcher:
             if new.state is not call.state:
                 log.info("call.transition", on=type(event).__name__, **{"from": call.state.value}, to=new.state.value)
             self.observed[key] = new
-            self._emit(key, key, commands, observed=True)
+            self._emit(key, key, new.line, commands, observed=True)
             self._arm(key, new.deadline, now, observed=True)
             if new.state is watch.ObservedState.DONE:
                 legs = [new.crm_leg] if new.crm_leg else []
@@ -272,13 +276,13 @@ class Dispatcher:
 
     # -- commands -----------------------------------------------------------------------------------------
 
-    def _emit(self, key: str, linkedid: str, commands: list[Any], *, observed: bool) -> None:
+    def _emit(self, key: str, linkedid: str, line: str, commands: list[Any], *, observed: bool) -> None:
         wrote = False
         for cmd in commands:
             if isinstance(cmd, CRM_COMMANDS):
                 if self.restart.registered_already(key, cmd):
                     continue
-                self.outbox.append(cmd, linkedid=linkedid, pbx_call=key)
+                self.outbox.append(cmd, linkedid=linkedid, pbx_call=key, line=line)
                 log.info("crm.queued", command=type(cmd).__name__, crm_leg=getattr(cmd, "crm_leg", ""))
                 if isinstance(cmd, CrmFinish):
                     self._finishes.setdefault(key, []).append(cmd)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from bridge.domain.commands import CrmCommand, CrmRegister, HangupCaller
+from bridge.domain.commands import CrmAdopt, CrmCommand, CrmRegister, HangupCaller
 from bridge.domain.events import CallerHungUp, CallStarted, Intercepted, LegEnded, LegOutcome, ObservedEnded
 from bridge.domain.state import Call, State
 from bridge.pbx.events import PbxEvent, Resynced
@@ -119,7 +119,7 @@ class RestartClaims:
     parked: dict[str, CallStarted] = field(default_factory=dict)
     resumes: dict[str, Resume] = field(default_factory=dict)
     registered: dict[str, str] = field(default_factory=dict)
-    """Call -> its CRM leg registered by the dead process (the one ``register`` to leave out)."""
+    """Call -> its CRM leg registered (or adopted) by the dead process (the one ``register`` to leave out)."""
     put: Callable[[PbxEvent], None] | None = None
 
     def resume(self, call: str, how: Resume) -> None:
@@ -134,8 +134,8 @@ class RestartClaims:
         self.parked.pop(call, None)
 
     def registered_already(self, call: str, cmd: CrmCommand) -> bool:
-        """``cmd`` registers the CRM leg the dead process registered: leave it out (once)."""
-        if not isinstance(cmd, CrmRegister) or self.registered.get(call) != cmd.crm_leg:
+        """``cmd`` registers (or adopts) the CRM leg the dead process registered: leave it out (once)."""
+        if not isinstance(cmd, CrmRegister | CrmAdopt) or self.registered.get(call) != cmd.crm_leg:
             return False
         del self.registered[call]
         log.info("crm.continued", call_id=call, crm_leg=cmd.crm_leg)

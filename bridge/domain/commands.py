@@ -158,6 +158,10 @@ class CrmAdopt:
 
     crm_leg: str
     call_id: str
+    user_id: int = 0
+    """The employee Bitrix24 registered it for (who clicked): a restart's recovery finishes it for them."""
+    phone: str = ""
+    line: str = ""
 
 
 @dataclass(frozen=True)

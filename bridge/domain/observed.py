@@ -176,7 +176,9 @@ def _started(call: Observed, event: ObservedStarted, now: datetime) -> Step:
         return call, []
     if event.adopt_call_id:
         crm_leg = f"{call.crm_key}.1"
-        return replace(call, crm_leg=crm_leg, user_id=user, adopted=True), [CrmAdopt(crm_leg, event.adopt_call_id)]
+        return replace(call, crm_leg=crm_leg, user_id=user, adopted=True), [
+            CrmAdopt(crm_leg, event.adopt_call_id, user, call.number, call.line)
+        ]
     return _register(call, user)
 
 

@@ -219,6 +219,8 @@ class Line:
     record: bool = True
     callback_queue: str = ""
     """Queue that takes the clients the bridge calls back for this line (ONEXTERNALCALLBACKSTART); empty: the rules."""
+    pbx_fallback: Action | None = None
+    """What the generated dialplan does with the line's calls while the bridge is away (None: approximate the rules)."""
 
 
 @dataclass(frozen=True)
@@ -240,3 +242,13 @@ class Plan:
             if emp.user_id == user_id:
                 return emp
         return None
+
+    def line_owner(self, number: str) -> int:
+        """The user who owns ``number``'s calls when nobody else does: its ``default_ext``'s (a line that is not
+        configured: the first configured line's that has one); 0 when there is none. Never a dismissed one."""
+        lines = [self.lines[number]] if number in self.lines else list(self.lines.values())
+        for line in lines:
+            emp = self.employees.get(line.default_ext)
+            if emp is not None and not emp.dismissed:
+                return emp.user_id
+        return 0

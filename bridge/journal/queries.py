@@ -8,7 +8,8 @@ OPEN = "('pending', 'sent')"
 NAMES_CALL_ID = "(" + ", ".join(f"'{kind}'" for kind in sorted(NEEDS_CALL_ID)) + ")"
 
 READY_HEADS = """
-SELECT o.*, c.call_id, c.mode, c.state AS call_state, c.ended_at, c.head_due AS due
+SELECT o.*, c.call_id, c.mode, c.state AS call_state, c.ended_at, c.head_due AS due,
+       c.pbx_call, c.linkedid, c.line
 FROM calls c JOIN operations o ON o.id = c.head_op
 WHERE c.head_due <= :now
 ORDER BY c.head_due, c.head_op
@@ -17,7 +18,8 @@ LIMIT :limit
 """Per leg its head, when it may go now (see ``HEAD_DUE``), the longest due first."""
 
 READY_LIVE_HEADS = """
-SELECT o.*, c.call_id, c.mode, c.state AS call_state, c.ended_at, c.head_due AS due
+SELECT o.*, c.call_id, c.mode, c.state AS call_state, c.ended_at, c.head_due AS due,
+       c.pbx_call, c.linkedid, c.line
 FROM calls c INDEXED BY calls_online_due JOIN operations o ON o.id = c.head_op
 WHERE c.head_due <= :now AND c.head_due IS NOT NULL AND c.mode = 'online'
 ORDER BY c.head_due, c.head_op
@@ -26,7 +28,8 @@ LIMIT :limit
 """The same for legs mirrored live (their card is on someone's screen, or is about to be): these go first."""
 
 READY_LOOSE = """
-SELECT o.*, NULL AS call_id, NULL AS mode, NULL AS call_state, NULL AS ended_at, o.next_attempt_at AS due
+SELECT o.*, NULL AS call_id, NULL AS mode, NULL AS call_state, NULL AS ended_at, o.next_attempt_at AS due,
+       o.of_call AS pbx_call, o.of_linkedid AS linkedid, o.of_line AS line
 FROM operations o INDEXED BY operations_loose_due
 WHERE o.crm_leg IS NULL AND o.state = 'pending' AND o.next_attempt_at <= :now
 ORDER BY o.next_attempt_at, o.id

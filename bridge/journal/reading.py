@@ -99,7 +99,8 @@ class JournalReader:
         return PendingOp(
             id=op.id, crm_leg=op.crm_leg, seq=op.seq, kind=op.kind, command=command, attempts=op.attempts,
             created_at=op.created_at, call_id=head["call_id"], mode=head["mode"] or "online",
-            call_state=head["call_state"] or "", tries=op.tries,
+            call_state=head["call_state"] or "", tries=op.tries, pbx_call=head["pbx_call"] or "",
+            linkedid=head["linkedid"] or "", line=head["line"] or "",
         )  # fmt: skip
 
     def next_due(self, register_timeout: float) -> float | None:

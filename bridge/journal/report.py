@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from rich.table import Table
 from rich.text import Text
 
 from bridge.journal.rows import CallRow, OpRow
@@ -81,18 +80,21 @@ def _op_line(op: dict[str, Any]) -> Text:
     return line
 
 
-def table(data: dict[str, Any]) -> Table:
-    out = Table(title="b24-bridge journal", show_lines=True)
-    for column in ("call (EXTERNAL_CALL_ID)", "started", "phone → line", "user", "talk", "status", "state",
-                   "operations"):  # fmt: skip
-        out.add_column(column, overflow="fold")
+COLUMNS = ("call (EXTERNAL_CALL_ID)", "Bitrix24 CALL_ID", "started", "phone → line", "user", "talk", "status", "state",
+           "operations")  # fmt: skip
+
+
+def rows(data: dict[str, Any]) -> list[list[str | Text]]:
+    """The journal as table rows: one per call (its operations one per line), then the operations of no call."""
+    out: list[list[str | Text]] = []
     for call in data["calls"]:
         state = Text(call["state"], style=STATE_STYLE.get(call["state"], ""))
         if call["mode"] == "offline":
             state.append(" offline", style="magenta")
         ops = Text("\n").join(_op_line(op) for op in call["operations"])
-        out.add_row(
-            Text(f"{call['crm_leg']}\n{call['call_id'] or '(no CALL_ID)'}"),
+        out.append([
+            call["crm_leg"],
+            call["call_id"] or "",
             call["started_at"] or "",
             f"{call['phone']} → {call['line']}",
             "" if call["user_id"] is None else str(call["user_id"]),
@@ -100,7 +102,7 @@ def table(data: dict[str, Any]) -> Table:
             call["status_code"] or "",
             state,
             ops,
-        )
+        ])  # fmt: skip
     for op in data["other_operations"]:
-        out.add_row("(no call)", op["created_at"], "", "", "", "", "", _op_line(op))
+        out.append(["(no call)", "", op["created_at"] or "", "", "", "", "", "", _op_line(op)])
     return out

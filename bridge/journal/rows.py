@@ -130,3 +130,8 @@ class PendingOp:
     call_state: str
     tries: int = 0
     """Times it was tried (see :attr:`OpRow.tries`); the back-off grows with it."""
+    pbx_call: str = ""
+    """The bridge's call (the caller's channel) this operation belongs to; with ``linkedid`` and ``line`` it names
+    the call in delivery's log lines (``bridge.logs.bind_call``). Empty for operations of no call."""
+    linkedid: str = ""
+    line: str = ""

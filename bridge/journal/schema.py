@@ -92,6 +92,12 @@ MIGRATIONS: list[list[str]] = [
         # live legs' heads apart, so that they go ahead of an offline backlog without reading it
         "CREATE INDEX calls_online_due ON calls (head_due, head_op) WHERE head_due IS NOT NULL AND mode = 'online'",
     ],
+    [
+        # an operation of no leg (a missed-call task, a notice) still belongs to a call: named in its log lines
+        "ALTER TABLE operations ADD COLUMN of_call TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE operations ADD COLUMN of_linkedid TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE operations ADD COLUMN of_line TEXT NOT NULL DEFAULT ''",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

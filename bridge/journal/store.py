@@ -33,7 +33,7 @@ from pathlib import Path
 
 import structlog
 
-from bridge.domain.commands import CrmAdopt, CrmAttachRecord, CrmCommand, CrmFinish, CrmRegister
+from bridge.domain.commands import CallType, CrmAdopt, CrmAttachRecord, CrmCommand, CrmFinish, CrmRegister
 from bridge.journal import queries
 from bridge.journal.codec import encode_command, kind_of
 from bridge.journal.durability import WalSync, boot_id
@@ -122,16 +122,22 @@ class Journal(JournalMarks):
 
     # --- writing --------------------------------------------------------------------------------------
 
-    def append(self, cmd: CrmCommand, *, linkedid: str = "", pbx_call: str = "") -> int:
-        """Journal ``cmd`` (committed when this returns) and return its operation id."""
+    def append(self, cmd: CrmCommand, *, linkedid: str = "", pbx_call: str = "", line: str = "") -> int:
+        """Journal ``cmd`` (committed when this returns) and return its operation id. ``linkedid``, ``pbx_call``
+        and ``line`` name the bridge's call (kept with the leg for the log lines of its delivery)."""
         kind = kind_of(cmd)
         text = encode_command(cmd)
         now = self._clock()
         leg: str | None = getattr(cmd, "crm_leg", None)
         with self.transaction():
             if leg is None:
-                return self._insert_op(None, 0, kind, text, "pending", "", now)
+                op_id = self._insert_op(None, 0, kind, text, "pending", "", now)
+                self._x("UPDATE operations SET of_call = ?, of_linkedid = ?, of_line = ? WHERE id = ?",
+                        (pbx_call, linkedid, line, op_id))  # fmt: skip
+                return op_id
             self._upsert_call(leg, cmd, linkedid, pbx_call, now)
+            if line:
+                self._x("UPDATE calls SET line = ? WHERE crm_leg = ? AND line = ''", (line, leg))
             state, note = self._initial_state(leg, kind)
             (seq,) = self._x("SELECT COALESCE(MAX(seq), 0) + 1 FROM operations WHERE crm_leg = ?", (leg,)).fetchone()
             op_id = self._insert_op(leg, seq, kind, text, state, note, now)
@@ -171,7 +177,10 @@ class Journal(JournalMarks):
                 (cmd.line, cmd.phone, int(cmd.call_type), started.isoformat(), started_ts, cmd.user_id, leg),
             )
         elif isinstance(cmd, CrmAdopt):
-            self._x("UPDATE calls SET call_id = ? WHERE crm_leg = ?", (cmd.call_id, leg))
+            self._x(
+                "UPDATE calls SET call_id = ?, user_id = ?, phone = ?, line = ?, call_type = ? WHERE crm_leg = ?",
+                (cmd.call_id, cmd.user_id or None, cmd.phone, cmd.line, int(CallType.OUTGOING), leg),
+            )
         elif isinstance(cmd, CrmFinish):
             answered = now - cmd.duration if cmd.duration > 0 else None
             self._x(

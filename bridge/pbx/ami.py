@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -29,6 +29,7 @@ from typing import Any
 import structlog
 
 from bridge.config import AsteriskSettings
+from bridge.dialplan.trace import UNIQUEID_RE
 from bridge.logs import register_secrets
 from bridge.pbx.ami_events import event_filter, event_mask
 from bridge.pbx.ami_protocol import LinkManager, Utf8AmiProtocol
@@ -72,6 +73,8 @@ class AmiLink(ReconnectingLink):
         )
         self._manager: LinkManager | None = None
         self._hangups: OrderedDict[str, datetime] = OrderedDict()
+        self.on_connected: list[Callable[[], None]] = []
+        """Called after each (re)connect's resync (e.g. to read what the dialplan did meanwhile)."""
         register_secrets([settings.ami_secret.reveal()])
 
     def hung_up_at(self, channel: str) -> datetime | None:
@@ -89,6 +92,8 @@ class AmiLink(ReconnectingLink):
         try:
             await self._add_filters()
             await self._resync()
+            for hook in self.on_connected:
+                hook()
             await manager.lost.wait()
             return True
         finally:
@@ -219,6 +224,27 @@ class AmiLink(ReconnectingLink):
         if messages[0].response == "Error":
             raise PbxError(0, str(messages[0].message), action=action)
         return [dict(m.items()) for m in messages if m.event == item_event]
+
+    async def db_tree(self, family: str) -> list[tuple[str, str]]:
+        """``DBGetTree``: the AstDB entries under ``/family`` as (key, value); none is an empty list."""
+        answer = await self.action({"Action": "DBGetTree", "Family": family})
+        messages = answer if isinstance(answer, list) else [answer]
+        if messages[0].response == "Error":
+            raise PbxError(0, str(messages[0].message), action="DBGetTree")
+        return [(str(m.key), str(m.val)) for m in messages if m.event == "DBGetTreeResponse"]
+
+    async def forget_trace(self, uniqueid: str, context: str, timeout: float) -> bool:
+        """Run ``Local/<uniqueid>@<context>`` (a dialplan that deletes that call's trace); True when it ran."""
+        if not UNIQUEID_RE.fullmatch(uniqueid):
+            return False
+        try:
+            result = await self.originate_async(
+                f"Local/{uniqueid}@{context}", application="NoOp", data="b24-bridge", timeout=timeout
+            )
+        except PbxError as exc:
+            log.warning("pbx.trace_delete_failed", link="ami", error=str(exc))
+            return False
+        return result.success
 
     def originate_async(
         self,

@@ -23,7 +23,7 @@ import structlog
 from bridge.config import AsteriskSettings
 from bridge.domain.commands import PbxCommand, RingAgent, RingNumber
 from bridge.domain.events import CallerHungUp
-from bridge.pbx.ari_commands import CallCommands
+from bridge.pbx.ari_commands import CallCommands, CallMedia
 from bridge.pbx.ari_rest import AriRest
 from bridge.pbx.events import BadInput, PbxError, PbxEvent
 from bridge.pbx.outcomes import EndpointTemplate
@@ -127,6 +127,17 @@ class AriLink(ReconnectingLink):
             log.warning("pbx.command_failed", call_id=call_id, command=type(cmd).__name__, status=exc.status,
                         error=exc.body, action=exc.action)  # fmt: skip
             raise
+
+    def take_over(self, call: str, legs: Mapping[str, bool], *, bridge: str = "", recording: str = "") -> None:
+        """Carry on a call a dead process made (a restart): follow its ``legs`` (channel id -> answered), hold the
+        ``bridge`` it talks in (destroyed with the call) and expect the ``recording`` under way there."""
+        for leg, answered in legs.items():
+            self.translator.expect_leg(leg, call, answered=answered, confirmed=True)
+        if recording:
+            self.translator.expect_recording(recording, call)
+        if bridge:
+            joined = {call, *(leg for leg, answered in legs.items() if answered)}
+            self.commands.calls[call] = CallMedia(bridge=bridge, joined=joined)
 
     async def channels(self) -> list[dict[str, Any]]:
         """``GET /channels``: every channel that exists now."""

@@ -29,11 +29,13 @@ Unknown event types and events about channels we do not follow give no event. Ma
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from bridge.domain.commands import CallType
 from bridge.domain.events import (
     CallerHungUp,
     CallStarted,
@@ -57,6 +59,9 @@ from bridge.pbx.outcomes import (
 )
 
 DTMF_DIGITS = frozenset("0123456789*#ABCD")
+CALLBACK_PREFIX = "cb-"
+"""Channel ids the bridge gives the client legs of callbacks it places (``bridge/clicktocall.py``)."""
+CLIENT = re.compile(r"\+?[0-9]{3,20}")
 
 
 @dataclass
@@ -217,8 +222,7 @@ class AriTranslator:
         if args[1] != "inbound" or not args[2] or channel.id in self.callers or channel.id in self.legs:
             return []
         self.callers[channel.id] = CallerState(channel.id, channel.caller, channel.caller_name, channel.linkedid)
-        started = CallStarted(line=args[2], caller=channel.caller, caller_name=channel.caller_name,
-                              linkedid=channel.linkedid)  # fmt: skip
+        started = _inbound(channel.id, args[1:], channel.caller, channel.caller_name, channel.linkedid)
         return [PbxEvent(channel.id, started, channel.linkedid)]
 
     # --- handlers ----------------------------------------------------------------------------------
@@ -241,8 +245,7 @@ class AriTranslator:
                 return []
             linkedid = wire.optional_text(channel, "linkedid")
             self.callers[cid] = CallerState(cid, number, name, linkedid)
-            started = CallStarted(line=args[1], caller=number, caller_name=name, linkedid=linkedid)
-            return [PbxEvent(cid, started, linkedid)]
+            return [PbxEvent(cid, _inbound(cid, args, number, name, linkedid), linkedid)]
         if kind == "agent":
             if len(args) < 2 or not args[1]:
                 raise wire.Malformed("agent without a call")
@@ -384,6 +387,15 @@ class AriTranslator:
         else:
             outcome = single_leg_outcome(leg.final_dialstatus, cause)
         return [PbxEvent(leg.call, LegEnded(leg_id, outcome), self.linkedid(leg.call))]
+
+
+def _inbound(cid: str, args: list[str], number: str, name: str, linkedid: str) -> CallStarted:
+    """The start of a caller with arguments ``inbound,<DID>[,...]``. A callback the bridge placed (its own channel id
+    ``cb-...``, ``inbound,<line>,callback,<client's number>``) is the client's TYPE 4 call, even for a process that did
+    not place it (a restart); its caller ID is the line's. Another channel cannot claim to be one."""
+    if len(args) >= 4 and args[2] == "callback" and cid.startswith(CALLBACK_PREFIX) and CLIENT.fullmatch(args[3]):
+        return CallStarted(line=args[1], caller=args[3], linkedid=linkedid, call_type=CallType.CALLBACK)
+    return CallStarted(line=args[1], caller=number, caller_name=name, linkedid=linkedid)
 
 
 def _bad(reason: str) -> PbxEvent:

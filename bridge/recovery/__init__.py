@@ -17,17 +17,21 @@ back every inbound caller the daemon finds in its Stasis application (``pbx_fact
   bridge are removed and the call starts afresh, as a new ``StasisStart`` would, continuing the same CRM leg
   (no second ``register``; cards the journal last showed are hidden first). A call whose open CRM leg is not its
   first (after a transfer) has that leg finished as missed and starts with a new one.
+* **A journaled click-to-call** (its CALL_ID adopted from Bitrix24) is carried on by the desk
+  (``ClickToCallDesk.resume``, ``clicktocall.py``): ringing, talking or half hung up, its legs stay ours; one with
+  nothing left on the PBX is finished as missed for the employee who clicked.
 * **An inbound caller the journal does not know** (``kill -9`` before the call's first journal write; a
   ``StasisStart`` lost with the connection) is started as a new call.
 * **Agent legs nobody adopted** (the dead process's originates: ``agent,<call>,<leg>`` channels of a call the
   new process does not run) and other non-inbound channels of our application created before this start are
   hung up, so nobody is left ringing or talking to no one.
 
-A journaled call that only AMI watched (dialplan calls) is adopted while it lives. Each decision is logged as
-``call.reconciled`` (``found`` says which). PBX leg ids of a restarted call are numbered from the next hundred
-above the dead process's, so none is reused while the old one may still be hanging up (nor a bridge
-recording's name). A re-routed call that reaches voicemail again records under its CRM leg's name, which the
-dead process may have used already (ARI then refuses the recording with 409).
+A journaled call that only AMI watched (dialplan calls) is adopted while it lives. A finish is never sent without
+a user: where the journal names nobody, the line's owner (``Plan.line_owner``) finishes it, with a
+``call.warning``. Each decision is logged as ``call.reconciled`` (``found`` says which). PBX leg ids of a
+restarted call are numbered from the next hundred above the dead process's, so none is reused while the old one
+may still be hanging up (nor a bridge recording's name). A re-routed call that reaches voicemail again records
+under its CRM leg's name, which the dead process may have used already (ARI then refuses the recording with 409).
 """
 
 from __future__ import annotations
@@ -46,9 +50,10 @@ from bridge.dispatch.pbx_facts import RestartClaims, Resume
 from bridge.domain.commands import CrmFinish, CrmHide, CrmShow
 from bridge.domain.status import ANSWERED, MISSED
 from bridge.journal.rows import CARD_KINDS, CallRow, OpRow
+from bridge.logs import call_keys
 from bridge.pbx.events import LiveChannel, PbxError
 from bridge.pbx.outcomes import EndpointTemplate
-from bridge.recovery.view import PbxView, pbx_view
+from bridge.recovery.view import PbxView, ari_time, pbx_view
 
 __all__ = ["Recovery", "cards_left_open", "pbx_view"]
 
@@ -62,7 +67,7 @@ class Journalish(Protocol):
 
     def operations(self, crm_leg: str | None) -> list[OpRow]: ...
 
-    def append(self, cmd: Any, *, linkedid: str = "", pbx_call: str = "") -> int: ...
+    def append(self, cmd: Any, *, linkedid: str = "", pbx_call: str = "", line: str = "") -> int: ...
 
 
 class Pbx(Protocol):
@@ -95,6 +100,8 @@ class Recovery:
         device: EndpointTemplate,
         user_of: Callable[[str], int],
         notify: Callable[[], None],
+        owner_of: Callable[[str], int] = lambda _line: 0,
+        resume: Callable[[str, CallRow, PbxView], str] = lambda _call, _row, _view: "",
         poll: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -104,6 +111,10 @@ class Recovery:
         self.templates = (agents, device)
         self.user_of = user_of
         self.notify = notify
+        self.owner_of = owner_of
+        """The user who owns a line's calls (for a finish nobody else is known for)."""
+        self.resume = resume
+        """Carries on a click-to-call (the desk): what it found, or '' when nothing of it can go on."""
         self.poll = poll
         self.clock = clock
         self.started = datetime.now(UTC)
@@ -166,10 +177,14 @@ class Recovery:
                 del self.open[call]
                 continue
             caller = view.channels.get(call)
-            if not view.live(call) and call not in self.claims.parked:  # parked: the link has just listed it
+            resumed = self.resume(call, rows[0], view) if self._clicked(rows) else ""
+            if resumed:
+                log.info("call.reconciled", call_id=call, crm_legs=[r.crm_leg for r in rows], found=resumed)
+            elif not view.live(call) and call not in self.claims.parked:  # parked: the link has just listed it
                 self._finish(call, rows, MISSED, 0, 0, "ended")
             elif view.conversation(call) is not None or not self._waiting_caller(caller):
-                log.info("call.reconciled", call_id=call, crm_legs=[r.crm_leg for r in rows], found="still up, adopted")
+                log.info("call.reconciled", **_named(call, rows), crm_legs=[r.crm_leg for r in rows],
+                         found="still up, adopted")  # fmt: skip
                 adopted[call] = _Adopted(rows, stasis=caller is not None)
                 self.claims.release(call)
             else:
@@ -178,11 +193,15 @@ class Recovery:
             self.decided.add(call)
         partners = {p for a in adopted.values() for p in self._partners(view, a)}
         for channel in view.channels.values():
-            if channel.id not in partners and self._orphan(channel, known):
+            if channel.id not in partners and channel.id not in adopted and self._orphan(channel, known):
                 log.info("call.reconciled", call_id=channel.id, name=channel.name, found="orphan leg, hung up")
                 await _tolerate(pbx.request("channels", "hangup", channelId=channel.id, reason="normal"))
         self._observe(adopted, view, self.clock())
         return adopted
+
+    def _clicked(self, rows: list[CallRow]) -> bool:
+        """A click-to-call: Bitrix24 registered it, the dead process adopted its CALL_ID."""
+        return len(rows) == 1 and any(op.kind == "adopt" for op in self.journal.operations(rows[0].crm_leg))
 
     def _args(self, channel: LiveChannel | None) -> list[str]:
         if channel is None or channel.app != "Stasis":
@@ -220,7 +239,9 @@ class Recovery:
             else:
                 self._hide_open(row, keep=0)
         key = first[: -len(".1")] if first else f"{call}.r{int(time.time())}"
-        log.info("call.reconciled", call_id=call, crm_legs=[r.crm_leg for r in rows], found="waiting, re-routed")
+        log.info(
+            "call.reconciled", **_named(call, rows), crm_legs=[r.crm_leg for r in rows], found="waiting, re-routed"
+        )
         self.claims.resume(call, Resume(key, first, _serial(view, call, known_before=True)))
         self.notify()
 
@@ -233,8 +254,8 @@ class Recovery:
                 live = view.live(call)
                 if live and (item.seen_talking is not None or not item.ever):
                     continue
-                if item.stasis:
-                    await self._clear(call, item, view, pbx, caller_left=live)
+                if item.stasis:  # the caller is an ARI channel (``live`` also holds while an agent bears its linkedid)
+                    await self._clear(call, item, view, pbx, caller_left=call in view.channels)
                 seconds = max(1, int(item.talked + 0.5)) if item.ever else 0
                 self._finish(call, item.rows, ANSWERED if item.ever else MISSED, seconds, item.talker, "ended")
                 del adopted[call]
@@ -272,10 +293,19 @@ class Recovery:
             user = row.user_id or 0
             if status == ANSWERED:
                 user = talker or (open_cards[0] if len(open_cards) == 1 else user)
+            if not user:  # Bitrix24 refuses a finish without USER_ID for good
+                user = self.owner_of(row.line or "")
+                problem = "the journal names nobody for this call (written before it kept the user)"
+                if not user:
+                    log.warning("call.warning", call_id=call, crm_leg=row.crm_leg,
+                                problem=f"{problem} and no line has a default_ext: not finished")  # fmt: skip
+                    continue
+                log.warning("call.warning", call_id=call, crm_leg=row.crm_leg,
+                            problem=f"{problem}: finished for the line's owner, user {user}")  # fmt: skip
             self._hide_open(row, keep=user)
             keys = {"linkedid": row.linkedid, "pbx_call": call}
             self.journal.append(CrmFinish(row.crm_leg, user, duration, status), **keys)
-            log.info("call.reconciled", call_id=call, crm_leg=row.crm_leg, found=found, status=status,
+            log.info("call.reconciled", **_named(call, [row]), crm_leg=row.crm_leg, found=found, status=status,
                      duration=duration, user=user)  # fmt: skip
         self.notify()
 
@@ -298,10 +328,8 @@ def _serial(view: PbxView, call: str, *, known_before: bool = False) -> int:
 
 
 def _created(channel: LiveChannel) -> datetime:
-    try:
-        return datetime.strptime(channel.created, "%Y-%m-%dT%H:%M:%S.%f%z")
-    except ValueError:
-        return datetime.max.replace(tzinfo=UTC)  # unknown: never taken for the dead process's
+    created = ari_time(channel.created)  # unknown: never taken for the dead process's
+    return created if created is not None else datetime.max.replace(tzinfo=UTC)
 
 
 async def _tolerate(pending: Awaitable[Any]) -> None:
@@ -326,3 +354,8 @@ def cards_left_open(operations: list[OpRow]) -> list[int]:
             for user in command.user_ids:
                 shown.pop(user, None)
     return list(shown)
+
+
+def _named(call: str, rows: list[CallRow]) -> dict[str, str]:
+    """The keys naming a journaled call on a log line (its line and linkedid from the journal)."""
+    return call_keys(call, rows[0].linkedid if rows else "", rows[0].line if rows else "")

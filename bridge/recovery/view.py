@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
 import structlog
@@ -60,6 +61,10 @@ class PbxView:
     ami_bridges: dict[str, list[LiveChannel]] = field(default_factory=dict)
     """AMI BridgeId -> its channels."""
     ami_ids: set[str] = field(default_factory=set)
+    bridge_names: dict[str, str] = field(default_factory=dict)
+    """ARI bridge id -> the name it was created with (``call-<call>`` for ours)."""
+    bridge_created: dict[str, datetime] = field(default_factory=dict)
+    """ARI bridge id -> its ``creationtime`` (where Asterisk gives one)."""
 
     def live(self, call: str) -> bool:
         """``call`` (a caller's channel id, or a Linkedid) still exists."""
@@ -84,6 +89,10 @@ class PbxView:
     def bridges_of(self, channel: str) -> list[str]:
         return [bridge for bridge, members in self.bridges.items() if channel in members]
 
+    def bridge_named(self, name: str) -> str:
+        """The id of the ARI bridge created as ``name`` ('' when there is none)."""
+        return next((bridge for bridge, named in self.bridge_names.items() if named == name), "")
+
     def _real(self, member: str) -> bool:
         channel = self.channels.get(member)
         return channel is not None and not is_helper(channel.name)
@@ -104,6 +113,10 @@ async def pbx_view(ari: AriView, ami: AmiView) -> PbxView:
         if isinstance(bridge, dict) and isinstance(bridge.get("id"), str):
             members = bridge.get("channels")
             view.bridges[bridge["id"]] = tuple(str(m) for m in members) if isinstance(members, list) else ()
+            view.bridge_names[bridge["id"]] = str(bridge.get("name") or "")
+            created = ari_time(bridge.get("creationtime"))
+            if created is not None:
+                view.bridge_created[bridge["id"]] = created
     if ami.connected:
         by_bridge: dict[str, list[LiveChannel]] = defaultdict(list)
         for row in await ami.core_show_channels():
@@ -117,3 +130,13 @@ async def pbx_view(ari: AriView, ami: AmiView) -> PbxView:
                 by_bridge[row["BridgeId"]].append(channel)
         view.ami_bridges = dict(by_bridge)
     return view
+
+
+def ari_time(value: object) -> datetime | None:
+    """ARI's ``2026-11-22T00:07:41.819+0000``; None when absent or not in that form."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%f%z")
+    except ValueError:
+        return None

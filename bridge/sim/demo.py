@@ -1,28 +1,35 @@
 """``b24-bridge demo``: both simulators and the real daemon in one process, playing a scripted stretch of a day.
 
-The daemon's structured logs stream to stdout as it works (the CLI set structlog up: pretty on a terminal, JSON
-otherwise). At the end a table puts, for every call, what the PBX did (as the daemon saw it) beside what Bitrix24
-holds, with a verdict against the script; the exit status is 1 when any call does not match.
+The console tells each call's story, one line per step (who rings, who answers, what Bitrix24 holds), while the
+daemon's JSON log lines go to a file (``--log``; a temporary file by default). At the end a table puts, for every
+call, what the PBX did (as the daemon saw it) beside what Bitrix24 holds, with a verdict against the script; the
+exit status is 1 when any call does not match. ``--keep DIR`` leaves the journal and a config for it in ``DIR``, so
+that ``b24-bridge journal`` and ``replay --dry-run`` can be tried on it.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TextIO, cast
 
 import structlog
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from bridge import logs
 from bridge.dispatch import CallSummary
 from bridge.sim.scenarios import DAY, FAST, NORMAL, Act, Pace, Scenario
-from bridge.sim.stage import Stage, stage
+from bridge.sim.stage import AMI_SECRET, ARI_PASSWORD, Stage, stage
+from bridge.sim.story import StoryStream
 from bridge.sim.verdict import Expect, calls_of, crm_call, same_number, verdict
 
 log = structlog.get_logger(__name__)
@@ -117,6 +124,29 @@ def _short(call_id: str) -> str:
     return f"{rest[:8]}…" if head == "externalCall" and rest else call_id
 
 
+KEPT_CONFIG = """# Written by `b24-bridge demo --keep`: enough for `b24-bridge journal` and
+# `b24-bridge replay --dry-run` on the demo's journal. The simulated PBX and portal
+# are gone: a replay finds Bitrix24 unreachable.
+[asterisk]
+ari_password = "{ari}"
+ami_secret = "{ami}"
+
+[bitrix24]
+webhook_url = "{webhook}"
+events = "off"
+
+[journal]
+path = "journal.db"
+"""
+
+
+def keep_config(s: Stage, directory: Path) -> Path:
+    path = directory / "bridge.toml"
+    text = KEPT_CONFIG.format(ari=ARI_PASSWORD, ami=AMI_SECRET, webhook=s.crm.webhook_url)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
 async def run_demo(
     pace: Pace,
     *,
@@ -124,7 +154,9 @@ async def run_demo(
     console: Console | None = None,
     workdir: Path | None = None,
     settle_seconds: float = SETTLE_SECONDS,
+    keep: bool = False,
 ) -> int:
+    """Play ``day``; ``keep``: ``workdir`` is the operator's and gets a config for the journal left in it."""
     console = console or Console(width=None if Console().is_terminal else TABLE_WIDTH)
     with tempfile.TemporaryDirectory(prefix="b24-bridge-demo-") as tmp:
         root = workdir or Path(tmp)
@@ -138,6 +170,8 @@ async def run_demo(
                 played += await play_act(s, act, pace)
             await settle(s, played, settle_seconds)
             table, mismatches = build_table(s, played)
+            if keep:
+                keep_config(s, root)
         elapsed = time.monotonic() - started
     console.print(table)
     console.print(
@@ -151,6 +185,35 @@ async def run_demo(
     return 0
 
 
+def callers(day: Sequence[Act], pace: Pace) -> dict[str, str]:
+    """The scripted callers' digits -> their scenario's name (the story names calls by it)."""
+    return {"".join(ch for ch in sc.expect(pace).phone if ch.isdigit()): sc.name for act in day for sc in act.scenarios}
+
+
 def main(args: argparse.Namespace) -> int:
     pace = FAST if getattr(args, "fast", False) else NORMAL
-    return asyncio.run(run_demo(pace))
+    keep = Path(args.keep).resolve() if getattr(args, "keep", None) else None
+    if keep is not None:
+        if (keep / "journal.db").exists():
+            print(f"error: {keep} already holds a demo's journal; give --keep an empty or new directory",
+                  file=sys.stderr)  # fmt: skip
+            return 2
+        keep.mkdir(parents=True, exist_ok=True)
+    if getattr(args, "log", None):
+        log_path = Path(args.log)
+    elif keep is not None:
+        log_path = keep / "bridge.log"
+    else:
+        handle, name = tempfile.mkstemp(prefix="b24-bridge-demo-", suffix=".log")
+        os.close(handle)
+        log_path = Path(name)
+    with log_path.open("w", encoding="utf-8") as log_file:
+        story = StoryStream(log_file, sys.stdout, callers(DAY, pace))
+        logs.configure(json=True, level=getattr(args, "log_level", "info"), stream=cast(TextIO, story))
+        code = asyncio.run(run_demo(pace, workdir=keep, keep=keep is not None))
+    print(f"The daemon's JSON log lines: {log_path} (follow one call: jq 'select(.call_id == \"...\")' {log_path})")
+    if keep is not None:
+        config = keep / "bridge.toml"
+        print(f"Kept the journal in {keep}; try: b24-bridge journal --config {config}")
+        print(f"                          and: b24-bridge replay --dry-run --config {config}")
+    return code

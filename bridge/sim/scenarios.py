@@ -115,7 +115,7 @@ async def _desk_phone(s: Stage, p: Pace) -> str:
 async def _click_to_call(s: Stage, p: Pace) -> str:
     s.pbx.set_party("1006", Answer(after=0.5 * p.ring))
     s.pbx.set_party("79990001004", Answer(after=p.ring, talk=p.talk))
-    call_id = await s.crm.click_to_call(16, "79990001004")
+    call_id = await s.crm.click_to_call(16, "79990001004", line=SALES)
     await _until(lambda: any(c.number.endswith("79990001004") for c in s.daemon.dispatcher.ended), CALL_WAIT)
     return call_id
 

@@ -289,6 +289,19 @@ def test_an_adopted_call_needs_no_register(journal: Journal) -> None:
     assert states(journal, "c2c")[0] == ("adopt", "done")
 
 
+def test_an_adopted_call_keeps_who_clicked_and_the_number_for_a_restart(journal: Journal) -> None:
+    journal.append(CrmAdopt("c2c.1", "externalCall.abc", user_id=11, phone="79260000301", line="74951112233"),
+                   pbx_call="c2c")  # fmt: skip
+    (row,) = journal.calls(status="open")
+    assert (row.pbx_call, row.call_id, row.user_id, row.phone, row.line, row.call_type) == (
+        "c2c", "externalCall.abc", 11, "79260000301", "74951112233", 1,
+    )  # fmt: skip
+    # one stored before the adopt kept them decodes as before, naming nobody
+    assert decode_command('{"kind":"adopt","crm_leg":"x.1","call_id":"externalCall.x"}') == CrmAdopt(
+        "x.1", "externalCall.x"
+    )
+
+
 # --- offline -----------------------------------------------------------------------------------------
 
 

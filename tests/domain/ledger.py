@@ -134,6 +134,7 @@ class Ledger:
     def _finish(self, command: CrmFinish, now: datetime) -> None:
         assert command.crm_leg in self.registered, "finish of an unregistered leg"
         assert command.crm_leg not in self.finished, f"second finish of {command.crm_leg}"
+        assert command.user_id > 0, "a finish without a user (Bitrix24 refuses it for good)"
         assert self.shown[command.crm_leg] <= {command.user_id}, "finish left another user's card open"
         self.shown[command.crm_leg] = set()
         self.finished[command.crm_leg] = command

@@ -9,8 +9,8 @@ from bridge.domain import cards
 from bridge.domain.call import start_call
 from bridge.domain.commands import CrmFinish, CrmRegister, RingAgent, RingNumber
 from bridge.domain.events import CallerHungUp, CrmClient, LegAnswered, TimerFired
-from bridge.domain.scheme import Employee, ToEmployee, ToQueue
-from tests.domain.builders import LINE, STAFF, T0, Driver, crm, employees, leg, queue, route, started
+from bridge.domain.scheme import Employee, Line, ToEmployee, ToQueue
+from tests.domain.builders import LINE, STAFF, T0, Driver, crm, employees, leg, plan, queue, route, started
 
 
 def gone(*exts: str, **rules: object) -> dict[str, Employee]:
@@ -69,3 +69,15 @@ def test_a_whole_call_with_a_dismissed_member_is_finished_for_who_talked() -> No
     finishes = [c for c in d.all_commands() if isinstance(c, CrmFinish)]
     registers = [c for c in d.all_commands() if isinstance(c, CrmRegister)]
     assert [f.user_id for f in finishes] == [2] and [r.user_id for r in registers] == [2]
+
+
+def test_the_line_owner_a_finish_falls_back_to_is_its_default_ext_never_a_dismissed_one() -> None:
+    night = Line("74951112266", default_ext="1004")
+    staffed = replace(plan(default_ext="1005"), lines={LINE: Line(LINE, default_ext="1005"), night.number: night})
+    assert staffed.line_owner(LINE) == 5
+    assert staffed.line_owner("") == 5, "a line not configured (a click-to-call without one): the first owner"
+    assert staffed.line_owner(night.number) == 4
+    without = replace(staffed, employees=gone("1005"))
+    assert without.line_owner(LINE) == 0, "a configured line does not borrow another line's owner"
+    assert without.line_owner("79990000000") == 4
+    assert replace(staffed, employees={}).line_owner("") == 0

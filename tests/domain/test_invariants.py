@@ -1,7 +1,7 @@
 """Hypothesis: random plans and random event sequences (including forged and out-of-order events) never break
-the core's promises: one finish per CRM leg and one for every registered leg by the end; nothing after the end;
-one member at a time in a sequential walk; never more than 10 devices; the card only for whoever rings or
-talks; attach only after finish; DURATION is talk time; no illegal state move."""
+the core's promises: one finish per CRM leg and one for every registered leg by the end, each naming a user;
+nothing after the end; one member at a time in a sequential walk; never more than 10 devices; the card only for
+whoever rings or talks; attach only after finish; DURATION is talk time; no illegal state move."""
 
 from __future__ import annotations
 

@@ -117,7 +117,9 @@ def test_click_to_call_adopts_the_call_id_bitrix24_registered_and_never_register
         (5, ObservedAnswered()),
         (65, ObservedEnded("ANSWER", 16)),
     )
-    assert commands == [CrmAdopt("c2c.1", "externalCall.abc.1"), CrmFinish("c2c.1", 11, 60, "200")]
+    # the adopt keeps who clicked and the number: a restart's recovery carries the call on with them
+    adopt = CrmAdopt("c2c.1", "externalCall.abc.1", user_id=11, phone=CLIENT)
+    assert commands == [adopt, CrmFinish("c2c.1", 11, 60, "200")]
     assert call.adopted and call.state is S.DONE
 
 
@@ -127,7 +129,8 @@ def test_an_undialable_click_to_call_finishes_bitrix24s_call_at_once_as_404_with
         (0, ObservedStarted(OUT, "'нет'", ext="", adopt_call_id="externalCall.abc.1", user_id=11, crm_key="c2c")),
         (0, ObservedEnded("INVALIDARGS", failed_reason=reason)),
     )
-    assert commands == [CrmAdopt("c2c.1", "externalCall.abc.1"), CrmFinish("c2c.1", 11, 0, "404", reason)]
+    adopt = CrmAdopt("c2c.1", "externalCall.abc.1", user_id=11, phone="'нет'")
+    assert commands == [adopt, CrmFinish("c2c.1", 11, 0, "404", reason)]
     assert call.state is S.DONE
 
 
@@ -267,12 +270,13 @@ starts = st.builds(
     st.sampled_from(["", "1001", "9"]),
     st.sampled_from([LINE, "1"]),
     adopt_call_id=st.sampled_from(["", "externalCall.x"]),
+    user_id=st.sampled_from([0, 11]),
 )
 
 
 @settings(max_examples=300, deadline=None)
 @given(start=starts, sequence=st.lists(st.tuples(events, st.floats(0, 40)), max_size=12))
-def test_observed_calls_finish_once_attach_after_finish_and_do_nothing_after_the_end(
+def test_observed_calls_finish_once_for_a_user_attach_after_finish_and_do_nothing_after_the_end(
     start: ObservedStarted, sequence: list[tuple[ObservedEvent, float]]
 ) -> None:
     call = start_observed(plan(default_ext="1005"), "o", T0)
@@ -288,6 +292,7 @@ def test_observed_calls_finish_once_attach_after_finish_and_do_nothing_after_the
     finishes = [c for c in log if isinstance(c, CrmFinish)]
     registered = [c for c in log if isinstance(c, CrmRegister | CrmAdopt)]
     assert len(finishes) == len(registered) <= 1
+    assert all(f.user_id > 0 for f in finishes), "a finish without a user (Bitrix24 refuses it for good)"
     assert call.state is S.DONE
     for index, command in enumerate(log):
         if isinstance(command, CrmAttachRecord):

@@ -45,7 +45,7 @@ async def test_callback_request_calls_the_client_then_the_line_queue_as_type_4(t
         )
         assert crm.cards[11] == ("show", "hide")
         dialled = [r["params"] for r in s.pbx.requests if r["params"].get("endpoint") == "PJSIP/79260000003@trunk"]
-        assert len(dialled) == 1 and dialled[0]["appArgs"] == f"inbound,{SALES},callback"
+        assert len(dialled) == 1 and dialled[0]["appArgs"] == f"inbound,{SALES},callback,79260000003"
 
 
 async def test_callback_to_a_client_who_does_not_pick_up_leaves_nothing_in_bitrix24(tmp_path: Path) -> None:

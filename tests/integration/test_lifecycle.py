@@ -101,6 +101,7 @@ async def test_a_call_outlasting_the_grace_is_finished_as_reconciled_after_the_r
             (call.channel_id, "ended"),
             (f"{call.channel_id}-leg1", "orphan leg, hung up"),  # the agent left talking to nobody
         ]
+        assert reconciled[0]["line"] == SALES, "a journaled call's reconciliation names its line"
         await eventually(lambda: not [c for c in s.pbx.channels() if c["name"].startswith("PJSIP/1001-")])
 
 
@@ -118,6 +119,8 @@ async def test_a_call_still_up_after_a_restart_is_adopted_until_it_ends(tmp_path
             s, Expect("79990000106", INCOMING, 11, ANSWERED, talk=2.0, recorded=False, shown_to=frozenset({11})), 10
         )
         assert 1 <= crm.duration <= 3
+        # the agent, left alone in the bridge (bearing the caller's linkedid), is hung up
+        await eventually(lambda: not [c for c in s.pbx.channels() if c["name"].startswith("PJSIP/1001-")])
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])

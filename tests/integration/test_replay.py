@@ -142,7 +142,7 @@ async def test_dry_run_reads_statistics_sends_nothing_and_shows_what_it_would_se
     assert result.code == 0, result.err
     assert setup.sent_methods() <= {"batch"}, "only statistics batches"
     assert set(setup.sim_calls()) == {"arrived", "half-done"}, "nothing new reached Bitrix24"
-    lines = {line.split("│")[1].strip(): line for line in result.out.splitlines() if line.count("│") > 3}
+    lines = table_rows(result.out)
     for leg in ("off-0", "off-1", "off-2", "off-3", "gone-user"):
         assert "would send" in lines[leg]
     assert "register SHOW=0 start" in lines["off-0"] and "finish user 12 duration 95 s status 200" in lines["off-0"]
@@ -170,7 +170,7 @@ async def test_replay_mirrors_missing_calls_once_and_reports_each(setup: Setup) 
     assert calls["off-1"]["record"] == {"name": "rec-off-1.wav", "size": setup.recording.stat().st_size}
     assert calls["arrived"]["finish_attempts"] == 1, "the call already there was not sent again"
     assert "gone-user" not in calls and "still-talking" not in calls
-    lines = {line.split("│")[1].strip(): line for line in result.out.splitlines() if line.count("│") > 3}
+    lines = table_rows(result.out)
     assert all("replayed" in lines[leg] for leg in setup.expected)
     assert "already present" in lines["arrived"]
     assert "failed" in lines["gone-user"] and "User is not found" in lines["gone-user"]
@@ -209,6 +209,7 @@ async def test_bad_input_is_refused_with_a_clear_message(setup: Setup, tmp_path:
     setup.journal.rename(tmp_path / "elsewhere.db")
     missing = await setup.run("journal")
     assert missing.code == 2 and "there is no journal at" in missing.err
+    assert "STATE_DIRECTORY=/var/lib/b24-bridge b24-bridge ... reads that one" in missing.err, "where the unit's is"
 
 
 async def test_journal_lists_calls_and_operations(setup: Setup) -> None:
@@ -232,6 +233,11 @@ async def test_journal_lists_calls_and_operations(setup: Setup) -> None:
     assert table.code == 0 and "off-0" in table.out and "gone-user" not in table.out
 
 
+def table_rows(out: str) -> dict[str, str]:
+    """A table as printed into a pipe: a ``#`` title, a header, then one row per line keyed by its first column."""
+    return {line.split()[0]: line for line in out.splitlines()[2:] if line.strip() and " " in line}
+
+
 def parked_reasons(listing: Cli) -> dict[str, str]:
     """``journal --status failed --json``: each parked call's reason."""
     return {
@@ -248,7 +254,7 @@ async def test_without_the_statistics_permission_calls_are_parked_not_registered
     assert result.code == 1, "parked calls need the operator"
     assert set(setup.sim_calls()) == {"arrived", "half-done"}, "nothing was sent"
     assert setup.sim_calls()["arrived"]["finish_attempts"] == 1
-    lines = {line.split("│")[1].strip(): line for line in result.out.splitlines() if line.count("│") > 3}
+    lines = table_rows(result.out)
     ended = [*setup.expected, "gone-user", "arrived", "half-done"]
     assert all("parked" in lines[leg] for leg in ended) and "parked: 7" in result.out
     reasons = parked_reasons(await setup.run("journal", "--status", "failed", "--json"))
@@ -271,7 +277,7 @@ async def test_a_partial_view_trusts_only_the_employees_it_has_seen(setup: Setup
     first = await setup.run("replay")
     assert first.code == 1
     assert set(setup.sim_calls()) == {"arrived", "half-done"}, "nothing was sent"
-    lines = {line.split("│")[1].strip(): line for line in first.out.splitlines() if line.count("│") > 3}
+    lines = table_rows(first.out)
     assert "already present" in lines["arrived"], "a call it can see is found"
     reasons = parked_reasons(await setup.run("journal", "--status", "failed", "--json"))
     assert set(reasons) == {*setup.expected, "gone-user", "half-done"}
@@ -285,3 +291,58 @@ async def test_a_partial_view_trusts_only_the_employees_it_has_seen(setup: Setup
     assert setup.sim_calls()["off-3"]["status"] == "finished"
     still = await setup.run("replay", "--call", "off-2")  # user 16: still none seen
     assert still.code == 1 and "off-2" not in setup.sim_calls()
+
+
+async def test_tables_in_a_pipe_keep_full_ids_on_one_line_and_json_is_there_for_scripts(
+    setup: Setup, tmp_path: Path
+) -> None:
+    long_leg = "1796606028.123456-a-leg-id-long-enough-to-be-cut-in-a-narrow-column.1"
+    with Journal.open(setup.journal) as journal:
+        offline_call(journal, long_leg, 11, 11, 12, "200", minute=20)
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bridge", "journal", "--config", str(setup.config),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env={**os.environ, "COLUMNS": "40"},
+    )  # fmt: skip
+    out, _err = await asyncio.wait_for(child.communicate(), timeout=60)
+    listing = out.decode().splitlines()
+    assert child.returncode == 0 and listing[0] == "# b24-bridge journal"
+    [row] = [line for line in listing if line.startswith(long_leg)]
+    assert "register pending; 2 show done" in row and "12 s" in row
+    assert len(listing) == 2 + 9, "a header and one line per call, however narrow the terminal says it is"
+
+    dry = await setup.run("replay", "--dry-run", "--json")
+    assert dry.code == 0, dry.err
+    outcomes = {o["crm_leg"]: o for o in json.loads(dry.out)}
+    assert outcomes[long_leg]["status"] == "would send" and outcomes["arrived"]["status"] == "already present"
+    assert set(outcomes["off-0"]) == {"crm_leg", "started_at", "status", "detail"}
+
+
+async def test_a_dry_run_with_the_portal_unreachable_lists_what_would_be_sent(setup: Setup) -> None:
+    write_config(setup.config, "http://127.0.0.1:9/rest/1/s3cretwebhookcode/")  # nothing listens on port 9
+    result = await setup.run("replay", "--dry-run")
+    assert result.code == 0, result.err
+    lines = table_rows(result.out)
+    for leg in ("off-0", "off-1", "off-2", "off-3", "gone-user", "arrived"):
+        assert "would send" in lines[leg] and "not checked: Bitrix24 did not answer" in lines[leg], lines[leg]
+    assert "finish user 12 duration 95 s status 200" in lines["off-0"]
+    assert "s3cretwebhookcode" not in result.out + result.err
+    with Journal.open(setup.journal) as journal:
+        assert {c.state for c in journal.calls()} == {"open", "ended", "failed"}, "the journal is untouched"
+    sent = await setup.run("replay")
+    assert sent.code == 1 and "failed" in sent.out, "a real replay with the portal away fails, and says so"
+
+
+def test_a_closed_pipe_ends_the_listing_quietly(setup: Setup) -> None:
+    read, write = os.pipe()
+    os.close(read)  # the reader (``| head``) has gone before anything is written
+    import subprocess
+
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "bridge", "journal", "--config", str(setup.config)],
+            stdout=write, stderr=subprocess.PIPE, timeout=60, check=False,
+        )  # fmt: skip
+    finally:
+        os.close(write)
+    assert done.returncode == 141
+    assert done.stderr.decode() == ""

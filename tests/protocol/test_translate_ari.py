@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import copy
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
+from bridge.domain.commands import CallType
 from bridge.domain.events import (
     CallerHungUp,
     CallStarted,
@@ -319,6 +321,24 @@ def test_a_resync_starts_a_caller_in_our_application_whose_stasis_start_was_lost
     gone = translator.feed({"type": "StasisEnd", "channel": channel("c.2")})
     assert gone == [PbxEvent("c.2", CallerHungUp(16), "c.2")]
     assert AriTranslator(EndpointTemplate("PJSIP/{ext}")).resync(listed)[:-1] == [], "no application: none"
+
+
+def test_a_callback_the_bridge_placed_is_the_clients_type_4_call_even_for_a_process_that_did_not_place_it() -> None:
+    """The client's leg carries the line's caller ID; its number rides in the arguments, so a daemon restarted while
+    the client's phone rang still mirrors the callback as theirs. No other channel can claim to be one."""
+    translator = AriTranslator(EndpointTemplate("PJSIP/{ext}"), "b24bridge")
+    args = ["inbound", "74951112233", "callback", "+79260000003"]
+    ours = translator.feed({"type": "StasisStart", "args": args, "channel": channel("cb-6b16-1", number="74951112233")})
+    forged = translator.feed({"type": "StasisStart", "args": args, "channel": channel("1796606046.7")})
+    bad = ["inbound", "74951112233", "callback", "79260000003&PJSIP/x"]
+    odd = translator.feed({"type": "StasisStart", "args": bad, "channel": channel("cb-6b16-2", number="74951112233")})
+    callback = CallStarted(line="74951112233", caller="+79260000003", linkedid="", call_type=CallType.CALLBACK)
+    assert ours == [PbxEvent("cb-6b16-1", callback, "")]
+    assert forged == [PbxEvent("1796606046.7", CallStarted(line="74951112233", caller="79161234567"), "")]
+    assert odd == [PbxEvent("cb-6b16-2", CallStarted(line="74951112233", caller="74951112233"), "")]
+    listed = [in_stasis("cb-6b16-3", "b24bridge,inbound,74951112233,callback,+79260000004", number="74951112233")]
+    (found, _resynced) = AriTranslator(EndpointTemplate("PJSIP/{ext}"), "b24bridge").resync(listed)
+    assert found.event == replace(callback, caller="+79260000004", linkedid="cb-6b16-3")
 
 
 def test_a_blind_transfers_replacement_channel_is_a_leg_that_answers_with_its_dial_status() -> None:

@@ -27,6 +27,17 @@ NOBODY = "192.0.2.1"
 that address would take every phone's REGISTER for the trunk; a real provider has an address of its own."""
 HARNESS = "\n; ---- test harness (tests/real), not part of the sample ----\n"
 
+SITE_MONITOR_LINE = """
+[from-trunk]
+; The site's own monitor-only line (bridge.toml: monitor_lines = ["74951112299"]): its dialplan rings a group
+; itself and the bridge only watches it on AMI. A context named again adds to the generated one; an exact number
+; wins over the generated _X. pattern.
+exten => 74951112299,1,NoOp(Monitor-only line ${EXTEN}: call from ${CALLERID(all)})
+ same => n,MixMonitor(${ASTSPOOLDIR}/recording/in-${UNIQUEID}.wav,b)
+ same => n,Dial(PJSIP/1001&PJSIP/1002,40)
+ same => n,Hangup()
+"""
+
 
 @dataclass(frozen=True)
 class Credentials:
@@ -91,7 +102,10 @@ def install(kit: Kit, secrets: Credentials) -> None:
     )
     (pbx / "manager.conf").write_text(manager + HARNESS + section_text(generated(pbx / "manager.conf"), {kit.ami_user}))
     (pbx / "extensions.conf").write_text(
-        sample("extensions.conf") + HARNESS + section_text(generated(pbx / "extensions.conf"), {"callers"})
+        sample("extensions.conf")
+        + SITE_MONITOR_LINE
+        + HARNESS
+        + section_text(generated(pbx / "extensions.conf"), {"callers"})
     )
     provider = f"127.0.0.1:{ports.phones_sip}"
     pjsip = adapt(

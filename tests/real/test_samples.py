@@ -30,7 +30,7 @@ def test_the_sample_dialplan_is_what_asterisk_runs(real_pbx: RealPbx) -> None:
     assert "Stasis(${B24_APP},intercept,${CALLERID(num)})" in cli("pbx", "dialplan show *8@phones")
     outbound = cli("pbx", "dialplan show from-agents")
     assert "MixMonitor(${ASTSPOOLDIR}/recording/out-${UNIQUEID}.wav,b)" in outbound
-    assert "Dial(PJSIP/${EXTEN}@${TRUNK},60)" in outbound
+    assert "Dial(PJSIP/${EXTEN}@trunk,60)" in outbound
     assert "B24_APP=b24bridge" in cli("pbx", "dialplan show globals")
 
 

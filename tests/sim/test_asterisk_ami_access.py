@@ -150,3 +150,25 @@ async def test_filter_needs_write_system() -> None:
         assert (await wire.action("Ping"))["Response"] == "Success", "Ping needs no class"
         assert await traffic(sim, wire) == {"DeviceStateChange", "VarSet"}
         await wire.close()
+
+
+async def test_the_bridges_user_reads_astdb_but_deletes_only_through_the_forget_dialplan() -> None:
+    """DBGetTree needs system or reporting, DBDelTree system (main/db.c); the bridge's user deletes a trace by
+    originating into [b24-fallback-forget], which its ``originate`` class allows."""
+    async with AsteriskSimulator(ami_read="call,dialplan", ami_write="originate,reporting,command") as sim:
+        sim.astdb.update({"/b24fallback/1700000000.1/line": "74951112233", "/b24fallback/1700000000.1/end": "5",
+                          "/b24fallbackx/1/line": "not in the family", "/other/1": "x"})  # fmt: skip
+        wire = await logged_in(sim, "off")
+        tree = await wire.action("DBGetTree", Family="b24fallback")
+        assert (tree["Response"], tree["EventList"]) == ("Success", "start")
+        await eventually(lambda: wire.events("DBGetTreeComplete"))
+        rows = {e["Key"]: e["Val"] for e in wire.events("DBGetTreeResponse")}
+        assert rows == {"/b24fallback/1700000000.1/line": "74951112233", "/b24fallback/1700000000.1/end": "5"}
+        denied = await wire.action("DBDelTree", Family="b24fallback")
+        assert denied["Message"] == "Permission denied" and len(sim.astdb) == 4
+        gone = await wire.action(
+            "Originate", Channel="Local/1700000000.1@b24-fallback-forget", Application="NoOp", Async="true"
+        )
+        assert gone["Response"] == "Success"
+        await eventually(lambda: sorted(sim.astdb) == ["/b24fallbackx/1/line", "/other/1"])
+        await wire.close()

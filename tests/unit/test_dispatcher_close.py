@@ -25,7 +25,7 @@ class HangingPbx:
 
 
 class NoOutbox:
-    def append(self, cmd: CrmCommand, *, linkedid: str = "", pbx_call: str = "") -> int:
+    def append(self, cmd: CrmCommand, *, linkedid: str = "", pbx_call: str = "", line: str = "") -> int:
         return 0
 
 

@@ -59,6 +59,11 @@ ACTION_CLASSES: dict[str, int] = {
     "hangup": SYSTEM | CALL,
     "devicestatelist": CALL | REPORTING,  # res/res_manager_devicestate.c
     "command": CLASSES["command"],
+    "dbget": SYSTEM | REPORTING,  # main/db.c
+    "dbgettree": SYSTEM | REPORTING,
+    "dbput": SYSTEM,
+    "dbdel": SYSTEM,
+    "dbdeltree": SYSTEM,
 }
 """Action (lower case) -> the classes that allow it (``ast_manager_register_xml_core`` in manager.c)."""
 TRUE_WORDS = ("yes", "true", "y", "t", "1", "on")

@@ -17,10 +17,12 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from bridge.dialplan.trace import FORGET_CONTEXT
 from bridge.sim.asterisk.ami import AmiRequest, AmiSession
 from bridge.sim.asterisk.ami_command import run_command
 from bridge.sim.asterisk.calls import CallHandle, OriginateReport
 from bridge.sim.asterisk.causes import NORMAL_CLEARING
+from bridge.sim.asterisk.fallback import run_forget
 from bridge.sim.asterisk.inbound import CallerScript, place_inbound
 from bridge.sim.asterisk.model import CallerId, Channel, Headers
 from bridge.sim.asterisk.originate import (
@@ -87,6 +89,10 @@ class AmiActions:
             "hangup": self.hangup,
             "devicestatelist": self.device_state_list,
             "command": self.command,
+            "dbgettree": self.db_get_tree,
+            "dbget": self.db_get,
+            "dbput": self.db_put,
+            "dbdeltree": self.db_del_tree,
         }.get(request.action.lower())
         if handler is None:
             session.send(request.reply(("Response", "Error"), ("Message", "Invalid/unknown command")))
@@ -150,6 +156,8 @@ class AmiActions:
                 pbx, app=sim.stasis_app, context=context, did=exten, caller=caller, script=script,
                 originate_timeout=timeout, report=report,
             )  # fmt: skip
+        elif tech.lower() == "local" and context == FORGET_CONTEXT:
+            run_forget(pbx, resource, report)
         elif application:
             self._originate_application(request, report, channel, timeout, variables)
         elif request.get("Exten"):
@@ -199,6 +207,51 @@ class AmiActions:
         leg.on_answer = answered
         leg.on_fail = lambda status: report(pbx, outer, "", "", status)
         leg.begin(variables)
+
+    # --- AstDB (main/db.c) -------------------------------------------------------------------
+    def _db_prefix(self, request: AmiRequest) -> str:
+        family, key = request.get("Family"), request.get("Key")
+        return (f"/{family}" if family else "") + (f"/{key}" if family and key else "")
+
+    async def db_get_tree(self, session: AmiSession, request: AmiRequest) -> None:
+        prefix = self._db_prefix(request)
+        rows: list[Headers] = [
+            [("Event", "DBGetTreeResponse"), ("Key", key), ("Val", value)]
+            for key, value in sorted(self.sim.pbx.astdb.items())
+            if not prefix or key == prefix or key.startswith(prefix + "/")
+        ]
+        self._list(session, request, "Result", rows, "DBGetTreeComplete")
+
+    async def db_get(self, session: AmiSession, request: AmiRequest) -> None:
+        key = f"/{request.get('Family')}/{request.get('Key')}"
+        if key not in self.sim.pbx.astdb:
+            session.send(request.reply(("Response", "Error"), ("Message", "Database entry not found")))
+            return
+        rows: list[Headers] = [
+            [("Event", "DBGetResponse"), ("Family", request.get("Family")), ("Key", request.get("Key")),
+             ("Val", self.sim.pbx.astdb[key])]
+        ]  # fmt: skip
+        self._list(session, request, "Result", rows, "DBGetComplete")
+
+    async def db_put(self, session: AmiSession, request: AmiRequest) -> None:
+        if not request.get("Family") or not request.get("Key"):
+            session.send(request.reply(("Response", "Error"), ("Message", "No family specified.")))
+            return
+        self.sim.pbx.astdb[f"/{request.get('Family')}/{request.get('Key')}"] = request.get("Val")
+        session.send(request.reply(("Response", "Success"), ("Message", "Updated database successfully")))
+
+    async def db_del_tree(self, session: AmiSession, request: AmiRequest) -> None:
+        if not request.get("Family"):
+            session.send(request.reply(("Response", "Error"), ("Message", "No family specified.")))
+            return
+        prefix = self._db_prefix(request)
+        keys = [k for k in self.sim.pbx.astdb if k == prefix or k.startswith(prefix + "/")]
+        for key in keys:
+            del self.sim.pbx.astdb[key]
+        if keys:
+            session.send(request.reply(("Response", "Success"), ("Message", "Key tree deleted successfully")))
+        else:
+            session.send(request.reply(("Response", "Error"), ("Message", "Database entry not found")))
 
     # --- lists -----------------------------------------------------------------------------
     def _list(self, session: AmiSession, request: AmiRequest, what: str, items: list[Headers], done: str) -> None:

@@ -7,6 +7,9 @@ customer. When the app answers the ``;2``, the ``;1`` comes Up, ``DialEnd ANSWER
 Script times count from entering Stasis (``timing="stasis"``, :meth:`place_inbound_call`) or from
 the answer (``timing="answer"``, the recorded robot's ``CALLER_HANGUP_AFTER`` variables on an AMI
 Originate); ``hangup_after_answer`` counts from the customer being bridged with an answered agent.
+
+When ``Stasis()`` fails (no application connected) the ``;2`` hangs up, unless the generated fallback dialplan is
+loaded (:mod:`bridge.sim.asterisk.fallback`): then it runs the line's fallback, and the script runs from there.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import TYPE_CHECKING, Literal
 
 from bridge.sim.asterisk.calls import CallHandle, OriginateReport
 from bridge.sim.asterisk.causes import NORMAL_CLEARING
+from bridge.sim.asterisk.fallback import run_fallback
 from bridge.sim.asterisk.legs import Leg
 from bridge.sim.asterisk.model import Bridge, CallerId, Channel
 
@@ -104,6 +108,10 @@ def place_inbound(
     pbx.dialplan_step(two, "NoOp", f'Inbound DID {did} from "{caller.name}" <{caller.number}>', priority=1)
     pbx.dialplan_step(two, "Stasis", f"{app},inbound,{did}", priority=2)
     if not pbx.enter_stasis(two, app, ["inbound", did]):
+        if pbx.fallback_dialplan is not None and run_fallback(pbx, pbx.fallback_dialplan, two, did):
+            if script.timing == "stasis":
+                arm_script()
+            return call
         pbx.later(two, 0, lambda: pbx.hangup(two, NORMAL_CLEARING, "dialplan"))
     elif script.timing == "stasis":
         arm_script()

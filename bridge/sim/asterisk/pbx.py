@@ -26,6 +26,7 @@ from bridge.sim.asterisk.causes import (
     cause_text,
 )
 from bridge.sim.asterisk.devices import Devices
+from bridge.sim.asterisk.fallback import FallbackDialplan
 from bridge.sim.asterisk.media import Media
 from bridge.sim.asterisk.model import Bridge, CallerId, Channel, Headers, IdSource, ari_time, now
 from bridge.sim.asterisk.parties import PartyBook
@@ -48,6 +49,10 @@ class Pbx:
         self.devices = Devices(self)
         self.bridging = Bridging(self)
         self.media = Media(self)
+        self.astdb: dict[str, str] = {}
+        """AstDB: full key (``/family/key``) -> value; what the dialplan's ``DB()`` writes and AMI ``DB*`` reads."""
+        self.fallback_dialplan: FallbackDialplan | None = None
+        """``[b24-fallback]`` of the generated dialplan, when loaded: where a line goes when ``Stasis()`` fails."""
 
     # --- emitting --------------------------------------------------------------------------
     def ari(

@@ -9,18 +9,22 @@ import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from aiohttp import web
+
+if TYPE_CHECKING:
+    from bridge.config import Settings
 
 from bridge.sim.asterisk.ami import AmiServer
 from bridge.sim.asterisk.ami_actions import AmiActions
 from bridge.sim.asterisk.ari import EventSocket, build_app
 from bridge.sim.asterisk.bus import EventBus
 from bridge.sim.asterisk.calls import CallHandle
-from bridge.sim.asterisk.causes import DEVICE_STATES
+from bridge.sim.asterisk.causes import DEVICE_STATES, NORMAL_CLEARING
 from bridge.sim.asterisk.devices import ORDERS
+from bridge.sim.asterisk.fallback import FallbackDialplan
 from bridge.sim.asterisk.inbound import CallerScript, InboundCall, place_inbound
 from bridge.sim.asterisk.model import CallerId, Channel, Headers
 from bridge.sim.asterisk.originate import Originator
@@ -172,6 +176,10 @@ class AsteriskSimulator:
         else:
             self.pbx.answer(channel)
 
+    def hang_up(self, channel_id: str) -> None:
+        """The phone of channel ``channel_id`` (or the far end behind the trunk) hangs up: cause 16, as its BYE."""
+        self.pbx.hangup(self._channel(channel_id), NORMAL_CLEARING, "remote")
+
     def hold(self, channel_id: str, held: bool = True) -> None:
         """The phone of channel ``channel_id`` puts its call on hold (``held=False``: takes it back)."""
         self.pbx.set_hold(self._channel(channel_id), held)
@@ -185,6 +193,16 @@ class AsteriskSimulator:
         if state not in ("online", "offline") or "/" not in endpoint:
             raise ValueError(f"need an endpoint like PJSIP/1001 and 'online' or 'offline', not {endpoint!r} {state!r}")
         self.pbx.devices.set_endpoint_state(endpoint, state)
+
+    def load_fallback(self, settings: Settings) -> None:
+        """Load the dialplan ``b24-bridge dialplan`` generates for ``settings``: a line whose ``Stasis()`` fails
+        (no application connected) then runs its fallback and leaves its trace in AstDB."""
+        self.pbx.fallback_dialplan = FallbackDialplan.from_settings(settings)
+
+    @property
+    def astdb(self) -> dict[str, str]:
+        """AstDB as the PBX holds it now (full key -> value)."""
+        return self.pbx.astdb
 
     # --- scripted calls --------------------------------------------------------------------
     async def place_inbound_call(

@@ -105,7 +105,7 @@ class Records:
         replaced = call.record is not None
         file_id = self._calls.attach_record(call, name, content, self._identity.base_url)
         self._count("records_attached")
-        log.info("sim.record_attached", call_id=call.call_id, name=name, size=len(content), replaced=replaced)
+        log.info("sim.record_attached", b24_call_id=call.call_id, name=name, size=len(content), replaced=replaced)
         return file_id
 
     async def _download(self, url: str) -> bytes:

@@ -217,7 +217,7 @@ class Bitrix24Simulator:
             "CRM_ENTITY_TYPE": result["CRM_ENTITY_TYPE"],
             "CRM_ENTITY_ID": "" if result["CRM_ENTITY_ID"] is None else str(result["CRM_ENTITY_ID"]),
         }
-        log.info("sim.click_to_call", user_id=user_id, call_id=call_id)
+        log.info("sim.click_to_call", user_id=user_id, b24_call_id=call_id)
         await core.events.fire("ONEXTERNALCALLSTART", data, user_id, key=call_id)
         return call_id
 
