@@ -3,9 +3,8 @@
 See :mod:`bridge.delivery.loop` for the cycle and :mod:`bridge.delivery.settle` for what each answer does.
 """
 
-from bridge.delivery.check import find_in_statistics
 from bridge.delivery.hooks import DeliveryObserver
 from bridge.delivery.loop import Delivery, RecordingLoader
 from bridge.delivery.recordings import recording_loader
 
-__all__ = ["Delivery", "DeliveryObserver", "RecordingLoader", "find_in_statistics", "recording_loader"]
+__all__ = ["Delivery", "DeliveryObserver", "RecordingLoader", "recording_loader"]

@@ -5,17 +5,16 @@ twice, and an offline call must not be mirrored twice. (A register whose answer 
 still active is not visible here; resending it is safe, the portal's dedup returns the same CALL_ID.)
 
 A check is one command: the delivery puts it into the same ``batch`` as operations that need none (see
-:mod:`bridge.delivery.sending`); :func:`find_in_statistics` is the stand-alone form.
+:mod:`bridge.delivery.sending`). Whether a row that is not there can be trusted depends on what the app user may
+see (:mod:`bridge.delivery.access`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import aiohttp
 
-from bridge.crm.client import MAX_BATCH, Bitrix24Client
 from bridge.crm.envelope import rows_of
 from bridge.crm.errors import CrmError, TransientCrmError
 
@@ -40,20 +39,3 @@ def never_left(error: CrmError) -> bool:
     if isinstance(error, TransientCrmError) and error.query_limit:
         return True
     return isinstance(error.__cause__, aiohttp.ClientConnectorError)
-
-
-async def find_in_statistics(client: Bitrix24Client, legs: Sequence[str]) -> dict[str, dict[str, Any] | None]:
-    """For each leg: its statistics row, or None when Bitrix24 has no finished call with that EXTERNAL_CALL_ID.
-
-    One ``batch`` per 50 legs. A leg whose own query failed is left out (unknown); a failed request raises
-    :class:`~bridge.crm.errors.CrmError`.
-    """
-    found: dict[str, dict[str, Any] | None] = {}
-    for start in range(0, len(legs), MAX_BATCH):
-        part = list(legs[start : start + MAX_BATCH])
-        batch = await client.batch({f"st{i}": statistics_command(leg) for i, leg in enumerate(part)})
-        for i, leg in enumerate(part):
-            key = f"st{i}"
-            if key in batch.results:
-                found[leg] = statistics_row(batch.results[key], leg)
-    return found
