@@ -11,7 +11,9 @@ import base64
 import contextlib
 import itertools
 import json
+import os
 import shutil
+import signal
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -69,10 +71,12 @@ class Page:
 @asynccontextmanager
 async def browser_page(url: str) -> AsyncIterator[Page]:
     """Start headless Chromium on a fresh profile, open ``url`` in a tab, and stop it all at the end."""
-    with tempfile.TemporaryDirectory(prefix="b24-chromium-") as profile:
+    # Chromium's helper processes may still write to the profile as the browser exits: they are stopped with it
+    # (their own process group), and a file one of them leaves behind does not fail the test.
+    with tempfile.TemporaryDirectory(prefix="b24-chromium-", ignore_cleanup_errors=True) as profile:
         process = await asyncio.create_subprocess_exec(
             chromium_binary(), *FLAGS, f"--user-data-dir={profile}", "--remote-debugging-port=0", "about:blank",
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL, start_new_session=True,
         )  # fmt: skip
         try:
             port = await _devtools_port(Path(profile) / "DevToolsActivePort", process)
@@ -83,11 +87,12 @@ async def browser_page(url: str) -> AsyncIterator[Page]:
                     yield Page(socket)
         finally:
             with contextlib.suppress(ProcessLookupError):
-                process.terminate()
+                os.killpg(process.pid, signal.SIGTERM)
             try:
                 await asyncio.wait_for(process.wait(), 10)
             except TimeoutError:
-                process.kill()
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
                 await process.wait()
 
 
