@@ -142,7 +142,7 @@ async def test_bad_filters_are_refused_as_asterisk_words_it(sim: AsteriskSimulat
 
 
 async def test_filter_needs_write_system() -> None:
-    async with AsteriskSimulator(ami_read="call,dialplan", ami_write="originate,reporting,command") as sim:
+    async with AsteriskSimulator(ami_read="call,dialplan", ami_write="originate,reporting") as sim:
         wire = await logged_in(sim, "on")
         denied = await wire.action("Filter", Operation="Add", Filter="^Event: Hangup[^A-Za-z]")
         assert (denied["Response"], denied["Message"]) == ("Error", "Permission denied")
@@ -155,7 +155,7 @@ async def test_filter_needs_write_system() -> None:
 async def test_the_bridges_user_reads_astdb_but_deletes_only_through_the_forget_dialplan() -> None:
     """DBGetTree needs system or reporting, DBDelTree system (main/db.c); the bridge's user deletes a trace by
     originating into [b24-fallback-forget], which its ``originate`` class allows."""
-    async with AsteriskSimulator(ami_read="call,dialplan", ami_write="originate,reporting,command") as sim:
+    async with AsteriskSimulator(ami_read="call,dialplan", ami_write="originate,reporting") as sim:
         sim.astdb.update({"/b24fallback/1700000000.1/line": "74951112233", "/b24fallback/1700000000.1/end": "5",
                           "/b24fallbackx/1/line": "not in the family", "/other/1": "x"})  # fmt: skip
         wire = await logged_in(sim, "off")
