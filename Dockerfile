@@ -16,7 +16,7 @@ EXPOSE 8480
 # The health check asks /livez on the port of the config's http.listen: only a stuck process fails it, never a PBX
 # reconnect or a Bitrix24 backlog (/readyz tells whether calls can be taken; /healthz has the details).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
-  CMD ["python", "-m", "bridge.probe", "--config", "/etc/b24-bridge/bridge.toml", "livez"]
+  CMD ["python", "-m", "bridge.ops.probe", "--config", "/etc/b24-bridge/bridge.toml", "livez"]
 # On SIGTERM the daemon mirrors the calls in progress for up to 20 s, gives Bitrix24 10 s more, then exits: stop it
 # with a longer timeout than Docker's default 10 s, e.g. `docker run --stop-timeout 45` or, in compose,
 # `stop_grace_period: 45s` (as systemd's TimeoutStopSec=45s), or calls in progress are cut off.

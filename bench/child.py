@@ -5,7 +5,7 @@ Running it apart from the simulators makes its CPU time and RSS its own. It is t
 simulators), logging JSON at ``info`` into ``LOGFILE`` as it would into journald. ``MODE`` ``naive`` swaps the
 delivery's client for :class:`bench.naive.OneCommandPerRequest` before the first call arrives.
 
-The daemon's start-up tunes the garbage collector (:mod:`bridge.gc_tuning`); the environment variable
+The daemon's start-up tunes the garbage collector (:mod:`bridge.ops.gc_tuning`); the environment variable
 ``BENCH_GC=default`` puts CPython's defaults back once connected, to compare.
 
 Protocol on stdin/stdout, one JSON object per line: the child prints ``{"ready": ...}`` once connected, then

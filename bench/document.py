@@ -67,9 +67,9 @@ def _steady_note(steady: dict[str, Steady]) -> str:
         f"starts the command. With {len(first.samples_ms):,} pairs, p99 is {_nth_worst(len(first.samples_ms))}: one "
         "stall of the daemon's event loop (a garbage collection, a slow commit of the journal) delays every pair in "
         "flight, so this figure moves from run to run with the machine's other load; the loop's lag, the longest GC "
-        "pause (the daemon freezes its start-up objects out of collection: `bridge.gc_tuning`), the slowest journal "
-        "append and the slowest journal fsync (in the journal's worker thread; nothing waits for it) over the window "
-        "are given below. CPU "
+        "pause (the daemon freezes its start-up objects out of collection: `bridge.ops.gc_tuning`), the slowest "
+        "journal append and the slowest journal fsync (in the journal's worker thread; nothing waits for it) over the "
+        "window are given below. CPU "
         f"is the daemon process's user+system time over the window divided by the calls that ended in it. {details}."
     )
 

@@ -28,7 +28,7 @@ from bench.naive import OneCommandPerRequest
 from bench.portal_index import index_statistics
 from bench.stack import ROOT, SCALED, Bucket
 from bridge.config import Bitrix24Settings
-from bridge.config_reader import Secret
+from bridge.config.reader import Secret
 from bridge.crm.client import MAX_BATCH, Bitrix24Client
 from bridge.crm.pacing import make_limiter
 from bridge.crm.telephony import Telephony

@@ -20,7 +20,7 @@ from typing import Any
 
 from bridge import __version__
 from bridge.config import EXIT_CONFIG, ConfigError, config_warnings, file_problems, load_config
-from bridge.config_reader import Secret
+from bridge.config.reader import Secret
 
 Handler = Callable[[argparse.Namespace], int]
 EXIT_PIPE = 141

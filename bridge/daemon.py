@@ -35,20 +35,20 @@ from bridge.delivery.loop import Delivery
 from bridge.delivery.recordings import recording_loader
 from bridge.dispatch import Dispatcher, StampedQueue
 from bridge.domain.scheme import Plan
-from bridge.gc_tuning import tune_after_startup
-from bridge.http_api import Health, Probes, build_app, event_routes, events_app
 from bridge.journal.lock import JournalBusy, exclusive
 from bridge.journal.store import Journal
-from bridge.metrics import Metrics
+from bridge.ops.gc_tuning import tune_after_startup
+from bridge.ops.http_api import Health, Probes, build_app, event_routes, events_app
+from bridge.ops.metrics import Metrics
+from bridge.ops.status.sources import DeliveryWatch, StatusSources
+from bridge.ops.status.web import status_routes
+from bridge.ops.systemd import Notifier
 from bridge.pbx.ami import AmiLink
 from bridge.pbx.ari import AriLink
 from bridge.pbx.outcomes import EndpointTemplate
 from bridge.portal import PortalUpkeep
 from bridge.recovery import Recovery, pbx_view
 from bridge.recovery.fallback import FallbackMirror
-from bridge.status.sources import DeliveryWatch, StatusSources
-from bridge.status.web import status_routes
-from bridge.systemd import Notifier
 
 log = structlog.get_logger(__name__)
 

@@ -19,7 +19,7 @@ from bench.report import Results, at_most, markdown_table, rich_table, rows
 from bench.sizes import QUICK
 from bench.stack import Bucket
 from bridge.config import Bitrix24Settings
-from bridge.config_reader import Secret
+from bridge.config.reader import Secret
 from bridge.crm.query import result_ref
 from bridge.sim.bitrix24 import Bitrix24Simulator
 

@@ -34,7 +34,7 @@ from bridge.domain.events import (
 from bridge.domain.scheme import Availability, Plan
 from bridge.domain.state import Call, State
 from bridge.logs import bind_call
-from bridge.metrics import Metrics
+from bridge.ops.metrics import Metrics
 from bridge.pbx.events import BadInput, DeviceStateSeen, PbxEvent, Resynced, StasisEntered
 
 log = structlog.get_logger(__name__)

@@ -16,7 +16,7 @@ from aiolimiter import AsyncLimiter
 from structlog.testing import capture_logs
 
 from bridge.config import Bitrix24Settings, OAuthSettings
-from bridge.config_reader import Secret
+from bridge.config.reader import Secret
 from bridge.crm.client import Bitrix24Client
 from bridge.crm.errors import (
     CallNotFoundError,

@@ -12,7 +12,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from bridge.config import Bitrix24Settings
-from bridge.config_reader import Secret
+from bridge.config.reader import Secret
 from bridge.crm.client import Bitrix24Client
 from bridge.crm.errors import TransientCrmError
 from bridge.sim.bitrix24 import Bitrix24Simulator

@@ -18,8 +18,8 @@ from bridge.config import Secret, Settings, load_config
 from bridge.crm.inbound import EventGate
 from bridge.domain.commands import PbxCommand, RingAgent, RingNumber
 from bridge.domain.events import LegAnswered
-from bridge.http_api import EVENTS_PATH, event_routes, events_app
-from bridge.metrics import Metrics
+from bridge.ops.http_api import EVENTS_PATH, event_routes, events_app
+from bridge.ops.metrics import Metrics
 from bridge.pbx.ari_commands import CallCommands
 from bridge.pbx.events import PbxEvent
 from bridge.pbx.outcomes import EndpointTemplate

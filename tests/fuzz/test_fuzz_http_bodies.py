@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bridge.http_api import EVENTS_PATH
+from bridge.ops.http_api import EVENTS_PATH
 from tests.fuzz.capture import LogCapture
 from tests.fuzz.desk import FORM, Desk, open_desk
 from tests.fuzz.strategies import fuzz_settings, odd_text

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from bridge.config import Bitrix24Settings
-from bridge.config_reader import Secret
+from bridge.config.reader import Secret
 from bridge.crm.client import Bitrix24Client
 from bridge.crm.telephony import Telephony
 from bridge.delivery import Delivery

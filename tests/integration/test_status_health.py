@@ -9,7 +9,7 @@ from typing import Any
 
 import aiohttp
 
-from bridge.probe import main as probe
+from bridge.ops.probe import main as probe
 from bridge.sim.asterisk import Answer
 from bridge.sim.stage import free_port, stage
 from tests.eventually import eventually

@@ -8,7 +8,7 @@ import time
 from bridge.config import load_config
 from bridge.dispatch.dispatcher import Dispatcher
 from bridge.domain.commands import CrmCommand, PbxCommand, StartMusic
-from bridge.metrics import Metrics
+from bridge.ops.metrics import Metrics
 from tests.eventually import eventually
 from tests.fuzz.strategies import EXAMPLE_CONFIG
 

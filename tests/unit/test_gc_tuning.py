@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from bridge.gc_tuning import YOUNG_THRESHOLD, tune_after_startup
+from bridge.ops.gc_tuning import YOUNG_THRESHOLD, tune_after_startup
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 from bridge.daemon import STOP_ROUND_SECONDS, STOP_ROUNDS, Timing
-from bridge.probe import main, probe_url
+from bridge.ops.probe import main, probe_url
 
 ROOT = Path(__file__).resolve().parents[2]
 SHUTDOWN = Timing().grace + Timing().flush + STOP_ROUNDS * STOP_ROUND_SECONDS
@@ -32,7 +32,7 @@ def test_dockerfile_checks_livez_on_the_configured_port_and_stops_gracefully() -
     text = (ROOT / "Dockerfile").read_text()
     assert "\nSTOPSIGNAL SIGTERM" in text
     check = text[text.index("HEALTHCHECK") :].split("\n", 2)[:2]
-    assert '"bridge.probe"' in check[1] and '"livez"' in check[1] and "8480" not in check[1]
+    assert '"bridge.ops.probe"' in check[1] and '"livez"' in check[1] and "8480" not in check[1]
     documented = [
         int(n) for n in re.findall(r"--stop-timeout (\d+)", text) + re.findall(r"stop_grace_period: (\d+)s", text)
     ]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.systemd import Notifier
+from bridge.ops.systemd import Notifier
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -12,8 +12,8 @@ from bridge.domain import observed as watch
 from bridge.domain.events import CallStarted, CrmLookedUp, Direction, LegAnswered, ObservedAnswered, ObservedStarted
 from bridge.domain.scheme import Availability
 from bridge.domain.state import Call
-from bridge.status import render
-from bridge.status.model import (
+from bridge.ops.status import render
+from bridge.ops.status.model import (
     DeliveryFigures,
     Finished,
     HeldLeg,

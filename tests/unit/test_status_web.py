@@ -13,9 +13,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from structlog.testing import capture_logs
 
-from bridge.config_http import HttpSettings
-from bridge.config_reader import Secret
-from bridge.status.web import status_routes
+from bridge.config.http import HttpSettings
+from bridge.config.reader import Secret
+from bridge.ops.status.web import status_routes
 
 TOKEN = "s3cret-token-0123456789"
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import ipaddress
 from urllib.parse import urlsplit
 
-from bridge.config_reader import Secret
+from bridge.config.reader import Secret
 
 PULL_NEEDS_APP = (
     'events = "pull" cannot work with an inbound webhook: Bitrix24 refuses event.offline.get and event.bind to '

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from datetime import date, time
 from typing import Any
 
-from bridge.config_checks import routing_loops
-from bridge.config_grammar import DTMF_RE, EXT_RE, NUMBER_RE, Grammar, Problem, Ref
+from bridge.config.checks import routing_loops
+from bridge.config.grammar import DTMF_RE, EXT_RE, NUMBER_RE, Grammar, Problem, Ref
 from bridge.domain.schedule import Hours, Schedule
 from bridge.domain.scheme import (
     RING_SECONDS,

@@ -20,8 +20,8 @@ from urllib.parse import quote
 import structlog
 from aiohttp import web
 
-from bridge.config_http import HttpSettings
-from bridge.status import render
+from bridge.config.http import HttpSettings
+from bridge.ops.status import render
 
 log = structlog.get_logger(__name__)
 
@@ -36,7 +36,7 @@ REALM = 'Basic realm="b24-bridge status", charset="UTF-8"'
 def status_routes(
     http: HttpSettings, snapshot: Snapshot, *, push_interval: float = PUSH_INTERVAL
 ) -> list[web.RouteDef]:
-    """The page's routes; ``snapshot`` returns :func:`bridge.status.model.status_data`'s output."""
+    """The page's routes; ``snapshot`` returns :func:`bridge.ops.status.model.status_data`'s output."""
     token = http.status_token.reveal()
 
     def refused(request: web.Request) -> web.Response | None:
@@ -90,7 +90,7 @@ def status_routes(
     async def asset(request: web.Request) -> web.Response:
         name = request.match_info["name"]
         kind = ASSET_TYPES.get(name[name.rfind(".") :]) if "." in name else None
-        files = resources.files("bridge.status").joinpath("static")
+        files = resources.files("bridge.ops.status").joinpath("static")
         if kind is None or "/" in name or not files.joinpath(name).is_file():
             raise web.HTTPNotFound()
         return web.Response(body=files.joinpath(name).read_bytes(), content_type=kind, charset="utf-8")

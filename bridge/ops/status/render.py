@@ -1,8 +1,8 @@
-"""The status page's HTML, built from :func:`bridge.status.model.status_data`'s output.
+"""The status page's HTML, built from :func:`bridge.ops.status.model.status_data`'s output.
 
 Every value goes through :func:`html.escape` (``_t``): caller names, CRM names and error texts are other people's
 input, and a name such as ``<script>`` must show as text. The page's body is :func:`body`; the live updates send
-the same fragment again (``bridge.status.web``), so there is one renderer.
+the same fragment again (``bridge.ops.status.web``), so there is one renderer.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """What the status page shows, as one pure function of what the daemon holds (:class:`Sources` -> plain data).
 
-No I/O here: the shell (``bridge.status.sources``) gathers the links, calls, agents, delivery figures and finished
+No I/O here: the shell (``bridge.ops.status.sources``) gathers the links, calls, agents, delivery figures and finished
 calls into :class:`Sources`; :func:`status_data` turns them into the JSON that ``/status.json`` serves and the
 page renders.
 """

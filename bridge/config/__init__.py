@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from bridge import config_checks as checks
-from bridge.config_events import event_mode_problems, event_mode_warnings, http_url
-from bridge.config_http import HttpSettings, http_warnings, parse_http
-from bridge.config_reader import Reader, Secret, is_relative
-from bridge.config_routing import RoutingParser
+from bridge.config import checks
+from bridge.config.events import event_mode_problems, event_mode_warnings, http_url
+from bridge.config.http import HttpSettings, http_warnings, parse_http
+from bridge.config.reader import Reader, Secret, is_relative
+from bridge.config.routing import RoutingParser
 from bridge.dialrules import BadDialRule, BadPhoneNumber, DialRules, parse_rule
 from bridge.domain.scheme import Plan
 from bridge.domain.simulation import external_numbers

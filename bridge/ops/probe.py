@@ -1,4 +1,4 @@
-"""``python -m bridge.probe``: the container's health check, on the port the config's ``http.listen`` names.
+"""``python -m bridge.ops.probe``: the container's health check, on the port the config's ``http.listen`` names.
 
 It reads only ``[http] listen`` from the config (a wildcard address is probed on loopback) and asks ``/livez``
 by default: only a stuck or broken process should get the container restarted, never a PBX reconnect or a
@@ -14,7 +14,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from bridge.config_http import DEFAULT_LISTEN
+from bridge.config.http import DEFAULT_LISTEN
 
 WILDCARDS = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}
 
@@ -29,7 +29,7 @@ def probe_url(config_text: str, endpoint: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bridge.probe", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bridge.ops.probe", description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="/etc/b24-bridge/bridge.toml")
     parser.add_argument("endpoint", nargs="?", default="livez", choices=("livez", "readyz", "healthz"))
     parser.add_argument("--timeout", type=float, default=4.0)

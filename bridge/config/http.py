@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from bridge.config_reader import Reader, Secret
+from bridge.config.reader import Reader, Secret
 
 DEFAULT_LISTEN = "127.0.0.1:8480"
 

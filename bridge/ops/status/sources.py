@@ -1,4 +1,4 @@
-"""The shell side of the status page: reads the daemon's parts into :class:`bridge.status.model.Sources`.
+"""The shell side of the status page: reads the daemon's parts into :class:`bridge.ops.status.model.Sources`.
 
 Also keeps what the parts do not keep themselves: the delivery link's ups and downs (:class:`DeliveryWatch`, the
 daemon's delivery observer), the request rates over the last minute, and the finished calls' journal rows (read
@@ -21,8 +21,8 @@ from bridge.domain.scheme import Plan
 from bridge.journal.rows import CallRow
 from bridge.journal.store import Journal
 from bridge.logs import redact_text
-from bridge.metrics import DeliveryMetrics, Metrics
-from bridge.status.model import DeliveryFigures, Finished, HeldLeg, LinkState, ParkedOp, Sources, status_data
+from bridge.ops.metrics import DeliveryMetrics, Metrics
+from bridge.ops.status.model import DeliveryFigures, Finished, HeldLeg, LinkState, ParkedOp, Sources, status_data
 
 RATE_WINDOW = 60.0
 SETTLED = frozenset({"done", "failed"})

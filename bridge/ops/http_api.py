@@ -1,5 +1,5 @@
 """The daemon's HTTP surface: health (``/livez``, ``/readyz``, ``/healthz``), ``/metrics``, the status page
-(``bridge.status``) and the Bitrix24 event handler ``/b24/events`` (on the main listener, or on its own).
+(``bridge.ops.status``) and the Bitrix24 event handler ``/b24/events`` (on the main listener, or on its own).
 
 * ``/livez``: the process works (its vital tasks run, its event queue moves). Only this one should make an
   orchestrator restart the daemon: a PBX reconnect or a Bitrix24 backlog never fails it.
@@ -18,7 +18,7 @@ from aiohttp import web
 
 from bridge.crm.inbound import CallbackRequest, ClickToCall, EventGate, Rejected, nest_form
 from bridge.crm.install import APP_INSTALL, InstallAnswer
-from bridge.metrics import CONTENT_TYPE, Metrics
+from bridge.ops.metrics import CONTENT_TYPE, Metrics
 
 log = structlog.get_logger(__name__)
 
