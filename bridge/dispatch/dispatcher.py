@@ -27,6 +27,8 @@ from bridge.domain.events import (
     CrmLookedUp,
     Event,
     Intercepted,
+    LegEnded,
+    ObservedEnded,
     ObservedEvent,
     ObservedStarted,
     TimerFired,
@@ -143,9 +145,9 @@ class Dispatcher:
         elif isinstance(event, DeviceStateSeen):
             self.devices.seen(event.ext, event.state)
         elif isinstance(event, Intercepted) and item.call is None:
-            pbx_facts.intercept(self, event)
+            self._intercept(event)
         elif isinstance(event, Resynced):
-            pbx_facts.resynced(self, event)
+            self._resynced(event)
         elif isinstance(event, StasisEntered):
             if self.on_stasis is not None:
                 self.on_stasis(event)
@@ -156,7 +158,35 @@ class Dispatcher:
         elif item.call is not None and item.call in self.observed:
             self.step_observed(item.call, event)  # type: ignore[arg-type]
         elif item.call is not None:
-            self.step_call(item.call, event, pbx_facts.happened_at(self, item))  # type: ignore[arg-type]
+            self.step_call(item.call, event, pbx_facts.happened_at(self.hung_up_at, item))  # type: ignore[arg-type]
+
+    def _intercept(self, event: Intercepted) -> None:
+        target = pbx_facts.intercept_target(self.calls.values(), event)
+        if target is None:
+            log.info("call.intercept_refused", ext=event.ext, reason="no call is ringing for this member")
+            self.spawn(self.pbx.execute(event.leg, HangupCaller("normal")))
+        else:
+            self.step_call(target, event)
+
+    def _resynced(self, event: Resynced) -> None:
+        """After a (re)connect: the device states it listed, and the calls that ended while the link was away."""
+        self.devices.listed(event.devices)
+        log.info("pbx.resynced", link=event.link, channels=len(event.channels))
+        if event.link in self.links_seen:
+            self.metrics.reconnects.labels(link=event.link).inc()
+        self.links_seen.add(event.link)
+        if event.link != "ari":
+            for key in pbx_facts.observed_gone(list(self.observed), event):
+                log.info("call.reconciled", call_id=key, found="observed call gone")
+                self.step_observed(key, ObservedEnded(cause=16))
+            return
+        for end in pbx_facts.resync_ends(dict(self.calls), event, self.hung_up_at):
+            call = self.calls.get(end.call)
+            if call is not None:  # an earlier end may have finished it
+                leg = {"leg": end.event.leg} if isinstance(end.event, LegEnded) else {}
+                log.info("call.reconciled", call_id=end.call, line=call.line, linkedid=call.linkedid, **leg,
+                         found=end.found)  # fmt: skip
+                self.step_call(end.call, end.event, end.at)
 
     def _start(self, call_id: str, event: CallStarted) -> None:
         if not call_id or call_id in self.calls:
@@ -167,7 +197,7 @@ class Dispatcher:
             self.spawn(self.pbx.execute(call_id, HangupCaller("congestion")))
             return
         with bind_call(call_id, event.linkedid, event.line):
-            resumed = pbx_facts.start_or_park(self, call_id, event)
+            resumed = pbx_facts.start_or_park(self.restart, call_id, event)
         if resumed is None:
             return
         event, serial = resumed

@@ -1,6 +1,6 @@
 """PBX facts that concern more than one call: an intercept code (which ringing call?), a resync after a
 reconnect (which calls ended while the link was away, and when?) and the calls a restart's recovery decides
-about (``bridge/recovery.py``).
+about (``bridge/recovery.py``). Each says what to do; the dispatcher does it (this module does not know it).
 
 A resync's ends carry the moment the link was lost (``PbxEvent.at``); :func:`happened_at` prefers the hang-up
 AMI saw for that channel, so a conversation that ended during an ARI gap is not counted until the resync. A
@@ -16,63 +16,62 @@ leg (its ``register`` is not sent again) and numbering its PBX legs after the de
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 import structlog
 
-from bridge.domain.commands import CrmAdopt, CrmCommand, CrmRegister, HangupCaller
-from bridge.domain.events import CallerHungUp, CallStarted, Intercepted, LegEnded, LegOutcome, ObservedEnded
+from bridge.domain.commands import CrmAdopt, CrmCommand, CrmRegister
+from bridge.domain.events import CallerHungUp, CallStarted, Event, Intercepted, LegEnded, LegOutcome
 from bridge.domain.state import Call, State
 from bridge.pbx.events import PbxEvent, Resynced
 
-if TYPE_CHECKING:
-    from bridge.dispatch.dispatcher import Dispatcher
-
 log = structlog.get_logger(__name__)
 
+HungUpAt = Callable[[str], datetime | None]
+"""When the PBX's other link (AMI) saw a channel hang up, if it did."""
 
-def intercept(d: Dispatcher, event: Intercepted) -> None:
-    """A member dialled an intercept code: give them the oldest call ringing in a group they belong to."""
+
+def intercept_target(calls: Iterable[Call], event: Intercepted) -> str | None:
+    """A member dialled an intercept code: the oldest call ringing in a group they belong to (None: none is)."""
     candidates = [
-        c
-        for c in d.calls.values()
-        if c.state is State.RINGING and c.walk is not None and group_has(c, event.ext, event.code)
+        c for c in calls if c.state is State.RINGING and c.walk is not None and group_has(c, event.ext, event.code)
     ]
-    if not candidates:
-        log.info("call.intercept_refused", ext=event.ext, reason="no call is ringing for this member")
-        d.spawn(d.pbx.execute(event.leg, HangupCaller("normal")))
-        return
-    target = min(candidates, key=lambda c: c.started_at)
-    d.step_call(target.call_id, event)
+    return min(candidates, key=lambda c: c.started_at).call_id if candidates else None
 
 
-def resynced(d: Dispatcher, event: Resynced) -> None:
-    """After a reconnect: calls whose caller or talking agent is gone ended while we were away (the link has
+@dataclass(frozen=True)
+class Reconciled:
+    """An end a resync found: step ``call`` with ``event`` as of ``at``; ``found`` says what for the log."""
+
+    call: str
+    event: Event
+    at: datetime | None
+    found: str
+
+
+def resync_ends(calls: Mapping[str, Call], event: Resynced, hung_up_at: HungUpAt) -> list[Reconciled]:
+    """After an ARI reconnect: calls whose talking agent or caller is gone ended while we were away (the link has
     already reported what it followed; this catches the rest). Ringing legs are left to the link."""
     live = {ch.id for ch in event.channels}
+    ends: list[Reconciled] = []
+    for call_id, call in calls.items():
+        if call.talk is not None and call.talk.leg not in live and call_id in live:
+            at = _ended_at(hung_up_at, call.talk.leg, event.lost_at)
+            ends.append(Reconciled(call_id, LegEnded(call.talk.leg, LegOutcome.HANGUP), at, "agent gone"))
+        if call_id not in live:
+            ends.append(
+                Reconciled(call_id, CallerHungUp(16), _ended_at(hung_up_at, call_id, event.lost_at), "caller gone")
+            )
+    return ends
+
+
+def observed_gone(observed: Iterable[str], event: Resynced) -> list[str]:
+    """After an AMI reconnect: the watched calls none of whose channels exists any more."""
+    live = {ch.id for ch in event.channels}
     linked = {ch.linkedid for ch in event.channels if ch.linkedid}
-    d.devices.listed(event.devices)
-    log.info("pbx.resynced", link=event.link, channels=len(live))
-    if event.link in d.links_seen:
-        d.metrics.reconnects.labels(link=event.link).inc()
-    d.links_seen.add(event.link)
-    if event.link == "ari":
-        for call_id, call in list(d.calls.items()):
-            if call.talk is not None and call.talk.leg not in live and call_id in live:
-                log.info("call.reconciled", call_id=call_id, leg=call.talk.leg, found="agent gone")
-                at = _ended_at(d, call.talk.leg, event.lost_at)
-                d.step_call(call_id, LegEnded(call.talk.leg, LegOutcome.HANGUP), at)
-            if call_id not in live and call_id in d.calls:
-                log.info("call.reconciled", call_id=call_id, found="caller gone")
-                d.step_call(call_id, CallerHungUp(16), _ended_at(d, call_id, event.lost_at))
-    else:
-        for key in list(d.observed):
-            if key not in linked and key not in live:
-                log.info("call.reconciled", call_id=key, found="observed call gone")
-                d.step_observed(key, ObservedEnded(cause=16))
+    return [key for key in observed if key not in linked and key not in live]
 
 
 def group_has(call: Call, ext: str, code: str) -> bool:
@@ -83,19 +82,19 @@ def group_has(call: Call, ext: str, code: str) -> bool:
     return queue is not None and ext in queue.members and (not code or queue.intercept_code in ("", code))
 
 
-def happened_at(d: Dispatcher, item: PbxEvent) -> datetime | None:
+def happened_at(hung_up_at: HungUpAt, item: PbxEvent) -> datetime | None:
     """When an end a resync found really happened: AMI's hang-up of that channel, else when the link was lost."""
     if item.at is None:
         return None
     event = item.event
     channel = event.leg if isinstance(event, LegEnded) else item.call or ""
-    return _ended_at(d, channel, item.at)
+    return _ended_at(hung_up_at, channel, item.at)
 
 
-def _ended_at(d: Dispatcher, channel: str, lost_at: datetime | None) -> datetime | None:
+def _ended_at(hung_up_at: HungUpAt, channel: str, lost_at: datetime | None) -> datetime | None:
     if lost_at is None:
         return None
-    seen = d.hung_up_at(channel)
+    seen = hung_up_at(channel)
     return seen if seen is not None else lost_at
 
 
@@ -142,9 +141,8 @@ class RestartClaims:
         return True
 
 
-def start_or_park(d: Dispatcher, call: str, event: CallStarted) -> tuple[CallStarted, int] | None:
+def start_or_park(claims: RestartClaims, call: str, event: CallStarted) -> tuple[CallStarted, int] | None:
     """The start of ``call`` as it goes ahead (with its leg numbering), or None while recovery decides about it."""
-    claims = d.restart
     how = claims.resumes.pop(call, None)
     if how is not None:
         if how.registered:
