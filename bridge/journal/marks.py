@@ -12,7 +12,9 @@ from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from bridge.domain.commands import CrmHide
 from bridge.journal import queries
+from bridge.journal.codec import encode_command
 from bridge.journal.durability import WalSync
 from bridge.journal.reading import Clock, JournalReader
 from bridge.journal.rows import NEEDS_CALL_ID
@@ -145,12 +147,43 @@ class JournalMarks(JournalReader):
         return legs
 
     def go_offline(self, crm_leg: str) -> None:
-        """Mirror this leg without cards: pending show/hide are settled as skipped, and so are later ones."""
+        """Mirror this leg without cards: pending show/hide are settled as skipped, and so are later ones.
+
+        A ``show`` that may have reached Bitrix24 (a register and show sent just before a crash, their answers
+        lost) left a card open that nothing would close (``finish`` hides only its own user's card, and a
+        ``hide`` after ``finish`` does nothing): one ``hide`` for those users goes ahead of the leg's ``finish``.
+        """
         now = self._clock()
         with self.transaction():
             self._x("UPDATE calls SET mode = 'offline', updated_at = ? WHERE crm_leg = ?", (now, crm_leg))
+            shown = self._possibly_shown(crm_leg)
             self._x(queries.SKIP_PENDING_CARDS, ("skipped: the call is offline", now, crm_leg))
+            if shown:
+                self._hide_before_finish(crm_leg, shown, now)
             self._refresh_call(crm_leg, now)
+
+    def _possibly_shown(self, crm_leg: str) -> tuple[int, ...]:
+        users: dict[int, None] = {}
+        for (command,) in self._x(queries.POSSIBLY_SHOWN, (crm_leg,)).fetchall():
+            users.update(dict.fromkeys(int(user) for user in json.loads(command).get("user_ids", ())))
+        return tuple(users)
+
+    def _hide_before_finish(self, crm_leg: str, users: tuple[int, ...], now: float) -> None:
+        (last,) = self._x("SELECT COALESCE(MAX(seq), 0) FROM operations WHERE crm_leg = ?", (crm_leg,)).fetchone()
+        finish = self._x(
+            "SELECT seq FROM operations WHERE crm_leg = ? AND kind = 'finish' ORDER BY seq LIMIT 1", (crm_leg,)
+        ).fetchone()
+        seq = last + 1
+        if finish is not None:  # make room: the finish and what follows it move one place on (unique seq)
+            seq = finish[0]
+            self._x("UPDATE operations SET seq = -seq - 1 WHERE crm_leg = ? AND seq >= ?", (crm_leg, seq))
+            self._x("UPDATE operations SET seq = -seq WHERE crm_leg = ? AND seq < 0", (crm_leg,))
+        command = encode_command(CrmHide(crm_leg, users))
+        self._x(
+            "INSERT INTO operations (crm_leg, seq, kind, command, state, next_attempt_at, created_at)"
+            " VALUES (?, ?, 'hide', ?, 'pending', ?, ?)",
+            (crm_leg, seq, command, now, now),
+        )
 
     def requeue_sent(self, op_ids: Collection[int] | None = None) -> int:
         """After a restart: operations left ``sent`` may or may not have arrived; make them ``pending`` again

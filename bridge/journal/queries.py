@@ -60,6 +60,11 @@ UPDATE operations SET state = 'done', note = ?, done_at = ?
 WHERE crm_leg = ? AND state = 'pending' AND kind = 'show'
 """
 
+POSSIBLY_SHOWN = """
+SELECT command FROM operations WHERE crm_leg = ? AND kind = 'show' AND (attempts > 0 OR state = 'sent')
+"""
+"""Shows that may have reached Bitrix24: sent at least once (attempts that provably never left do not count)."""
+
 SKIP_PENDING_CARDS = """
 UPDATE operations SET state = 'done', note = ?, done_at = ?
 WHERE crm_leg = ? AND state = 'pending' AND kind IN ('show', 'hide')

@@ -326,6 +326,37 @@ def test_a_register_stuck_past_the_timeout_takes_the_call_offline(journal: Journ
     assert [(p.kind, p.mode, p.attempts) for p in ready] == [("register", "offline", 1), ("finish", "offline", 0)]
 
 
+def test_a_card_that_may_have_been_shown_before_a_crash_is_hidden_ahead_of_the_offline_finish(
+    journal: Journal, clock: FakeClock
+) -> None:
+    """Seen in the chaos run: register and show went out in one batch, the daemon was killed before the answer, the
+    restarted one sent the register offline (SHOW=0) and the finish for the agent who talked: the other agent's card
+    stayed open (finish hides only its own user's card; a hide after finish does nothing)."""
+    journal.append(register("a"))
+    journal.append(CrmShow("a", (7, 8)))
+    journal.mark_sent([op.id for op in journal.ready()])
+    assert journal.requeue_sent() == 2  # the restart: both may have arrived
+    journal.append(finish("a"))
+    clock.now += 10
+    assert journal.take_offline(register_timeout=5) == ["a"]
+    assert states(journal, "a") == [
+        ("register", "pending"),
+        ("show", "done"),
+        ("hide", "pending"),
+        ("finish", "pending"),
+    ]
+    assert journal.operations("a")[2].command == CrmHide("a", (7, 8))
+    assert [p.kind for p in journal.ready()] == ["register", "hide", "finish"]
+
+
+def test_a_card_never_sent_needs_no_hide_when_the_call_goes_offline(journal: Journal, clock: FakeClock) -> None:
+    journal.append(register("a"))
+    journal.append(CrmShow("a", (7,)))
+    clock.now += 10
+    assert journal.take_offline(register_timeout=5) == ["a"]
+    assert states(journal, "a") == [("register", "pending"), ("show", "done")]
+
+
 def test_requeue_after_a_crash_keeps_the_attempt_count(journal: Journal) -> None:
     journal.append(register("a"))
     journal.append(finish("a"))
