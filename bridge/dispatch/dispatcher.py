@@ -257,7 +257,8 @@ class Dispatcher:
                 self._finished(
                     call_id, "inbound", new.line, new.caller, new.handled_by, [leg.id for leg in new.crm_legs]
                 )
-        self.devices.legs_moved(call_id, presence.devices_of(call), presence.devices_of(new))
+        if (new.ringing, new.released, new.talk) != (call.ringing, call.released, call.talk):  # most steps move no leg
+            self.devices.legs_moved(call_id, presence.devices_of(call), presence.devices_of(new))
 
     def start_observed(self, key: str, event: ObservedStarted) -> None:
         if not key or key in self.observed:
