@@ -49,12 +49,14 @@ __all__ = ["ExplainError", "Trail", "explain", "main", "render_json", "render_te
 EXIT_USAGE = 2
 
 
-def _pbx(command: Command, who: dict[str, str]) -> str | None:
-    """A PBX command in words (None for a Bitrix24 one); ``who`` maps legs to the device they ring."""
+def _pbx(command: Command, who: dict[str, str], ring: float) -> str | None:
+    """A PBX command in words (None for a Bitrix24 one); ``who`` maps legs to the device they ring; ``ring`` is
+    one ring in seconds."""
     if isinstance(command, RingAgent | RingNumber):
         device = command.ext if isinstance(command, RingAgent) else command.number
         who[command.leg] = device
-        return f"ring {device} for {command.timeout:g} s"
+        rings = command.timeout / ring
+        return f"ring {device} for {command.timeout:g} s ({rings:g} ring{'' if rings == 1 else 's'})"
     simple = {
         AnswerCaller: "answer the caller",
         StartMusic: "music on",
@@ -120,8 +122,8 @@ def _bitrix24(command: Command) -> tuple[str, dict[str, Any]] | None:
     return None
 
 
-def _step_data(step: TrailStep, who: dict[str, str]) -> dict[str, Any]:
-    pbx = [text for text in (_pbx(c, who) for c in step.commands) if text]
+def _step_data(step: TrailStep, who: dict[str, str], ring: float) -> dict[str, Any]:
+    pbx = [text for text in (_pbx(c, who, ring) for c in step.commands) if text]
     crm = [{"method": m, "params": p} for m, p in (x for x in map(_bitrix24, step.commands) if x)]
     return {
         "offset": step.offset,
@@ -156,7 +158,7 @@ def render_json(trail: Trail) -> str:
         "complete": trail.complete,
         "final_state": trail.final_state,
         "outcome": _outcome(trail),
-        "steps": [_step_data(step, who) for step in trail.steps],
+        "steps": [_step_data(step, who, trail.ring_seconds) for step in trail.steps],
     }
     return json.dumps(data, ensure_ascii=False, indent=2)
 
@@ -165,7 +167,7 @@ def render_text(trail: Trail) -> str:
     who: dict[str, str] = {}
     out = [f"Call from {trail.caller} to line {trail.line} ({trail.line_name}) at {trail.at.isoformat()}", ""]
     for step in trail.steps:
-        data = _step_data(step, who)
+        data = _step_data(step, who, trail.ring_seconds)
         rings = f"  [ringing: {', '.join(step.ringing)}]" if step.ringing else ""
         out.append(f"{f'+{step.offset:g} s':>10}  {step.event} -> {step.state.replace('_', ' ')}{rings}")
         if data["pbx"]:

@@ -291,3 +291,39 @@ def test_check_config_warns_what_a_valid_config_will_not_do(tmp_path: Path, caps
     assert main(["check-config", "--config", str(EXAMPLE)]) == 0
     err = capsys.readouterr().err
     assert "configuration OK" in err and "warning: bitrix24." not in err, "the example config is the recommended set-up"
+
+
+def test_rings_on_a_rule_and_an_employees_own_no_answer_rings() -> None:
+    data = example_data()
+    rules = data["lines"]["74951112255"]["rules"]
+    rules[0]["rings"] = 3
+    rules.insert(1, {"when": "known", "then": "responsible:nosupervisor", "rings": 2})
+    rules.insert(2, {"when": "prefix:7499", "then": "number:74950000001", "rings": 8})
+    data["employees"]["map"]["1002"]["no_answer_rings"] = 2
+    plan = parse_settings(data, path=Path("/etc/b24/bridge.toml"), env={}).plan
+    assert [r.then for r in plan.lines["74951112255"].rules[:3]] == [
+        ToEmployee("1004", rings=3),
+        ToResponsible(supervisor=False, rings=2),
+        ToNumber("74950000001", rings=8),
+    ]
+    assert plan.employees["1002"].no_answer_rings == 2
+
+
+@pytest.mark.parametrize(
+    ("rule", "employee", "message"),
+    [
+        ({"rings": 0}, {}, "rules[0].rings: must be a whole number of rings from 1 to 60"),
+        ({"rings": 61}, {}, "rules[0].rings: must be a whole number of rings from 1 to 60"),
+        ({"rings": "3"}, {}, "(routing.ring_seconds each), got '3'"),
+        ({"rings": True}, {}, "rules[0].rings: must be a whole number"),
+        ({"then": "queue:sales", "rings": 3}, {}, "rules[0].rings: only employee:, number: and responsible rules"),
+        ({}, {"no_answer_rings": 2.5}, "map.1002.no_answer_rings: must be a whole number of rings"),
+        ({}, {"no_answer_rings": 2, "no_answer_to_mobile": False}, "needs no_answer_to_mobile = true"),
+    ],
+)
+def test_a_bad_ring_count_is_named_by_its_key(rule: dict, employee: dict, message: str) -> None:
+    data = example_data()
+    data["lines"]["74951112255"]["rules"][0].update(rule)
+    data["employees"]["map"]["1002"].update(employee)
+    problems = problems_of(data)
+    assert len(problems) == 1 and message in problems[0], problems

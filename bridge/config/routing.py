@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import date, time
 from typing import Any
 
@@ -16,6 +17,7 @@ from bridge.config.checks import routing_loops
 from bridge.config.grammar import DTMF_RE, EXT_RE, NUMBER_RE, Grammar, Problem, Ref
 from bridge.domain.schedule import Hours, Schedule
 from bridge.domain.scheme import (
+    MAX_RINGS,
     RING_SECONDS,
     Action,
     Distribution,
@@ -25,6 +27,7 @@ from bridge.domain.scheme import (
     Plan,
     QueueGroup,
     Rule,
+    ToEmployee,
     ToIvr,
     ToNumber,
     ToResponsible,
@@ -131,7 +134,7 @@ class RoutingParser:
             if not EXT_RE.fullmatch(ext):
                 self.problem(key, "an extension is 1-20 letters, digits, - or _")
             known = {"user_id", "name", "mobile", "supervisor", "on_busy", "unavailable_to_mobile",
-                     "no_answer_to_mobile"}  # fmt: skip
+                     "no_answer_to_mobile", "no_answer_rings"}  # fmt: skip
             for name in emp:
                 if name not in known:
                     self.problem(f"{key}.{name}", "unknown key")
@@ -155,6 +158,11 @@ class RoutingParser:
             for flag in ("unavailable_to_mobile", "no_answer_to_mobile"):
                 if emp.get(flag) and not mobile:
                     self.problem(f"{key}.{flag}", "needs a mobile number")
+            no_answer_rings = 0
+            if "no_answer_rings" in emp:
+                no_answer_rings = self._rings(f"{key}.no_answer_rings", emp["no_answer_rings"]) or 0
+                if not emp.get("no_answer_to_mobile"):
+                    self.problem(f"{key}.no_answer_rings", "rings before the mobile: needs no_answer_to_mobile = true")
             result[ext] = Employee(
                 ext=ext,
                 user_id=user_id,
@@ -164,6 +172,7 @@ class RoutingParser:
                 on_busy=on_busy,
                 unavailable_to_mobile=bool(emp.get("unavailable_to_mobile", False)),
                 no_answer_to_mobile=bool(emp.get("no_answer_to_mobile", False)),
+                no_answer_rings=no_answer_rings,
             )
         return result
 
@@ -263,12 +272,15 @@ class RoutingParser:
                 self.problem(rkey, "must be a table with `then` (and optionally `when`, `name`)")
                 continue
             for name in raw:
-                if name not in ("when", "then", "name"):
+                if name not in ("when", "then", "name", "rings"):
                     self.problem(f"{rkey}.{name}", "unknown key")
+            then = self.grammar.action(f"{rkey}.then", raw["then"])
+            if "rings" in raw:
+                then = self._rule_rings(f"{rkey}.rings", then, raw["rings"])
             rules.append(
                 Rule(
                     when=self.grammar.condition(f"{rkey}.when", raw.get("when", "always")),
-                    then=self.grammar.action(f"{rkey}.then", raw["then"]),
+                    then=then,
                     name=str(raw.get("name", "")),
                 )
             )
@@ -297,6 +309,22 @@ class RoutingParser:
             callback_queue=callback_queue,
             pbx_fallback=self._pbx_fallback(key, data.get("pbx_fallback", "auto")),
         )
+
+    def _rings(self, key: str, value: Any) -> int | None:
+        """A ring count: an integer 1..MAX_RINGS (else a problem and None)."""
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_RINGS:
+            self.problem(key, f"must be a whole number of rings from 1 to {MAX_RINGS} (routing.ring_seconds each), "
+                              f"got {value!r}")  # fmt: skip
+            return None
+        return value
+
+    def _rule_rings(self, key: str, action: Action, value: Any) -> Action:
+        """``rings`` of a rule: how long its employee, number or responsible manager (and supervisor) ring."""
+        if not isinstance(action, ToEmployee | ToNumber | ToResponsible):
+            self.problem(key, "only employee:, number: and responsible rules ring for a number of rings")
+            return action
+        rings = self._rings(key, value)
+        return action if rings is None else replace(action, rings=rings)
 
     def _pbx_fallback(self, key: str, text: Any) -> Action | None:
         """``auto`` (None: the dialplan generator approximates the rules) or an action the dialplan can run."""

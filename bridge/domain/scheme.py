@@ -17,6 +17,9 @@ from bridge.domain.schedule import Schedule
 RING_SECONDS = 5.0
 """One ring, as Bitrix24's routing pages count it."""
 
+MAX_RINGS = 60
+"""A rule's or an employee's ring count may not exceed this (five minutes at the default ring)."""
+
 MAX_EVERYBODY_DEVICES = 10
 """At most this many devices ring at once in the ``everybody`` distribution."""
 
@@ -68,7 +71,7 @@ class ToIvr:
 
 @dataclass(frozen=True)
 class ToResponsible:
-    """Ring the CRM-responsible manager, then (if ``supervisor``) their department head."""
+    """Ring the CRM-responsible manager, then (if ``supervisor``) their department head, ``rings`` rings each."""
 
     supervisor: bool = True
     rings: int = 4
@@ -168,6 +171,9 @@ class Employee:
     """Unavailable rule: when not registered, ring the employee's mobile instead."""
     no_answer_to_mobile: bool = False
     """After the employee's rings run out unanswered, ring their mobile before moving on."""
+    no_answer_rings: int = 0
+    """With ``no_answer_to_mobile``: the desk phone rings this many rings before the mobile (0: the rule's count);
+    the mobile then rings for the rule's count."""
     dismissed: bool = False
     """Bitrix24 no longer has them as an active user (ACTIVE = N), which refuses a register or finish naming them
     for good: they are skipped like an unavailable agent (no forwarding rule) and never a call's user."""

@@ -87,6 +87,8 @@ class Trail:
     complete: bool
     """The call ended within the simulation."""
     final_state: str
+    ring_seconds: float = 5.0
+    """One ring of the plan (ring times are shown in rings too)."""
 
 
 @dataclass
@@ -224,6 +226,7 @@ def explain(
         handled_by=call.handled_by,
         complete=call.state is State.DONE,
         final_state=call.state.value,
+        ring_seconds=plan.ring_seconds,
     )
 
 

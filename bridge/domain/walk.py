@@ -7,7 +7,8 @@
   or endlessly when 0 (a leg that times out rings again; a member who becomes free joins); then the final action.
 * TARGETS (an employee, the responsible manager, their supervisor): each in turn with the employee's own rules:
   busy -> ``on_busy`` (voicemail or a number); not registered -> mobile (``unavailable_to_mobile``); no answer
-  -> mobile (``no_answer_to_mobile``); absent / not clocked in -> next. When nobody is left: the next rule.
+  -> mobile (``no_answer_to_mobile``; the desk phone rings the employee's ``no_answer_rings`` first, if set);
+  absent / not clocked in -> next. Each rings the rule's ``rings``. When nobody is left: the next rule.
 * NUMBER: one external number; no answer -> the next rule.
 * HOLD: music until a member is free; offer the call to each free member once, again after they become
   available again; ``max_wait`` -> hang up.
@@ -178,11 +179,19 @@ def _try_target(call: Call, start: int, now: datetime) -> WalkStep:
         call = replace(call, walk=replace(walk, position=position, stage=Stage.DEVICE))
         availability = call.availability.get(emp.ext, Availability.AVAILABLE)
         if availability is Availability.AVAILABLE:
-            return _ringing(ring_agent(call, emp.ext, walk.ring_seconds, now), walk.ring_seconds, now)
+            seconds = _desk_seconds(call, emp, walk.ring_seconds)
+            return _ringing(ring_agent(call, emp.ext, seconds, now), seconds, now)
         ruled = _employee_rule(call, emp, BY_AVAILABILITY[availability], now)
         if ruled is not None:
             return ruled
     return call, [], PASS_ON
+
+
+def _desk_seconds(call: Call, emp: Employee, rule_seconds: float) -> float:
+    """How long the employee's own phone rings: their ``no_answer_rings`` when it leads to their mobile."""
+    if emp.no_answer_to_mobile and emp.mobile and emp.no_answer_rings:
+        return _seconds(call, emp.no_answer_rings)
+    return rule_seconds
 
 
 def _employee_rule(call: Call, emp: Employee, failure: Failure, now: datetime) -> WalkStep | None:

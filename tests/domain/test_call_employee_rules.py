@@ -205,3 +205,23 @@ def test_a_target_whose_leg_fails_otherwise_or_who_is_absent_is_skipped() -> Non
     assert d.call.ringing[0].ext == "1001"
     d = Driver(route(ToEmployee("9999"), default_ext="1005"))
     assert d(started()) == [AnswerCaller(), register(5), HangupCaller(), CrmFinish("k.1", 5, 0, "304")]
+
+
+def test_no_answer_rings_shortens_the_desk_phone_before_the_mobile_which_rings_the_rules_count() -> None:
+    the_plan = route(
+        ToEmployee("1003", rings=4),
+        staff=staff(no_answer_to_mobile=True, no_answer_rings=2),
+        default_ext="1005",
+        record=False,
+    )
+    d = Driver(the_plan)
+    assert RingAgent("c-leg1", "1003", 10.0) in d(started())
+    assert d.call.timer == at(10)
+    assert d(TimerFired(), 10)[1] == RingNumber("c-leg2", "79160001003", 20.0)
+    assert d.call.timer == at(30)
+
+
+def test_no_answer_rings_without_a_way_to_the_mobile_leaves_the_rules_count() -> None:
+    for rules in ({"no_answer_rings": 2}, {"no_answer_to_mobile": True, "no_answer_rings": 2, "mobile": ""}):
+        d = Driver(route(ToEmployee("1003", rings=3), staff=staff(**rules), default_ext="1005"))
+        assert RingAgent("c-leg1", "1003", 15.0) in d(started())

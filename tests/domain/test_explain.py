@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import tomllib
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -113,8 +114,18 @@ rules = [
 [lines.74951112266]
 name = "Nobody's"
 rules = [{ when = "always", then = "ivr:billing" }]
+[lines.74951112277]
+name = "Direct"
+default_ext = "1005"
+rules = [
+  { when = "known", then = "responsible", rings = 1 },
+  { when = "prefix:7812", then = "employee:1002", rings = 6 },
+  { when = "always", then = "employee:1001", rings = 3 },
+  { when = "always", then = "number:74950000000", rings = 2 },
+]
 """
 SALES, SUPPORT, REGIONAL, ORPHAN = "74951112233", "74951112244", "74951112255", "74951112266"
+DIRECT = "74951112277"
 TUESDAY_1PM = datetime.fromisoformat("2026-03-10T13:00:00+03:00")
 
 
@@ -282,6 +293,27 @@ def test_main_prints_the_trail_as_text_or_json(config: Path, capsys: pytest.Capt
     assert data["status"] == "304" and data["steps"][1]["ringing"] == ["1001"]
     assert cli(config, "--line", SALES, "--from", "79991234567", "--json", "--hangup", "1") == 0  # default: now
     assert json.loads(capsys.readouterr().out)["complete"] is True
+
+
+def test_a_rules_rings_set_how_long_its_employee_and_number_ring_and_explain_says_so(plan: Plan) -> None:
+    trail = run(plan, line=DIRECT)
+    assert rings(trail) == [(0.0, "1001"), (15.0, "74950000000")]
+    text = render_text(trail)
+    assert "ring 1001 for 15 s (3 rings)" in text and "ring 74950000000 for 10 s (2 rings)" in text
+    assert trail.steps[-1].offset == 25.0 and trail.status == "304"
+
+
+def test_a_rules_rings_apply_to_the_responsible_and_their_supervisor_each(plan: Plan) -> None:
+    trail = run(plan, line=DIRECT, responsible="1002", answers={"1005": 3.0})
+    assert rings(trail) == [(0.0, "1002"), (5.0, "79160000012"), (10.0, "1005")]
+    assert "ring 1002 for 5 s (1 ring)" in render_text(trail) and trail.handled_by == "1005"
+
+
+def test_no_answer_rings_move_an_employee_to_their_mobile_sooner(plan: Plan) -> None:
+    staff = {**plan.employees, "1002": replace(plan.employees["1002"], no_answer_rings=2)}
+    trail = run(replace(plan, employees=staff), line=DIRECT, caller="78121234567")
+    assert rings(trail)[:2] == [(0.0, "1002"), (10.0, "79160000012")]
+    assert "ring 79160000012 for 30 s (6 rings)" in render_text(trail)
 
 
 @pytest.mark.parametrize(
