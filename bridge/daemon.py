@@ -24,6 +24,7 @@ from aiohttp import web
 from bridge import logs
 from bridge.clicktocall import ClickToCallDesk
 from bridge.config import ConfigError, Settings, config_warnings, file_problems, load_config
+from bridge.config.checks import unmapped
 from bridge.crm.client import Bitrix24Client
 from bridge.crm.directory import Directory
 from bridge.crm.errors import CrmError
@@ -109,6 +110,7 @@ class Daemon:
             refresh=s.bitrix24.directory_refresh,
             availability_ttl=s.bitrix24.availability_ttl,
             time_tracking=s.employees.time_tracking,
+            wanted=unmapped(s.plan) if s.employees.auto_map else None,
         )
         self.delivery = Delivery(
             self.journal,

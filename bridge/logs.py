@@ -92,6 +92,10 @@ event                              meaning
 ``directory.dismissed``            configured employees whose users Bitrix24 has not as active (``employees``: ext ->
                                    user): skipped in walks, never named in a finish (it would be refused for good)
 ``directory.duplicate_extension``  two users share an extension; the configured or first one wins
+``directory.bad_extension``        a user's ``UF_PHONE_INNER`` is not a dialable extension (``user_id``): not mapped
+``directory.unresolved``           extensions the routing names that neither ``[employees.map]`` nor an active user
+                                   has (``extensions``, ``named_by``: the config keys): calls skip them as
+                                   unavailable; logged when the set changes (empty, at info, once all resolve)
 ``directory.time_tracking_off``    Bitrix24 has no time management: nobody is skipped as not clocked in
 ``directory.availability_failed``  absence / time-tracking facts could not be read; agents count as present
 ``journal.opened``                 the journal was opened (debug)

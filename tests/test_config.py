@@ -97,6 +97,7 @@ def test_every_problem_is_reported_with_its_key() -> None:
     data["bitrix24"]["rate"] = -1
     data["queues"]["sales"]["distribution"] = "randomly"
     data["queues"]["sales"]["members"].append("9999")
+    data["employees"]["auto_map"] = False  # else 9999 may come from Bitrix24 (a warning)
     data["lines"]["74951112233"]["rules"][0]["then"] = "queue:nosuch"
     data["lines"]["74951112233"]["rules"][1]["when"] = "moon:full"
     data["ivr"]["main"]["options"]["x"] = "hangup"
@@ -111,7 +112,7 @@ def test_every_problem_is_reported_with_its_key() -> None:
         "asterisk.colour: unknown key",
         "bitrix24.rate",
         "queues.sales.distribution",
-        "queues.sales.members: unknown employee '9999'",
+        "queues.sales.members: unknown employee '9999' (not in [employees.map], and employees.auto_map is off)",
         "lines.74951112233.rules[0].then: unknown queue 'nosuch'",
         "lines.74951112233.rules[1].when: unknown condition",
         "ivr.main.options.x",

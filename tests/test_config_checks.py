@@ -142,6 +142,36 @@ def test_rules_that_can_never_match_are_named() -> None:
     ]
 
 
+def test_extensions_only_bitrix24_knows_are_warned_about_with_every_key_that_names_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = example_data()
+    data["queues"]["sales"]["members"].append("1007")
+    data["lines"]["74951112255"]["rules"][0]["then"] = "employee:1007"
+    data["employees"]["map"]["1001"]["supervisor"] = "1008"
+    data["lines"]["74951112244"]["default_ext"] = "1008"
+    data["queues"]["support"]["final"] = "voicemail:1009"
+    warnings = config_warnings(parse_settings(data, path=EXAMPLE, env={}))
+    assert [w.split(": extension")[0] for w in warnings] == [
+        "queues.sales.members, lines.74951112255.rules[0].then",
+        "employees.map.1001.supervisor, lines.74951112244.default_ext",
+        "queues.support.final",
+    ]
+    assert "extension 1007 is not in [employees.map]: it is looked up in Bitrix24 (UF_PHONE_INNER" in warnings[0]
+    assert "calls skip it as unavailable" in warnings[0]
+    path = tmp_path / "bridge.toml"
+    text = EXAMPLE.read_text(encoding="utf-8").replace(
+        'members = ["1001", "1002", "1003", "1004"]', 'members = ["1001", "1002", "1003", "1004", "1007"]', 1
+    )
+    path.write_text(text, encoding="utf-8")
+    assert main(["check-config", "--config", str(path)]) == 0, "a warning, not a refusal"
+    assert "warning: queues.sales.members: extension 1007 is not in [employees.map]" in capsys.readouterr().err
+    data["employees"]["auto_map"] = False
+    problems = problems_of(data)
+    assert "queues.sales.members: unknown employee '1007' (not in [employees.map], and employees.auto_map is off)" \
+        in problems and len(problems) == 5  # fmt: skip
+
+
 def test_the_example_has_no_warnings_and_its_commented_keys_stay_in_their_table() -> None:
     assert config_warnings(parse_settings(example_data(), path=EXAMPLE, env={})) == []
     lines = EXAMPLE.read_text(encoding="utf-8").splitlines()

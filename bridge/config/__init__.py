@@ -266,6 +266,8 @@ def config_warnings(settings: Settings) -> list[str]:
     b = settings.bitrix24
     warnings = event_mode_warnings(b.webhook_url is not None, b.events, b.events_url) + http_warnings(settings.http)
     warnings += checks.unreachable_rules(settings.plan) + checks.crowded_groups(settings.plan)
+    if settings.employees.auto_map:
+        warnings += checks.auto_mapped(settings.plan)
     if not settings.journal.relative:
         warnings += checks.under_read_only_tree("journal.path", settings.journal.path)
     return warnings

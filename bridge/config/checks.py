@@ -4,7 +4,9 @@
   ``on_fail`` that leads back to itself with no caller's choice on the way), a journal or token file whose
   directory is missing or not writable.
 * Warnings (valid, but not what the author expects): an ``everybody`` group with more members than ring at once,
-  a rule that can never match, a journal under a directory the systemd unit cannot write.
+  a rule that can never match, a journal under a directory the systemd unit cannot write, an extension the plan
+  names that only Bitrix24 can resolve (``auto_map``; the daemon logs ``directory.unresolved`` for those it
+  cannot).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from bridge.domain.scheme import (
     KnownClient,
     Plan,
     Rule,
+    ToEmployee,
     ToIvr,
     ToQueue,
     ToVoicemail,
@@ -146,6 +149,52 @@ def crowded_groups(plan: Plan) -> list[str]:
                 f"{MAX_EVERYBODY_DEVICES} cannot; split the group or use in_order"
             )
     return warnings
+
+
+# --- extensions only Bitrix24 knows ----------------------------------------------------------------
+
+
+def _action_ext(action: Action | None) -> str:
+    return action.ext if isinstance(action, ToEmployee | ToVoicemail) else ""
+
+
+def named_extensions(plan: Plan) -> list[tuple[str, str]]:
+    """(key, extension) for every extension the plan names: members, rules' and finals' employees, voicemail
+    boxes, supervisors, lines' defaults and missed-call owners."""
+    found: list[tuple[str, str]] = []
+    for ext, emp in plan.employees.items():
+        found += [(f"employees.map.{ext}.supervisor", emp.supervisor_ext), (f"employees.map.{ext}.on_busy",
+                  _action_ext(emp.on_busy))]  # fmt: skip
+    for queue in plan.queues.values():
+        key = f"queues.{queue.id}"
+        found += [(f"{key}.members", m) for m in queue.members]
+        found += [(f"{key}.final", _action_ext(queue.final)), (f"{key}.missed_owner", queue.missed_owner)]
+    for menu in plan.menus.values():
+        found += [(f"ivr.{menu.id}.options.{key}", _action_ext(a)) for key, a in menu.options]
+        found.append((f"ivr.{menu.id}.on_fail", _action_ext(menu.on_fail)))
+    for number, line in plan.lines.items():
+        key = f"lines.{number}"
+        found += [(f"{key}.rules[{i}].then", _action_ext(rule.then)) for i, rule in enumerate(line.rules)]
+        found += [(f"{key}.fallback", _action_ext(line.fallback)), (f"{key}.pbx_fallback",
+                  _action_ext(line.pbx_fallback)), (f"{key}.default_ext", line.default_ext)]  # fmt: skip
+    return [(key, ext) for key, ext in found if ext]
+
+
+def unmapped(plan: Plan, known: set[str] | None = None) -> dict[str, list[str]]:
+    """Extension -> the keys that name it, for those not in ``known`` (default: the plan's own employees)."""
+    have = set(plan.employees) if known is None else known
+    result: dict[str, list[str]] = {}
+    for key, ext in named_extensions(plan):
+        if ext not in have:
+            result.setdefault(ext, []).append(key)
+    return result
+
+
+def auto_mapped(plan: Plan) -> list[str]:
+    """One warning per extension the plan names that is not in ``[employees.map]`` (``auto_map`` is on)."""
+    return [f"{', '.join(keys)}: extension {ext} is not in [employees.map]: it is looked up in Bitrix24 "
+            "(UF_PHONE_INNER of an active user) at start; until then, or if no user has it, calls skip it as "
+            "unavailable" for ext, keys in sorted(unmapped(plan).items())]  # fmt: skip
 
 
 # --- files the daemon writes -----------------------------------------------------------------------

@@ -78,9 +78,13 @@ class RoutingParser:
             "employee": set(employees),
             "schedule": set(schedules),
         }
+        auto_map = self._table(data, "employees").get("auto_map", True) is True
         for key, kind, ident in self._refs:
+            if kind == "employee" and auto_map and ident not in present[kind]:
+                continue  # resolved from Bitrix24 at start (check-config warns)
             if ident not in present[kind]:
-                self.problem(key, f"unknown {kind} {ident!r}")
+                extra = " (not in [employees.map], and employees.auto_map is off)" if kind == "employee" else ""
+                self.problem(key, f"unknown {kind} {ident!r}{extra}")
         plan = Plan(
             lines=lines,
             queues=queues,

@@ -1,17 +1,21 @@
 """The employee directory: extension <-> Bitrix24 user, mobiles, supervisors, and CRM-side availability.
 
-The map is the configured ``[employees.map]`` plus (with ``auto_map``) every active user's ``UF_PHONE_INNER``;
-configured entries win, and their blanks (mobile, supervisor) are filled from Bitrix24; a configured employee
-whose user is not among the portal's active users (dismissed, ACTIVE = N, or no such user) is marked
-``dismissed``, which the core skips and never names in a finish (``directory.dismissed``). A supervisor is the head
-(``UF_HEAD``) of the user's first department, or of its parent when the user heads it. A refresh that fails or
-looks partial keeps the last good map (``directory.stale``). Availability facts (clocked in? absent today?) come
-from ``timeman.status`` and ``calendar.accessibility.get`` and are cached for ``availability_ttl`` seconds.
+The map is the configured ``[employees.map]`` plus (with ``auto_map``) every active user's ``UF_PHONE_INNER``
+(spaces dropped, a number taken as its digits; one that is not a plain extension is logged and skipped; of two
+users sharing one, the first by ID keeps it); configured entries win, and their blanks (mobile, supervisor) are
+filled from Bitrix24; a configured employee whose user is not among the portal's active users (dismissed,
+ACTIVE = N, or no such user) is marked ``dismissed``, which the core skips and never names in a finish
+(``directory.dismissed``). A supervisor is the head (``UF_HEAD``) of the user's first department, or of its parent
+when the user heads it. A refresh that fails or looks partial keeps the last good map (``directory.stale``).
+Extensions the routing plan names that neither the configuration nor an active user has are logged as
+``directory.unresolved`` whenever that set changes. Availability facts (clocked in? absent today?) come from
+``timeman.status`` and ``calendar.accessibility.get`` and are cached for ``availability_ttl`` seconds.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
@@ -20,6 +24,7 @@ from typing import Any
 
 import structlog
 
+from bridge.config.grammar import EXT_RE
 from bridge.crm.envelope import as_int
 from bridge.crm.errors import CrmError
 from bridge.crm.telephony import Telephony
@@ -52,6 +57,16 @@ def _department_ids(user: Mapping[str, Any]) -> list[int]:
     return [n for n in (as_int(v) for v in values) if n is not None]
 
 
+def _inner(user: Mapping[str, Any]) -> str:
+    """The user's extension as the PBX dials it: ``" 10 07"`` and ``1007`` are ``1007``; empty when unset."""
+    raw = user.get("UF_PHONE_INNER")
+    if raw is None or isinstance(raw, bool):
+        return ""
+    if isinstance(raw, float) and raw.is_integer():
+        raw = int(raw)
+    return re.sub(r"\s+", "", str(raw))
+
+
 def _name(user: Mapping[str, Any]) -> str:
     return " ".join(str(user.get(k) or "") for k in ("NAME", "LAST_NAME")).strip()
 
@@ -74,6 +89,7 @@ class Directory:
         clock: Callable[[], float] = time.monotonic,
         today: Callable[[], date] = date.today,
         time_tracking: bool = True,
+        wanted: Mapping[str, list[str]] | None = None,
     ) -> None:
         self.telephony = telephony
         self.configured = dict(configured)
@@ -89,6 +105,9 @@ class Directory:
         self._availability: dict[int, tuple[float, Availability | None]] = {}
         self._time_tracking = time_tracking
         """Ask ``timeman.status`` (NOT_CLOCKED_IN) at all; turned off when the portal has no time tracking."""
+        self._wanted = dict(wanted or {})
+        """Extension -> the config keys naming it, for those only Bitrix24 can resolve (``auto_map``)."""
+        self._unresolved: list[str] | None = None
         self.refreshed_at: float | None = None
         """``clock()`` of the last refresh that was accepted (None: running on the configuration alone)."""
 
@@ -126,11 +145,25 @@ class Directory:
                 log.warning("directory.dismissed", employees=gone,
                             note="not active users in Bitrix24: skipped, never named in a finish")  # fmt: skip
             self._dismissed = gone
+        self._report_unresolved()
         self._good_user_count = len(users)
         self._shrunk_seen = 0
         self.refreshed_at = self._clock()
         log.info("directory.refreshed", users=len(users), employees=len(self._map))
         return True
+
+    def _report_unresolved(self) -> None:
+        missing = sorted(ext for ext in self._wanted if ext not in self._map)
+        if missing == self._unresolved or (self._unresolved is None and not missing):
+            self._unresolved = missing
+            return
+        self._unresolved = missing
+        if missing:
+            named_by = {ext: self._wanted[ext] for ext in missing}
+            note = "no active Bitrix24 user has these as UF_PHONE_INNER: calls skip them as unavailable"
+            log.warning("directory.unresolved", extensions=missing, named_by=named_by, note=note)
+        else:
+            log.info("directory.unresolved", extensions=[], note="every extension the routing names is resolved")
 
     def _looks_partial(self, count: int) -> bool:
         if self._good_user_count == 0 or count >= self._good_user_count * SHRINK_LIMIT:
@@ -144,8 +177,12 @@ class Directory:
         if self.auto_map:
             configured_users = {e.user_id for e in self.configured.values()}
             for uid, user in sorted(by_id.items()):
-                ext = str(user.get("UF_PHONE_INNER") or "").strip()
+                ext = _inner(user)
                 if not ext or uid in configured_users or ext in self.configured:
+                    continue
+                if not EXT_RE.fullmatch(ext):
+                    log.warning("directory.bad_extension", user_id=uid, reason="UF_PHONE_INNER is not 1-20 letters, "
+                                "digits, - or _ (the PBX could not dial it): not mapped")  # fmt: skip
                     continue
                 if ext in result:
                     log.warning("directory.duplicate_extension", ext=ext, user_id=uid, kept=result[ext].user_id)

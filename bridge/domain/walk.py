@@ -99,11 +99,20 @@ def _ringing(step: Step, seconds: float, now: datetime) -> WalkStep:
 # --- starting ----------------------------------------------------------------------------------------
 
 
+def _skip_unknown(call: Call, exts: tuple[str, ...]) -> Call:
+    """Warn about the extensions no employee has (an ``auto_map`` one Bitrix24 did not resolve): they are skipped."""
+    unknown = [ext for ext in exts if ext not in call.plan.employees]
+    if not unknown:
+        return call
+    return replace(call, warning=f"skipped as unavailable: {', '.join(unknown)} (no employee has this extension: "
+                                 "not in [employees.map] and no active Bitrix24 user's UF_PHONE_INNER)")  # fmt: skip
+
+
 def start_queue(call: Call, queue_id: str, now: datetime) -> WalkStep:
     queue = call.plan.queues.get(queue_id)
     if queue is None:
         return call, [], PASS_ON
-    call = replace(call, last_queue=queue_id)
+    call = _skip_unknown(replace(call, last_queue=queue_id), queue.members)
     if queue.distribution is Distribution.EVERYBODY:
         return _start_everybody(call, queue, now)
     order = queue.members
@@ -115,7 +124,7 @@ def start_queue(call: Call, queue_id: str, now: datetime) -> WalkStep:
 
 def start_targets(call: Call, exts: tuple[str, ...], rings: int, now: datetime) -> WalkStep:
     walk = Walk(WalkKind.TARGETS, order=exts, ring_seconds=_seconds(call, rings))
-    return _try_target(replace(call, walk=walk), 0, now)
+    return _try_target(_skip_unknown(replace(call, walk=walk), exts), 0, now)
 
 
 def start_number(call: Call, number: str, rings: int, now: datetime) -> WalkStep:

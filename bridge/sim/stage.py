@@ -164,13 +164,14 @@ async def stage(
     timing: Timing = STAGE_TIMING,
     local_agents: bool = False,
     auth: str = "webhook",
+    crm_seed: dict[str, Any] | None = None,
 ) -> AsyncIterator[Stage]:
     """Start both simulators and the daemon; stop them all at the end (the daemon as on SIGTERM). ``auth`` is
-    ``webhook`` or ``oauth`` (a local application)."""
+    ``webhook`` or ``oauth`` (a local application); ``crm_seed`` replaces the portal's default people and CRM."""
     workdir.mkdir(parents=True, exist_ok=True)
     async with (
         AsteriskSimulator(ari_password=ARI_PASSWORD, ami_secret=AMI_SECRET, phone_template="PJSIP/{ext}") as pbx,
-        Bitrix24Simulator(rate=rate, burst=burst, application_token=APP_TOKEN) as crm,
+        Bitrix24Simulator(seed=crm_seed, rate=rate, burst=burst, application_token=APP_TOKEN) as crm,
     ):
         data = stage_config(
             pbx, crm, workdir, ring_seconds=ring_seconds, rate=rate, burst=burst, register_timeout=register_timeout,

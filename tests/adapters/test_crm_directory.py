@@ -88,6 +88,41 @@ async def test_auto_map_from_uf_phone_inner_with_mobiles_and_supervisors(telepho
     assert directory.user_for("1007") is None and directory.ext_for(17) is None
 
 
+async def test_auto_map_reads_inner_numbers_as_portals_store_them_and_names_what_it_cannot_resolve() -> None:
+    seed = seed_with(
+        u13={"UF_PHONE_INNER": " 10 03 "},  # typed with spaces
+        u14={"UF_PHONE_INNER": 1004},  # written through REST as a number
+        u16={"UF_PHONE_INNER": "1005"},  # the same inner number as user 15
+        u12={"UF_PHONE_INNER": "1002&PJSIP/9"},  # dial-string characters
+        u17={"UF_PHONE_INNER": "1009"},  # an inactive user
+    )
+    wanted = {"1003": ["queues.sales.members"], "1002": ["queues.sales.members"], "1009": ["lines.1.default_ext"]}
+    async with Bitrix24Simulator(seed=seed) as sim, await client_for(sim, attempts=1) as client:
+        directory = Directory(Telephony(client), {}, auto_map=True, wanted=wanted)
+        with capture_logs() as logs:
+            await directory.refresh()
+            await directory.refresh()
+            employees = directory.employees()
+            assert {ext: e.user_id for ext, e in employees.items()} == {"1001": 11, "1003": 13, "1004": 14, "1005": 15}
+            sim.core.directory.users[17].active = True  # the inactive user comes back
+            await directory.refresh()
+    events = [
+        (e["event"], e.get("user_id", e.get("extensions")))
+        for e in logs
+        if e["event"].startswith("directory.") and e["event"] != "directory.refreshed"
+    ]
+    assert events == [
+        ("directory.bad_extension", 12), ("directory.duplicate_extension", 16),
+        ("directory.unresolved", ["1002", "1009"]),  # once for two refreshes that found the same
+        ("directory.bad_extension", 12), ("directory.duplicate_extension", 16),
+        ("directory.bad_extension", 12), ("directory.duplicate_extension", 16),
+        ("directory.unresolved", ["1002"]),
+    ]  # fmt: skip
+    first = next(e for e in logs if e["event"] == "directory.unresolved")
+    assert first["named_by"] == {"1002": ["queues.sales.members"], "1009": ["lines.1.default_ext"]}
+    assert "1002&PJSIP" not in str(logs), "the junk value itself is not logged"
+
+
 async def test_configured_entries_win_and_get_their_blanks_filled(telephony: Telephony) -> None:
     configured = {
         "2002": Employee("2002", 12, on_busy=ToVoicemail()),  # user 12 also has UF_PHONE_INNER 1002

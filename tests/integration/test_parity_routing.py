@@ -4,15 +4,19 @@ media and the telephony-wide intercept code, employees known only from Bitrix24.
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Any
+
+from structlog.testing import capture_logs
 
 from bridge.sim.asterisk import Answer, NeverAnswer
 from bridge.sim.stage import stage
 from bridge.sim.verdict import ANSWERED, INCOMING, Expect
-from tests.integration.daemon_support import mirrored
+from tests.integration.daemon_support import agents_rung, mirrored
 
 DIRECT = "74951112277"
+SALES = "74951112233"
 
 
 def _direct_line(rules: list[dict[str, Any]], **line: Any) -> Any:
@@ -46,3 +50,36 @@ async def test_rings_on_a_rule_set_how_long_its_employee_and_number_ring(tmp_pat
         assert _ring_timeouts(s.pbx.requests) == [
             ("PJSIP/1001", "2"), ("PJSIP/74950000001@trunk", "3"), ("PJSIP/1002", "4")
         ]  # fmt: skip
+
+
+def _portal_with_inner_numbers_as_typed() -> dict[str, Any]:
+    """The default portal where Vera (13) typed her extension with spaces and Fyodor (17, 1007) was dismissed."""
+    seed = json.loads((Path(__file__).parents[2] / "bridge/sim/bitrix24/default_seed.json").read_text("utf-8"))
+    for user in seed["users"]:
+        if user["ID"] == 13:
+            user["UF_PHONE_INNER"] = " 10 03"
+    return seed
+
+
+async def test_an_extension_known_only_from_bitrix24_is_a_queue_member_and_an_unknown_one_is_skipped(
+    tmp_path: Path,
+) -> None:
+    def tweak(data: dict[str, Any]) -> None:
+        del data["employees"]["map"]["1003"]  # Vera is only in Bitrix24
+        data["queues"]["sales"]["members"] = ["1001", "1007", "1003"]  # 1007: a dismissed user's extension
+        data["lines"][SALES]["rules"] = [{"when": "always", "then": "queue:sales"}]
+
+    with capture_logs() as logs:
+        async with stage(tmp_path, tweak=tweak, crm_seed=_portal_with_inner_numbers_as_typed()) as s:
+            assert s.daemon.current_plan().employees["1003"].user_id == 13
+            s.pbx.set_party("1001", NeverAnswer())
+            s.pbx.set_party("1003", Answer(after=0.2))
+            call = await s.pbx.place_inbound_call(SALES, "79990001502", hangup_after_answer=0.5)
+            await asyncio.wait_for(call.ended(), 20)
+            await mirrored(s, Expect("79990001502", INCOMING, 13, ANSWERED, talk=0.5, recorded=True,
+                                     shown_to=frozenset({11, 13})))  # fmt: skip
+            assert agents_rung(s) == ["1001", "1003"]
+    [unresolved] = [e for e in logs if e["event"] == "directory.unresolved"]
+    assert unresolved["extensions"] == ["1007"] and unresolved["named_by"] == {"1007": ["queues.sales.members"]}
+    warned = [e["problem"] for e in logs if e["event"] == "call.warning"]
+    assert any(w.startswith("skipped as unavailable: 1007") for w in warned), warned
