@@ -57,6 +57,8 @@ def _pbx(command: Command, who: dict[str, str], ring: float) -> str | None:
         who[command.leg] = device
         rings = command.timeout / ring
         return f"ring {device} for {command.timeout:g} s ({rings:g} ring{'' if rings == 1 else 's'})"
+    if isinstance(command, StartMusic) and command.moh_class:
+        return f"music on (class {command.moh_class})"
     simple = {
         AnswerCaller: "answer the caller",
         StartMusic: "music on",

@@ -328,3 +328,37 @@ def test_a_bad_ring_count_is_named_by_its_key(rule: dict, employee: dict, messag
     data["employees"]["map"]["1002"].update(employee)
     problems = problems_of(data)
     assert len(problems) == 1 and message in problems[0], problems
+
+
+def test_per_line_media_and_the_telephony_wide_intercept_code() -> None:
+    data = example_data()
+    data["routing"]["greeting"] = "sound:custom/welcome"
+    data["lines"]["74951112244"].update(
+        moh_class="support", greeting="sound:custom/support", voicemail_prompt="sound:vm"
+    )
+    plan = parse_settings(data, path=Path("/etc/b24/bridge.toml"), env={}).plan
+    support, sales = plan.lines["74951112244"], plan.lines["74951112233"]
+    assert (support.moh_class, support.greeting, support.voicemail_prompt) == ("support", "sound:custom/support",
+                                                                               "sound:vm")  # fmt: skip
+    assert (plan.greeting_of(sales.number), plan.voicemail_prompt_of(sales.number)) == ("sound:custom/welcome",
+                                                                                        "sound:vm-intro")  # fmt: skip
+    assert plan.intercept_code == "*9" and plan.queues["sales"].intercept_code == "*8"
+
+
+@pytest.mark.parametrize(
+    ("where", "changes", "message"),
+    [
+        ("line", {"greeting": "sound:hello, world"}, "lines.74951112244.greeting: must be a media URI"),
+        ("line", {"voicemail_prompt": "/var/lib/x.wav"}, "lines.74951112244.voicemail_prompt: must be a media URI"),
+        ("line", {"moh_class": "on hold"}, "lines.74951112244.moh_class: must be a musiconhold.conf class name"),
+        ("routing", {"greeting": 5}, "routing.greeting: must be a media URI"),
+        ("routing", {"intercept_code": "*9x"}, "routing.intercept_code: must be 1-10 of 0-9 * #"),
+        ("routing", {"intercept_code": "*8"}, "routing.intercept_code: is also queues.sales.intercept_code: a group's "
+                                              "own code takes only that group's calls"),
+    ],
+)  # fmt: skip
+def test_bad_media_and_a_clashing_intercept_code_are_refused_by_key(where: str, changes: dict, message: str) -> None:
+    data = example_data()
+    (data["lines"]["74951112244"] if where == "line" else data["routing"]).update(changes)
+    problems = problems_of(data)
+    assert len(problems) == 1 and problems[0].startswith(message), problems

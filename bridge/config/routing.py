@@ -34,6 +34,8 @@ from bridge.domain.scheme import (
     ToVoicemail,
 )
 
+_MEDIA_RE = re.compile(r"(sound|recording|tone|digits|number|characters):[A-Za-z0-9_./;=-]{1,200}")
+_NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,80}")
 _DAYS = {"mon": 1, "tue": 2, "wed": 3, "thu": 4, "fri": 5, "sat": 6, "sun": 7}
 
 
@@ -56,7 +58,8 @@ class RoutingParser:
 
     def plan(self, data: dict[str, Any]) -> Plan:
         routing = self._table(data, "routing")
-        known = {"ring_seconds", "crm_lookup_timeout", "voicemail_max_seconds", "voicemail_prompt"}
+        known = {"ring_seconds", "crm_lookup_timeout", "voicemail_max_seconds", "voicemail_prompt", "greeting",
+                 "intercept_code"}  # fmt: skip
         for name in routing:
             if name not in known:
                 self.problem(f"routing.{name}", "unknown key")
@@ -94,8 +97,15 @@ class RoutingParser:
             ring_seconds=self._number(routing, "routing.", "ring_seconds", RING_SECONDS),
             crm_lookup_timeout=self._number(routing, "routing.", "crm_lookup_timeout", 2.0),
             voicemail_max_seconds=self._number(routing, "routing.", "voicemail_max_seconds", 120.0),
-            voicemail_prompt=str(routing.get("voicemail_prompt", "sound:vm-intro")),
+            voicemail_prompt=self._media(routing, "routing.voicemail_prompt", "sound:vm-intro"),
+            greeting=self._media(routing, "routing.greeting", ""),
+            intercept_code=self._code(routing, "routing.intercept_code"),
         )
+        for queue in queues.values():
+            if plan.intercept_code and queue.intercept_code == plan.intercept_code:
+                self.problem("routing.intercept_code", f"is also queues.{queue.id}.intercept_code: a group's own code "
+                             "takes only that group's calls, so this telephony-wide code could never take another "
+                             "group's; choose two different codes")  # fmt: skip
         for key, message in routing_loops(plan):
             self.problem(key, message)
         return plan
@@ -214,9 +224,7 @@ class RoutingParser:
         missed_owner = str(data.get("missed_owner", ""))
         if missed_owner:
             self._refs.append((f"{key}.missed_owner", "employee", missed_owner))
-        code = str(data.get("intercept_code", ""))
-        if code and not re.fullmatch(r"[0-9*#]{1,10}", code):
-            self.problem(f"{key}.intercept_code", "must be 1-10 of 0-9 * #")
+        code = self._code(data, f"{key}.intercept_code")
         return QueueGroup(
             id=qid,
             members=tuple(members),
@@ -261,7 +269,8 @@ class RoutingParser:
     def _line(self, num: str, data: dict[str, Any]) -> Line:
         key = f"lines.{num}"
         known = {"name", "rules", "fallback", "default_ext", "crm_create", "crm_source", "missed_task",
-                 "missed_notify", "record", "callback_queue", "pbx_fallback"}  # fmt: skip
+                 "missed_notify", "record", "callback_queue", "pbx_fallback", "moh_class", "greeting",
+                 "voicemail_prompt"}  # fmt: skip
         for name in data:
             if name not in known:
                 self.problem(f"{key}.{name}", "unknown key")
@@ -312,6 +321,9 @@ class RoutingParser:
             record=bool(flags["record"]),
             callback_queue=callback_queue,
             pbx_fallback=self._pbx_fallback(key, data.get("pbx_fallback", "auto")),
+            moh_class=self._moh_class(data, f"{key}.moh_class"),
+            greeting=self._media(data, f"{key}.greeting", ""),
+            voicemail_prompt=self._media(data, f"{key}.voicemail_prompt", ""),
         )
 
     def _rings(self, key: str, value: Any) -> int | None:
@@ -339,6 +351,31 @@ class RoutingParser:
             self.problem(f"{key}.pbx_fallback", "the dialplan cannot run menus or CRM lookups: use auto, queue:, "
                          "employee:, hold:, number:, voicemail or hangup")  # fmt: skip
         return action
+
+    def _media(self, data: dict[str, Any], key: str, default: str) -> str:
+        """A media URI Asterisk plays (``sound:NAME``, ``recording:NAME``, ``tone:...``); ``default`` when absent."""
+        value = data.get(key.rpartition(".")[2], default)
+        if value == default:
+            return default
+        if not isinstance(value, str) or not _MEDIA_RE.fullmatch(value):
+            self.problem(key, f"must be a media URI such as sound:custom/greeting (sound:, recording:, tone:, "
+                              f"digits:, number:; no spaces or commas), got {value!r}")  # fmt: skip
+            return default
+        return value
+
+    def _moh_class(self, data: dict[str, Any], key: str) -> str:
+        value = data.get("moh_class", "")
+        if not isinstance(value, str) or (value and not _NAME_RE.fullmatch(value)):
+            self.problem(key, f"must be a musiconhold.conf class name (letters, digits, - or _), got {value!r}")
+            return ""
+        return value
+
+    def _code(self, data: dict[str, Any], key: str) -> str:
+        code = data.get("intercept_code", "")
+        if not isinstance(code, str) or (code and not re.fullmatch(r"[0-9*#]{1,10}", code)):
+            self.problem(key, "must be 1-10 of 0-9 * #")
+            return ""
+        return code
 
     # -- small readers ----------------------------------------------------------------------------
 

@@ -41,7 +41,7 @@ def render(settings: Settings) -> str:
         ";     line then runs its fallback in [b24-fallback], a plain-dialplan approximation of its scheme",
         ";     (lines.N.pbx_fallback chooses it), and leaves a trace in AstDB (/b24fallback/<UNIQUEID>/...) that the",
         ";     bridge reads over AMI when it connects, mirrors to Bitrix24 and then deletes (b24-fallback-forget);",
-        ";   * the intercept code enters it as  Stasis(b24bridge,intercept,<extension of the phone>);",
+        ";   * an intercept code enters it as  Stasis(b24bridge,intercept,<extension of the phone>,<code>);",
         ";   * outbound calls from desk phones run in a context listed in asterisk.outbound_contexts (here",
         f";     [{', '.join(a.outbound_contexts)}]); the bridge watches them on AMI and mirrors them to Bitrix24.",
         "; Recordings are written where ARI keeps stored recordings (${ASTSPOOLDIR}/recording), so the bridge fetches",
@@ -111,15 +111,18 @@ def render(settings: Settings) -> str:
         "[phones]",
         "; The employees' phones (pjsip.conf endpoints 1001..: context=phones).",
     ]
-    codes = sorted({q.intercept_code for q in plan.queues.values() if q.intercept_code})
+    codes = sorted({q.intercept_code for q in plan.queues.values() if q.intercept_code} - {plan.intercept_code})
+    for code in [plan.intercept_code] if plan.intercept_code else []:
+        out += [
+            "",
+            f"; Intercept: a member of any group dials {code} to take the oldest call ringing one of their groups.",
+            *_intercept(code),
+        ]
     for code in codes:
         out += [
             "",
             f"; Intercept: a member of a queue group dials {code} to take the call that rings their group.",
-            f"exten => {code},1,NoOp(Intercept by ${{CALLERID(num)}})",
-            " same => n,Answer()",
-            " same => n,Stasis(${B24_APP},intercept,${CALLERID(num)})",
-            " same => n,Hangup()",
+            *_intercept(code),
         ]
     first = a.outbound_contexts[0] if a.outbound_contexts else ""
     out += [
@@ -151,6 +154,15 @@ def render(settings: Settings) -> str:
     return "\n".join(out) + "\n"
 
 
+def _intercept(code: str) -> list[str]:
+    return [
+        f"exten => {code},1,NoOp(Intercept by ${{CALLERID(num)}})",
+        " same => n,Answer()",
+        f" same => n,Stasis(${{B24_APP}},intercept,${{CALLERID(num)}},{code})",
+        " same => n,Hangup()",
+    ]
+
+
 def _fallback(settings: Settings, number: str, line: Line) -> list[str]:
     steps = fallback_steps(settings.plan, line)
     plan_text = ", then ".join(_describe(s) for s in steps) or "hang up"
@@ -168,7 +180,7 @@ def _fallback(settings: Settings, number: str, line: Line) -> list[str]:
             f" same => n,Set({DB}/recording)=b24fb-${{UNIQUEID}})",
         ]
     for step in steps:
-        out += _step(settings, step)
+        out += _step(settings, step, line)
     out.append(" same => n(answered),Hangup()")
     return out
 
@@ -181,14 +193,14 @@ def _describe(step: Step) -> str:
     return f"a message for {step.ext}"
 
 
-def _step(settings: Settings, step: Step) -> list[str]:
+def _step(settings: Settings, step: Step, line: Line) -> list[str]:
     a = settings.asterisk
     answered = ' same => n,GotoIf($["${DIALSTATUS}" = "ANSWER"]?answered)'
     if isinstance(step, Ring):
         if not step.exts:
             return []
         devices = "&".join(a.agent_endpoint.replace("{ext}", ext) for ext in step.exts)
-        options = f"m({a.moh_class})" if step.music else "r"
+        options = f"m({line.moh_class or a.moh_class})" if step.music else "r"
         return [f" same => n,Dial({devices},{step.seconds},{options})", answered]
     if isinstance(step, DialNumber):
         try:
@@ -196,12 +208,13 @@ def _step(settings: Settings, step: Step) -> list[str]:
         except BadPhoneNumber:
             return [f" same => n,NoOp(number {step.number} cannot be dialled under the dial rules)"]
         return [f" same => n,Dial({a.trunk_endpoint.replace('{number}', digits)},{step.seconds},r)", answered]
-    prompt = settings.plan.voicemail_prompt.removeprefix("sound:")
+    media = line.voicemail_prompt or settings.plan.voicemail_prompt
+    prompt = media.removeprefix("sound:")
     lines = [
         f" same => n,Set({DB}/voicemail)={step.ext})",
         " same => n,Answer()",
     ]
-    if _SAFE_NAME.fullmatch(prompt) and settings.plan.voicemail_prompt.startswith("sound:"):
+    if _SAFE_NAME.fullmatch(prompt) and media.startswith("sound:"):
         lines.append(f" same => n,Playback({prompt})")
     lines += [
         f" same => n,Set({DB}/message)=b24fb-msg-${{UNIQUEID}})",

@@ -79,7 +79,7 @@ def group_has(call: Call, ext: str, code: str) -> bool:
     if walk is None or not walk.queue:
         return False
     queue = call.plan.queues.get(walk.queue)
-    return queue is not None and ext in queue.members and (not code or queue.intercept_code in ("", code))
+    return queue is not None and call.plan.intercepts(queue, ext, code)
 
 
 def happened_at(hung_up_at: HungUpAt, item: PbxEvent) -> datetime | None:

@@ -3,8 +3,11 @@
 ``step(call, event, now) -> (call, commands)``; ``call.deadline`` is when the shell must feed ``TimerFired``.
 Created by ``start_call`` in NEW; everything else happens by stepping events. The rules:
 
-NEW        CallStarted: answer the caller. If a rule (or an action reachable from one) needs CRM data
-           (KnownClient, CrmField, ToResponsible): ``LookupCrm``, music, -> LOOKUP. Else route.
+NEW        CallStarted: answer the caller. With a greeting (the line's, else the plan's): play it -> GREETING.
+           Then, if a rule (or an action reachable from one) needs CRM data (KnownClient, CrmField,
+           ToResponsible): ``LookupCrm``, music, -> LOOKUP. Else route.
+GREETING   PromptFinished: as NEW goes on. A line's greeting or voicemail prompt Asterisk could not play (a
+           missing sound file) is replaced by the plan's, if that is another; else the call goes on (warning).
 LOOKUP     CrmLookedUp, or TimerFired after ``plan.crm_lookup_timeout`` (the caller counts as unknown): route.
 route      Register the CRM call (TYPE 2, SHOW 0, CALL_START_DATE = the call's start) for the responsible
            manager, else the line's default extension, else (later) the first employee rung; then the rule
@@ -41,7 +44,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bridge.domain import cards, ivr, routing, walk
-from bridge.domain.commands import AnswerCaller, CancelLeg, HangupCaller, LookupCrm, ReleaseReason
+from bridge.domain.commands import AnswerCaller, CancelLeg, HangupCaller, LookupCrm, PlayPrompt, ReleaseReason
 from bridge.domain.ending import end_missed, end_talk
 from bridge.domain.events import (
     AvailabilityChanged,
@@ -62,7 +65,7 @@ from bridge.domain.events import (
 from bridge.domain.legs import music_on
 from bridge.domain.rules import needs_crm
 from bridge.domain.scheme import Plan
-from bridge.domain.state import LIVE, Call, Leg, State, Step, move
+from bridge.domain.state import LIVE, Call, Leg, State, Step, move, next_id
 from bridge.domain.talk import connect, not_joined, on_transfer
 from bridge.domain.walk import WalkStep
 
@@ -131,12 +134,20 @@ def _started(call: Call, event: CallStarted, now: datetime) -> Step:
     if line is None:
         call = replace(move(call, State.DONE), ended_at=now, warning=f"line {event.line!r} is not configured")
         return call, [HangupCaller("unallocated")]
-    if needs_crm(call.plan, line):
+    greeting = call.plan.greeting_of(event.line)
+    if greeting:
+        call, prompt = next_id(call, "prompt")
+        return replace(move(call, State.GREETING), prompt=prompt), [AnswerCaller(), PlayPrompt(prompt, greeting)]
+    call, commands = _lookup_or_route(call, now)
+    return call, [AnswerCaller(), *commands]
+
+
+def _lookup_or_route(call: Call, now: datetime) -> Step:
+    if needs_crm(call.plan, call.plan.lines[call.line]):
         call, music = music_on(call)
         timer = now + timedelta(seconds=call.plan.crm_lookup_timeout)
-        return replace(move(call, State.LOOKUP), timer=timer), [AnswerCaller(), LookupCrm(event.caller), *music]
-    call, commands = _route(call, now)
-    return call, [AnswerCaller(), *commands]
+        return replace(move(call, State.LOOKUP), timer=timer), [LookupCrm(call.caller), *music]
+    return _route(call, now)
 
 
 def _route(call: Call, now: datetime) -> Step:
@@ -207,7 +218,7 @@ def _availability_walking(call: Call, event: AvailabilityChanged, now: datetime)
 
 def _intercepted(call: Call, event: Intercepted, now: datetime) -> Step:
     queue = call.plan.queues.get(walk.current(call).queue)
-    if queue is None or event.ext not in queue.members or (event.code and event.code != queue.intercept_code):
+    if queue is None or not call.plan.intercepts(queue, event.ext, event.code):
         return _refuse_intercept(call, event, now)
     leg = Leg(event.leg, now, ext=event.ext, user_id=cards.employee_user(call, event.ext))
     return connect(call, leg, now)
@@ -225,9 +236,22 @@ def _prompt_done(handler: Callable[[Call, datetime], Step]) -> Handler:
     def on_prompt(call: Call, event: PromptFinished, now: datetime) -> Step:
         if event.prompt != call.prompt:
             return _ignore(call, f"prompt {event.prompt} is not playing")
+        if event.failed:
+            spare = _spare_media(call, event.failed)
+            then = f"playing {spare} instead" if spare else "going on"
+            call = replace(call, warning=f"could not play {event.failed} (is the sound file installed?): {then}")
+            if spare:
+                call, prompt = next_id(call, "prompt")
+                return replace(call, prompt=prompt), [PlayPrompt(prompt, spare)]
         return handler(call, now)
 
     return on_prompt
+
+
+def _spare_media(call: Call, failed: str) -> str:
+    """The plan's own greeting or voicemail prompt when the line's could not be played ("" when none is left)."""
+    spare = {State.GREETING: call.plan.greeting, State.VOICEMAIL_PROMPT: call.plan.voicemail_prompt}.get(call.state)
+    return spare if spare and spare != failed else ""
 
 
 def _menu_prompt_done(call: Call, now: datetime) -> Step:
@@ -277,6 +301,9 @@ def _table() -> dict[tuple[State, type], Handler]:
         table[(state, TimerFired)] = _timer(lambda call, now: _follow(walk.on_timeout(call, now), now))
     table.update(
         {
+            (State.GREETING, PromptFinished): _prompt_done(
+                lambda call, now: _lookup_or_route(replace(call, prompt=""), now)
+            ),
             (State.LOOKUP, CrmLookedUp): _looked_up,
             (State.LOOKUP, TimerFired): _timer(_route),
             (State.RINGING, LegAnswered): _answered,

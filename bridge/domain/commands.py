@@ -34,6 +34,9 @@ class AnswerCaller:
 class StartMusic:
     """Music on hold (or ringback) to the caller while the walk goes on."""
 
+    moh_class: str = ""
+    """The line's music-on-hold class; empty: the PBX settings' own."""
+
 
 @dataclass(frozen=True)
 class StopMusic:

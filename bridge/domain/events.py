@@ -100,6 +100,8 @@ class DtmfReceived:
 class PromptFinished:
     prompt: str
     """The ``prompt`` id given in ``PlayPrompt``."""
+    failed: str = ""
+    """The media that could not be played (Asterisk: a missing sound file ends its playback as ``failed``)."""
 
 
 @dataclass(frozen=True)

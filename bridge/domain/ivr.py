@@ -83,7 +83,7 @@ def enter_voicemail(call: Call, action: ToVoicemail, now: datetime) -> WalkStep:
     call = replace(
         move(call, State.VOICEMAIL_PROMPT), walk=None, menu=None, prompt=prompt, timer=None, voicemail_user=owner
     )
-    return call, [*register, *off, PlayPrompt(prompt, call.plan.voicemail_prompt)], None
+    return call, [*register, *off, PlayPrompt(prompt, call.plan.voicemail_prompt_of(call.line))], None
 
 
 def on_voicemail_prompt_finished(call: Call, now: datetime) -> Step:

@@ -59,7 +59,8 @@ def release(
 def music_on(call: Call) -> Step:
     if call.music:
         return call, []
-    return replace(call, music=True), [StartMusic()]
+    line = call.plan.lines.get(call.line)
+    return replace(call, music=True), [StartMusic(line.moh_class if line else "")]
 
 
 def media_off(call: Call) -> Step:

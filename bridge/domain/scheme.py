@@ -227,6 +227,12 @@ class Line:
     """Queue that takes the clients the bridge calls back for this line (ONEXTERNALCALLBACKSTART); empty: the rules."""
     pbx_fallback: Action | None = None
     """What the generated dialplan does with the line's calls while the bridge is away (None: approximate the rules)."""
+    moh_class: str = ""
+    """Music on hold for this line's callers; empty: ``asterisk.moh_class``."""
+    greeting: str = ""
+    """Played once the call is answered, before routing; empty: ``Plan.greeting`` (empty there too: none)."""
+    voicemail_prompt: str = ""
+    """Played before a voicemail of this line is recorded; empty: ``Plan.voicemail_prompt``."""
 
 
 @dataclass(frozen=True)
@@ -242,12 +248,28 @@ class Plan:
     crm_lookup_timeout: float = 2.0
     voicemail_max_seconds: float = 120.0
     voicemail_prompt: str = "sound:vm-intro"
+    greeting: str = ""
+    """Played to every line's callers once answered, unless the line has its own; empty: none."""
+    intercept_code: str = ""
+    """One code a member dials to take a call ringing any of their groups (Bitrix24's single code); a group's own
+    ``intercept_code`` works for that group too."""
 
     def employee_by_user(self, user_id: int) -> Employee | None:
         for emp in self.employees.values():
             if emp.user_id == user_id:
                 return emp
         return None
+
+    def intercepts(self, queue: QueueGroup, ext: str, code: str) -> bool:
+        """May member ``ext``, dialling ``code``, take a call ringing ``queue``? The group's own code or the
+        telephony-wide one (no code: a dialplan older than the code argument, any of their groups)."""
+        return ext in queue.members and (not code or code in (queue.intercept_code, self.intercept_code))
+
+    def greeting_of(self, line: str) -> str:
+        return self.lines[line].greeting or self.greeting
+
+    def voicemail_prompt_of(self, line: str) -> str:
+        return self.lines[line].voicemail_prompt or self.voicemail_prompt
 
     def line_owner(self, number: str) -> int:
         """The user who owns ``number``'s calls when nobody else does: its ``default_ext``'s (a line that is not

@@ -21,6 +21,8 @@ from bridge.domain.status import talk_seconds
 class State(Enum):
     NEW = "new"
     """Created by ``start_call``; waits for ``CallStarted``."""
+    GREETING = "greeting"
+    """Answered; the line's greeting plays before the CRM lookup and routing."""
     LOOKUP = "lookup"
     """Answered, music on, waiting (bounded) for the CRM to say who the caller is."""
     RINGING = "ringing"
@@ -39,7 +41,15 @@ class State(Enum):
 
 
 PRE_TALK = frozenset(
-    {State.LOOKUP, State.RINGING, State.HOLDING, State.MENU_PROMPT, State.MENU_WAIT, State.VOICEMAIL_PROMPT}
+    {
+        State.GREETING,
+        State.LOOKUP,
+        State.RINGING,
+        State.HOLDING,
+        State.MENU_PROMPT,
+        State.MENU_WAIT,
+        State.VOICEMAIL_PROMPT,
+    }
 )
 """The caller waits and nobody has answered yet."""
 LIVE = PRE_TALK | {State.VOICEMAIL_RECORDING, State.TALKING}
@@ -50,7 +60,8 @@ _ROUTED = frozenset({State.RINGING, State.HOLDING, State.MENU_PROMPT, State.VOIC
 _END = frozenset({State.WRAP_UP, State.DONE})
 
 MOVES: dict[State, frozenset[State]] = {
-    State.NEW: _ROUTED | _END | {State.LOOKUP},
+    State.NEW: _ROUTED | _END | {State.LOOKUP, State.GREETING},
+    State.GREETING: _ROUTED | _END | {State.LOOKUP},
     State.LOOKUP: _ROUTED | _END,
     State.RINGING: _ROUTED | _END | {State.TALKING},
     State.HOLDING: _ROUTED | _END | {State.TALKING},

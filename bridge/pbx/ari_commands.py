@@ -165,8 +165,8 @@ class CallCommands:
                 self._emit_call(call, LegEnded(leg, LegOutcome.FAILED))
                 with contextlib.suppress(PbxError):  # the agent must not stay on a line that leads nowhere
                     await self.request("channels", "hangup", channelId=leg, reason="normal")
-            case PlayPrompt(prompt=prompt):
-                self._emit_call(call, PromptFinished(prompt))
+            case PlayPrompt(prompt=prompt, media=media):
+                self._emit_call(call, PromptFinished(prompt, failed=media))
             case _:
                 pass
 
@@ -177,9 +177,11 @@ class CallCommands:
         match command:
             case AnswerCaller():
                 await self.request("channels", "answer", channelId=call)
-            case StartMusic():
+            case StartMusic(moh_class=moh_class):
                 bridge = await self._bridge(call)
-                await self.request("bridges", "startMoh", bridgeId=bridge, mohClass=self.settings.moh_class)
+                await self.request(
+                    "bridges", "startMoh", bridgeId=bridge, mohClass=moh_class or self.settings.moh_class
+                )
                 self.calls[call].music = True
             case StopMusic():
                 await self._stop_music(call)

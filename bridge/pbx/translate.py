@@ -317,12 +317,14 @@ class AriTranslator:
         return [PbxEvent(cid, DtmfReceived(digit), self.linkedid(cid))]
 
     def _playback_finished(self, message: Mapping[str, Any]) -> list[PbxEvent]:
-        pid = wire.text(wire.mapping(message, "playback"), "id")
-        owner = self.playbacks.pop(pid, None)
+        playback = wire.mapping(message, "playback")
+        owner = self.playbacks.pop(wire.text(playback, "id"), None)
         if owner is None:
             return []
         call, prompt = owner
-        return [PbxEvent(call, PromptFinished(prompt), self.linkedid(call))]
+        # Asterisk ends a playback it could not play (a missing sound file) as state "failed", at once
+        failed = wire.optional_text(playback, "media_uri") or "?" if playback.get("state") == "failed" else ""
+        return [PbxEvent(call, PromptFinished(prompt, failed=failed), self.linkedid(call))]
 
     def _recording_finished(self, message: Mapping[str, Any]) -> list[PbxEvent]:
         recording = wire.mapping(message, "recording")

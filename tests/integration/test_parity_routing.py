@@ -12,7 +12,8 @@ from structlog.testing import capture_logs
 
 from bridge.sim.asterisk import Answer, NeverAnswer
 from bridge.sim.stage import stage
-from bridge.sim.verdict import ANSWERED, INCOMING, Expect
+from bridge.sim.verdict import ANSWERED, INCOMING, MISSED, Expect
+from tests.eventually import eventually
 from tests.integration.daemon_support import agents_rung, mirrored
 
 DIRECT = "74951112277"
@@ -83,3 +84,63 @@ async def test_an_extension_known_only_from_bitrix24_is_a_queue_member_and_an_un
     assert unresolved["extensions"] == ["1007"] and unresolved["named_by"] == {"1007": ["queues.sales.members"]}
     warned = [e["problem"] for e in logs if e["event"] == "call.warning"]
     assert any(w.startswith("skipped as unavailable: 1007") for w in warned), warned
+
+
+def _played(requests: list[dict[str, Any]]) -> list[str]:
+    return [r["params"]["media"] for r in requests if "media" in r["params"]]
+
+
+async def test_a_lines_greeting_music_class_and_voicemail_prompt_are_what_its_callers_hear(tmp_path: Path) -> None:
+    rules = [{"when": "always", "then": "employee:1001", "rings": 1}, {"when": "always", "then": "voicemail:1005"}]
+    media = {"greeting": "sound:custom/direct-hello", "moh_class": "direct", "voicemail_prompt": "sound:custom/vm"}
+    async with stage(tmp_path, tweak=_direct_line(rules, **media)) as s:
+        s.pbx.pbx.bridging.moh_classes.add("direct")
+        s.pbx.set_party("1001", NeverAnswer())
+        call = await s.pbx.place_inbound_call(DIRECT, "79990001503", hangup_after=4.0)
+        await asyncio.wait_for(call.ended(), 20)
+        await mirrored(s, Expect("79990001503", INCOMING, 15, MISSED, recorded=True, shown_to=frozenset({11})))
+        assert _played(s.pbx.requests) == ["sound:custom/direct-hello", "sound:custom/vm"]
+        assert [(asked, playing) for _, asked, playing in s.pbx.pbx.bridging.moh_played] == [("direct", "direct")]
+        # another line keeps the global ones
+        s.pbx.set_party("1002", Answer(after=0.2))
+        other = await s.pbx.place_inbound_call(SALES, "79990001504", hangup_after_answer=0.3)
+        await asyncio.wait_for(other.ended(), 20)
+        assert s.pbx.pbx.bridging.moh_played[-1][1:] == ("default", "default")  # asterisk.moh_class
+
+
+async def test_a_missing_greeting_and_an_unknown_music_class_never_leave_the_caller_in_silence(
+    tmp_path: Path,
+) -> None:
+    rules = [{"when": "always", "then": "employee:1002"}]
+    media = {"greeting": "sound:custom/not-installed", "moh_class": "nosuch"}
+    with capture_logs() as logs:
+        async with stage(tmp_path, tweak=_direct_line(rules, **media)) as s:
+            s.pbx.pbx.media.missing_sounds.add("sound:custom/not-installed")
+            s.pbx.set_party("1002", Answer(after=0.5))
+            call = await s.pbx.place_inbound_call(DIRECT, "79990001505", hangup_after_answer=0.3)
+            await asyncio.wait_for(call.ended(), 20)
+            await mirrored(s, Expect("79990001505", INCOMING, 12, ANSWERED, talk=0.3, recorded=True,
+                                     shown_to=frozenset({12})))  # fmt: skip
+            # Asterisk plays its default class for a class musiconhold.conf lacks
+            assert [(asked, playing) for _, asked, playing in s.pbx.pbx.bridging.moh_played] == [("nosuch", "default")]
+    warned = [e["problem"] for e in logs if e["event"] == "call.warning"]
+    assert "could not play sound:custom/not-installed (is the sound file installed?): going on" in warned
+
+
+async def test_the_telephony_wide_intercept_code_takes_a_call_ringing_any_of_the_members_groups(
+    tmp_path: Path,
+) -> None:
+    def tweak(data: dict[str, Any]) -> None:
+        data["routing"]["intercept_code"] = "*9"
+        data["lines"][SALES]["rules"] = [{"when": "always", "then": "queue:sales"}]
+
+    async with stage(tmp_path, tweak=tweak) as s:
+        s.pbx.set_party("1001", NeverAnswer())
+        call = await s.pbx.place_inbound_call(SALES, "79990001506", hangup_after_answer=0.5)
+        await eventually(lambda: agents_rung(s) == ["1001"])
+        refused = await s.pbx.intercept("1006", "*9")  # not a member of sales
+        await asyncio.wait_for(refused.ended(), 10)
+        await s.pbx.intercept("1003", "*9")  # as the generated dialplan enters: intercept,1003,*9
+        await asyncio.wait_for(call.ended(), 10)
+        await mirrored(s, Expect("79990001506", INCOMING, 13, ANSWERED, talk=0.5, recorded=True,
+                                 shown_to=frozenset({11, 13})))  # fmt: skip

@@ -72,7 +72,7 @@ def test_dids_intercept_and_outbound_calls_enter_where_the_adapters_look() -> No
     contexts = dialplan()
     trunk = "\n".join(contexts["from-trunk"])
     assert "Stasis(${B24_APP},inbound,${EXTEN})" in trunk
-    assert "Stasis(${B24_APP},intercept,${CALLERID(num)})" in "\n".join(contexts["phones"])
+    assert "Stasis(${B24_APP},intercept,${CALLERID(num)},*8)" in "\n".join(contexts["phones"])
     for context in AsteriskSettings().outbound_contexts:
         assert any("MixMonitor(" in line for line in contexts[context]), "watched outbound calls are recorded"
     assert "agents" in contexts, "the context of agent_endpoint = Local/{ext}@agents"

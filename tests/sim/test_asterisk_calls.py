@@ -165,7 +165,7 @@ async def test_intercept_code_enters_stasis_with_its_args(sim: AsteriskSimulator
     assert start["channel"]["dialplan"]["exten"] == "*8"
     pjsip = await sim.intercept(ext="1004", device="PJSIP/1004")
     start = await ari.wait_for("StasisStart", channel_id=pjsip.channel_id)
-    assert start["args"] == ["intercept", "1004"] and start["channel"]["state"] == "Ring"
+    assert start["args"] == ["intercept", "1004", "*8"] and start["channel"]["state"] == "Ring"
     await ari.call("DELETE", f"/channels/{pjsip.channel_id}")
     await asyncio.wait_for(pjsip.ended(), 5)
 

@@ -90,8 +90,8 @@ async def remove_channel(request: web.Request) -> web.Response:
 @routes.post("/ari/bridges/{bridgeId}/moh")
 async def start_moh(request: web.Request) -> web.Response:
     bridge = bridge_of(request)
-    await Params.read(request)
-    sim_of(request).pbx.bridging.start_moh(bridge)
+    params = await Params.read(request)
+    sim_of(request).pbx.bridging.start_moh(bridge, params.get("mohClass") or "")
     return no_content()
 
 

@@ -4,7 +4,9 @@ As recorded: the app that creates a bridge is subscribed to it only after ``Brid
 out (so it does not see that event); a channel entering sets ``BRIDGEPEER`` on the members whose
 peers changed and takes the oldest ``Linkedid`` of the bridge; a channel leaving gets
 ``BRIDGEPEER=""`` then ``ChannelLeftBridge``. Music on hold puts an ``Announcer/ARI_MOH-N;2``
-channel into the bridge (it shows in ``channels`` and ``BRIDGEPEER`` but has no events).
+channel into the bridge (it shows in ``channels`` and ``BRIDGEPEER`` but has no events). Its class is the one
+asked for if musiconhold.conf has it, else ``default`` (res_musiconhold's ``local_ast_moh_start``: a warning in
+Asterisk's log, the request still answered 204); without ``default`` either, the caller hears silence.
 """
 
 from __future__ import annotations
@@ -22,6 +24,10 @@ if TYPE_CHECKING:
 class Bridging:
     def __init__(self, pbx: Pbx) -> None:
         self.pbx = pbx
+        self.moh_classes: set[str] = {"default"}
+        """The classes musiconhold.conf defines."""
+        self.moh_played: list[tuple[str, str, str]] = []
+        """(bridge id, class asked for, class that plays: "" for silence), for tests to read."""
 
     def create(
         self,
@@ -85,9 +91,12 @@ class Bridging:
         self.pbx.ami("BridgeDestroy", bridge.ami_fields())
         self.pbx.bus.forget_bridge(bridge.id)
 
-    def start_moh(self, bridge: Bridge) -> None:
+    def start_moh(self, bridge: Bridge, moh_class: str = "") -> None:
         if bridge.moh_channel is not None:
             return
+        asked = moh_class or "default"
+        playing = next((c for c in (asked, "default") if c in self.moh_classes), "")
+        self.moh_played.append((bridge.id, moh_class, playing))
         suffix = self.pbx.ids.unreal_suffix()
         self.pbx.ids.uniqueid(now())  # the Announcer ;1 takes an id too
         bridge.moh_channel = (self.pbx.ids.uniqueid(now()), f"Announcer/ARI_MOH-{suffix};2")

@@ -1,4 +1,9 @@
-"""Playbacks, recordings (real small .wav files of silence) and DTMF on channels and bridges."""
+"""Playbacks, recordings (real small .wav files of silence) and DTMF on channels and bridges.
+
+A ``sound:`` the PBX does not have (``missing_sounds``) plays as Asterisk 20 plays it (res_stasis_playback): the
+request is answered 201, ``PlaybackStarted`` goes out, then at once ``PlaybackFinished`` with state ``failed`` (a
+list of media goes on to the next one; only the last one failing fails the playback).
+"""
 
 from __future__ import annotations
 
@@ -85,6 +90,8 @@ class Media:
         self.recordings_dir = Path(".")
         self.media_seconds = 0.3
         self.media_durations: dict[str, float] = {}
+        self.missing_sounds: set[str] = set()
+        """Media URIs (``sound:NAME``) whose files are not installed."""
         self.playbacks: dict[str, Playback] = {}
         self.live: dict[str, LiveRecording] = {}
         self.stored: dict[str, dict[str, Any]] = {}  # name -> {"format", "duration", "path"}
@@ -97,6 +104,8 @@ class Media:
         return playback
 
     def _duration(self, media: str) -> float | None:
+        if media in self.missing_sounds:
+            return 0.0
         if media in self.media_durations:
             return self.media_durations[media]
         if media.startswith("tone:"):
@@ -115,15 +124,16 @@ class Media:
             return
         total = sum(d for d in durations if d is not None)
         loop = asyncio.get_running_loop()
-        playback.handle = loop.call_later(total, self.finish_playback, playback)
+        failed = playback.media[-1] in self.missing_sounds
+        playback.handle = loop.call_later(total, self.finish_playback, playback, failed)
 
-    def finish_playback(self, playback: Playback) -> None:
+    def finish_playback(self, playback: Playback, failed: bool = False) -> None:
         if self.playbacks.pop(playback.id, None) is None:
             return
         if playback.handle is not None:
             playback.handle.cancel()
         was_playing = playback.state == "playing"
-        playback.state = "done"
+        playback.state = "failed" if failed else "done"
         if was_playing:
             self._playback_event("PlaybackFinished", playback)
 

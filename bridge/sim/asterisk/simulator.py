@@ -262,7 +262,7 @@ class AsteriskSimulator:
             device=device or self.phone_template.format(ext=ext), caller=CallerId(f"Agent {ext}", ext),
             context=self.outbound_context, party=Answer(after=0.0), originated=False,
         )  # fmt: skip
-        app, stasis_args = self.stasis_app, list(args) or ["intercept", ext]
+        app, stasis_args = self.stasis_app, list(args) or ["intercept", ext, code]
         return start_phone(
             self.pbx, phone, code,
             lambda channel, _handle: enter_by_code(self.pbx, channel, app=app, code=code, args=stasis_args),
