@@ -5,11 +5,14 @@ itself measured, the cards shown and hidden).
 
 from __future__ import annotations
 
+from structlog.testing import capture_logs
+
 from bridge.sim.verdict import ANSWERED, INCOMING, Expect, calls_of
 from tests.eventually import eventually
 from tests.real.site import Site
 
 PAIR, EVERYBODY, UNREGISTERED_FIRST, MENU = "74951110001", "74951110002", "74951110003", "74951110004"
+MEDIA = "74951110005"
 MONITORED = "74951112299"  # the sample's monitor-only line
 
 
@@ -100,3 +103,22 @@ async def test_the_samples_monitor_only_line_is_mirrored_from_ami(real_site: Sit
         Expect("79990000107", INCOMING, 12, ANSWERED, talk=s.talk("PJSIP/1002-"), recorded=True,
                shown_to=frozenset({11, 12}))
     )  # fmt: skip
+
+
+async def test_a_missing_greeting_and_an_unknown_music_class_leave_nobody_in_silence(real_site: Site) -> None:
+    """What Asterisk 20 does, as the simulator models it: a sound it does not have ends its playback at once as
+    ``failed`` (the bridge goes on to routing), and an unknown MOH class plays the ``default`` class."""
+    s = real_site
+    await s.phone("1002", "answer", ring=2, talk=2)
+    with capture_logs() as logs:
+        await s.inbound(MEDIA, "79990000108")
+        await s.ended("PJSIP/1002-")
+    await s.mirrored(
+        Expect("79990000108", INCOMING, 12, ANSWERED, talk=s.talk("PJSIP/1002-"), recorded=True,
+               shown_to=frozenset({12}))
+    )  # fmt: skip
+    warned = [e["problem"] for e in logs if e["event"] == "call.warning"]
+    assert "could not play sound:b24-not-installed (is the sound file installed?): going on" in warned
+    pbx_log = s.pbx.kit.log("pbx").read_text(errors="replace")
+    assert "Playback failed for sound:b24-not-installed" in pbx_log
+    assert "Music on Hold class 'b24-no-such-class' not found" in pbx_log
