@@ -27,7 +27,8 @@ def test_the_sample_dialplan_is_what_asterisk_runs(real_pbx: RealPbx) -> None:
     inbound = cli("pbx", "dialplan show from-trunk")
     assert "Stasis(${B24_APP},inbound,${EXTEN})" in inbound
     assert "'74951112299'" in inbound and "Dial(PJSIP/1001&PJSIP/1002,40)" in inbound  # the monitor-only line
-    assert "Stasis(${B24_APP},intercept,${CALLERID(num)})" in cli("pbx", "dialplan show *8@phones")
+    assert "Stasis(${B24_APP},intercept,${CALLERID(num)},*8)" in cli("pbx", "dialplan show *8@phones")
+    assert "Stasis(${B24_APP},intercept,${CALLERID(num)},*9)" in cli("pbx", "dialplan show *9@phones")
     outbound = cli("pbx", "dialplan show from-agents")
     assert "MixMonitor(${ASTSPOOLDIR}/recording/out-${UNIQUEID}.wav,b)" in outbound
     assert "Dial(PJSIP/${EXTEN}@trunk,60)" in outbound
