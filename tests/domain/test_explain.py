@@ -316,6 +316,14 @@ def test_no_answer_rings_move_an_employee_to_their_mobile_sooner(plan: Plan) -> 
     assert "ring 79160000012 for 30 s (6 rings)" in render_text(trail)
 
 
+def test_explain_names_an_extension_only_bitrix24_could_resolve_and_rings_past_it(plan: Plan) -> None:
+    queues = {**plan.queues, "sales": replace(plan.queues["sales"], members=("1007", "1001"))}
+    trail = run(replace(plan, queues=queues))
+    assert rings(trail)[0] == (0.0, "1001")
+    text = render_text(trail)
+    assert "note:     skipped as unavailable: 1007 (no employee has this extension" in text
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
