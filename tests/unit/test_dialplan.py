@@ -106,6 +106,16 @@ def test_pbx_fallback_chooses_what_the_fallback_does() -> None:
     assert "Dial(PJSIP/1001&PJSIP/1002,300,m(office))" in regional
 
 
+def test_a_lines_own_music_class_and_voicemail_prompt_serve_its_fallback_too() -> None:
+    data = example()
+    data["lines"]["74951112255"].update(pbx_fallback="hold:duty", moh_class="regional")
+    data["lines"]["74951112233"].update(voicemail_prompt="sound:custom/vm-sales")
+    text = render(settings(data))
+    assert "Dial(PJSIP/1001&PJSIP/1002,300,m(regional))" in "\n".join(extension(text, "b24-fallback", "74951112255"))
+    sales = "\n".join(extension(text, "b24-fallback", "74951112233"))
+    assert "Playback(custom/vm-sales)" in sales and "Playback(vm-intro)" not in sales
+
+
 @pytest.mark.parametrize(
     ("value", "message"),
     [("ivr:main", "cannot run menus"), ("responsible", "cannot run menus"), ("queue:nope", "nope")],
