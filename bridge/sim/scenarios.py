@@ -209,7 +209,7 @@ IVR = Scenario(
     lambda p: Expect("79990001008", INCOMING, 12, ANSWERED, p.talk, True, _users(11, 12)), _ivr,
 )  # fmt: skip
 RESPONSIBLE = Scenario(
-    "responsible -> supervisor", "Known client of 1002; 1002 does not answer, supervisor 1005 does",
+    "responsible -> supervisor", "Known client of 1002: 1002 rings the rule's 2 rings unanswered, 1005 answers",
     lambda p: Expect("79161234567", INCOMING, 15, ANSWERED, p.talk, True, _users(12, 15)), _responsible,
 )  # fmt: skip
 MISSED_VOICEMAIL = Scenario(
