@@ -31,12 +31,15 @@ from bridge.crm.inbound import EventGate
 from bridge.crm.install import Installer, stored_application_token
 from bridge.crm.lookup import CrmLookup
 from bridge.crm.telephony import Telephony
+from bridge.crm.workload import Workload
 from bridge.delivery.loop import Delivery
 from bridge.delivery.recordings import recording_loader
 from bridge.dispatch import Dispatcher, StampedQueue
+from bridge.dispatch.tallies import Tallies
 from bridge.domain.scheme import Plan
 from bridge.journal.lock import JournalBusy, exclusive
 from bridge.journal.store import Journal
+from bridge.journal.tallies import JournalTallies
 from bridge.ops.gc_tuning import tune_after_startup
 from bridge.ops.http_api import Health, Probes, build_app, event_routes, events_app
 from bridge.ops.metrics import Metrics
@@ -131,6 +134,8 @@ class Daemon:
             metrics=self.metrics,
             on_stasis=self.desk.on_stasis,
             queue=pbx_queue,
+            tallies=Tallies(JournalTallies(self.journal)),
+            workload=Workload(self.client, self.current_plan, ttl=s.bitrix24.workload_ttl).counts,
         )
         self.desk.attach(self.dispatcher)
         self.dispatcher.hung_up_at = self.ami.hung_up_at

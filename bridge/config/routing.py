@@ -14,6 +14,7 @@ from typing import Any
 
 from bridge.config.checks import routing_loops
 from bridge.config.grammar import DTMF_RE, EXT_RE, NUMBER_RE, Grammar, Problem, Ref
+from bridge.config.leads import LeadParser
 from bridge.domain.schedule import Hours, Schedule
 from bridge.domain.scheme import (
     RING_SECONDS,
@@ -66,6 +67,10 @@ class RoutingParser:
         queues = {qid: self._queue(qid, q) for qid, q in self._tables(data, "queues").items()}
         menus = {mid: self._menu(mid, m) for mid, m in self._tables(data, "ivr").items()}
         lines = {str(num): self._line(str(num), ln) for num, ln in self._tables(data, "lines").items()}
+        leads = LeadParser(self.problem, self.grammar, self._refs)
+        distributions = {
+            did: leads.distribution(did, d, queues) for did, d in self._tables(data, "lead_distribution").items()
+        }
         for num in lines:
             if not NUMBER_RE.fullmatch(num):
                 self.problem(f"lines.{num}", "a line number must be digits (optionally a leading +)")
@@ -74,6 +79,8 @@ class RoutingParser:
             "ivr": set(menus),
             "employee": set(employees),
             "schedule": set(schedules),
+            "line": set(lines),
+            "lead distribution": set(distributions),
         }
         for key, kind, ident in self._refs:
             if ident not in present[kind]:
@@ -88,6 +95,7 @@ class RoutingParser:
             crm_lookup_timeout=self._number(routing, "routing.", "crm_lookup_timeout", 2.0),
             voicemail_max_seconds=self._number(routing, "routing.", "voicemail_max_seconds", 120.0),
             voicemail_prompt=str(routing.get("voicemail_prompt", "sound:vm-intro")),
+            lead_distributions=distributions,
         )
         for key, message in routing_loops(plan):
             self.problem(key, message)
@@ -170,7 +178,7 @@ class RoutingParser:
     def _queue(self, qid: str, data: dict[str, Any]) -> QueueGroup:
         key = f"queues.{qid}"
         known = {"members", "distribution", "rings_per_member", "passes", "final", "missed_owner",
-                 "intercept_code", "name"}  # fmt: skip
+                 "intercept_code", "name", "workload_of"}  # fmt: skip
         for name in data:
             if name not in known:
                 self.problem(f"{key}.{name}", "unknown key")
@@ -187,7 +195,7 @@ class RoutingParser:
         try:
             distribution = Distribution(dist_name)
         except ValueError:
-            self.problem(f"{key}.distribution", f"must be evenly, in_order or everybody, got {dist_name!r}")
+            self.problem(f"{key}.distribution", f"must be evenly, in_order, everybody or workload, got {dist_name!r}")
             distribution = Distribution.IN_ORDER
         rings = data.get("rings_per_member", 3)
         min_rings = 0 if distribution is Distribution.EVERYBODY else 1
@@ -201,6 +209,10 @@ class RoutingParser:
         missed_owner = str(data.get("missed_owner", ""))
         if missed_owner:
             self._refs.append((f"{key}.missed_owner", "employee", missed_owner))
+        workload_of = str(data.get("workload_of", "leads"))
+        if workload_of not in ("leads", "deals"):
+            self.problem(f"{key}.workload_of", f"must be leads or deals, got {workload_of!r}")
+            workload_of = "leads"
         code = str(data.get("intercept_code", ""))
         if code and not re.fullmatch(r"[0-9*#]{1,10}", code):
             self.problem(f"{key}.intercept_code", "must be 1-10 of 0-9 * #")
@@ -214,6 +226,7 @@ class RoutingParser:
             missed_owner=missed_owner,
             intercept_code=code,
             name=str(data.get("name", qid)),
+            workload_of=workload_of,
         )
 
     def _menu(self, mid: str, data: dict[str, Any]) -> IvrMenu:
@@ -248,7 +261,7 @@ class RoutingParser:
     def _line(self, num: str, data: dict[str, Any]) -> Line:
         key = f"lines.{num}"
         known = {"name", "rules", "fallback", "default_ext", "crm_create", "crm_source", "missed_task",
-                 "missed_notify", "record", "callback_queue", "pbx_fallback"}  # fmt: skip
+                 "missed_notify", "record", "callback_queue", "pbx_fallback", "lead_distribution"}  # fmt: skip
         for name in data:
             if name not in known:
                 self.problem(f"{key}.{name}", "unknown key")
@@ -276,6 +289,9 @@ class RoutingParser:
         if default_ext:
             self._refs.append((f"{key}.default_ext", "employee", default_ext))
         callback_queue = str(data.get("callback_queue", ""))
+        lead_distribution = str(data.get("lead_distribution", ""))
+        if lead_distribution:
+            self._refs.append((f"{key}.lead_distribution", "lead distribution", lead_distribution))
         if callback_queue:
             self._refs.append((f"{key}.callback_queue", "queue", callback_queue))
         flags = {n: data.get(n, d) for n, d in (("crm_create", True), ("missed_task", False),
@@ -296,6 +312,7 @@ class RoutingParser:
             record=bool(flags["record"]),
             callback_queue=callback_queue,
             pbx_fallback=self._pbx_fallback(key, data.get("pbx_fallback", "auto")),
+            lead_distribution=lead_distribution,
         )
 
     def _pbx_fallback(self, key: str, text: Any) -> Action | None:

@@ -35,6 +35,8 @@ class Distribution(Enum):
     EVENLY = "evenly"
     IN_ORDER = "in_order"
     EVERYBODY = "everybody"
+    WORKLOAD = "workload"
+    """Members sorted by their open leads (or deals: ``QueueGroup.workload_of``), fewest first."""
 
 
 # --- actions: where a rule, an IVR key or a final action sends the call ---------------------------
@@ -187,6 +189,8 @@ class QueueGroup:
     """Extension that owns missed calls of this group (finish USER_ID, missed-call task)."""
     intercept_code: str = ""
     name: str = ""
+    workload_of: str = "leads"
+    """``workload``: count open ``leads`` or ``deals``."""
 
 
 @dataclass(frozen=True)
@@ -221,6 +225,66 @@ class Line:
     """Queue that takes the clients the bridge calls back for this line (ONEXTERNALCALLBACKSTART); empty: the rules."""
     pbx_fallback: Action | None = None
     """What the generated dialplan does with the line's calls while the bridge is away (None: approximate the rules)."""
+    lead_distribution: str = ""
+    """Id of the ``Plan.lead_distributions`` entry that assigns the leads this line's calls create."""
+
+
+# --- lead distribution (bridge/domain/leads.py picks) --------------------------------------------
+
+OWNER = "owner"
+"""``off_hours`` value: outside hours the lead stays with whoever ``finish`` named (the line's owner)."""
+
+
+class LeadMode(Enum):
+    ROUND_ROBIN = "round_robin"
+    WORKLOAD = "workload"
+
+
+class LeadCalls(Enum):
+    """Which calls' leads are distributed."""
+
+    MISSED = "missed"
+    ALL = "all"
+
+
+@dataclass(frozen=True)
+class OnLine:
+    """The call came in on one of ``numbers``."""
+
+    numbers: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class FromSource:
+    """The line's CRM source (``crm_source``, the lead's SOURCE_ID) is one of ``sources``."""
+
+    sources: tuple[str, ...]
+
+
+LeadCondition = Condition | OnLine | FromSource
+"""A lead rule's condition: a routing condition (the CRM's are false: the caller was unknown), a line, a source."""
+
+
+@dataclass(frozen=True)
+class LeadRule:
+    when: tuple[LeadCondition, ...]
+    """All must hold (empty: always)."""
+    managers: tuple[str, ...]
+    """One extension (``employee:``) or a queue's members (``queue:``)."""
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class LeadDistribution:
+    id: str
+    managers: tuple[str, ...]
+    mode: LeadMode = LeadMode.ROUND_ROBIN
+    rules: tuple[LeadRule, ...] = ()
+    hours: str = ""
+    """A schedule: outside it the lead goes to ``off_hours``."""
+    off_hours: str = OWNER
+    """The on-duty manager's extension, or ``owner``."""
+    calls: LeadCalls = LeadCalls.MISSED
 
 
 @dataclass(frozen=True)
@@ -236,6 +300,7 @@ class Plan:
     crm_lookup_timeout: float = 2.0
     voicemail_max_seconds: float = 120.0
     voicemail_prompt: str = "sound:vm-intro"
+    lead_distributions: dict[str, LeadDistribution] = field(default_factory=dict)
 
     def employee_by_user(self, user_id: int) -> Employee | None:
         for emp in self.employees.values():

@@ -36,6 +36,10 @@ Clock = Callable[[], float]
 MAX_LOGGED_REQUESTS = 10_000
 
 
+SCOPE_OF = {"crm": "crm", "im": "im", "tasks": "task", "timeman": "timeman", "calendar": "calendar"}
+"""A method's first name part -> the OAuth scope it needs (those a site may leave out of the app's)."""
+
+
 @dataclass
 class PortalConfig:
     plan: str = "standard"
@@ -50,6 +54,8 @@ class PortalConfig:
     operating_limit: float | None = None
     operating_cost: float | Mapping[str, float] = 0.0
     empty_error_code_fraction: float = 0.0
+    scopes: frozenset[str] | None = None
+    """The app's granted scopes (None: all): a method of another scope gets ``insufficient_scope``."""
 
     def webhook_parts(self) -> tuple[int, str]:
         """``"1/code"`` -> (1, "code"); ValueError with a readable message otherwise."""
@@ -81,6 +87,7 @@ class Portal:
         self.tokens = TokenStore(self.identity, clock, wall_clock, config.token_lifetime)
         self.directory = Directory(seed)
         self.crm = Crm(seed, wall_clock())
+        self.crm.directory = self.directory
         self.lines = LineRegistry()
         self.calls = CallRegistry(self.crm, self.lines, wall_clock)
         self.events = EventHub(self.identity, self.tokens, self.directory, wall_clock, self.session, self.count)
@@ -176,6 +183,11 @@ class Portal:
             spec.oauth_only or (spec.app_only and not self.config.webhook_allowed_for_telephony)
         ):
             raise errors.wrong_auth_type()
+        scope = SCOPE_OF.get(spec.name.split(".")[0])
+        if self.config.scopes is not None and scope is not None and scope not in self.config.scopes:
+            raise errors.RestError(
+                "The request requires higher privileges than provided by the access token", "insufficient_scope", 401
+            )
         is_batch = spec.name == "batch"
         if not is_batch:
             self.count("commands")

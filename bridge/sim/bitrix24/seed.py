@@ -68,6 +68,8 @@ class CrmEntity:
     phones: list[str] = field(default_factory=list)
     assigned_by: int = 1
     created_by_call: str | None = None
+    status_id: str = "NEW"
+    """A lead's status: NEW / IN_PROCESS are open; CONVERTED (semantic S) and JUNK (F) are closed."""
 
     @property
     def display_name(self) -> str:

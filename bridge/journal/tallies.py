@@ -1,0 +1,48 @@
+"""Distribution counts kept in the journal's ``tallies`` table (schema 6), so that a restart does not reset them:
+the calls each extension answered today (``evenly``) and the last manager each lead distribution chose (round
+robin). Small and apart from the outbox on purpose: three statements over one connection."""
+
+from __future__ import annotations
+
+from bridge.journal.store import Journal
+
+ANSWERED = "answered"
+LEAD = "lead:"
+
+
+class JournalTallies:
+    """The tallies of one journal (:class:`bridge.dispatch.tallies.TallyStore`)."""
+
+    def __init__(self, journal: Journal) -> None:
+        self.journal = journal
+
+    def answered_on(self, day: str) -> dict[str, int]:
+        rows = self.journal._x("SELECT member, count FROM tallies WHERE scope = ? AND day = ?", (ANSWERED, day))
+        return {row["member"]: int(row["count"]) for row in rows.fetchall()}
+
+    def save_answered(self, ext: str, day: str, count: int) -> None:
+        self._upsert(ANSWERED, ext, day, count)
+
+    def last_assigned(self) -> dict[str, str]:
+        """Lead distribution -> the manager it assigned most recently."""
+        rows = self.journal._x(
+            "SELECT scope, member FROM tallies WHERE scope LIKE 'lead:%' ORDER BY updated_at, rowid"
+        ).fetchall()
+        return {row["scope"][len(LEAD) :]: row["member"] for row in rows}
+
+    def save_assigned(self, distribution: str, ext: str) -> None:
+        with self.journal.transaction():
+            self.journal._x(
+                "INSERT INTO tallies (scope, member, count, updated_at) VALUES (?, ?, 1, ?)"
+                " ON CONFLICT (scope, member) DO UPDATE SET count = count + 1, updated_at = excluded.updated_at",
+                (LEAD + distribution, ext, self.journal._clock()),
+            )
+
+    def _upsert(self, scope: str, member: str, day: str, count: int) -> None:
+        with self.journal.transaction():
+            self.journal._x(
+                "INSERT INTO tallies (scope, member, day, count, updated_at) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (scope, member) DO UPDATE SET day = excluded.day, count = excluded.count,"
+                " updated_at = excluded.updated_at",
+                (scope, member, day, count, self.journal._clock()),
+            )
