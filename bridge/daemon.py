@@ -125,6 +125,7 @@ class Daemon:
         self.ari = AriLink(s.asterisk, pbx_queue)
         self.ami = AmiLink(s.asterisk, pbx_queue)
         self.desk = ClickToCallDesk(s, self.ari, self.directory)
+        self.workload = Workload(self.client, self.current_plan, ttl=s.bitrix24.workload_ttl)
         self.dispatcher = Dispatcher(
             plan=self.current_plan,
             pbx=self.ari,
@@ -135,7 +136,7 @@ class Daemon:
             on_stasis=self.desk.on_stasis,
             queue=pbx_queue,
             tallies=Tallies(JournalTallies(self.journal)),
-            workload=Workload(self.client, self.current_plan, ttl=s.bitrix24.workload_ttl).counts,
+            workload=self.workload.counts,
         )
         self.desk.attach(self.dispatcher)
         self.dispatcher.hung_up_at = self.ami.hung_up_at
@@ -189,6 +190,7 @@ class Daemon:
         self._spawn(self.ari.run(), "ari")
         self._spawn(self.ami.run(), "ami")
         self._spawn(self.directory.run(), "directory")
+        self._spawn(self.workload.refresh(), "workload")  # the first calls find counts already
         self._spawn(self.fallback.run(), "fallback")
         self._spawn(self.portal.follow_availability(), "availability")
         self._spawn(self.portal.set_up(), "portal-setup")

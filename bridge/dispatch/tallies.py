@@ -18,7 +18,7 @@ T = TypeVar("T")
 class TallyStore(Protocol):
     def answered_on(self, day: str) -> dict[str, int]: ...
     def save_answered(self, ext: str, day: str, count: int) -> None: ...
-    def last_assigned(self) -> dict[str, str]: ...
+    def last_assigned(self) -> dict[str, tuple[str, ...]]: ...
     def save_assigned(self, distribution: str, ext: str) -> None: ...
 
 
@@ -27,7 +27,7 @@ class Tallies:
         self.store = store
         self._day = ""
         self._answered: dict[str, int] = {}
-        self._last: dict[str, str] | None = None
+        self._last: dict[str, tuple[str, ...]] | None = None
 
     def answered_today(self, now: datetime) -> dict[str, int]:
         day = now.date().isoformat()
@@ -42,14 +42,16 @@ class Tallies:
         counts[ext] = counts.get(ext, 0) + 1
         self._write(lambda store: store.save_answered(ext, self._day, counts[ext]))
 
-    def last_assigned(self) -> dict[str, str]:
+    def last_assigned(self) -> dict[str, tuple[str, ...]]:
+        """Lead distribution -> its managers in the order they last got a lead (the most recent last)."""
         if self._last is None:
-            none: dict[str, str] = {}
+            none: dict[str, tuple[str, ...]] = {}
             self._last = self._read(lambda store: store.last_assigned(), none)
         return self._last
 
     def assigned(self, distribution: str, ext: str) -> None:
-        self.last_assigned()[distribution] = ext
+        last = self.last_assigned()
+        last[distribution] = (*(e for e in last.get(distribution, ()) if e != ext), ext)
         self._write(lambda store: store.save_assigned(distribution, ext))
 
     def _read(self, read: Callable[[TallyStore], T], default: T) -> T:

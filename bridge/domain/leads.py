@@ -11,7 +11,7 @@ Order of the decision:
 2. the first rule whose conditions all hold -> its manager, or its queue's managers;
 3. else the distribution's own managers;
 4. among the candidates, skipping the dismissed, the absent and those not clocked in (outside their working day):
-   ``round_robin`` takes the one after the last manager this distribution assigned; ``workload`` the one with the
+   ``round_robin`` takes the one after the candidate this distribution assigned last; ``workload`` the one with the
    fewest open leads (ties: list order).
 """
 
@@ -49,12 +49,12 @@ class LeadPick:
 
 @dataclass(frozen=True)
 class LeadFacts:
-    """What the shell knew at the call's start: availability, open leads per extension, last manager per
-    distribution."""
+    """What the shell knew at the call's start: availability, open leads per extension, and per distribution its
+    managers in the order they last got a lead (the most recent last)."""
 
     availability: Mapping[str, Availability]
     open_leads: Mapping[str, int]
-    last_assigned: Mapping[str, str]
+    last_assigned: Mapping[str, tuple[str, ...]]
 
 
 def applies(dist: LeadDistribution, client: CrmClient | None, answered: bool) -> bool:
@@ -83,7 +83,7 @@ def pick_manager(
         ext = min(ready, key=lambda e: facts.open_leads.get(e, 0))
         why = f"{source}, workload: {ext} has the fewest open leads ({facts.open_leads.get(ext, 0)})"
     else:
-        ext = _after(candidates, ready, facts.last_assigned.get(dist.id, ""))
+        ext = _after(candidates, ready, facts.last_assigned.get(dist.id, ()))
         why = f"{source}, round robin: {ext} is next"
     skipped = [e for e in candidates if e not in ready]
     if skipped:
@@ -105,9 +105,10 @@ def _ready(plan: Plan, facts: LeadFacts, ext: str) -> bool:
     return emp is not None and not emp.dismissed and state not in (Availability.ABSENT, Availability.NOT_CLOCKED_IN)
 
 
-def _after(order: tuple[str, ...], ready: list[str], last: str) -> str:
-    """The first of ``ready`` after ``last`` in ``order``, wrapping round."""
-    start = order.index(last) + 1 if last in order else 0
+def _after(order: tuple[str, ...], ready: list[str], recent: tuple[str, ...]) -> str:
+    """The first of ``ready`` after the one of ``order`` that got a lead last (``recent``), wrapping round."""
+    last = next((ext for ext in reversed(recent) if ext in order), None)
+    start = order.index(last) + 1 if last is not None else 0
     rotated = order[start:] + order[:start]
     return next(ext for ext in rotated if ext in ready)
 

@@ -23,12 +23,16 @@ class JournalTallies:
     def save_answered(self, ext: str, day: str, count: int) -> None:
         self._upsert(ANSWERED, ext, day, count)
 
-    def last_assigned(self) -> dict[str, str]:
-        """Lead distribution -> the manager it assigned most recently."""
+    def last_assigned(self) -> dict[str, tuple[str, ...]]:
+        """Lead distribution -> its managers in the order they last got a lead (the most recent last)."""
         rows = self.journal._x(
             "SELECT scope, member FROM tallies WHERE scope LIKE 'lead:%' ORDER BY updated_at, rowid"
         ).fetchall()
-        return {row["scope"][len(LEAD) :]: row["member"] for row in rows}
+        order: dict[str, tuple[str, ...]] = {}
+        for row in rows:
+            name = row["scope"][len(LEAD) :]
+            order[name] = (*order.get(name, ()), row["member"])
+        return order
 
     def save_assigned(self, distribution: str, ext: str) -> None:
         with self.journal.transaction():

@@ -179,6 +179,7 @@ def _entity(kind: str, record: dict[str, Any]) -> CrmEntity:
         title=str(record.get("TITLE", "")),
         phones=_phones(record, where),
         assigned_by=_as_int(record.get("ASSIGNED_BY_ID", 1), where),
+        status_id=str(record.get("STATUS_ID", "NEW")),
     )
 
 
