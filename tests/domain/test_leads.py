@@ -111,11 +111,12 @@ def test_outside_hours_the_on_duty_manager_or_the_line_owner() -> None:
     assert pick(replace(ROTA, hours="office", off_hours="1005")).ext == "1001", "open: the rota"
     got = pick(replace(ROTA, hours="shut", off_hours="1005"))
     assert got == LeadPick("1005", 5, "outside hours 'shut': the on-duty manager 1005")
-    assert pick(replace(ROTA, hours="shut")) == LeadPick("", 0, "outside hours 'shut': the lead stays with the line's owner")
+    owner = LeadPick("", 0, "outside hours 'shut': the lead stays with the line's owner")
+    assert pick(replace(ROTA, hours="shut")) == owner
     staff = employees("1001", "1005", e1005={"dismissed": True})
     got = pick(replace(ROTA, hours="shut", off_hours="1005"), plan=replace(STAFF_PLAN, employees=staff))
     assert got.ext == "" and "line's owner" in got.why
-    assert pick(replace(ROTA, hours="nowhere")).ext == "1001", "an unknown schedule (check-config refuses it) is ignored"
+    assert pick(replace(ROTA, hours="nowhere")).ext == "1001", "an unknown schedule (check-config refuses it): none"
 
 
 # --- a call's end -------------------------------------------------------------------------------------
