@@ -291,3 +291,48 @@ def test_check_config_warns_what_a_valid_config_will_not_do(tmp_path: Path, caps
     assert main(["check-config", "--config", str(EXAMPLE)]) == 0
     err = capsys.readouterr().err
     assert "configuration OK" in err and "warning: bitrix24." not in err, "the example config is the recommended set-up"
+
+
+def test_lead_distribution_is_read_and_every_mistake_reported_with_its_key() -> None:
+    plan = load_config(EXAMPLE, env={}).plan
+    dist = plan.lead_distributions["sales_leads"]
+    assert plan.lines["74951112233"].lead_distribution == "sales_leads"
+    assert (dist.managers, dist.mode.value, dist.hours, dist.off_hours) == (
+        ("1001", "1002", "1003", "1004"), "round_robin", "office", "owner",
+    )  # fmt: skip
+    assert [(r.when, r.managers) for r in dist.rules] == [((CallerPrefix(("7812",)),), ("1004",))]
+    data = example_data()
+    data["lead_distribution"]["sales_leads"] |= {
+        "mode": "fairly", "calls": "some", "hours": "lunch", "off_hours": "9999", "colour": "red",
+        "managers": ["1001", "1001", "9998"],
+        "rules": [
+            {"when": "known", "then": "employee:1001"},
+            {"when": ["line:74950000000", "source:WEB"], "then": "queue:nosuch"},
+            {"when": "always", "then": "responsible"},
+            "employee:1001",
+        ],
+    }  # fmt: skip
+    data["lines"]["74951112244"]["lead_distribution"] = "nosuch"
+    data["lines"]["74951112255"] |= {"lead_distribution": "sales_leads", "crm_create": False}
+    data["queues"]["sales"] |= {"distribution": "workload", "workload_of": "tasks"}
+    problems = problems_of(data)
+    expected = [
+        "lead_distribution.sales_leads.colour: unknown key",
+        "lead_distribution.sales_leads.managers: lists an extension twice",
+        "lead_distribution.sales_leads.mode: must be one of round_robin, workload, got 'fairly'",
+        "lead_distribution.sales_leads.calls: must be one of missed, all, got 'some'",
+        "lead_distribution.sales_leads.rules[0].when[0]: a lead is made only for an unknown caller",
+        "lead_distribution.sales_leads.rules[2].then: must be employee:EXT or queue:ID, got 'responsible'",
+        "lead_distribution.sales_leads.rules[3]: must be a table with `then`",
+        "lead_distribution.sales_leads.managers: unknown employee '9998'",
+        "lead_distribution.sales_leads.hours: unknown schedule 'lunch'",
+        "lead_distribution.sales_leads.off_hours: unknown employee '9999'",
+        "lead_distribution.sales_leads.rules[1].when[0]: unknown line '74950000000'",
+        "lead_distribution.sales_leads.rules[1].then: unknown queue 'nosuch'",
+        "lines.74951112244.lead_distribution: unknown lead distribution 'nosuch'",
+        "lines.74951112255.lead_distribution: needs crm_create = true",
+        "queues.sales.workload_of: must be leads or deals, got 'tasks'",
+    ]
+    for prefix in expected:
+        assert any(p.startswith(prefix) for p in problems), (prefix, problems)
+    assert len(problems) == len(expected), problems

@@ -299,6 +299,8 @@ class RoutingParser:
         for name, value in flags.items():
             if not isinstance(value, bool):
                 self.problem(f"{key}.{name}", "must be true or false")
+        if lead_distribution and flags["crm_create"] is False:
+            self.problem(f"{key}.lead_distribution", "needs crm_create = true: without it the calls make no leads")
         return Line(
             number=num,
             name=str(data.get("name", num)),
