@@ -3,9 +3,10 @@
 It goes after the leg's ``finish`` (which makes the finishing user responsible for what the call created) and
 only touches what the call made and nobody else has taken since:
 
-* the lead is ``CRM_CREATED_LEAD`` of the leg's ``register`` answer (stored in the journal). No lead there (the
-  caller was found after all, duplicate control attached the call to an existing lead, lead creation failed, or
-  the register's answer was never seen): nothing is reassigned;
+* the lead is ``CRM_CREATED_LEAD`` (or the LEAD of ``CRM_CREATED_ENTITIES``) of the leg's ``register`` answer,
+  stored in the journal. No lead there (the caller was found after all, duplicate control attached the call to an
+  existing lead, lead creation failed, a portal in simple CRM mode made a contact and a deal, or the register's
+  answer was never seen): nothing is reassigned;
 * ``crm.lead.get`` first: a lead that is gone (merged into another, deleted), converted or junk
   (``STATUS_SEMANTIC_ID`` S / F), or no longer the finishing user's (someone reassigned it) is left alone;
 * then one ``batch``: ``crm.lead.update`` ASSIGNED_BY_ID and ``im.notify.personal.add`` to the manager. A failed
@@ -37,7 +38,10 @@ def created_lead(journal: Journal, crm_leg: str) -> tuple[int | None, int | None
     lead = None
     for op in journal.operations(crm_leg):
         if op.kind == "register" and op.state == "done":
-            lead = as_int(as_dict(op.result).get("CRM_CREATED_LEAD"))
+            answer = as_dict(op.result)
+            created = [as_dict(e) for e in answer.get("CRM_CREATED_ENTITIES") or [] if isinstance(e, dict)]
+            listed = [as_int(e.get("ENTITY_ID")) for e in created if e.get("ENTITY_TYPE") == "LEAD"]
+            lead = as_int(answer.get("CRM_CREATED_LEAD")) or next((i for i in listed if i), None)
     calls = journal.calls(crm_leg=crm_leg)
     return (lead if lead and lead > 0 else None), (calls[0].user_id if calls else None)
 

@@ -5,11 +5,14 @@ portal that refuses the CRM parks it."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from structlog.testing import capture_logs
 
+from bridge.delivery.leads import created_lead
 from bridge.domain.commands import CrmAssignLead, CrmFinish
+from bridge.journal import Journal
 from bridge.sim.bitrix24 import Bitrix24Simulator
 from tests.integration.test_delivery import Stack, make_stack, register, sim
 
@@ -116,3 +119,24 @@ async def test_a_refused_notification_leaves_the_lead_assigned_and_a_missing_crm
     assert op["state"] == "failed" and "insufficient_scope" in op["error"], op
     assert lead(stack, other).assigned_by == 15
     assert any(line["event"] == "crm.failed" and line["method"] == "crm.lead.update" for line in logs)
+
+
+def test_the_lead_is_read_from_the_register_s_answer_in_either_of_its_forms(tmp_path: Path) -> None:
+    seven, lead, contact, deal = (
+        {"ENTITY_TYPE": kind, "ENTITY_ID": n} for kind, n in (("LEAD", 7), ("LEAD", "8"), ("CONTACT", 9), ("DEAL", 4))
+    )
+    answers: dict[str, dict[str, Any]] = {
+        "a": {"CALL_ID": "x1", "CRM_CREATED_LEAD": 7, "CRM_CREATED_ENTITIES": [seven]},
+        "b": {"CALL_ID": "x2", "CRM_CREATED_LEAD": None, "CRM_CREATED_ENTITIES": [lead]},
+        "c": {"CALL_ID": "x3", "CRM_CREATED_LEAD": None, "CRM_CREATED_ENTITIES": [contact, deal]},  # simple CRM
+        "d": {"CALL_ID": "x4", "CRM_CREATED_LEAD": None, "CRM_CREATED_ENTITIES": [], "CRM_ENTITY_TYPE": "LEAD",
+              "CRM_ENTITY_ID": 3},  # an existing lead
+    }  # fmt: skip
+    with Journal.open(tmp_path / "j.db") as journal:
+        for leg, answer in answers.items():
+            op = journal.append(register(leg, user=15))
+            journal.mark_done(op, answer, call_id=answer["CALL_ID"])
+            journal.append(CrmFinish(leg, 16, 0, "304"))
+        journal.append(register("e", user=15))  # its answer never came
+        found = {leg: created_lead(journal, leg) for leg in "abcde"}
+    assert found == {"a": (7, 16), "b": (8, 16), "c": (None, 16), "d": (None, 16), "e": (None, 15)}
