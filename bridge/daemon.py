@@ -402,6 +402,9 @@ class Daemon:
             if not flushed:
                 log.warning("daemon.unflushed", pending=self.journal.depth(), note="sent after the next start")
         await self._stop_tasks()
+        workload: Workload | None = getattr(self, "workload", None)
+        if workload is not None:
+            await workload.close()
         for link in (getattr(self, "ari", None), getattr(self, "ami", None)):
             if link is not None:
                 with contextlib.suppress(Exception):

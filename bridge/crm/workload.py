@@ -63,6 +63,13 @@ class Workload:
                 self._refreshing = asyncio.get_running_loop().create_task(self._refresh_once(), name="workload")
         return dict(self._counts[kind])
 
+    async def close(self) -> None:
+        """Stop a refresh in progress (at shutdown, before the client closes)."""
+        task, self._refreshing = self._refreshing, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
     async def _refresh_once(self) -> None:
         try:
             await self.refresh()
