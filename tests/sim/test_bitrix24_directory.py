@@ -169,7 +169,10 @@ async def test_leads_are_listed_50_a_page_with_total_updated_and_closed_ones_tol
 async def test_notifications_to_a_dismissed_user_and_methods_outside_the_app_s_scopes_are_refused(rest: Rest) -> None:
     status, body = await rest.call("im.notify.personal.add", {"USER_ID": 17, "MESSAGE": "New lead"})
     assert (status, body["error"]) == (400, "USER_NOT_FOUND")
+    assert {"telephony", "crm", "im"} <= set(await rest.result("scope"))
     rest.sim.set_scopes({"telephony", "user", "crm"})
+    assert await rest.result("scope") == ["crm", "telephony", "user"]
+    assert "im" in await rest.result("scope", {"full": "true"})
     status, body = await rest.call("im.notify.personal.add", {"USER_ID": 15, "MESSAGE": "New lead"})
     assert (status, body["error"]) == (401, "insufficient_scope")
     assert (await rest.result("crm.lead.list", {"select": ["ID"]})) == []

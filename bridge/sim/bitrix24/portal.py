@@ -23,7 +23,7 @@ from bridge.sim.bitrix24.directory import Directory
 from bridge.sim.bitrix24.events import EventHub
 from bridge.sim.bitrix24.faults import FaultPlan
 from bridge.sim.bitrix24.lines import LineRegistry
-from bridge.sim.bitrix24.oauth import Identity, TokenStore
+from bridge.sim.bitrix24.oauth import SCOPE, Identity, TokenStore
 from bridge.sim.bitrix24.params import Params
 from bridge.sim.bitrix24.records import Records
 from bridge.sim.bitrix24.seed import Seed
@@ -112,6 +112,7 @@ class Portal:
             *self.events.methods(),
             *self.workspace.methods(),
             MethodSpec("app.info", self._app_info),
+            MethodSpec("scope", self._scope),
             MethodSpec("batch", partial(run_batch, self.invoke)),
         ]
         self.methods: dict[str, MethodSpec] = {spec.name.lower(): spec for spec in specs}
@@ -201,6 +202,13 @@ class Portal:
             if not is_batch:
                 self.budget.charge(spec.name, time.perf_counter() - started + self._cost(spec.name))
         return reply, self.time_block(started_wall, None if is_batch else spec.name)
+
+    async def _scope(self, caller: Caller, params: Params) -> Reply:
+        """The scopes granted to the app (or the webhook); ``full=true``: every scope there is (docs scope.md)."""
+        everything = SCOPE.split(",")
+        granted = everything if self.config.scopes is None else sorted(self.config.scopes)
+        full = str(params.get("FULL", "")).lower() in ("true", "1", "y")
+        return Reply(everything if full else granted)
 
     async def _app_info(self, caller: Caller, params: Params) -> Reply:
         if caller.app_id is None:  # docs app-info.md: a webhook has no application context
