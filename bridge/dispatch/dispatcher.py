@@ -348,6 +348,10 @@ class Dispatcher:
         emp = self.plan().employee_by_user(cmd.user_id)
         if emp is not None:
             self.tallies.assigned(cmd.distribution, emp.ext)
+            # the calls going on now learnt the order at their start: their round robin goes on after this one
+            last = dict(self.tallies.last_assigned())
+            for key, live in self.calls.items():
+                self.calls[key] = replace(live, last_assigned=last)
         log.info("leads.distributed", crm_leg=cmd.crm_leg, distribution=cmd.distribution, user_id=cmd.user_id,
                  why=cmd.why)  # fmt: skip
 

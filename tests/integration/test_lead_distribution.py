@@ -136,3 +136,14 @@ async def test_evenly_counts_survive_a_restart(tmp_path: Path) -> None:
         call = await s.pbx.place_inbound_call(EVENLY, "79990001007", hangup_after_answer=0.5)
         await asyncio.wait_for(call.ended(), 20)
         assert agents_rung(s) == ["1001", "1002"], "1001 answered one already: 1002 rings first"
+
+
+async def test_two_unknown_callers_missed_at_once_go_to_two_managers(tmp_path: Path) -> None:
+    async with stage(tmp_path, tweak=with_leads("round_robin")) as s:
+        await eventually(lambda: s.daemon.dispatcher.availability.of("1004") is Availability.ABSENT)
+        s.pbx.set_party("1006", NeverAnswer())
+        first = await s.pbx.place_inbound_call(LEADS, "79990001021", hangup_after=1.0)
+        second = await s.pbx.place_inbound_call(LEADS, "79990001022", hangup_after=1.5)
+        await asyncio.wait_for(asyncio.gather(first.ended(), second.ended()), 20)
+        await handed_to(s, "79990001021", 11)
+        await handed_to(s, "79990001022", 12)  # it started before the first one's lead went to 1001
