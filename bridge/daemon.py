@@ -136,7 +136,7 @@ class Daemon:
             on_stasis=self.desk.on_stasis,
             queue=pbx_queue,
             tallies=Tallies(JournalTallies(self.journal)),
-            workload=self.workload.counts,
+            workload=self.workload,
         )
         self.desk.attach(self.dispatcher)
         self.dispatcher.hung_up_at = self.ami.hung_up_at

@@ -63,6 +63,10 @@ class Workload:
                 self._refreshing = asyncio.get_running_loop().create_task(self._refresh_once(), name="workload")
         return dict(self._counts[kind])
 
+    def count_one(self, kind: str, ext: str) -> None:
+        """``ext`` was just given one more (a lead the bridge handed over), until the next count."""
+        self._counts[kind][ext] = self._counts[kind].get(ext, 0) + 1
+
     async def close(self) -> None:
         """Stop a refresh in progress (at shutdown, before the client closes)."""
         task, self._refreshing = self._refreshing, None

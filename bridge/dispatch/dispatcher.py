@@ -58,6 +58,21 @@ class Outbox(Protocol):
     def append(self, cmd: CrmCommand, *, linkedid: str = "", pbx_call: str = "", line: str = "") -> int: ...
 
 
+class WorkloadView(Protocol):
+    def counts(self, kind: str) -> dict[str, int]: ...
+    def count_one(self, kind: str, ext: str) -> None: ...
+
+
+class NoWorkload:
+    """Nothing counted: every member has 0 open leads and deals."""
+
+    def counts(self, kind: str) -> dict[str, int]:
+        return {}
+
+    def count_one(self, kind: str, ext: str) -> None:
+        pass
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -73,7 +88,7 @@ class Dispatcher:
         history: int = 1000,
         queue: StampedQueue | None = None,
         tallies: Tallies | None = None,
-        workload: Callable[[str], dict[str, int]] | None = None,
+        workload: WorkloadView | None = None,
     ) -> None:
         self.queue = queue if queue is not None else StampedQueue()
         """Every input, in order; the PBX links put their events here directly."""
@@ -93,7 +108,7 @@ class Dispatcher:
         self.accepting = True
         self.tallies = tallies or Tallies()
         """Answered calls today (``evenly``) and each lead distribution's last manager, kept across restarts."""
-        self.workload = workload or (lambda _kind: {})
+        self.workload = workload or NoWorkload()
         """``leads`` / ``deals`` -> extension -> open ones, from a cache (never waits for Bitrix24)."""
         self._timers: dict[tuple[str, bool], asyncio.TimerHandle] = {}
         self._executors: dict[str, CallExecutor] = {}
@@ -225,8 +240,8 @@ class Dispatcher:
             crm_key=event.crm_key or call_id,
             availability=self.availability.snapshot(),
             answered_today=dict(self.tallies.answered_today(now)),
-            open_leads=self.workload("leads"),
-            open_deals=self.workload("deals"),
+            open_leads=self.workload.counts("leads"),
+            open_deals=self.workload.counts("deals"),
             last_assigned=dict(self.tallies.last_assigned()),
         )
         self.calls[call_id] = replace(core.start_call(plan, call_id, now), serial=serial)
@@ -348,10 +363,11 @@ class Dispatcher:
         emp = self.plan().employee_by_user(cmd.user_id)
         if emp is not None:
             self.tallies.assigned(cmd.distribution, emp.ext)
-            # the calls going on now learnt the order at their start: their round robin goes on after this one
-            last = dict(self.tallies.last_assigned())
+            self.workload.count_one("leads", emp.ext)  # until the next count says more
+            # the calls going on learnt these at their start: their round robin goes on after this one
+            last, leads = dict(self.tallies.last_assigned()), self.workload.counts("leads")
             for key, live in self.calls.items():
-                self.calls[key] = replace(live, last_assigned=last)
+                self.calls[key] = replace(live, last_assigned=last, open_leads=leads)
         log.info("leads.distributed", crm_leg=cmd.crm_leg, distribution=cmd.distribution, user_id=cmd.user_id,
                  why=cmd.why)  # fmt: skip
 

@@ -46,6 +46,11 @@ def lead_of(s: Stage, phone: str) -> dict[str, Any]:
     return leads[0]
 
 
+async def away_known(s: Stage) -> None:
+    """1004 is on leave in Bitrix24: wait until the daemon has read that."""
+    await eventually(lambda: s.daemon.dispatcher.availability.of("1004") is Availability.ABSENT)
+
+
 async def missed_call(s: Stage, phone: str) -> None:
     s.pbx.set_party("1006", NeverAnswer())
     call = await s.pbx.place_inbound_call(LEADS, phone, hangup_after=1.0)
@@ -69,7 +74,7 @@ async def handed_to(s: Stage, phone: str, user: int) -> None:
 
 async def test_round_robin_skips_the_absent_and_a_rule_sends_a_region_to_its_manager(tmp_path: Path) -> None:
     async with stage(tmp_path, tweak=with_leads("round_robin")) as s:
-        await eventually(lambda: s.daemon.dispatcher.availability.of("1004") is Availability.ABSENT)
+        await away_known(s)
         await missed_call(s, "79990001001")
         await handed_to(s, "79990001001", 11)  # 1004 is on leave: 1001 is next
         await missed_call(s, "78120001002")
@@ -86,7 +91,8 @@ async def test_workload_gives_the_lead_to_the_manager_with_the_fewest_open_leads
         for status in ("CONVERTED", "JUNK", "CONVERTED"):  # closed leads are not workload
             crm.add_lead(f"7000001{len(crm.entities['LEAD'])}", 11, status)
         counts = {"1001": 2, "1002": 3, "1003": 0, "1004": 0}  # 1003: St Petersburg's rule
-        await eventually(lambda: s.daemon.dispatcher.workload("leads") == counts)
+        await eventually(lambda: s.daemon.dispatcher.workload.counts("leads") == counts)
+        await away_known(s)
         await missed_call(s, "79990001004")
         await handed_to(s, "79990001004", 11)  # 1004 has none but is on leave; 1001 has 2 open, 1002 has 3
 
@@ -115,7 +121,7 @@ async def test_workload_queue_rings_the_member_with_the_fewest_open_leads_first(
         crm = s.crm.core.crm
         for user in (11, 11, 12):
             crm.add_lead(f"7000002{len(crm.entities['LEAD'])}", user)
-        await eventually(lambda: s.daemon.dispatcher.workload("leads") == {"1001": 2, "1002": 1, "1003": 0})
+        await eventually(lambda: s.daemon.dispatcher.workload.counts("leads") == {"1001": 2, "1002": 1, "1003": 0})
         s.pbx.set_party("1003", Answer(after=0.1))
         call = await s.pbx.place_inbound_call(EVENLY, "79990001005", hangup_after_answer=0.5)
         await asyncio.wait_for(call.ended(), 20)
@@ -140,10 +146,25 @@ async def test_evenly_counts_survive_a_restart(tmp_path: Path) -> None:
 
 async def test_two_unknown_callers_missed_at_once_go_to_two_managers(tmp_path: Path) -> None:
     async with stage(tmp_path, tweak=with_leads("round_robin")) as s:
-        await eventually(lambda: s.daemon.dispatcher.availability.of("1004") is Availability.ABSENT)
+        await away_known(s)
         s.pbx.set_party("1006", NeverAnswer())
         first = await s.pbx.place_inbound_call(LEADS, "79990001021", hangup_after=1.0)
         second = await s.pbx.place_inbound_call(LEADS, "79990001022", hangup_after=1.5)
         await asyncio.wait_for(asyncio.gather(first.ended(), second.ended()), 20)
         await handed_to(s, "79990001021", 11)
         await handed_to(s, "79990001022", 12)  # it started before the first one's lead went to 1001
+
+
+async def test_workload_counts_a_lead_it_handed_over_until_the_next_count(tmp_path: Path) -> None:
+    def slow_recount(data: dict[str, Any]) -> None:
+        with_leads("workload")(data)
+        data["bitrix24"]["workload_ttl"] = 600.0
+
+    async with stage(tmp_path, tweak=slow_recount) as s:
+        await eventually(lambda: s.daemon.dispatcher.workload.counts("leads") == {"1001": 0, "1002": 0, "1003": 0,
+                                                                                  "1004": 0})  # fmt: skip
+        await away_known(s)
+        await missed_call(s, "79990001031")
+        await handed_to(s, "79990001031", 11)
+        await missed_call(s, "79990001032")
+        await handed_to(s, "79990001032", 12)  # 1001 has one now, though Bitrix24 is not asked again for 600 s
