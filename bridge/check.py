@@ -15,6 +15,7 @@ from bridge.crm.client import Bitrix24Client
 from bridge.crm.envelope import rows_of
 from bridge.crm.errors import CrmError
 from bridge.crm.install import stored_application_token
+from bridge.crm.workload import counted
 from bridge.delivery.access import ALL, DENIED, PERMISSION, StatisticsAccess
 from bridge.logs import redact_text
 from bridge.portal import BOUND_EVENTS
@@ -66,10 +67,19 @@ async def check_ami(settings: Settings) -> str:
 
 
 async def check_bitrix24(settings: Settings) -> str:
+    need = lead_scopes(settings)
     async with Bitrix24Client(settings.bitrix24, retry_attempts=1) as client:
         lines = await client.call("telephony.externalLine.get")
+        granted = await client.call("scope") if need else []
     count = len(lines) if isinstance(lines, list) else 0
-    return f"Bitrix24 answers; telephony scope granted; {count} external line(s) registered for this app"
+    missing = sorted(need - {str(s) for s in (granted if isinstance(granted, list) else [])})
+    if missing:
+        raise RuntimeError(
+            f"the app lacks the scope(s) {', '.join(missing)} that lead distribution / workload use: leads would not "
+            "be handed over (add them to the application or webhook in Bitrix24, then reinstall it)"
+        )
+    scopes = ", ".join(["telephony", *sorted(need)])
+    return f"Bitrix24 answers; {scopes} scope(s) granted; {count} external line(s) registered for this app"
 
 
 async def check_events(settings: Settings) -> str:
@@ -132,6 +142,13 @@ async def check_statistics(settings: Settings) -> str:
         "(by default its own); a doubtful call of an employee none of whose calls it has seen there is parked, not "
         "resent (make it a portal admin)"
     )
+
+
+def lead_scopes(settings: Settings) -> set[str]:
+    """The scopes lead distribution (crm: count, read, update; im: notify) and workload queues (crm) need."""
+    plan = settings.plan
+    need = {"crm"} if any(counted(plan).values()) or plan.lead_distributions else set()
+    return need | ({"im"} if plan.lead_distributions else set())
 
 
 async def _one(name: str, probe: Callable[[Settings], Awaitable[str]], settings: Settings) -> bool:

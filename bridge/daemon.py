@@ -32,12 +32,15 @@ from bridge.crm.inbound import EventGate
 from bridge.crm.install import Installer, stored_application_token
 from bridge.crm.lookup import CrmLookup
 from bridge.crm.telephony import Telephony
+from bridge.crm.workload import Workload
 from bridge.delivery.loop import Delivery
 from bridge.delivery.recordings import recording_loader
 from bridge.dispatch import Dispatcher, StampedQueue
+from bridge.dispatch.tallies import Tallies
 from bridge.domain.scheme import Plan
 from bridge.journal.lock import JournalBusy, exclusive
 from bridge.journal.store import Journal
+from bridge.journal.tallies import JournalTallies
 from bridge.ops.gc_tuning import tune_after_startup
 from bridge.ops.http_api import Health, Probes, build_app, event_routes, events_app
 from bridge.ops.metrics import Metrics
@@ -124,6 +127,7 @@ class Daemon:
         self.ari = AriLink(s.asterisk, pbx_queue)
         self.ami = AmiLink(s.asterisk, pbx_queue)
         self.desk = ClickToCallDesk(s, self.ari, self.directory)
+        self.workload = Workload(self.client, self.current_plan, ttl=s.bitrix24.workload_ttl)
         self.dispatcher = Dispatcher(
             plan=self.current_plan,
             pbx=self.ari,
@@ -133,6 +137,8 @@ class Daemon:
             metrics=self.metrics,
             on_stasis=self.desk.on_stasis,
             queue=pbx_queue,
+            tallies=Tallies(JournalTallies(self.journal)),
+            workload=self.workload,
         )
         self.desk.attach(self.dispatcher)
         self.dispatcher.hung_up_at = self.ami.hung_up_at
@@ -186,6 +192,7 @@ class Daemon:
         self._spawn(self.ari.run(), "ari")
         self._spawn(self.ami.run(), "ami")
         self._spawn(self.directory.run(), "directory")
+        self._spawn(self.workload.refresh(), "workload")  # the first calls find counts already
         self._spawn(self.fallback.run(), "fallback")
         self._spawn(self.portal.follow_availability(), "availability")
         self._spawn(self.portal.set_up(), "portal-setup")
@@ -397,6 +404,9 @@ class Daemon:
             if not flushed:
                 log.warning("daemon.unflushed", pending=self.journal.depth(), note="sent after the next start")
         await self._stop_tasks()
+        workload: Workload | None = getattr(self, "workload", None)
+        if workload is not None:
+            await workload.close()
         for link in (getattr(self, "ari", None), getattr(self, "ami", None)):
             if link is not None:
                 with contextlib.suppress(Exception):

@@ -23,6 +23,7 @@ from bridge.domain.commands import (
     CancelLeg,
     Command,
     ConnectLeg,
+    CrmAssignLead,
     CrmAttachRecord,
     CrmFinish,
     CrmHide,
@@ -83,8 +84,19 @@ def _pbx(command: Command, who: dict[str, str], ring: float) -> str | None:
     return None
 
 
-def _bitrix24(command: Command) -> tuple[str, dict[str, Any]] | None:
-    """The Bitrix24 method and parameters a CRM command becomes (None for a PBX command)."""
+def _bitrix24(command: Command) -> list[tuple[str, dict[str, Any]]]:
+    """The Bitrix24 methods and parameters a CRM command becomes (none for a PBX command)."""
+    if isinstance(command, CrmAssignLead):  # after crm.lead.get finds the lead open and still the finisher's
+        lead = f"<lead {command.crm_leg} created>"
+        return [
+            ("crm.lead.update", {"id": lead, "fields": {"ASSIGNED_BY_ID": command.user_id}}),
+            ("im.notify.personal.add", {"USER_ID": command.user_id, "MESSAGE": command.message}),
+        ]
+    one = _one(command)
+    return [one] if one else []
+
+
+def _one(command: Command) -> tuple[str, dict[str, Any]] | None:
     if isinstance(command, CrmRegister):
         params: dict[str, Any] = {
             "USER_ID": command.user_id,
@@ -126,7 +138,8 @@ def _bitrix24(command: Command) -> tuple[str, dict[str, Any]] | None:
 
 def _step_data(step: TrailStep, who: dict[str, str], ring: float) -> dict[str, Any]:
     pbx = [text for text in (_pbx(c, who, ring) for c in step.commands) if text]
-    crm = [{"method": m, "params": p} for m, p in (x for x in map(_bitrix24, step.commands) if x)]
+    crm = [{"method": m, "params": p} for c in step.commands for m, p in _bitrix24(c)]
+    picks = [f"lead distribution {c.distribution}: {c.why}" for c in step.commands if isinstance(c, CrmAssignLead)]
     return {
         "offset": step.offset,
         "event": step.event,
@@ -134,7 +147,7 @@ def _step_data(step: TrailStep, who: dict[str, str], ring: float) -> dict[str, A
         "ringing": list(step.ringing),
         "pbx": pbx,
         "bitrix24": crm,
-        "note": step.note,
+        "note": "; ".join(n for n in (step.note, *picks) if n),
     }
 
 
@@ -177,8 +190,8 @@ def render_text(trail: Trail) -> str:
         for n, call in enumerate(data["bitrix24"]):
             params = " ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in call["params"].items())
             out.append(f"{'':12}{'Bitrix24:' if n == 0 else '':10}{call['method']} {params}")
-        if step.note:
-            out.append(f"{'':12}note:     {step.note}")
+        if data["note"]:
+            out.append(f"{'':12}note:     {data['note']}")
     out += ["", f"Result: {_outcome(trail)}"]
     return "\n".join(out)
 

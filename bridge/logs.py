@@ -85,6 +85,14 @@ event                              meaning
 ``crm.install_rejected``           an ONAPPINSTALL post was refused (``reason``: unverifiable token, webhook mode, ...);
                                    nothing was stored
 ``crm.event_poll_failed``          polling ``event.offline.get`` failed (pull mode); retried
+``leads.distributed``              a call's lead goes to a manager (``distribution``, ``user_id``, ``why``): journaled
+                                   after its finish
+``leads.assigned``                 Bitrix24 made the manager responsible for the lead the call created (``lead``)
+``leads.notify_failed``            the lead is assigned but its notification was refused (a dismissed user, no ``im``
+                                   scope)
+``workload.counted``               open leads / deals per extension were counted (debug)
+``workload.failed``                counting open leads / deals failed; the last counts stay in use
+``tallies.failed``                 the journal could not keep the distribution counts; they go on in memory
 ``delivery.requeued``              operations found in flight at start (after a crash) are checked and resent
 ``delivery.error``                 an unexpected error in the delivery loop; it goes on
 ``directory.refreshed``            the extension <-> user map was read from Bitrix24

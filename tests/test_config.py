@@ -362,3 +362,49 @@ def test_bad_media_and_a_clashing_intercept_code_are_refused_by_key(where: str, 
     (data["lines"]["74951112244"] if where == "line" else data["routing"]).update(changes)
     problems = problems_of(data)
     assert len(problems) == 1 and problems[0].startswith(message), problems
+
+
+def test_lead_distribution_is_read_and_every_mistake_reported_with_its_key() -> None:
+    plan = load_config(EXAMPLE, env={}).plan
+    dist = plan.lead_distributions["sales_leads"]
+    assert plan.lines["74951112233"].lead_distribution == "sales_leads"
+    assert (dist.managers, dist.mode.value, dist.hours, dist.off_hours) == (
+        ("1001", "1002", "1003", "1004"), "round_robin", "office", "owner",
+    )  # fmt: skip
+    assert [(r.when, r.managers) for r in dist.rules] == [((CallerPrefix(("7812",)),), ("1004",))]
+    data = example_data()
+    data["employees"]["auto_map"] = False  # else an unknown extension is resolved from Bitrix24 at start
+    data["lead_distribution"]["sales_leads"] |= {
+        "mode": "fairly", "calls": "some", "hours": "lunch", "off_hours": "9999", "colour": "red",
+        "managers": ["1001", "1001", "9998"],
+        "rules": [
+            {"when": "known", "then": "employee:1001"},
+            {"when": ["line:74950000000", "source:WEB"], "then": "queue:nosuch"},
+            {"when": "always", "then": "responsible"},
+            "employee:1001",
+        ],
+    }  # fmt: skip
+    data["lines"]["74951112244"]["lead_distribution"] = "nosuch"
+    data["lines"]["74951112255"] |= {"lead_distribution": "sales_leads", "crm_create": False}
+    data["queues"]["sales"] |= {"distribution": "workload", "workload_of": "tasks"}
+    problems = problems_of(data)
+    expected = [
+        "lead_distribution.sales_leads.colour: unknown key",
+        "lead_distribution.sales_leads.managers: lists an extension twice",
+        "lead_distribution.sales_leads.mode: must be one of round_robin, workload, got 'fairly'",
+        "lead_distribution.sales_leads.calls: must be one of missed, all, got 'some'",
+        "lead_distribution.sales_leads.rules[0].when[0]: a lead is made only for an unknown caller",
+        "lead_distribution.sales_leads.rules[2].then: must be employee:EXT or queue:ID, got 'responsible'",
+        "lead_distribution.sales_leads.rules[3]: must be a table with `then`",
+        "lead_distribution.sales_leads.managers: unknown employee '9998'",
+        "lead_distribution.sales_leads.hours: unknown schedule 'lunch'",
+        "lead_distribution.sales_leads.off_hours: unknown employee '9999'",
+        "lead_distribution.sales_leads.rules[1].when[0]: unknown line '74950000000'",
+        "lead_distribution.sales_leads.rules[1].then: unknown queue 'nosuch'",
+        "lines.74951112244.lead_distribution: unknown lead distribution 'nosuch'",
+        "lines.74951112255.lead_distribution: needs crm_create = true",
+        "queues.sales.workload_of: must be leads or deals, got 'tasks'",
+    ]
+    for prefix in expected:
+        assert any(p.startswith(prefix) for p in problems), (prefix, problems)
+    assert len(problems) == len(expected), problems

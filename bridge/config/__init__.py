@@ -108,6 +108,8 @@ class Bitrix24Settings:
     """Recordings up to this size are sent base64 in ``attachRecord``; larger ones through ``uploadUrl``."""
     directory_refresh: float = 300.0
     availability_ttl: float = 30.0
+    workload_ttl: float = 60.0
+    """Open leads / deals per employee (``workload``) are counted again at most this often."""
 
 
 @dataclass(frozen=True)
@@ -186,6 +188,7 @@ _B24_KEYS = {
     "webhook_url", "webhook_url_env", "webhook_url_file", "oauth", "rate", "burst", "application_token",
     "application_token_env", "application_token_file", "events", "events_url", "poll_interval",
     "register_timeout", "request_timeout", "record_inline_limit", "directory_refresh", "availability_ttl",
+    "workload_ttl",
 }  # fmt: skip
 _OAUTH_KEYS = {"portal", "client_id", "client_secret", "client_secret_env", "client_secret_file", "token_file",
                "oauth_host"}  # fmt: skip
@@ -238,6 +241,7 @@ def _bitrix24(r: Reader, data: dict[str, Any]) -> Bitrix24Settings:
         record_inline_limit=r.positive(data, k, "record_inline_limit", int, d.record_inline_limit),
         directory_refresh=r.positive(data, k, "directory_refresh", float, d.directory_refresh),
         availability_ttl=r.positive(data, k, "availability_ttl", float, d.availability_ttl),
+        workload_ttl=r.positive(data, k, "workload_ttl", float, d.workload_ttl),
     )
 
 
@@ -293,7 +297,7 @@ def parse_settings(data: dict[str, Any], *, path: Path, env: dict[str, str] | No
     """Turn parsed TOML into settings; raise :class:`ConfigError` listing every problem."""
     r = Reader(path.parent, dict(os.environ) if env is None else env)
     r.unknown(data, "", {"asterisk", "bitrix24", "journal", "http", "employees", "routing", "regions",
-                         "schedules", "queues", "ivr", "lines"})  # fmt: skip
+                         "schedules", "queues", "ivr", "lines", "lead_distribution"})  # fmt: skip
     asterisk = _asterisk(r, r.table(data, "", "asterisk"))
     bitrix24 = _bitrix24(r, r.table(data, "", "bitrix24"))
     journal_data = r.table(data, "", "journal")

@@ -15,6 +15,7 @@ from typing import Any
 
 from bridge.config.checks import routing_loops
 from bridge.config.grammar import DTMF_RE, EXT_RE, NUMBER_RE, Grammar, Problem, Ref
+from bridge.config.leads import LeadParser
 from bridge.domain.schedule import Hours, Schedule
 from bridge.domain.scheme import (
     MAX_RINGS,
@@ -72,6 +73,10 @@ class RoutingParser:
         queues = {qid: self._queue(qid, q) for qid, q in self._tables(data, "queues").items()}
         menus = {mid: self._menu(mid, m) for mid, m in self._tables(data, "ivr").items()}
         lines = {str(num): self._line(str(num), ln) for num, ln in self._tables(data, "lines").items()}
+        leads = LeadParser(self.problem, self.grammar, self._refs)
+        distributions = {
+            did: leads.distribution(did, d, queues) for did, d in self._tables(data, "lead_distribution").items()
+        }
         for num in lines:
             if not NUMBER_RE.fullmatch(num):
                 self.problem(f"lines.{num}", "a line number must be digits (optionally a leading +)")
@@ -80,6 +85,8 @@ class RoutingParser:
             "ivr": set(menus),
             "employee": set(employees),
             "schedule": set(schedules),
+            "line": set(lines),
+            "lead distribution": set(distributions),
         }
         auto_map = self._table(data, "employees").get("auto_map", True) is True
         for key, kind, ident in self._refs:
@@ -100,6 +107,7 @@ class RoutingParser:
             voicemail_prompt=self._media(routing, "routing.voicemail_prompt", "sound:vm-intro"),
             greeting=self._media(routing, "routing.greeting", ""),
             intercept_code=self._code(routing, "routing.intercept_code"),
+            lead_distributions=distributions,
         )
         for queue in queues.values():
             if plan.intercept_code and queue.intercept_code == plan.intercept_code:
@@ -193,7 +201,7 @@ class RoutingParser:
     def _queue(self, qid: str, data: dict[str, Any]) -> QueueGroup:
         key = f"queues.{qid}"
         known = {"members", "distribution", "rings_per_member", "passes", "final", "missed_owner",
-                 "intercept_code", "name"}  # fmt: skip
+                 "intercept_code", "name", "workload_of"}  # fmt: skip
         for name in data:
             if name not in known:
                 self.problem(f"{key}.{name}", "unknown key")
@@ -210,7 +218,7 @@ class RoutingParser:
         try:
             distribution = Distribution(dist_name)
         except ValueError:
-            self.problem(f"{key}.distribution", f"must be evenly, in_order or everybody, got {dist_name!r}")
+            self.problem(f"{key}.distribution", f"must be evenly, in_order, everybody or workload, got {dist_name!r}")
             distribution = Distribution.IN_ORDER
         rings = data.get("rings_per_member", 3)
         min_rings = 0 if distribution is Distribution.EVERYBODY else 1
@@ -224,6 +232,10 @@ class RoutingParser:
         missed_owner = str(data.get("missed_owner", ""))
         if missed_owner:
             self._refs.append((f"{key}.missed_owner", "employee", missed_owner))
+        workload_of = str(data.get("workload_of", "leads"))
+        if workload_of not in ("leads", "deals"):
+            self.problem(f"{key}.workload_of", f"must be leads or deals, got {workload_of!r}")
+            workload_of = "leads"
         code = self._code(data, f"{key}.intercept_code")
         return QueueGroup(
             id=qid,
@@ -235,6 +247,7 @@ class RoutingParser:
             missed_owner=missed_owner,
             intercept_code=code,
             name=str(data.get("name", qid)),
+            workload_of=workload_of,
         )
 
     def _menu(self, mid: str, data: dict[str, Any]) -> IvrMenu:
@@ -270,7 +283,7 @@ class RoutingParser:
         key = f"lines.{num}"
         known = {"name", "rules", "fallback", "default_ext", "crm_create", "crm_source", "missed_task",
                  "missed_notify", "record", "callback_queue", "pbx_fallback", "moh_class", "greeting",
-                 "voicemail_prompt"}  # fmt: skip
+                 "voicemail_prompt", "lead_distribution"}  # fmt: skip
         for name in data:
             if name not in known:
                 self.problem(f"{key}.{name}", "unknown key")
@@ -301,6 +314,9 @@ class RoutingParser:
         if default_ext:
             self._refs.append((f"{key}.default_ext", "employee", default_ext))
         callback_queue = str(data.get("callback_queue", ""))
+        lead_distribution = str(data.get("lead_distribution", ""))
+        if lead_distribution:
+            self._refs.append((f"{key}.lead_distribution", "lead distribution", lead_distribution))
         if callback_queue:
             self._refs.append((f"{key}.callback_queue", "queue", callback_queue))
         flags = {n: data.get(n, d) for n, d in (("crm_create", True), ("missed_task", False),
@@ -308,6 +324,8 @@ class RoutingParser:
         for name, value in flags.items():
             if not isinstance(value, bool):
                 self.problem(f"{key}.{name}", "must be true or false")
+        if lead_distribution and flags["crm_create"] is False:
+            self.problem(f"{key}.lead_distribution", "needs crm_create = true: without it the calls make no leads")
         return Line(
             number=num,
             name=str(data.get("name", num)),
@@ -324,6 +342,7 @@ class RoutingParser:
             moh_class=self._moh_class(data, f"{key}.moh_class"),
             greeting=self._media(data, f"{key}.greeting", ""),
             voicemail_prompt=self._media(data, f"{key}.voicemail_prompt", ""),
+            lead_distribution=lead_distribution,
         )
 
     def _rings(self, key: str, value: Any) -> int | None:

@@ -13,6 +13,7 @@ from typing import Any
 from bridge.domain.commands import (
     CallType,
     CrmAdopt,
+    CrmAssignLead,
     CrmAttachRecord,
     CrmCommand,
     CrmFinish,
@@ -30,6 +31,11 @@ HIDE = "telephony.externalCall.hide"
 ATTACH_RECORD = "telephony.externalCall.attachRecord"
 TASK_ADD = "tasks.task.add"
 NOTIFY = "im.notify.personal.add"
+LEAD_GET = "crm.lead.get"
+LEAD_UPDATE = "crm.lead.update"
+OPEN_LIST = {"leads": "crm.lead.list", "deals": "crm.deal.list"}
+OPEN_FILTER = {"leads": {"STATUS_SEMANTIC_ID": "P"}, "deals": {"CLOSED": "N"}}
+"""What counts as open: a lead in an in-progress status (not converted, not junk), a deal not closed."""
 
 Request = tuple[str, dict[str, Any]]
 
@@ -109,6 +115,20 @@ def notify_request(user_id: int, message: str) -> Request:
     return NOTIFY, {"USER_ID": int(user_id), "MESSAGE": message}
 
 
+def open_count_request(kind: str, user_id: int) -> Request:
+    """One page of ``kind`` (leads or deals) open and assigned to ``user_id``: its ``total`` is the count."""
+    params = {"filter": {**OPEN_FILTER[kind], "ASSIGNED_BY_ID": int(user_id)}, "select": ["ID"], "start": 0}
+    return OPEN_LIST[kind], params
+
+
+def lead_get_request(lead_id: int) -> Request:
+    return LEAD_GET, {"id": int(lead_id)}
+
+
+def lead_update_request(lead_id: int, user_id: int) -> Request:
+    return LEAD_UPDATE, {"id": int(lead_id), "fields": {"ASSIGNED_BY_ID": int(user_id)}}
+
+
 def request_for(cmd: CrmCommand, call_id: str = "") -> Request:
     """The REST request that carries ``cmd``; ``call_id`` names the call for show/hide/finish.
 
@@ -144,6 +164,8 @@ def request_for(cmd: CrmCommand, call_id: str = "") -> Request:
             raise ValueError("CrmAdopt maps a leg to a CALL_ID Bitrix24 already has; nothing to send")
         case CrmAttachRecord():
             raise ValueError("CrmAttachRecord needs the recording's content: use Telephony.attach_record")
+        case CrmAssignLead():
+            raise ValueError("CrmAssignLead needs the lead register created: bridge.delivery.leads sends it")
     raise ValueError(f"not a CRM command: {type(cmd).__name__}")
 
 

@@ -37,9 +37,10 @@ from bridge.crm.pacing import bucket_level
 from bridge.crm.telephony import Telephony
 from bridge.delivery.access import StatisticsAccess
 from bridge.delivery.hooks import DeliveryObserver
+from bridge.delivery.leads import assign_lead
 from bridge.delivery.plan import Chain, chains_of, fill, record_filename
 from bridge.delivery.sending import Sender
-from bridge.delivery.settle import Settler
+from bridge.delivery.settle import METHOD_OF, Settler
 from bridge.journal import Journal, PendingOp
 from bridge.logs import call_keys
 
@@ -222,15 +223,15 @@ class Delivery:
         chains, more_waiting = self._take(limit)
         if not chains:
             return False
-        records = [chain.head for chain in chains if chain.is_record]
-        if records:
+        records = [chain.head for chain in chains if chain.is_record or chain.head.kind == "assign_lead"]
+        if records:  # recordings and lead hand-overs: requests of their own, in the side lanes
             self.journal.mark_sent([op.id for op in records])  # in the upload lane now: not ready again
             self._uploads.extend(records)
             while len(self._uploading) < min(UPLOAD_LANES, len(self._uploads)):
                 lane = asyncio.create_task(self._upload_all(), name="delivery-uploads")
                 self._uploading.add(lane)
                 lane.add_done_callback(self._uploading.discard)
-        sends = [c for c in chains if not c.is_record]
+        sends = [c for c in chains if c.head not in records]
         claimed = {op.id for chain in sends for op in chain.ops}
         self._claimed |= claimed
         self._cycles += 1
@@ -261,9 +262,12 @@ class Delivery:
         while self._uploads:
             op = self._uploads.popleft()
             try:
-                await self._attach(op)
+                if op.kind == "assign_lead":
+                    await assign_lead(self.journal, self.client, self.settler, op)
+                else:
+                    await self._attach(op)
             except Exception:  # the journal failed us: the op stays sent, retried after the next start
-                log.exception("delivery.error", crm_leg=op.crm_leg, method="telephony.externalCall.attachRecord")
+                log.exception("delivery.error", crm_leg=op.crm_leg, method=METHOD_OF.get(op.kind, op.kind))
             self.notify()  # a retry's new due time, or room for the next cycle
 
     async def _stop_uploads(self) -> None:

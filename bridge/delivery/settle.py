@@ -11,7 +11,7 @@ from typing import Any
 
 import structlog
 
-from bridge.crm.builders import ATTACH_RECORD, FINISH, HIDE, NOTIFY, REGISTER, SHOW, TASK_ADD
+from bridge.crm.builders import ATTACH_RECORD, FINISH, HIDE, LEAD_UPDATE, NOTIFY, REGISTER, SHOW, TASK_ADD
 from bridge.crm.envelope import BatchResult
 from bridge.crm.errors import CallNotFoundError, CrmError, PermanentCrmError, TransientCrmError
 from bridge.crm.telephony import registered_from
@@ -31,6 +31,7 @@ METHOD_OF = {
     "attach_record": ATTACH_RECORD,
     "missed_task": TASK_ADD,
     "notify": NOTIFY,
+    "assign_lead": LEAD_UPDATE,
 }
 CARD_KINDS = ("show", "hide")
 NOT_CARRIED = "NOT_CARRIED_OUT"

@@ -8,7 +8,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import structlog
@@ -18,9 +18,19 @@ from bridge.dispatch.availability import AvailabilityBook
 from bridge.dispatch.device_views import DeviceViews
 from bridge.dispatch.executor import CallExecutor, PbxPort
 from bridge.dispatch.inputs import CallSummary, DeviceSettled, Input, LookupDone, StampedQueue, TimerDue
+from bridge.dispatch.tallies import Tallies
 from bridge.domain import call as core
 from bridge.domain import observed as watch
-from bridge.domain.commands import CallType, CancelLeg, CrmCommand, CrmFinish, HangupCaller, LookupCrm, PbxCommand
+from bridge.domain.commands import (
+    CallType,
+    CancelLeg,
+    CrmAssignLead,
+    CrmCommand,
+    CrmFinish,
+    HangupCaller,
+    LookupCrm,
+    PbxCommand,
+)
 from bridge.domain.events import (
     CallStarted,
     CrmClient,
@@ -48,6 +58,21 @@ class Outbox(Protocol):
     def append(self, cmd: CrmCommand, *, linkedid: str = "", pbx_call: str = "", line: str = "") -> int: ...
 
 
+class WorkloadView(Protocol):
+    def counts(self, kind: str) -> dict[str, int]: ...
+    def count_one(self, kind: str, ext: str) -> None: ...
+
+
+class NoWorkload:
+    """Nothing counted: every member has 0 open leads and deals."""
+
+    def counts(self, kind: str) -> dict[str, int]:
+        return {}
+
+    def count_one(self, kind: str, ext: str) -> None:
+        pass
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -62,6 +87,8 @@ class Dispatcher:
         on_stasis: Callable[[StasisEntered], None] | None = None,
         history: int = 1000,
         queue: StampedQueue | None = None,
+        tallies: Tallies | None = None,
+        workload: WorkloadView | None = None,
     ) -> None:
         self.queue = queue if queue is not None else StampedQueue()
         """Every input, in order; the PBX links put their events here directly."""
@@ -79,8 +106,10 @@ class Dispatcher:
         self.devices = DeviceViews(self.availability, self.calls, self.step_call, self.put)
         self.ended: deque[CallSummary] = deque(maxlen=history)
         self.accepting = True
-        self._answered: dict[str, int] = {}
-        self._answered_day: date | None = None
+        self.tallies = tallies or Tallies()
+        """Answered calls today (``evenly``) and each lead distribution's last manager, kept across restarts."""
+        self.workload = workload or NoWorkload()
+        """``leads`` / ``deals`` -> extension -> open ones, from a cache (never waits for Bitrix24)."""
         self._timers: dict[tuple[str, bool], asyncio.TimerHandle] = {}
         self._executors: dict[str, CallExecutor] = {}
         self._finishes: dict[str, list[CrmFinish]] = {}
@@ -210,7 +239,10 @@ class Dispatcher:
             event,
             crm_key=event.crm_key or call_id,
             availability=self.availability.snapshot(),
-            answered_today=dict(self._answered_counts(now)),
+            answered_today=dict(self.tallies.answered_today(now)),
+            open_leads=self.workload.counts("leads"),
+            open_deals=self.workload.counts("deals"),
+            last_assigned=dict(self.tallies.last_assigned()),
         )
         self.calls[call_id] = replace(core.start_call(plan, call_id, now), serial=serial)
         if event.caller_name:
@@ -251,7 +283,7 @@ class Dispatcher:
             self._emit(call_id, new.linkedid, new.line, commands, observed=False)
             self._arm(call_id, new.deadline, now, observed=False)
             if new.talk is not None and (call.talk is None or call.talk.leg != new.talk.leg) and new.talk.ext:
-                self._answered[new.talk.ext] = self._answered.get(new.talk.ext, 0) + 1
+                self.tallies.count_answer(new.talk.ext, now)
             if new.state is State.DONE:
                 del self.calls[call_id]
                 self._finished(
@@ -317,6 +349,8 @@ class Dispatcher:
                 log.info("crm.queued", command=type(cmd).__name__, crm_leg=getattr(cmd, "crm_leg", ""))
                 if isinstance(cmd, CrmFinish):
                     self._finishes.setdefault(key, []).append(cmd)
+                elif isinstance(cmd, CrmAssignLead):
+                    self._lead_assigned(cmd)
                 wrote = True
             elif isinstance(cmd, LookupCrm):
                 self.spawn(self._lookup(key, cmd.phone))
@@ -324,6 +358,18 @@ class Dispatcher:
                 self._executor(key).submit(cmd)
         if wrote:
             self.outbox_changed()
+
+    def _lead_assigned(self, cmd: CrmAssignLead) -> None:
+        emp = self.plan().employee_by_user(cmd.user_id)
+        if emp is not None:
+            self.tallies.assigned(cmd.distribution, emp.ext)
+            self.workload.count_one("leads", emp.ext)  # until the next count says more
+            # the calls going on learnt these at their start: their round robin goes on after this one
+            last, leads = dict(self.tallies.last_assigned()), self.workload.counts("leads")
+            for key, live in self.calls.items():
+                self.calls[key] = replace(live, last_assigned=last, open_leads=leads)
+        log.info("leads.distributed", crm_leg=cmd.crm_leg, distribution=cmd.distribution, user_id=cmd.user_id,
+                 why=cmd.why)  # fmt: skip
 
     def submit(self, key: str, cmd: PbxCommand) -> None:
         """Run a PBX command for ``key`` after the ones already submitted for it."""
@@ -375,13 +421,7 @@ class Dispatcher:
 
     def answered_today(self) -> dict[str, int]:
         """Extension -> calls it answered today."""
-        return dict(self._answered_counts(self.clock()))
-
-    def _answered_counts(self, now: datetime) -> dict[str, int]:
-        if self._answered_day != now.date():
-            self._answered_day = now.date()
-            self._answered.clear()
-        return self._answered
+        return dict(self.tallies.answered_today(self.clock()))
 
     def spawn(self, coro: Awaitable[Any]) -> None:
         """Run ``coro`` in the background (cancelled by :meth:`close`)."""

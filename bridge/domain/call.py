@@ -130,6 +130,9 @@ def _started(call: Call, event: CallStarted, now: datetime) -> Step:
         call_type=event.call_type,
         availability=dict(event.availability),
         answered_today=dict(event.answered_today),
+        open_leads=dict(event.open_leads),
+        open_deals=dict(event.open_deals),
+        last_assigned=dict(event.last_assigned),
     )
     if line is None:
         call = replace(move(call, State.DONE), ended_at=now, warning=f"line {event.line!r} is not configured")

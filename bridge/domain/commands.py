@@ -208,6 +208,19 @@ class CrmNotify:
     message: str
 
 
+@dataclass(frozen=True)
+class CrmAssignLead:
+    """Make ``user_id`` responsible for the lead ``crm_leg``'s register created (``CRM_CREATED_LEAD``) and tell
+    them (``message``). Journaled after the leg's finish, which would otherwise name the finishing user; the
+    delivery leaves alone a lead the call did not create, one already converted or junk, or one someone else took."""
+
+    crm_leg: str
+    user_id: int
+    message: str
+    distribution: str = ""
+    why: str = ""
+
+
 PbxCommand = (
     AnswerCaller
     | StartMusic
@@ -223,5 +236,7 @@ PbxCommand = (
     | HangupCaller
     | LookupCrm
 )
-CrmCommand = CrmRegister | CrmAdopt | CrmShow | CrmHide | CrmFinish | CrmAttachRecord | CrmMissedTask | CrmNotify
+CrmCommand = (
+    CrmRegister | CrmAdopt | CrmShow | CrmHide | CrmFinish | CrmAttachRecord | CrmMissedTask | CrmNotify | CrmAssignLead
+)
 Command = PbxCommand | CrmCommand

@@ -14,6 +14,7 @@ from bridge.domain.cards import (
 )
 from bridge.domain.commands import CancelLeg, Command, HangupCaller, ReleaseReason
 from bridge.domain.events import Direction
+from bridge.domain.leads import lead_step
 from bridge.domain.legs import release
 from bridge.domain.state import Call, State, Step, move
 from bridge.domain.status import status_code
@@ -31,11 +32,12 @@ def end_missed(call: Call, now: datetime, *, hang_up: bool) -> Step:
         commands.append(HangupCaller())
     owner = missed_owner(call)
     call, register = ensure_registered(call, owner, now)
+    pick, assign = lead_step(call, False, now) if owner else (None, [])
     call, finished = finish(call, owner, 0, status_code(Direction.INBOUND, answered=False))
-    notices = missed_notices(call, owner, left_message) if owner else []
+    notices = missed_notices(call, pick.user_id if pick and pick.user_id else owner, left_message) if owner else []
     if not owner:
         call = replace(call, warning="nobody owns this call in Bitrix24 (set the line's default_ext): not mirrored")
-    return settle(call, now), [*commands, *register, *finished, *notices]
+    return settle(call, now), [*commands, *register, *finished, *assign, *notices]
 
 
 def end_talk(call: Call, now: datetime, *, by_caller: bool) -> Step:
@@ -44,10 +46,10 @@ def end_talk(call: Call, now: datetime, *, by_caller: bool) -> Step:
     talk = replace(call.talk, ended_at=now)
     commands: list[Command] = [CancelLeg(talk.leg, reason=ReleaseReason.CALLER_GONE) if by_caller else HangupCaller()]
     call = replace(call, talk=None, talks=(*call.talks, talk))
-    call, finished = finish(
-        call, talk.user_id or missed_owner(call), talk.seconds, status_code(Direction.INBOUND, answered=True)
-    )
-    return settle(call, now), [*commands, *finished]
+    user_id = talk.user_id or missed_owner(call)
+    _pick, assign = lead_step(call, True, now)
+    call, finished = finish(call, user_id, talk.seconds, status_code(Direction.INBOUND, answered=True))
+    return settle(call, now), [*commands, *finished, *assign]
 
 
 def settle(call: Call, now: datetime) -> Call:

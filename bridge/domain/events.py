@@ -47,6 +47,13 @@ class CallStarted:
     """Extension -> availability now; extensions not listed count as available."""
     answered_today: dict[str, int] = field(default_factory=dict)
     """Extension -> calls answered so far, for the ``evenly`` distribution."""
+    open_leads: dict[str, int] = field(default_factory=dict)
+    """Extension -> open leads (the shell's cached count), for ``workload`` (queues and lead distribution)."""
+    open_deals: dict[str, int] = field(default_factory=dict)
+    """Extension -> open deals, for queues whose ``workload_of`` is deals."""
+    last_assigned: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """Lead distribution id -> its managers in the order they last got a lead, the most recent last (round robin
+    goes on after the latest of its candidates)."""
     call_type: CallType = CallType.INCOMING
     """Bitrix24 TYPE of the call's first CRM leg: INCOMING, or CALLBACK for a callback the bridge placed."""
 

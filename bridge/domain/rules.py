@@ -73,8 +73,9 @@ def _number(text: str) -> Decimal | None:
 
 
 def needs_crm(plan: Plan, line: Line) -> bool:
-    """Whether any rule of ``line`` (or any action reachable from it) needs to know who the caller is."""
-    if any(isinstance(rule.when, KnownClient | CrmField) for rule in line.rules):
+    """Whether any rule of ``line`` (or any action reachable from it) needs to know who the caller is; a line that
+    distributes leads does (only an unknown caller's call makes one)."""
+    if line.lead_distribution or any(isinstance(rule.when, KnownClient | CrmField) for rule in line.rules):
         return True
     seen: set[str] = set()
     todo: list[Action] = [rule.then for rule in line.rules] + [line.fallback]

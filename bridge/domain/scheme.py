@@ -38,6 +38,8 @@ class Distribution(Enum):
     EVENLY = "evenly"
     IN_ORDER = "in_order"
     EVERYBODY = "everybody"
+    WORKLOAD = "workload"
+    """Members sorted by their open leads (or deals: ``QueueGroup.workload_of``), fewest first."""
 
 
 # --- actions: where a rule, an IVR key or a final action sends the call ---------------------------
@@ -193,6 +195,8 @@ class QueueGroup:
     """Extension that owns missed calls of this group (finish USER_ID, missed-call task)."""
     intercept_code: str = ""
     name: str = ""
+    workload_of: str = "leads"
+    """``workload``: count open ``leads`` or ``deals``."""
 
 
 @dataclass(frozen=True)
@@ -233,6 +237,66 @@ class Line:
     """Played once the call is answered, before routing; empty: ``Plan.greeting`` (empty there too: none)."""
     voicemail_prompt: str = ""
     """Played before a voicemail of this line is recorded; empty: ``Plan.voicemail_prompt``."""
+    lead_distribution: str = ""
+    """Id of the ``Plan.lead_distributions`` entry that assigns the leads this line's calls create."""
+
+
+# --- lead distribution (bridge/domain/leads.py picks) --------------------------------------------
+
+OWNER = "owner"
+"""``off_hours`` value: outside hours the lead stays with whoever ``finish`` named (the line's owner)."""
+
+
+class LeadMode(Enum):
+    ROUND_ROBIN = "round_robin"
+    WORKLOAD = "workload"
+
+
+class LeadCalls(Enum):
+    """Which calls' leads are distributed."""
+
+    MISSED = "missed"
+    ALL = "all"
+
+
+@dataclass(frozen=True)
+class OnLine:
+    """The call came in on one of ``numbers``."""
+
+    numbers: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class FromSource:
+    """The line's CRM source (``crm_source``, the lead's SOURCE_ID) is one of ``sources``."""
+
+    sources: tuple[str, ...]
+
+
+LeadCondition = Condition | OnLine | FromSource
+"""A lead rule's condition: a routing condition (the CRM's are false: the caller was unknown), a line, a source."""
+
+
+@dataclass(frozen=True)
+class LeadRule:
+    when: tuple[LeadCondition, ...]
+    """All must hold (empty: always)."""
+    managers: tuple[str, ...]
+    """One extension (``employee:``) or a queue's members (``queue:``)."""
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class LeadDistribution:
+    id: str
+    managers: tuple[str, ...]
+    mode: LeadMode = LeadMode.ROUND_ROBIN
+    rules: tuple[LeadRule, ...] = ()
+    hours: str = ""
+    """A schedule: outside it the lead goes to ``off_hours``."""
+    off_hours: str = OWNER
+    """The on-duty manager's extension, or ``owner``."""
+    calls: LeadCalls = LeadCalls.MISSED
 
 
 @dataclass(frozen=True)
@@ -253,6 +317,7 @@ class Plan:
     intercept_code: str = ""
     """One code a member dials to take a call ringing any of their groups (Bitrix24's single code); a group's own
     ``intercept_code`` works for that group too."""
+    lead_distributions: dict[str, LeadDistribution] = field(default_factory=dict)
 
     def employee_by_user(self, user_id: int) -> Employee | None:
         for emp in self.employees.values():

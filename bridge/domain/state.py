@@ -184,6 +184,9 @@ class Call:
     call_type: CallType = CallType.INCOMING
     availability: Mapping[str, Availability] = field(default_factory=dict)
     answered_today: Mapping[str, int] = field(default_factory=dict)
+    open_leads: Mapping[str, int] = field(default_factory=dict)
+    open_deals: Mapping[str, int] = field(default_factory=dict)
+    last_assigned: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     client: CrmClient | None = None
     rule_index: int = 0
     """The next rule of the line's chain to try when the current action cannot run (past the end: fallback)."""

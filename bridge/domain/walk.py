@@ -1,8 +1,8 @@
 """Ring walks: who rings next, for how long, and what happens when a leg stops ringing.
 
-* QUEUE (``in_order``; ``evenly`` = members sorted by calls answered today, ties in list order): one member at
-  a time, ``rings_per_member`` rings each, ``passes`` times over the list, skipping unavailable members; then
-  the queue's final action.
+* QUEUE (``in_order``; ``evenly`` = members sorted by calls answered today, ``workload`` by open leads or deals,
+  ties in list order): one member at a time, ``rings_per_member`` rings each, ``passes`` times over the list,
+  skipping unavailable members; then the queue's final action.
 * EVERYBODY: every available member at once (at most ``MAX_EVERYBODY_DEVICES``) for ``rings_per_member`` rings,
   or endlessly when 0 (a leg that times out rings again; a member who becomes free joins); then the final action.
 * TARGETS (an employee, the responsible manager, their supervisor): each in turn with the employee's own rules:
@@ -118,6 +118,9 @@ def start_queue(call: Call, queue_id: str, now: datetime) -> WalkStep:
     order = queue.members
     if queue.distribution is Distribution.EVENLY:
         order = tuple(sorted(order, key=lambda ext: call.answered_today.get(ext, 0)))
+    elif queue.distribution is Distribution.WORKLOAD:
+        counts = call.open_deals if queue.workload_of == "deals" else call.open_leads
+        order = tuple(sorted(order, key=lambda ext: counts.get(ext, 0)))
     walk = Walk(WalkKind.QUEUE, queue=queue_id, order=order, ring_seconds=_seconds(call, queue.rings_per_member))
     return _next_member(replace(call, walk=walk), now)
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from bridge.domain.commands import (
     CrmAdopt,
+    CrmAssignLead,
     CrmAttachRecord,
     CrmCommand,
     CrmFinish,
@@ -35,6 +36,7 @@ KIND_OF: dict[type[Any], str] = {
     CrmAttachRecord: "attach_record",
     CrmMissedTask: "missed_task",
     CrmNotify: "notify",
+    CrmAssignLead: "assign_lead",
 }
 CLASS_OF: dict[str, type[Any]] = {kind: cls for cls, kind in KIND_OF.items()}
 

@@ -11,8 +11,9 @@ from typing import Any
 from bridge.domain.commands import CrmCommand
 from bridge.journal.codec import CodecError, decode_command
 
-NEEDS_CALL_ID = frozenset({"show", "hide", "finish", "attach_record"})
-"""Kinds that name the call by its CALL_ID, so they can only go after ``register`` (or ``adopt``)."""
+NEEDS_CALL_ID = frozenset({"show", "hide", "finish", "attach_record", "assign_lead"})
+"""Kinds that name the call by its CALL_ID (or, ``assign_lead``, the lead its register made), so they can only go
+after ``register`` (or ``adopt``)."""
 CARD_KINDS = frozenset({"show", "hide"})
 
 

@@ -98,6 +98,21 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE operations ADD COLUMN of_linkedid TEXT NOT NULL DEFAULT ''",
         "ALTER TABLE operations ADD COLUMN of_line TEXT NOT NULL DEFAULT ''",
     ],
+    [
+        # what distribution remembers across a restart (bridge/journal/tallies.py): per extension the calls it
+        # answered on ``day`` (scope 'answered', for evenly), per lead distribution the leads each manager got
+        # (scope 'lead:<id>'; the latest ``updated_at`` is whom round robin gave the last one)
+        """
+        CREATE TABLE tallies (
+            scope      TEXT NOT NULL,
+            member     TEXT NOT NULL,
+            day        TEXT NOT NULL DEFAULT '',
+            count      INTEGER NOT NULL DEFAULT 0,
+            updated_at REAL NOT NULL,
+            PRIMARY KEY (scope, member)
+        )
+        """,
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

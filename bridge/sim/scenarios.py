@@ -19,6 +19,7 @@ from bridge.sim.stage import Stage
 from bridge.sim.verdict import ANSWERED, CALLBACK, INCOMING, MISSED, OUTGOING, Expect
 
 SALES, SUPPORT_IVR, SUPPORT_ALL, NIGHT = "74951112233", "74951112244", "74951112255", "74951112266"
+LEADS = "74951112277"
 CALL_WAIT = 60.0
 """No scripted call may take longer on the PBX than this (seconds)."""
 
@@ -156,6 +157,10 @@ async def _missed_to_voicemail(s: Stage, p: Pace) -> str:
                           hangup_after=walk + 1.0 + p.voicemail)  # fmt: skip
 
 
+async def _new_lead(s: Stage, p: Pace) -> str:
+    return await _inbound(s, LEADS, "79990001014", _never("1006"), hangup_after=2 * p.ring)
+
+
 async def _callback(s: Stage, p: Pace) -> str:
     s.pbx.set_party("79990001011", Answer(after=p.ring))
     s.pbx.set_party("1001", Answer(after=0.5 * p.ring, talk=p.talk))
@@ -217,6 +222,10 @@ MISSED_VOICEMAIL = Scenario(
     lambda p: Expect("79990001010", INCOMING, 15, MISSED, 0, True, _users(11, 12, 13), task_for=15),
     _missed_to_voicemail,
 )  # fmt: skip
+NEW_LEAD = Scenario(
+    "new lead", "Leads line, unknown caller, 1006 does not answer: the lead and the task go to 1001 (round robin)",
+    lambda p: Expect("79990001014", INCOMING, 15, MISSED, 0, False, _users(16), task_for=11), _new_lead,
+)  # fmt: skip
 CALLBACK_REQUEST = Scenario(
     "callback", "A web-form callback: the client is dialled, then the sales queue (1001)",
     lambda p: Expect("79990001011", CALLBACK, 11, ANSWERED, p.talk, True, _users(11)), _callback,
@@ -238,6 +247,7 @@ DAY = (
     Act((IVR,)),
     Act((RESPONSIBLE,)),
     Act((MISSED_VOICEMAIL,)),
+    Act((NEW_LEAD,)),
     Act((CALLBACK_REQUEST,)),
     Act((OUTAGE_ANSWERED, OUTAGE_VOICEMAIL), outage=True),
 )

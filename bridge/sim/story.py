@@ -43,6 +43,8 @@ TELLERS: dict[str, Teller] = {
     "crm.delivered": _delivered,
     "crm.offline": lambda _x: "Bitrix24 does not answer: the call is mirrored once it is back",
     "crm.replayed": lambda _x: "mirrored to Bitrix24 after the outage",
+    "leads.distributed": lambda x: f"its lead goes to user {x.get('user_id')}: {x.get('why')}",
+    "leads.assigned": lambda x: f"Bitrix24: lead {x.get('lead')} is user {x.get('user_id')}'s, who is notified",
     "crm.failed": lambda x: f"Bitrix24 refused {x.get('method')}: {x.get('reason')}",
     "clicktocall.started": lambda x: f"click-to-call from Bitrix24: rings {x.get('ext')}",
     "callback.dialling": lambda x: f"callback: dials the client for line {x.get('line')}",

@@ -351,3 +351,21 @@ def test_the_example_configuration_explains_its_sample_call(capsys: pytest.Captu
     example = Path(__file__).resolve().parents[2] / "bridge.example.toml"
     assert cli(example, "--line", "74951112233", "--from", "79991234567", "--hangup", "30") == 0
     assert "Result: STATUS_CODE 304" in capsys.readouterr().out
+
+
+def test_explain_names_the_lead_distribution_s_choice_and_the_hand_over() -> None:
+    example = Path(__file__).resolve().parents[2] / "bridge.example.toml"
+    settings = parse_settings(tomllib.loads(example.read_text(encoding="utf-8")), path=example, env={})
+    trail = explain(
+        settings.plan, line="74951112233", caller="79991234567", at=datetime.fromisoformat("2026-03-10T13:00+03:00"),
+        agents={"1001": Availability.ABSENT}, hangup=20,
+    )  # fmt: skip
+    text = render_text(trail)
+    assert "lead distribution sales_leads: the managers, round robin: 1002 is next (skipped" in text
+    last = json.loads(render_json(trail))["steps"][-1]
+    methods = [c["method"] for c in last["bitrix24"]]
+    assert methods.index("telephony.externalCall.finish") < methods.index("crm.lead.update")
+    update = last["bitrix24"][methods.index("crm.lead.update")]["params"]
+    assert update["fields"] == {"ASSIGNED_BY_ID": 12}
+    task = last["bitrix24"][methods.index("tasks.task.add")]["params"]
+    assert task["fields"]["RESPONSIBLE_ID"] == 12

@@ -105,3 +105,13 @@ async def test_a_view_of_some_users_only_is_a_warning(tmp_path: Path, capsys: py
     lines = verdicts(capsys.readouterr().out)
     assert [line.split()[:2] for line in lines][-1] == ["warn", "stats"]
     assert "not a portal admin" in lines[-1] and "app user 1" in lines[-1]
+
+
+async def test_lead_distribution_needs_crm_and_im(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    async with stage(tmp_path) as s:  # the demo's leads line distributes leads
+        assert await check(s.settings) == 0
+        s.crm.set_scopes({"telephony", "user", "crm", "department", "task"})
+        assert await check(s.settings) == 1
+    first, second = (line for line in verdicts(capsys.readouterr().out) if line.split()[1] == "bitrix24")
+    assert first.startswith("ok   bitrix24  Bitrix24 answers; telephony, crm, im scope(s) granted;"), first
+    assert second.startswith("FAIL bitrix24  the app lacks the scope(s) im that lead distribution"), second

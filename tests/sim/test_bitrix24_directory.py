@@ -144,3 +144,37 @@ def test_seed_from_file_and_broken_seeds(tmp_path: Path) -> None:
         Bitrix24Simulator(seed=tmp_path / "missing.json")
     with pytest.raises(ValueError, match="USER_ID/CODE"):
         Bitrix24Simulator(webhook="no-slash")
+
+
+async def test_leads_are_listed_50_a_page_with_total_updated_and_closed_ones_told_apart(rest: Rest) -> None:
+    crm = rest.sim.core.crm
+    for n in range(120):
+        crm.add_lead(f"7495000{n:04d}", 12 if n % 2 else 13, "JUNK" if n % 10 == 0 else "NEW")
+    crm.add_lead("74950009999", 12, "CONVERTED")
+    mine = {"filter": {"ASSIGNED_BY_ID": 12, "STATUS_SEMANTIC_ID": "P"}, "select": ["ID"]}
+    status, first = await rest.call("crm.lead.list", mine)
+    assert status == 200 and (len(first["result"]), first["total"], first["next"]) == (50, 60, 50)
+    status, last = await rest.call("crm.lead.list", {**mine, "start": 50})
+    assert (len(last["result"]), last["total"]) == (10, 60) and "next" not in last
+    closed = await rest.result("crm.lead.list", {"filter": {"!STATUS_SEMANTIC_ID": "P"}})
+    assert sorted(lead["STATUS_SEMANTIC_ID"] for lead in closed) == ["F"] * 12 + ["S"]
+    assert await rest.result("crm.lead.update", {"id": 1, "fields": {"ASSIGNED_BY_ID": 15}}) is True
+    assert (await rest.result("crm.lead.get", {"id": 1}))["ASSIGNED_BY_ID"] == "15"
+    status, body = await rest.call("crm.lead.update", {"id": 1, "fields": {"ASSIGNED_BY_ID": 17}})
+    assert status == 400 and "17" in body["error_description"], "a dismissed user cannot be made responsible"
+    status, body = await rest.call("crm.lead.update", {"id": 999, "fields": {"ASSIGNED_BY_ID": 15}})
+    assert (status, body["error_description"]) == (400, "Not found")
+
+
+async def test_notifications_to_a_dismissed_user_and_methods_outside_the_app_s_scopes_are_refused(rest: Rest) -> None:
+    status, body = await rest.call("im.notify.personal.add", {"USER_ID": 17, "MESSAGE": "New lead"})
+    assert (status, body["error"]) == (400, "USER_NOT_FOUND")
+    assert {"telephony", "crm", "im"} <= set(await rest.result("scope"))
+    rest.sim.set_scopes({"telephony", "user", "crm"})
+    assert await rest.result("scope") == ["crm", "telephony", "user"]
+    assert "im" in await rest.result("scope", {"full": "true"})
+    status, body = await rest.call("im.notify.personal.add", {"USER_ID": 15, "MESSAGE": "New lead"})
+    assert (status, body["error"]) == (401, "insufficient_scope")
+    assert (await rest.result("crm.lead.list", {"select": ["ID"]})) == []
+    rest.sim.set_scopes(None)
+    assert isinstance(await rest.result("im.notify.personal.add", {"USER_ID": 15, "MESSAGE": "New lead"}), int)

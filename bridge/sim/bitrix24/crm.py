@@ -7,6 +7,7 @@ from typing import Any
 
 from bridge.sim.bitrix24 import filters
 from bridge.sim.bitrix24.context import Caller, MethodSpec, Reply
+from bridge.sim.bitrix24.directory import Directory
 from bridge.sim.bitrix24.errors import RestError
 from bridge.sim.bitrix24.params import Params, to_int, to_str
 from bridge.sim.bitrix24.phone import normalize_phone, same_phone
@@ -14,6 +15,9 @@ from bridge.sim.bitrix24.seed import CrmEntity, Deal, Seed
 from bridge.sim.bitrix24.timefmt import iso
 
 ENTITY_TYPES = ("CONTACT", "COMPANY", "LEAD")
+_LEAD_FIELDS = ("ID", "TITLE", "ASSIGNED_BY_ID", "STATUS_ID", "STATUS_SEMANTIC_ID", "SOURCE_ID")
+LEAD_SEMANTICS = {"CONVERTED": "S", "JUNK": "F"}
+"""STATUS_ID -> STATUS_SEMANTIC_ID for the closed statuses; every other status is in progress (P)."""
 _DEAL_FIELDS = ("ID", "TITLE", "CONTACT_ID", "COMPANY_ID", "ASSIGNED_BY_ID", "STAGE_ID", "CLOSED", "OPPORTUNITY")
 
 
@@ -26,6 +30,8 @@ class Crm:
         self.entities: dict[str, dict[int, CrmEntity]] = {}
         self.deals: dict[int, Deal] = {}
         self.activity_count = 0
+        self.directory: Directory | None = None
+        """Set by the core: who may be made responsible."""
         self.reset()
 
     def reset(self) -> None:
@@ -89,7 +95,8 @@ class Crm:
         else:
             row.update(NAME=entity.name, SECOND_NAME="", LAST_NAME=entity.last_name)
         if entity.kind == "LEAD":
-            row.update(TITLE=entity.title, STATUS_ID="NEW", SOURCE_ID="CALL")
+            semantic = LEAD_SEMANTICS.get(entity.status_id, "P")
+            row.update(TITLE=entity.title, STATUS_ID=entity.status_id, STATUS_SEMANTIC_ID=semantic, SOURCE_ID="CALL")
         row.update(
             HAS_PHONE="Y" if entity.phones else "N",
             PHONE=[
@@ -121,6 +128,8 @@ class Crm:
             MethodSpec("crm.contact.get", self._getter("CONTACT")),
             MethodSpec("crm.company.get", self._getter("COMPANY")),
             MethodSpec("crm.lead.get", self._getter("LEAD")),
+            MethodSpec("crm.lead.list", self._lead_list),
+            MethodSpec("crm.lead.update", self._lead_update),
             MethodSpec("crm.deal.get", self._deal_get),
             MethodSpec("crm.deal.list", self._deal_list),
         ]
@@ -133,6 +142,41 @@ class Crm:
             return Reply(self.entity_row(entity))
 
         return handler
+
+    async def _lead_list(self, caller: Caller, params: Params) -> Reply:
+        """Leads by filter, 50 a page from ``start``, with ``total`` (CORE-REST list methods)."""
+        criteria = params.get("FILTER")
+        rows = [self.entity_row(lead) for lead in sorted(self.entities["LEAD"].values(), key=lambda e: e.id)]
+        if isinstance(criteria, dict):
+            rows = [row for row in rows if filters.matches(row, criteria, _LEAD_FIELDS)]
+        chunk, total, following = filters.page(rows, params.get("START"))
+        return Reply(chunk, total, following)
+
+    async def _lead_update(self, caller: Caller, params: Params) -> Reply:
+        """Only ASSIGNED_BY_ID and STATUS_ID are modelled; the responsible must be an active user."""
+        lead = self.get("LEAD", _entity_id(params))
+        if lead is None:
+            raise RestError("Not found", "", 400)
+        raw = params.get("FIELDS")
+        fields = {str(k).upper(): v for k, v in raw.items()} if isinstance(raw, dict) else {}
+        if "ASSIGNED_BY_ID" in fields:
+            user = to_int(fields["ASSIGNED_BY_ID"], 0)
+            if self.directory is not None and self.directory.active_user(user) is None:
+                raise RestError(f"Responsible user {user} not found", "", 400)
+            lead.assigned_by = user
+        if "STATUS_ID" in fields:
+            lead.status_id = to_str(fields["STATUS_ID"])
+        return Reply(True)
+
+    def add_lead(self, phone: str, assigned_by: int, status_id: str = "NEW") -> CrmEntity:
+        """A lead made outside the bridge's calls (a web form, a manager): for workload counts."""
+        lead = self.create_lead(phone, assigned_by, None, True)
+        lead.status_id = status_id
+        return lead
+
+    def merge_lead(self, lead_id: int) -> None:
+        """The CRM's duplicate merge folds ``lead_id`` into an older lead: the id is gone."""
+        self.entities["LEAD"].pop(lead_id, None)
 
     async def _deal_get(self, caller: Caller, params: Params) -> Reply:
         deal = self.deals.get(_entity_id(params))

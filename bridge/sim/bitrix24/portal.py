@@ -23,7 +23,7 @@ from bridge.sim.bitrix24.directory import Directory
 from bridge.sim.bitrix24.events import EventHub
 from bridge.sim.bitrix24.faults import FaultPlan
 from bridge.sim.bitrix24.lines import LineRegistry
-from bridge.sim.bitrix24.oauth import Identity, TokenStore
+from bridge.sim.bitrix24.oauth import SCOPE, Identity, TokenStore
 from bridge.sim.bitrix24.params import Params
 from bridge.sim.bitrix24.records import Records
 from bridge.sim.bitrix24.seed import Seed
@@ -34,6 +34,10 @@ from bridge.sim.bitrix24.workspace import Workspace
 
 Clock = Callable[[], float]
 MAX_LOGGED_REQUESTS = 10_000
+
+
+SCOPE_OF = {"crm": "crm", "im": "im", "tasks": "task", "timeman": "timeman", "calendar": "calendar"}
+"""A method's first name part -> the OAuth scope it needs (those a site may leave out of the app's)."""
 
 
 @dataclass
@@ -50,6 +54,8 @@ class PortalConfig:
     operating_limit: float | None = None
     operating_cost: float | Mapping[str, float] = 0.0
     empty_error_code_fraction: float = 0.0
+    scopes: frozenset[str] | None = None
+    """The app's granted scopes (None: all): a method of another scope gets ``insufficient_scope``."""
 
     def webhook_parts(self) -> tuple[int, str]:
         """``"1/code"`` -> (1, "code"); ValueError with a readable message otherwise."""
@@ -81,6 +87,7 @@ class Portal:
         self.tokens = TokenStore(self.identity, clock, wall_clock, config.token_lifetime)
         self.directory = Directory(seed)
         self.crm = Crm(seed, wall_clock())
+        self.crm.directory = self.directory
         self.lines = LineRegistry()
         self.calls = CallRegistry(self.crm, self.lines, wall_clock)
         self.events = EventHub(self.identity, self.tokens, self.directory, wall_clock, self.session, self.count)
@@ -105,6 +112,7 @@ class Portal:
             *self.events.methods(),
             *self.workspace.methods(),
             MethodSpec("app.info", self._app_info),
+            MethodSpec("scope", self._scope),
             MethodSpec("batch", partial(run_batch, self.invoke)),
         ]
         self.methods: dict[str, MethodSpec] = {spec.name.lower(): spec for spec in specs}
@@ -176,6 +184,11 @@ class Portal:
             spec.oauth_only or (spec.app_only and not self.config.webhook_allowed_for_telephony)
         ):
             raise errors.wrong_auth_type()
+        scope = SCOPE_OF.get(spec.name.split(".")[0])
+        if self.config.scopes is not None and scope is not None and scope not in self.config.scopes:
+            raise errors.RestError(
+                "The request requires higher privileges than provided by the access token", "insufficient_scope", 401
+            )
         is_batch = spec.name == "batch"
         if not is_batch:
             self.count("commands")
@@ -189,6 +202,13 @@ class Portal:
             if not is_batch:
                 self.budget.charge(spec.name, time.perf_counter() - started + self._cost(spec.name))
         return reply, self.time_block(started_wall, None if is_batch else spec.name)
+
+    async def _scope(self, caller: Caller, params: Params) -> Reply:
+        """The scopes granted to the app (or the webhook); ``full=true``: every scope there is (docs scope.md)."""
+        everything = SCOPE.split(",")
+        granted = everything if self.config.scopes is None else sorted(self.config.scopes)
+        full = str(params.get("FULL", "")).lower() in ("true", "1", "y")
+        return Reply(everything if full else granted)
 
     async def _app_info(self, caller: Caller, params: Params) -> Reply:
         if caller.app_id is None:  # docs app-info.md: a webhook has no application context

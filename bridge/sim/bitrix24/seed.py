@@ -68,6 +68,8 @@ class CrmEntity:
     phones: list[str] = field(default_factory=list)
     assigned_by: int = 1
     created_by_call: str | None = None
+    status_id: str = "NEW"
+    """A lead's status: NEW / IN_PROCESS are open; CONVERTED (semantic S) and JUNK (F) are closed."""
 
     @property
     def display_name(self) -> str:
@@ -177,6 +179,7 @@ def _entity(kind: str, record: dict[str, Any]) -> CrmEntity:
         title=str(record.get("TITLE", "")),
         phones=_phones(record, where),
         assigned_by=_as_int(record.get("ASSIGNED_BY_ID", 1), where),
+        status_id=str(record.get("STATUS_ID", "NEW")),
     )
 
 

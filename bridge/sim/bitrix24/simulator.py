@@ -147,6 +147,11 @@ class Bitrix24Simulator:
         self.core.directory.set_rights(user_id, admin=admin, statistics=statistics)
         log.info("sim.rights_set", user_id=user_id, admin=admin, statistics=statistics)
 
+    def set_scopes(self, scopes: set[str] | None) -> None:
+        """Grant the app only these OAuth scopes (None: every scope), as a site that unticked some would."""
+        self.core.config.scopes = None if scopes is None else frozenset(scopes)
+        log.info("sim.scopes_set", scopes=sorted(scopes) if scopes is not None else None)
+
     def clear_faults(self) -> None:
         self.core.faults = FaultPlan()
 

@@ -64,6 +64,8 @@ class Workspace:
             raise RestError("Recipient ID can't be empty", "USER_ID_EMPTY", 400)
         if not message:
             raise RestError("Message can't be empty", "MESSAGE_EMPTY", 400)
+        if self._directory.active_user(user_id) is None:  # unknown or dismissed (the exact code is not documented)
+            raise RestError("User not found", "USER_NOT_FOUND", 400)
         tag = to_str(params.get("TAG"))
         if tag:  # a new notification with the same tag removes the older ones
             self.notifications = [n for n in self.notifications if n["TAG"] != tag or n["USER_ID"] != user_id]

@@ -1,0 +1,76 @@
+"""Schema 6: the distribution tallies survive reopening the journal (a restart); an older journal gains the table
+and keeps its rows; the lead hand-over is stored and waits for its call's register like a finish."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bridge.dispatch.tallies import Tallies
+from bridge.domain.commands import CallType, CrmAssignLead, CrmRegister
+from bridge.journal import Journal, decode_command, encode_command
+from bridge.journal.schema import MIGRATIONS
+from bridge.journal.tallies import JournalTallies
+
+MORNING = datetime(2026, 3, 10, 9, tzinfo=UTC)
+NEXT_DAY = datetime(2026, 3, 11, 9, tzinfo=UTC)
+
+
+def test_answered_counts_and_the_round_robin_order_survive_a_restart(tmp_path: Path) -> None:
+    with Journal.open(tmp_path / "j.db") as journal:
+        tallies = Tallies(JournalTallies(journal))
+        for ext in ("1001", "1002", "1001"):
+            tallies.count_answer(ext, MORNING)
+        tallies.assigned("rota", "1002")
+        tallies.assigned("rota", "1001")
+        tallies.assigned("rota", "1002")
+        tallies.assigned("night", "1005")
+    with Journal.open(tmp_path / "j.db") as journal:
+        tallies = Tallies(JournalTallies(journal))
+        assert tallies.answered_today(MORNING) == {"1001": 2, "1002": 1}
+        assert tallies.last_assigned() == {"rota": ("1001", "1002"), "night": ("1005",)}
+        assert tallies.answered_today(NEXT_DAY) == {}, "a new day starts from zero"
+        tallies.count_answer("1003", NEXT_DAY)
+    with Journal.open(tmp_path / "j.db") as journal:
+        assert Tallies(JournalTallies(journal)).answered_today(NEXT_DAY) == {"1003": 1}
+
+
+def test_a_journal_that_fails_leaves_the_counts_in_memory(tmp_path: Path) -> None:
+    journal = Journal.open(tmp_path / "j.db")
+    tallies = Tallies(JournalTallies(journal))
+    journal.close()
+    tallies.count_answer("1001", MORNING)
+    tallies.assigned("rota", "1001")
+    assert tallies.answered_today(MORNING) == {"1001": 1}
+    assert tallies.last_assigned() == {"rota": ("1001",)}
+
+
+def test_a_schema_5_journal_gains_the_tallies_and_keeps_its_operations(tmp_path: Path) -> None:
+    conn = sqlite3.connect(tmp_path / "old.db", isolation_level=None)
+    for statements in MIGRATIONS[:5]:
+        for statement in statements:
+            conn.execute(statement)
+    conn.execute("PRAGMA user_version = 5")
+    conn.execute(
+        "INSERT INTO operations (crm_leg, seq, kind, command, next_attempt_at, created_at)"
+        """ VALUES (NULL, 1, 'notify', '{"kind":"notify","user_id":1,"message":"x"}', 0, 0)"""
+    )
+    conn.close()
+    with Journal.open(tmp_path / "old.db") as journal:
+        assert journal.depth() == 1
+        JournalTallies(journal).save_answered("1001", "2026-03-10", 4)
+        assert JournalTallies(journal).answered_on("2026-03-10") == {"1001": 4}
+
+
+def test_the_hand_over_round_trips_and_waits_for_its_register(tmp_path: Path) -> None:
+    assign = CrmAssignLead("leg", 12, "yours", "rota", "round robin: 1002 is next")
+    assert decode_command(encode_command(assign)) == assign
+    with Journal.open(tmp_path / "j.db") as journal:
+        journal.append(CrmRegister("leg", 15, "79160000000", CallType.INCOMING, "1", MORNING, True))
+        journal.append(assign)
+        assert [op.kind for op in journal.ready()] == ["register"], "the hand-over does not ride on a register"
+        failed = Journal.open(tmp_path / "k.db")
+        failed.append(assign)
+        assert failed.operations("leg")[0].state == "failed", "no register: nothing to hand over"
+        failed.close()
