@@ -11,6 +11,7 @@ import structlog
 from bridge.dispatch import presence
 from bridge.dispatch.availability import AvailabilityBook
 from bridge.dispatch.inputs import DeviceSettled
+from bridge.domain import call as core
 from bridge.domain.events import AvailabilityChanged, Event
 from bridge.domain.scheme import Availability
 from bridge.domain.state import Call
@@ -91,7 +92,12 @@ class DeviceViews:
     def _tell(self, call_id: str, call: Call, ext: str, device: Availability) -> None:
         availability = self.book.of(ext, device)
         if call.availability.get(ext, Availability.AVAILABLE) is not availability:
-            self.step(call_id, AvailabilityChanged(ext, availability))
+            event = AvailabilityChanged(ext, availability)
+            noted = core.note_availability(call, event)
+            if noted is None:
+                self.step(call_id, event)
+            else:  # the step would only record it: no commands, no log line, no timer to re-arm
+                self.calls[call_id] = noted
 
     def _settle_later(self, call_id: str, ext: str) -> None:
         if (call_id, ext) not in self._settles:

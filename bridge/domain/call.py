@@ -200,6 +200,17 @@ def _availability(call: Call, event: AvailabilityChanged, now: datetime) -> Step
     return replace(call, availability={**call.availability, event.ext: event.availability}), []
 
 
+def note_availability(call: Call, event: AvailabilityChanged) -> Call | None:
+    """What :func:`step` makes of ``event`` when all it does is record it (no walk under way that could act on it:
+    no command, no card, no timer), at the cost of one copy; None when the event needs the whole :func:`step`.
+
+    Every agent's device change reaches every call in progress, so this is the dispatcher's most frequent step."""
+    if TABLE.get((call.state, AvailabilityChanged)) is not _availability:
+        return None
+    return replace(call, availability={**call.availability, event.ext: event.availability}, ignored="", warning="",
+                   grace=())  # fmt: skip
+
+
 def _availability_walking(call: Call, event: AvailabilityChanged, now: datetime) -> Step:
     call, _ = _availability(call, event, now)
     return _follow(walk.on_availability(call, event.ext, event.availability, now), now)

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bridge.domain.call import start_call, step
+from bridge.domain.call import note_availability, start_call, step
 from bridge.domain.events import (
     AvailabilityChanged,
     CallerHungUp,
@@ -218,6 +218,9 @@ def drive(data: st.DataObject, plan: Plan, availability: dict[str, Availability]
         nonlocal call
         now = T0 + timedelta(seconds=clock)
         before = call
+        for news in (event, AvailabilityChanged("1001", Availability.BUSY)):
+            if isinstance(news, AvailabilityChanged) and (noted := note_availability(before, news)) is not None:
+                assert (noted, []) == step(before, news, now), "the dispatcher's shortcut is the whole step"
         call, commands = step(call, event, now)
         ledger.feed(before, event, now, call, commands)
 
