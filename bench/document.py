@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime
+from pathlib import Path
 
 from bench.chaos_section import chaos_section
 from bench.core import CoreSpeed
@@ -165,6 +166,19 @@ def notes(results: Results) -> list[str]:
     return [*out, *results.notes]
 
 
+HISTORY = Path(__file__).with_name("history.md")
+"""What each optimisation changed, by hand, newest first: kept in ``bench/`` so that ``--write`` carries it over."""
+
+
+def history_section(path: Path = HISTORY) -> list[str]:
+    """``## History``: the hand-kept list of what changed the figures (nothing when the file is missing)."""
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return []
+    return ["## History", "", text, ""] if text else []
+
+
 def document(results: Results, machine: dict[str, str], elapsed: float, command: str) -> str:
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
@@ -187,5 +201,6 @@ def document(results: Results, machine: dict[str, str], elapsed: float, command:
     ]
     for paragraph in notes(results):
         lines += [paragraph, ""]
+    lines += history_section()
     lines += chaos_section()
     return "\n".join(lines)

@@ -10,7 +10,7 @@ from typing import Any
 from bench.__main__ import parse_args
 from bench.chaos_section import chaos_section
 from bench.core import core_speed
-from bench.document import document
+from bench.document import document, history_section
 from bench.load import saturation, steady
 from bench.naive import OneCommandPerRequest, call_groups, resolve
 from bench.portal_index import index_statistics, indexed_key
@@ -185,3 +185,12 @@ async def test_the_idle_daemon_polls_for_its_events(tmp_path: Path) -> None:
 def test_only_cpu_runs_the_cpu_phases() -> None:
     assert parse_args(["--only", "cpu"]).phases == ["steady", "walk", "idle"]
     assert parse_args(["--only", "core,idle"]).phases == ["core", "idle"]
+
+
+def test_the_history_is_carried_into_every_written_document(tmp_path: Path) -> None:
+    assert history_section(tmp_path / "missing.md") == []
+    kept = tmp_path / "history.md"
+    kept.write_text("- walk 76.2 -> 40.1 ms per call: device news recorded without a whole step\n", encoding="utf-8")
+    assert history_section(kept)[:3] == ["## History", "", "- walk 76.2 -> 40.1 ms per call: device news recorded "
+                                         "without a whole step"]  # fmt: skip
+    assert "## History" in document(Results("toy"), {"CPU": "test"}, 1.0, "python -m bench")
