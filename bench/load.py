@@ -154,6 +154,13 @@ class Steady:
     """Calls not placed because every agent pair had a call (the walk; should stay 0)."""
     answered_second: int = 0
     """Calls of the phase the portal finished as answered by the second member (the walk)."""
+    whole_cpu_seconds: float = float("nan")
+    """The daemon's CPU from before the first call until every call ended and the journal emptied (the walk): a
+    cross-check of the window's figure that no backlog can move out of the count."""
+
+    @property
+    def whole_cpu_ms_per_call(self) -> float:
+        return self.whole_cpu_seconds / self.placed * 1000 if self.placed else float("nan")
 
     @property
     def p50(self) -> float:

@@ -35,6 +35,8 @@ from bridge.sim.bitrix24 import Bitrix24Simulator
 WALK_RING = 2.0
 """``ring_seconds`` of the walk's config: the first member's one ring."""
 SETTLE_TIMEOUT = 10.0
+DRAIN_TIMEOUT = 60.0
+"""Seconds after the last call's hold time for its calls to end and the journal to empty."""
 IDLE_SETTLE = 3.0
 """Seconds the idle daemon is left alone after start-up (its first directory load, the first poll) before the
 window opens."""
@@ -148,6 +150,18 @@ async def place_walk(live: Live, pairs: Pairs, rate: float, talk: float) -> int:
     return placed
 
 
+async def until_drained(live: Live, timeout: float) -> dict[str, Any] | None:
+    """The daemon's figures once no call is in progress and its journal is empty; None if that took too long."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        figures = await live.stats()
+        if int(figures["active"]) == 0 and int(figures["depth"]) == 0:
+            return figures
+        await asyncio.sleep(0.5)
+    return None
+
+
 async def walk(workdir: Path, sizes: Sizes, bucket: Bucket = SCALED) -> Steady:
     """``latency_calls`` walk calls in progress, each lasting about the hold time (one ring, the answer, the talk):
     ramp up for one hold time, then measure CPU (and the latency pairs) for another."""
@@ -159,6 +173,7 @@ async def walk(workdir: Path, sizes: Sizes, bucket: Bucket = SCALED) -> Steady:
         probe = LatencyProbe()
         probe.attach(live.pbx, live.crm)
         pairs = Pairs(deque(range(count)))
+        at_start = await live.stats()
         placing = asyncio.create_task(place_walk(live, pairs, sizes.latency_calls / hold, talk))
         try:
             await asyncio.sleep(hold)
@@ -171,6 +186,7 @@ async def walk(workdir: Path, sizes: Sizes, bucket: Bucket = SCALED) -> Steady:
         await wait_for(lambda: probe.unmatched(started, ended) == 0, SETTLE_TIMEOUT)
         samples = probe.samples(started, ended)
         ends = sum(1 for (kind, _), at in probe.events.items() if kind == "end" and started <= at < ended)
+        drained = await until_drained(live, hold + DRAIN_TIMEOUT)
         answered = answered_by_second(live.crm, count)
         return Steady(
             mode="paced",
@@ -189,6 +205,7 @@ async def walk(workdir: Path, sizes: Sizes, bucket: Bucket = SCALED) -> Steady:
             workload="walk",
             skipped=pairs.busy_skips,
             answered_second=answered,
+            whole_cpu_seconds=float(drained["cpu_s"]) - float(at_start["cpu_s"]) if drained else float("nan"),
         )
 
 

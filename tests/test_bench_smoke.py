@@ -168,6 +168,7 @@ async def test_the_walk_rings_the_first_member_and_the_second_answers(tmp_path: 
     assert measured.workload == "walk" and measured.placed > 0 and measured.skipped == 0
     assert measured.answered_second > 0, "calls were answered by the second member after the first one's ring"
     assert measured.answered_second <= measured.placed and measured.cpu_seconds >= 0
+    assert measured.whole_cpu_seconds >= measured.cpu_seconds, "the whole run holds the window (and drained)"
     results = Results("toy", walk=measured)
     (walk_row,) = (row for row in rows(results) if row.figure == "CPU per call, walk")
     assert walk_row.target is not None and walk_row.verdict in ("pass", "FAIL")
