@@ -35,7 +35,7 @@ The cards follow the ring: ``cards.sync`` runs after every step.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -61,7 +61,7 @@ from bridge.domain.events import (
 )
 from bridge.domain.legs import music_on
 from bridge.domain.rules import needs_crm
-from bridge.domain.scheme import Plan
+from bridge.domain.scheme import Availability, Plan
 from bridge.domain.state import LIVE, Call, Leg, State, Step, move
 from bridge.domain.talk import connect, not_joined, on_transfer
 from bridge.domain.walk import WalkStep
@@ -200,15 +200,17 @@ def _availability(call: Call, event: AvailabilityChanged, now: datetime) -> Step
     return replace(call, availability={**call.availability, event.ext: event.availability}), []
 
 
-def note_availability(call: Call, event: AvailabilityChanged) -> Call | None:
-    """What :func:`step` makes of ``event`` when all it does is record it (no walk under way that could act on it:
-    no command, no card, no timer), at the cost of one copy; None when the event needs the whole :func:`step`.
+def only_records_availability(call: Call) -> bool:
+    """True when :func:`step` only records an ``AvailabilityChanged`` (no walk under way that could act on it: no
+    command, no card, no timer); :func:`note_availability` then does what the steps would.
 
     Every agent's device change reaches every call in progress, so this is the dispatcher's most frequent step."""
-    if TABLE.get((call.state, AvailabilityChanged)) is not _availability:
-        return None
-    return replace(call, availability={**call.availability, event.ext: event.availability}, ignored="", warning="",
-                   grace=())  # fmt: skip
+    return TABLE.get((call.state, AvailabilityChanged)) is _availability
+
+
+def note_availability(call: Call, changes: Mapping[str, Availability]) -> Call:
+    """The call after one ``AvailabilityChanged`` step per change, when :func:`only_records_availability` holds."""
+    return replace(call, availability={**call.availability, **changes}, ignored="", warning="", grace=())
 
 
 def _availability_walking(call: Call, event: AvailabilityChanged, now: datetime) -> Step:
