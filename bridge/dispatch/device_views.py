@@ -96,7 +96,7 @@ class DeviceViews:
         noted = self._noted.get(call_id, {})
         if noted.get(ext, call.availability.get(ext, Availability.AVAILABLE)) is availability:
             return
-        if core.only_records_availability(call):
+        if core.only_records_availability(call, ext, availability):
             self._noted.setdefault(call_id, {})[ext] = availability  # applied by flush, before the call's next step
         else:
             self.step(call_id, AvailabilityChanged(ext, availability))

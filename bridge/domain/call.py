@@ -200,12 +200,16 @@ def _availability(call: Call, event: AvailabilityChanged, now: datetime) -> Step
     return replace(call, availability={**call.availability, event.ext: event.availability}), []
 
 
-def only_records_availability(call: Call) -> bool:
-    """True when :func:`step` only records an ``AvailabilityChanged`` (no walk under way that could act on it: no
-    command, no card, no timer); :func:`note_availability` then does what the steps would.
+def only_records_availability(call: Call, ext: str, availability: Availability) -> bool:
+    """True when :func:`step` only records ``AvailabilityChanged(ext, availability)``: no command, no card, no
+    timer (no walk under way, or the walk has nothing to do with it); :func:`note_availability` then does what the
+    steps would.
 
     Every agent's device change reaches every call in progress, so this is the dispatcher's most frequent step."""
-    return TABLE.get((call.state, AvailabilityChanged)) is _availability
+    handler = TABLE.get((call.state, AvailabilityChanged))
+    if handler is _availability:
+        return True
+    return handler is _availability_walking and walk.ignores_availability(call, ext, availability)
 
 
 def note_availability(call: Call, changes: Mapping[str, Availability]) -> Call:

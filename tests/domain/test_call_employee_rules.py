@@ -213,9 +213,10 @@ def test_a_device_change_is_only_recorded_once_the_call_talks_and_stepped_while_
     d = Driver(route(ToEmployee("1003"), default_ext="1005"))
     d(started())
     assert d.call.state is State.RINGING
-    assert not only_records_availability(d.call), "a walk may act on it"
+    assert not only_records_availability(d.call, "1003", A.BUSY), "the walk acts on the agent it rings"
+    assert only_records_availability(d.call, "1001", A.BUSY), "and on nobody else here"
     d(LegAnswered("c-leg1"), 4)
-    assert d.call.state is State.TALKING and only_records_availability(d.call)
+    assert d.call.state is State.TALKING and only_records_availability(d.call, "1003", A.BUSY)
     noted = note_availability(d.call, {"1001": A.BUSY})
     assert noted.availability["1001"] is A.BUSY
     assert (noted, []) == step(d.call, AvailabilityChanged("1001", A.BUSY), at(5))

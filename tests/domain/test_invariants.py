@@ -218,11 +218,14 @@ def drive(data: st.DataObject, plan: Plan, availability: dict[str, Availability]
         nonlocal call
         now = T0 + timedelta(seconds=clock)
         before = call
-        if only_records_availability(before):  # the dispatcher's shortcut is the whole step, one change or two
-            one, two = AvailabilityChanged("1001", Availability.BUSY), AvailabilityChanged("1002", Availability.ABSENT)
-            assert (note_availability(before, {"1001": Availability.BUSY}), []) == step(before, one, now)
-            stepped = step(step(before, one, now)[0], two, now)[0]
-            assert note_availability(before, {"1001": Availability.BUSY, "1002": Availability.ABSENT}) == stepped
+        for ext_one, free in (("1001", Availability.AVAILABLE), ("1002", Availability.BUSY)):
+            one, two = AvailabilityChanged(ext_one, free), AvailabilityChanged("1003", Availability.ABSENT)
+            if not only_records_availability(before, ext_one, free):
+                continue  # else the dispatcher's shortcut is the whole step, for one change or two
+            assert (note_availability(before, {ext_one: free}), []) == step(before, one, now)
+            if only_records_availability(before, "1003", Availability.ABSENT):
+                stepped = step(step(before, one, now)[0], two, now)[0]
+                assert note_availability(before, {ext_one: free, "1003": Availability.ABSENT}) == stepped
         call, commands = step(call, event, now)
         ledger.feed(before, event, now, call, commands)
 
