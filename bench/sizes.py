@@ -44,7 +44,7 @@ QUICK = Sizes(
     memory_rate=40.0,
     replay_calls=1000,
     naive_replay_budget=5.0,
-    idle_seconds=10.0,
+    idle_seconds=4.0,
 )
 
 FULL = Sizes(

@@ -37,7 +37,7 @@ WALK_RING = 2.0
 SETTLE_TIMEOUT = 10.0
 DRAIN_TIMEOUT = 60.0
 """Seconds after the last call's hold time for its calls to end and the journal to empty."""
-IDLE_SETTLE = 3.0
+IDLE_SETTLE = 2.0
 """Seconds the idle daemon is left alone after start-up (its first directory load, the first poll) before the
 window opens."""
 
