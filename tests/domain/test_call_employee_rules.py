@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from bridge.domain.call import note_availability, only_records_availability, step
 from bridge.domain.commands import (
     AnswerCaller,
     CancelLeg,
@@ -225,3 +226,17 @@ def test_no_answer_rings_without_a_way_to_the_mobile_leaves_the_rules_count() ->
     for rules in ({"no_answer_rings": 2}, {"no_answer_to_mobile": True, "no_answer_rings": 2, "mobile": ""}):
         d = Driver(route(ToEmployee("1003", rings=3), staff=staff(**rules), default_ext="1005"))
         assert RingAgent("c-leg1", "1003", 15.0) in d(started())
+
+
+def test_a_device_change_is_only_recorded_once_the_call_talks_and_stepped_while_it_rings() -> None:
+    """``note_availability``: the dispatcher's shortcut for the device news of every agent told to every call."""
+    d = Driver(route(ToEmployee("1003"), default_ext="1005"))
+    d(started())
+    assert d.call.state is State.RINGING
+    assert not only_records_availability(d.call, "1003", A.BUSY), "the walk acts on the agent it rings"
+    assert only_records_availability(d.call, "1001", A.BUSY), "and on nobody else here"
+    d(LegAnswered("c-leg1"), 4)
+    assert d.call.state is State.TALKING and only_records_availability(d.call, "1003", A.BUSY)
+    noted = note_availability(d.call, {"1001": A.BUSY})
+    assert noted.availability["1001"] is A.BUSY
+    assert (noted, []) == step(d.call, AvailabilityChanged("1001", A.BUSY), at(5))
