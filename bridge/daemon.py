@@ -111,7 +111,7 @@ class Daemon:
             time_tracking=s.employees.time_tracking,
         )
         self.delivery = Delivery(
-            self.journal,
+            self.journal.aio,
             self.delivery_client,
             Telephony(self.delivery_client),
             s.bitrix24,
