@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_FLAGS ?=
 
-.PHONY: demo test check lint bench chaos clean browser screenshot
+.PHONY: demo test check lint bench chaos clean browser screenshot postgres
 
 $(STAMP): pyproject.toml
 	@if ! $(PYTHON) -m venv --help >/dev/null 2>&1 || ! $(PYTHON) -c 'import ensurepip' >/dev/null 2>&1; then \
@@ -32,8 +32,18 @@ browser:
 	  else echo "error: chromium is missing; run: sudo apt-get install chromium" >&2; exit 1; fi; \
 	fi
 
+# The journal's contract suite also runs on a real PostgreSQL that the tests start themselves (initdb + pg_ctl in
+# a temporary directory, no system service): Debian's server, installed when missing (as root).
+postgres:
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing postgresql (the journal is tested on a real PostgreSQL)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null; \
+	  else echo "error: the PostgreSQL server is missing; run: sudo apt-get install postgresql" >&2; exit 1; fi; \
+	fi
+
 # The default test run: everything but the slow suites, with 100 % branch coverage of the pure core enforced.
-test: $(STAMP) browser
+test: $(STAMP) browser postgres
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow" \
 	  --cov=bridge/domain --cov-branch --cov-report=term-missing:skip-covered --cov-fail-under=100 $(PYTEST_FLAGS)
 

@@ -175,7 +175,11 @@ async def main(config: Path, mode: str) -> int:
     stalls.time_appends(daemon.journal)
     watching = asyncio.create_task(stalls.watch() if os.environ.get("BENCH_LAG") != "off" else asyncio.sleep(0))
     profile_to = os.environ.get("BENCH_PROFILE_TO")
-    profiler = cProfile.Profile() if profile_to else None
+    profiler = (
+        (cProfile.Profile(time.process_time) if os.environ.get("BENCH_PROFILE_CPU") else cProfile.Profile())
+        if profile_to
+        else None
+    )
     if profiler is not None:
         profiler.enable()
     _say({"ready": True, "pid": os.getpid(), **figures(daemon, client, stalls)})
@@ -204,4 +208,8 @@ if __name__ == "__main__":
         raise SystemExit(f"mode must be one of {', '.join(MODES)}")
     with log_path.open("w", encoding="utf-8") as log_file:
         logs.configure(json=True, level="info", stream=log_file)
+        if os.environ.get("BENCH_UVLOOP") == "1":
+            import uvloop
+
+            raise SystemExit(uvloop.run(main(config_path, run_mode)))
         raise SystemExit(asyncio.run(main(config_path, run_mode)))

@@ -25,6 +25,7 @@ from bridge import logs
 from bridge.clicktocall import ClickToCallDesk
 from bridge.config import ConfigError, Settings, config_warnings, file_problems, load_config
 from bridge.config.checks import unmapped
+from bridge.config.journal import RUN_NOT_ON_POSTGRES
 from bridge.crm.client import Bitrix24Client
 from bridge.crm.directory import Directory
 from bridge.crm.errors import CrmError
@@ -38,8 +39,8 @@ from bridge.delivery.recordings import recording_loader
 from bridge.dispatch import Dispatcher, StampedQueue
 from bridge.dispatch.tallies import Tallies
 from bridge.domain.scheme import Plan
+from bridge.journal import Journal
 from bridge.journal.lock import JournalBusy, exclusive
-from bridge.journal.store import Journal
 from bridge.journal.tallies import JournalTallies
 from bridge.ops.gc_tuning import tune_after_startup
 from bridge.ops.http_api import Health, Probes, build_app, event_routes, events_app
@@ -116,7 +117,7 @@ class Daemon:
             wanted=unmapped(s.plan) if s.employees.auto_map else None,
         )
         self.delivery = Delivery(
-            self.journal,
+            self.journal.aio,
             self.delivery_client,
             Telephony(self.delivery_client),
             s.bitrix24,
@@ -144,7 +145,7 @@ class Daemon:
         self.dispatcher.hung_up_at = self.ami.hung_up_at
         # built before the links run: the first resync's callers wait for its first look at the PBX
         self.recovery = Recovery(
-            self.journal,
+            self.journal.aio,
             self.dispatcher.restart,
             app=s.asterisk.app,
             agents=EndpointTemplate(s.asterisk.agent_endpoint),
@@ -154,9 +155,11 @@ class Daemon:
             owner_of=lambda line: self.current_plan().line_owner(line),
             resume=self.desk.resume,
             poll=self.timing.recovery_poll,
+            written=lambda leg: bool(self.journal.calls(crm_leg=leg)),
         )
+        await self.recovery.load()
         self.fallback = FallbackMirror(
-            self.journal,
+            self.journal.aio,
             self.ami,
             self.current_plan,
             EndpointTemplate(s.asterisk.agent_endpoint),
@@ -173,7 +176,7 @@ class Daemon:
             self.gate,
             on_event=self.desk.on_parsed,
             on_availability=self.dispatcher.crm_availability,
-            backlog=self.journal,
+            backlog=self.journal.aio,
             backlog_due=self.delivery.notify,
         )
         self.installer = (
@@ -448,12 +451,16 @@ def secret_values(settings: Settings) -> list[str]:
         values.append(s.bitrix24.webhook_url.reveal())
     if s.bitrix24.oauth is not None:
         values.append(s.bitrix24.oauth.client_secret.reveal())
+    if s.journal.password is not None:
+        values.append(s.journal.password.reveal())
     return values
 
 
 def run_main(args: argparse.Namespace) -> int:
     settings = load_config(Path(args.config))
     problems = file_problems(settings)
+    if settings.journal.backend == "postgres":
+        problems.append(f"journal.url: {RUN_NOT_ON_POSTGRES}")
     if problems:
         raise ConfigError(settings.path, problems)
     try:

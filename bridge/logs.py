@@ -94,6 +94,7 @@ event                              meaning
 ``workload.failed``                counting open leads / deals failed; the last counts stay in use
 ``tallies.failed``                 the journal could not keep the distribution counts; they go on in memory
 ``delivery.requeued``              operations found in flight at start (after a crash) are checked and resent
+``delivery.claimed_elsewhere``     another sender of a shared journal holds operations of a batch: left to it
 ``delivery.error``                 an unexpected error in the delivery loop; it goes on
 ``directory.refreshed``            the extension <-> user map was read from Bitrix24
 ``directory.stale``                the map could not be refreshed (or came back partial); the last good one is kept
@@ -114,6 +115,7 @@ event                              meaning
 ``journal.slow_sync``              fsyncing the journal took over a second (in its worker thread: calls go on)
 ``journal.checkpoint_failed``      copying the journal's WAL into its database failed; tried again later
 ``journal.unclean_restart``        the machine restarted under the last sender: its unsettled calls are checked first
+``journal.reconnected``            the PostgreSQL journal's connection was lost (a server restart) and is open again
 ``journal.close_failed``           the journal could not be marked closed cleanly (its next sender checks more)
 ``replay.bad_row``                 the replay met a journal row it could not read (reported in its summary)
 ``pbx.connected``                  ARI or AMI (``link``) connected

@@ -26,7 +26,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from bridge.config import checks
 from bridge.config.events import event_mode_problems, event_mode_warnings, http_url
 from bridge.config.http import HttpSettings, http_warnings, parse_http
-from bridge.config.reader import Reader, Secret, is_relative
+from bridge.config.journal import RUN_NOT_ON_POSTGRES, JournalSettings, parse_journal
+from bridge.config.reader import Reader, Secret
 from bridge.config.routing import RoutingParser
 from bridge.dialrules import BadDialRule, BadPhoneNumber, DialRules, parse_rule
 from bridge.domain.scheme import Plan
@@ -110,13 +111,6 @@ class Bitrix24Settings:
     availability_ttl: float = 30.0
     workload_ttl: float = 60.0
     """Open leads / deals per employee (``workload``) are counted again at most this often."""
-
-
-@dataclass(frozen=True)
-class JournalSettings:
-    path: Path = Path("b24-bridge.db")
-    relative: bool = False
-    """Written as a relative path: under the systemd unit it went into the StateDirectory."""
 
 
 @dataclass(frozen=True)
@@ -272,14 +266,18 @@ def config_warnings(settings: Settings) -> list[str]:
     warnings += checks.unreachable_rules(settings.plan) + checks.crowded_groups(settings.plan)
     if settings.employees.auto_map:
         warnings += checks.auto_mapped(settings.plan)
-    if not settings.journal.relative:
+    if settings.journal.backend == "sqlite" and not settings.journal.relative:
         warnings += checks.under_read_only_tree("journal.path", settings.journal.path)
+    if settings.journal.backend == "postgres":
+        warnings.append(f"journal.url: {RUN_NOT_ON_POSTGRES}")
     return warnings
 
 
 def file_problems(settings: Settings) -> list[str]:
     """The files the daemon writes whose directory is missing or not writable (checked before it starts)."""
-    problems = checks.writable_file_problems("journal.path", settings.journal.path)
+    problems: list[str] = []
+    if settings.journal.backend == "sqlite":
+        problems += checks.writable_file_problems("journal.path", settings.journal.path)
     if settings.bitrix24.oauth is not None:
         problems += checks.writable_file_problems("bitrix24.oauth.token_file", settings.bitrix24.oauth.token_file)
     return problems
@@ -300,10 +298,7 @@ def parse_settings(data: dict[str, Any], *, path: Path, env: dict[str, str] | No
                          "schedules", "queues", "ivr", "lines", "lead_distribution"})  # fmt: skip
     asterisk = _asterisk(r, r.table(data, "", "asterisk"))
     bitrix24 = _bitrix24(r, r.table(data, "", "bitrix24"))
-    journal_data = r.table(data, "", "journal")
-    r.unknown(journal_data, "journal.", {"path"})
-    journal_path = r.get(journal_data, "journal.", "path", str, "b24-bridge.db")
-    journal = JournalSettings(path=r.state_path(journal_path, "journal.path"), relative=is_relative(journal_path))
+    journal = parse_journal(r, r.table(data, "", "journal"), asterisk)
     http = parse_http(r, r.table(data, "", "http"))
     emp_data = r.table(data, "", "employees")
     employees = EmployeesSettings(

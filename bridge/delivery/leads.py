@@ -27,51 +27,53 @@ from bridge.crm.envelope import as_dict, as_int
 from bridge.crm.errors import CrmError, PermanentCrmError
 from bridge.delivery.settle import Settler
 from bridge.domain.commands import CrmAssignLead
-from bridge.journal import Journal, PendingOp
+from bridge.journal import AsyncJournal, PendingOp
 from bridge.logs import call_keys
 
 log = structlog.get_logger(__name__)
 
 
-def created_lead(journal: Journal, crm_leg: str) -> tuple[int | None, int | None]:
+async def created_lead(journal: AsyncJournal, crm_leg: str) -> tuple[int | None, int | None]:
     """The lead the leg's register created (None: none, or its answer is not known) and the user it finished for."""
     lead = None
-    for op in journal.operations(crm_leg):
+    for op in await journal.operations(crm_leg):
         if op.kind == "register" and op.state == "done":
             answer = as_dict(op.result)
             created = [as_dict(e) for e in answer.get("CRM_CREATED_ENTITIES") or [] if isinstance(e, dict)]
             listed = [as_int(e.get("ENTITY_ID")) for e in created if e.get("ENTITY_TYPE") == "LEAD"]
             lead = as_int(answer.get("CRM_CREATED_LEAD")) or next((i for i in listed if i), None)
-    calls = journal.calls(crm_leg=crm_leg)
+    calls = await journal.calls(crm_leg=crm_leg)
     return (lead if lead and lead > 0 else None), (calls[0].user_id if calls else None)
 
 
-async def assign_lead(journal: Journal, client: Bitrix24Client, settler: Settler, op: PendingOp) -> None:
+async def assign_lead(journal: AsyncJournal, client: Bitrix24Client, settler: Settler, op: PendingOp) -> None:
     cmd = op.command
     assert isinstance(cmd, CrmAssignLead)
-    lead_id, finisher = created_lead(journal, cmd.crm_leg)
+    lead_id, finisher = await created_lead(journal, cmd.crm_leg)
     if lead_id is None:
-        settler.skip(op, "skipped: the call created no lead (the caller was known, or it joined an existing lead)")
+        await settler.skip(
+            op, "skipped: the call created no lead (the caller was known, or it joined an existing lead)"
+        )
         return
     try:
         lead = as_dict(await client.call(*lead_get_request(lead_id)))
     except PermanentCrmError as exc:
         if "not found" in exc.description.lower():
-            settler.skip(op, f"skipped: lead {lead_id} is gone (merged into another or deleted)")
+            await settler.skip(op, f"skipped: lead {lead_id} is gone (merged into another or deleted)")
         else:
-            settler.error(op, exc)
+            await settler.error(op, exc)
         return
     except CrmError as exc:
-        settler.error(op, exc)
+        await settler.error(op, exc)
         return
     semantic = str(lead.get("STATUS_SEMANTIC_ID") or "P")
     if semantic != "P":
         what = "converted" if semantic == "S" else "junk"
-        settler.skip(op, f"skipped: lead {lead_id} is already {what}")
+        await settler.skip(op, f"skipped: lead {lead_id} is already {what}")
         return
     holder = as_int(lead.get("ASSIGNED_BY_ID"))
     if finisher and holder not in (finisher, cmd.user_id):
-        settler.skip(op, f"skipped: lead {lead_id} was given to user {holder} meanwhile")
+        await settler.skip(op, f"skipped: lead {lead_id} was given to user {holder} meanwhile")
         return
     await _hand_over(client, settler, op, cmd, lead_id)
 
@@ -82,11 +84,11 @@ async def _hand_over(client: Bitrix24Client, settler: Settler, op: PendingOp, cm
             {"update": lead_update_request(lead_id, cmd.user_id), "notify": notify_request(cmd.user_id, cmd.message)}
         )
     except CrmError as exc:
-        settler.error(op, exc)
+        await settler.error(op, exc)
         return
     if "update" not in batch.results:
         error = batch.errors.get("update") or PermanentCrmError("crm.lead.update", "", "no answer in the batch")
-        settler.error(op, error)
+        await settler.error(op, error)
         return
     result: dict[str, Any] = {"LEAD_ID": lead_id, "ASSIGNED_BY_ID": cmd.user_id}
     note = "delivered"
@@ -98,4 +100,4 @@ async def _hand_over(client: Bitrix24Client, settler: Settler, op: PendingOp, cm
         note = "assigned; the notification failed"
     log.info("leads.assigned", crm_leg=op.crm_leg, lead=lead_id, user_id=cmd.user_id, distribution=cmd.distribution,
              why=cmd.why, **call_keys(op.pbx_call, op.linkedid, op.line))  # fmt: skip
-    settler.done(op, result, note=note)
+    await settler.done(op, result, note=note)

@@ -1,10 +1,10 @@
-"""Distribution counts kept in the journal's ``tallies`` table (schema 6), so that a restart does not reset them:
+"""Distribution counts kept in the journal's ``tallies`` table (schema 7), so that a restart does not reset them:
 the calls each extension answered today (``evenly``) and the last manager each lead distribution chose (round
 robin). Small and apart from the outbox on purpose: three statements over one connection."""
 
 from __future__ import annotations
 
-from bridge.journal.store import Journal
+from bridge.journal.blocking import Journal
 
 ANSWERED = "answered"
 LEAD = "lead:"

@@ -10,7 +10,7 @@ from pathlib import Path
 from bridge.dispatch.tallies import Tallies
 from bridge.domain.commands import CallType, CrmAssignLead, CrmRegister
 from bridge.journal import Journal, decode_command, encode_command
-from bridge.journal.schema import MIGRATIONS
+from bridge.journal.schema import MIGRATIONS, Only
 from bridge.journal.tallies import JournalTallies
 
 MORNING = datetime(2026, 3, 10, 9, tzinfo=UTC)
@@ -46,12 +46,16 @@ def test_a_journal_that_fails_leaves_the_counts_in_memory(tmp_path: Path) -> Non
     assert tallies.last_assigned() == {"rota": ("1001",)}
 
 
-def test_a_schema_5_journal_gains_the_tallies_and_keeps_its_operations(tmp_path: Path) -> None:
+def test_a_schema_6_journal_gains_the_tallies_and_keeps_its_operations(tmp_path: Path) -> None:
     conn = sqlite3.connect(tmp_path / "old.db", isolation_level=None)
-    for statements in MIGRATIONS[:5]:
+    for statements in MIGRATIONS[:6]:
         for statement in statements:
+            if isinstance(statement, Only):
+                if statement.dialect != "sqlite":
+                    continue
+                statement = statement.sql
             conn.execute(statement)
-    conn.execute("PRAGMA user_version = 5")
+    conn.execute("PRAGMA user_version = 6")
     conn.execute(
         "INSERT INTO operations (crm_leg, seq, kind, command, next_attempt_at, created_at)"
         """ VALUES (NULL, 1, 'notify', '{"kind":"notify","user_id":1,"message":"x"}', 0, 0)"""

@@ -13,6 +13,7 @@ from structlog.testing import capture_logs
 from bridge.delivery.leads import created_lead
 from bridge.domain.commands import CrmAssignLead, CrmFinish
 from bridge.journal import Journal
+from bridge.journal.db import drive
 from bridge.sim.bitrix24 import Bitrix24Simulator
 from tests.integration.test_delivery import Stack, make_stack, register, sim
 
@@ -138,5 +139,5 @@ def test_the_lead_is_read_from_the_register_s_answer_in_either_of_its_forms(tmp_
             journal.mark_done(op, answer, call_id=answer["CALL_ID"])
             journal.append(CrmFinish(leg, 16, 0, "304"))
         journal.append(register("e", user=15))  # its answer never came
-        found = {leg: created_lead(journal, leg) for leg in "abcde"}
+        found = {leg: drive(created_lead(journal.aio, leg)) for leg in "abcde"}
     assert found == {"a": (7, 16), "b": (8, 16), "c": (None, 16), "d": (None, 16), "e": (None, 15)}
