@@ -36,7 +36,6 @@ The cards follow the ring: ``cards.sync`` runs after every step.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -60,6 +59,7 @@ from bridge.domain.events import (
     Transferred,
 )
 from bridge.domain.legs import music_on
+from bridge.domain.records import replace
 from bridge.domain.rules import needs_crm
 from bridge.domain.scheme import Plan
 from bridge.domain.state import LIVE, Call, Leg, State, Step, move

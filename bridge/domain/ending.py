@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import datetime, timedelta
 
 from bridge.domain.cards import (
@@ -15,6 +14,7 @@ from bridge.domain.cards import (
 from bridge.domain.commands import CancelLeg, Command, HangupCaller, ReleaseReason
 from bridge.domain.events import Direction
 from bridge.domain.legs import release
+from bridge.domain.records import replace
 from bridge.domain.state import Call, State, Step, move
 from bridge.domain.status import status_code
 
