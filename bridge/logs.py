@@ -141,8 +141,7 @@ import json as jsonlib
 import logging
 import re
 import sys
-from collections.abc import Iterable, Iterator, Mapping, MutableMapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping, MutableMapping
 from typing import Any, TextIO
 from urllib.parse import quote
 
@@ -293,8 +292,19 @@ def call_keys(call_id: str, linkedid: str = "", line: str = "") -> dict[str, str
     return {"call_id": call_id, "linkedid": linkedid, "line": line}
 
 
-@contextmanager
-def bind_call(call_id: str, linkedid: str = "", line: str = "") -> Iterator[None]:
-    """Bind a call's identity to every log line written inside the block."""
-    with structlog.contextvars.bound_contextvars(call_id=call_id, linkedid=linkedid, line=line):
-        yield
+class bind_call:
+    """Bind a call's identity to every log line written inside the block; the values before it come back after.
+
+    The dispatcher enters it for every event: three context variables set and reset by token (structlog's
+    ``bound_contextvars`` copies the whole context and runs two generator frames each time)."""
+
+    __slots__ = ("_tokens", "_values")
+
+    def __init__(self, call_id: str, linkedid: str = "", line: str = "") -> None:
+        self._values = {"call_id": call_id, "linkedid": linkedid, "line": line}
+
+    def __enter__(self) -> None:
+        self._tokens = structlog.contextvars.bind_contextvars(**self._values)
+
+    def __exit__(self, *_exc: object) -> None:
+        structlog.contextvars.reset_contextvars(**self._tokens)

@@ -99,3 +99,18 @@ def test_any_value_renders_as_one_json_line_and_names_stay_readable() -> None:
     assert line["caller_name"] == "Иван" and line["huge"] == 2**70 and line["ids"] == {"1": "a"}
     assert line["at"].startswith("datetime.datetime(2026, 1, 2") and line["leg"].endswith("Leg(ext='1001')")
     assert line["steps"] == ["ringing", "talking"] and line["token"] == "Bearer ***"
+
+
+def test_a_call_bound_inside_another_gives_the_outer_one_back() -> None:
+    out = io.StringIO()
+    logs.configure(json=True, stream=out)
+    log = structlog.get_logger("t")
+    with logs.bind_call("outer.1", "outer.0", "74951112233"):
+        with logs.bind_call("inner.1"):
+            log.info("call.started")
+        log.info("call.ended")
+    log.info("daemon.stopped")
+    inner, outer, none = lines(out)
+    assert (inner["call_id"], inner["linkedid"], inner["line"]) == ("inner.1", "", "")
+    assert (outer["call_id"], outer["linkedid"], outer["line"]) == ("outer.1", "outer.0", "74951112233")
+    assert "call_id" not in none and "line" not in none
