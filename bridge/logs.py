@@ -247,6 +247,25 @@ def _json_line(event_dict: Mapping[str, Any], **_ignored: Any) -> str:
         return jsonlib.dumps(event_dict, default=repr, ensure_ascii=False)
 
 
+class _LineWriter:
+    """Writes each rendered line to the stream and flushes it: structlog's ``PrintLogger`` does the same, but a new
+    one (with a lock looked up in a weak dictionary) was made for every line; one writer serves every logger."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream: TextIO | None = None if stream is sys.stdout else stream
+        """None: whatever ``sys.stdout`` is when a line is written (as ``PrintLogger`` treats standard output)."""
+
+    def factory(self, *_args: Any) -> _LineWriter:
+        return self
+
+    def msg(self, message: str) -> None:
+        stream = self.stream or sys.stdout
+        stream.write(message + "\n")  # one write: lines from the journal's worker thread do not interleave
+        stream.flush()
+
+    log = debug = info = warn = warning = fatal = failure = err = error = critical = exception = msg
+
+
 def configure(*, json: bool | None = None, level: str = "info", stream: TextIO | None = None) -> None:
     """Set up structlog. ``json=None`` picks JSON unless ``stream`` is a terminal."""
     out = stream or sys.stdout
@@ -267,7 +286,7 @@ def configure(*, json: bool | None = None, level: str = "info", stream: TextIO |
     structlog.configure(
         processors=[*processors, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),
-        logger_factory=structlog.PrintLoggerFactory(out),
+        logger_factory=_LineWriter(out).factory,
         cache_logger_on_first_use=False,
     )
     # The libraries (panoramisk, aiohttp, aioari) log through the standard library: send their lines through the
