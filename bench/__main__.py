@@ -1,5 +1,9 @@
-"""``python -m bench [--quick] [--write BENCHMARKS.md] [--only PHASE,...]``: measure, print one table, optionally
-write it with the machine's details into a Markdown file. Not part of ``make test``."""
+"""``python -m bench [--quick] [--write BENCHMARKS.md] [--only PHASE,...] [--profile DIR]``: measure, print one
+table, optionally write it with the machine's details into a Markdown file. Not part of ``make test``.
+
+``--only cpu`` runs the CPU phases alone (``steady``: the everybody load, ``walk``, ``idle``); ``--profile DIR``
+makes each daemon child write a cProfile of itself from ready to stop into ``DIR/<workload>-<mode>.pstats``
+(``bench/README.md`` shows how to read it, and how to sample a child with py-spy instead)."""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import argparse
 import asyncio
 import gc
 import logging
+import os
 import sys
 import tempfile
 import time
@@ -27,8 +32,11 @@ from bench.memory import memory
 from bench.replay import replay
 from bench.report import Results, rich_table
 from bench.sizes import FULL, QUICK, Sizes
+from bench.stack import PROFILE_ENV
+from bench.walk import idle, walk
 
-PHASES = ("core", "saturation", "steady", "memory", "replay")
+PHASES = ("core", "saturation", "steady", "walk", "idle", "memory", "replay")
+GROUPS = {"cpu": ("steady", "walk", "idle")}
 MODES = ("paced", "naive")
 T = TypeVar("T")
 
@@ -37,12 +45,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes (under two minutes)")
     parser.add_argument("--write", metavar="PATH", help="also write the results and the machine into PATH (Markdown)")
-    parser.add_argument("--only", metavar="PHASES", help=f"comma-separated subset of {','.join(PHASES)}")
+    parser.add_argument(
+        "--only",
+        metavar="PHASES",
+        help=f"comma-separated subset of {','.join(PHASES)}; cpu = {','.join(GROUPS['cpu'])}",
+    )
+    parser.add_argument("--profile", metavar="DIR", help="cProfile each daemon child into DIR/<workload>-<mode>.pstats")
     args = parser.parse_args(argv)
-    chosen = [p.strip() for p in (args.only or ",".join(PHASES)).split(",") if p.strip()]
+    named = [p.strip() for p in (args.only or ",".join(PHASES)).split(",") if p.strip()]
+    chosen = [phase for name in named for phase in GROUPS.get(name, (name,))]
     unknown = sorted(set(chosen) - set(PHASES))
     if unknown:
-        parser.error(f"unknown phase(s) {', '.join(unknown)}; choose from {', '.join(PHASES)}")
+        parser.error(f"unknown phase(s) {', '.join(unknown)}; choose from {', '.join([*PHASES, *GROUPS])}")
     args.phases = chosen
     return args
 
@@ -82,6 +96,10 @@ async def run(sizes: Sizes, phases: list[str], workdir: Path, say: Callable[[str
             results.steady[mode] = await timed(
                 f"latency and CPU ({mode})", partial(steady, workdir / f"steady-{mode}", mode, sizes)
             )
+        if "walk" in phases and mode == "paced":
+            results.walk = await timed("CPU per call, walk", partial(walk, workdir / "walk", sizes))
+        if "idle" in phases and mode == "paced":
+            results.idle = await timed("idle CPU", partial(idle, workdir / "idle", sizes))
         if "memory" in phases:
             results.memory[mode] = await timed(
                 f"memory ({mode})", partial(memory, workdir / f"memory-{mode}", mode, sizes)
@@ -106,6 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     def say(text: str) -> None:
         progress.log(text)
 
+    if args.profile:
+        Path(args.profile).mkdir(parents=True, exist_ok=True)
+        os.environ[PROFILE_ENV] = str(Path(args.profile).resolve())
     if busy():
         say("[yellow]warning: the machine is busy with something else; the figures will suffer")
     with tempfile.TemporaryDirectory(prefix="b24-bench-") as tmp:

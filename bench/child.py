@@ -6,7 +6,9 @@ simulators), logging JSON at ``info`` into ``LOGFILE`` as it would into journald
 delivery's client for :class:`bench.naive.OneCommandPerRequest` before the first call arrives.
 
 The daemon's start-up tunes the garbage collector (:mod:`bridge.ops.gc_tuning`); the environment variable
-``BENCH_GC=default`` puts CPython's defaults back once connected, to compare.
+``BENCH_GC=default`` puts CPython's defaults back once connected, to compare. ``BENCH_LAG=off`` leaves the
+event-loop lag watcher out (the idle phase: its 10 ms timer would be most of an idle daemon's CPU);
+``BENCH_PROFILE_TO=FILE`` runs cProfile from ready to stop and writes its stats to ``FILE`` (``bench/README.md``).
 
 Protocol on stdin/stdout, one JSON object per line: the child prints ``{"ready": ...}`` once connected, then
 answers each ``stats`` line with its figures; ``stop`` stops the daemon as SIGTERM does (``{"stopped": true}``).
@@ -15,6 +17,7 @@ answers each ``stats`` line with its figures; ``stop`` stops the daemon as SIGTE
 from __future__ import annotations
 
 import asyncio
+import cProfile
 import gc
 import json
 import os
@@ -133,6 +136,7 @@ def figures(daemon: Daemon, client: Bitrix24Client, stalls: Stalls) -> dict[str,
         "requests": stats.requests,
         "commands": stats.commands,
         "query_limit_exceeded": stats.query_limit_exceeded,
+        "poll_interval": daemon.settings.bitrix24.poll_interval,
     }
 
 
@@ -169,7 +173,11 @@ async def main(config: Path, mode: str) -> int:
     client = use_naive_client(daemon) if mode == "naive" else daemon.delivery_client
     stalls = Stalls()
     stalls.time_appends(daemon.journal)
-    watching = asyncio.create_task(stalls.watch())
+    watching = asyncio.create_task(stalls.watch() if os.environ.get("BENCH_LAG") != "off" else asyncio.sleep(0))
+    profile_to = os.environ.get("BENCH_PROFILE_TO")
+    profiler = cProfile.Profile() if profile_to else None
+    if profiler is not None:
+        profiler.enable()
     _say({"ready": True, "pid": os.getpid(), **figures(daemon, client, stalls)})
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
@@ -179,6 +187,9 @@ async def main(config: Path, mode: str) -> int:
             break
         _say(figures(daemon, client, stalls))
     watching.cancel()
+    if profiler is not None and profile_to:
+        profiler.disable()
+        profiler.dump_stats(profile_to)
     daemon.request_stop()
     await serving
     if client is not daemon.delivery_client:

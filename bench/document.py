@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime
+from pathlib import Path
 
 from bench.chaos_section import chaos_section
 from bench.core import CoreSpeed
@@ -12,6 +13,7 @@ from bench.memory import SETTLE_TIMEOUT, Memory
 from bench.replay import Replay
 from bench.report import NAIVE, OURS, Results, markdown_table
 from bench.stack import ANSWER_AFTER, LINE
+from bench.walk import WALK_RING, Idle
 
 SETUP = (
     "The daemon is the production one (`bridge.daemon.Daemon`, the stage's config: the built-in call centre with "
@@ -74,6 +76,33 @@ def _steady_note(steady: dict[str, Steady]) -> str:
     )
 
 
+def _walk_note(walk: Steady) -> str:
+    return (
+        f"**CPU per call, walk** ({walk.bucket.describe()}): {walk.target_calls} calls in progress into `in_order` "
+        f"queues of two (each call its own pair of agents, as a real agent takes one call at a time): the first "
+        f"member rings one ring ({WALK_RING:g} s) and does not answer, the second answers after {ANSWER_AFTER:g} s "
+        "and talks until the call has lasted about the hold time; a ramp of one hold time, then one hold time "
+        "measured. CPU is the daemon process's user+system time over the window divided by the calls that ended in "
+        f"it: {walk.cpu_seconds:.2f} s for {walk.calls_ended} calls, daemon active {walk.active[0]}..{walk.active[1]}, "
+        f"{walk.requests:,} requests, p99 PBX event -> request {walk.p99:.1f} ms; of the {walk.placed} calls placed "
+        f"over the phase, {walk.answered_second} were finished in Bitrix24 as answered by the second member"
+        + (f", {walk.skipped} calls not placed for want of a free pair" if walk.skipped else "")
+        + f". Cross-check: from before the first call until every call ended and the journal was empty, "
+        f"{walk.whole_cpu_seconds:.2f} s for {walk.placed} calls = {walk.whole_cpu_ms_per_call:.1f} ms a call (the "
+        "window's figure leaves out work a loaded machine pushed past its end). The anchor: the Python peer AsterX "
+        "costs about 28 ms a call on this workload (issue 14)."
+    )
+
+
+def _idle_note(idle: Idle) -> str:
+    return (
+        f"**Idle CPU**: the daemon connected to both simulators with no call for {idle.seconds:.0f} s, its Bitrix24 "
+        f"events pulled (`event.offline.get` every {idle.poll_interval:g} s: {idle.requests} requests in the "
+        "window), the production defaults for AMI/ARI pings and the directory's refresh, the bench's event-loop "
+        f"watcher off: {idle.cpu_seconds * 1000:.1f} CPU ms in all."
+    )
+
+
 def _memory_note(memory: dict[str, Memory]) -> str:
     first = next(iter(memory.values()))
     details = "; ".join(
@@ -127,6 +156,10 @@ def notes(results: Results) -> list[str]:
         out.append(_saturation_note(results.saturation))
     if results.steady:
         out.append(_steady_note(results.steady))
+    if results.walk is not None:
+        out.append(_walk_note(results.walk))
+    if results.idle is not None:
+        out.append(_idle_note(results.idle))
     if results.memory:
         out.append(_memory_note(results.memory))
     if results.replay:
@@ -134,6 +167,19 @@ def notes(results: Results) -> list[str]:
     if results.core is not None:
         out.append(_core_note(results.core))
     return [*out, *results.notes]
+
+
+HISTORY = Path(__file__).with_name("history.md")
+"""What each optimisation changed, by hand, newest first: kept in ``bench/`` so that ``--write`` carries it over."""
+
+
+def history_section(path: Path = HISTORY) -> list[str]:
+    """``## History``: the hand-kept list of what changed the figures (nothing when the file is missing)."""
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return []
+    return ["## History", "", text, ""] if text else []
 
 
 def document(results: Results, machine: dict[str, str], elapsed: float, command: str) -> str:
@@ -158,5 +204,6 @@ def document(results: Results, machine: dict[str, str], elapsed: float, command:
     ]
     for paragraph in notes(results):
         lines += [paragraph, ""]
+    lines += history_section()
     lines += chaos_section()
     return "\n".join(lines)

@@ -149,6 +149,18 @@ class Steady:
     """503 ``QUERY_LIMIT_EXCEEDED`` answers over the whole phase."""
     placed: int = 0
     """Calls placed over the whole phase (ramp, window and the calls still ringing when it ended)."""
+    workload: str = "everybody"
+    skipped: int = 0
+    """Calls not placed because every agent pair had a call (the walk; should stay 0)."""
+    answered_second: int = 0
+    """Calls of the phase the portal finished as answered by the second member (the walk)."""
+    whole_cpu_seconds: float = float("nan")
+    """The daemon's CPU from before the first call until every call ended and the journal emptied (the walk): a
+    cross-check of the window's figure that no backlog can move out of the count."""
+
+    @property
+    def whole_cpu_ms_per_call(self) -> float:
+        return self.whole_cpu_seconds / self.placed * 1000 if self.placed else float("nan")
 
     @property
     def p50(self) -> float:
@@ -159,7 +171,8 @@ class Steady:
         return percentile(self.samples_ms, 0.99)
 
     @property
-    def cpu_per_1000_calls(self) -> float:
+    def cpu_ms_per_call(self) -> float:
+        """The daemon's CPU seconds over the window per call ended in it, in ms (= seconds per 1,000 calls)."""
         return self.cpu_seconds / self.calls_ended * 1000 if self.calls_ended else float("nan")
 
 

@@ -13,6 +13,7 @@ from bench.core import CoreSpeed
 from bench.load import Saturation, Steady
 from bench.memory import Memory
 from bench.replay import Replay
+from bench.walk import Idle
 
 OURS = "b24-bridge (batched, paced)"
 NAIVE = "one command per request, no pacing"
@@ -58,6 +59,8 @@ class Results:
     memory: dict[str, Memory] = field(default_factory=dict)
     replay: dict[str, Replay] = field(default_factory=dict)
     core: CoreSpeed | None = None
+    walk: Steady | None = None
+    idle: Idle | None = None
     notes: list[str] = field(default_factory=list)
 
 
@@ -68,7 +71,8 @@ def _ms(value: float) -> str:
 def _503s(results: Results, mode: str) -> int:
     """503 answers over every phase of ``mode`` that ran (whole phases, not only their measured windows)."""
     phases = (results.saturation, results.steady, results.memory, results.replay)
-    return sum(phase[mode].refused_in_phase for phase in phases if mode in phase)  # type: ignore[attr-defined]
+    refused = sum(phase[mode].refused_in_phase for phase in phases if mode in phase)  # type: ignore[attr-defined]
+    return refused + (results.walk.refused_in_phase if results.walk is not None and mode == "paced" else 0)
 
 
 def _memory_cell(memory: Memory) -> str:
@@ -99,7 +103,7 @@ def rows(results: Results) -> list[Row]:
             Row("mirror throughput / portal ceiling (rate x 50)", f"{sat_ours.throughput:.0%}",
                 f"{sat_naive.throughput:.1%}"),
         ]  # fmt: skip
-    if results.saturation or results.steady or results.replay:
+    if results.saturation or results.steady or results.replay or results.walk:
         ours, naive = _503s(results, "paced"), _503s(results, "naive")
         out.append(Row("QUERY_LIMIT_EXCEEDED, all phases", f"{ours:,}", f"{naive:,}", at_most(0, "0"), ours))
     st_ours, st_naive = results.steady.get("paced"), results.steady.get("naive")
@@ -114,9 +118,16 @@ def rows(results: Results) -> list[Row]:
         eps = results.core.events_per_second
         out.append(Row("events per second through the core", f"{eps:,.0f}", "(same core)", at_least(5000, ">= 5,000"),
                        eps))  # fmt: skip
+    if results.walk is not None:
+        walk = results.walk.cpu_ms_per_call
+        cell = f"{_ms(walk)} (first call to drained: {_ms(results.walk.whole_cpu_ms_per_call)})"
+        out.append(Row("CPU per call, walk", cell, "not measured", at_most(10, "<= 10 ms (AsterX ~28 ms)"), walk))
     if st_ours and st_naive:
-        out.append(Row("daemon CPU seconds per 1,000 calls", f"{st_ours.cpu_per_1000_calls:.1f} s",
-                       f"{st_naive.cpu_per_1000_calls:.1f} s"))  # fmt: skip
+        out.append(Row("CPU per call, everybody", _ms(st_ours.cpu_ms_per_call), _ms(st_naive.cpu_ms_per_call)))
+    if results.idle is not None:
+        idle = results.idle.ms_per_second
+        out.append(Row("idle CPU (no calls, pull mode)", f"{idle:.2f} ms/s", "not measured", at_most(1, "<= 1 ms/s"),
+                       idle))  # fmt: skip
     mem_ours, mem_naive = results.memory.get("paced"), results.memory.get("naive")
     if mem_ours:
         naive_cell = _memory_cell(mem_naive) if mem_naive else "not measured"

@@ -28,6 +28,8 @@ class Sizes:
     """Journaled offline calls replayed."""
     naive_replay_budget: float
     """Seconds the one-command-per-request replay may run before it is cut short (and projected)."""
+    idle_seconds: float
+    """Seconds the quiet daemon's CPU is measured over."""
 
 
 QUICK = Sizes(
@@ -42,6 +44,7 @@ QUICK = Sizes(
     memory_rate=40.0,
     replay_calls=1000,
     naive_replay_budget=5.0,
+    idle_seconds=10.0,
 )
 
 FULL = Sizes(
@@ -56,4 +59,5 @@ FULL = Sizes(
     memory_rate=20.0,
     replay_calls=10_000,
     naive_replay_budget=60.0,
+    idle_seconds=60.0,
 )

@@ -21,8 +21,9 @@ import structlog
 
 from bench.portal_index import index_statistics
 from bridge.sim.asterisk import Answer, AsteriskSimulator, InboundCall
+from bridge.sim.asterisk.parties import Party
 from bridge.sim.bitrix24 import Bitrix24Simulator
-from bridge.sim.stage import AMI_SECRET, APP_TOKEN, ARI_PASSWORD, stage_config
+from bridge.sim.stage import AMI_SECRET, APP_TOKEN, ARI_PASSWORD, set_up_portal, stage_config
 
 log = structlog.get_logger(__name__)
 
@@ -62,6 +63,35 @@ STANDARD = Bucket(2.0, 50)
 SCALED = Bucket(20.0, 50, scale=10.0)
 
 
+@dataclass
+class Workload:
+    """What the installation looks like for a phase: its config, the portal's people and the PBX's parties.
+
+    The default is the "everybody" load: line :data:`LINE`, the agents of :data:`AGENTS` answering after
+    :data:`ANSWER_AFTER` s."""
+
+    name: str = "everybody"
+    auth: str = "webhook"
+    watch_lag: bool = True
+    """The child times its event loop's lag (a 10 ms timer: it costs the daemon's process some CPU)."""
+
+    def tweak(self, data: dict[str, Any]) -> None:
+        """Change the daemon's config (the stage's) before it is written."""
+
+    def seed(self) -> dict[str, Any] | None:
+        """The portal's users and CRM (None: the simulator's default)."""
+        return None
+
+    def parties(self) -> dict[str, Party]:
+        return {ext: Answer(after=ANSWER_AFTER) for ext in AGENTS}
+
+
+EVERYBODY = Workload()
+PROFILE_ENV = "BENCH_PROFILE"
+"""Set (to a directory) in the bench's environment, it makes each daemon child profile itself with cProfile from
+ready to stop and write ``<phase>-<mode>.pstats`` there (see ``bench/README.md``)."""
+
+
 class Live:
     """The running installation: ``pbx`` and ``crm`` simulators and the daemon child's figures."""
 
@@ -70,6 +100,7 @@ class Live:
         self.crm = crm
         self.child = child
         self.calls: list[InboundCall] = []
+        self.background: set[asyncio.Task[None]] = set()
 
     async def _ask(self, line: str) -> dict[str, Any]:
         assert self.child.stdin is not None and self.child.stdout is not None
@@ -108,27 +139,37 @@ class Live:
             await self.child.wait()
 
 
-def config_data(pbx: AsteriskSimulator, crm: Bitrix24Simulator, workdir: Path, bucket: Bucket) -> dict[str, Any]:
-    data = stage_config(pbx, crm, workdir, ring_seconds=5.0, rate=bucket.rate, burst=bucket.burst, register_timeout=5.0)
+def config_data(
+    pbx: AsteriskSimulator, crm: Bitrix24Simulator, workdir: Path, bucket: Bucket, workload: Workload = EVERYBODY
+) -> dict[str, Any]:
+    data = stage_config(pbx, crm, workdir, ring_seconds=5.0, rate=bucket.rate, burst=bucket.burst, register_timeout=5.0,
+                        auth=workload.auth)  # fmt: skip
+    workload.tweak(data)
     for line in data["lines"].values():
         line["record"] = False  # an upload is one request per file in any mode; the mirror is what is measured
+    if workload.auth == "oauth":
+        set_up_portal(crm, data)  # the local application's first tokens, as its administrator puts them in
     return data
 
 
 @asynccontextmanager
-async def live_stack(workdir: Path, mode: str, bucket: Bucket) -> AsyncIterator[Live]:
+async def live_stack(workdir: Path, mode: str, bucket: Bucket, workload: Workload = EVERYBODY) -> AsyncIterator[Live]:
     """Simulators here, the daemon (``mode`` ``paced`` or ``naive``) in a child; everything stopped at the end."""
     workdir.mkdir(parents=True, exist_ok=True)
     async with (
         AsteriskSimulator(ari_password=ARI_PASSWORD, ami_secret=AMI_SECRET) as pbx,
-        Bitrix24Simulator(rate=bucket.rate, burst=bucket.burst, application_token=APP_TOKEN) as crm,
-    ):
+        Bitrix24Simulator(rate=bucket.rate, burst=bucket.burst, application_token=APP_TOKEN,
+                          seed=workload.seed()) as crm,
+    ):  # fmt: skip
         index_statistics(crm)
-        for ext in AGENTS:
-            pbx.set_party(ext, Answer(after=ANSWER_AFTER))
+        for ext, party in workload.parties().items():
+            pbx.set_party(ext, party)
         config = workdir / f"bridge-{mode}.json"
-        config.write_text(json.dumps(config_data(pbx, crm, workdir, bucket)), encoding="utf-8")
+        config.write_text(json.dumps(config_data(pbx, crm, workdir, bucket, workload)), encoding="utf-8")
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+        env["BENCH_LAG"] = "on" if workload.watch_lag else "off"
+        if env.get(PROFILE_ENV):
+            env["BENCH_PROFILE_TO"] = str(Path(env[PROFILE_ENV]) / f"{workload.name}-{mode}.pstats")
         with (workdir / f"daemon-{mode}.stderr").open("wb") as stderr:
             child = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "bench.child", str(config), mode, str(workdir / f"daemon-{mode}.log"),
@@ -143,4 +184,6 @@ async def live_stack(workdir: Path, mode: str, bucket: Bucket) -> AsyncIterator[
             log.debug("bench.child_ready", mode=mode, **json.loads(ready))
             yield live
         finally:
+            for task in live.background:
+                task.cancel()
             await live.stop()

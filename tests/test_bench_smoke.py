@@ -7,9 +7,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from bench.__main__ import parse_args
 from bench.chaos_section import chaos_section
 from bench.core import core_speed
-from bench.document import document
+from bench.document import document, history_section
 from bench.load import saturation, steady
 from bench.naive import OneCommandPerRequest, call_groups, resolve
 from bench.portal_index import index_statistics, indexed_key
@@ -18,6 +19,7 @@ from bench.replay import replay
 from bench.report import Results, at_most, markdown_table, rich_table, rows
 from bench.sizes import QUICK
 from bench.stack import Bucket
+from bench.walk import idle, walk
 from bridge.config import Bitrix24Settings
 from bridge.config.reader import Secret
 from bridge.crm.query import result_ref
@@ -157,3 +159,39 @@ def test_the_full_chaos_run_is_reported_when_recorded(tmp_path: Path) -> None:
     run["figures"]["broken_invariants"] = {"duration": 3}  # type: ignore[index]
     path.write_text(json.dumps(run), encoding="utf-8")
     assert "broken invariants: {'duration': 3}" in "\n".join(chaos_section(path))
+
+
+async def test_the_walk_rings_the_first_member_and_the_second_answers(tmp_path: Path) -> None:
+    """Each call of the walk goes to a pair of its own; Bitrix24 sees it answered by the pair's second member."""
+    sizes = dataclasses.replace(TOY, latency_calls=3, latency_hold=4.0)
+    measured = await walk(tmp_path / "walk", sizes)
+    assert measured.workload == "walk" and measured.placed > 0 and measured.skipped == 0
+    assert measured.answered_second > 0, "calls were answered by the second member after the first one's ring"
+    assert measured.answered_second <= measured.placed and measured.cpu_seconds >= 0
+    assert measured.whole_cpu_seconds >= measured.cpu_seconds, "the whole run holds the window (and drained)"
+    results = Results("toy", walk=measured)
+    (walk_row,) = (row for row in rows(results) if row.figure == "CPU per call, walk")
+    assert walk_row.target is not None and walk_row.verdict in ("pass", "FAIL")
+    assert "answered by the second member" in document(results, {"CPU": "test"}, 1.0, "python -m bench")
+
+
+async def test_the_idle_daemon_polls_for_its_events(tmp_path: Path) -> None:
+    quiet = await idle(tmp_path / "idle", dataclasses.replace(TOY, idle_seconds=2.5))
+    assert quiet.requests >= 1, "pull mode: event.offline.get at least once in 2.5 s at poll_interval 2 s"
+    assert quiet.seconds >= 2.5 and quiet.cpu_seconds >= 0 and quiet.ms_per_second >= 0
+    (row,) = (row for row in rows(Results("toy", idle=quiet)) if row.figure.startswith("idle CPU"))
+    assert row.ours.endswith("ms/s") and row.verdict in ("pass", "FAIL")
+
+
+def test_only_cpu_runs_the_cpu_phases() -> None:
+    assert parse_args(["--only", "cpu"]).phases == ["steady", "walk", "idle"]
+    assert parse_args(["--only", "core,idle"]).phases == ["core", "idle"]
+
+
+def test_the_history_is_carried_into_every_written_document(tmp_path: Path) -> None:
+    assert history_section(tmp_path / "missing.md") == []
+    kept = tmp_path / "history.md"
+    kept.write_text("- walk 76.2 -> 40.1 ms per call: device news recorded without a whole step\n", encoding="utf-8")
+    assert history_section(kept)[:3] == ["## History", "", "- walk 76.2 -> 40.1 ms per call: device news recorded "
+                                         "without a whole step"]  # fmt: skip
+    assert "## History" in document(Results("toy"), {"CPU": "test"}, 1.0, "python -m bench")

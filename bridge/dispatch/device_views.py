@@ -11,6 +11,7 @@ import structlog
 from bridge.dispatch import presence
 from bridge.dispatch.availability import AvailabilityBook
 from bridge.dispatch.inputs import DeviceSettled
+from bridge.domain import call as core
 from bridge.domain.events import AvailabilityChanged, Event
 from bridge.domain.scheme import Availability
 from bridge.domain.state import Call
@@ -33,6 +34,8 @@ class DeviceViews:
         self.put = put
         self.settle_seconds = settle_seconds
         self._settles: dict[tuple[str, str], asyncio.TimerHandle] = {}
+        self._noted: dict[str, dict[str, Availability]] = {}
+        """Call -> device news it only records, not applied yet (see :meth:`flush`)."""
 
     def seen(self, ext: str, state: str) -> None:
         """The PBX reported ``ext``'s device state (AMI and ARI may both report the same change: once is enough)."""
@@ -90,8 +93,22 @@ class DeviceViews:
 
     def _tell(self, call_id: str, call: Call, ext: str, device: Availability) -> None:
         availability = self.book.of(ext, device)
-        if call.availability.get(ext, Availability.AVAILABLE) is not availability:
+        noted = self._noted.get(call_id, {})
+        if noted.get(ext, call.availability.get(ext, Availability.AVAILABLE)) is availability:
+            return
+        if core.only_records_availability(call, ext, availability):
+            self._noted.setdefault(call_id, {})[ext] = availability  # applied by flush, before the call's next step
+        else:
             self.step(call_id, AvailabilityChanged(ext, availability))
+
+    def flush(self, call_id: str) -> None:
+        """Apply the device news noted for a call that only records them; the dispatcher calls this before every
+        step of the call, so the core never decides on a stale view, and a change seen by 200 calls costs 200
+        dictionary writes instead of 200 steps."""
+        noted = self._noted.pop(call_id, None)
+        call = self.calls.get(call_id)
+        if noted and call is not None:
+            self.calls[call_id] = core.note_availability(call, noted)
 
     def _settle_later(self, call_id: str, ext: str) -> None:
         if (call_id, ext) not in self._settles:

@@ -230,6 +230,7 @@ class Dispatcher:
         """Feed ``event`` to the call's core; carry out what it returns (journal, PBX, timer), log the step.
 
         ``at``: when it happened, if earlier than now (an end found by a resync)."""
+        self.devices.flush(call_id)
         call = self.calls.get(call_id)
         if call is None:
             log.debug("call.unknown", call_id=call_id, on=type(event).__name__)

@@ -35,7 +35,7 @@ The cards follow the ring: ``cards.sync`` runs after every step.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -61,7 +61,7 @@ from bridge.domain.events import (
 from bridge.domain.legs import music_on
 from bridge.domain.records import replace
 from bridge.domain.rules import needs_crm
-from bridge.domain.scheme import Plan
+from bridge.domain.scheme import Availability, Plan
 from bridge.domain.state import LIVE, Call, Leg, State, Step, move
 from bridge.domain.talk import connect, not_joined, on_transfer
 from bridge.domain.walk import WalkStep
@@ -198,6 +198,23 @@ def _leg_gone(call: Call, event: LegEnded, now: datetime) -> Step:
 
 def _availability(call: Call, event: AvailabilityChanged, now: datetime) -> Step:
     return replace(call, availability={**call.availability, event.ext: event.availability}), []
+
+
+def only_records_availability(call: Call, ext: str, availability: Availability) -> bool:
+    """True when :func:`step` only records ``AvailabilityChanged(ext, availability)``: no command, no card, no
+    timer (no walk under way, or the walk has nothing to do with it); :func:`note_availability` then does what the
+    steps would.
+
+    Every agent's device change reaches every call in progress, so this is the dispatcher's most frequent step."""
+    handler = TABLE.get((call.state, AvailabilityChanged))
+    if handler is _availability:
+        return True
+    return handler is _availability_walking and walk.ignores_availability(call, ext, availability)
+
+
+def note_availability(call: Call, changes: Mapping[str, Availability]) -> Call:
+    """The call after one ``AvailabilityChanged`` step per change, when :func:`only_records_availability` holds."""
+    return replace(call, availability={**call.availability, **changes}, ignored="", warning="", grace=())
 
 
 def _availability_walking(call: Call, event: AvailabilityChanged, now: datetime) -> Step:

@@ -280,6 +280,17 @@ def on_availability(call: Call, ext: str, availability: Availability, now: datet
     return call, commands + more, follow
 
 
+def ignores_availability(call: Call, ext: str, availability: Availability) -> bool:
+    """True when :func:`on_availability` would change nothing: no leg of ours rings ``ext``, and it did not become
+    free or is no member of the queue being walked."""
+    if any(leg.ext == ext and not leg.number for leg in call.ringing):
+        return False
+    walk = current(call)
+    return availability is not Availability.AVAILABLE or ext not in (
+        call.plan.queues[walk.queue].members if walk.queue else ()
+    )
+
+
 def _became_free(call: Call, walk: Walk, ext: str, legs: list[Leg], now: datetime) -> WalkStep:
     members = call.plan.queues[walk.queue].members if walk.queue else ()
     if ext not in members:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from bridge.domain.call import note_availability, only_records_availability, step
 from bridge.domain.commands import (
     AnswerCaller,
     CancelLeg,
@@ -205,3 +206,17 @@ def test_a_target_whose_leg_fails_otherwise_or_who_is_absent_is_skipped() -> Non
     assert d.call.ringing[0].ext == "1001"
     d = Driver(route(ToEmployee("9999"), default_ext="1005"))
     assert d(started()) == [AnswerCaller(), register(5), HangupCaller(), CrmFinish("k.1", 5, 0, "304")]
+
+
+def test_a_device_change_is_only_recorded_once_the_call_talks_and_stepped_while_it_rings() -> None:
+    """``note_availability``: the dispatcher's shortcut for the device news of every agent told to every call."""
+    d = Driver(route(ToEmployee("1003"), default_ext="1005"))
+    d(started())
+    assert d.call.state is State.RINGING
+    assert not only_records_availability(d.call, "1003", A.BUSY), "the walk acts on the agent it rings"
+    assert only_records_availability(d.call, "1001", A.BUSY), "and on nobody else here"
+    d(LegAnswered("c-leg1"), 4)
+    assert d.call.state is State.TALKING and only_records_availability(d.call, "1003", A.BUSY)
+    noted = note_availability(d.call, {"1001": A.BUSY})
+    assert noted.availability["1001"] is A.BUSY
+    assert (noted, []) == step(d.call, AvailabilityChanged("1001", A.BUSY), at(5))

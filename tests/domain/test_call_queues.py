@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from bridge.domain.call import only_records_availability
 from bridge.domain.commands import (
     AnswerCaller,
     CancelLeg,
@@ -369,3 +370,14 @@ def test_a_member_intercepts_the_call_ringing_in_their_group() -> None:
         ],
     )
     assert call.handled_by == "1003"
+
+
+def test_a_walk_acts_on_the_news_of_its_ringing_agent_and_of_members_who_become_free_only() -> None:
+    q = queue("q", "1001", "1002", rings_per_member=1)
+    d = Driver(route(ToQueue("q"), queues=(q,), default_ext="1005"))
+    d(started(e1002=Availability.BUSY))
+    assert [leg.ext for leg in d.call.ringing] == ["1001"]
+    assert not only_records_availability(d.call, "1001", Availability.BUSY), "its ringing agent"
+    assert not only_records_availability(d.call, "1002", Availability.AVAILABLE), "a member who became free"
+    assert only_records_availability(d.call, "1002", Availability.ABSENT)
+    assert only_records_availability(d.call, "1003", Availability.AVAILABLE), "not a member"

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bridge.domain.call import start_call, step
+from bridge.domain.call import note_availability, only_records_availability, start_call, step
 from bridge.domain.events import (
     AvailabilityChanged,
     CallerHungUp,
@@ -218,6 +218,14 @@ def drive(data: st.DataObject, plan: Plan, availability: dict[str, Availability]
         nonlocal call
         now = T0 + timedelta(seconds=clock)
         before = call
+        for ext_one, free in (("1001", Availability.AVAILABLE), ("1002", Availability.BUSY)):
+            one, two = AvailabilityChanged(ext_one, free), AvailabilityChanged("1003", Availability.ABSENT)
+            if not only_records_availability(before, ext_one, free):
+                continue  # else the dispatcher's shortcut is the whole step, for one change or two
+            assert (note_availability(before, {ext_one: free}), []) == step(before, one, now)
+            if only_records_availability(before, "1003", Availability.ABSENT):
+                stepped = step(step(before, one, now)[0], two, now)[0]
+                assert note_availability(before, {ext_one: free, "1003": Availability.ABSENT}) == stepped
         call, commands = step(call, event, now)
         ledger.feed(before, event, now, call, commands)
 

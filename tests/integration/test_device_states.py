@@ -25,6 +25,7 @@ from tests.integration.daemon_support import agents_rung, mirrored
 
 SALES = "74951112233"  # queue "sales": 1001, 1002, 1003, 1004 in order, two rings each
 SUPPORT_EVERYBODY = "74951112255"  # queue "support": 1001, 1002, 1003, 1006 all at once
+SUPPORT_IVR = "74951112244"  # menu "main": key 1 -> queue "sales"
 
 TEMPLATES = pytest.mark.parametrize("local_agents", [False, True], ids=["pjsip", "local"])
 
@@ -173,3 +174,18 @@ async def test_everybody_rings_and_the_others_are_released_when_one_answers(tmp_
         released = releases(logs)
         assert {ext for ext, reason in released if reason == "answered elsewhere"} == {"1001", "1002", "1006"}
         assert not [r for r in released if r[1] == "busy elsewhere"]
+
+
+async def test_an_agent_busy_since_the_caller_entered_the_menu_is_skipped_when_the_walk_starts(tmp_path: Path) -> None:
+    """A call in the IVR only records device news (the dispatcher notes them without stepping it); the walk its key
+    starts must still see them: 1001 took another call meanwhile, so 1002 rings first."""
+    async with stage(tmp_path, ring_seconds=2.0) as s:
+        s.pbx.set_party("1002", Answer(after=0.2))
+        call = await s.pbx.place_inbound_call(SUPPORT_IVR, "79990000506", dtmf=[(1.2, "1")], hangup_after=6.0)
+        await eventually(lambda: state_of(s, call.channel_id) in (State.MENU_PROMPT, State.MENU_WAIT))
+        await s.pbx.place_outbound_call("1001", "79260000506", answer_after=0.1, talk=20.0, device="PJSIP/1001")
+        await eventually(lambda: s.daemon.dispatcher.availability.devices.get("1001") == "INUSE")
+        assert state_of(s, call.channel_id) in (State.MENU_PROMPT, State.MENU_WAIT), "the key came too early"
+        await eventually(lambda: state_of(s, call.channel_id) is State.TALKING, timeout=8)
+        assert agents_rung(s) == ["1002"]
+        await asyncio.wait_for(call.ended(), 20)
