@@ -78,3 +78,39 @@ def test_library_logs_go_through_the_same_redacting_chain() -> None:
     [line] = lines(out)
     assert line["event"] == "Login failed: Secret: ***" and line["level"] == "warning"
     assert line["logger"] == "panoramisk.manager"
+
+
+def test_any_value_renders_as_one_json_line_and_names_stay_readable() -> None:
+    from dataclasses import dataclass
+    from datetime import UTC, datetime
+
+    @dataclass
+    class Leg:
+        ext: str
+
+    out = io.StringIO()
+    logs.configure(json=True, stream=out)
+    logs.register_secrets(["s3cret-token"])
+    log = structlog.get_logger("t")
+    log.info("call.started", caller_name="Иван", at=datetime(2026, 1, 2, tzinfo=UTC), leg=Leg("1001"), huge=2**70,
+             ids={1: "a"}, steps=("ringing", "talking"), token="Bearer s3cret-token")  # fmt: skip
+    [line] = lines(out)
+    assert "Иван" in out.getvalue()  # UTF-8 as it is, not \u escapes
+    assert line["caller_name"] == "Иван" and line["huge"] == 2**70 and line["ids"] == {"1": "a"}
+    assert line["at"].startswith("datetime.datetime(2026, 1, 2") and line["leg"].endswith("Leg(ext='1001')")
+    assert line["steps"] == ["ringing", "talking"] and line["token"] == "Bearer ***"
+
+
+def test_a_call_bound_inside_another_gives_the_outer_one_back() -> None:
+    out = io.StringIO()
+    logs.configure(json=True, stream=out)
+    log = structlog.get_logger("t")
+    with logs.bind_call("outer.1", "outer.0", "74951112233"):
+        with logs.bind_call("inner.1"):
+            log.info("call.started")
+        log.info("call.ended")
+    log.info("daemon.stopped")
+    inner, outer, none = lines(out)
+    assert (inner["call_id"], inner["linkedid"], inner["line"]) == ("inner.1", "", "")
+    assert (outer["call_id"], outer["linkedid"], outer["line"]) == ("outer.1", "outer.0", "74951112233")
+    assert "call_id" not in none and "line" not in none

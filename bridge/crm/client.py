@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
+import orjson
 import structlog
 from aiolimiter import AsyncLimiter
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_random_exponential
@@ -43,6 +44,7 @@ from bridge.logs import redact_text, register_secrets
 log = structlog.get_logger(__name__)
 
 USER_AGENT = f"b24-bridge/{__version__}"
+HEADERS = {"User-Agent": USER_AGENT, "Accept": "application/json", "Content-Type": "application/json"}
 MAX_BATCH = 50
 BACKOFF_MULTIPLIER = 0.5
 """Seconds: the n-th retry after a network error or a 5xx waits a random time up to ``0.5 * 2**(n-1)``."""
@@ -50,6 +52,27 @@ LIMIT_RETRIES = 2
 """Tries a limit refusal gets on top of ``retry_attempts``. A refused request did not run at all, so trying it again
 is safe even for a client built not to retry (Delivery's): it costs a drain interval, not a statistics check."""
 MAX_PAGES = 2000
+
+
+def _json_body(payload: Mapping[str, Any]) -> bytes:
+    """The request body: orjson (UTF-8 as it is), the standard encoder for what orjson refuses (an integer beyond 64
+    bits, a key that is not a string, a lone surrogate), which raises for what JSON has no form for, as before."""
+    try:
+        return orjson.dumps(payload, option=orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME)
+    except TypeError:
+        return json.dumps(payload).encode()
+
+
+def _json_answer(raw: bytes) -> Any:
+    """The answer's JSON; None when it is not JSON. Bytes that are not UTF-8 are read as U+FFFD, as before."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        return json.loads(raw.decode("utf-8", errors="replace"))
+    except ValueError:
+        return None
 
 
 def _portal_base(portal: str) -> str:
@@ -80,6 +103,7 @@ class Bitrix24Client:
         self._retry_max_wait = retry_max_wait
         self._backoff: wait_base = wait_random_exponential(multiplier=BACKOFF_MULTIPLIER, max=retry_max_wait)
         self._clock = clock
+        self._timeout = aiohttp.ClientTimeout(total=settings.request_timeout)
         self._paused_until: dict[str, float] = {}
         """Per method (and ``""`` for the whole portal): not before this ``clock()`` time."""
         self.stats = CrmStats(limiter=limiter)
@@ -148,22 +172,16 @@ class Bitrix24Client:
         started = self._clock()
         try:
             async with self._http().post(
-                f"{self._rest}{method}.json",
-                json=payload,
-                headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
-                timeout=aiohttp.ClientTimeout(total=self.settings.request_timeout),
+                f"{self._rest}{method}.json", data=_json_body(payload), headers=HEADERS, timeout=self._timeout
             ) as response:
                 status = response.status
-                text = await response.text(errors="replace")
+                raw = await response.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
             self.stats.errors += 1
             detail = redact_text(f"{type(exc).__name__}: {exc}").replace(self._base, "<portal>/")
             raise TransientCrmError(method, NETWORK, detail) from exc
         log.debug("crm.request", method=method, status=status, duration=round(self._clock() - started, 3))
-        try:
-            envelope = json.loads(text)
-        except ValueError:
-            envelope = None
+        envelope = _json_answer(raw)
         if not isinstance(envelope, dict):
             self.stats.errors += 1
             error = classify(method, "ERROR_UNEXPECTED_ANSWER", "the portal did not answer JSON", status)

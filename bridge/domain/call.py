@@ -39,7 +39,6 @@ The cards follow the ring: ``cards.sync`` runs after every step.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -63,6 +62,7 @@ from bridge.domain.events import (
     Transferred,
 )
 from bridge.domain.legs import music_on
+from bridge.domain.records import replace
 from bridge.domain.rules import needs_crm
 from bridge.domain.scheme import Availability, Plan
 from bridge.domain.state import LIVE, Call, Leg, State, Step, move, next_id

@@ -10,7 +10,6 @@ sees the card flicker.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import datetime
 
 from bridge.domain.commands import (
@@ -24,6 +23,7 @@ from bridge.domain.commands import (
     CrmRegister,
     CrmShow,
 )
+from bridge.domain.records import replace
 from bridge.domain.scheme import Line
 from bridge.domain.state import Call, CrmLeg, Step
 

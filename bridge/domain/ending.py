@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import datetime, timedelta
 
 from bridge.domain.cards import (
@@ -16,6 +15,7 @@ from bridge.domain.commands import CancelLeg, Command, HangupCaller, ReleaseReas
 from bridge.domain.events import Direction
 from bridge.domain.leads import lead_step
 from bridge.domain.legs import release
+from bridge.domain.records import replace
 from bridge.domain.state import Call, State, Step, move
 from bridge.domain.status import status_code
 

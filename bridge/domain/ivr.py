@@ -11,12 +11,12 @@ the message is attached to that CRM call once stored.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import datetime, timedelta
 
 from bridge.domain.cards import employee_user, ensure_registered, missed_owner, recording_started
 from bridge.domain.commands import Command, PlayPrompt, RecordVoicemail
 from bridge.domain.legs import media_off
+from bridge.domain.records import replace
 from bridge.domain.scheme import IvrMenu, ToVoicemail
 from bridge.domain.state import Call, MenuVisit, State, Step, move, next_id
 from bridge.domain.walk import PASS_ON, WalkStep

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import replace
 from datetime import datetime
 
 from bridge.domain.cards import employee_user, ensure_registered
@@ -17,6 +16,7 @@ from bridge.domain.commands import (
     StopMusic,
     StopPrompt,
 )
+from bridge.domain.records import replace
 from bridge.domain.state import Call, Leg, Step, next_id
 
 

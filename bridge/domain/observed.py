@@ -20,7 +20,7 @@ then attach after the finish) or DONE. Events with no entry for the state are ig
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any
@@ -48,6 +48,7 @@ from bridge.domain.events import (
     ObservedStoppedRinging,
     TimerFired,
 )
+from bridge.domain.records import replace
 from bridge.domain.scheme import Plan
 from bridge.domain.status import status_code, talk_seconds
 

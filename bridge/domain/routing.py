@@ -9,12 +9,12 @@ final action is itself): past it the call is hung up as missed, with a warning.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import datetime
 
 from bridge.domain import ivr, walk
 from bridge.domain.commands import CallType
 from bridge.domain.ending import end_missed
+from bridge.domain.records import replace
 from bridge.domain.rules import holds
 from bridge.domain.scheme import (
     Action,

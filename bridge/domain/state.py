@@ -8,12 +8,13 @@ calls answered today) are never mutated after construction; a change makes a new
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
 
 from bridge.domain.commands import CallType, Command
 from bridge.domain.events import CrmClient
+from bridge.domain.records import replace
 from bridge.domain.scheme import Availability, Plan
 from bridge.domain.status import talk_seconds
 

@@ -8,7 +8,6 @@ Attended transfer: the same, except that the target already talks.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import datetime, timedelta
 
 from bridge.domain import walk as walks
@@ -16,6 +15,7 @@ from bridge.domain.cards import employee_user, ensure_registered, finish, missed
 from bridge.domain.commands import CallType, ConnectLeg, ReleaseReason, StartRecording
 from bridge.domain.events import Direction, Transferred
 from bridge.domain.legs import media_off, release
+from bridge.domain.records import replace
 from bridge.domain.state import Call, Leg, State, Step, Talk, Walk, WalkKind, move, next_id
 from bridge.domain.status import status_code
 

@@ -21,13 +21,13 @@ Functions return ``(call, commands, follow)``: ``follow`` is None while the walk
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import datetime, timedelta
 from enum import Enum
 
 from bridge.domain.commands import Command, ReleaseReason
 from bridge.domain.events import LegOutcome
 from bridge.domain.legs import music_on, release, ring_agent, ring_number
+from bridge.domain.records import replace
 from bridge.domain.scheme import (
     MAX_EVERYBODY_DEVICES,
     Action,

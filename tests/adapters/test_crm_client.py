@@ -387,3 +387,13 @@ async def test_no_secret_reaches_debug_logs_of_a_whole_session(sim: Bitrix24Simu
     events = {entry["event"] for entry in logs}
     assert {"crm.request", "crm.retry"} <= events
     assert WEBHOOK_CODE not in repr(logs)
+
+
+async def test_names_in_any_script_and_huge_numbers_reach_the_portal_as_sent() -> None:
+    seed = json.loads((Path(__file__).parents[2] / "bridge/sim/bitrix24/default_seed.json").read_text())
+    seed["users"].append({"ID": 300, "NAME": "Иван", "LAST_NAME": "Петров", "UF_DEPARTMENT": [3]})
+    async with Bitrix24Simulator(webhook=WEBHOOK, seed=seed) as sim, Bitrix24Client(webhook_settings(sim)) as client:
+        found = await client.call("user.get", {"FILTER": {"NAME": "Иван"}})
+        huge = await client.call("user.get", {"FILTER": {"ID": 2**70}})  # beyond orjson's 64 bits: still sent
+    assert [(u["ID"], u["NAME"], u["LAST_NAME"]) for u in found] == [("300", "Иван", "Петров")]
+    assert huge == []

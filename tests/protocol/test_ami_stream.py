@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from panoramisk.message import Message
 
-from bridge.pbx.ami_stream import AmiStreamDecoder, BadFrame, command_output
+from bridge.pbx.ami_stream import AmiStreamDecoder, BadFrame, command_output, parse_frame
 from tests.protocol.recorded import SCENARIOS, TRANSCRIPTS, ami_messages
 
 
@@ -99,3 +101,42 @@ def test_command_output_is_always_a_list_of_lines(response: str, lines: list[str
 def test_legacy_follows_body_with_bare_newlines() -> None:
     message = Message.from_line("Response: Follows\r\nPrivilege: Command\r\nline 1\nline 2\n--END COMMAND--")
     assert command_output(message) == ["line 1", "line 2"]
+
+
+NAMES = st.sampled_from(["Event", "event", "Response", "ActionID", "Output", "output", "Result", "Content", "Uniqueid",
+                         "ChanVariable", "Message", "X"])  # fmt: skip
+VALUES = st.text(st.sampled_from('ab: %20"\t\nИ1'), max_size=8)
+LINES = st.one_of(
+    st.tuples(NAMES, VALUES).map(": ".join),
+    st.sampled_from(["Response: Follows", "Response: Fail", "Response: Success", "", "--END COMMAND--", "bare"]),
+    VALUES,
+)
+
+
+@given(st.lists(LINES, max_size=10))
+def test_frames_parse_as_panoramisk_parses_them(lines: list[str]) -> None:
+    text = "\r\n".join(lines)
+    ours, theirs = parse_frame(text), Message.from_line(text)
+    if theirs is None:
+        assert ours is None
+        return
+    assert ours is not None
+    assert list(ours.items()) == list(theirs.items())
+    for name in ("event", "EVENT", "Output", "result", "content", "missing"):
+        assert ours.get(name) == theirs.get(name) and (name in ours) == (name in theirs)
+        assert getattr(ours, name.lower()) == getattr(theirs, name.lower())
+    assert (ours.id, ours.action_id, ours.success, ours.manager) == (theirs.id, theirs.action_id, theirs.success, None)
+
+
+def test_recorded_sessions_parse_as_panoramisk_parses_them() -> None:
+    parsed = 0
+    for transcript in TRANSCRIPTS.glob("*.ami.txt"):
+        text = transcript.read_bytes().decode("utf-8")
+        for frame in text.split("\r\n\r\n"):
+            theirs = Message.from_line(frame.strip())
+            ours = parse_frame(frame.strip())
+            assert (ours is None) == (theirs is None)
+            if ours is not None:
+                assert list(ours.items()) == list(theirs.items())
+                parsed += 1
+    assert parsed > 100
