@@ -104,6 +104,16 @@ event                              meaning
 ``journal.unclean_restart``        the machine restarted under the last sender: its unsettled calls are checked first
 ``journal.close_failed``           the journal could not be marked closed cleanly (its next sender checks more)
 ``replay.bad_row``                 the replay met a journal row it could not read (reported in its summary)
+``leadership.acquired``            this bridge took a cluster role (``role``: delivery or pbx, ``scope``: the portal or
+                                   PBX it is for); it runs that role's work from now on
+``leadership.waiting``             another bridge holds the role (``holder``: its bridge id): this one is on standby and
+                                   tries again every second
+``leadership.lost``                the database connection that held the role failed: the role's work was stopped at
+                                   once (another bridge may hold it now); this bridge waits for it again
+``leadership.stepped_down``        the role's work ended by itself (``reason``, e.g. the ARI application was replaced):
+                                   the role was released for another bridge
+``leadership.db_unreachable``      the cluster database cannot be reached (``error``): no role is taken until it can
+``leadership.db_lost``             a query on the leadership connection failed or timed out (``held``: it held the role)
 ``pbx.connected``                  ARI or AMI (``link``) connected
 ``pbx.disconnected``               ARI or AMI disconnected; it reconnects by itself
 ``pbx.connect_failed``             a connection attempt failed (``error``); it is retried with back-off
