@@ -20,6 +20,9 @@ event                              meaning
 ``daemon.tasks_stuck``             at shutdown these tasks outlived repeated cancellation (``tasks``); left behind
 ``daemon.stopped``                 the daemon has stopped
 ``daemon.refused``                 the daemon would not start (e.g. another process holds the journal)
+``daemon.pbx_lost``                the bridge stepped down from its PBX (``reason``: another client took the ARI
+                                   application, or the PBX's leadership was lost): it stops at once, exit code 1, and
+                                   the service manager restarts it as a standby
 ``daemon.task_crashed``            one of the daemon's tasks ended with an error (alert on this)
 ``daemon.config_warning``          the configuration is valid but will not do something expected (e.g. webhook mode
                                    and click-to-call); ``warning`` says what and what to do instead

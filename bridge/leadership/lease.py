@@ -18,6 +18,7 @@ import contextlib
 import hashlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
 
@@ -72,11 +73,25 @@ class Lease:
         """Who holds the role now, as far as this bridge saw (its bridge id; "" unknown or nobody)."""
         self.takeovers = 0
         """How often this bridge took the role."""
+        self.reachable = False
+        """The leadership connection is up (leader or standby)."""
+        self.changed_at = datetime.now(UTC)
+        """When the role last changed hands here (taken, lost, or the database went away or came back)."""
+        self.last_error = ""
+        self.error_at: datetime | None = None
 
     @property
     def state(self) -> str:
-        """For /status: ``leader`` or ``standby``."""
+        """For /status and logs: ``leader`` or ``standby``."""
         return "leader" if self.held else "standby"
+
+    def _changed(self, *, held: bool | None = None, reachable: bool | None = None, error: str = "") -> None:
+        if held is not None and held is not self.held:
+            self.held, self.changed_at = held, datetime.now(UTC)
+        if reachable is not None and reachable is not self.reachable:
+            self.reachable, self.changed_at = reachable, datetime.now(UTC)
+        if error:
+            self.last_error, self.error_at = error, datetime.now(UTC)
 
     async def run(self, lead: Callable[[], Awaitable[None]]) -> None:
         """Forever: connect, wait for the lock, run ``lead()`` while it is held. Cancel to stop (releases it)."""
@@ -85,15 +100,18 @@ class Lease:
             try:
                 conn = await asyncio.wait_for(self._open(), self.timing.connect)
             except DB_ERRORS as exc:
+                self._changed(reachable=False, error=_error(exc))
                 if not unreachable:
                     log.warning("leadership.db_unreachable", role=self.role.value, error=_error(exc))
                 unreachable = True
                 await asyncio.sleep(self.timing.retry)
                 continue
             unreachable = False
+            self._changed(reachable=True)
             try:
                 stepped_down = await self._serve(conn, lead)
             finally:
+                self._changed(reachable=False)
                 await _close(conn)
             await asyncio.sleep(self.timing.retry if stepped_down else 0)
 
@@ -111,9 +129,11 @@ class Lease:
         try:
             await self._acquire(conn)
         except DB_ERRORS as exc:
+            self._changed(error=_error(exc))
             log.warning("leadership.db_lost", role=self.role.value, held=False, error=_error(exc))
             return False
-        self.held, self.holder = True, self.bridge_id
+        self._changed(held=True)
+        self.holder = self.bridge_id
         self.takeovers += 1
         log.info("leadership.acquired", role=self.role.value, scope=self.scope, bridge=self.bridge_id)
         work = asyncio.ensure_future(lead())
@@ -121,7 +141,7 @@ class Lease:
         try:
             await asyncio.wait({work, watch}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            self.held = False
+            self._changed(held=False)
             for task in (work, watch):
                 task.cancel()
             await asyncio.gather(work, watch, return_exceptions=True)
@@ -152,6 +172,7 @@ class Lease:
             try:
                 await self._probe(conn, "SELECT 1")
             except DB_ERRORS as exc:
+                self._changed(error=_error(exc))
                 log.warning("leadership.db_lost", role=self.role.value, held=True, error=_error(exc))
                 return
             await asyncio.sleep(self.timing.probe)
