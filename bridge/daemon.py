@@ -35,8 +35,8 @@ from bridge.delivery.loop import Delivery
 from bridge.delivery.recordings import recording_loader
 from bridge.dispatch import Dispatcher, StampedQueue
 from bridge.domain.scheme import Plan
+from bridge.journal import Journal
 from bridge.journal.lock import JournalBusy, exclusive
-from bridge.journal.store import Journal
 from bridge.leadership.roles import ClusterRoles
 from bridge.ops.gc_tuning import tune_after_startup
 from bridge.ops.http_api import Health, Probes, build_app, event_routes, events_app

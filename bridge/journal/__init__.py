@@ -1,11 +1,13 @@
-"""The durable outbox of Bitrix24 operations (SQLite, WAL): see :mod:`bridge.journal.store`."""
+"""The durable outbox of Bitrix24 operations (SQLite, WAL; or PostgreSQL, shared): see :mod:`bridge.journal.store`."""
 
+from bridge.journal.blocking import Journal
 from bridge.journal.codec import CodecError, decode_command, encode_command, kind_of
 from bridge.journal.marks import JournalError
 from bridge.journal.rows import CallRow, OpRow, PendingOp
-from bridge.journal.store import Journal
+from bridge.journal.store import AsyncJournal
 
 __all__ = [
+    "AsyncJournal",
     "CallRow",
     "CodecError",
     "Journal",

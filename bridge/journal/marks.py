@@ -7,15 +7,14 @@ leg's state and its head (what :meth:`~bridge.journal.reading.JournalReader.read
 from __future__ import annotations
 
 import json
-import sqlite3
-from collections.abc import Collection, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Collection
+from contextlib import asynccontextmanager
 from typing import Any
 
 from bridge.domain.commands import CrmHide
 from bridge.journal import queries
 from bridge.journal.codec import encode_command
-from bridge.journal.durability import WalSync
+from bridge.journal.db import Db
 from bridge.journal.reading import Clock, JournalReader
 from bridge.journal.rows import NEEDS_CALL_ID
 
@@ -28,63 +27,81 @@ class JournalError(Exception):
 
 
 class JournalMarks(JournalReader):
-    def __init__(self, conn: sqlite3.Connection, clock: Clock, wal: WalSync) -> None:
-        super().__init__(conn, clock)
-        self.wal = wal
-        """Gets commits onto the disk (see :mod:`bridge.journal.durability`)."""
-        self._depth = 0  # nesting of transaction()
+    def __init__(self, db: Db, clock: Clock, *, bridge: str = "") -> None:
+        super().__init__(db, clock)
+        self.bridge = bridge
+        """The bridge that journals and sends through this (several may share one PostgreSQL journal)."""
+        self._depth = 0  # nesting of transaction() in the task that holds it
 
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
-        """One atomic unit, committed when the outermost one ends; nested uses join the outermost one."""
-        if self._depth:
-            self._depth += 1
-            try:
-                yield
-            finally:
-                self._depth -= 1
-            return
-        self._conn.execute("BEGIN IMMEDIATE")
-        self._depth = 1
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[None]:
+        """One atomic unit, committed when the outermost one ends; nested uses (in the same task) join it."""
+        joined = await self._enter()
         try:
             yield
         except BaseException:
-            self._depth = 0
-            self._conn.execute("ROLLBACK")
+            await self._leave(joined, ok=False)
             raise
+        await self._leave(joined, ok=True)
+
+    async def _enter(self) -> bool:
+        """Open a transaction, or join the calling task's own; True when joined."""
+        if self._depth and self._db.in_transaction():
+            self._depth += 1
+            return True
+        await self._db.begin()
+        self._depth = 1
+        return False
+
+    async def _leave(self, joined: bool, *, ok: bool) -> None:
+        if joined:
+            self._depth -= 1
+            return
         self._depth = 0
-        self._conn.execute("COMMIT")
-        self.wal.committed()
+        if ok:
+            await self._db.commit()
+        else:
+            await self._db.rollback()
 
-    def _refresh_call(self, leg: str, now: float) -> None:
-        self._x(queries.REFRESH_CALL, {"leg": leg, "now": now})
+    async def _refresh_call(self, leg: str, now: float) -> None:
+        await self._x(queries.REFRESH_CALL, {"leg": leg, "now": now})
 
-    def mark_sent(self, op_ids: list[int]) -> None:
-        """Record that these operations are being handed to the network now (one commit for all). Await
-        :meth:`~bridge.journal.store.Journal.sync` before sending them: only then is the mark on disk."""
-        with self.transaction():
+    async def mark_sent(self, op_ids: list[int]) -> list[int]:
+        """Claim these operations for sending now (one commit for all) and return those claimed: send only those.
+        Await :meth:`~bridge.journal.store.AsyncJournal.sync` before sending them: only then is the mark on disk.
+
+        On a shared (PostgreSQL) journal an operation that another sender holds or has claimed already is left out
+        (``SELECT ... FOR UPDATE SKIP LOCKED``), so two senders (a leader and the one taking over) never send one
+        operation twice. SQLite has one sender (the journal's file lock): every id is claimed."""
+        async with self.transaction():
+            if self._db.dialect == "postgres" and op_ids:
+                claimed = {row[0] for row in await self._all(queries.CLAIM, (list(op_ids),))}
+                op_ids = [op_id for op_id in op_ids if op_id in claimed]
             for op_id in op_ids:
-                self._x("UPDATE operations SET state = 'sent', attempts = attempts + 1, tries = tries + 1 WHERE id = ?",
-                        (op_id,))  # fmt: skip
-                leg = self._leg_of(op_id)
+                await self._x("UPDATE operations SET state = 'sent', attempts = attempts + 1, tries = tries + 1,"
+                              " sent_by = ? WHERE id = ?", (self.bridge, op_id))  # fmt: skip
+                leg = await self._leg_of(op_id)
                 if leg is not None:
-                    self._x("UPDATE calls SET head_due = NULL WHERE crm_leg = ? AND head_op = ?", (leg, op_id))
+                    await self._x("UPDATE calls SET head_due = NULL WHERE crm_leg = ? AND head_op = ?", (leg, op_id))
+        return op_ids
 
-    def mark_done(self, op_id: int, result: Any = None, *, call_id: str | None = None, note: str = "delivered") -> None:
+    async def mark_done(
+        self, op_id: int, result: Any = None, *, call_id: str | None = None, note: str = "delivered"
+    ) -> None:
         """Bitrix24 confirmed it (or it is settled otherwise: ``note`` says how). ``call_id`` is stored atomically."""
         now = self._clock()
-        with self.transaction():
-            leg = self._leg_of(op_id)
-            self._x(
+        async with self.transaction():
+            leg = await self._leg_of(op_id)
+            await self._x(
                 "UPDATE operations SET state = 'done', result = ?, note = ?, done_at = ? WHERE id = ?",
                 (json.dumps(result, ensure_ascii=False, default=str), note, now, op_id),
             )
             if leg is not None:
                 if call_id:
-                    self._x("UPDATE calls SET call_id = ? WHERE crm_leg = ?", (call_id, leg))
-                self._refresh_call(leg, now)
+                    await self._x("UPDATE calls SET call_id = ? WHERE crm_leg = ?", (call_id, leg))
+                await self._refresh_call(leg, now)
 
-    def mark_failed(
+    async def mark_failed(
         self, op_id: int, error: str, permanent: bool, retry_at: float | None = None, *, arrived: bool = True
     ) -> list[tuple[int, str]]:
         """A transient failure goes back to ``pending`` until ``retry_at``; a permanent one parks the operation and
@@ -96,57 +113,57 @@ class JournalMarks(JournalReader):
         """
         now = self._clock()
         cascaded: list[tuple[int, str]] = []
-        with self.transaction():
-            leg = self._leg_of(op_id)
+        async with self.transaction():
+            leg = await self._leg_of(op_id)
             if not permanent:
-                self._x(
+                await self._x(
                     "UPDATE operations SET state = 'pending', last_error = ?, next_attempt_at = ?,"
                     " attempts = MAX(0, attempts - ?) WHERE id = ?",
                     (error, now if retry_at is None else retry_at, 0 if arrived else 1, op_id),
                 )
             else:
-                cascaded = self._fail(leg, op_id, error, now)
+                cascaded = await self._fail(leg, op_id, error, now)
             if leg is not None:
-                self._refresh_call(leg, now)
+                await self._refresh_call(leg, now)
         return cascaded
 
-    def _fail(self, leg: str | None, op_id: int, error: str, now: float) -> list[tuple[int, str]]:
-        self._x(
+    async def _fail(self, leg: str | None, op_id: int, error: str, now: float) -> list[tuple[int, str]]:
+        await self._x(
             "UPDATE operations SET state = 'failed', last_error = ?, note = 'failed', done_at = ? WHERE id = ?",
             (error, now, op_id),
         )
         cascaded: list[tuple[int, str]] = []
         if leg is None:
             return cascaded
-        row = self._x("SELECT kind, seq FROM operations WHERE id = ?", (op_id,)).fetchone()
+        row = await self._one("SELECT kind, seq FROM operations WHERE id = ?", (op_id,))
         blocked = {"register": NEEDS_CALL_ID, "finish": {"attach_record"}}.get(row["kind"], set())
-        for later in self._x(queries.LATER_OPEN_OPS, (leg, row["seq"])).fetchall():
+        for later in await self._all(queries.LATER_OPEN_OPS, (leg, row["seq"])):
             if later["kind"] in blocked:
-                self._x(
+                await self._x(
                     "UPDATE operations SET state = 'failed', last_error = ?, note = 'failed', done_at = ? WHERE id = ?",
                     (f"{row['kind']} failed: {error}", now, later["id"]),
                 )
                 cascaded.append((later["id"], later["kind"]))
         return cascaded
 
-    def set_call_id(self, crm_leg: str, call_id: str) -> None:
+    async def set_call_id(self, crm_leg: str, call_id: str) -> None:
         now = self._clock()
-        with self.transaction():
-            self._x("UPDATE calls SET call_id = ? WHERE crm_leg = ?", (call_id, crm_leg))
-            self._refresh_call(crm_leg, now)
+        async with self.transaction():
+            await self._x("UPDATE calls SET call_id = ? WHERE crm_leg = ?", (call_id, crm_leg))
+            await self._refresh_call(crm_leg, now)
 
-    def take_offline(self, register_timeout: float) -> list[str]:
+    async def take_offline(self, register_timeout: float) -> list[str]:
         """Online legs whose ``register`` is still unsent ``register_timeout`` s after it was journaled go offline
         (see :meth:`go_offline`). Returns those legs."""
         now = self._clock()
-        legs = [r[0] for r in self._x(queries.STALE_REGISTERS, (now - register_timeout,)).fetchall()]
+        legs = [r[0] for r in await self._all(queries.STALE_REGISTERS, (now - register_timeout,))]
         if legs:
-            with self.transaction():
+            async with self.transaction():
                 for leg in legs:
-                    self.go_offline(leg)
+                    await self.go_offline(leg)
         return legs
 
-    def go_offline(self, crm_leg: str) -> None:
+    async def go_offline(self, crm_leg: str) -> None:
         """Mirror this leg without cards: pending show/hide are settled as skipped, and so are later ones.
 
         A ``show`` that may have reached Bitrix24 (a register and show sent just before a crash, their answers
@@ -154,65 +171,65 @@ class JournalMarks(JournalReader):
         ``hide`` after ``finish`` does nothing): one ``hide`` for those users goes ahead of the leg's ``finish``.
         """
         now = self._clock()
-        with self.transaction():
-            self._x("UPDATE calls SET mode = 'offline', updated_at = ? WHERE crm_leg = ?", (now, crm_leg))
-            shown = self._possibly_shown(crm_leg)
-            self._x(queries.SKIP_PENDING_CARDS, ("skipped: the call is offline", now, crm_leg))
+        async with self.transaction():
+            await self._x("UPDATE calls SET mode = 'offline', updated_at = ? WHERE crm_leg = ?", (now, crm_leg))
+            shown = await self._possibly_shown(crm_leg)
+            await self._x(queries.SKIP_PENDING_CARDS, ("skipped: the call is offline", now, crm_leg))
             if shown:
-                self._hide_before_finish(crm_leg, shown, now)
-            self._refresh_call(crm_leg, now)
+                await self._hide_before_finish(crm_leg, shown, now)
+            await self._refresh_call(crm_leg, now)
 
-    def _possibly_shown(self, crm_leg: str) -> tuple[int, ...]:
+    async def _possibly_shown(self, crm_leg: str) -> tuple[int, ...]:
         users: dict[int, None] = {}
-        for (command,) in self._x(queries.POSSIBLY_SHOWN, (crm_leg,)).fetchall():
+        for (command,) in await self._all(queries.POSSIBLY_SHOWN, (crm_leg,)):
             users.update(dict.fromkeys(int(user) for user in json.loads(command).get("user_ids", ())))
         return tuple(users)
 
-    def _hide_before_finish(self, crm_leg: str, users: tuple[int, ...], now: float) -> None:
-        (last,) = self._x("SELECT COALESCE(MAX(seq), 0) FROM operations WHERE crm_leg = ?", (crm_leg,)).fetchone()
-        finish = self._x(
+    async def _hide_before_finish(self, crm_leg: str, users: tuple[int, ...], now: float) -> None:
+        (last,) = await self._one("SELECT COALESCE(MAX(seq), 0) FROM operations WHERE crm_leg = ?", (crm_leg,))
+        finish = await self._one(
             "SELECT seq FROM operations WHERE crm_leg = ? AND kind = 'finish' ORDER BY seq LIMIT 1", (crm_leg,)
-        ).fetchone()
+        )
         seq = last + 1
         if finish is not None:  # make room: the finish and what follows it move one place on (unique seq)
             seq = finish[0]
-            self._x("UPDATE operations SET seq = -seq - 1 WHERE crm_leg = ? AND seq >= ?", (crm_leg, seq))
-            self._x("UPDATE operations SET seq = -seq WHERE crm_leg = ? AND seq < 0", (crm_leg,))
+            await self._x("UPDATE operations SET seq = -seq - 1 WHERE crm_leg = ? AND seq >= ?", (crm_leg, seq))
+            await self._x("UPDATE operations SET seq = -seq WHERE crm_leg = ? AND seq < 0", (crm_leg,))
         command = encode_command(CrmHide(crm_leg, users))
-        self._x(
-            "INSERT INTO operations (crm_leg, seq, kind, command, state, next_attempt_at, created_at)"
-            " VALUES (?, ?, 'hide', ?, 'pending', ?, ?)",
-            (crm_leg, seq, command, now, now),
+        await self._x(
+            "INSERT INTO operations (crm_leg, seq, kind, command, state, next_attempt_at, created_at, bridge)"
+            " VALUES (?, ?, 'hide', ?, 'pending', ?, ?, ?)",
+            (crm_leg, seq, command, now, now, self.bridge),
         )
 
-    def requeue_sent(self, op_ids: Collection[int] | None = None) -> int:
+    async def requeue_sent(self, op_ids: Collection[int] | None = None) -> int:
         """After a restart: operations left ``sent`` may or may not have arrived; make them ``pending`` again
         (their ``attempts`` stays > 0, which tells the sender to check first). ``op_ids``: only these (one
         delivery cycle's, after it failed). Returns how many."""
         only = "" if op_ids is None else f" AND id IN ({', '.join(str(int(i)) for i in op_ids) or 'NULL'})"
-        with self.transaction():
-            cur = self._x(f"UPDATE operations SET state = 'pending', next_attempt_at = ? WHERE {_OPEN_AND}"
-                          f" state = 'sent'{only}", (self._clock(),))  # fmt: skip
+        async with self.transaction():
+            cur = await self._x(f"UPDATE operations SET state = 'pending', next_attempt_at = ? WHERE {_OPEN_AND}"
+                                f" state = 'sent'{only}", (self._clock(),))  # fmt: skip
             if cur.rowcount:
-                self._x(queries.REFRESH_HEADS)
+                await self._x(queries.REFRESH_HEADS)
         return cur.rowcount
 
-    def retry_now(self) -> int:
+    async def retry_now(self) -> int:
         """Bitrix24 answers again: operations waiting out a back-off are due now (their attempts stay counted, so
         a doubtful one is still checked first). Returns how many."""
         now = self._clock()
-        with self.transaction():
-            cur = self._x(f"UPDATE operations SET next_attempt_at = ? WHERE {_OPEN_AND} state = 'pending'"
-                          " AND next_attempt_at > ?", (now, now))  # fmt: skip
+        async with self.transaction():
+            cur = await self._x(f"UPDATE operations SET next_attempt_at = ? WHERE {_OPEN_AND} state = 'pending'"
+                                " AND next_attempt_at > ?", (now, now))  # fmt: skip
             if cur.rowcount:
-                self._x(queries.REFRESH_HEADS)
+                await self._x(queries.REFRESH_HEADS)
         return cur.rowcount
 
-    def _park_damaged(self, op_id: int, reason: str) -> None:
-        self.mark_failed(op_id, reason, permanent=True)
+    async def _park_damaged(self, op_id: int, reason: str) -> None:
+        await self.mark_failed(op_id, reason, permanent=True)
 
-    def _leg_of(self, op_id: int) -> str | None:
-        row = self._x("SELECT crm_leg FROM operations WHERE id = ?", (op_id,)).fetchone()
+    async def _leg_of(self, op_id: int) -> str | None:
+        row = await self._one("SELECT crm_leg FROM operations WHERE id = ?", (op_id,))
         if row is None:
             raise JournalError(f"no operation with id {op_id}")
         leg: str | None = row[0]

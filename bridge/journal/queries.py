@@ -44,6 +44,9 @@ NEXT_LOOSE_DUE = """
 SELECT MIN(next_attempt_at) FROM operations INDEXED BY operations_loose_due WHERE crm_leg IS NULL AND state = 'pending'
 """
 
+CLAIM = "SELECT id FROM operations WHERE id = ANY(?) AND state = 'pending' ORDER BY id FOR UPDATE SKIP LOCKED"
+"""PostgreSQL only: of these operations, those no other sender holds or has claimed (see ``mark_sent``)."""
+
 FOLLOWERS = "SELECT * FROM operations WHERE crm_leg = ? AND seq > ? ORDER BY seq"
 
 LATER_OPEN_OPS = f"SELECT id, kind FROM operations WHERE crm_leg = ? AND seq > ? AND state IN {OPEN} ORDER BY seq"
@@ -92,7 +95,7 @@ HEAD_OP = f"(SELECT o.id {_FIRST_OPEN})"
 HEAD_DUE = f"""(SELECT CASE WHEN o.state = 'pending' AND CASE
         WHEN o.kind = 'register' THEN calls.mode = 'online' OR calls.ended_at IS NOT NULL
         WHEN o.kind IN {NAMES_CALL_ID} THEN calls.call_id IS NOT NULL
-        ELSE 1 END
+        ELSE 1 = 1 END
     THEN o.next_attempt_at END {_FIRST_OPEN})"""
 """When the leg's head may go: it is ``pending`` (not in flight), and a register of an offline call waits for the
 call's end, anything naming the CALL_ID for the CALL_ID. NULL when it may not go yet."""

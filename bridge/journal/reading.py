@@ -1,12 +1,12 @@
 """The journal's queries: what may be sent now, and what the operator and the metrics see.
 
-:class:`JournalReader` holds the connection; :class:`~bridge.journal.store.Journal` adds the writes.
+:class:`JournalReader` holds the database (:mod:`bridge.journal.db`); :class:`~bridge.journal.store.AsyncJournal`
+adds the writes. Every method is a coroutine (see :mod:`bridge.journal.db` for why that costs SQLite nothing).
 """
 
 from __future__ import annotations
 
 import heapq
-import sqlite3
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -14,6 +14,7 @@ from typing import Any
 import structlog
 
 from bridge.journal import queries
+from bridge.journal.db import Db, Params, Rows
 from bridge.journal.rows import CARD_KINDS, NEEDS_CALL_ID, CallRow, OpRow, PendingOp
 
 log = structlog.get_logger(__name__)
@@ -26,18 +27,24 @@ LIVE_SHARE = 2 / 3
 
 
 class JournalReader:
-    def __init__(self, conn: sqlite3.Connection, clock: Clock) -> None:
-        self._conn = conn
+    def __init__(self, db: Db, clock: Clock) -> None:
+        self._db = db
         self._clock = clock
 
-    def _x(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> sqlite3.Cursor:
-        return self._conn.execute(sql, params)
+    async def _x(self, sql: str, params: Params = ()) -> Rows:
+        return await self._db.execute(sql, params)
 
-    def _park_damaged(self, op_id: int, reason: str) -> None:
+    async def _one(self, sql: str, params: Params = ()) -> Any:
+        return (await self._db.execute(sql, params)).fetchone()
+
+    async def _all(self, sql: str, params: Params = ()) -> list[Any]:
+        return (await self._db.execute(sql, params)).fetchall()
+
+    async def _park_damaged(self, op_id: int, reason: str) -> None:
         """A stored command that cannot be read: the writer parks it (it must never be sent)."""
         raise NotImplementedError
 
-    def ready(self, limit: int = 50, *, chain_limit: int = 50) -> list[PendingOp]:
+    async def ready(self, limit: int = 50, *, chain_limit: int = 50) -> list[PendingOp]:
         """Operations that may be sent now, at most ``limit``: live legs' first, then the longest due.
 
         Per leg only its head (the first operation not yet done or failed) and only if it is ``pending`` and due;
@@ -50,12 +57,12 @@ class JournalReader:
         """
         now = self._clock()
         picked: list[PendingOp] = []
-        for head in self._due_heads(now, limit):
+        for head in await self._due_heads(now, limit):
             if len(picked) >= limit:
                 break
             chain, longest = [head], min(limit, chain_limit)
             if head["kind"] == "register":
-                for row in self._x(queries.FOLLOWERS, (head["crm_leg"], head["seq"])).fetchall():
+                for row in await self._all(queries.FOLLOWERS, (head["crm_leg"], head["seq"])):
                     if row["state"] in ("done", "failed"):
                         continue
                     if len(chain) >= longest or row["state"] != "pending" or row["kind"] not in RIDERS:
@@ -63,38 +70,40 @@ class JournalReader:
                     chain.append(row)
             if len(picked) + len(chain) > limit:
                 continue  # a shorter chain further on may still fit
-            picked += [p for p in (self._pending(row, head) for row in chain) if p is not None]
+            picked += [p for p in [await self._pending(row, head) for row in chain] if p is not None]
         return picked
 
-    def _due_heads(self, now: float, limit: int) -> list[sqlite3.Row]:
+    async def _due_heads(self, now: float, limit: int) -> list[Any]:
         """Heads that are due: first those of live legs (up to ``LIVE_SHARE`` of ``limit``), then every leg's and
         the operations of no leg, merged by when they became due. After an outage the live calls' cards thus
         appear (and their ``register`` beats ``register_timeout``) while the offline backlog drains behind them,
         yet the backlog always keeps a share."""
-        live = self._x(queries.READY_LIVE_HEADS, {"now": now, "limit": max(1, int(limit * LIVE_SHARE))}).fetchall()
+        live = (
+            await self._x(queries.READY_LIVE_HEADS, {"now": now, "limit": max(1, int(limit * LIVE_SHARE))})
+        ).fetchall()
         taken = {row["id"] for row in live}
         params = {"now": now, "limit": limit}
-        legs = self._x(queries.READY_HEADS, params).fetchall()
-        loose = self._x(queries.READY_LOOSE, params).fetchall()
+        legs = await self._all(queries.READY_HEADS, params)
+        loose = await self._all(queries.READY_LOOSE, params)
         merged = heapq.merge(legs, loose, key=lambda row: (row["due"], row["id"]))
         rest = (row for row in merged if row["id"] not in taken)
         return [row for row in (*live, *rest) if row["state"] == "pending" and self._may_go(row)][:limit]
 
     @staticmethod
-    def _may_go(head: sqlite3.Row) -> bool:
+    def _may_go(head: Any) -> bool:
         if head["crm_leg"] is None:
             return True
         if head["kind"] == "register":
             return bool(head["mode"] == "online" or head["ended_at"] is not None)
         return head["kind"] not in NEEDS_CALL_ID or head["call_id"] is not None
 
-    def _pending(self, row: sqlite3.Row, head: sqlite3.Row) -> PendingOp | None:
+    async def _pending(self, row: Any, head: Any) -> PendingOp | None:
         op = OpRow.from_row(row)
         try:
             command = op.command
         except ValueError as exc:
             log.error("journal.bad_row", op=op.id, crm_leg=op.crm_leg, error=str(exc))
-            self._park_damaged(op.id, f"stored command unreadable: {exc}")
+            await self._park_damaged(op.id, f"stored command unreadable: {exc}")
             return None
         return PendingOp(
             id=op.id, crm_leg=op.crm_leg, seq=op.seq, kind=op.kind, command=command, attempts=op.attempts,
@@ -103,15 +112,15 @@ class JournalReader:
             linkedid=head["linkedid"] or "", line=head["line"] or "",
         )  # fmt: skip
 
-    def next_due(self, register_timeout: float) -> float | None:
+    async def next_due(self, register_timeout: float) -> float | None:
         """The earliest time something may become ready without a new append (a retry or an offline deadline)."""
-        times = [self._x(sql).fetchone()[0] for sql in (queries.NEXT_HEAD_DUE, queries.NEXT_LOOSE_DUE)]
-        (oldest,) = self._x(queries.OLDEST_ONLINE_REGISTER).fetchone()
+        times = [(await self._one(sql))[0] for sql in (queries.NEXT_HEAD_DUE, queries.NEXT_LOOSE_DUE)]
+        (oldest,) = await self._one(queries.OLDEST_ONLINE_REGISTER)
         if oldest is not None:
             times.append(oldest + register_timeout)
         return min((t for t in times if t is not None), default=None)
 
-    def calls(
+    async def calls(
         self, status: str | None = None, since: datetime | float | None = None, crm_leg: str | None = None
     ) -> list[CallRow]:
         """Calls, oldest first. ``status``: ``pending`` (open or ended), ``open``, ``ended``, ``done``, ``failed``."""
@@ -128,20 +137,20 @@ class JournalReader:
             where.append("crm_leg = ?")
             params.append(crm_leg)
         sql = "SELECT * FROM calls" + (" WHERE " + " AND ".join(where) if where else "")
-        rows = self._x(sql + " ORDER BY COALESCE(started_ts, created_at), crm_leg", tuple(params)).fetchall()
+        rows = await self._all(sql + " ORDER BY COALESCE(started_ts, created_at), crm_leg", tuple(params))
         return [CallRow.from_row(r) for r in rows]
 
-    def operations(self, crm_leg: str | None) -> list[OpRow]:
+    async def operations(self, crm_leg: str | None) -> list[OpRow]:
         """A leg's operations in order (``None``: the operations that belong to no call)."""
-        rows = self._x("SELECT * FROM operations WHERE crm_leg IS ? ORDER BY seq, id", (crm_leg,)).fetchall()
+        rows = await self._all("SELECT * FROM operations WHERE crm_leg IS ? ORDER BY seq, id", (crm_leg,))
         return [OpRow.from_row(r) for r in rows]
 
-    def depth(self) -> int:
+    async def depth(self) -> int:
         """Operations not yet done or failed."""
-        (count,) = self._x("SELECT COUNT(*) FROM operations WHERE state IN ('pending', 'sent')").fetchone()
+        (count,) = await self._one("SELECT COUNT(*) FROM operations WHERE state IN ('pending', 'sent')")
         return int(count)
 
-    def oldest_pending_age(self, now: float) -> float:
+    async def oldest_pending_age(self, now: float) -> float:
         """Seconds since the oldest operation not yet done or failed was journaled (0 when there is none)."""
-        (oldest,) = self._x("SELECT MIN(created_at) FROM operations WHERE state IN ('pending', 'sent')").fetchone()
+        (oldest,) = await self._one("SELECT MIN(created_at) FROM operations WHERE state IN ('pending', 'sent')")
         return 0.0 if oldest is None else max(0.0, now - oldest)

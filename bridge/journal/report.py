@@ -7,8 +7,8 @@ from typing import Any
 
 from rich.text import Text
 
+from bridge.journal.blocking import Journal
 from bridge.journal.rows import CallRow, OpRow
-from bridge.journal.store import Journal
 
 OP_STATES = {"pending": ("pending", "sent"), "failed": ("failed",), "done": ("done",)}
 STATE_STYLE = {"done": "green", "failed": "bold red", "pending": "yellow", "sent": "cyan", "open": "cyan",

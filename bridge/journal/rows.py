@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,9 +42,11 @@ class CallRow:
     """``open`` (not ended), ``ended`` (ended, operations outstanding), ``done`` or ``failed``."""
     created_at: float
     updated_at: float
+    bridge: str = ""
+    """The bridge that journaled the call (several may share one PostgreSQL journal)."""
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> CallRow:
+    def from_row(cls, row: Any) -> CallRow:
         return cls(**{name: row[name] for name in _CALL_FIELDS})
 
 
@@ -74,6 +75,10 @@ class OpRow:
     done_at: float | None
     tries: int = 0
     """Times it was tried, including tries that provably never reached Bitrix24 (the back-off grows with it)."""
+    bridge: str = ""
+    """The bridge that journaled it."""
+    sent_by: str = ""
+    """The bridge that last claimed it for sending (``''``: never sent)."""
 
     @property
     def command(self) -> CrmCommand:
@@ -89,7 +94,7 @@ class OpRow:
         return True
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> OpRow:
+    def from_row(cls, row: Any) -> OpRow:
         raw_result = row["result"]
         try:
             result = json.loads(raw_result) if raw_result is not None else None
@@ -110,6 +115,8 @@ class OpRow:
             created_at=row["created_at"],
             done_at=row["done_at"],
             tries=row["tries"],
+            bridge=row["bridge"],
+            sent_by=row["sent_by"],
         )
 
 

@@ -1,15 +1,30 @@
-"""The journal's SQLite schema as an ordered list of migrations; ``PRAGMA user_version`` counts those applied.
+"""The journal's schema, for SQLite and PostgreSQL, as one ordered list of migrations.
 
-Append a new migration to :data:`MIGRATIONS` to change the schema; never edit one that has shipped.
+Append a new migration to :data:`MIGRATIONS` to change the schema; never edit one that has shipped. A statement
+is written once, in SQLite's words, and :func:`postgres_ddl` spells its types for PostgreSQL; a statement that
+only one backend needs is a :class:`Only`. SQLite counts the migrations applied in ``PRAGMA user_version``,
+PostgreSQL in the table ``journal_schema`` (bridges that start together on one database migrate one at a time).
 Times are unix seconds (REAL, wall clock) except ``calls.started_at``, which keeps the call's start as ISO-8601
 with its offset because that is what ``CALL_START_DATE`` must carry.
 """
 
 from __future__ import annotations
 
+import re
 import sqlite3
+from dataclasses import dataclass
+from typing import Any, Protocol
 
-MIGRATIONS: list[list[str]] = [
+
+@dataclass(frozen=True)
+class Only:
+    """A statement for one backend (``sqlite`` or ``postgres``) only."""
+
+    dialect: str
+    sql: str
+
+
+MIGRATIONS: list[list[str | Only]] = [
     [
         """
         CREATE TABLE calls (
@@ -70,7 +85,9 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX calls_online_open ON calls (created_at) WHERE mode = 'online' AND state IN ('open', 'ended')",
         "CREATE INDEX operations_loose_due ON operations (next_attempt_at, id)"
         " WHERE crm_leg IS NULL AND state = 'pending'",
-        """
+        Only(
+            "sqlite",  # fills what existing rows lack; a PostgreSQL journal is new, and its empty tables have nothing
+            """
         UPDATE calls SET
             head_op = (SELECT o.id FROM operations o WHERE o.crm_leg = calls.crm_leg AND o.state IN ('pending', 'sent')
                        ORDER BY o.seq LIMIT 1),
@@ -83,6 +100,7 @@ MIGRATIONS: list[list[str]] = [
                         FROM operations o WHERE o.crm_leg = calls.crm_leg AND o.state IN ('pending', 'sent')
                         ORDER BY o.seq LIMIT 1)
         """,
+        ),
     ],
     [
         # who sends from this journal: the boot (of the machine) its sender started in, removed on a clean close
@@ -98,6 +116,12 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE operations ADD COLUMN of_linkedid TEXT NOT NULL DEFAULT ''",
         "ALTER TABLE operations ADD COLUMN of_line TEXT NOT NULL DEFAULT ''",
     ],
+    [
+        # several bridges may share one (PostgreSQL) journal: who journaled each call and operation, who sent it
+        "ALTER TABLE calls ADD COLUMN bridge TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE operations ADD COLUMN bridge TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE operations ADD COLUMN sent_by TEXT NOT NULL DEFAULT ''",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -107,21 +131,82 @@ class SchemaError(Exception):
     pass
 
 
-def migrate(conn: sqlite3.Connection) -> int:
+def statements(number: int, dialect: str) -> list[str]:
+    """Migration ``number`` (from 0) as ``dialect`` runs it."""
+    out: list[str] = []
+    for step in MIGRATIONS[number]:
+        if isinstance(step, Only):
+            if step.dialect == dialect:
+                out.append(step.sql)
+        else:
+            out.append(step if dialect == "sqlite" else postgres_ddl(step))
+    return out
+
+
+_PG_TYPES = [
+    (re.compile(r"\bINTEGER PRIMARY KEY AUTOINCREMENT\b"), "BIGSERIAL PRIMARY KEY"),
+    (re.compile(r"\bREAL\b"), "DOUBLE PRECISION"),
+]
+
+
+def postgres_ddl(sql: str) -> str:
+    """SQLite's column types in PostgreSQL's words (the rest of our DDL is the same in both)."""
+    for pattern, spelled in _PG_TYPES:
+        sql = pattern.sub(spelled, sql)
+    return sql
+
+
+def _too_new(version: int) -> SchemaError:
+    return SchemaError(
+        f"the journal has schema version {version}, newer than this program's {SCHEMA_VERSION}; upgrade b24-bridge"
+    )
+
+
+def migrate_sqlite(conn: sqlite3.Connection) -> int:
     """Apply the migrations the database has not seen, each in its own transaction; returns the version."""
     (version,) = conn.execute("PRAGMA user_version").fetchone()
     if version > SCHEMA_VERSION:
-        raise SchemaError(
-            f"the journal has schema version {version}, newer than this program's {SCHEMA_VERSION}; upgrade b24-bridge"
-        )
+        raise _too_new(version)
     for number in range(version, SCHEMA_VERSION):
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for statement in MIGRATIONS[number]:
+            for statement in statements(number, "sqlite"):
                 conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {number + 1}")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
+    return SCHEMA_VERSION
+
+
+class PgConnection(Protocol):
+    """The part of ``psycopg.AsyncConnection`` the migration uses (in a transaction of its own)."""
+
+    async def execute(self, query: Any, params: Any = None) -> Any: ...
+
+    def transaction(self) -> Any: ...
+
+
+MIGRATION_LOCK = 0x6232_3462_7269_6467
+"""The advisory lock key (``b24bridg``) that makes bridges starting together migrate one at a time."""
+
+
+async def migrate_postgres(conn: PgConnection) -> int:
+    """Like :func:`migrate_sqlite`, on PostgreSQL: all pending migrations in one transaction, under an advisory
+    lock, so a second bridge starting at the same moment waits and then finds the schema up to date."""
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+        await conn.execute("CREATE TABLE IF NOT EXISTS journal_schema (version INTEGER NOT NULL)")
+        row = await (await conn.execute("SELECT version FROM journal_schema")).fetchone()
+        version = 0 if row is None else int(row[0])
+        if version > SCHEMA_VERSION:
+            raise _too_new(version)
+        for number in range(version, SCHEMA_VERSION):
+            for statement in statements(number, "postgres"):
+                await conn.execute(statement)
+        if row is None:
+            await conn.execute("INSERT INTO journal_schema (version) VALUES (%s)", (SCHEMA_VERSION,))
+        else:
+            await conn.execute("UPDATE journal_schema SET version = %s", (SCHEMA_VERSION,))
     return SCHEMA_VERSION

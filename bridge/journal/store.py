@@ -36,26 +36,37 @@ import structlog
 from bridge.domain.commands import CallType, CrmAdopt, CrmAttachRecord, CrmCommand, CrmFinish, CrmRegister
 from bridge.journal import queries
 from bridge.journal.codec import encode_command, kind_of
+from bridge.journal.db import Db, SqliteDb
 from bridge.journal.durability import WalSync, boot_id
 from bridge.journal.marks import JournalError, JournalMarks
 from bridge.journal.reading import Clock
 from bridge.journal.rows import CARD_KINDS, NEEDS_CALL_ID
-from bridge.journal.schema import SchemaError, migrate
+from bridge.journal.schema import SchemaError, migrate_sqlite
 
 log = structlog.get_logger(__name__)
 
 
-class Journal(JournalMarks):
-    """The outbox; the queries (``ready``, ``calls``, ...) come from the reader, the marks from :mod:`.marks`."""
+class AsyncJournal(JournalMarks):
+    """The outbox (the async interface every backend gives); the queries (``ready``, ``calls``, ...) come from the
+    reader, the marks from :mod:`.marks`. ``bridge`` names the bridge that journals and sends through it (kept with
+    every operation: several bridges may share one PostgreSQL journal)."""
 
-    def __init__(self, conn: sqlite3.Connection, path: Path, clock: Clock) -> None:
-        super().__init__(conn, clock, WalSync(path))
-        self.path = path
+    def __init__(self, db: Db, clock: Clock, *, bridge: str = "") -> None:
+        super().__init__(db, clock, bridge=bridge)
         self._sender = False
 
+    @property
+    def where(self) -> str:
+        """The database, for messages: a path, or a url without its password."""
+        return self._db.where
+
+    @property
+    def dialect(self) -> str:
+        return self._db.dialect
+
     @classmethod
-    def open(cls, path: Path | str, *, clock: Clock = time.time) -> Journal:
-        """Open (creating if needed) the journal at ``path`` and bring its schema up to date."""
+    def open_sqlite(cls, path: Path | str, *, clock: Clock = time.time, bridge: str = "") -> AsyncJournal:
+        """Open (creating if needed) the SQLite journal at ``path`` and bring its schema up to date."""
         path = Path(path)
         try:
             conn = sqlite3.connect(path, isolation_level=None, timeout=10.0)
@@ -70,100 +81,126 @@ class Journal(JournalMarks):
             else:  # no WAL to fsync on the side: every commit is durable by itself, on the caller's thread
                 conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=ON")
-            version = migrate(conn)
+            version = migrate_sqlite(conn)
         except (sqlite3.Error, SchemaError) as exc:
             conn.close()
             raise JournalError(f"cannot use the journal {path}: {exc}") from None
         if mode != "wal":
             log.warning("journal.not_wal", path=str(path), mode=mode)
         log.debug("journal.opened", path=str(path), schema=version)
-        return cls(conn, path, clock)
+        return cls(SqliteDb(conn, WalSync(path)), clock, bridge=bridge)
 
-    def close(self) -> None:
+    @classmethod
+    async def open_postgres(
+        cls, url: str, *, password: str | None = None, clock: Clock = time.time, bridge: str = ""
+    ) -> AsyncJournal:
+        """Connect to the PostgreSQL journal at ``url`` (``password``: when the url has none) and bring its schema
+        up to date. Raises :class:`JournalError` naming the database (never its password)."""
+        import psycopg
+
+        from bridge.journal.pg import PgDb, redact
+
+        try:
+            db = await PgDb.connect(url, password=password)
+        except (psycopg.Error, SchemaError, OSError) as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            if password:
+                reason = reason.replace(password, "***")
+            raise JournalError(f"cannot use the journal {redact(url)}: {reason}") from None
+        return cls(db, clock, bridge=bridge)
+
+    async def close(self) -> None:
         """Close; a sender that took the journal over leaves it clean (see the module docstring)."""
         if self._sender:
             try:
-                with self.transaction():
-                    self._x("DELETE FROM meta WHERE key = 'sender_boot'")
-            except sqlite3.Error as exc:
-                log.error("journal.close_failed", path=str(self.path), error=str(exc))
-        self.wal.close()
-        self._conn.close()
+                async with self.transaction():
+                    await self._x("DELETE FROM meta WHERE key = ?", (self._sender_key,))
+            except Exception as exc:  # the database's own error type: sqlite3's or psycopg's
+                log.error("journal.close_failed", path=self.where, error=str(exc))
+        await self._db.close()
 
-    def take_over(self) -> tuple[int, int]:
-        """Become the journal's sender (the delivery, once, before it sends anything). What a dead process left
-        ``sent`` goes back to the queue, doubtful (:meth:`requeue_sent`); if that process never closed the journal
-        and the machine has restarted since, every register and finish not yet done becomes doubtful too. The
-        record of this start is on disk when this returns. Returns (requeued, made doubtful)."""
-        requeued = self.requeue_sent()
+    @property
+    def _sender_key(self) -> str:
+        return "sender_boot" if self.dialect == "sqlite" else f"sender:{self.bridge}"
+
+    async def take_over(self) -> tuple[int, int]:
+        """Become the journal's sender (the delivery, once, before it sends anything). What a dead sender left
+        ``sent`` goes back to the queue, doubtful (:meth:`requeue_sent`): on a shared PostgreSQL journal that is
+        what the previous delivery leader, of any bridge, had in flight. On SQLite, if the last sender never closed
+        the journal and the machine has restarted since, every register and finish not yet done becomes doubtful
+        too (PostgreSQL's commits are durable when they return: nothing to doubt there). The record of this start
+        is on disk when this returns. Returns (requeued, made doubtful)."""
+        requeued = await self.requeue_sent()
         boot = boot_id()
-        with self.transaction():
-            row = self._x("SELECT value FROM meta WHERE key = 'sender_boot'").fetchone()
-            doubted = self._x(queries.DOUBT_UNSETTLED).rowcount if row is not None and row[0] != boot else 0
-            self._x("INSERT OR REPLACE INTO meta (key, value) VALUES ('sender_boot', ?)", (boot,))
-        self.wal.flush_now()
+        doubted = 0
+        async with self.transaction():
+            row = await self._one("SELECT value FROM meta WHERE key = ?", (self._sender_key,))
+            if self.dialect == "sqlite" and row is not None and row[0] != boot:
+                doubted = (await self._x(queries.DOUBT_UNSETTLED)).rowcount
+            await self._x("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (self._sender_key, boot))
+        if isinstance(self._db, SqliteDb):
+            self._db.wal.flush_now()
         self._sender = True
         if doubted:
             note = "the machine restarted under the last sender: unsettled calls are checked first"
-            log.warning("journal.unclean_restart", path=str(self.path), doubtful=doubted, note=note)
+            log.warning("journal.unclean_restart", path=self.where, doubtful=doubted, note=note)
         return requeued, doubted
 
     async def sync(self) -> None:
-        """Return once everything committed before this call is on disk (an fsync in a worker thread, shared by
-        every caller waiting at the same time). Raises :class:`OSError` when the disk fails. A sender that did not
-        :meth:`take_over` the journal awaits this between marking operations ``sent`` and sending them."""
-        await self.wal.sync()
-
-    def __enter__(self) -> Journal:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        """Return once everything committed before this call is on disk (SQLite: an fsync in a worker thread,
+        shared by every caller waiting at the same time; PostgreSQL: at once). Raises :class:`OSError` when the
+        disk fails. A sender that did not :meth:`take_over` the journal awaits this between marking operations
+        ``sent`` and sending them."""
+        await self._db.sync()
 
     # --- writing --------------------------------------------------------------------------------------
 
-    def append(self, cmd: CrmCommand, *, linkedid: str = "", pbx_call: str = "", line: str = "") -> int:
+    async def append(self, cmd: CrmCommand, *, linkedid: str = "", pbx_call: str = "", line: str = "") -> int:
         """Journal ``cmd`` (committed when this returns) and return its operation id. ``linkedid``, ``pbx_call``
         and ``line`` name the bridge's call (kept with the leg for the log lines of its delivery)."""
         kind = kind_of(cmd)
         text = encode_command(cmd)
         now = self._clock()
         leg: str | None = getattr(cmd, "crm_leg", None)
-        with self.transaction():
+        async with self.transaction():
             if leg is None:
-                op_id = self._insert_op(None, 0, kind, text, "pending", "", now)
-                self._x("UPDATE operations SET of_call = ?, of_linkedid = ?, of_line = ? WHERE id = ?",
+                op_id = await self._insert_op(None, 0, kind, text, "pending", "", now)
+                await self._x("UPDATE operations SET of_call = ?, of_linkedid = ?, of_line = ? WHERE id = ?",
                         (pbx_call, linkedid, line, op_id))  # fmt: skip
                 return op_id
-            self._upsert_call(leg, cmd, linkedid, pbx_call, now)
+            await self._upsert_call(leg, cmd, linkedid, pbx_call, now)
             if line:
-                self._x("UPDATE calls SET line = ? WHERE crm_leg = ? AND line = ''", (line, leg))
-            state, note = self._initial_state(leg, kind)
-            (seq,) = self._x("SELECT COALESCE(MAX(seq), 0) + 1 FROM operations WHERE crm_leg = ?", (leg,)).fetchone()
-            op_id = self._insert_op(leg, seq, kind, text, state, note, now)
+                await self._x("UPDATE calls SET line = ? WHERE crm_leg = ? AND line = ''", (line, leg))
+            state, note = await self._initial_state(leg, kind)
+            (seq,) = await self._one("SELECT COALESCE(MAX(seq), 0) + 1 FROM operations WHERE crm_leg = ?", (leg,))
+            op_id = await self._insert_op(leg, seq, kind, text, state, note, now)
             if kind == "finish":
-                self._x(queries.SKIP_PENDING_SHOWS, ("skipped: the call ended before the card was sent", now, leg))
-            self._refresh_call(leg, now)
+                await self._x(
+                    queries.SKIP_PENDING_SHOWS, ("skipped: the call ended before the card was sent", now, leg)
+                )
+            await self._refresh_call(leg, now)
         log.debug("journal.appended", crm_leg=leg, kind=kind, op=op_id, state=state)
         return op_id
 
-    def _insert_op(self, leg: str | None, seq: int, kind: str, text: str, state: str, note: str, now: float) -> int:
+    async def _insert_op(
+        self, leg: str | None, seq: int, kind: str, text: str, state: str, note: str, now: float
+    ) -> int:
         final = state in ("done", "failed")
-        cur = self._x(
+        return await self._db.insert(
             "INSERT INTO operations (crm_leg, seq, kind, command, state, last_error, note, next_attempt_at,"
-            " created_at, done_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (leg, seq, kind, text, state, note if state == "failed" else "", note, now, now, now if final else None),
-        )
-        assert cur.lastrowid is not None
-        return cur.lastrowid
+            " created_at, done_at, bridge) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (leg, seq, kind, text, state, note if state == "failed" else "", note, now, now, now if final else None,
+             self.bridge),
+        )  # fmt: skip
 
-    def _upsert_call(self, leg: str, cmd: CrmCommand, linkedid: str, pbx_call: str, now: float) -> None:
-        self._x(
-            "INSERT OR IGNORE INTO calls (crm_leg, linkedid, pbx_call, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
-            (leg, linkedid, pbx_call, now, now),
+    async def _upsert_call(self, leg: str, cmd: CrmCommand, linkedid: str, pbx_call: str, now: float) -> None:
+        await self._x(
+            "INSERT OR IGNORE INTO calls (crm_leg, linkedid, pbx_call, created_at, updated_at, bridge)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (leg, linkedid, pbx_call, now, now, self.bridge),
         )
         if linkedid or pbx_call:
-            self._x(
+            await self._x(
                 "UPDATE calls SET linkedid = CASE WHEN ? != '' THEN ? ELSE linkedid END,"
                 " pbx_call = CASE WHEN ? != '' THEN ? ELSE pbx_call END WHERE crm_leg = ?",
                 (linkedid, linkedid, pbx_call, pbx_call, leg),
@@ -171,42 +208,44 @@ class Journal(JournalMarks):
         if isinstance(cmd, CrmRegister):
             started = cmd.started_at
             started_ts = started.timestamp() if started.tzinfo is not None else started.astimezone().timestamp()
-            self._x(
+            await self._x(
                 "UPDATE calls SET line = ?, phone = ?, call_type = ?, started_at = ?, started_ts = ?, user_id = ?"
                 " WHERE crm_leg = ?",
                 (cmd.line, cmd.phone, int(cmd.call_type), started.isoformat(), started_ts, cmd.user_id, leg),
             )
         elif isinstance(cmd, CrmAdopt):
-            self._x(
+            await self._x(
                 "UPDATE calls SET call_id = ?, user_id = ?, phone = ?, line = ?, call_type = ? WHERE crm_leg = ?",
                 (cmd.call_id, cmd.user_id or None, cmd.phone, cmd.line, int(CallType.OUTGOING), leg),
             )
         elif isinstance(cmd, CrmFinish):
             answered = now - cmd.duration if cmd.duration > 0 else None
-            self._x(
+            await self._x(
                 "UPDATE calls SET user_id = ?, duration = ?, status_code = ?, ended_at = ?, answered_at = ?"
                 " WHERE crm_leg = ?",
                 (cmd.user_id, cmd.duration, cmd.status_code, now, answered, leg),
             )
         elif isinstance(cmd, CrmAttachRecord):
-            self._x("UPDATE calls SET recording = ? WHERE crm_leg = ?", (cmd.recording, leg))
+            await self._x("UPDATE calls SET recording = ? WHERE crm_leg = ?", (cmd.recording, leg))
 
-    def _initial_state(self, leg: str, kind: str) -> tuple[str, str]:
+    async def _initial_state(self, leg: str, kind: str) -> tuple[str, str]:
         """``pending``, or an operation that is settled on arrival (with the reason)."""
         if kind == "adopt":
             return "done", "adopted: Bitrix24 registered this call itself"
         if kind not in NEEDS_CALL_ID:
             return "pending", ""
-        origin = self._x(
-            "SELECT state, last_error FROM operations WHERE crm_leg = ? AND kind IN ('register', 'adopt')"
-            " ORDER BY seq LIMIT 1",
-            (leg,),
+        origin = (
+            await self._x(
+                "SELECT state, last_error FROM operations WHERE crm_leg = ? AND kind IN ('register', 'adopt')"
+                " ORDER BY seq LIMIT 1",
+                (leg,),
+            )
         ).fetchone()
         if origin is None:
             return "failed", "no register for this call leg"
         if origin["state"] == "failed":
             return "failed", f"register failed: {origin['last_error']}"
-        call = self._x("SELECT mode, ended_at FROM calls WHERE crm_leg = ?", (leg,)).fetchone()
+        call = await self._one("SELECT mode, ended_at FROM calls WHERE crm_leg = ?", (leg,))
         if kind in CARD_KINDS:
             if call["mode"] == "offline":
                 return "done", "skipped: the call is offline (its register did not go through in time)"

@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from bridge.domain.commands import (
     CrmShow,
 )
 from bridge.journal import CodecError, Journal, JournalError, decode_command, encode_command
+from tests.adapters.journal_backends import PgBlocking
 
 MSK = timezone(timedelta(hours=3))
 START = datetime(2026, 3, 7, 10, 20, 30, tzinfo=MSK)
@@ -48,8 +50,19 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def journal(tmp_path: Path, clock: FakeClock) -> Journal:
+def sqlite_journal(tmp_path: Path, clock: FakeClock) -> Iterator[Journal]:
     j = Journal.open(tmp_path / "journal.db", clock=clock)
+    yield j
+    j.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def journal(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) -> Iterator[Journal]:
+    """The contract holds on both backends: SQLite in a file, and a fresh database on the real PostgreSQL."""
+    if request.param == "sqlite":
+        j = Journal.open(tmp_path / "journal.db", clock=clock)
+    else:
+        j = PgBlocking(request.getfixturevalue("pg_url"), clock)  # type: ignore[assignment]
     yield j
     j.close()
 
@@ -419,7 +432,8 @@ def test_calls_filter_by_status_start_and_leg(journal: Journal) -> None:
     assert [c.crm_leg for c in journal.calls(crm_leg="l1")] == ["l1"]
 
 
-def test_a_damaged_row_is_parked_and_logged_not_sent(journal: Journal, tmp_path: Path) -> None:
+def test_a_damaged_row_is_parked_and_logged_not_sent(sqlite_journal: Journal, tmp_path: Path) -> None:
+    journal = sqlite_journal
     op_id = journal.append(CrmNotify(1, "x"))
     journal.append(CrmNotify(2, "y"))
     conn = sqlite3.connect(tmp_path / "journal.db")

@@ -18,8 +18,8 @@ from structlog.testing import capture_logs
 from bridge.daemon import Daemon
 from bridge.domain.scheme import Availability
 from bridge.domain.state import State
+from bridge.journal import Journal
 from bridge.journal.lock import JournalBusy
-from bridge.journal.store import Journal
 from bridge.sim.asterisk import Answer, NeverAnswer
 from bridge.sim.stage import Stage, stage
 from bridge.sim.verdict import ANSWERED, INCOMING, MISSED, OUTGOING, Expect, calls_of

@@ -11,7 +11,7 @@ from typing import Any
 from structlog.testing import capture_logs
 
 from bridge.domain.state import State
-from bridge.journal.store import Journal
+from bridge.journal import Journal
 from bridge.sim.asterisk import Answer, NeverAnswer
 from bridge.sim.stage import Stage, stage
 from bridge.sim.verdict import ANSWERED, INCOMING, calls_of

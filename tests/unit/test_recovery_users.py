@@ -10,7 +10,7 @@ from structlog.testing import capture_logs
 
 from bridge.dispatch.pbx_facts import RestartClaims
 from bridge.domain.commands import CrmAdopt, CrmFinish
-from bridge.journal.store import Journal
+from bridge.journal import Journal
 from bridge.pbx.outcomes import EndpointTemplate
 from bridge.recovery import Recovery
 from bridge.recovery.view import PbxView

@@ -18,8 +18,8 @@ from typing import Any, Protocol
 from bridge.crm.pacing import CrmStats
 from bridge.dispatch import CallSummary, Dispatcher
 from bridge.domain.scheme import Plan
+from bridge.journal import Journal
 from bridge.journal.rows import CallRow
-from bridge.journal.store import Journal
 from bridge.logs import redact_text
 from bridge.ops.metrics import DeliveryMetrics, Metrics
 from bridge.ops.status.model import DeliveryFigures, Finished, HeldLeg, LinkState, ParkedOp, Sources, status_data
