@@ -188,7 +188,7 @@ class Daemon:
         await self._refresh_directory()
         await self._learn_statistics_access()
         self._spawn(self.dispatcher.run(), "dispatcher")
-        self._spawn(self.roles.deliver(self.delivery.run), "delivery")
+        self._spawn(self.roles.deliver(self.delivery.lead), "delivery")
         self._spawn(self.roles.hold_pbx(self._pbx_side), "pbx")
         self._spawn(self.directory.run(), "directory")
         self._spawn(self.portal.follow_availability(), "availability")

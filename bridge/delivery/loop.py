@@ -135,6 +135,12 @@ class Delivery:
             self._express = None
             self._wake.set()  # what it settled may let a chain's next operation go
 
+    async def lead(self) -> None:
+        """Deliver until cancelled, as the shared outbox's delivery leader that just took over: first take the journal
+        over again (what a leader before had in flight goes back to the queue, doubtful), then :meth:`run`."""
+        self._requeued = False
+        await self.run()
+
     async def run(self) -> None:
         """Deliver until cancelled."""
         try:
