@@ -1,5 +1,5 @@
 """``b24-bridge check``: connect to ARI, AMI and Bitrix24 once and say, one line each, whether it works; then which
-click-to-call events Bitrix24 will deliver, and where."""
+click-to-call events Bitrix24 will deliver, and where; and which journal (SQLite or PostgreSQL) the bridge uses."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from bridge.crm.envelope import rows_of
 from bridge.crm.errors import CrmError
 from bridge.crm.install import stored_application_token
 from bridge.delivery.access import ALL, DENIED, PERMISSION, StatisticsAccess
+from bridge.journal import AsyncJournal, JournalError
 from bridge.logs import redact_text
 from bridge.portal import BOUND_EVENTS
 
@@ -134,13 +135,28 @@ async def check_statistics(settings: Settings) -> str:
     )
 
 
+async def check_journal(settings: Settings) -> str:
+    """Which backend, and whether it can be used now (PostgreSQL: reached, logged in, schema up to date)."""
+    j = settings.journal
+    if j.backend == "sqlite":
+        return f"SQLite journal {j.path} (this bridge alone sends from it)"
+    journal = await AsyncJournal.open_postgres(j.url, password=j.password.reveal() if j.password else None)
+    try:
+        depth = await journal.depth()
+    finally:
+        await journal.close()
+    return (
+        f"PostgreSQL journal {j.url} reached, schema up to date; {depth} pending operation(s); bridge id {j.bridge_id}"
+    )
+
+
 async def _one(name: str, probe: Callable[[Settings], Awaitable[str]], settings: Settings) -> bool:
     try:
         detail = await asyncio.wait_for(probe(settings), TIMEOUT * 2)
     except CheckWarning as warning:
         print(f"warn {name:<9} {redact_text(str(warning))}")
         return True
-    except (OSError, TimeoutError, aiohttp.ClientError, CrmError, RuntimeError, ValueError) as exc:
+    except (OSError, TimeoutError, aiohttp.ClientError, CrmError, JournalError, RuntimeError, ValueError) as exc:
         text = str(exc) or type(exc).__name__
         print(f"FAIL {name:<9} {redact_text(text)}")
         return False
@@ -155,5 +171,6 @@ async def check(settings: Settings) -> int:
         await _one("bitrix24", check_bitrix24, settings),
         await _one("events", check_events, settings),
         await _one("stats", check_statistics, settings),
+        await _one("journal", check_journal, settings),
     ]
     return 0 if all(results) else 1

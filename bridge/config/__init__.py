@@ -27,7 +27,8 @@ from bridge.config import checks
 from bridge.config.cluster import ClusterSettings, parse_cluster
 from bridge.config.events import event_mode_problems, event_mode_warnings, http_url
 from bridge.config.http import HttpSettings, http_warnings, parse_http
-from bridge.config.reader import Reader, Secret, is_relative
+from bridge.config.journal import JournalSettings, parse_journal
+from bridge.config.reader import Reader, Secret
 from bridge.config.routing import RoutingParser
 from bridge.dialrules import BadDialRule, BadPhoneNumber, DialRules, parse_rule
 from bridge.domain.scheme import Plan
@@ -109,15 +110,6 @@ class Bitrix24Settings:
     """Recordings up to this size are sent base64 in ``attachRecord``; larger ones through ``uploadUrl``."""
     directory_refresh: float = 300.0
     availability_ttl: float = 30.0
-
-
-@dataclass(frozen=True)
-class JournalSettings:
-    path: Path = Path("b24-bridge.db")
-    relative: bool = False
-    """Written as a relative path: under the systemd unit it went into the StateDirectory."""
-    url: str = ""
-    """A ``postgresql://`` journal shared by several bridges ("" for the SQLite file at ``path``)."""
 
 
 @dataclass(frozen=True)
@@ -270,14 +262,16 @@ def config_warnings(settings: Settings) -> list[str]:
     b = settings.bitrix24
     warnings = event_mode_warnings(b.webhook_url is not None, b.events, b.events_url) + http_warnings(settings.http)
     warnings += checks.unreachable_rules(settings.plan) + checks.crowded_groups(settings.plan)
-    if not settings.journal.relative:
+    if settings.journal.backend == "sqlite" and not settings.journal.relative:
         warnings += checks.under_read_only_tree("journal.path", settings.journal.path)
     return warnings
 
 
 def file_problems(settings: Settings) -> list[str]:
     """The files the daemon writes whose directory is missing or not writable (checked before it starts)."""
-    problems = checks.writable_file_problems("journal.path", settings.journal.path)
+    problems: list[str] = []
+    if settings.journal.backend == "sqlite":
+        problems += checks.writable_file_problems("journal.path", settings.journal.path)
     if settings.bitrix24.oauth is not None:
         problems += checks.writable_file_problems("bitrix24.oauth.token_file", settings.bitrix24.oauth.token_file)
     return problems
@@ -298,10 +292,7 @@ def parse_settings(data: dict[str, Any], *, path: Path, env: dict[str, str] | No
                          "schedules", "queues", "ivr", "lines", "cluster"})  # fmt: skip
     asterisk = _asterisk(r, r.table(data, "", "asterisk"))
     bitrix24 = _bitrix24(r, r.table(data, "", "bitrix24"))
-    journal_data = r.table(data, "", "journal")
-    r.unknown(journal_data, "journal.", {"path"})
-    journal_path = r.get(journal_data, "journal.", "path", str, "b24-bridge.db")
-    journal = JournalSettings(path=r.state_path(journal_path, "journal.path"), relative=is_relative(journal_path))
+    journal = parse_journal(r, r.table(data, "", "journal"), asterisk)
     http = parse_http(r, r.table(data, "", "http"))
     emp_data = r.table(data, "", "employees")
     employees = EmployeesSettings(

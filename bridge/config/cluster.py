@@ -3,27 +3,21 @@
 With a PostgreSQL journal, delivery always goes through the portal's one delivery leader (a bridge that is not the
 leader only journals). ``standby = true`` makes the bridge compete for its PBX with the other bridges of the same
 ``pbx_id``: one holds it (ARI application, AMI session, recovery), the others wait and take over when it stops or
-dies. Both need the shared journal: on SQLite every bridge has its own outbox and a standby could not see the calls
-it takes over, so the section is refused there.
+dies. Each bridge names itself with ``[journal] bridge_id``. Both need the shared journal: on SQLite every bridge
+has its own outbox and a standby could not see the calls it takes over, so the section is refused there.
 """
 
 from __future__ import annotations
 
-import re
-import socket
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 from bridge.config.reader import Reader
 
-BRIDGE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,39}")
-
 
 @dataclass(frozen=True)
 class ClusterSettings:
-    bridge_id: str = ""
-    """How this bridge names itself to the others (logs, /status); default: the host name."""
     standby: bool = False
     """Compete for the PBX: hold it, or wait on standby for the bridge that holds it."""
     pbx_id: str = ""
@@ -41,10 +35,7 @@ def default_pbx_id(ari_url: str, app: str) -> str:
 
 def parse_cluster(r: Reader, data: dict[str, Any], *, journal_url: str, ari_url: str, app: str) -> ClusterSettings:
     k = "cluster."
-    r.unknown(data, k, {"bridge_id", "standby", "pbx_id"})
-    bridge_id = r.get(data, k, "bridge_id", str, "") or _host_id()
-    if not BRIDGE_ID.fullmatch(bridge_id):
-        r.problem(k + "bridge_id", f"{bridge_id!r} must be 1-40 letters, digits, '.', '_' or '-'")
+    r.unknown(data, k, {"standby", "pbx_id"})
     standby = r.get(data, k, "standby", bool, False)
     pbx_id = r.get(data, k, "pbx_id", str, "") or default_pbx_id(ari_url, app)
     if data and not is_postgres(journal_url):
@@ -53,9 +44,4 @@ def parse_cluster(r: Reader, data: dict[str, Any], *, journal_url: str, ari_url:
             'needs a PostgreSQL journal ([journal] url = "postgresql://..."): bridges on SQLite journals share no '
             "outbox, so neither shared delivery nor a standby can work",
         )
-    return ClusterSettings(bridge_id=bridge_id, standby=standby, pbx_id=pbx_id)
-
-
-def _host_id() -> str:
-    name = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname()).strip("-.")[:40]
-    return name or "bridge"
+    return ClusterSettings(standby=standby, pbx_id=pbx_id)

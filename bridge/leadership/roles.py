@@ -28,18 +28,19 @@ def portal_of(settings: Settings) -> str:
 
 
 class ClusterRoles:
-    def __init__(self, settings: Settings, *, password: str = "", timing: LeaseTiming | None = None) -> None:
+    def __init__(self, settings: Settings, *, timing: LeaseTiming | None = None) -> None:
         cluster, url = settings.cluster, settings.journal.url
+        password = settings.journal.password.reveal() if settings.journal.password is not None else ""
         timing = timing or LeaseTiming()
-        self.bridge_id = cluster.bridge_id
+        self.bridge_id = settings.journal.bridge_id
         shared = is_postgres(url)
         self.delivery: Lease | None = (
-            Lease(url, Role.DELIVERY, portal_of(settings), cluster.bridge_id, password=password, timing=timing)
+            Lease(url, Role.DELIVERY, portal_of(settings), self.bridge_id, password=password, timing=timing)
             if shared
             else None
         )
         self.pbx: Lease | None = (
-            Lease(url, Role.PBX, cluster.pbx_id, cluster.bridge_id, password=password, timing=timing)
+            Lease(url, Role.PBX, cluster.pbx_id, self.bridge_id, password=password, timing=timing)
             if shared and cluster.standby
             else None
         )

@@ -29,6 +29,7 @@ async def test_everything_reachable_is_ok(tmp_path: Path, capsys: pytest.Capture
         ["ok", "bitrix24"],
         ["warn", "events"],
         ["ok", "stats"],
+        ["ok", "journal"],
     ]
     assert "the app is connected" in lines[0] and "logged in" in lines[1]
     assert "webhook mode cannot bind or list event handlers" in lines[3] and "outbound webhook" in lines[3]
@@ -44,7 +45,7 @@ async def test_each_failure_says_why_without_the_secret(tmp_path: Path, capsys: 
     out = capsys.readouterr().out
     lines = verdicts(out)
     assert [line.split()[:2] for line in lines] == [
-        ["FAIL", "ari"], ["FAIL", "ami"], ["FAIL", "bitrix24"], ["warn", "events"], ["FAIL", "stats"]
+        ["FAIL", "ari"], ["FAIL", "ami"], ["FAIL", "bitrix24"], ["warn", "events"], ["FAIL", "stats"], ["ok", "journal"]
     ]  # fmt: skip
     assert "wrong password" in lines[0]
     assert wrong not in out and ARI_PASSWORD not in out and "simwebhookcode" not in out
@@ -94,8 +95,8 @@ async def test_statistics_permission_denied_fails_the_check(tmp_path: Path, caps
         s.crm.set_rights(1, admin=False, statistics="none")
         assert await check(s.settings) == 1
     lines = verdicts(capsys.readouterr().out)
-    assert [line.split()[:2] for line in lines][-1] == ["FAIL", "stats"]
-    assert "ACCESS_DENIED" in lines[-1] and "Call statistics — View" in lines[-1] and "parked" in lines[-1]
+    assert [line.split()[:2] for line in lines][-2] == ["FAIL", "stats"]
+    assert "ACCESS_DENIED" in lines[-2] and "Call statistics — View" in lines[-2] and "parked" in lines[-2]
 
 
 async def test_a_view_of_some_users_only_is_a_warning(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -103,5 +104,5 @@ async def test_a_view_of_some_users_only_is_a_warning(tmp_path: Path, capsys: py
         s.crm.set_rights(1, admin=False, statistics="department")
         assert await check(s.settings) == 0
     lines = verdicts(capsys.readouterr().out)
-    assert [line.split()[:2] for line in lines][-1] == ["warn", "stats"]
-    assert "not a portal admin" in lines[-1] and "app user 1" in lines[-1]
+    assert [line.split()[:2] for line in lines][-2] == ["warn", "stats"]
+    assert "not a portal admin" in lines[-2] and "app user 1" in lines[-2]
