@@ -49,3 +49,13 @@ def test_on_postgres_the_pbx_id_defaults_to_the_ari_address_and_app() -> None:
 def test_a_misspelt_key_is_named() -> None:
     _cluster, problems = read({"standy": True})
     assert len(problems) == 1 and "standy" in problems[0]
+
+
+def test_the_section_is_accepted_with_a_postgresql_journal(tmp_path: Path) -> None:
+    from bridge.config import parse_settings
+
+    data = example_data()
+    data["journal"] = {"url": "postgresql://bridge@db.example/b24", "password_env": "PG_PW", "bridge_id": "office-1-a"}
+    data["cluster"] = {"standby": True, "pbx_id": "office-1"}
+    settings = parse_settings(data, path=tmp_path / "bridge.toml", env={"PG_PW": "x"})
+    assert settings.cluster.standby and settings.cluster.pbx_id == "office-1"

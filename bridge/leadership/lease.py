@@ -98,7 +98,8 @@ class Lease:
         unreachable = False
         while True:
             try:
-                conn = await asyncio.wait_for(self._open(), self.timing.connect)
+                async with asyncio.timeout(self.timing.connect):  # not wait_for: on 3.11 it can swallow a cancel
+                    conn = await self._open()
             except DB_ERRORS as exc:
                 self._changed(reachable=False, error=_error(exc))
                 if not unreachable:
@@ -178,7 +179,8 @@ class Lease:
             await asyncio.sleep(self.timing.probe)
 
     async def _probe(self, conn: Connection, sql: str, *args: object) -> object:
-        return await asyncio.wait_for(self._query(conn, sql, *args), self.timing.probe)
+        async with asyncio.timeout(self.timing.probe):
+            return await self._query(conn, sql, *args)
 
     @staticmethod
     async def _query(conn: Connection, sql: str, *args: object) -> object:
@@ -198,7 +200,8 @@ HOLDER = (
 async def _close(conn: Connection) -> None:
     """Close the session: the server releases its lock at once. A dead server is not waited for."""
     with contextlib.suppress(*DB_ERRORS):
-        await asyncio.wait_for(conn.close(), 2.0)
+        async with asyncio.timeout(2.0):
+            await conn.close()
 
 
 def _error(exc: BaseException) -> str:
