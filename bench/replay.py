@@ -150,7 +150,7 @@ async def deliver(journal_path: Path, settings: Bitrix24Settings, scale: float, 
         )
         counter = ReplayCounter(expected)
         delivery = Delivery(
-            journal, client, Telephony(client), settings, observer=counter,
+            journal.aio, client, Telephony(client), settings, observer=counter,
             retry_base=RETRY_BASE / scale, retry_cap=RETRY_CAP / scale,
         )  # fmt: skip
         started = time.monotonic()

@@ -24,6 +24,7 @@ from aiohttp import web
 from bridge import logs
 from bridge.clicktocall import ClickToCallDesk
 from bridge.config import ConfigError, Settings, config_warnings, file_problems, load_config
+from bridge.config.journal import RUN_NOT_ON_POSTGRES
 from bridge.crm.client import Bitrix24Client
 from bridge.crm.directory import Directory
 from bridge.crm.errors import CrmError
@@ -118,7 +119,7 @@ class Daemon:
             time_tracking=s.employees.time_tracking,
         )
         self.delivery = Delivery(
-            self.journal,
+            self.journal.aio,
             self.delivery_client,
             Telephony(self.delivery_client),
             s.bitrix24,
@@ -156,7 +157,7 @@ class Daemon:
             poll=self.timing.recovery_poll,
         )
         self.fallback = FallbackMirror(
-            self.journal,
+            self.journal.aio,
             self.ami,
             self.current_plan,
             EndpointTemplate(s.asterisk.agent_endpoint),
@@ -173,7 +174,7 @@ class Daemon:
             self.gate,
             on_event=self.desk.on_parsed,
             on_availability=self.dispatcher.crm_availability,
-            backlog=self.journal,
+            backlog=self.journal.aio,
             backlog_due=self.delivery.notify,
         )
         self.installer = (
@@ -476,12 +477,16 @@ def secret_values(settings: Settings) -> list[str]:
         values.append(s.bitrix24.webhook_url.reveal())
     if s.bitrix24.oauth is not None:
         values.append(s.bitrix24.oauth.client_secret.reveal())
+    if s.journal.password is not None:
+        values.append(s.journal.password.reveal())
     return values
 
 
 def run_main(args: argparse.Namespace) -> int:
     settings = load_config(Path(args.config))
     problems = file_problems(settings)
+    if settings.journal.backend == "postgres":
+        problems.append(f"journal.url: {RUN_NOT_ON_POSTGRES}")
     if problems:
         raise ConfigError(settings.path, problems)
     try:

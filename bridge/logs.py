@@ -89,6 +89,7 @@ event                              meaning
                                    nothing was stored
 ``crm.event_poll_failed``          polling ``event.offline.get`` failed (pull mode); retried
 ``delivery.requeued``              operations found in flight at start (after a crash) are checked and resent
+``delivery.claimed_elsewhere``     another sender of a shared journal holds operations of a batch: left to it
 ``delivery.error``                 an unexpected error in the delivery loop; it goes on
 ``directory.refreshed``            the extension <-> user map was read from Bitrix24
 ``directory.stale``                the map could not be refreshed (or came back partial); the last good one is kept

@@ -42,9 +42,9 @@ PROBE_METHOD = "profile"
 
 
 class Backlog(Protocol):
-    def next_due(self, register_timeout: float) -> float | None: ...
+    async def next_due(self, register_timeout: float) -> float | None: ...
 
-    def retry_now(self) -> int: ...
+    async def retry_now(self) -> int: ...
 
 
 class PortalUpkeep:
@@ -137,9 +137,9 @@ class PortalUpkeep:
         self._trouble_since = None
         self._troubled.clear()
 
-    def _waiting(self) -> float | None:
+    async def _waiting(self) -> float | None:
         """Seconds until delivery tries again by itself (negative: overdue), None when nothing waits."""
-        due = self.backlog.next_due(self.settings.bitrix24.register_timeout)
+        due = await self.backlog.next_due(self.settings.bitrix24.register_timeout)
         return None if due is None else due - time.time()
 
     async def watch_for_return(self) -> None:
@@ -147,7 +147,7 @@ class PortalUpkeep:
         while True:
             await self._troubled.wait()
             await asyncio.sleep(self.probe_interval)
-            waiting = self._waiting()
+            waiting = await self._waiting()
             if waiting is None:
                 self._calm()  # nothing is waiting any more
             elif waiting >= self.probe_interval:  # otherwise delivery tries again soon by itself
@@ -163,11 +163,11 @@ class PortalUpkeep:
         )
         async for attempt in retrying:
             with attempt:
-                if self._waiting() is None:
+                if await self._waiting() is None:
                     self._calm()
                     return
                 await self.probe_client.call(PROBE_METHOD)
-        moved = self.backlog.retry_now()
+        moved = await self.backlog.retry_now()
         since = self._trouble_since
         log.info("crm.back", operations=moved, after=None if since is None else round(time.monotonic() - since, 1))
         self._calm()

@@ -128,7 +128,7 @@ async def replay(
         return outcomes
     # no client-side retries: a batch whose answer was lost must be checked, not resent blindly
     async with Bitrix24Client(settings.bitrix24, retry_attempts=1) as client:
-        replayer = Replayer(journal, client, Telephony(client), loader, dry_run=dry_run, force=force)
+        replayer = Replayer(journal.aio, client, Telephony(client), loader, dry_run=dry_run, force=force)
         with progress_for(len(candidates), "checking" if dry_run else "replaying") as advance:
             for row in candidates:
                 outcome = await replayer.replay(row)

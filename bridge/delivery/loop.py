@@ -10,7 +10,7 @@ While a cycle's request is in flight and the bucket has room, operations journal
 *express* cycle (one at a time) instead of waiting for that answer; with the bucket filling, cycles go one after
 another and every batch is full. Cycles never take the same operation: each claims what it took until it ends.
 Operations are marked ``sent`` (committed) just before the request leaves, without waiting for the disk: the
-first cycle takes the journal over (:meth:`~bridge.journal.Journal.take_over`), so after a crash, or a power cut
+first cycle takes the journal over (:meth:`~bridge.journal.AsyncJournal.take_over`), so after a crash, or a power cut
 that took the last marks, nothing is resent blindly: an operation that was (possibly) sent before is checked
 against the statistics first.
 
@@ -40,7 +40,7 @@ from bridge.delivery.hooks import DeliveryObserver
 from bridge.delivery.plan import Chain, chains_of, fill, record_filename
 from bridge.delivery.sending import Sender
 from bridge.delivery.settle import Settler
-from bridge.journal import Journal, PendingOp
+from bridge.journal import AsyncJournal, PendingOp
 from bridge.logs import call_keys
 
 log = structlog.get_logger(__name__)
@@ -69,7 +69,7 @@ class Delivery:
 
     def __init__(
         self,
-        journal: Journal,
+        journal: AsyncJournal,
         client: Bitrix24Client,
         telephony: Telephony,
         settings: Bitrix24Settings,
@@ -166,15 +166,15 @@ class Delivery:
                 continue
             if worked:
                 continue
-            due = self.journal.next_due(self.settings.register_timeout)
+            due = await self.journal.next_due(self.settings.register_timeout)
             timeout = None if due is None else max(0.0, due - self.clock())
             await self._wait_for_wake(timeout)
 
-    def _unstick(self, op_ids: set[int]) -> None:
+    async def _unstick(self, op_ids: set[int]) -> None:
         """After an unexpected error in a cycle, what it left ``sent`` goes back to the queue (its attempts stay
         counted, so it is checked before it is resent)."""
         with contextlib.suppress(Exception):
-            self.journal.requeue_sent(op_ids)
+            await self.journal.requeue_sent(op_ids)
 
     async def _wait_for_wake(self, seconds: float | None) -> None:
         with contextlib.suppress(TimeoutError):
@@ -199,7 +199,7 @@ class Delivery:
                     if self._uploading:
                         await asyncio.wait(set(self._uploading))  # on a timeout they go on
                         continue
-                    due = self.journal.next_due(self.settings.register_timeout)
+                    due = await self.journal.next_due(self.settings.register_timeout)
                     if due is None:
                         return True
                     wait = due - self.clock()
@@ -215,23 +215,23 @@ class Delivery:
         nothing to do."""
         if not self._requeued:
             self._requeued = True
-            count, _doubtful = self.journal.take_over()
+            count, _doubtful = await self.journal.take_over()
             if count:
                 log.warning("delivery.requeued", operations=count, reason="found in flight at start")
-        for leg in self.journal.take_offline(self.settings.register_timeout):
-            rows = self.journal.calls(crm_leg=leg)
+        for leg in await self.journal.take_offline(self.settings.register_timeout):
+            rows = await self.journal.calls(crm_leg=leg)
             named = call_keys(rows[0].pbx_call, rows[0].linkedid, rows[0].line) if rows else {}
             log.warning("crm.offline", crm_leg=leg, method="telephony.externalCall.register",
                         register_timeout=self.settings.register_timeout, **named)  # fmt: skip
             self.observer.offline(leg)
         limit = limit or self.batch_limit * BATCHES_PER_CYCLE
-        chains, more_waiting = self._take(limit)
+        chains, more_waiting = await self._take(limit)
         if not chains:
             return False
         records = [chain.head for chain in chains if chain.is_record]
         if records:
-            self.journal.mark_sent([op.id for op in records])  # in the upload lane now: not ready again
-            self._uploads.extend(records)
+            got = set(await self.journal.mark_sent([op.id for op in records]))  # in the upload lane: not ready again
+            self._uploads.extend(op for op in records if op.id in got)
             while len(self._uploading) < min(UPLOAD_LANES, len(self._uploads)):
                 lane = asyncio.create_task(self._upload_all(), name="delivery-uploads")
                 self._uploading.add(lane)
@@ -244,7 +244,7 @@ class Delivery:
         try:
             await self.sender.send(sends, more_waiting=more_waiting)
         except Exception:
-            self._unstick(claimed)
+            await self._unstick(claimed)
             raise
         finally:
             self._cycles -= 1
@@ -253,9 +253,9 @@ class Delivery:
                 self._idle.set()
         return True
 
-    def _take(self, limit: int) -> tuple[list[Chain], bool]:
+    async def _take(self, limit: int) -> tuple[list[Chain], bool]:
         """Ready chains no running cycle has taken, at most ``limit`` operations, and whether more were left."""
-        ops = self.journal.ready(limit + len(self._claimed), chain_limit=self.batch_limit)
+        ops = await self.journal.ready(limit + len(self._claimed), chain_limit=self.batch_limit)
         chains = chains_of(ops)
         if self._claimed:
             free = [c for c in chains if not any(op.id in self._claimed for op in c.ops)]
@@ -286,19 +286,21 @@ class Delivery:
         try:
             content = await self.recording_loader(name)
         except Exception as exc:
-            self.settler.retry(op, f"recording {name!r} could not be read: {type(exc).__name__}: {exc}", "RECORDING")
+            await self.settler.retry(
+                op, f"recording {name!r} could not be read: {type(exc).__name__}: {exc}", "RECORDING"
+            )
             return
         if not content:
-            self.settler.fail(op, f"recording {name!r} not found")
+            await self.settler.fail(op, f"recording {name!r} not found")
             return
         try:
             file_id = await self.telephony.attach_record(op.call_id or "", record_filename(name), content)
         except CrmError as exc:
-            self.settler.error(op, exc)
+            await self.settler.error(op, exc)
         except ValueError as exc:  # not wav/mp3, or empty
-            self.settler.fail(op, str(exc))
+            await self.settler.fail(op, str(exc))
         except Exception as exc:
             log.exception("delivery.error", crm_leg=op.crm_leg, method="telephony.externalCall.attachRecord")
-            self.settler.retry(op, f"{type(exc).__name__}: {exc}", "INTERNAL")
+            await self.settler.retry(op, f"{type(exc).__name__}: {exc}", "INTERNAL")
         else:
-            self.settler.done(op, {"FILE_ID": file_id})
+            await self.settler.done(op, {"FILE_ID": file_id})

@@ -23,7 +23,7 @@ from bridge.delivery.loop import RecordingLoader
 from bridge.delivery.plan import Chain, plan_batch, record_filename
 from bridge.delivery.settle import Settler
 from bridge.domain.commands import CrmFinish, CrmRegister
-from bridge.journal import CallRow, Journal, OpRow, PendingOp
+from bridge.journal import AsyncJournal, CallRow, OpRow, PendingOp
 
 log = structlog.get_logger(__name__)
 
@@ -64,7 +64,7 @@ def describe(chain: Chain, record: OpRow | None) -> str:
 class Replayer:
     def __init__(
         self,
-        journal: Journal,
+        journal: AsyncJournal,
         client: Bitrix24Client,
         telephony: Telephony,
         loader: RecordingLoader,
@@ -97,7 +97,7 @@ class Replayer:
 
     async def _replay(self, call: CallRow) -> Outcome:
         leg = call.crm_leg
-        ops = self.journal.operations(leg)
+        ops = await self.journal.operations(leg)
         origin = next((op for op in ops if op.kind in ("register", "adopt")), None)
         finish = next((op for op in ops if op.kind == "finish"), None)
         record = next((op for op in ops if op.kind == "attach_record" and op.state not in FINAL), None)
@@ -118,12 +118,12 @@ class Replayer:
                 found, unchecked = None, self.unreachable
             if isinstance(found, dict):
                 if not self.dry_run:
-                    self.settler.present(chain, found)
+                    await self.settler.present(chain, found)
                     await self._attach(leg, record)
                 return Outcome(leg, call.started_at, "already present", f"CALL_ID {found.get('CALL_ID')}")
             if isinstance(found, str) and not self.force:
                 if not self.dry_run:
-                    self.settler.fail(next(op for op in chain.ops if op.kind in ("register", "finish")), found)
+                    await self.settler.fail(next(op for op in chain.ops if op.kind in ("register", "finish")), found)
                 return Outcome(leg, call.started_at, "parked", found)
         if self.dry_run:
             detail = describe(chain, record) or "nothing"
@@ -133,7 +133,7 @@ class Replayer:
             status = "replayed" if detail.endswith("attached") else "skipped"
             return Outcome(leg, call.started_at, status, detail or "nothing left to send")
         if chain.head.kind == "register":
-            self.journal.go_offline(leg)
+            await self.journal.go_offline(leg)
         failure = await self._send(chain)
         if failure:
             return Outcome(leg, call.started_at, "failed", failure)
@@ -164,20 +164,20 @@ class Replayer:
         """Send register SHOW=0 + finish; returns the failure reason, or "" when Bitrix24 took both."""
         plan = plan_batch([chain])
         for op, reason in plan.unbuildable:
-            self.settler.fail(op, f"cannot build the request: {reason}")
+            await self.settler.fail(op, f"cannot build the request: {reason}")
             return reason
-        self.journal.mark_sent(plan.op_ids())
+        await self.journal.mark_sent(plan.op_ids())
         await self.journal.sync()
         try:
             batch = await self.client.batch(plan.commands)
         except CrmError as exc:
-            with self.journal.transaction():
+            async with self.journal.transaction():
                 for op in chain.ops:
-                    self.journal.mark_failed(op.id, str(exc), permanent=False, arrived=not never_left(exc))
+                    await self.journal.mark_failed(op.id, str(exc), permanent=False, arrived=not never_left(exc))
             return str(exc)
-        with self.journal.transaction():
-            self.settler.settle_chain(chain, batch)
-        states = {op.id: op for op in self.journal.operations(chain.leg)}
+        async with self.journal.transaction():
+            await self.settler.settle_chain(chain, batch)
+        states = {op.id: op for op in await self.journal.operations(chain.leg)}
         unsettled = [states[op.id] for op in chain.ops if states[op.id].state != "done"]
         return "; ".join(f"{op.kind}: {op.last_error or op.state}" for op in unsettled)
 
@@ -185,7 +185,7 @@ class Replayer:
         """Attach the recording when it can be read; a note for the summary."""
         if record is None:
             return ""
-        call = self.journal.calls(crm_leg=leg)[0]
+        call = (await self.journal.calls(crm_leg=leg))[0]
         name = getattr(record.command, "recording", "")
         try:
             content = await self.loader(name)
@@ -194,12 +194,12 @@ class Replayer:
         if not content or not call.call_id:
             return f"recording {name!r} not found"
         op = _pending(record, call, call.mode)
-        self.journal.mark_sent([op.id])
+        await self.journal.mark_sent([op.id])
         await self.journal.sync()
         try:
             file_id = await self.telephony.attach_record(call.call_id, record_filename(name), content)
         except CrmError as exc:
-            self.settler.error(op, exc)
+            await self.settler.error(op, exc)
             return f"recording not attached: {exc}"
-        self.settler.done(op, {"FILE_ID": file_id})
+        await self.settler.done(op, {"FILE_ID": file_id})
         return f"recording {record_filename(name)} attached"

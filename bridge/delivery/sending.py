@@ -26,7 +26,7 @@ from bridge.delivery.check import never_left, statistics_command, statistics_row
 from bridge.delivery.hooks import DeliveryObserver
 from bridge.delivery.plan import Chain, check_key, fill, plan_batch
 from bridge.delivery.settle import Settler
-from bridge.journal import Journal, PendingOp
+from bridge.journal import AsyncJournal, PendingOp
 
 log = structlog.get_logger(__name__)
 
@@ -37,7 +37,7 @@ ABSENT_MEMORY = 10_000
 class Sender:
     def __init__(
         self,
-        journal: Journal,
+        journal: AsyncJournal,
         client: Bitrix24Client,
         settler: Settler,
         observer: DeliveryObserver,
@@ -81,24 +81,24 @@ class Sender:
             await self.access.ensure(self.client)
             await self.access.look_for(self.client, {u for chain in checks for u in finish_users(chain)})
         except CrmError as exc:
-            with self.journal.transaction():
+            async with self.journal.transaction():
                 for chain in checks:
-                    self.settler.retry(chain.head, f"statistics access not known: {exc}", exc.code, sent=False)
+                    await self.settler.retry(chain.head, f"statistics access not known: {exc}", exc.code, sent=False)
             return []
         kept: list[Chain] = []
-        with self.journal.transaction():
+        async with self.journal.transaction():
             for chain in checks:
                 if self.access.trusted(finish_users(chain)):
                     kept.append(chain)
                 else:
-                    self.park(chain)
+                    await self.park(chain)
         return kept
 
-    def park(self, chain: Chain) -> None:
+    async def park(self, chain: Chain) -> None:
         """Park a doubtful chain whose check cannot be trusted: its first register or finish fails for good (what
         needs it fails with it), so nothing that may already be in Bitrix24 goes again."""
         reason = self.access.reason(finish_users(chain))
-        self.settler.fail(next((op for op in chain.ops if op.kind in ("register", "finish")), chain.head), reason)
+        await self.settler.fail(next((op for op in chain.ops if op.kind in ("register", "finish")), chain.head), reason)
 
     def _make_room(self, checks: list[Chain], sends: list[Chain], rest: list[Chain]) -> list[Chain]:
         """When the checks leave room that no chain fits, leave some checks to the next cycle so that a chain fits
@@ -119,11 +119,12 @@ class Sender:
 
     async def _request(self, checks: list[Chain], sends: list[Chain]) -> list[Chain]:
         """One batch: ``checks`` looked up, ``sends`` sent and settled. Returns the checked chains found absent."""
+        sends = await self._claim(sends)
         plan = plan_batch(sends)
         if plan.unbuildable:
-            with self.journal.transaction():
+            async with self.journal.transaction():
                 for op, reason in plan.unbuildable:
-                    self.settler.fail(op, f"cannot build the request: {reason}")
+                    await self.settler.fail(op, f"cannot build the request: {reason}")
         commands = dict(plan.commands)
         for chain in checks:
             commands[check_key(chain)] = statistics_command(chain.leg or "")
@@ -131,29 +132,50 @@ class Sender:
             return []
         ops = [op for chain in plan.chains for op in chain.ops]
         if ops:
-            self.journal.mark_sent([op.id for op in ops])
             for chain in plan.chains:
                 self._absent.pop(chain.leg or "", None)
         started = time.monotonic()
         try:
             batch = await self.client.batch(commands)
         except asyncio.CancelledError:
-            with self.journal.transaction():  # back in the queue at once; attempts > 0 makes the next try check
+            async with self.journal.transaction():  # back in the queue at once; attempts > 0 makes the next try check
                 for op in ops:
-                    self.journal.mark_failed(op.id, "cancelled while in flight", permanent=False)
+                    await self.journal.mark_failed(op.id, "cancelled while in flight", permanent=False)
             raise
         except CrmError as exc:
             self.observer.batch_sent(len(commands), time.monotonic() - started, ok=False)
-            self._failed(ops, checks, str(exc), exc.code, arrived=not never_left(exc))
+            await self._failed(ops, checks, str(exc), exc.code, arrived=not never_left(exc))
             return []
         except Exception as exc:
             log.exception("delivery.error", commands=len(commands))
-            self._failed(ops, checks, f"{type(exc).__name__}: {exc}", "INTERNAL", arrived=True)
+            await self._failed(ops, checks, f"{type(exc).__name__}: {exc}", "INTERNAL", arrived=True)
             return []
         self.observer.batch_sent(len(commands), time.monotonic() - started, ok=True)
         await self._settle(plan.chains, batch)
-        with self.journal.transaction():
-            return self._checked(checks, batch)
+        async with self.journal.transaction():
+            return await self._checked(checks, batch)
+
+    async def _claim(self, sends: list[Chain]) -> list[Chain]:
+        """Mark the chains' operations ``sent``; keep the chains whose every operation this sender got. On a shared
+        journal another sender may hold some (a leader that is going away): what this one got of such a chain goes
+        back at once, never having left (each operation goes once, by one sender, in its call's order)."""
+        ids = [op.id for chain in sends for op in chain.ops]
+        if not ids:
+            return sends
+        got = set(await self.journal.mark_sent(ids))
+        if len(got) == len(ids):
+            return sends
+        kept: list[Chain] = []
+        async with self.journal.transaction():
+            for chain in sends:
+                if all(op.id in got for op in chain.ops):
+                    kept.append(chain)
+                    continue
+                for op in chain.ops:
+                    if op.id in got:
+                        await self.journal.mark_failed(op.id, "held by another sender", permanent=False, arrived=False)
+        log.warning("delivery.claimed_elsewhere", operations=len(ids) - len(got), note="another sender has them")
+        return kept
 
     async def _settle(self, chains: list[Chain], batch: BatchResult) -> None:
         """Record the answers chain by chain (one commit each), letting the PBX's events in between: settling 50
@@ -161,38 +183,40 @@ class Sender:
         done = 0
         try:
             for chain in chains:
-                with self.journal.transaction():
-                    self.settler.settle_chain(chain, batch)
+                async with self.journal.transaction():
+                    await self.settler.settle_chain(chain, batch)
                 done += 1
                 await asyncio.sleep(0)
         except asyncio.CancelledError:  # the answers are here: record them all before stopping
-            with self.journal.transaction():
+            async with self.journal.transaction():
                 for chain in chains[done:]:
-                    self.settler.settle_chain(chain, batch)
+                    await self.settler.settle_chain(chain, batch)
             raise
 
-    def _failed(self, ops: list[PendingOp], checks: list[Chain], reason: str, code: str, *, arrived: bool) -> None:
+    async def _failed(
+        self, ops: list[PendingOp], checks: list[Chain], reason: str, code: str, *, arrived: bool
+    ) -> None:
         """The whole request failed: every op waits for its next try, every check too. A permanent error of the
         request itself (a revoked webhook, a scope) is not the operations' fault, so they are not parked."""
-        with self.journal.transaction():
+        async with self.journal.transaction():
             for op in ops:
-                self.settler.retry(op, reason, code, arrived=arrived)
+                await self.settler.retry(op, reason, code, arrived=arrived)
             for chain in checks:
-                self.settler.retry(chain.head, f"statistics check failed: {reason}", code, sent=False)
+                await self.settler.retry(chain.head, f"statistics check failed: {reason}", code, sent=False)
 
-    def _checked(self, checks: list[Chain], batch: BatchResult) -> list[Chain]:
+    async def _checked(self, checks: list[Chain], batch: BatchResult) -> list[Chain]:
         absent: list[Chain] = []
         for chain in checks:
             key, leg = check_key(chain), chain.leg or ""
             if key not in batch.results and getattr(batch.errors.get(key), "code", "") == DENIED_ERROR:
                 self.access.denied()
-                self.park(chain)
+                await self.park(chain)
             elif key not in batch.results:
                 error: Any = batch.errors.get(key)
                 reason = f"statistics check failed: {error}" if error else "statistics check failed for this call"
-                self.settler.retry(chain.head, reason, getattr(error, "code", "CHECK_FAILED"), sent=False)
+                await self.settler.retry(chain.head, reason, getattr(error, "code", "CHECK_FAILED"), sent=False)
             elif (row := statistics_row(batch.results[key], leg)) is not None:
-                self.settler.present(chain, row)
+                await self.settler.present(chain, row)
             else:
                 if len(self._absent) >= ABSENT_MEMORY:
                     self._absent.clear()

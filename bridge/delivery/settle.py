@@ -17,7 +17,7 @@ from bridge.crm.errors import CallNotFoundError, CrmError, PermanentCrmError, Tr
 from bridge.crm.telephony import registered_from
 from bridge.delivery.hooks import DeliveryObserver
 from bridge.delivery.plan import Chain, backoff, key_of
-from bridge.journal import Journal, PendingOp
+from bridge.journal import AsyncJournal, PendingOp
 from bridge.logs import call_keys
 
 log = structlog.get_logger(__name__)
@@ -45,7 +45,7 @@ def _call(op: PendingOp) -> dict[str, str]:
 class Settler:
     def __init__(
         self,
-        journal: Journal,
+        journal: AsyncJournal,
         observer: DeliveryObserver,
         clock: Callable[[], float],
         retry_base: float,
@@ -59,28 +59,28 @@ class Settler:
 
     # --- single outcomes ---------------------------------------------------------------------------
 
-    def done(self, op: PendingOp, result: Any, *, call_id: str | None = None, note: str = "delivered") -> None:
-        self.journal.mark_done(op.id, result, call_id=call_id, note=note)
+    async def done(self, op: PendingOp, result: Any, *, call_id: str | None = None, note: str = "delivered") -> None:
+        await self.journal.mark_done(op.id, result, call_id=call_id, note=note)
         fields: dict[str, Any] = {"note": note} if note != "delivered" else {}
         if call_id:
             fields["b24_call_id"] = call_id
         log.info("crm.delivered", crm_leg=op.crm_leg, method=METHOD_OF[op.kind], op=op.id, **fields, **_call(op))
         self.observer.delivered(op.kind, METHOD_OF[op.kind])
 
-    def retry(self, op: PendingOp, reason: str, code: str, *, sent: bool = True, arrived: bool = True) -> None:
+    async def retry(self, op: PendingOp, reason: str, code: str, *, sent: bool = True, arrived: bool = True) -> None:
         """Try again after a back-off that grows with the tries. ``sent``: this try went to the network (a failed
         check did not); ``arrived=False``: it provably never reached Bitrix24 (see ``check.never_left``)."""
         tries = op.tries + (1 if sent else 0)
         wait = backoff(tries, self.retry_base, self.retry_cap)
-        self.journal.mark_failed(op.id, reason, permanent=False, retry_at=self.clock() + wait, arrived=arrived)
+        await self.journal.mark_failed(op.id, reason, permanent=False, retry_at=self.clock() + wait, arrived=arrived)
         log.warning(
             "crm.retry", crm_leg=op.crm_leg, method=METHOD_OF[op.kind], op=op.id, attempts=tries, wait=wait,
             error=reason, **_call(op),
         )  # fmt: skip
         self.observer.retried(op.kind, METHOD_OF[op.kind], code)
 
-    def fail(self, op: PendingOp, reason: str) -> None:
-        cascaded = self.journal.mark_failed(op.id, reason, permanent=True)
+    async def fail(self, op: PendingOp, reason: str) -> None:
+        cascaded = await self.journal.mark_failed(op.id, reason, permanent=True)
         log.error("crm.failed", crm_leg=op.crm_leg, method=METHOD_OF[op.kind], op=op.id, reason=reason, **_call(op))
         self.observer.failed(op.kind, METHOD_OF[op.kind], reason)
         for later_id, kind in cascaded:
@@ -89,76 +89,76 @@ class Settler:
                       **_call(op))  # fmt: skip
             self.observer.failed(kind, METHOD_OF.get(kind, kind), why)
 
-    def skip(self, op: PendingOp, note: str) -> None:
-        self.journal.mark_done(op.id, None, note=note)
+    async def skip(self, op: PendingOp, note: str) -> None:
+        await self.journal.mark_done(op.id, None, note=note)
         log.info("crm.skipped", crm_leg=op.crm_leg, method=METHOD_OF[op.kind], op=op.id, note=note, **_call(op))
         self.observer.skipped(op.kind, note)
 
-    def error(self, op: PendingOp, error: CrmError) -> None:
+    async def error(self, op: PendingOp, error: CrmError) -> None:
         """Sort a per-operation error: retry, park, or (a repeated finish) already done."""
         if isinstance(error, CallNotFoundError) and op.kind == "finish" and op.attempts > 0:
-            self.done(op, None, note="already finished: an earlier attempt went through")
+            await self.done(op, None, note="already finished: an earlier attempt went through")
         elif isinstance(error, TransientCrmError):
-            self.retry(op, str(error), error.code)
+            await self.retry(op, str(error), error.code)
         else:
-            self.fail(op, str(error))
+            await self.fail(op, str(error))
 
     # --- a chain's batch results -------------------------------------------------------------------
 
-    def settle_chain(self, chain: Chain, batch: BatchResult) -> None:
+    async def settle_chain(self, chain: Chain, batch: BatchResult) -> None:
         head = chain.head
         followers = chain.ops[1:]
         if head.kind == "register":
             key = key_of(head)
             if key not in batch.results:
-                self._register_not_done(chain, batch.errors.get(key))
+                await self._register_not_done(chain, batch.errors.get(key))
                 return
             try:
                 call_id = registered_from(REGISTER, batch.results[key]).call_id
             except PermanentCrmError as exc:
-                self.fail(head, str(exc))
+                await self.fail(head, str(exc))
                 return
-            self.done(head, batch.results[key], call_id=call_id)
+            await self.done(head, batch.results[key], call_id=call_id)
         else:
             followers = chain.ops
         for index, op in enumerate(followers):
             key = key_of(op)
             if key in batch.results:
-                self.success(chain, op, batch.results[key])
+                await self.success(chain, op, batch.results[key])
                 continue
             error = batch.errors.get(key) or TransientCrmError(METHOD_OF[op.kind], NOT_CARRIED, "not carried out")
             later_went = any(key_of(later) in batch.results for later in followers[index + 1 :])
             if op.kind in CARD_KINDS and later_went:
-                self.skip(op, "skipped: a later operation of the call already went through")
+                await self.skip(op, "skipped: a later operation of the call already went through")
             else:
-                self.error(op, error)
+                await self.error(op, error)
 
-    def _register_not_done(self, chain: Chain, error: CrmError | None) -> None:
+    async def _register_not_done(self, chain: Chain, error: CrmError | None) -> None:
         head = chain.head
-        self.error(head, error or TransientCrmError(REGISTER, NOT_CARRIED, "not carried out"))
+        await self.error(head, error or TransientCrmError(REGISTER, NOT_CARRIED, "not carried out"))
         if isinstance(error, TransientCrmError) or error is None:
             # what rode on the register's CALL_ID did not happen either: back in the queue, behind the register
             for op in chain.ops[1:]:
-                self.journal.mark_failed(op.id, "waiting for register", permanent=False)
+                await self.journal.mark_failed(op.id, "waiting for register", permanent=False)
 
-    def success(self, chain: Chain, op: PendingOp, result: Any) -> None:
+    async def success(self, chain: Chain, op: PendingOp, result: Any) -> None:
         if op.kind in CARD_KINDS and result is False:
-            self.done(op, result, note="no card: Bitrix24 no longer has the call active")
+            await self.done(op, result, note="no card: Bitrix24 no longer has the call active")
             return
-        self.done(op, result)
+        await self.done(op, result)
         if op.kind == "finish" and chain.offline:
             log.info("crm.replayed", crm_leg=op.crm_leg, method=FINISH, already_present=False, **_call(op))
             self.observer.replayed(op.crm_leg or "", already_present=False)
 
-    def present(self, chain: Chain, row: dict[str, Any]) -> None:
+    async def present(self, chain: Chain, row: dict[str, Any]) -> None:
         """The statistics show the call already arrived: fix our bookkeeping, send nothing."""
         call_id = str(row.get("CALL_ID") or "") or None
         note = "already in Bitrix24 (voximplant.statistic.get)"
         for op in chain.ops:
             if op.kind in CARD_KINDS:
-                self.skip(op, "skipped: the call is already in Bitrix24")
+                await self.skip(op, "skipped: the call is already in Bitrix24")
             else:
-                self.done(op, row if op.kind == "finish" else None, call_id=call_id, note=note)
+                await self.done(op, row if op.kind == "finish" else None, call_id=call_id, note=note)
         if chain.offline:
             log.info("crm.replayed", crm_leg=chain.leg, method=FINISH, already_present=True, b24_call_id=call_id,
                      **_call(chain.head))  # fmt: skip

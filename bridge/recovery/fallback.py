@@ -43,11 +43,11 @@ FORGET_TIMEOUT = 10.0
 
 
 class TraceJournal(Protocol):
-    def calls(self, status: str | None = None, since: Any = None, crm_leg: str | None = None) -> list[Any]: ...
+    async def calls(self, status: str | None = None, since: Any = None, crm_leg: str | None = None) -> list[Any]: ...
 
-    def append(self, cmd: Any, *, linkedid: str = "", pbx_call: str = "") -> int: ...
+    async def append(self, cmd: Any, *, linkedid: str = "", pbx_call: str = "") -> int: ...
 
-    def go_offline(self, crm_leg: str) -> None: ...
+    async def go_offline(self, crm_leg: str) -> None: ...
 
     def transaction(self) -> Any: ...
 
@@ -152,10 +152,10 @@ class FallbackMirror:
         if open_:
             complete += await self._cut_short(open_)
         for trace in complete:
-            if not self.journal.calls(crm_leg=LEG_PREFIX + trace.uniqueid):
-                self._journal(trace)
+            if not await self.journal.calls(crm_leg=LEG_PREFIX + trace.uniqueid):
+                await self._journal(trace)
         for trace in complete:  # journaled first, all of them: a slow delete holds up no mirroring
-            if not self.journal.calls(crm_leg=LEG_PREFIX + trace.uniqueid):
+            if not await self.journal.calls(crm_leg=LEG_PREFIX + trace.uniqueid):
                 continue  # not mirrored (reported above): its trace stays
             if not await self.source.forget_trace(trace.uniqueid, FORGET_CONTEXT, FORGET_TIMEOUT):
                 log.warning("fallback.forget_failed", uniqueid=trace.uniqueid, note="deleted at the next look")
@@ -175,16 +175,16 @@ class FallbackMirror:
             log.warning("fallback.incomplete", uniqueid=trace.uniqueid, line=trace.line, note=note)
         return [replace(t, end=t.start, peer="", talk=0) for t in cut]
 
-    def _journal(self, trace: FallbackTrace) -> None:
+    async def _journal(self, trace: FallbackTrace) -> None:
         leg = LEG_PREFIX + trace.uniqueid
         commands = mirror_commands(trace, self.plan(), self.agents)
         if isinstance(commands, str):
             log.error("fallback.not_mirrored", uniqueid=trace.uniqueid, line=trace.line, reason=commands)
             return
-        with self.journal.transaction():
+        async with self.journal.transaction():
             for cmd in commands:
-                self.journal.append(cmd, pbx_call=trace.uniqueid)
-            self.journal.go_offline(leg)
+                await self.journal.append(cmd, pbx_call=trace.uniqueid)
+            await self.journal.go_offline(leg)
         status = next(c.status_code for c in commands if isinstance(c, CrmFinish))
         log.info("fallback.mirrored", crm_leg=leg, line=trace.line, status=status, duration=trace.talk)
         self.notify()

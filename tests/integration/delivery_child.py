@@ -23,7 +23,7 @@ async def main(journal_path: str, webhook: str, rate: float, burst: int) -> None
     )
     journal = Journal.open(journal_path)
     async with Bitrix24Client(settings, retry_attempts=1) as client:
-        delivery = Delivery(journal, client, Telephony(client), settings, retry_base=0.05, retry_cap=0.5)
+        delivery = Delivery(journal.aio, client, Telephony(client), settings, retry_base=0.05, retry_cap=0.5)
         await delivery.run()
 
 

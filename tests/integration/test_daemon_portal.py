@@ -23,10 +23,10 @@ class Backlog:
         self.due_in: float | None = 100.0
         self.retried = 0
 
-    def next_due(self, register_timeout: float) -> float | None:
+    async def next_due(self, register_timeout: float) -> float | None:
         return None if self.due_in is None else time.time() + self.due_in
 
-    def retry_now(self) -> int:
+    async def retry_now(self) -> int:
         self.retried += 1
         self.due_in = 0.0
         return 3

@@ -123,7 +123,7 @@ async def make_stack(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[St
         journal = Journal.open(journal_path or tmp_path / f"journal{len(stacks)}.db")
         client = Bitrix24Client(settings, retry_attempts=1)
         delivery = Delivery(
-            journal, client, Telephony(client), settings, recording_loader=loader, observer=observer,
+            journal.aio, client, Telephony(client), settings, recording_loader=loader, observer=observer,
             retry_base=0.05, retry_cap=0.4,
         )  # fmt: skip
         stack = Stack(sim, journal, client, delivery)
@@ -351,10 +351,10 @@ async def test_call_not_found_on_a_repeated_finish_counts_as_finished(
             journal.requeue_sent()
         (fin,) = journal.ready()
         assert fin.attempts == earlier_tries
-        settler = Settler(journal, DeliveryObserver(), time.time, 0.1, 1.0)
+        settler = Settler(journal.aio, DeliveryObserver(), time.time, 0.1, 1.0)
         not_found = CallNotFoundError(FINISH, "", "Call is not found (call should be registered prior to finishing")
         with capture_logs() as logs:
-            settler.error(fin, not_found)
+            await settler.error(fin, not_found)
         op = journal.operations("x")[1]
     assert op.state == outcome
     if outcome == "done":

@@ -39,7 +39,7 @@ def settings_for(webhook: str) -> Bitrix24Settings:
 def make_delivery(journal: Journal, webhook: str) -> Delivery:
     settings = settings_for(webhook)
     client = Bitrix24Client(settings, retry_attempts=1)
-    return Delivery(journal, client, Telephony(client), settings, retry_base=0.05, retry_cap=0.4)
+    return Delivery(journal.aio, client, Telephony(client), settings, retry_base=0.05, retry_cap=0.4)
 
 
 def journal_offline(journal: Journal, calls: int, *, doubtful_every: int = 0) -> set[str]:
@@ -70,7 +70,7 @@ async def sim() -> AsyncIterator[Bitrix24Simulator]:
 async def run_until_drained(delivery: Delivery, within: float = 20.0) -> None:
     task = asyncio.create_task(delivery.run())
     try:
-        await eventually(lambda: delivery.journal.depth() == 0, timeout=within, message="journal not drained")
+        await eventually(lambda: Journal(delivery.journal).depth() == 0, timeout=within, message="journal not drained")
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -143,8 +143,8 @@ async def test_calls_whose_marks_a_power_cut_took_are_found_in_bitrix24_not_sent
     async with B24Proxy(sim) as proxy:
         delivery = make_delivery(Journal.open(path), proxy.webhook_url)
         await run_until_drained(delivery)  # everything reached Bitrix24 ...
-        delivery.journal.wal.close()  # ... and the machine lost power: no clean close
-        delivery.journal._conn.close()
+        Journal(delivery.journal).wal.close()  # ... and the machine lost power: no clean close
+        Journal(delivery.journal)._conn.close()
     with Journal.open(path) as journal, journal.transaction():  # ... taking the marks of five calls with it
         for i in range(5):
             for op in journal.operations(f"off-{i}"):

@@ -1,0 +1,77 @@
+"""Delivery from a shared PostgreSQL journal (a real server): the calls of two bridges go out in the same batches,
+each exactly once, even while two senders drain the outbox at the same time (a leader and the one taking over).
+Against the Bitrix24 simulator over real HTTP on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import zlib
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from bridge.crm.client import Bitrix24Client
+from bridge.crm.telephony import Telephony
+from bridge.delivery import Delivery
+from bridge.domain.commands import CallType, CrmFinish, CrmRegister
+from bridge.journal import AsyncJournal
+from bridge.sim.bitrix24 import Bitrix24Simulator
+from tests.eventually import eventually
+from tests.integration.test_delivery_batching import BURST, RATE, mirrored_once, settings_for
+
+MSK = timezone(timedelta(hours=3))
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[Bitrix24Simulator]:
+    async with Bitrix24Simulator(rate=RATE, burst=BURST) as simulator:
+        yield simulator
+
+
+async def open_journal(url: str, bridge: str) -> AsyncJournal:
+    return await AsyncJournal.open_postgres(url, password=os.environ["B24_TEST_PG_PASSWORD"], bridge=bridge)
+
+
+async def journal_calls(journal: AsyncJournal, prefix: str, calls: int) -> None:
+    started = datetime.now(MSK).replace(microsecond=0) - timedelta(minutes=10)
+    for i in range(calls):
+        leg = f"{prefix}-{i}"
+        phone = f"7916{zlib.crc32(leg.encode()) % 10_000_000:07d}"
+        await journal.append(CrmRegister(leg, 11, phone, CallType.INCOMING, "74950000001", started, True))
+        await journal.append(CrmFinish(leg, 11, 20 + i % 40, "200"))
+
+
+async def test_two_senders_on_one_outbox_send_every_call_of_two_bridges_once(
+    sim: Bitrix24Simulator, pg_url: str
+) -> None:
+    office_a, office_b = await open_journal(pg_url, "office-a"), await open_journal(pg_url, "office-b")
+    senders = [await open_journal(pg_url, "sender-1"), await open_journal(pg_url, "sender-2")]
+    calls = 60
+    await asyncio.gather(journal_calls(office_a, "a", calls), journal_calls(office_b, "b", calls))
+    deliveries = []
+    for journal in senders:
+        client = Bitrix24Client(settings_for(sim.webhook_url), retry_attempts=1)
+        deliveries.append(Delivery(journal, client, Telephony(client), settings_for(sim.webhook_url)))
+    tasks = [asyncio.create_task(d.run()) for d in deliveries]
+    try:
+        await eventually(lambda: _drained(office_a), timeout=60, message="the shared outbox was not drained")
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for d in deliveries:
+            await d.client.close()
+    mirrored = mirrored_once(sim)
+    assert set(mirrored) == {f"{p}-{i}" for p in "ab" for i in range(calls)}
+    ops = [op for leg in mirrored for op in await office_b.operations(leg)]
+    assert {op.attempts for op in ops} == {1}, "no operation was handed to Bitrix24 twice"
+    assert {op.sent_by for op in ops} <= {"sender-1", "sender-2"}
+    assert {op.bridge for op in ops} == {"office-a", "office-b"}
+    for journal in (office_a, office_b, *senders):
+        await journal.close()
+
+
+async def _drained(journal: AsyncJournal) -> bool:
+    return await journal.depth() == 0
