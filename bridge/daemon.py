@@ -189,7 +189,9 @@ class Daemon:
         await self._refresh_directory()
         await self._learn_statistics_access()
         self._spawn(self.dispatcher.run(), "dispatcher")
-        self._spawn(self.roles.deliver(self.delivery.lead), "delivery")
+        # a bridge alone runs delivery at once; a delivery leader (shared journal) takes over from the one before it
+        self._spawn(self.roles.deliver(self.delivery.run if self.roles.delivery is None else self.delivery.lead),
+                    "delivery")  # fmt: skip
         self._spawn(self.roles.hold_pbx(self._pbx_side), "pbx")
         self._spawn(self.directory.run(), "directory")
         self._spawn(self.portal.follow_availability(), "availability")
