@@ -27,8 +27,11 @@ from bench.memory import memory
 from bench.replay import replay
 from bench.report import Results, rich_table
 from bench.sizes import FULL, QUICK, Sizes
+from bench.two_bridges import two_bridges
 
-PHASES = ("core", "saturation", "steady", "memory", "replay")
+PHASES = ("core", "saturation", "steady", "memory", "replay", "two-bridges")
+SLOW_PHASES = {"two-bridges"}
+"""Left out of ``--quick`` unless asked for with ``--only`` (a real PostgreSQL and a real bucket: minutes)."""
 MODES = ("paced", "naive")
 T = TypeVar("T")
 
@@ -39,7 +42,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--write", metavar="PATH", help="also write the results and the machine into PATH (Markdown)")
     parser.add_argument("--only", metavar="PHASES", help=f"comma-separated subset of {','.join(PHASES)}")
     args = parser.parse_args(argv)
-    chosen = [p.strip() for p in (args.only or ",".join(PHASES)).split(",") if p.strip()]
+    every = [p for p in PHASES if not (args.quick and p in SLOW_PHASES)]
+    chosen = [p.strip() for p in (args.only or ",".join(every)).split(",") if p.strip()]
     unknown = sorted(set(chosen) - set(PHASES))
     if unknown:
         parser.error(f"unknown phase(s) {', '.join(unknown)}; choose from {', '.join(PHASES)}")
@@ -91,6 +95,12 @@ async def run(sizes: Sizes, phases: list[str], workdir: Path, say: Callable[[str
             results.replay[mode] = await timed(
                 f"replay ({mode})", partial(replay, workdir / "replay", mode, sizes.replay_calls, budget)
             )
+    if "two-bridges" in phases:
+        results.two_bridges = await timed(
+            "two bridges on one PostgreSQL",
+            partial(two_bridges, workdir / "two-bridges", sizes.saturation_rate, sizes.saturation_window,
+                    max(60.0, sizes.saturation_warmup)),
+        )  # fmt: skip
     return results
 
 

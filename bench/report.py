@@ -13,6 +13,7 @@ from bench.core import CoreSpeed
 from bench.load import Saturation, Steady
 from bench.memory import Memory
 from bench.replay import Replay
+from bench.two_bridges import TwoBridges
 
 OURS = "b24-bridge (batched, paced)"
 NAIVE = "one command per request, no pacing"
@@ -58,6 +59,7 @@ class Results:
     memory: dict[str, Memory] = field(default_factory=dict)
     replay: dict[str, Replay] = field(default_factory=dict)
     core: CoreSpeed | None = None
+    two_bridges: TwoBridges | None = None
     notes: list[str] = field(default_factory=list)
 
 
@@ -127,6 +129,14 @@ def rows(results: Results) -> list[Row]:
         naive_cell = _replay_cell(rp_naive) if rp_naive else "not measured"
         out.append(Row(f"replay of {rp_ours.calls:,} journaled calls", _replay_cell(rp_ours), naive_cell,
                        at_most(1.1, "<= 1.1x bound"), rp_ours.ratio))  # fmt: skip
+    two = results.two_bridges
+    if two is not None:
+        cell = f"{two.commands_per_request:.1f} ({two.query_limit_exceeded:,} x 503)"
+        if not two.saturated:
+            cell += ", portal not saturated"
+        out.append(Row("two bridges, one PostgreSQL: commands per request (503s)", cell, "(not measured)",
+                       at_least(45, ">= 45, 0 x 503"),
+                       two.commands_per_request if two.refused_in_phase == 0 else 0.0))  # fmt: skip
     return out
 
 

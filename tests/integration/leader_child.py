@@ -13,7 +13,8 @@ import sys
 
 import structlog
 
-from bridge.config import Bitrix24Settings, Secret
+from bridge.config import Bitrix24Settings
+from bridge.config.reader import Secret
 from bridge.crm.client import Bitrix24Client
 from bridge.crm.telephony import Telephony
 from bridge.delivery import Delivery

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from bridge.config import Bitrix24Settings, Secret
+from bridge.config import Bitrix24Settings
+from bridge.config.reader import Secret
 from bridge.crm.client import Bitrix24Client
 from bridge.crm.telephony import Telephony
 from bridge.delivery import Delivery
