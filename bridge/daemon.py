@@ -145,7 +145,7 @@ class Daemon:
         self.dispatcher.hung_up_at = self.ami.hung_up_at
         # built before the links run: the first resync's callers wait for its first look at the PBX
         self.recovery = Recovery(
-            self.journal,
+            self.journal.aio,
             self.dispatcher.restart,
             app=s.asterisk.app,
             agents=EndpointTemplate(s.asterisk.agent_endpoint),
@@ -155,7 +155,9 @@ class Daemon:
             owner_of=lambda line: self.current_plan().line_owner(line),
             resume=self.desk.resume,
             poll=self.timing.recovery_poll,
+            written=lambda leg: bool(self.journal.calls(crm_leg=leg)),
         )
+        await self.recovery.load()
         self.fallback = FallbackMirror(
             self.journal.aio,
             self.ami,

@@ -112,6 +112,9 @@ class Journal:
     ) -> list[CallRow]:
         return drive(self.aio.calls(status, since, crm_leg))
 
+    def legs_since(self, created: float) -> set[str]:
+        return drive(self.aio.legs_since(created))
+
     def operations(self, crm_leg: str | None) -> list[OpRow]:
         return drive(self.aio.operations(crm_leg))
 

@@ -140,6 +140,10 @@ class JournalReader:
         rows = await self._all(sql + " ORDER BY COALESCE(started_ts, created_at), crm_leg", tuple(params))
         return [CallRow.from_row(r) for r in rows]
 
+    async def legs_since(self, created: float) -> set[str]:
+        """The legs journaled since ``created`` (unix seconds), whatever their state."""
+        return {row[0] for row in await self._all("SELECT crm_leg FROM calls WHERE created_at >= ?", (created,))}
+
     async def operations(self, crm_leg: str | None) -> list[OpRow]:
         """A leg's operations in order (``None``: the operations that belong to no call)."""
         rows = await self._all("SELECT * FROM operations WHERE crm_leg IS ? ORDER BY seq, id", (crm_leg,))

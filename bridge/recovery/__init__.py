@@ -60,14 +60,20 @@ __all__ = ["Recovery", "cards_left_open", "pbx_view"]
 log = structlog.get_logger(__name__)
 
 LEG_NUMBER = re.compile(r"-[a-z]+(\d+)$")
+KNOWN_FOR = 86_400.0
+"""Seconds back that :meth:`Recovery.load` reads the journal's legs (a call still up after a restart is younger)."""
 
 
 class Journalish(Protocol):
-    def calls(self, status: str | None = None, since: Any = None, crm_leg: str | None = None) -> list[CallRow]: ...
+    async def calls(
+        self, status: str | None = None, since: Any = None, crm_leg: str | None = None
+    ) -> list[CallRow]: ...
 
-    def operations(self, crm_leg: str | None) -> list[OpRow]: ...
+    async def operations(self, crm_leg: str | None) -> list[OpRow]: ...
 
-    def append(self, cmd: Any, *, linkedid: str = "", pbx_call: str = "", line: str = "") -> int: ...
+    async def append(self, cmd: Any, *, linkedid: str = "", pbx_call: str = "", line: str = "") -> int: ...
+
+    async def legs_since(self, created: float) -> set[str]: ...
 
 
 class Pbx(Protocol):
@@ -88,7 +94,7 @@ class _Adopted:
 
 
 class Recovery:
-    """Reconciles one start: build it (reads the journal) before the PBX links run, then :meth:`run` it."""
+    """Reconciles one start: build it and :meth:`load` the journal before the PBX links run, then :meth:`run` it."""
 
     def __init__(
         self,
@@ -104,8 +110,11 @@ class Recovery:
         resume: Callable[[str, CallRow, PbxView], str] = lambda _call, _row, _view: "",
         poll: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
+        written: Callable[[str], bool] = lambda _leg: False,
     ) -> None:
         self.journal = journal
+        self.written = written
+        """Whether this process has journaled a leg since the start (read without waiting: see :meth:`holds`)."""
         self.claims = claims
         self.app = app
         self.templates = (agents, device)
@@ -119,19 +128,25 @@ class Recovery:
         self.clock = clock
         self.started = datetime.now(UTC)
         self.open: dict[str, list[CallRow]] = {}
-        for row in journal.calls(status="open"):
-            if row.pbx_call:
-                self.open.setdefault(row.pbx_call, []).append(row)
+        self.journaled: set[str] = set()
+        """Legs the journal held at the start (recent ones: a call does not last a day)."""
         self.looked = False
         self.decided: set[str] = set()
         claims.claimed = self.holds
+
+    async def load(self) -> None:
+        """Read what the journal knows of the calls before this start."""
+        for row in await self.journal.calls(status="open"):
+            if row.pbx_call:
+                self.open.setdefault(row.pbx_call, []).append(row)
+        self.journaled = await self.journal.legs_since(time.time() - KNOWN_FOR)
 
     def holds(self, call: str) -> bool:
         """The start of ``call`` waits for recovery: everything until its first look; then the calls of the
         journal (whatever the link reports about them later, recovery has decided: they never start afresh)."""
         if not self.looked or call in self.open or call in self.decided:
             return True
-        return bool(self.journal.calls(crm_leg=f"{call}.1"))
+        return f"{call}.1" in self.journaled or self.written(f"{call}.1")
 
     async def run(
         self,
@@ -152,7 +167,7 @@ class Recovery:
             for call in list(self.claims.parked):
                 if call in self.open:
                     continue
-                if self.journal.calls(crm_leg=f"{call}.1"):  # the dead process finished it: the caller is leaving
+                if await self.journal.calls(crm_leg=f"{call}.1"):  # the dead process finished it: the caller is leaving
                     self.claims.release(call)
                     finished.append(call)
                 else:
@@ -177,11 +192,11 @@ class Recovery:
                 del self.open[call]
                 continue
             caller = view.channels.get(call)
-            resumed = self.resume(call, rows[0], view) if self._clicked(rows) else ""
+            resumed = self.resume(call, rows[0], view) if await self._clicked(rows) else ""
             if resumed:
                 log.info("call.reconciled", call_id=call, crm_legs=[r.crm_leg for r in rows], found=resumed)
             elif not view.live(call) and call not in self.claims.parked:  # parked: the link has just listed it
-                self._finish(call, rows, MISSED, 0, 0, "ended")
+                await self._finish(call, rows, MISSED, 0, 0, "ended")
             elif view.conversation(call) is not None or not self._waiting_caller(caller):
                 log.info("call.reconciled", **_named(call, rows), crm_legs=[r.crm_leg for r in rows],
                          found="still up, adopted")  # fmt: skip
@@ -199,9 +214,9 @@ class Recovery:
         self._observe(adopted, view, self.clock())
         return adopted
 
-    def _clicked(self, rows: list[CallRow]) -> bool:
+    async def _clicked(self, rows: list[CallRow]) -> bool:
         """A click-to-call: Bitrix24 registered it, the dead process adopted its CALL_ID."""
-        return len(rows) == 1 and any(op.kind == "adopt" for op in self.journal.operations(rows[0].crm_leg))
+        return len(rows) == 1 and any(op.kind == "adopt" for op in await self.journal.operations(rows[0].crm_leg))
 
     def _args(self, channel: LiveChannel | None) -> list[str]:
         if channel is None or channel.app != "Stasis":
@@ -235,9 +250,9 @@ class Recovery:
         first = rows[0].crm_leg if len(rows) == 1 and rows[0].crm_leg.endswith(".1") else ""
         for row in rows:
             if row.crm_leg != first:
-                self._finish(call, [row], MISSED, 0, 0, "re-routed, its transferred leg ended")
+                await self._finish(call, [row], MISSED, 0, 0, "re-routed, its transferred leg ended")
             else:
-                self._hide_open(row, keep=0)
+                await self._hide_open(row, keep=0)
         key = first[: -len(".1")] if first else f"{call}.r{int(time.time())}"
         log.info(
             "call.reconciled", **_named(call, rows), crm_legs=[r.crm_leg for r in rows], found="waiting, re-routed"
@@ -257,7 +272,7 @@ class Recovery:
                 if item.stasis:  # the caller is an ARI channel (``live`` also holds while an agent bears its linkedid)
                     await self._clear(call, item, view, pbx, caller_left=call in view.channels)
                 seconds = max(1, int(item.talked + 0.5)) if item.ever else 0
-                self._finish(call, item.rows, ANSWERED if item.ever else MISSED, seconds, item.talker, "ended")
+                await self._finish(call, item.rows, ANSWERED if item.ever else MISSED, seconds, item.talker, "ended")
                 del adopted[call]
 
     def _observe(self, adopted: dict[str, _Adopted], view: PbxView, now: float) -> None:
@@ -287,9 +302,11 @@ class Recovery:
                 return self.user_of(ext)
         return 0
 
-    def _finish(self, call: str, rows: list[CallRow], status: str, duration: int, talker: int, found: str) -> None:
+    async def _finish(
+        self, call: str, rows: list[CallRow], status: str, duration: int, talker: int, found: str
+    ) -> None:
         for row in rows:
-            open_cards = cards_left_open(self.journal.operations(row.crm_leg))
+            open_cards = cards_left_open(await self.journal.operations(row.crm_leg))
             user = row.user_id or 0
             if status == ANSWERED:
                 user = talker or (open_cards[0] if len(open_cards) == 1 else user)
@@ -302,18 +319,18 @@ class Recovery:
                     continue
                 log.warning("call.warning", call_id=call, crm_leg=row.crm_leg,
                             problem=f"{problem}: finished for the line's owner, user {user}")  # fmt: skip
-            self._hide_open(row, keep=user)
+            await self._hide_open(row, keep=user)
             keys = {"linkedid": row.linkedid, "pbx_call": call}
-            self.journal.append(CrmFinish(row.crm_leg, user, duration, status), **keys)
+            await self.journal.append(CrmFinish(row.crm_leg, user, duration, status), **keys)
             log.info("call.reconciled", **_named(call, [row]), crm_leg=row.crm_leg, found=found, status=status,
                      duration=duration, user=user)  # fmt: skip
         self.notify()
 
-    def _hide_open(self, row: CallRow, keep: int) -> None:
+    async def _hide_open(self, row: CallRow, keep: int) -> None:
         """Hide the cards the journal last showed for ``row`` (but ``keep``'s: its finish hides that one)."""
-        shown = tuple(u for u in cards_left_open(self.journal.operations(row.crm_leg)) if u != keep)
+        shown = tuple(u for u in cards_left_open(await self.journal.operations(row.crm_leg)) if u != keep)
         if shown:
-            self.journal.append(CrmHide(row.crm_leg, shown), linkedid=row.linkedid, pbx_call=row.pbx_call)
+            await self.journal.append(CrmHide(row.crm_leg, shown), linkedid=row.linkedid, pbx_call=row.pbx_call)
 
 
 def _serial(view: PbxView, call: str, *, known_before: bool = False) -> int:

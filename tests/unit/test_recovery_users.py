@@ -25,10 +25,12 @@ class NoPbx:
 
 async def recover(journal: Journal, owner: int) -> list[dict[str, Any]]:
     recovery = Recovery(
-        journal, RestartClaims(), app="b24bridge", agents=EndpointTemplate("PJSIP/{ext}"),
+        journal.aio, RestartClaims(), app="b24bridge", agents=EndpointTemplate("PJSIP/{ext}"),
         device=EndpointTemplate("PJSIP/{ext}"), user_of=lambda _ext: 0, notify=lambda: None,
         owner_of=lambda line: owner if line == "" else -1, poll=0.01,
     )  # fmt: skip
+
+    await recovery.load()
 
     async def look() -> PbxView:
         return PbxView()  # the call ended while no daemon ran
