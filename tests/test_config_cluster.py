@@ -59,3 +59,11 @@ def test_the_section_is_accepted_with_a_postgresql_journal(tmp_path: Path) -> No
     data["cluster"] = {"standby": True, "pbx_id": "office-1"}
     settings = parse_settings(data, path=tmp_path / "bridge.toml", env={"PG_PW": "x"})
     assert settings.cluster.standby and settings.cluster.pbx_id == "office-1"
+
+
+def test_a_malformed_ari_url_is_reported_once_by_asterisk_not_crashed_on() -> None:
+    data = example_data()
+    data["asterisk"]["ari_url"] = "http://[::1"
+    data["cluster"] = {"standby": True}
+    problems = problems_of(data)
+    assert problems and all(not p.startswith("cluster.pbx_id") for p in problems)

@@ -25,12 +25,18 @@ class ClusterSettings:
 
 
 def is_postgres(url: str) -> bool:
-    return urlsplit(url).scheme in ("postgresql", "postgres")
+    try:
+        return urlsplit(url).scheme in ("postgresql", "postgres")
+    except ValueError:  # a malformed url: [journal] reports it
+        return False
 
 
 def default_pbx_id(ari_url: str, app: str) -> str:
-    parts = urlsplit(ari_url)
-    return f"{parts.hostname or ''}:{parts.port or ''}/{app}"
+    try:
+        parts = urlsplit(ari_url)
+        return f"{parts.hostname or ''}:{parts.port or ''}/{app}"
+    except ValueError:  # a malformed ari_url: [asterisk] reports it
+        return f"pbx/{app}"
 
 
 def parse_cluster(r: Reader, data: dict[str, Any], *, journal_url: str, ari_url: str, app: str) -> ClusterSettings:
