@@ -106,6 +106,7 @@ event                              meaning
 ``journal.slow_sync``              fsyncing the journal took over a second (in its worker thread: calls go on)
 ``journal.checkpoint_failed``      copying the journal's WAL into its database failed; tried again later
 ``journal.unclean_restart``        the machine restarted under the last sender: its unsettled calls are checked first
+``journal.reconnected``            the PostgreSQL journal's connection was lost (a server restart) and is open again
 ``journal.close_failed``           the journal could not be marked closed cleanly (its next sender checks more)
 ``replay.bad_row``                 the replay met a journal row it could not read (reported in its summary)
 ``leadership.acquired``            this bridge took a cluster role (``role``: delivery or pbx, ``scope``: the portal or

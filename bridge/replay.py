@@ -20,6 +20,7 @@ import os
 import sys
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from rich.text import Text
 
@@ -32,12 +33,16 @@ from bridge.delivery.loop import RecordingLoader
 from bridge.delivery.progress import progress_for
 from bridge.delivery.recordings import recording_loader
 from bridge.delivery.replayer import Outcome, Replayer
-from bridge.journal import Journal, JournalError
+from bridge.journal import AsyncJournal, Journal, JournalError
 from bridge.journal.lock import JournalBusy, exclusive
 from bridge.journal.report import COLUMNS, rows, snapshot
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+REPLAY_NOT_SHARED = (
+    "replay works on an SQLite journal (journal.path); on a shared PostgreSQL journal the bridges' delivery sends "
+    "what is missing, and a replay beside it is not supported yet"
+)
 
 
 def parse_since(text: str | None) -> datetime | None:
@@ -59,15 +64,27 @@ def _open_journal(settings: Settings) -> Journal:
     return Journal.open(path)
 
 
+async def _read_journal(settings: Settings, status: str | None) -> dict[str, Any]:
+    j = settings.journal
+    if j.backend == "postgres":
+        password = j.password.reveal() if j.password is not None else None
+        journal = await AsyncJournal.open_postgres(j.url, password=password, bridge=j.bridge_id)
+    else:
+        journal = _open_journal(settings).aio
+    try:
+        return await snapshot(journal, status)
+    finally:
+        await journal.close()
+
+
 def journal_main(args: argparse.Namespace) -> int:
     settings = load_config(Path(args.config))
+    logs.register_secrets([settings.journal.password.reveal()] if settings.journal.password else [])
     try:
-        journal = _open_journal(settings)
+        data = asyncio.run(_read_journal(settings, args.status))
     except JournalError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    with journal:
-        data = snapshot(journal, args.status)
     if args.json:
         print(json.dumps(data, ensure_ascii=False, indent=2))
     else:
@@ -80,6 +97,9 @@ def main(args: argparse.Namespace) -> int:
 
     settings = load_config(Path(args.config))
     logs.register_secrets(secret_values(settings))  # an error from the portal must not show the webhook's code
+    if settings.journal.backend == "postgres":
+        print(f"error: {REPLAY_NOT_SHARED}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         since = parse_since(args.since)
     except ValueError:

@@ -3,6 +3,8 @@ url with a clear reason (never repeating a password), ``check`` says which backe
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import socket
 from dataclasses import replace
@@ -107,3 +109,33 @@ async def test_check_says_which_journal_and_whether_postgresql_answers(
     assert ok.startswith("ok   journal") and f"PostgreSQL journal {pg_url} reached" in ok
     assert fail.startswith("FAIL journal") and "password authentication failed" in fail
     assert "wrong-pg-password" not in fail
+
+
+def pg_config(tmp_path: Path, pg_url: str) -> Path:
+    text = EXAMPLE.read_text(encoding="utf-8").replace(
+        'path = "b24-bridge.db"', f'url = "{pg_url}"\npassword_env = "B24_TEST_PG_PASSWORD"\nbridge_id = "office-1"'
+    )
+    path = tmp_path / "bridge.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+async def test_the_journal_command_lists_a_shared_journal_and_replay_refuses_it(
+    tmp_path: Path, pg_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from datetime import UTC, datetime
+
+    from bridge.domain.commands import CallType, CrmRegister
+    from bridge.journal import AsyncJournal
+
+    journal = await AsyncJournal.open_postgres(pg_url, password=os.environ["B24_TEST_PG_PASSWORD"], bridge="office-2")
+    start = datetime(2026, 3, 7, 10, 0, tzinfo=UTC)
+    await journal.append(CrmRegister("b-1.1", 7, "+79001234567", CallType.INCOMING, "74950000000", start, True))
+    await journal.close()
+    path = pg_config(tmp_path, pg_url)
+    capsys.readouterr()  # what the set-up logged
+    assert await asyncio.to_thread(main, ["journal", "--config", str(path), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [(c["crm_leg"], [op["kind"] for op in c["operations"]]) for c in data["calls"]] == [("b-1.1", ["register"])]
+    assert await asyncio.to_thread(main, ["replay", "--config", str(path)]) == 2
+    assert "replay works on an SQLite journal" in capsys.readouterr().err

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -101,12 +101,19 @@ def redact(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+Connect = Callable[[], Awaitable["psycopg.AsyncConnection[Any]"]]
+
+
 class PgDb:
+    """One connection, taken in turns; a connection the server dropped (a restart, a failover) is opened anew at
+    the next statement outside a transaction (the transaction it broke fails, and its caller tries again)."""
+
     dialect = "postgres"
 
-    def __init__(self, conn: psycopg.AsyncConnection[Any], where: str) -> None:
+    def __init__(self, conn: psycopg.AsyncConnection[Any], where: str, reconnect: Connect) -> None:
         self.conn = conn
         self.where = where
+        self._reconnect = reconnect
         self._turn = asyncio.Lock()
         self._owner: asyncio.Task[Any] | None = None
 
@@ -117,20 +124,32 @@ class PgDb:
         extra: dict[str, Any] = {"connect_timeout": CONNECT_TIMEOUT, "application_name": "b24-bridge"}
         if password is not None:
             extra["password"] = password
-        conn = await psycopg.AsyncConnection.connect(url, autocommit=True, row_factory=_row_factory, **extra)
+
+        async def connect() -> psycopg.AsyncConnection[Any]:
+            return await psycopg.AsyncConnection.connect(url, autocommit=True, row_factory=_row_factory, **extra)
+
+        conn = await connect()
         try:
             version = await migrate_postgres(conn)
         except BaseException:
             await conn.close()
             raise
         log.debug("journal.opened", path=where, schema=version)
-        return cls(conn, where)
+        return cls(conn, where, connect)
+
+    async def _live(self) -> psycopg.AsyncConnection[Any]:
+        """The connection, opened anew if the server dropped it (only between transactions)."""
+        if self.conn.closed or self.conn.broken:
+            self.conn = await self._reconnect()
+            log.warning("journal.reconnected", path=self.where)
+        return self.conn
 
     def _mine(self) -> bool:
         return self._owner is not None and self._owner is asyncio.current_task()
 
     async def _run(self, sql: str, params: Params) -> Fetched:
-        cur = await self.conn.execute(translate(sql), params)
+        conn = self.conn if self._mine() else await self._live()
+        cur = await conn.execute(translate(sql), params)
         rows = await cur.fetchall() if cur.description is not None else []
         return Fetched(rows, cur.rowcount)
 
@@ -149,7 +168,7 @@ class PgDb:
         await self._turn.acquire()
         self._owner = asyncio.current_task()
         try:
-            await self.conn.execute("BEGIN")
+            await (await self._live()).execute("BEGIN")
         except BaseException:
             self._release()
             raise
@@ -166,7 +185,8 @@ class PgDb:
 
     async def rollback(self) -> None:
         try:
-            await self.conn.execute("ROLLBACK")
+            if not self.conn.broken:  # a dropped connection took its transaction with it
+                await self.conn.execute("ROLLBACK")
         finally:
             self._release()
 

@@ -7,8 +7,8 @@ from typing import Any
 
 from rich.text import Text
 
-from bridge.journal.blocking import Journal
 from bridge.journal.rows import CallRow, OpRow
+from bridge.journal.store import AsyncJournal
 
 OP_STATES = {"pending": ("pending", "sent"), "failed": ("failed",), "done": ("done",)}
 STATE_STYLE = {"done": "green", "failed": "bold red", "pending": "yellow", "sent": "cyan", "open": "cyan",
@@ -58,12 +58,12 @@ def call_data(call: CallRow, ops: list[OpRow]) -> dict[str, Any]:
     }
 
 
-def snapshot(journal: Journal, status: str | None) -> dict[str, Any]:
+async def snapshot(journal: AsyncJournal, status: str | None) -> dict[str, Any]:
     """Calls (filtered by ``status``: pending / failed / done) with their operations, and the other operations
     (tasks, notifications) in that state."""
-    calls = [call_data(c, journal.operations(c.crm_leg)) for c in journal.calls(status=status)]
+    calls = [call_data(c, await journal.operations(c.crm_leg)) for c in await journal.calls(status=status)]
     wanted = OP_STATES.get(status or "", ())
-    others = [op_data(op) for op in journal.operations(None) if not wanted or op.state in wanted]
+    others = [op_data(op) for op in await journal.operations(None) if not wanted or op.state in wanted]
     return {"calls": calls, "other_operations": others}
 
 

@@ -129,7 +129,10 @@ class AsyncJournal(JournalMarks):
         what the previous delivery leader, of any bridge, had in flight. On SQLite, if the last sender never closed
         the journal and the machine has restarted since, every register and finish not yet done becomes doubtful
         too (PostgreSQL's commits are durable when they return: nothing to doubt there). The record of this start
-        is on disk when this returns. Returns (requeued, made doubtful)."""
+        is on disk when this returns. Returns (requeued, made doubtful).
+
+        Only one sender may run at a time (SQLite: the journal's file lock; a shared journal: its delivery leader):
+        what a sender still alive has in flight would be made doubtful too, and checked and perhaps sent again."""
         requeued = await self.requeue_sent()
         boot = boot_id()
         doubted = 0

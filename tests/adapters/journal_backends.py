@@ -22,7 +22,7 @@ Clock = Callable[[], float]
 
 
 class PgBlocking:
-    def __init__(self, url: str, clock: Clock, *, bridge: str = "") -> None:
+    def __init__(self, url: str, clock: Clock, *, bridge: str = "", password: str | None = None) -> None:
         self._loop = asyncio.new_event_loop()
         self._jobs: asyncio.Queue[tuple[Callable[[], Awaitable[Any]], Future[Any]]] | None = None
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -30,7 +30,7 @@ class PgBlocking:
         self._worker = asyncio.run_coroutine_threadsafe(self._serve(), self._loop)
         self.aio: AsyncJournal = self.run(
             lambda: AsyncJournal.open_postgres(
-                url, password=os.environ["B24_TEST_PG_PASSWORD"], clock=clock, bridge=bridge
+                url, password=password or os.environ["B24_TEST_PG_PASSWORD"], clock=clock, bridge=bridge
             )
         )
 

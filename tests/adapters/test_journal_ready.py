@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -22,6 +26,8 @@ from bridge.domain.commands import (
 from bridge.journal import Journal
 from bridge.journal.codec import encode_command
 from bridge.journal.schema import MIGRATIONS
+from tests.adapters.journal_backends import PgBlocking
+from tests.pgserver import PASSWORD, PgServer
 
 START = datetime(2026, 3, 7, 10, 0, tzinfo=UTC)
 LEGS = ("a", "b", "c", "d")
@@ -39,27 +45,30 @@ def register(leg: str) -> CrmRegister:
     return CrmRegister(leg, 7, "+79001234567", CallType.INCOMING, "74950000000", START, True)
 
 
-def expected_heads(conn: sqlite3.Connection, now: float) -> list[int]:
+Query = Callable[..., list[Any]]
+
+
+def expected_heads(q: Query, now: float) -> list[int]:
     """The rule, read from every operation: per leg the first one not yet settled, if it may go now; live legs
     first (there are never enough of them here to reach their share), then the rest, the longest due first."""
     heads, live = [], []
-    for (leg,) in conn.execute("SELECT DISTINCT crm_leg FROM operations WHERE crm_leg IS NOT NULL"):
-        head = conn.execute(
+    for (leg,) in q("SELECT DISTINCT crm_leg FROM operations WHERE crm_leg IS NOT NULL"):
+        head = next(iter(q(
             "SELECT * FROM operations WHERE crm_leg = ? AND state IN ('pending', 'sent') ORDER BY seq LIMIT 1", (leg,)
-        ).fetchone()
+        )), None)  # fmt: skip
         if head is None or head["state"] != "pending" or head["next_attempt_at"] > now:
             continue
-        call = conn.execute("SELECT * FROM calls WHERE crm_leg = ?", (leg,)).fetchone()
+        (call,) = q("SELECT * FROM calls WHERE crm_leg = ?", (leg,))
         if head["kind"] == "register" and call["mode"] == "offline" and call["ended_at"] is None:
             continue
         if head["kind"] in ("show", "hide", "finish", "attach_record") and call["call_id"] is None:
             continue
         (live if call["mode"] == "online" else heads).append((head["next_attempt_at"], head["id"]))
-    loose = conn.execute(
+    loose = q(
         "SELECT next_attempt_at, id FROM operations WHERE crm_leg IS NULL AND state = 'pending'"
         " AND next_attempt_at <= ?",
         (now,),
-    ).fetchall()
+    )
     return [op_id for _due, op_id in [*sorted(live), *sorted(heads + [tuple(r) for r in loose])]]
 
 
@@ -87,14 +96,30 @@ actions = st.lists(
 )
 
 
+@contextmanager
+def opened(backend: str, request: pytest.FixtureRequest, clock: Clock) -> Iterator[tuple[Journal, Query]]:
+    """A fresh journal on ``backend`` and a way to read its tables directly."""
+    if backend == "sqlite":
+        path = Path(request.getfixturevalue("tmp_path_factory").mktemp("ready")) / "j.db"
+        with Journal.open(path, clock=clock) as journal:
+            conn = sqlite3.connect(path)
+            conn.row_factory = sqlite3.Row
+            yield journal, lambda sql, params=(): conn.execute(sql, params).fetchall()
+            conn.close()
+        return
+    server: PgServer = request.getfixturevalue("pg_server")
+    with PgBlocking(server.url(server.create_database()), clock, password=PASSWORD) as pg:
+        yield pg, lambda sql, params=(): pg.run(lambda: pg.aio._all(sql, params))  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(actions)
-def test_ready_agrees_with_reading_every_operation(tmp_path_factory: object, steps: list[tuple[str, str, int]]) -> None:
-    path = Path(tmp_path_factory.mktemp("ready")) / "j.db"  # type: ignore[attr-defined]
+@given(steps=actions)
+def test_ready_agrees_with_reading_every_operation(
+    request: pytest.FixtureRequest, backend: str, steps: list[tuple[str, str, int]]
+) -> None:
     clock = Clock()
-    with Journal.open(path, clock=clock) as journal:
-        conn = sqlite3.connect(path)
-        conn.row_factory = sqlite3.Row
+    with opened(backend, request, clock) as (journal, q):
         for action, leg, n in steps:
             ops = [op for op in journal.operations(leg) if op.state in ("pending", "sent")]
             target = ops[n % len(ops)].id if ops else None
@@ -128,8 +153,7 @@ def test_ready_agrees_with_reading_every_operation(tmp_path_factory: object, ste
                 journal.retry_now()
             elif action == "tick":
                 clock.now += n
-            assert ready_heads(journal) == expected_heads(conn, clock.now), (action, leg, n)
-        conn.close()
+            assert ready_heads(journal) == expected_heads(q, clock.now), (action, leg, n)
 
 
 def vm_steps(journal: Journal, conn_of: sqlite3.Connection, call: object) -> int:
@@ -210,10 +234,13 @@ def test_a_journal_of_the_first_schema_gets_its_heads_on_opening(tmp_path: Path)
     assert ready == [("online", "finish", 0, 0), ("offline", "register", 2, 2), ("offline", "finish", 0, 0)]
 
 
-def test_live_calls_go_ahead_of_an_offline_backlog_which_keeps_a_third(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_live_calls_go_ahead_of_an_offline_backlog_which_keeps_a_third(
+    request: pytest.FixtureRequest, backend: str
+) -> None:
     """After an outage, a new call's register must not wait behind the whole replay (it would go offline too)."""
     clock = Clock()
-    with Journal.open(tmp_path / "j.db", clock=clock) as journal:
+    with opened(backend, request, clock) as (journal, _q):
         backlog(journal, 300, clock, waiting=False)
         clock.now += 60
         live = {journal.append(register(f"live-{i}")) for i in range(200)}

@@ -152,3 +152,31 @@ async def test_a_wrong_password_or_server_is_a_clear_error_that_never_shows_the_
     nowhere = "postgresql://bridge@127.0.0.1:1/none"
     with pytest.raises(JournalError, match=r"cannot use the journal postgresql://bridge@127\.0\.0\.1:1/none"):
         await AsyncJournal.open_postgres(nowhere, password=password())
+
+
+async def test_a_connection_the_server_drops_is_opened_anew_and_a_broken_write_is_not_half_done(
+    bridges: dict[str, AsyncJournal], pg_url: str
+) -> None:
+    a = bridges["office-a"]
+    await a.append(register("a-1.1"))
+
+    async def drop_the_bridges_connections() -> None:
+        async with await psycopg.AsyncConnection.connect(pg_url, password=password(), autocommit=True) as admin:
+            await admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE application_name = 'b24-bridge' AND pid <> pg_backend_pid()"
+            )
+
+    await drop_the_bridges_connections()
+    with pytest.raises(psycopg.OperationalError):  # the statement that met the dropped connection fails ...
+        await a.append(CrmShow("a-1.1", (7,)))
+    await a.append(CrmShow("a-1.1", (7,)))  # ... the caller tries again, on a new connection
+    assert [(op.seq, op.kind) for op in await a.operations("a-1.1")] == [(1, "register"), (2, "show")]
+
+    with pytest.raises(psycopg.OperationalError):
+        async with a.transaction():
+            await a.append(register("a-2.1"))
+            await drop_the_bridges_connections()
+            await a.append(CrmShow("a-2.1", (7,)))
+    assert await a.operations("a-2.1") == []  # the broken transaction left nothing behind
+    assert [op.crm_leg for op in await a.ready()] == ["a-1.1", "a-1.1"]

@@ -53,7 +53,12 @@ async def test_two_senders_on_one_outbox_send_every_call_of_two_bridges_once(
     deliveries = []
     for journal in senders:
         client = Bitrix24Client(settings_for(sim.webhook_url), retry_attempts=1)
-        deliveries.append(Delivery(journal, client, Telephony(client), settings_for(sim.webhook_url)))
+        delivery = Delivery(journal, client, Telephony(client), settings_for(sim.webhook_url))
+        # one sender takes a journal over at a time (a leader's lock decides who): both have done so here, before
+        # either sends, so that what they claim is all that keeps them apart
+        await journal.take_over()
+        delivery._requeued = True
+        deliveries.append(delivery)
     tasks = [asyncio.create_task(d.run()) for d in deliveries]
     try:
         await eventually(lambda: _drained(office_a), timeout=60, message="the shared outbox was not drained")
