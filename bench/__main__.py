@@ -33,10 +33,13 @@ from bench.replay import replay
 from bench.report import Results, rich_table
 from bench.sizes import FULL, QUICK, Sizes
 from bench.stack import PROFILE_ENV
+from bench.two_bridges import two_bridges
 from bench.walk import idle, walk
 
-PHASES = ("core", "saturation", "steady", "walk", "idle", "memory", "replay")
+PHASES = ("core", "saturation", "steady", "walk", "idle", "memory", "replay", "two-bridges")
 GROUPS = {"cpu": ("steady", "walk", "idle")}
+SLOW_PHASES = {"two-bridges"}
+"""Left out of ``--quick`` unless asked for with ``--only`` (a real PostgreSQL and a real bucket: minutes)."""
 MODES = ("paced", "naive")
 T = TypeVar("T")
 
@@ -52,7 +55,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--profile", metavar="DIR", help="cProfile each daemon child into DIR/<workload>-<mode>.pstats")
     args = parser.parse_args(argv)
-    named = [p.strip() for p in (args.only or ",".join(PHASES)).split(",") if p.strip()]
+    every = [p for p in PHASES if not (args.quick and p in SLOW_PHASES)]
+    named = [p.strip() for p in (args.only or ",".join(every)).split(",") if p.strip()]
     chosen = [phase for name in named for phase in GROUPS.get(name, (name,))]
     unknown = sorted(set(chosen) - set(PHASES))
     if unknown:
@@ -109,6 +113,12 @@ async def run(sizes: Sizes, phases: list[str], workdir: Path, say: Callable[[str
             results.replay[mode] = await timed(
                 f"replay ({mode})", partial(replay, workdir / "replay", mode, sizes.replay_calls, budget)
             )
+    if "two-bridges" in phases:
+        results.two_bridges = await timed(
+            "two bridges on one PostgreSQL",
+            partial(two_bridges, workdir / "two-bridges", sizes.saturation_rate, sizes.saturation_window,
+                    max(60.0, sizes.saturation_warmup)),
+        )  # fmt: skip
     return results
 
 

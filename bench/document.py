@@ -13,6 +13,7 @@ from bench.memory import SETTLE_TIMEOUT, Memory
 from bench.replay import Replay
 from bench.report import NAIVE, OURS, Results, markdown_table
 from bench.stack import ANSWER_AFTER, LINE
+from bench.two_bridges import TwoBridges
 from bench.walk import WALK_RING, Idle
 
 SETUP = (
@@ -166,6 +167,8 @@ def notes(results: Results) -> list[str]:
         out.append(_replay_note(results.replay))
     if results.core is not None:
         out.append(_core_note(results.core))
+    if results.two_bridges is not None:
+        out.append(_two_bridges_note(results.two_bridges))
     return [*out, *results.notes]
 
 
@@ -180,6 +183,24 @@ def history_section(path: Path = HISTORY) -> list[str]:
     except FileNotFoundError:
         return []
     return ["## History", "", text, ""] if text else []
+
+
+def _two_bridges_note(two: TwoBridges) -> str:
+    filled = (
+        "counted from the moment the portal's bucket was full"
+        if two.saturated
+        else "the portal's bucket never filled (the delivery leader's journal work was the limit, not the portal), "
+        "counted after the wait for it"
+    )
+    return (
+        f"**Two bridges** ({two.bucket.describe()}): two bridges share one PostgreSQL journal (a real server started "
+        f"for the run); each journals {two.offered_rate:g} ended calls/s (register + finish: together "
+        f"{2 * 2 * two.offered_rate:g} commands/s against a ceiling of {two.bucket.ceiling:g}) and runs its delivery "
+        "in a process of its own, competing for the portal's delivery leadership; only the leader sends. "
+        f"{two.window:.0f} s {filled}: {two.commands:,} commands in {two.requests:,} requests, "
+        f"{two.query_limit_exceeded:,} answered 503 ({two.refused_in_phase:,} over the whole phase), "
+        f"{two.journaled:,} calls journaled."
+    )
 
 
 def document(results: Results, machine: dict[str, str], elapsed: float, command: str) -> str:

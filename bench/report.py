@@ -13,6 +13,7 @@ from bench.core import CoreSpeed
 from bench.load import Saturation, Steady
 from bench.memory import Memory
 from bench.replay import Replay
+from bench.two_bridges import TwoBridges
 from bench.walk import Idle
 
 OURS = "b24-bridge (batched, paced)"
@@ -61,6 +62,7 @@ class Results:
     core: CoreSpeed | None = None
     walk: Steady | None = None
     idle: Idle | None = None
+    two_bridges: TwoBridges | None = None
     notes: list[str] = field(default_factory=list)
 
 
@@ -87,6 +89,13 @@ def _replay_cell(replay: Replay) -> str:
         return f"{replay.seconds:.1f} s = {ratio}"
     return (f"{replay.replayed:,} of {replay.calls:,} in {replay.seconds:.0f} s, "
             f"projected {replay.projected_seconds:,.0f} s = {ratio}")  # fmt: skip
+
+
+def _two_bridges_value(two: TwoBridges) -> float:
+    """Checked only at saturation (else no verdict: the target is about a full portal); any 503 fails it."""
+    if two.refused_in_phase:
+        return 0.0
+    return two.commands_per_request if two.saturated else math.nan
 
 
 def rows(results: Results) -> list[Row]:
@@ -138,6 +147,14 @@ def rows(results: Results) -> list[Row]:
         naive_cell = _replay_cell(rp_naive) if rp_naive else "not measured"
         out.append(Row(f"replay of {rp_ours.calls:,} journaled calls", _replay_cell(rp_ours), naive_cell,
                        at_most(1.1, "<= 1.1x bound"), rp_ours.ratio))  # fmt: skip
+    two = results.two_bridges
+    if two is not None:
+        cell = f"{two.commands_per_request:.1f} ({two.query_limit_exceeded:,} x 503)"
+        if not two.saturated:
+            cell += ", portal not saturated"
+        out.append(Row("two bridges, one PostgreSQL: commands per request (503s)", cell, "(not measured)",
+                       at_least(45, ">= 45, 0 x 503"),
+                       _two_bridges_value(two)))  # fmt: skip
     return out
 
 

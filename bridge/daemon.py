@@ -42,6 +42,7 @@ from bridge.domain.scheme import Plan
 from bridge.journal import Journal
 from bridge.journal.lock import JournalBusy, exclusive
 from bridge.journal.tallies import JournalTallies
+from bridge.leadership.roles import ClusterRoles
 from bridge.ops.gc_tuning import tune_after_startup
 from bridge.ops.http_api import Health, Probes, build_app, event_routes, events_app
 from bridge.ops.metrics import Metrics
@@ -58,6 +59,9 @@ from bridge.recovery.fallback import FallbackMirror
 log = structlog.get_logger(__name__)
 
 VITAL_TASKS = frozenset({"dispatcher", "delivery", "ari", "ami"})
+PBX_SIDE = frozenset({"dispatcher", "pbx", "ari", "ami", "recovery", "fallback"})
+"""What stops at once when the bridge steps down from its PBX (the core too: its timers would act on calls that
+another bridge adopts)."""
 STOP_ROUNDS = 3
 STOP_ROUND_SECONDS = 1.0
 """At shutdown the tasks are cancelled up to ``STOP_ROUNDS`` times, each time waited for this long."""
@@ -91,6 +95,9 @@ class Daemon:
         self._tasks: list[asyncio.Task[Any]] = []
         self._runners: list[web.AppRunner] = []
         self._held = contextlib.ExitStack()
+        self.exit_code = 0
+        self.pbx_lost = False
+        """This bridge stepped down from its PBX (another client took the ARI application, or its lease was lost)."""
         self.http_port = 0
         self.events_port = 0
         """The port of ``http.events_listen`` (0: ``/b24/events`` is on the main listener)."""
@@ -124,6 +131,7 @@ class Daemon:
             recording_loader=recording_loader(s.asterisk),
             observer=DeliveryWatch(self.metrics, on_retry=lambda: self.portal.trouble()),
         )
+        self.roles = ClusterRoles(s)
         pbx_queue = StampedQueue()
         self.ari = AriLink(s.asterisk, pbx_queue)
         self.ami = AmiLink(s.asterisk, pbx_queue)
@@ -191,28 +199,57 @@ class Daemon:
         await self._refresh_directory()
         await self._learn_statistics_access()
         self._spawn(self.dispatcher.run(), "dispatcher")
-        self._spawn(self.delivery.run(), "delivery")
-        self._spawn(self.ari.run(), "ari")
-        self._spawn(self.ami.run(), "ami")
+        # a bridge alone runs delivery at once; a delivery leader (shared journal) takes over from the one before it
+        self._spawn(self.roles.deliver(self.delivery.run if self.roles.delivery is None else self.delivery.lead),
+                    "delivery")  # fmt: skip
+        self._spawn(self.roles.hold_pbx(self._pbx_side), "pbx")
         self._spawn(self.directory.run(), "directory")
         self._spawn(self.workload.refresh(), "workload")  # the first calls find counts already
-        self._spawn(self.fallback.run(), "fallback")
         self._spawn(self.portal.follow_availability(), "availability")
         self._spawn(self.portal.set_up(), "portal-setup")
         self._spawn(self.portal.watch_for_return(), "portal-watch")
         if s.bitrix24.events == "pull":
             self._spawn(self.portal.poll_events(), "event-poll")
+        self._spawn(self.notifier.watchdog(self.alive), "watchdog")
+        tune_after_startup()
+        self.notifier.ready()
+        self.started.set()
+        log.info("daemon.started", http=f"{s.http.host}:{self.http_port}", lines=sorted(s.plan.lines))
+
+    async def _pbx_side(self) -> None:
+        """ARI, AMI, recovery (as after a restart: calls in progress are adopted) and the fallback mirror, while this
+        bridge holds its PBX. Another client taking the ARI application, or the PBX's lease lost, makes the bridge
+        step down (see :meth:`_step_down`)."""
+        self._spawn(self.ari.run(), "ari")
+        self._spawn(self.ami.run(), "ami")
+        self._spawn(self.fallback.run(), "fallback")
         self._spawn(
             self.recovery.run(
                 lambda: self.ari.connected, lambda: pbx_view(self.ari, self.ami), self.ari, self.dispatcher.knows
             ),
             "recovery",
         )
-        self._spawn(self.notifier.watchdog(self.alive), "watchdog")
-        tune_after_startup()
-        self.notifier.ready()
-        self.started.set()
-        log.info("daemon.started", http=f"{s.http.host}:{self.http_port}", lines=sorted(s.plan.lines))
+        try:
+            await self.ari.replaced.wait()
+        except asyncio.CancelledError:
+            if not self.stop_requested.is_set():
+                self._step_down("this bridge lost the PBX's leadership (its database connection failed)")
+            raise
+        self._step_down("another client took the ARI application")
+
+    def _step_down(self, reason: str) -> None:
+        """Stop routing at once and exit 1: the service manager starts the bridge again, as a standby; the bridge
+        that holds the PBX now adopts the calls from the shared journal. Nothing here acts on the PBX any more."""
+        if self.pbx_lost:
+            return
+        self.pbx_lost, self.exit_code = True, 1
+        log.error("daemon.pbx_lost", reason=reason, active_calls=self.dispatcher.active,
+                  note="stopping at once (exit 1); restarted, the bridge waits as a standby")  # fmt: skip
+        self.dispatcher.accepting = False
+        for task in self._tasks:
+            if task.get_name() in PBX_SIDE:
+                task.cancel()
+        self.request_stop()
 
     def _application_token(self) -> str:
         """The configured one, else (OAuth) the one the last install left in the token file."""
@@ -272,6 +309,7 @@ class Daemon:
             plan=self.current_plan, dispatcher=self.dispatcher, journal=self.journal,
             links={"ari": self.ari, "ami": self.ami}, delivery=observer,
             stats=[self.delivery_client.stats, self.client.stats], bucket_size=float(self.settings.bitrix24.burst),
+            roles=self.roles.links,
         )  # fmt: skip
 
     async def _refresh_directory(self) -> None:
@@ -302,12 +340,16 @@ class Daemon:
             journal = Health(True, f"{depth} pending operation(s)")
         limit = max(60.0, self.settings.bitrix24.register_timeout * 12)
         waiting = f"oldest pending operation {pending_age:.0f} s old" if pending_age else "nothing pending"
-        return {
-            "ari": Health(self.ari.connected, "connected" if self.ari.connected else "not connected"),
-            "ami": Health(self.ami.connected, "connected" if self.ami.connected else "not connected"),
-            "bitrix24": Health(pending_age < limit, waiting),
-            "journal": journal,
-        }
+        links = {name: Health(link.connected, "connected" if link.connected else "not connected")
+                 for name, link in (("ari", self.ari), ("ami", self.ami))}  # fmt: skip
+        pbx = self.roles.pbx
+        if pbx is not None and not pbx.held and not self.pbx_lost:
+            links = {
+                name: Health(True, f"standby: the PBX is held by {pbx.holder or 'another bridge'}") for name in links
+            }
+        roles = {name: Health(row.up, row.detail if row.up else f"database unreachable: {row.last_error}")
+                 for name, row in self.roles.links().items()}  # fmt: skip
+        return {**links, "bitrix24": Health(pending_age < limit, waiting), "journal": journal, **roles}
 
     def liveness(self) -> dict[str, Health]:
         """For ``/livez``: the process works. PBX and Bitrix24 outages never fail it (see :meth:`alive`)."""
@@ -369,7 +411,7 @@ class Daemon:
             await self.shutdown()
             for sig in signals:
                 loop.remove_signal_handler(sig)
-        return 0
+        return self.exit_code
 
     async def _stop_tasks(self) -> None:
         """Cancel the daemon's tasks and wait for them, a bounded time. On Python 3.11 a cancellation that meets a
@@ -395,14 +437,14 @@ class Daemon:
         dispatcher: Dispatcher | None = getattr(self, "dispatcher", None)
         if dispatcher is not None:
             dispatcher.accepting = False
-            deadline = time.monotonic() + self.timing.grace
+            deadline = time.monotonic() + (0.0 if self.pbx_lost else self.timing.grace)
             while dispatcher.active and time.monotonic() < deadline:  # noqa: ASYNC110 - calls end one by one
                 await asyncio.sleep(0.05)
             if dispatcher.active:
                 log.warning("daemon.calls_left", calls=dispatcher.active, note="their operations stay in the journal")
             await dispatcher.close()
         delivery: Delivery | None = getattr(self, "delivery", None)
-        if delivery is not None:
+        if delivery is not None and self.roles.delivers:  # only the delivery leader drains the shared outbox
             flushed = await delivery.flush(self.timing.flush)
             if not flushed:
                 log.warning("daemon.unflushed", pending=self.journal.depth(), note="sent after the next start")

@@ -20,6 +20,9 @@ event                              meaning
 ``daemon.tasks_stuck``             at shutdown these tasks outlived repeated cancellation (``tasks``); left behind
 ``daemon.stopped``                 the daemon has stopped
 ``daemon.refused``                 the daemon would not start (e.g. another process holds the journal)
+``daemon.pbx_lost``                the bridge stepped down from its PBX (``reason``: another client took the ARI
+                                   application, or the PBX's leadership was lost): it stops at once, exit code 1, and
+                                   the service manager restarts it as a standby
 ``daemon.task_crashed``            one of the daemon's tasks ended with an error (alert on this)
 ``daemon.config_warning``          the configuration is valid but will not do something expected (e.g. webhook mode
                                    and click-to-call); ``warning`` says what and what to do instead
@@ -118,6 +121,16 @@ event                              meaning
 ``journal.reconnected``            the PostgreSQL journal's connection was lost (a server restart) and is open again
 ``journal.close_failed``           the journal could not be marked closed cleanly (its next sender checks more)
 ``replay.bad_row``                 the replay met a journal row it could not read (reported in its summary)
+``leadership.acquired``            this bridge took a cluster role (``role``: delivery or pbx, ``scope``: the portal or
+                                   PBX it is for); it runs that role's work from now on
+``leadership.waiting``             another bridge holds the role (``holder``: its bridge id): this one is on standby and
+                                   tries again every second
+``leadership.lost``                the database connection that held the role failed: the role's work was stopped at
+                                   once (another bridge may hold it now); this bridge waits for it again
+``leadership.stepped_down``        the role's work ended by itself (``reason``, e.g. the ARI application was replaced):
+                                   the role was released for another bridge
+``leadership.db_unreachable``      the cluster database cannot be reached (``error``): no role is taken until it can
+``leadership.db_lost``             a query on the leadership connection failed or timed out (``held``: it held the role)
 ``pbx.connected``                  ARI or AMI (``link``) connected
 ``pbx.disconnected``               ARI or AMI disconnected; it reconnects by itself
 ``pbx.connect_failed``             a connection attempt failed (``error``); it is retried with back-off
@@ -125,6 +138,8 @@ event                              meaning
 ``pbx.resynced``                   after a (re)connect: the channels that exist now were listed and calls reconciled
 ``pbx.pong_missing``               AMI did not answer a Ping in time: the connection is treated as dead
 ``pbx.socket_error``               the ARI events socket reported an error
+``pbx.app_replaced``               another client subscribed to the bridge's Stasis application and took it (Asterisk
+                                   sends ``ApplicationReplaced``): the ARI link stops for good, the daemon steps down
 ``pbx.bad_input``                  a malformed AMI frame or ARI message was dropped (``reason``)
 ``pbx.command_failed``             Asterisk refused a command for a call (``status``, ``error``)
 ``pbx.command_retry``              a command met a broken connection; it is tried again once ARI is back

@@ -24,6 +24,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bridge.config import checks
+from bridge.config.cluster import ClusterSettings, parse_cluster
 from bridge.config.events import event_mode_problems, event_mode_warnings, http_url
 from bridge.config.http import HttpSettings, http_warnings, parse_http
 from bridge.config.journal import RUN_NOT_ON_POSTGRES, JournalSettings, parse_journal
@@ -132,6 +133,7 @@ class Settings:
     http: HttpSettings
     employees: EmployeesSettings
     plan: Plan
+    cluster: ClusterSettings = field(default_factory=ClusterSettings)
 
 
 _ASTERISK_KEYS = {
@@ -295,7 +297,7 @@ def parse_settings(data: dict[str, Any], *, path: Path, env: dict[str, str] | No
     """Turn parsed TOML into settings; raise :class:`ConfigError` listing every problem."""
     r = Reader(path.parent, dict(os.environ) if env is None else env)
     r.unknown(data, "", {"asterisk", "bitrix24", "journal", "http", "employees", "routing", "regions",
-                         "schedules", "queues", "ivr", "lines", "lead_distribution"})  # fmt: skip
+                         "schedules", "queues", "ivr", "lines", "lead_distribution", "cluster"})  # fmt: skip
     asterisk = _asterisk(r, r.table(data, "", "asterisk"))
     bitrix24 = _bitrix24(r, r.table(data, "", "bitrix24"))
     journal = parse_journal(r, r.table(data, "", "journal"), asterisk)
@@ -308,9 +310,11 @@ def parse_settings(data: dict[str, Any], *, path: Path, env: dict[str, str] | No
     )
     plan = RoutingParser(r.problem, _check_timezone, _parse_hours).plan(data)
     _dialled_numbers(r, asterisk.dial_rules, plan)
+    cluster = parse_cluster(r, r.table(data, "", "cluster"), journal_url=journal.url, ari_url=asterisk.ari_url,
+                            app=asterisk.app)  # fmt: skip
     if r.problems:
         raise ConfigError(path, r.problems)
-    return Settings(path, asterisk, bitrix24, journal, http, employees, plan)
+    return Settings(path, asterisk, bitrix24, journal, http, employees, plan, cluster)
 
 
 def _check_timezone(name: str) -> bool:

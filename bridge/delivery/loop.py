@@ -55,6 +55,8 @@ UPLOAD_LANES = 2
 this many requests in the bucket."""
 BATCHES_PER_CYCLE = 3
 """A cycle takes this many batches' worth of operations: room for 50 checks and the calls they clear."""
+SHARED_POLL = 0.25
+"""A delivery leader of a shared outbox looks at it this often: other bridges' operations do not notify it."""
 EXPRESS_ROOM = 0.5
 """An express cycle goes only while the client's bucket is at most this full: latency while the portal has room,
 full batches once it fills."""
@@ -97,6 +99,8 @@ class Delivery:
         self.client = client
         self._wake = asyncio.Event()
         self._requeued = False
+        self.poll: float | None = None
+        """How often to look at the outbox without being notified (a shared one: see :meth:`lead`)."""
         self._cycles = 0
         self._claimed: set[int] = set()
         """Operations taken by the cycles running now (a second cycle leaves them alone)."""
@@ -136,6 +140,16 @@ class Delivery:
             self._express = None
             self._wake.set()  # what it settled may let a chain's next operation go
 
+    async def lead(self) -> None:
+        """Deliver until cancelled, as the shared outbox's delivery leader that just took over: first take the journal
+        over again (what a leader before had in flight goes back to the queue, doubtful) and assume the portal's bucket
+        full (the leader before may just have spent it), then :meth:`run`, looking at the outbox every
+        :data:`SHARED_POLL` seconds too (the other bridges' operations cannot wake this process)."""
+        self._requeued = False
+        self.client.assume_bucket_full()
+        self.poll = SHARED_POLL
+        await self.run()
+
     async def run(self) -> None:
         """Deliver until cancelled."""
         try:
@@ -163,6 +177,8 @@ class Delivery:
                 continue
             due = await self.journal.next_due(self.settings.register_timeout)
             timeout = None if due is None else max(0.0, due - self.clock())
+            if self.poll is not None:
+                timeout = self.poll if timeout is None else min(timeout, self.poll)
             await self._wait_for_wake(timeout)
 
     async def _unstick(self, op_ids: set[int]) -> None:

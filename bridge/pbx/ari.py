@@ -7,11 +7,18 @@ the output queue. When the socket closes the link reconnects with exponential ba
 ``reconnect_max_delay``) and, after each (re)connect, lists the channels (``GET /channels``) so the translator
 reports what ended meanwhile, followed by ``Resynced``. REST calls go through :class:`bridge.pbx.ari_rest.AriRest`
 (string booleans, errors as :class:`PbxError`).
+
+Asterisk gives an application name to one WebSocket at a time: a newer subscription to the same name takes it and
+the older socket gets ``ApplicationReplaced`` and then nothing more for that application, though it stays open
+(res/stasis/app.c ``app_update``, res/ari/ari_websockets.c ``ari_websocket_send_event``). The link then stops for
+good and sets :attr:`AriLink.replaced`: reconnecting would take the application back from the other bridge, and
+both would route the same calls.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -48,6 +55,8 @@ class AriLink(ReconnectingLink):
         self._cleanups: set[asyncio.Task[None]] = set()
         self.lost_at: datetime | None = None
         """When the last session ended (what ended since happened at this moment or later)."""
+        self.replaced = asyncio.Event()
+        """Another WebSocket took our Stasis application: the link has stopped and does not reconnect."""
 
     # --- lifecycle -----------------------------------------------------------------------------------
 
@@ -79,6 +88,12 @@ class AriLink(ReconnectingLink):
     async def _read(self, socket: aiohttp.ClientWebSocketResponse) -> None:
         async for message in socket:
             if message.type is aiohttp.WSMsgType.TEXT:
+                if _replaces(message.data, self.settings.app):
+                    log.error("pbx.app_replaced", link="ari", app=self.settings.app,
+                              note="another client subscribed to this application; this link stops")  # fmt: skip
+                    self.replaced.set()
+                    self._end()
+                    return
                 for event in self.translator.feed_text(message.data):
                     self._emit(event)
             elif message.type is aiohttp.WSMsgType.BINARY:
@@ -178,3 +193,18 @@ class AriLink(ReconnectingLink):
                 return {}
             raise
         return made if isinstance(made, dict) else {}
+
+
+def _replaces(frame: str, app: str) -> bool:
+    """``frame`` is ``ApplicationReplaced`` for ``app`` (parsed only when it names the type: the hot path is cheap)."""
+    if "ApplicationReplaced" not in frame:
+        return False
+    try:
+        message = json.loads(frame)
+    except (ValueError, RecursionError):
+        return False
+    return (
+        isinstance(message, dict)
+        and message.get("type") == "ApplicationReplaced"
+        and message.get("application", app) == app
+    )

@@ -89,6 +89,10 @@ class ReconnectingLink:
         if self._current is not None:
             self._current.cancel()
 
+    def _end(self) -> None:
+        """From inside a session: it is the last one (the loop does not reconnect)."""
+        self._stopping.set()
+
     async def _session(self) -> bool:
         raise NotImplementedError
 

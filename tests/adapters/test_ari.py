@@ -255,3 +255,33 @@ async def test_a_blind_transfer_by_the_agent_rings_the_new_party_as_a_new_leg(si
     assert moved.event == Transferred(leg=replacement, ext="1003") and moved.call == core.call
     assert answered[-1].event == LegAnswered(replacement)
     assert not [e for e in events.all() if isinstance(e.event, StasisEntered)], "the replacement is our leg"
+
+
+async def test_a_second_subscriber_takes_the_application_and_the_first_link_stops_for_good(
+    sim: AsteriskSimulator,
+) -> None:
+    """Asterisk hands the app to the newest WebSocket and tells the old one ApplicationReplaced (the socket stays
+    open, silent); the old link must stop rather than take the app back, or both would route the same calls."""
+    first_events, second_events = Events(), Events()
+    first = AriLink(settings_for(sim), first_events.queue)
+    second = AriLink(settings_for(sim), second_events.queue)
+    with capture_logs() as logs:
+        async with running(first) as first_task, running(second):
+            await eventually(lambda: first_task.done(), timeout=5)
+            assert first.replaced.is_set() and not first.connected
+            assert not second.replaced.is_set() and second.connected
+            await sim.place_inbound_call(did="74951112233", caller="79161234567", hangup_after=1.0)
+            await eventually(lambda: second_events.of(CallStarted), timeout=5)
+            assert not first_events.of(CallStarted)
+    replaced = [e for e in logs if e["event"] == "pbx.app_replaced"]
+    assert len(replaced) == 1 and replaced[0]["app"] == "b24bridge"
+
+
+async def test_application_replaced_for_another_app_name_changes_nothing(sim: AsteriskSimulator) -> None:
+    events = Events()
+    link = AriLink(settings_for(sim), events.queue)
+    async with running(link) as task:
+        await sim.inject_ari_event({"type": "ApplicationReplaced", "application": "someone-else"})
+        await sim.place_inbound_call(did="74951112233", caller="79161234567", hangup_after=1.0)
+        await eventually(lambda: events.of(CallStarted), timeout=5)
+        assert link.connected and not link.replaced.is_set() and not task.done()

@@ -98,6 +98,7 @@ class StatusSources:
         stats: list[CrmStats],
         bucket_size: float,
         started_at: datetime | None = None,
+        roles: Callable[[], dict[str, LinkState]] = dict,
     ) -> None:
         self.plan = plan
         self.dispatcher = dispatcher
@@ -106,6 +107,8 @@ class StatusSources:
         self.delivery = delivery
         self.stats = stats
         self.bucket_size = bucket_size
+        self.roles = roles
+        """The cluster roles this bridge competes for, as rows of the links table."""
         self.rates = Rates.new()
         self.started_at = started_at or datetime.now(UTC)
         self._journal_error = ""
@@ -134,6 +137,7 @@ class StatusSources:
             not self._journal_error, self._journal_error_at if self._journal_error else self.started_at,
             self._journal_error, self._journal_error_at, str(self.journal.path),
         )  # fmt: skip
+        links.update(self.roles())
         return Sources(
             now=now, plan=self.plan(), links=links, calls=list(d.calls.values()), observed=list(d.observed.values()),
             caller_names=dict(d.caller_names), devices=dict(d.availability.devices), crm_day=dict(d.availability.crm),
