@@ -109,6 +109,8 @@ class Daemon:
             refresh=s.bitrix24.directory_refresh,
             availability_ttl=s.bitrix24.availability_ttl,
             time_tracking=s.employees.time_tracking,
+            require_online=s.employees.require_online,
+            online_minutes=s.employees.online_minutes,
         )
         self.delivery = Delivery(
             self.journal,

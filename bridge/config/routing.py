@@ -122,9 +122,11 @@ class RoutingParser:
     def _employees(self, data: dict[str, Any]) -> dict[str, Employee]:
         result: dict[str, Employee] = {}
         for name in data:
-            if name not in ("auto_map", "time_tracking", "skip_absent", "map"):
+            if name not in ("auto_map", "time_tracking", "skip_absent", "require_online", "online_minutes", "map"):
                 self.problem(
-                    f"employees.{name}", "unknown key (auto_map, time_tracking, skip_absent, [employees.map.EXT])"
+                    f"employees.{name}",
+                    "unknown key (auto_map, time_tracking, skip_absent, require_online, online_minutes,"
+                    " [employees.map.EXT])",
                 )
         for ext, emp in self._tables(data, "map", "employees").items():
             key = f"employees.map.{ext}"

@@ -80,6 +80,7 @@ class ReleaseReason(Enum):
     UNREGISTERED = "unregistered"
     ABSENT = "absent"
     NOT_CLOCKED_IN = "not clocked in"
+    OFFLINE = "offline in Bitrix24"
     ANSWERED_ELSEWHERE = "answered elsewhere"
     """Another leg answered first."""
     CALLER_GONE = "caller gone"

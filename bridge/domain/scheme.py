@@ -29,6 +29,8 @@ class Availability(Enum):
     UNREGISTERED = "unregistered"
     ABSENT = "absent"
     NOT_CLOCKED_IN = "not_clocked_in"
+    OFFLINE = "offline"
+    """Bitrix24 shows the employee offline (``employees.require_online``)."""
 
 
 class Distribution(Enum):

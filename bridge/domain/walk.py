@@ -7,7 +7,7 @@
   or endlessly when 0 (a leg that times out rings again; a member who becomes free joins); then the final action.
 * TARGETS (an employee, the responsible manager, their supervisor): each in turn with the employee's own rules:
   busy -> ``on_busy`` (voicemail or a number); not registered -> mobile (``unavailable_to_mobile``); no answer
-  -> mobile (``no_answer_to_mobile``); absent / not clocked in -> next. When nobody is left: the next rule.
+  -> mobile (``no_answer_to_mobile``); absent / not clocked in / offline -> next. When nobody is left: the next rule.
 * NUMBER: one external number; no answer -> the next rule.
 * HOLD: music until a member is free; offer the call to each free member once, again after they become
   available again; ``max_wait`` -> hang up.
@@ -78,12 +78,14 @@ BY_AVAILABILITY = {
     Availability.UNREGISTERED: Failure.UNAVAILABLE,
     Availability.ABSENT: Failure.OTHER,
     Availability.NOT_CLOCKED_IN: Failure.OTHER,
+    Availability.OFFLINE: Failure.OTHER,
 }
 RELEASED_WHEN = {
     Availability.BUSY: ReleaseReason.BUSY_ELSEWHERE,
     Availability.UNREGISTERED: ReleaseReason.UNREGISTERED,
     Availability.ABSENT: ReleaseReason.ABSENT,
     Availability.NOT_CLOCKED_IN: ReleaseReason.NOT_CLOCKED_IN,
+    Availability.OFFLINE: ReleaseReason.OFFLINE,
 }
 
 

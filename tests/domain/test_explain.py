@@ -311,3 +311,17 @@ def test_the_example_configuration_explains_its_sample_call(capsys: pytest.Captu
     example = Path(__file__).resolve().parents[2] / "bridge.example.toml"
     assert cli(example, "--line", "74951112233", "--from", "79991234567", "--hangup", "30") == 0
     assert "Result: STATUS_CODE 304" in capsys.readouterr().out
+
+
+def test_an_agent_bitrix24_shows_offline_is_skipped_and_the_trail_says_why(plan: Plan) -> None:
+    trail = run(plan, agents={"1002": Availability.OFFLINE, "1004": Availability.ABSENT}, answers={"1003": 2})
+    assert rings(trail) == [(0, "1001"), (10, "1003")]
+    noted = [s.note for s in trail.steps if s.note.startswith("skips")]
+    assert noted == ["skips 1002 (offline in Bitrix24), 1004 (absent today in Bitrix24)"], "said once, where it starts"
+    assert "note:     skips 1002 (offline in Bitrix24)" in render_text(trail)
+
+
+def test_a_group_ringing_everybody_names_the_offline_member_it_leaves_out(plan: Plan) -> None:
+    trail = run(plan, line=SUPPORT, press="2", answers={"1006": 3}, agents={"1003": Availability.OFFLINE})
+    assert rings(trail) == [(0, "1001"), (0, "1002"), (0, "1006")]
+    assert "skips 1003 (offline in Bitrix24)" in [s.note for s in trail.steps]

@@ -50,6 +50,8 @@ class PortalConfig:
     operating_limit: float | None = None
     operating_cost: float | Mapping[str, float] = 0.0
     empty_error_code_fraction: float = 0.0
+    denied_scopes: frozenset[str] = frozenset()
+    """Scopes the app (and the inbound webhook) were not given: their methods answer ``insufficient_scope``."""
 
     def webhook_parts(self) -> tuple[int, str]:
         """``"1/code"`` -> (1, "code"); ValueError with a readable message otherwise."""
@@ -79,7 +81,7 @@ class Portal:
             secrets.token_hex(16), config.application_token, config.client_id, config.client_secret
         )
         self.tokens = TokenStore(self.identity, clock, wall_clock, config.token_lifetime)
-        self.directory = Directory(seed)
+        self.directory = Directory(seed, wall_clock)
         self.crm = Crm(seed, wall_clock())
         self.lines = LineRegistry()
         self.calls = CallRegistry(self.crm, self.lines, wall_clock)
@@ -176,6 +178,8 @@ class Portal:
             spec.oauth_only or (spec.app_only and not self.config.webhook_allowed_for_telephony)
         ):
             raise errors.wrong_auth_type()
+        if spec.scopes and all(scope in self.config.denied_scopes for scope in spec.scopes):
+            raise errors.insufficient_scope()
         is_batch = spec.name == "batch"
         if not is_batch:
             self.count("commands")

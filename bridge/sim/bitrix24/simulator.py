@@ -147,6 +147,17 @@ class Bitrix24Simulator:
         self.core.directory.set_rights(user_id, admin=admin, statistics=statistics)
         log.info("sim.rights_set", user_id=user_id, admin=admin, statistics=statistics)
 
+    def deny_scopes(self, *scopes: str) -> None:
+        """The app user was not given these scopes (e.g. ``user``, ``user_brief``, ``user_basic``): their methods
+        answer 403 ``insufficient_scope`` from now on; ``deny_scopes()`` gives them all back."""
+        self.core.config.denied_scopes = frozenset(scopes)
+        log.info("sim.scopes_denied", scopes=sorted(scopes))
+
+    def set_presence(self, user_id: int, idle_minutes: float) -> None:
+        """``user_id`` was last active in Bitrix24 ``idle_minutes`` ago (``IS_ONLINE`` N after 24 minutes)."""
+        self.core.directory.set_presence(user_id, idle_minutes)
+        log.info("sim.presence_set", user_id=user_id, idle_minutes=idle_minutes)
+
     def clear_faults(self) -> None:
         self.core.faults = FaultPlan()
 
