@@ -146,6 +146,7 @@ class Daemon:
             user_of=self._user_of,
             notify=self.delivery.notify,
             owner_of=lambda line: self.current_plan().line_owner(line),
+            chat_of=lambda line: self.current_plan().line_chat(line),
             resume=self.desk.resume,
             poll=self.timing.recovery_poll,
         )

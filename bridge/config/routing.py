@@ -250,7 +250,7 @@ class RoutingParser:
     def _line(self, num: str, data: dict[str, Any]) -> Line:
         key = f"lines.{num}"
         known = {"name", "rules", "fallback", "default_ext", "crm_create", "crm_source", "missed_task",
-                 "missed_notify", "record", "callback_queue", "pbx_fallback"}  # fmt: skip
+                 "missed_notify", "record", "callback_queue", "pbx_fallback", "add_to_chat"}  # fmt: skip
         for name in data:
             if name not in known:
                 self.problem(f"{key}.{name}", "unknown key")
@@ -281,7 +281,8 @@ class RoutingParser:
         if callback_queue:
             self._refs.append((f"{key}.callback_queue", "queue", callback_queue))
         flags = {n: data.get(n, d) for n, d in (("crm_create", True), ("missed_task", False),
-                                                  ("missed_notify", False), ("record", True))}  # fmt: skip
+                                                  ("missed_notify", False), ("record", True),
+                                                  ("add_to_chat", True))}  # fmt: skip
         for name, value in flags.items():
             if not isinstance(value, bool):
                 self.problem(f"{key}.{name}", "must be true or false")
@@ -295,6 +296,7 @@ class RoutingParser:
             crm_source=str(data.get("crm_source", "")),
             missed_task=bool(flags["missed_task"]),
             missed_notify=bool(flags["missed_notify"]),
+            add_to_chat=bool(flags["add_to_chat"]),
             record=bool(flags["record"]),
             callback_queue=callback_queue,
             pbx_fallback=self._pbx_fallback(key, data.get("pbx_fallback", "auto")),

@@ -152,7 +152,10 @@ def test_nobody_answers_the_sales_queue_so_the_caller_leaves_a_voicemail_for_the
     assert trail.status == "304" and trail.complete and trail.steps[-1].event.startswith("recording")
     data = json.loads(render_json(trail))
     methods = [c["method"] for s in data["steps"] for c in s["bitrix24"]]
-    assert methods[-3:] == ["telephony.externalCall.finish", "tasks.task.add", "telephony.externalCall.attachRecord"]
+    assert methods[-3:] == ["telephony.externalCall.finish", "telephony.externalCall.attachRecord", "tasks.task.add"]
+    task = data["steps"][-1]["bitrix24"][-1]["params"]["fields"]
+    assert task["TITLE"] == "Skipped incoming call from 79991234567"
+    assert task["DESCRIPTION"].endswith("\nCaller left [URL=<record of explain.1>]a voice message[/URL].")
     assert data["steps"][-2]["offset"] == 160.0  # 40 s of ringing, then 120 s of voicemail
 
 

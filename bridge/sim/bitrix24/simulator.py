@@ -175,6 +175,7 @@ class Bitrix24Simulator:
             "portal": {"url": self.url, "plan": core.config.plan, "member_id": core.identity.member_id},
             "calls": calls["calls"],
             "cards": calls["cards"],
+            "chats": list(core.calls.chats),
             "requests": list(core.requests),
             "counters": {"requests": 0, "commands": 0, "query_limit_exceeded": 0, **core.counters},
             "lines": core.lines.state(),
