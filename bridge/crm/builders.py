@@ -118,7 +118,7 @@ def voicemail_line(record_url: str) -> str:
     message#LINK_END#.", voximplant ``lang/en/classes/general/vi_history.php``), linked with the ``[URL]`` BB code
     tasks render; without a link (the portal gave none) it says where the recording is."""
     if not record_url:
-        return "Caller left a voice message (attached to the call in Bitrix24's call statistics)."
+        return "Caller left a voice message (see the call in Bitrix24's call statistics)."
     return f"Caller left [URL={record_url}]a voice message[/URL]."
 
 
