@@ -7,12 +7,7 @@ whose user is not among the portal's active users (dismissed, ACTIVE = N, or no 
 (``UF_HEAD``) of the user's first department, or of its parent when the user heads it. A refresh that fails or
 looks partial keeps the last good map (``directory.stale``). Availability facts (clocked in? absent today? online?)
 come from ``timeman.status``, ``calendar.accessibility.get`` and (with ``require_online``) ``user.get``, in one
-``batch`` per 49 users, and are cached for ``availability_ttl`` seconds.
-
-Online (``require_online``): offline is ``IS_ONLINE`` = N, or a ``LAST_ACTIVITY_DATE`` older than ``online_minutes``.
-When Bitrix24 cannot say (the portal is unreachable, or the app user may not read users), nobody is skipped as
-offline: a caller must still reach someone, and an agent at a desk phone takes the call either way. That is logged
-once per episode (``directory.online_unknown``); without the ``user`` scope the check stays off until a restart.
+``batch`` per 49 users, and are cached for ``availability_ttl`` seconds (online: :mod:`bridge.crm.online`).
 """
 
 from __future__ import annotations
@@ -21,13 +16,14 @@ import asyncio
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Any
 
 import structlog
 
 from bridge.crm.envelope import as_int
 from bridge.crm.errors import CrmError
+from bridge.crm.online import OnlineStatus
 from bridge.crm.telephony import Telephony
 from bridge.domain.scheme import Availability, Employee
 from bridge.phone import BadPhoneNumber, reduce_number
@@ -40,8 +36,6 @@ SHRINK_CONFIRMATIONS = 3
 """...until it has come back the same this many times in a row (people do leave)."""
 CLOCKED_IN = frozenset({"OPENED"})
 _NO_TIMEMAN = frozenset({"ERROR_METHOD_NOT_FOUND", "insufficient_scope", "ACCESS_DENIED"})
-_NO_USERS = frozenset({"insufficient_scope", "ACCESS_DENIED", "INVALID_CREDENTIALS"})
-"""``user.get`` refused for good: the app user may not read users (no ``user`` scope, or no right to)."""
 USERS_PER_BATCH = 49
 """``timeman.status`` per user plus one ``calendar.accessibility.get`` for all of them, within 50 commands."""
 
@@ -100,12 +94,8 @@ class Directory:
         self._availability: dict[int, tuple[float, Availability | None]] = {}
         self._time_tracking = time_tracking
         """Ask ``timeman.status`` (NOT_CLOCKED_IN) at all; turned off when the portal has no time tracking."""
-        self._online = require_online
-        """Ask ``user.get`` (OFFLINE) at all; turned off when the app user may not read users."""
-        self._online_window = timedelta(minutes=online_minutes)
-        self._wall = wall
-        self._online_unknown = False
-        """The last try could not learn who is online (logged once until it can again)."""
+        self._online = OnlineStatus(require_online, online_minutes, wall)
+        """Ask ``user.get`` (OFFLINE) too (``require_online``)."""
         self.refreshed_at: float | None = None
         """``clock()`` of the last refresh that was accepted (None: running on the configuration alone)."""
 
@@ -231,8 +221,7 @@ class Directory:
         }
         if self._time_tracking:
             commands.update({f"timeman_{uid}": ("timeman.status", {"USER_ID": uid}) for uid in user_ids})
-        if self._online:
-            commands["online"] = ("user.get", {"FILTER": {"@ID": user_ids}})
+        commands.update(self._online.command(user_ids))
         try:
             answer = await self.telephony.client.batch(commands)
         except CrmError as exc:
@@ -242,7 +231,7 @@ class Directory:
         absences = answer.results.get("absence")
         absences = absences if isinstance(absences, dict) else {}
         timeman_errors = [e for k, e in answer.errors.items() if k.startswith("timeman_")]
-        offline = self._offline(user_ids, answer.results.get("online"), answer.errors.get("online"))
+        offline = self._online.offline(user_ids, answer.results.get("online"), answer.errors.get("online"))
         expires = self._clock() + self.availability_ttl
         for uid in user_ids:
             fact: Availability | None = None
@@ -263,53 +252,12 @@ class Directory:
                 "directory.time_tracking_off", reason="timeman.status is not available", code=timeman_errors[0].code
             )
 
-    def _offline(self, user_ids: list[int], rows: Any, error: CrmError | None) -> set[int]:
-        """Who of ``user_ids`` Bitrix24 shows offline; empty when it cannot say (logged once)."""
-        if not self._online:
-            return set()
-        if error is not None or not isinstance(rows, list):
-            code = error.code if error is not None else "ERROR_UNEXPECTED_ANSWER"
-            if code in _NO_USERS:
-                self._online = False
-                self._note_unknown(f"the app user may not read users ({code}): nobody is skipped as offline", code)
-            else:
-                self._note_unknown(f"user.get failed ({code}): nobody is skipped as offline until it answers", code)
-            return set()
-        if self._online_unknown:
-            self._online_unknown = False
-            log.info("directory.online_known", users=len(user_ids))
-        oldest = self._wall() - self._online_window
-        seen = {uid: row for row in rows if isinstance(row, dict) and (uid := as_int(row.get("ID"))) is not None}
-        return {uid for uid in user_ids if uid in seen and not _online(seen[uid], oldest)}
-
     def _forget_offline(self, user_ids: list[int], why: str) -> None:
         """Bitrix24 did not answer: an agent it showed offline before is no longer skipped for that."""
-        if not self._online:
+        if not self._online.enabled:
             return
         for uid in user_ids:
             expires, fact = self._availability.get(uid, (0.0, None))
             if fact is Availability.OFFLINE:
                 self._availability[uid] = (expires, None)
-        self._note_unknown(f"{why}: nobody is skipped as offline until it answers", "UNREACHABLE")
-
-    def _note_unknown(self, reason: str, code: str) -> None:
-        if not self._online_unknown:
-            self._online_unknown = True
-            log.warning("directory.online_unknown", reason=reason, code=code)
-
-
-def _online(user: Mapping[str, Any], oldest: datetime) -> bool:
-    """``IS_ONLINE`` = Y and, when Bitrix24 gives one, a last activity at ``oldest`` or later."""
-    if str(user.get("IS_ONLINE") or "").upper() != "Y":
-        return False
-    last = _when(user.get("LAST_ACTIVITY_DATE"))
-    return last is None or last >= oldest
-
-
-def _when(value: Any) -> datetime | None:
-    """Bitrix24's ``2026-12-07T10:15:30+03:00`` (the portal's zone); None for empty or junk, or without a zone."""
-    try:
-        moment = datetime.fromisoformat(str(value or ""))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo is not None else None
+        self._online.unknown(f"{why}: nobody is skipped as offline until it answers", "UNREACHABLE")
