@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="EXT=STATE",
-        help="an agent's availability: available|busy|unregistered|absent|not_clocked_in",
+        help="an agent's availability: available|busy|unregistered|absent|not_clocked_in|offline",
     )
     explain.add_argument(
         "--answer",

@@ -122,6 +122,8 @@ class Daemon:
             availability_ttl=s.bitrix24.availability_ttl,
             time_tracking=s.employees.time_tracking,
             wanted=unmapped(s.plan) if s.employees.auto_map else None,
+            require_online=s.employees.require_online,
+            online_minutes=s.employees.online_minutes,
         )
         self.delivery = Delivery(
             self.journal.aio,
@@ -161,6 +163,7 @@ class Daemon:
             user_of=self._user_of,
             notify=self.delivery.notify,
             owner_of=lambda line: self.current_plan().line_owner(line),
+            chat_of=lambda line: self.current_plan().line_chat(line),
             resume=self.desk.resume,
             poll=self.timing.recovery_poll,
             written=lambda leg: bool(self.journal.calls(crm_leg=leg)),

@@ -18,6 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from bridge.crm.builders import voicemail_task_request
 from bridge.domain.commands import (
     AnswerCaller,
     CancelLeg,
@@ -125,10 +126,13 @@ def _one(command: Command) -> tuple[str, dict[str, Any]] | None:
             "USER_ID": command.user_id,
             "DURATION": command.duration,
             "STATUS_CODE": command.status_code,
+            "ADD_TO_CHAT": int(command.add_to_chat),
         }
     if isinstance(command, CrmAttachRecord):
         return "telephony.externalCall.attachRecord", {"CALL_ID": f"<{command.crm_leg}>", "FILENAME": command.recording}
     if isinstance(command, CrmMissedTask):
+        if command.crm_leg:  # after the recording is attached, linking it (CALL_RECORD_URL of the statistics)
+            return voicemail_task_request(command, f"<record of {command.crm_leg}>")
         fields = {"TITLE": command.title, "RESPONSIBLE_ID": command.user_id, "DESCRIPTION": command.description}
         return "tasks.task.add", {"fields": fields}
     if isinstance(command, CrmNotify):

@@ -110,6 +110,9 @@ event                              meaning
                                    unavailable; logged when the set changes (empty, at info, once all resolve)
 ``directory.time_tracking_off``    Bitrix24 has no time management: nobody is skipped as not clocked in
 ``directory.availability_failed``  absence / time-tracking facts could not be read; agents count as present
+``directory.online_unknown``       (``require_online``) Bitrix24 cannot say who is online (unreachable, or the app user
+                                   may not read users: ``code``); nobody is skipped as offline; once per episode
+``directory.online_known``         (``require_online``) online status is read again after ``directory.online_unknown``
 ``journal.opened``                 the journal was opened (debug)
 ``journal.appended``               an operation was written (debug)
 ``journal.not_wal``                the journal's file system refused WAL mode (durability is still full)

@@ -122,6 +122,11 @@ class EmployeesSettings:
     """Skip agents who have not clocked in (Bitrix24 time management). Off unless the company uses it."""
     skip_absent: bool = True
     """Skip agents the Bitrix24 absence chart marks absent today."""
+    require_online: bool = False
+    """Skip agents Bitrix24 shows offline (``user.get`` ``IS_ONLINE``, ``LAST_ACTIVITY_DATE``): for agents who take
+    calls in the Bitrix24 app. When the portal cannot say (unreachable, no ``user`` scope) nobody is skipped."""
+    online_minutes: int = 24
+    """Offline also when the last activity is older than this (Bitrix24's own IS_ONLINE window is 24 minutes)."""
 
 
 @dataclass(frozen=True)
@@ -307,6 +312,8 @@ def parse_settings(data: dict[str, Any], *, path: Path, env: dict[str, str] | No
         auto_map=r.get(emp_data, "employees.", "auto_map", bool, True),
         time_tracking=r.get(emp_data, "employees.", "time_tracking", bool, False),
         skip_absent=r.get(emp_data, "employees.", "skip_absent", bool, True),
+        require_online=r.get(emp_data, "employees.", "require_online", bool, False),
+        online_minutes=r.positive(emp_data, "employees.", "online_minutes", int, 24),
     )
     plan = RoutingParser(r.problem, _check_timezone, _parse_hours).plan(data)
     _dialled_numbers(r, asterisk.dial_rules, plan)

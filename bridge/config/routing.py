@@ -147,9 +147,11 @@ class RoutingParser:
     def _employees(self, data: dict[str, Any]) -> dict[str, Employee]:
         result: dict[str, Employee] = {}
         for name in data:
-            if name not in ("auto_map", "time_tracking", "skip_absent", "map"):
+            if name not in ("auto_map", "time_tracking", "skip_absent", "require_online", "online_minutes", "map"):
                 self.problem(
-                    f"employees.{name}", "unknown key (auto_map, time_tracking, skip_absent, [employees.map.EXT])"
+                    f"employees.{name}",
+                    "unknown key (auto_map, time_tracking, skip_absent, require_online, online_minutes,"
+                    " [employees.map.EXT])",
                 )
         for ext, emp in self._tables(data, "map", "employees").items():
             key = f"employees.map.{ext}"
@@ -283,7 +285,7 @@ class RoutingParser:
         key = f"lines.{num}"
         known = {"name", "rules", "fallback", "default_ext", "crm_create", "crm_source", "missed_task",
                  "missed_notify", "record", "callback_queue", "pbx_fallback", "moh_class", "greeting",
-                 "voicemail_prompt", "lead_distribution"}  # fmt: skip
+                 "voicemail_prompt", "lead_distribution", "add_to_chat"}  # fmt: skip
         for name in data:
             if name not in known:
                 self.problem(f"{key}.{name}", "unknown key")
@@ -320,7 +322,8 @@ class RoutingParser:
         if callback_queue:
             self._refs.append((f"{key}.callback_queue", "queue", callback_queue))
         flags = {n: data.get(n, d) for n, d in (("crm_create", True), ("missed_task", False),
-                                                  ("missed_notify", False), ("record", True))}  # fmt: skip
+                                                  ("missed_notify", False), ("record", True),
+                                                  ("add_to_chat", True))}  # fmt: skip
         for name, value in flags.items():
             if not isinstance(value, bool):
                 self.problem(f"{key}.{name}", "must be true or false")
@@ -336,6 +339,7 @@ class RoutingParser:
             crm_source=str(data.get("crm_source", "")),
             missed_task=bool(flags["missed_task"]),
             missed_notify=bool(flags["missed_notify"]),
+            add_to_chat=bool(flags["add_to_chat"]),
             record=bool(flags["record"]),
             callback_queue=callback_queue,
             pbx_fallback=self._pbx_fallback(key, data.get("pbx_fallback", "auto")),

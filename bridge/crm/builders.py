@@ -94,13 +94,21 @@ def card_request(method: str, call_id: str, user_ids: Sequence[int]) -> Request:
 
 
 def finish_request(
-    call_id: str, user_id: int, duration: int, status_code: str = "", failed_reason: str = ""
+    call_id: str,
+    user_id: int,
+    duration: int,
+    status_code: str = "",
+    failed_reason: str = "",
+    *,
+    add_to_chat: bool = True,
 ) -> Request:
+    """``ADD_TO_CHAT`` is sent either way (Bitrix24's default is 1: CORE-VOX ``finishExternalCall``)."""
     params: dict[str, Any] = {
         "CALL_ID": call_id,
         "USER_ID": int(user_id),
         "DURATION": max(0, int(duration)),
         "STATUS_CODE": status_code or default_status(int(duration)),
+        "ADD_TO_CHAT": 1 if add_to_chat else 0,
     }
     if failed_reason:
         params["FAILED_REASON"] = failed_reason
@@ -109,6 +117,20 @@ def finish_request(
 
 def task_request(responsible_id: int, title: str, description: str) -> Request:
     return TASK_ADD, {"fields": {"TITLE": title, "RESPONSIBLE_ID": int(responsible_id), "DESCRIPTION": description}}
+
+
+def voicemail_line(record_url: str) -> str:
+    """Bitrix24's own words for a voicemail (``VI_CALL_VOICEMAIL``, "Caller left #LINK_START#a voice
+    message#LINK_END#.", voximplant ``lang/en/classes/general/vi_history.php``), linked with the ``[URL]`` BB code
+    tasks render; without a link (the portal gave none) it says where the recording is."""
+    if not record_url:
+        return "Caller left a voice message (see the call in Bitrix24's call statistics)."
+    return f"Caller left [URL={record_url}]a voice message[/URL]."
+
+
+def voicemail_task_request(cmd: CrmMissedTask, record_url: str) -> Request:
+    """The task of a voicemail ``cmd``, once its recording is attached: its description ends with the link."""
+    return task_request(cmd.user_id, cmd.title, f"{cmd.description}\n{voicemail_line(record_url)}")
 
 
 def notify_request(user_id: int, message: str) -> Request:
@@ -155,7 +177,14 @@ def request_for(cmd: CrmCommand, call_id: str = "") -> Request:
         case CrmHide():
             return card_request(HIDE, _need(call_id, cmd), cmd.user_ids)
         case CrmFinish():
-            return finish_request(_need(call_id, cmd), cmd.user_id, cmd.duration, cmd.status_code, cmd.failed_reason)
+            return finish_request(
+                _need(call_id, cmd),
+                cmd.user_id,
+                cmd.duration,
+                cmd.status_code,
+                cmd.failed_reason,
+                add_to_chat=cmd.add_to_chat,
+            )
         case CrmMissedTask():
             return task_request(cmd.user_id, cmd.title, cmd.description)
         case CrmNotify():

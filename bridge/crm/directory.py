@@ -8,8 +8,9 @@ ACTIVE = N, or no such user) is marked ``dismissed``, which the core skips and n
 (``directory.dismissed``). A supervisor is the head (``UF_HEAD``) of the user's first department, or of its parent
 when the user heads it. A refresh that fails or looks partial keeps the last good map (``directory.stale``).
 Extensions the routing plan names that neither the configuration nor an active user has are logged as
-``directory.unresolved`` whenever that set changes. Availability facts (clocked in? absent today?) come from
-``timeman.status`` and ``calendar.accessibility.get`` and are cached for ``availability_ttl`` seconds.
+``directory.unresolved`` whenever that set changes. Availability facts (clocked in? absent today? online?) come
+from ``timeman.status``, ``calendar.accessibility.get`` and (with ``require_online``) ``user.get``, in one
+``batch`` per 49 users, and are cached for ``availability_ttl`` seconds (online: :mod:`bridge.crm.online`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 import structlog
@@ -27,6 +28,7 @@ import structlog
 from bridge.config.grammar import EXT_RE
 from bridge.crm.envelope import as_int
 from bridge.crm.errors import CrmError
+from bridge.crm.online import OnlineStatus
 from bridge.crm.telephony import Telephony
 from bridge.domain.scheme import Availability, Employee
 from bridge.phone import BadPhoneNumber, reduce_number
@@ -90,6 +92,9 @@ class Directory:
         today: Callable[[], date] = date.today,
         time_tracking: bool = True,
         wanted: Mapping[str, list[str]] | None = None,
+        require_online: bool = False,
+        online_minutes: float = 24,
+        wall: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.telephony = telephony
         self.configured = dict(configured)
@@ -108,6 +113,8 @@ class Directory:
         self._wanted = dict(wanted or {})
         """Extension -> the config keys naming it, for those only Bitrix24 can resolve (``auto_map``)."""
         self._unresolved: list[str] | None = None
+        self._online = OnlineStatus(require_online, online_minutes, wall)
+        """Ask ``user.get`` (OFFLINE) too (``require_online``)."""
         self.refreshed_at: float | None = None
         """``clock()`` of the last refresh that was accepted (None: running on the configuration alone)."""
 
@@ -251,14 +258,17 @@ class Directory:
         }
         if self._time_tracking:
             commands.update({f"timeman_{uid}": ("timeman.status", {"USER_ID": uid}) for uid in user_ids})
+        commands.update(self._online.command(user_ids))
         try:
             answer = await self.telephony.client.batch(commands)
         except CrmError as exc:
             log.warning("directory.availability_failed", code=exc.code, users=len(user_ids))
+            self._forget_offline(user_ids, f"Bitrix24 did not answer ({exc.code})")
             return  # keep what we had (even if expired): routing must not wait on Bitrix24
         absences = answer.results.get("absence")
         absences = absences if isinstance(absences, dict) else {}
         timeman_errors = [e for k, e in answer.errors.items() if k.startswith("timeman_")]
+        offline = self._online.offline(user_ids, answer.results.get("online"), answer.errors.get("online"))
         expires = self._clock() + self.availability_ttl
         for uid in user_ids:
             fact: Availability | None = None
@@ -270,9 +280,21 @@ class Directory:
                 fact = Availability.ABSENT
             elif isinstance(status, dict) and str(status.get("STATUS") or "") not in CLOCKED_IN:
                 fact = Availability.NOT_CLOCKED_IN
+            elif uid in offline:
+                fact = Availability.OFFLINE
             self._availability[uid] = (expires, fact)
         if self._time_tracking and timeman_errors and all(e.code in _NO_TIMEMAN for e in timeman_errors):
             self._time_tracking = False
             log.info(
                 "directory.time_tracking_off", reason="timeman.status is not available", code=timeman_errors[0].code
             )
+
+    def _forget_offline(self, user_ids: list[int], why: str) -> None:
+        """Bitrix24 did not answer: an agent it showed offline before is no longer skipped for that."""
+        if not self._online.enabled:
+            return
+        for uid in user_ids:
+            expires, fact = self._availability.get(uid, (0.0, None))
+            if fact is Availability.OFFLINE:
+                self._availability[uid] = (expires, None)
+        self._online.unknown(f"{why}: nobody is skipped as offline until it answers", "UNREACHABLE")

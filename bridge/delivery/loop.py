@@ -6,6 +6,8 @@ against the statistics, in the same requests as the others (:mod:`bridge.deliver
 in full ``batch`` requests (paced by the client's shared bucket), a ``register`` and what follows it linked
 through ``$result[...][CALL_ID]``. Recordings go to lanes of their own (``UPLOAD_LANES`` uploads at a time,
 sharing the bucket), so that a backlog of uploads, each a request of its own, never holds up the next cycle's registers.
+A voicemail's task comes after its recording (journaled behind it on the call's leg) and goes in those lanes too:
+it reads the recording's link (``CALL_RECORD_URL``) from the statistics, then creates the task with it.
 While a cycle's request is in flight and the bucket has room, operations journaled meanwhile go at once in an
 *express* cycle (one at a time) instead of waiting for that answer; with the bucket filling, cycles go one after
 another and every batch is full. Cycles never take the same operation: each claims what it took until it ends.
@@ -31,16 +33,19 @@ from collections.abc import Awaitable, Callable
 import structlog
 
 from bridge.config import Bitrix24Settings
+from bridge.crm.builders import voicemail_task_request
 from bridge.crm.client import MAX_BATCH, Bitrix24Client
-from bridge.crm.errors import CrmError
+from bridge.crm.errors import CrmError, PermanentCrmError
 from bridge.crm.pacing import bucket_level
 from bridge.crm.telephony import Telephony
 from bridge.delivery.access import StatisticsAccess
+from bridge.delivery.check import statistics_command, statistics_row
 from bridge.delivery.hooks import DeliveryObserver
 from bridge.delivery.leads import assign_lead
 from bridge.delivery.plan import Chain, chains_of, fill, record_filename
 from bridge.delivery.sending import Sender
 from bridge.delivery.settle import METHOD_OF, Settler
+from bridge.domain.commands import CrmMissedTask
 from bridge.journal import AsyncJournal, PendingOp
 from bridge.logs import call_keys
 
@@ -240,10 +245,11 @@ class Delivery:
         if not chains:
             return False
         records = [chain.head for chain in chains if chain.is_record or chain.head.kind == "assign_lead"]
-        if records:  # recordings and lead hand-overs: requests of their own, in the side lanes
+        if records:  # recordings, voicemail tasks and lead hand-overs: requests of their own, in the side lanes
             got = set(await self.journal.mark_sent([op.id for op in records]))  # in the upload lane: not ready again
             self._uploads.extend(op for op in records if op.id in got)
-            while len(self._uploading) < min(UPLOAD_LANES, len(self._uploads)):
+            # a lane that has just ended may still be in the set (its done-callback has not run yet): not counted
+            while sum(not lane.done() for lane in self._uploading) < min(UPLOAD_LANES, len(self._uploads)):
                 lane = asyncio.create_task(self._upload_all(), name="delivery-uploads")
                 self._uploading.add(lane)
                 lane.add_done_callback(self._uploading.discard)
@@ -280,8 +286,10 @@ class Delivery:
             try:
                 if op.kind == "assign_lead":
                     await assign_lead(self.journal, self.client, self.settler, op)
-                else:
+                elif op.kind == "attach_record":
                     await self._attach(op)
+                else:
+                    await self._voicemail_task(op)
             except Exception:  # the journal failed us: the op stays sent, retried after the next start
                 log.exception("delivery.error", crm_leg=op.crm_leg, method=METHOD_OF.get(op.kind, op.kind))
             self.notify()  # a retry's new due time, or room for the next cycle
@@ -318,3 +326,23 @@ class Delivery:
             await self.settler.retry(op, f"{type(exc).__name__}: {exc}", "INTERNAL")
         else:
             await self.settler.done(op, {"FILE_ID": file_id})
+
+    async def _voicemail_task(self, op: PendingOp) -> None:
+        """The recording is attached (or given up): read its link from the statistics, create the task with it.
+        A portal that shows no link, or whose statistics the app user may not read, gets the task without one."""
+        cmd = op.command
+        assert isinstance(cmd, CrmMissedTask) and op.crm_leg is not None
+        try:
+            try:
+                row = statistics_row(await self.client.call(*statistics_command(op.crm_leg)), op.crm_leg)
+            except PermanentCrmError:  # the app user may not read the statistics: the task goes without the link
+                row = None
+            link = str((row or {}).get("CALL_RECORD_URL") or "")
+            result = await self.client.call(*voicemail_task_request(cmd, link))
+        except CrmError as exc:
+            await self.settler.error(op, exc)
+        except Exception as exc:
+            log.exception("delivery.error", crm_leg=op.crm_leg, method="tasks.task.add")
+            await self.settler.retry(op, f"{type(exc).__name__}: {exc}", "INTERNAL")
+        else:
+            await self.settler.done(op, result, note="delivered" if link else "delivered without the recording's link")

@@ -41,7 +41,8 @@ class Chain:
 
     @property
     def is_record(self) -> bool:
-        return self.head.kind == "attach_record"
+        """Goes to the upload lanes: a recording, or a voicemail's task that links one (it reads the link first)."""
+        return self.head.kind == "attach_record" or (self.head.kind == "missed_task" and self.leg is not None)
 
     def needs_check(self) -> bool:
         """Ask ``voximplant.statistic.get`` first: a register or finish of it was handed to the network before

@@ -288,7 +288,7 @@ def _recording(call: Call, event: RecordingReady, now: datetime) -> Step:
         return _ignore(call, f"no call leg waits for recording {event.name}")
     call, commands = result
     if call.state is State.WRAP_UP and not cards.recordings_pending(call):
-        call = replace(move(call, State.DONE), timer=None)
+        call, commands = replace(move(call, State.DONE), timer=None, held=()), [*commands, *call.held]
     return call, commands
 
 
@@ -301,7 +301,8 @@ def _voicemail_stored(call: Call, event: RecordingReady, now: datetime) -> Step:
 
 def _give_up_recordings(call: Call, now: datetime) -> Step:
     late = ", ".join(leg.recording for leg in call.crm_legs if leg.recording and not leg.attached)
-    return replace(move(call, State.DONE), timer=None, warning=f"recordings not stored in time: {late}"), []
+    done = replace(move(call, State.DONE), timer=None, held=(), warning=f"recordings not stored in time: {late}")
+    return done, list(call.held)
 
 
 # --- the table -----------------------------------------------------------------------------------

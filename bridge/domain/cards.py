@@ -112,7 +112,8 @@ def finish(call: Call, user_id: int, duration: int, status: str) -> Step:
     others = tuple(u for u in leg.shown if u != user_id)
     if others:
         commands.append(CrmHide(leg.id, others))
-    commands.append(CrmFinish(leg.id, user_id, duration, status))
+    chat = call.plan.lines[call.line].add_to_chat if call.line in call.plan.lines else True
+    commands.append(CrmFinish(leg.id, user_id, duration, status, add_to_chat=chat))
     done = replace(leg, shown=(), finished=True)
     if done.recording_ready:
         commands.append(CrmAttachRecord(leg.id, done.recording))
@@ -158,17 +159,28 @@ def missed_owner(call: Call) -> int:
 
 
 def missed_notices(call: Call, user_id: int, voicemail: bool) -> list[Command]:
-    """The missed-call task and notification the call's line asks for."""
-    return line_notices(call.plan.lines[call.line], call.caller, call.started_at, user_id, voicemail)
+    """The missed-call task and notification the call's line asks for (a voicemail's task links its recording)."""
+    leg = call.crm_legs[-1].id if voicemail and call.crm_legs else ""
+    return line_notices(call.plan.lines[call.line], call.caller, call.started_at, user_id, voicemail, leg)
 
 
-def line_notices(line: Line, caller: str, started_at: datetime, user_id: int, voicemail: bool) -> list[Command]:
+def missed_task_title(caller: str) -> str:
+    """As Bitrix24 names a missed call to the employee: its chat's ``VI_IN_CALL_SKIP`` ("Skipped incoming call from
+    #NUMBER#.", voximplant ``lang/en/classes/general/vi_history.php``), without the closing full stop."""
+    return f"Skipped incoming call from {caller}"
+
+
+def line_notices(
+    line: Line, caller: str, started_at: datetime, user_id: int, voicemail: bool, leg: str = ""
+) -> list[Command]:
+    """``leg``: the voicemail's CRM leg, whose recording the task links (journaled after its attachRecord)."""
     what = "left a voicemail" if voicemail else "was not answered"
     text = f"A call from {caller} to line {line.name or line.number} {what}."
     commands: list[Command] = []
     if line.missed_task:
         when = started_at.isoformat(timespec="seconds")
-        commands.append(CrmMissedTask(user_id, f"Call back {caller}", f"{text} Called at {when}."))
+        task_leg = leg if voicemail and leg else None
+        commands.append(CrmMissedTask(user_id, missed_task_title(caller), f"{text} Called at {when}.", task_leg))
     if line.missed_notify:
         commands.append(CrmNotify(user_id, text))
     return commands

@@ -83,6 +83,7 @@ class ReleaseReason(Enum):
     UNREGISTERED = "unregistered"
     ABSENT = "absent"
     NOT_CLOCKED_IN = "not clocked in"
+    OFFLINE = "offline in Bitrix24"
     ANSWERED_ELSEWHERE = "answered elsewhere"
     """Another leg answered first."""
     CALLER_GONE = "caller gone"
@@ -187,6 +188,8 @@ class CrmFinish:
     """Talk time in whole seconds, from answer to hang-up; 0 when nobody answered."""
     status_code: str
     failed_reason: str = ""
+    add_to_chat: bool = True
+    """Bitrix24 posts the call to the finishing employee's chat (the line's ``add_to_chat``)."""
 
 
 @dataclass(frozen=True)
@@ -200,6 +203,9 @@ class CrmMissedTask:
     user_id: int
     title: str
     description: str
+    crm_leg: str | None = None
+    """A voicemail's CRM leg: the task goes after that leg's recording is attached (journaled under the leg) and
+    links the recording; None for a task of no leg."""
 
 
 @dataclass(frozen=True)

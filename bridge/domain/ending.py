@@ -11,7 +11,7 @@ from bridge.domain.cards import (
     missed_owner,
     recordings_pending,
 )
-from bridge.domain.commands import CancelLeg, Command, HangupCaller, ReleaseReason
+from bridge.domain.commands import CancelLeg, Command, CrmMissedTask, HangupCaller, ReleaseReason
 from bridge.domain.events import Direction
 from bridge.domain.leads import lead_step
 from bridge.domain.legs import release
@@ -37,6 +37,9 @@ def end_missed(call: Call, now: datetime, *, hang_up: bool) -> Step:
     notices = missed_notices(call, pick.user_id if pick and pick.user_id else owner, left_message) if owner else []
     if not owner:
         call = replace(call, warning="nobody owns this call in Bitrix24 (set the line's default_ext): not mirrored")
+    if recordings_pending(call):  # the voicemail's task waits for its recording: it links it
+        held = tuple(n for n in notices if isinstance(n, CrmMissedTask) and n.crm_leg)
+        call, notices = replace(call, held=held), [n for n in notices if n not in held]
     return settle(call, now), [*commands, *register, *finished, *assign, *notices]
 
 

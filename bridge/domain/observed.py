@@ -217,8 +217,9 @@ def _ended(call: Observed, event: ObservedEnded, now: datetime) -> Step:
     others = tuple(u for u in call.shown if u != owner)
     if others:
         commands.append(CrmHide(call.crm_leg, others))
-    commands.append(CrmFinish(call.crm_leg, owner, duration, status, event.failed_reason))
     line = call.plan.lines.get(call.line)
+    chat = line.add_to_chat if line else True
+    commands.append(CrmFinish(call.crm_leg, owner, duration, status, event.failed_reason, add_to_chat=chat))
     if line and call.direction is Direction.INBOUND and not answered:
         commands += line_notices(line, call.number, call.started_at, owner, voicemail=False)
     call = replace(call, shown=())

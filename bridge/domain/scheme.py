@@ -32,6 +32,8 @@ class Availability(Enum):
     UNREGISTERED = "unregistered"
     ABSENT = "absent"
     NOT_CLOCKED_IN = "not_clocked_in"
+    OFFLINE = "offline"
+    """Bitrix24 shows the employee offline (``employees.require_online``)."""
 
 
 class Distribution(Enum):
@@ -225,6 +227,8 @@ class Line:
     crm_source: str = ""
     missed_task: bool = False
     """Create a Bitrix24 task for the missed-call owner."""
+    add_to_chat: bool = True
+    """``finish`` posts the call to the employee's chat (``ADD_TO_CHAT``), as Bitrix24's own telephony does."""
     missed_notify: bool = False
     record: bool = True
     callback_queue: str = ""
@@ -335,6 +339,10 @@ class Plan:
 
     def voicemail_prompt_of(self, line: str) -> str:
         return self.lines[line].voicemail_prompt or self.voicemail_prompt
+
+    def line_chat(self, number: str) -> bool:
+        """Whether ``number``'s finishes post the call to the employee's chat (Bitrix24's default for others)."""
+        return self.lines[number].add_to_chat if number in self.lines else True
 
     def line_owner(self, number: str) -> int:
         """The user who owns ``number``'s calls when nobody else does: its ``default_ext``'s (a line that is not

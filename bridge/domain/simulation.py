@@ -55,6 +55,14 @@ from bridge.domain.state import Call, State
 MAX_STEPS = 400
 HORIZON_SECONDS = 4 * 3600.0
 DTMF_KEYS = frozenset("0123456789*#")
+SKIPPED_AS = {
+    Availability.BUSY: "busy",
+    Availability.UNREGISTERED: "not registered",
+    Availability.ABSENT: "absent today in Bitrix24",
+    Availability.NOT_CLOCKED_IN: "not clocked in",
+    Availability.OFFLINE: "offline in Bitrix24",
+}
+"""How a trail names why a walk passes an agent over."""
 
 
 class ExplainError(ValueError):
@@ -71,7 +79,7 @@ class TrailStep:
     ringing: tuple[str, ...]
     """Extensions and numbers ringing after the step."""
     note: str = ""
-    """Why the event was ignored, or a warning of the core."""
+    """Why the event was ignored, a warning of the core, or which agents a walk that starts here skips and why."""
 
 
 @dataclass(frozen=True)
@@ -208,10 +216,11 @@ def explain(
         if upcoming is None or upcoming[0] > HORIZON_SECONDS:
             break
         world.now, event = upcoming
+        before = call
         call, commands = step(call, event, at + timedelta(seconds=world.now))
         world.react(call, commands)
         ringing = tuple(leg.ext or leg.number for leg in call.ringing)
-        note = call.ignored or call.warning
+        note = "; ".join(n for n in (call.ignored or call.warning, _skips(before, call, agents or {})) if n)
         steps.append(
             TrailStep(world.now, world.describe(event, caller), tuple(commands), call.state.value, ringing, note)
         )
@@ -228,6 +237,21 @@ def explain(
         final_state=call.state.value,
         ring_seconds=plan.ring_seconds,
     )
+
+
+def _skips(before: Call, after: Call, agents: Mapping[str, Availability]) -> str:
+    """A walk starts in this step: the agents it passes over (availability is fixed for the whole trail)."""
+    walk = after.walk
+    if walk is None or (before.walk is not None and (before.walk.queue, before.walk.order) == (walk.queue, walk.order)):
+        return ""
+    queue = after.plan.queues.get(walk.queue)
+    members = walk.order or (queue.members if queue else ())
+    skipped = [
+        f"{ext} ({SKIPPED_AS[agents[ext]]})"
+        for ext in members
+        if agents.get(ext, Availability.AVAILABLE) is not Availability.AVAILABLE
+    ]
+    return f"skips {', '.join(skipped)}" if skipped else ""
 
 
 def _check(

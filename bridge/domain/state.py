@@ -207,6 +207,8 @@ class Call:
     """Id of the prompt playing now."""
     music: bool = False
     voicemail_user: int = 0
+    held: tuple[Command, ...] = ()
+    """A voicemail's task, held until its recording is attached (it links the recording) or given up on."""
     last_queue: str = ""
     timer: datetime | None = None
     serial: int = 0

@@ -8,7 +8,7 @@
 * TARGETS (an employee, the responsible manager, their supervisor): each in turn with the employee's own rules:
   busy -> ``on_busy`` (voicemail or a number); not registered -> mobile (``unavailable_to_mobile``); no answer
   -> mobile (``no_answer_to_mobile``; the desk phone rings the employee's ``no_answer_rings`` first, if set);
-  absent / not clocked in -> next. Each rings the rule's ``rings``. When nobody is left: the next rule.
+  absent / not clocked in / offline -> next. Each rings the rule's ``rings``. When nobody is left: the next rule.
 * NUMBER: one external number; no answer -> the next rule.
 * HOLD: music until a member is free; offer the call to each free member once, again after they become
   available again; ``max_wait`` -> hang up.
@@ -79,12 +79,14 @@ BY_AVAILABILITY = {
     Availability.UNREGISTERED: Failure.UNAVAILABLE,
     Availability.ABSENT: Failure.OTHER,
     Availability.NOT_CLOCKED_IN: Failure.OTHER,
+    Availability.OFFLINE: Failure.OTHER,
 }
 RELEASED_WHEN = {
     Availability.BUSY: ReleaseReason.BUSY_ELSEWHERE,
     Availability.UNREGISTERED: ReleaseReason.UNREGISTERED,
     Availability.ABSENT: ReleaseReason.ABSENT,
     Availability.NOT_CLOCKED_IN: ReleaseReason.NOT_CLOCKED_IN,
+    Availability.OFFLINE: ReleaseReason.OFFLINE,
 }
 
 

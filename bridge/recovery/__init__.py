@@ -107,6 +107,7 @@ class Recovery:
         user_of: Callable[[str], int],
         notify: Callable[[], None],
         owner_of: Callable[[str], int] = lambda _line: 0,
+        chat_of: Callable[[str], bool] = lambda _line: True,
         resume: Callable[[str, CallRow, PbxView], str] = lambda _call, _row, _view: "",
         poll: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
@@ -122,6 +123,8 @@ class Recovery:
         self.notify = notify
         self.owner_of = owner_of
         """The user who owns a line's calls (for a finish nobody else is known for)."""
+        self.chat_of = chat_of
+        """Whether a line's finishes post the call to the employee's chat (``add_to_chat``)."""
         self.resume = resume
         """Carries on a click-to-call (the desk): what it found, or '' when nothing of it can go on."""
         self.poll = poll
@@ -321,7 +324,8 @@ class Recovery:
                             problem=f"{problem}: finished for the line's owner, user {user}")  # fmt: skip
             await self._hide_open(row, keep=user)
             keys = {"linkedid": row.linkedid, "pbx_call": call}
-            await self.journal.append(CrmFinish(row.crm_leg, user, duration, status), **keys)
+            finish = CrmFinish(row.crm_leg, user, duration, status, add_to_chat=self.chat_of(row.line or ""))
+            await self.journal.append(finish, **keys)
             log.info("call.reconciled", **_named(call, [row]), crm_leg=row.crm_leg, found=found, status=status,
                      duration=duration, user=user)  # fmt: skip
         self.notify()

@@ -94,14 +94,14 @@ def mirror_commands(trace: FallbackTrace, plan: Plan, agents: EndpointTemplate) 
             crm_create=line.crm_create,
             crm_source=line.crm_source,
         ),
-        CrmFinish(leg, finisher, duration, status),
+        CrmFinish(leg, finisher, duration, status, add_to_chat=line.add_to_chat),
     ]
     recording = trace.recording if answered else trace.message
     if recording:
         commands.append(CrmAttachRecord(leg, recording))
     if not answered:  # the missed-call task and notification the line asks for, as the bridge sends them itself
         started = datetime.fromtimestamp(trace.start, UTC)
-        notices = line_notices(line, trace.caller, started, finisher, voicemail=bool(trace.message))
+        notices = line_notices(line, trace.caller, started, finisher, voicemail=bool(trace.message), leg=leg)
         commands += [c for c in notices if isinstance(c, CrmMissedTask | CrmNotify)]
     return commands
 

@@ -186,7 +186,7 @@ ANSWERED_AT_ONCE = Scenario(
     lambda p: Expect("79990001001", INCOMING, 11, ANSWERED, p.talk, True, _users(11)), _answered_at_once,
 )  # fmt: skip
 AFTER_HOURS = Scenario(
-    "after hours", "Night line, office closed: voicemail for 1005 and a call-back task",
+    "after hours", "Night line, office closed: voicemail for 1005, then a task linking it",
     lambda p: Expect("79990001002", INCOMING, 15, MISSED, 0, True, task_for=15), _after_hours,
 )  # fmt: skip
 DESK_PHONE = Scenario(
@@ -218,7 +218,7 @@ RESPONSIBLE = Scenario(
     lambda p: Expect("79161234567", INCOMING, 15, ANSWERED, p.talk, True, _users(12, 15)), _responsible,
 )  # fmt: skip
 MISSED_VOICEMAIL = Scenario(
-    "missed -> voicemail", "Sales: nobody answers (1004 away today); voicemail and a task for 1005",
+    "missed -> voicemail", "Sales: nobody answers (1004 away today); voicemail, then a task for 1005 linking it",
     lambda p: Expect("79990001010", INCOMING, 15, MISSED, 0, True, _users(11, 12, 13), task_for=15),
     _missed_to_voicemail,
 )  # fmt: skip

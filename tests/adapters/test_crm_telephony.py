@@ -104,8 +104,10 @@ def test_card_finish_task_and_notify_requests() -> None:
         "telephony.externalCall.hide", {"CALL_ID": "externalCall.x.1", "USER_ID": [12]}
     )  # fmt: skip
     assert request_for(CrmFinish("l", 11, 42, "200"), "c") == (
-        "telephony.externalCall.finish", {"CALL_ID": "c", "USER_ID": 11, "DURATION": 42, "STATUS_CODE": "200"}
+        "telephony.externalCall.finish",
+        {"CALL_ID": "c", "USER_ID": 11, "DURATION": 42, "STATUS_CODE": "200", "ADD_TO_CHAT": 1},
     )  # fmt: skip
+    assert request_for(CrmFinish("l", 11, 0, "304", add_to_chat=False), "c")[1]["ADD_TO_CHAT"] == 0
     _, missed = request_for(CrmFinish("l", 15, 0, "", failed_reason="nobody answered"), "c")
     assert (missed["STATUS_CODE"], missed["FAILED_REASON"]) == ("304", "nobody answered")
     assert request_for(CrmMissedTask(15, "Call back", "79001112233 called"), "") == (

@@ -121,7 +121,7 @@ def test_in_order_walks_members_ring_by_ring_skips_the_unavailable_and_stops_aft
                     CrmFinish("k.1", 5, 0, "304"),
                     CrmMissedTask(
                         5,
-                        f"Call back {CALLER}",
+                        f"Skipped incoming call from {CALLER}",
                         f"A call from {CALLER} to line Sales was not answered. Called at 2026-03-10T10:00:00+00:00.",
                     ),
                 ],

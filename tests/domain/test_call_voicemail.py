@@ -8,6 +8,7 @@ from bridge.domain.commands import (
     CrmAttachRecord,
     CrmFinish,
     CrmHide,
+    CrmMissedTask,
     CrmNotify,
     CrmShow,
     HangupCaller,
@@ -191,3 +192,51 @@ def test_voicemail_nobody_could_own_passes_the_call_on() -> None:
         register(2),
         CrmShow("k.1", (2,)),
     ]
+
+
+def _voicemail_with_a_task() -> Driver:
+    d = Driver(route(ToVoicemail("1005"), default_ext="1004", missed_task=True))
+    d(started())
+    d(PromptFinished("c-prompt1"), 2)
+    return d
+
+
+VM_TASK = CrmMissedTask(
+    5, f"Skipped incoming call from {CALLER}", f"{VM_TEXT} Called at 2026-03-10T10:00:00+00:00.", "k.1"
+)
+
+
+def test_a_voicemails_task_waits_for_the_recording_it_links() -> None:
+    d = _voicemail_with_a_task()
+    assert d(CallerHungUp(), 30) == [CrmFinish("k.1", 5, 0, "304")], "no task before the recording is attached"
+    assert d.call.state is State.WRAP_UP and d.call.held == (VM_TASK,)
+    assert d(RecordingReady("k.1-voicemail"), 31) == [CrmAttachRecord("k.1", "k.1-voicemail"), VM_TASK]
+    assert d.call.state is State.DONE and d.call.held == ()
+
+
+def test_a_voicemail_stored_at_once_has_its_task_right_after_the_attach() -> None:
+    d = _voicemail_with_a_task()
+    assert d(RecordingReady("k.1-voicemail"), 30) == [
+        HangupCaller(),
+        CrmFinish("k.1", 5, 0, "304"),
+        CrmAttachRecord("k.1", "k.1-voicemail"),
+        VM_TASK,
+    ]
+
+
+def test_a_voicemails_task_still_goes_when_its_recording_never_arrives() -> None:
+    d = _voicemail_with_a_task()
+    d(CallerHungUp(), 10)
+    assert d(TimerFired(), 40) == [VM_TASK]
+    assert d.call.state is State.DONE and d.call.warning == "recordings not stored in time: k.1-voicemail"
+
+
+def test_a_missed_call_without_a_message_gets_its_task_at_once_and_unlinked() -> None:
+    d = Driver(route(ToVoicemail("1005"), default_ext="1004", missed_task=True))
+    d(started())
+    task = CrmMissedTask(
+        5,
+        f"Skipped incoming call from {CALLER}",
+        f"A call from {CALLER} to line Sales was not answered. Called at 2026-03-10T10:00:00+00:00.",
+    )
+    assert d(CallerHungUp(), 1) == [CrmFinish("k.1", 5, 0, "304"), task]

@@ -163,7 +163,10 @@ def test_nobody_answers_the_sales_queue_so_the_caller_leaves_a_voicemail_for_the
     assert trail.status == "304" and trail.complete and trail.steps[-1].event.startswith("recording")
     data = json.loads(render_json(trail))
     methods = [c["method"] for s in data["steps"] for c in s["bitrix24"]]
-    assert methods[-3:] == ["telephony.externalCall.finish", "tasks.task.add", "telephony.externalCall.attachRecord"]
+    assert methods[-3:] == ["telephony.externalCall.finish", "telephony.externalCall.attachRecord", "tasks.task.add"]
+    task = data["steps"][-1]["bitrix24"][-1]["params"]["fields"]
+    assert task["TITLE"] == "Skipped incoming call from 79991234567"
+    assert task["DESCRIPTION"].endswith("\nCaller left [URL=<record of explain.1>]a voice message[/URL].")
     assert data["steps"][-2]["offset"] == 160.0  # 40 s of ringing, then 120 s of voicemail
 
 
@@ -369,3 +372,17 @@ def test_explain_names_the_lead_distribution_s_choice_and_the_hand_over() -> Non
     assert update["fields"] == {"ASSIGNED_BY_ID": 12}
     task = last["bitrix24"][methods.index("tasks.task.add")]["params"]
     assert task["fields"]["RESPONSIBLE_ID"] == 12
+
+
+def test_an_agent_bitrix24_shows_offline_is_skipped_and_the_trail_says_why(plan: Plan) -> None:
+    trail = run(plan, agents={"1002": Availability.OFFLINE, "1004": Availability.ABSENT}, answers={"1003": 2})
+    assert rings(trail) == [(0, "1001"), (10, "1003")]
+    noted = [s.note for s in trail.steps if s.note.startswith("skips")]
+    assert noted == ["skips 1002 (offline in Bitrix24), 1004 (absent today in Bitrix24)"], "said once, where it starts"
+    assert "note:     skips 1002 (offline in Bitrix24)" in render_text(trail)
+
+
+def test_a_group_ringing_everybody_names_the_offline_member_it_leaves_out(plan: Plan) -> None:
+    trail = run(plan, line=SUPPORT, press="2", answers={"1006": 3}, agents={"1003": Availability.OFFLINE})
+    assert rings(trail) == [(0, "1001"), (0, "1002"), (0, "1006")]
+    assert "skips 1003 (offline in Bitrix24)" in [s.note for s in trail.steps]

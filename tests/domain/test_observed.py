@@ -192,7 +192,7 @@ def test_a_missed_monitor_only_call_is_304_for_the_line_owner_with_the_lines_not
         CrmShow("o.1", (1,)),
         CrmHide("o.1", (1,)),
         CrmFinish("o.1", 5, 0, "304"),
-        CrmMissedTask(5, f"Call back {CALLER}", f"{text} Called at 2026-03-10T10:00:00+00:00."),
+        CrmMissedTask(5, f"Skipped incoming call from {CALLER}", f"{text} Called at 2026-03-10T10:00:00+00:00."),
         CrmNotify(5, text),
     ]
 

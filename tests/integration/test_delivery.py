@@ -676,3 +676,55 @@ async def test_a_doubtful_call_the_statistics_may_hide_is_parked_not_sent_again(
     assert any(e["event"] == "crm.failed" and e["crm_leg"] == "hidden-1" for e in logs)
     registers = [m for r in proxy.log for _k, m, _p in r.commands() if m == "telephony.externalCall.register"]
     assert registers == ["telephony.externalCall.register"], "sent once, never again"
+
+
+# --- a voicemail's task: after the recording, linking it ----------------------------------------------
+
+
+VM_AUDIO = b"RIFF" + bytes(range(256)) * 40
+
+
+async def vm_loader(name: str) -> bytes | None:
+    return VM_AUDIO if name.endswith("-voicemail") else None
+
+
+def journal_voicemail(stack: Stack, leg: str, recording: str) -> None:
+    stack.append(register(leg))
+    stack.append(CrmFinish(leg, 11, 0, "304"))
+    stack.append(CrmAttachRecord(leg, recording))
+    stack.append(CrmMissedTask(11, f"Skipped incoming call from {leg}", f"{leg} left a voicemail.", leg))
+
+
+async def test_the_task_links_the_recording_once_attached_and_goes_without_a_link_when_there_is_none(
+    sim: Bitrix24Simulator, make_stack: Callable[..., Awaitable[Stack]]
+) -> None:
+    stack = await make_stack(sim, loader=vm_loader, register_timeout=30)
+    journal_voicemail(stack, "vm-ok", "vm-ok-voicemail")
+    journal_voicemail(stack, "vm-gone", "vm-gone-message")  # the PBX lost the recording: the attach fails for good
+    stack.start()
+    await stack.drained()
+    state = sim.state()
+    tasks = {t["title"].rsplit(" ", 1)[-1]: t for t in state["tasks"]}
+    call_id = stack.sim_calls()["vm-ok"]["CALL_ID"]
+    assert tasks["vm-ok"]["description"] == (
+        f"vm-ok left a voicemail.\nCaller left [URL={sim.url}/_sim/records/{call_id}]a voice message[/URL]."
+    )
+    assert tasks["vm-gone"]["description"].endswith("Caller left a voice message (see the call in Bitrix24's call "
+                                                    "statistics).")  # fmt: skip
+    methods = [r["method"] for r in state["requests"]]
+    assert methods.index("telephony.externalCall.attachRecord") < methods.index("tasks.task.add")
+    (task_op,) = [op for op in stack.journal.operations("vm-gone") if op.kind == "missed_task"]
+    assert (task_op.state, task_op.note) == ("done", "delivered without the recording's link")
+
+
+async def test_an_app_user_who_may_not_read_the_statistics_still_gets_the_task(
+    sim: Bitrix24Simulator, make_stack: Callable[..., Awaitable[Stack]]
+) -> None:
+    sim.set_rights(1, admin=False, statistics="none")
+    stack = await make_stack(sim, loader=vm_loader, register_timeout=30)
+    journal_voicemail(stack, "vm-hidden", "vm-hidden-voicemail")
+    stack.start()
+    await stack.drained()
+    (task,) = sim.state()["tasks"]
+    assert task["description"].endswith("(see the call in Bitrix24's call statistics).")
+    assert stack.sim_calls()["vm-hidden"]["record"]["size"] == len(VM_AUDIO)

@@ -98,7 +98,9 @@ def test_a_missed_call_is_the_owners_and_a_message_the_voicemails_with_it_attach
     assert isinstance(commands, list) and commands[1:] == [
         CrmFinish("fallback-1.3", 15, 0, "304"),  # the sales line asks for a task for the missed call's owner
         CrmMissedTask(
-            15, "Call back 79160000001", f"A call from 79160000001 to line Sales was not answered. Called at {STARTED}."
+            15,
+            "Skipped incoming call from 79160000001",
+            f"A call from 79160000001 to line Sales was not answered. Called at {STARTED}.",
         ),
     ]
     message = replace(missed, uniqueid="1.4", voicemail="1003", message="b24fb-msg-1.4")

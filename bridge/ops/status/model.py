@@ -254,6 +254,7 @@ REASONS = {
     Availability.UNREGISTERED: "not registered",
     Availability.ABSENT: "absent today (Bitrix24 absence chart)",
     Availability.NOT_CLOCKED_IN: "not clocked in (Bitrix24 time management)",
+    Availability.OFFLINE: "offline in Bitrix24 (employees.require_online)",
 }
 
 

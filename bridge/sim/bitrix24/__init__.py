@@ -27,6 +27,12 @@ Departures from the reference (and guesses where it is silent):
   may carry ONEXTERNALCALLSTART, which the docs promise for applications only (older bridges used it so).
 * ``WRONG_AUTH_TYPE`` (HTTP 403) is returned through an inbound webhook for register/finish/externalLine.*
   only when ``webhook_allowed_for_telephony=False``; by default webhooks work there (see reference 1.0).
+* ``finish`` with ``ADD_TO_CHAT`` (absent or not "0"/"") posts Bitrix24's chat text for the call to the finishing
+  user (``state()["chats"]``, :mod:`bridge.sim.bitrix24.chat`); the number is shown as stored, not formatted.
+* ``IS_ONLINE`` is a ``LAST_ACTIVITY_DATE`` (ISO, the portal's +03:00) within 1440 s; seed key ``IDLE_MINUTES`` or
+  ``set_presence`` set how long ago a user was active. ``deny_scopes("user", "user_brief", "user_basic")`` is an
+  app user without the ``user`` scope: ``user.*`` answer 403 ``insufficient_scope`` (other methods are not
+  scope-checked).
 * ``user.get`` without an ``ACTIVE`` filter lists dismissed users too; only the methods listed above exist
   (others give ``ERROR_METHOD_NOT_FOUND``).
 * Telephony permissions are one level per user, "Call statistics — View" (seed key ``CALL_STATISTICS``:

@@ -87,6 +87,8 @@ class CallRegistry:
         self.calls: dict[str, Call] = {}  # every call ever registered, in order
         self._active: dict[str, Call] = {}  # the active-calls table; finish removes the row
         self.cards: dict[int, list[dict[str, Any]]] = {}
+        self.chats: list[dict[str, Any]] = []
+        """What ``finish`` posted to employees' chats (:mod:`bridge.sim.bitrix24.chat`), oldest first."""
         self._stat_ids = itertools.count(1)
         self._file_ids = itertools.count(9001)
         self._transcript_ids = itertools.count(1)
@@ -95,6 +97,7 @@ class CallRegistry:
         self.calls.clear()
         self._active.clear()
         self.cards.clear()
+        self.chats.clear()
         self._stat_ids = itertools.count(1)
 
     def active(self, call_id: str) -> Call | None:

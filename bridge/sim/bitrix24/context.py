@@ -42,3 +42,4 @@ class MethodSpec:
     handler: Handler
     app_only: bool = False  # WRONG_AUTH_TYPE through a webhook when the portal forbids webhooks here
     oauth_only: bool = False  # WRONG_AUTH_TYPE through a webhook on every portal (event.*: rest lib/api/event.php)
+    scopes: tuple[str, ...] = ()  # insufficient_scope unless the app/webhook has one of them (empty: not checked)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from datetime import date
 from typing import Any
 
@@ -11,6 +13,13 @@ from bridge.sim.bitrix24.errors import RestError
 from bridge.sim.bitrix24.params import Params, as_list, to_int, to_str
 from bridge.sim.bitrix24.phone import normalize_phone
 from bridge.sim.bitrix24.seed import STATISTICS_VIEWS, Department, Seed, User
+from bridge.sim.bitrix24.timefmt import iso
+
+ONLINE_SECONDS = 1440
+"""``IS_ONLINE`` is a last activity within this many seconds: ``UserTable::getSecondsForLimitOnline`` (PHP's
+``session.gc_maxlifetime``, 1440 by default, at least 120)."""
+USER_SCOPES = ("user", "user_brief", "user_basic")
+"""Any of them opens ``user.get`` (DOCS ``user-get.md``)."""
 
 _USER_FIELDS = (
     "ID",
@@ -25,6 +34,7 @@ _USER_FIELDS = (
     "WORK_POSITION",
     "UF_DEPARTMENT",
     "IS_ONLINE",
+    "LAST_ACTIVITY_DATE",
     "USER_TYPE",
 )
 
@@ -32,8 +42,9 @@ _USER_FIELDS = (
 class Directory:
     """The portal's people; seeded, read-only through REST."""
 
-    def __init__(self, seed: Seed) -> None:
+    def __init__(self, seed: Seed, wall_clock: Callable[[], float] | None = None) -> None:
         self.users: dict[int, User] = {user.id: user for user in seed.users}
+        self.wall = wall_clock or time.time
         self.departments: dict[int, Department] = {dep.id: dep for dep in seed.departments}
 
     def active_user(self, user_id: int) -> User | None:
@@ -60,6 +71,15 @@ class Directory:
             user.admin = admin
         if statistics is not None:
             user.statistics_view = statistics
+
+    def set_presence(self, user_id: int, idle_minutes: float) -> None:
+        """The user was last active in Bitrix24 ``idle_minutes`` ago (0: online now)."""
+        self.users[user_id].idle_minutes = max(0.0, float(idle_minutes))
+
+    def _idle_seconds(self, user: User) -> float:
+        if user.idle_minutes is not None:
+            return user.idle_minutes * 60
+        return 0.0 if user.is_online else 7200.0
 
     def colleagues(self, user_id: int) -> set[int]:
         """Whose calls a ``department`` level shows: the user, everyone in the user's departments, and everyone in
@@ -107,7 +127,8 @@ class Directory:
             "WORK_POSITION": user.work_position,
             "UF_DEPARTMENT": list(user.departments),
             "UF_PHONE_INNER": user.phone_inner or None,
-            "IS_ONLINE": "Y" if user.is_online else "N",
+            "IS_ONLINE": "Y" if self._idle_seconds(user) <= ONLINE_SECONDS else "N",
+            "LAST_ACTIVITY_DATE": iso(self.wall() - self._idle_seconds(user)),
             "USER_TYPE": "employee",
         }
 
@@ -134,8 +155,8 @@ class Directory:
 
     def methods(self) -> list[MethodSpec]:
         return [
-            MethodSpec("user.get", self._user_get),
-            MethodSpec("user.current", self._user_current),
+            MethodSpec("user.get", self._user_get, scopes=USER_SCOPES),
+            MethodSpec("user.current", self._user_current, scopes=USER_SCOPES),
             MethodSpec("profile", self._profile),
             MethodSpec("department.get", self._department_get),
             MethodSpec("timeman.status", self._timeman_status),

@@ -42,6 +42,13 @@ def wrong_auth_type() -> RestError:
     return RestError(WRONG_AUTH_TYPE_TEXT, "WRONG_AUTH_TYPE", 403)
 
 
+def insufficient_scope() -> RestError:
+    # reference 2: 403 insufficient_scope, "webhook scope too narrow"; the text is the OAuth server's.
+    return RestError(
+        "The request requires higher privileges than provided by the access token", "insufficient_scope", 403
+    )
+
+
 def query_limit() -> RestError:
     return RestError("Too many requests", "QUERY_LIMIT_EXCEEDED", 503)
 

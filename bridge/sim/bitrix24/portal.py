@@ -56,6 +56,8 @@ class PortalConfig:
     empty_error_code_fraction: float = 0.0
     scopes: frozenset[str] | None = None
     """The app's granted scopes (None: all): a method of another scope gets ``insufficient_scope``."""
+    denied_scopes: frozenset[str] = frozenset()
+    """Scopes the app (and the inbound webhook) were not given: their methods answer ``insufficient_scope``."""
 
     def webhook_parts(self) -> tuple[int, str]:
         """``"1/code"`` -> (1, "code"); ValueError with a readable message otherwise."""
@@ -85,7 +87,7 @@ class Portal:
             secrets.token_hex(16), config.application_token, config.client_id, config.client_secret
         )
         self.tokens = TokenStore(self.identity, clock, wall_clock, config.token_lifetime)
-        self.directory = Directory(seed)
+        self.directory = Directory(seed, wall_clock)
         self.crm = Crm(seed, wall_clock())
         self.crm.directory = self.directory
         self.lines = LineRegistry()
@@ -189,6 +191,8 @@ class Portal:
             raise errors.RestError(
                 "The request requires higher privileges than provided by the access token", "insufficient_scope", 401
             )
+        if spec.scopes and all(scope in self.config.denied_scopes for scope in spec.scopes):
+            raise errors.insufficient_scope()
         is_batch = spec.name == "batch"
         if not is_batch:
             self.count("commands")

@@ -42,6 +42,8 @@ class User:
     departments: list[int] = field(default_factory=list)
     timeman_status: str = "OPENED"
     is_online: bool = True
+    idle_minutes: float | None = None
+    """Minutes since the user's last activity in Bitrix24 (None: just now, or 2 hours for ``is_online`` false)."""
     absences: list[Absence] = field(default_factory=list)
     statistics_view: str = ""
     """One of :data:`STATISTICS_VIEWS`; empty: the portal's default (see ``Directory.statistics_view``)."""
@@ -153,6 +155,7 @@ def _user(record: dict[str, Any]) -> User:
         departments=[_as_int(d, where) for d in record.get("UF_DEPARTMENT", [])],
         timeman_status=str(timeman),
         is_online=bool(record.get("IS_ONLINE", True)),
+        idle_minutes=None if record.get("IDLE_MINUTES") is None else float(record["IDLE_MINUTES"]),
         absences=absences,
         statistics_view=view,
     )

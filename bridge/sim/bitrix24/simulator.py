@@ -152,6 +152,17 @@ class Bitrix24Simulator:
         self.core.config.scopes = None if scopes is None else frozenset(scopes)
         log.info("sim.scopes_set", scopes=sorted(scopes) if scopes is not None else None)
 
+    def deny_scopes(self, *scopes: str) -> None:
+        """The app user was not given these scopes (e.g. ``user``, ``user_brief``, ``user_basic``): their methods
+        answer 403 ``insufficient_scope`` from now on; ``deny_scopes()`` gives them all back."""
+        self.core.config.denied_scopes = frozenset(scopes)
+        log.info("sim.scopes_denied", scopes=sorted(scopes))
+
+    def set_presence(self, user_id: int, idle_minutes: float) -> None:
+        """``user_id`` was last active in Bitrix24 ``idle_minutes`` ago (``IS_ONLINE`` N after 24 minutes)."""
+        self.core.directory.set_presence(user_id, idle_minutes)
+        log.info("sim.presence_set", user_id=user_id, idle_minutes=idle_minutes)
+
     def clear_faults(self) -> None:
         self.core.faults = FaultPlan()
 
@@ -169,6 +180,7 @@ class Bitrix24Simulator:
             "portal": {"url": self.url, "plan": core.config.plan, "member_id": core.identity.member_id},
             "calls": calls["calls"],
             "cards": calls["cards"],
+            "chats": list(core.calls.chats),
             "requests": list(core.requests),
             "counters": {"requests": 0, "commands": 0, "query_limit_exceeded": 0, **core.counters},
             "lines": core.lines.state(),

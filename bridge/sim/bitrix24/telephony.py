@@ -7,6 +7,7 @@ import random
 from collections.abc import Callable
 from typing import Any
 
+from bridge.sim.bitrix24 import chat
 from bridge.sim.bitrix24.calls import Call, CallRegistry, new_call_id
 from bridge.sim.bitrix24.context import Caller, MethodSpec, Reply
 from bridge.sim.bitrix24.crm import ENTITY_TYPES, Crm
@@ -182,6 +183,11 @@ class Telephony:
             "FAILED_REASON": to_str(params.get("FAILED_REASON")),
         }
         stat = self._calls.finish(call, user.id, duration, status_code, extra)
+        text = chat.message_for(stat) if chat.wanted(params.get("ADD_TO_CHAT")) else ""
+        if text:
+            self._calls.chats.append(
+                {"USER_ID": user.id, "PHONE_NUMBER": stat["PHONE_NUMBER"], "CALL_ID": call.call_id, "MESSAGE": text}
+            )
         self._events.fire_later("ONVOXIMPLANTCALLEND", self._call_end_data(stat), user.id, call.call_id)
         result = {name: stat.get(name) for name in _FINISH_FIELDS}
         result["CALL_START_DATE"] = {}  # a PHP DateTime object, json-encoded, as in the docs' example
