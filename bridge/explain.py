@@ -43,6 +43,7 @@ from bridge.domain.commands import (
     StopMusic,
     StopPrompt,
 )
+from bridge.domain.leads import describe_fields, fields_from_text
 from bridge.domain.scheme import Availability
 from bridge.domain.simulation import ExplainError, Trail, TrailStep, explain
 
@@ -89,10 +90,20 @@ def _bitrix24(command: Command) -> list[tuple[str, dict[str, Any]]]:
     """The Bitrix24 methods and parameters a CRM command becomes (none for a PBX command)."""
     if isinstance(command, CrmAssignLead):  # after crm.lead.get finds the lead open and still the finisher's
         lead = f"<lead {command.crm_leg} created>"
-        return [
-            ("crm.lead.update", {"id": lead, "fields": {"ASSIGNED_BY_ID": command.user_id}}),
-            ("im.notify.personal.add", {"USER_ID": command.user_id, "MESSAGE": command.message}),
+        who: Any = command.user_id
+        if command.field_rules:  # decided by the lead's fields: the manager reads as the choice the hand-over makes
+            ifs = [f"{u or 'nobody'} if the lead has {describe_fields(fields_from_text(t))}"
+                   for t, u in zip(command.field_rules, command.field_users, strict=True)]  # fmt: skip
+            who = f"<{', else '.join(ifs)}, else {command.user_id or 'nobody'}>"
+        requests: list[tuple[str, dict[str, Any]]] = [("crm.lead.get", {"id": lead})]
+        requests += [
+            ("crm.lead.update", {"id": lead, "fields": {"ASSIGNED_BY_ID": who}}),
+            ("im.notify.personal.add", {"USER_ID": who, "MESSAGE": command.message}),
         ]
+        if command.task_title:
+            fields = {"TITLE": command.task_title, "RESPONSIBLE_ID": who, "DESCRIPTION": command.task_description}
+            requests.append(("tasks.task.add", {"fields": fields}))
+        return requests
     one = _one(command)
     return [one] if one else []
 

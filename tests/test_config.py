@@ -18,6 +18,7 @@ from bridge.domain.scheme import (
     HoldUntilFree,
     InHours,
     KnownClient,
+    LeadField,
     ToEmployee,
     ToIvr,
     ToNumber,
@@ -404,6 +405,37 @@ def test_lead_distribution_is_read_and_every_mistake_reported_with_its_key() -> 
         "lines.74951112244.lead_distribution: unknown lead distribution 'nosuch'",
         "lines.74951112255.lead_distribution: needs crm_create = true",
         "queues.sales.workload_of: must be leads or deals, got 'tasks'",
+    ]
+    for prefix in expected:
+        assert any(p.startswith(prefix) for p in problems), (prefix, problems)
+    assert len(problems) == len(expected), problems
+
+
+def test_a_lead_rule_on_a_field_of_the_lead_is_read_and_its_mistakes_named_by_key() -> None:
+    data = example_data()
+    data["lead_distribution"]["sales_leads"]["rules"] = [
+        {"when": ["field:UF_CRM_REGION = north, south", "prefix:7495"], "then": "employee:1002", "name": "north"},
+        {"when": "field:UF_CRM_VIP", "then": "employee:1003"},
+    ]
+    rules = parse_settings(data, path=EXAMPLE, env={}).plan.lead_distributions["sales_leads"].rules
+    assert [(r.when, r.managers) for r in rules] == [
+        ((LeadField("UF_CRM_REGION", ("north", "south")), CallerPrefix(("7495",))), ("1002",)),
+        ((LeadField("UF_CRM_VIP"),), ("1003",)),
+    ]
+    data["lead_distribution"]["sales_leads"]["rules"] = [
+        {"when": "field:uf_crm_region=north", "then": "employee:1002"},
+        {"when": "field:UF_CRM_REGION=", "then": "employee:1002"},
+        {"when": "field:", "then": "employee:1002"},
+    ]
+    line = data["lines"]["74951112233"]
+    line["rules"] = [{"when": "field:SOURCE_ID=WEB", "then": "employee:1001"}, *line["rules"]]
+    problems = problems_of(data)
+    expected = [
+        "lead_distribution.sales_leads.rules[0].when[0]: field:NAME=VALUE needs the field's name as crm.lead.get "
+        "spells it (SOURCE_ID, UF_CRM_REGION), got 'uf_crm_region'",
+        "lead_distribution.sales_leads.rules[1].when[0]: field:UF_CRM_REGION= needs a value",
+        "lead_distribution.sales_leads.rules[2].when[0]: field:NAME=VALUE needs the field's name",
+        "lines.74951112233.rules[0].when: unknown condition 'field:SOURCE_ID=WEB'",
     ]
     for prefix in expected:
         assert any(p.startswith(prefix) for p in problems), (prefix, problems)

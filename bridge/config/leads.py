@@ -3,6 +3,7 @@ which checks every extension, queue and schedule named here with the rest)."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from bridge.config.grammar import Grammar, Problem, Ref
@@ -14,6 +15,7 @@ from bridge.domain.scheme import (
     LeadCalls,
     LeadCondition,
     LeadDistribution,
+    LeadField,
     LeadMode,
     LeadRule,
     OnLine,
@@ -21,6 +23,8 @@ from bridge.domain.scheme import (
 )
 
 _KEYS = {"managers", "mode", "rules", "hours", "off_hours", "calls"}
+FIELD_NAME = re.compile(r"[A-Z][A-Z0-9_]*")
+"""A lead field's name as crm.lead.get returns it: SOURCE_ID, UF_CRM_1700000000, UF_CRM_REGION."""
 
 
 class LeadParser:
@@ -88,11 +92,26 @@ class LeadParser:
                 return OnLine(values)
             if kind == "source" and values:
                 return FromSource(values)
+            if kind == "field":
+                return self._field(key, arg)
         condition = self.grammar.condition(key, text)
         if isinstance(condition, KnownClient | CrmField):
             self.problem(key, "a lead is made only for an unknown caller: known, unknown and crm: cannot apply here")
             return None
         return condition
+
+    def _field(self, key: str, arg: str) -> LeadField | None:
+        """``field:NAME`` (filled in) or ``field:NAME=V1,V2`` (any of them; an enumeration's item IDs)."""
+        name, eq, rest = (part.strip() for part in arg.partition("="))
+        values = tuple(v.strip() for v in rest.split(",") if v.strip())
+        if not FIELD_NAME.fullmatch(name):
+            self.problem(key, f"field:NAME=VALUE needs the field's name as crm.lead.get spells it "
+                              f"(SOURCE_ID, UF_CRM_REGION), got {name!r}")  # fmt: skip
+            return None
+        if eq and not values:
+            self.problem(key, f"field:{name}= needs a value (or write field:{name} for a field filled in at all)")
+            return None
+        return LeadField(name, values)
 
     def _exts(self, key: str, values: Any) -> list[str]:
         if not isinstance(values, list):

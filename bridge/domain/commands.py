@@ -222,9 +222,20 @@ class CrmAssignLead:
 
     crm_leg: str
     user_id: int
+    """0: the lead stays with the finishing user (unless a field rule below matches)."""
     message: str
     distribution: str = ""
     why: str = ""
+    field_rules: tuple[str, ...] = ()
+    """Rules on fields of the lead, in order, each its conditions as JSON (``bridge.domain.leads.fields_text``):
+    the first the lead matches picks ``field_users[i]`` (0: nobody, the lead stays) instead of ``user_id``."""
+    field_users: tuple[int, ...] = ()
+    field_whys: tuple[str, ...] = ()
+    task_title: str = ""
+    """The missed-call task, created after the hand-over for the manager it chose (else ``task_user_id``), so that
+    it is one task with the right responsible; empty: no task travels with the hand-over."""
+    task_description: str = ""
+    task_user_id: int = 0
 
 
 PbxCommand = (

@@ -13,7 +13,7 @@ from bridge.domain.cards import (
 )
 from bridge.domain.commands import CancelLeg, Command, CrmMissedTask, HangupCaller, ReleaseReason
 from bridge.domain.events import Direction
-from bridge.domain.leads import lead_step
+from bridge.domain.leads import carry_task, lead_step
 from bridge.domain.legs import release
 from bridge.domain.records import replace
 from bridge.domain.state import Call, State, Step, move
@@ -37,6 +37,7 @@ def end_missed(call: Call, now: datetime, *, hang_up: bool) -> Step:
     notices = missed_notices(call, pick.user_id if pick and pick.user_id else owner, left_message) if owner else []
     if not owner:
         call = replace(call, warning="nobody owns this call in Bitrix24 (set the line's default_ext): not mirrored")
+    assign, notices = carry_task(assign, notices)
     if recordings_pending(call):  # the voicemail's task waits for its recording: it links it
         held = tuple(n for n in notices if isinstance(n, CrmMissedTask) and n.crm_leg)
         call, notices = replace(call, held=held), [n for n in notices if n not in held]

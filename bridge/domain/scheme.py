@@ -277,8 +277,19 @@ class FromSource:
     sources: tuple[str, ...]
 
 
-LeadCondition = Condition | OnLine | FromSource
-"""A lead rule's condition: a routing condition (the CRM's are false: the caller was unknown), a line, a source."""
+@dataclass(frozen=True)
+class LeadField:
+    """A field of the lead (``crm.lead.get``) has one of ``values`` (case-insensitive; a list field: any of its
+    items; enumerations by item ID, as the portal returns them); no ``values``: the field is filled in at all.
+    Only the hand-over reads the lead: a rule with such a condition is decided there."""
+
+    name: str
+    values: tuple[str, ...] = ()
+
+
+LeadCondition = Condition | OnLine | FromSource | LeadField
+"""A lead rule's condition: a routing condition (the CRM's are false: the caller was unknown), a line, a source,
+a field of the lead."""
 
 
 @dataclass(frozen=True)

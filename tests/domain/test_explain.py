@@ -386,3 +386,27 @@ def test_a_group_ringing_everybody_names_the_offline_member_it_leaves_out(plan: 
     trail = run(plan, line=SUPPORT, press="2", answers={"1006": 3}, agents={"1003": Availability.OFFLINE})
     assert rings(trail) == [(0, "1001"), (0, "1002"), (0, "1006")]
     assert "skips 1003 (offline in Bitrix24)" in [s.note for s in trail.steps]
+
+
+def test_explain_shows_a_rule_on_a_lead_field_with_and_without_a_match() -> None:
+    example = Path(__file__).resolve().parents[2] / "bridge.example.toml"
+    data = tomllib.loads(example.read_text(encoding="utf-8"))
+    data["lead_distribution"]["sales_leads"]["rules"] = [
+        {"name": "north", "when": "field:UF_CRM_REGION=45", "then": "employee:1003"}
+    ]
+    settings = parse_settings(data, path=example, env={})
+    trail = explain(
+        settings.plan, line="74951112233", caller="79991234567", at=datetime.fromisoformat("2026-03-10T13:00+03:00"),
+        agents={"1001": Availability.ABSENT}, hangup=20,
+    )  # fmt: skip
+    assert (
+        "lead distribution sales_leads: if the lead has UF_CRM_REGION = 45: rule north, round robin: 1003 is next; "
+        "otherwise the managers, round robin: 1002 is next (skipped" in render_text(trail)
+    )
+    last = json.loads(render_json(trail))["steps"][-1]
+    calls = {c["method"]: c["params"] for c in last["bitrix24"]}
+    who = "<13 if the lead has UF_CRM_REGION = 45, else 12>"
+    assert list(calls)[-4:] == ["crm.lead.get", "crm.lead.update", "im.notify.personal.add", "tasks.task.add"]
+    assert calls["crm.lead.update"]["fields"] == {"ASSIGNED_BY_ID": who}
+    assert calls["tasks.task.add"]["fields"]["RESPONSIBLE_ID"] == who, "the task waits for the hand-over"
+    assert [c["method"] for c in last["bitrix24"]].count("tasks.task.add") == 1, "one task"

@@ -16,7 +16,15 @@ from bridge.domain.events import (
     CrmLookedUp,
     LegAnswered,
 )
-from bridge.domain.leads import LeadFacts, LeadPick, pick_manager
+from bridge.domain.leads import (
+    LeadFacts,
+    LeadPick,
+    carry_task,
+    fields_from_text,
+    fields_text,
+    lead_matches,
+    pick_manager,
+)
 from bridge.domain.schedule import Schedule
 from bridge.domain.scheme import (
     Availability,
@@ -25,6 +33,7 @@ from bridge.domain.scheme import (
     FromSource,
     LeadCalls,
     LeadDistribution,
+    LeadField,
     LeadMode,
     LeadRule,
     Line,
@@ -183,3 +192,92 @@ def test_a_workload_queue_rings_the_fewest_open_leads_or_deals_first() -> None:
         d = Driver(route(ToQueue("q"), queues=(q,), default_ext="1005"))
         d(CallStarted(LINE, CALLER, crm_key="k", open_leads={"1001": 5, "1002": 2}, open_deals={"1001": 1, "1003": 9}))
         assert d.call.walk is not None and d.call.walk.order == expected
+
+
+# --- rules on a field of the lead (decided at the hand-over) ------------------------------------------------
+
+NORTH = LeadRule((LeadField("UF_CRM_REGION", ("north",)),), ("1004",), "north")
+WEB_FORM = LeadRule((LeadField("SOURCE_ID", ("WEB",)), CallerPrefix(("7812",))), ("1003",))
+
+
+def test_a_rule_on_a_lead_field_travels_as_a_choice_and_the_search_goes_on_without_it() -> None:
+    dist = replace(ROTA, rules=(NORTH, WEB_FORM, SPB))
+    got = pick(dist, recent=("1001",))
+    assert (got.ext, got.user_id) == ("1002", 2), "without a match: the managers"
+    assert [(c.fields, c.pick.ext) for c in got.choices] == [(NORTH.when, "1004")]
+    assert got.why == (
+        "if the lead has UF_CRM_REGION = north: rule north, round robin: 1004 is next; "
+        "otherwise the managers, round robin: 1002 is next"
+    )
+    spb = pick(dist, caller="78121234567")
+    assert [c.pick.ext for c in spb.choices] == ["1004", "1003"], "WEB_FORM's prefix holds: its field decides"
+    assert spb.ext == "1004" and "otherwise rule spb" in spb.why, "SPB holds: the rules after it are not tried"
+    absent = pick(dist, availability={"1004": A.ABSENT})
+    assert absent.choices[0].pick == LeadPick(
+        "", 0, "rule north: nobody is present, the lead stays with the line's owner"
+    )
+
+
+def test_outside_hours_no_field_rule_is_tried() -> None:
+    got = pick(replace(ROTA, rules=(NORTH,), hours="shut", off_hours="1005"))
+    assert got.ext == "1005" and got.choices == ()
+
+
+@pytest.mark.parametrize(
+    ("fields", "lead", "matches"),
+    [
+        ((LeadField("UF_CRM_REGION", ("north",)),), {"UF_CRM_REGION": "North "}, True),  # case and spaces
+        ((LeadField("UF_CRM_REGION", ("north",)),), {"UF_CRM_REGION": "south"}, False),
+        ((LeadField("UF_CRM_REGION", ("north",)),), {}, False),  # the portal has no such field
+        ((LeadField("UF_CRM_KIND", ("45", "47")),), {"UF_CRM_KIND": ["44", "47"]}, True),  # enumeration, multiple
+        ((LeadField("UF_CRM_KIND", ("45",)),), {"UF_CRM_KIND": 45}, True),  # an ID as a number
+        ((LeadField("UF_CRM_KIND", ("45",)),), {"UF_CRM_KIND": []}, False),
+        ((LeadField("PHONE", ("+78121234567",)),), {"PHONE": [{"VALUE": "+78121234567", "TYPE_ID": "PHONE"}]}, True),
+        ((LeadField("UF_CRM_VIP"),), {"UF_CRM_VIP": "0"}, True),  # filled in at all
+        ((LeadField("UF_CRM_VIP"),), {"UF_CRM_VIP": None}, False),
+        ((LeadField("UF_CRM_VIP"),), {"UF_CRM_VIP": False}, False),
+        ((LeadField("UF_CRM_VIP"),), {"UF_CRM_VIP": " "}, False),
+        ((LeadField("SOURCE_ID", ("WEB",)), LeadField("UF_CRM_VIP")), {"SOURCE_ID": "WEB"}, False),  # all must hold
+    ],
+)
+def test_a_lead_matches_a_field_rule_as_crm_lead_get_returns_its_fields(
+    fields: tuple[LeadField, ...], lead: dict[str, object], matches: bool
+) -> None:
+    assert lead_matches(fields, lead) is matches
+
+
+def test_field_rules_round_trip_as_text_and_foreign_text_is_refused() -> None:
+    fields = (LeadField("UF_CRM_REGION", ("north", "север")), LeadField("UF_CRM_VIP"))
+    assert fields_from_text(fields_text(fields)) == fields
+    for bad in ("not json", "5", '[["A"]]'):
+        with pytest.raises(ValueError, match="not a lead field rule"):
+            fields_from_text(bad)
+
+
+def test_a_missed_call_s_hand_over_carries_the_field_rules_and_the_task() -> None:
+    dist = replace(ROTA, rules=(NORTH,))
+    commands = missed(lead_plan(dist), last_assigned={"rota": ("1001",)})
+    crm = [c for c in commands if isinstance(c, CrmFinish | CrmAssignLead | CrmMissedTask)]
+    assert [type(c) for c in crm] == [CrmFinish, CrmAssignLead], "the task goes with the hand-over: one task"
+    assign = crm[1]
+    assert isinstance(assign, CrmAssignLead)
+    assert (assign.user_id, assign.field_users, assign.field_rules) == (2, (4,), ('[["UF_CRM_REGION",["north"]]]',))
+    assert assign.field_whys == ("rule north, round robin: 1004 is next",)
+    assert (assign.task_title, assign.task_user_id) == ("Skipped incoming call from 79161234567", 2)
+    assert assign.task_description.startswith("A call from 79161234567 to line Sales was not answered.")
+
+
+def test_a_field_rule_hands_over_even_when_nobody_else_would_take_the_lead() -> None:
+    dist = replace(ROTA, managers=(), rules=(NORTH,))
+    assign = next(c for c in missed(lead_plan(dist)) if isinstance(c, CrmAssignLead))
+    assert (assign.user_id, assign.field_users) == (0, (4,))
+    assert (assign.task_title != "", assign.task_user_id) == (True, 5), "no match: the task stays the line owner's"
+
+
+def test_without_a_field_rule_the_task_stays_a_task_of_its_own() -> None:
+    task = CrmMissedTask(2, "t", "d")
+    plain = CrmAssignLead("k.1", 2, "m")
+    assert carry_task([plain], [task]) == ([plain], [task])
+    fielded = replace(plain, field_rules=("[]",), field_users=(4,), field_whys=("w",))
+    voicemail = CrmMissedTask(2, "t", "d", "k.1")
+    assert carry_task([fielded], [voicemail]) == ([fielded], [voicemail]), "a voicemail's task waits for its recording"

@@ -5,6 +5,7 @@ portal that refuses the CRM parks it."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,8 @@ from structlog.testing import capture_logs
 
 from bridge.delivery.leads import created_lead
 from bridge.domain.commands import CrmAssignLead, CrmFinish
+from bridge.domain.leads import fields_text
+from bridge.domain.scheme import LeadField
 from bridge.journal import Journal
 from bridge.journal.db import drive
 from bridge.sim.bitrix24 import Bitrix24Simulator
@@ -141,3 +144,72 @@ def test_the_lead_is_read_from_the_register_s_answer_in_either_of_its_forms(tmp_
         journal.append(register("e", user=15))  # its answer never came
         found = {leg: drive(created_lead(journal.aio, leg)) for leg in "abcde"}
     assert found == {"a": (7, 16), "b": (8, 16), "c": (None, 16), "d": (None, 16), "e": (None, 15)}
+
+
+def fielded(leg: str, fallback: int) -> CrmAssignLead:
+    """A hand-over whose first rule needs UF_CRM_REGION = 45 (North, an enumeration item) -> 13, carrying the
+    missed-call task (for 15, the line's owner, when nobody takes the lead)."""
+    return CrmAssignLead(
+        leg, fallback, MESSAGE, "rota", "if ...; otherwise the managers, round robin: 12 is next",
+        field_rules=(fields_text((LeadField("UF_CRM_REGION", ("45",)),)),), field_users=(13,),
+        field_whys=("rule north, round robin: 1003 is next",),
+        task_title="Skipped incoming call from 79161234567", task_description="A call was not answered.",
+        task_user_id=15,
+    )  # fmt: skip
+
+
+async def hand_over_cmd(stack: Stack, cmd: CrmAssignLead) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    with capture_logs() as logs:
+        stack.append(cmd)
+        await stack.drained()
+    (op,) = [o for o in stack.journal.operations(cmd.crm_leg) if o.kind == "assign_lead"]
+    return {"state": op.state, "note": op.note, "error": op.last_error}, logs
+
+
+def tasks_for(stack: Stack) -> list[tuple[str, str]]:
+    return [(str(t["responsibleId"]), t["title"]) for t in stack.sim.state()["tasks"]]
+
+
+async def test_a_field_rule_the_lead_matches_picks_its_manager_who_gets_the_lead_the_notice_and_the_one_task(
+    sim: Bitrix24Simulator, make_stack: Callable[..., Awaitable[Stack]]
+) -> None:
+    stack = await make_stack(sim)
+    stack.start()
+    north = await missed_call(stack, "f1")
+    sim.core.crm.fill_lead(north, UF_CRM_REGION="45")  # as crm.lead.get returns an enumeration: the item's ID
+    op, logs = await hand_over_cmd(stack, fielded("f1", 12))
+    assert op == {"state": "done", "note": "delivered", "error": ""}
+    assert lead(stack, north).assigned_by == 13
+    assert [n["USER_ID"] for n in sim.state()["notifications"]] == [13]
+    assert tasks_for(stack) == [("13", "Skipped incoming call from 79161234567")]
+    assigned = next(line for line in logs if line["event"] == "leads.assigned")
+    assert assigned["why"] == "the lead has UF_CRM_REGION = 45: rule north, round robin: 1003 is next"
+
+    south = await missed_call(stack, "f2")
+    sim.core.crm.fill_lead(south, UF_CRM_REGION="44")
+    op, logs = await hand_over_cmd(stack, fielded("f2", 12))
+    assert lead(stack, south).assigned_by == 12, "no match: the pick made at the call's end"
+    assert tasks_for(stack)[1:] == [("12", "Skipped incoming call from 79161234567")]
+    assigned = next(line for line in logs if line["event"] == "leads.assigned")
+    assert assigned["why"] == "the lead matches no field rule: the managers, round robin: 12 is next"
+
+
+async def test_without_a_hand_over_the_travelling_task_still_goes_to_the_missed_call_owner(
+    sim: Bitrix24Simulator, make_stack: Callable[..., Awaitable[Stack]]
+) -> None:
+    stack = await make_stack(sim)
+    stack.start()
+    unmatched = await missed_call(stack, "f3")
+    op, _ = await hand_over_cmd(stack, fielded("f3", 0))  # nobody else would take it, the lead has no region
+    assert op["state"] == "done" and op["note"].startswith("skipped: the lead matches no field rule"), op
+    assert op["note"].endswith("; the task created") and lead(stack, unmatched).assigned_by == 15
+    gone = await missed_call(stack, "f4")
+    sim.core.crm.merge_lead(gone)
+    op, _ = await hand_over_cmd(stack, fielded("f4", 12))
+    assert op["note"] == f"skipped: lead {gone} is gone (merged into another or deleted); the task created"
+    assert [who for who, _title in tasks_for(stack)] == ["15", "15"]
+    assert sim.state()["notifications"] == []
+
+    await missed_call(stack, "f5")
+    op, _ = await hand_over_cmd(stack, replace(fielded("f5", 12), field_rules=("{damaged",)))
+    assert op["state"] == "failed" and "not a lead field rule" in op["error"], op

@@ -7,6 +7,10 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import aiohttp
+
+from bridge.sim.bitrix24 import Bitrix24Simulator
+from bridge.sim.bitrix24.seed import default_seed_data
 from tests.sim.b24_support import Rest, rest_fixture, sim_fixture  # noqa: F401
 
 NOT_FOUND = "Call is not found (call should be registered prior to finishing"
@@ -287,3 +291,35 @@ async def test_external_lines_crud(rest: Rest) -> None:
     assert await rest.result("telephony.externalLine.delete", {"NUMBER": "74950001122"}) == []
     status, body = await rest.call("telephony.externalLine.delete", {"NUMBER": "74950001122"})
     assert body["error_description"] == "Could not find line with number 74950001122"
+
+
+LEAD_USER_FIELDS = [
+    {"FIELD_NAME": "UF_CRM_REGION", "USER_TYPE_ID": "enumeration", "MULTIPLE": "N",
+     "LIST": [{"ID": 44, "VALUE": "South"}, {"ID": 45, "VALUE": "North", "DEF": "Y"}]},
+    {"FIELD_NAME": "UF_CRM_TAGS", "USER_TYPE_ID": "enumeration", "MULTIPLE": "Y",
+     "LIST": [{"ID": 50, "VALUE": "Retail", "DEF": "Y"}, {"ID": 51, "VALUE": "Wholesale", "DEF": "Y"}]},
+    {"FIELD_NAME": "UF_CRM_NOTE", "USER_TYPE_ID": "string", "MULTIPLE": "N"},
+    {"FIELD_NAME": "UF_CRM_PHONES", "USER_TYPE_ID": "string", "MULTIPLE": "Y"},
+]  # fmt: skip
+
+
+async def test_a_lead_a_call_creates_has_its_source_and_the_portal_s_user_fields_as_crm_lead_get_returns_them() -> None:
+    """SOURCE_ID is the register's CRM_SOURCE (else CALL); UF_ fields start at their defaults, enumerations as item
+    IDs (strings), multiple fields as lists, an empty single field as null; a robot may fill them later."""
+    seed = default_seed_data() | {"lead_user_fields": LEAD_USER_FIELDS}
+    async with Bitrix24Simulator(seed=seed) as sim, aiohttp.ClientSession() as session:
+        rest = Rest(session, sim)
+        ids = []
+        for phone, source in (("79990003001", "WEB"), ("79990003002", "")):
+            params = {"USER_ID": 12, "PHONE_NUMBER": phone, "TYPE": 2, "CRM_CREATE": 1}
+            result = await rest.result(
+                "telephony.externalCall.register", params | ({"CRM_SOURCE": source} if source else {})
+            )
+            ids.append(result["CRM_CREATED_LEAD"])
+        web, plain = [await rest.result("crm.lead.get", {"id": i}) for i in ids]
+        assert (web["SOURCE_ID"], plain["SOURCE_ID"]) == ("WEB", "CALL")
+        fields = {k: v for k, v in web.items() if k.startswith("UF_")}
+        assert fields == {"UF_CRM_REGION": "45", "UF_CRM_TAGS": ["50", "51"], "UF_CRM_NOTE": None, "UF_CRM_PHONES": []}
+        sim.core.crm.fill_lead(ids[1], UF_CRM_REGION="44", UF_CRM_NOTE="from the fair")
+        plain = await rest.result("crm.lead.get", {"id": ids[1]})
+        assert (plain["UF_CRM_REGION"], plain["UF_CRM_NOTE"]) == ("44", "from the fair")

@@ -4,7 +4,9 @@ It follows ``/work/shared/reference/bitrix24-rest.md`` and its emulator checklis
 URLs, the ``result``/``time`` and ``error``/``error_description`` envelopes, the per-portal leaky bucket
 (503 ``QUERY_LIMIT_EXCEEDED``), the per-method operating budget (429 ``OPERATION_TIME_LIMIT``, off by default),
 ``batch`` with ``$result[...]`` references, ``telephony.externalCall.*``/``externalLine.*``, statistics,
-directory and CRM reads, event delivery (online POSTs and the offline queue), and injected faults.
+directory and CRM reads, event delivery (online POSTs and the offline queue), and injected faults. A lead a call
+creates takes the register's ``CRM_SOURCE`` as ``SOURCE_ID`` (else CALL) and the seed's ``lead_user_fields`` at
+their defaults, shown by ``crm.lead.get`` as a portal does (enumerations as item IDs, multiple fields as lists).
 ``GET /_sim/state`` shows what happened; ``POST /_sim/reset|fault|click_to_call|callback_request|install_app|
 outbound_webhook|tokens|expire_tokens`` steer it; ``GET /_sim/records/<CALL_ID>`` returns an attached record.
 

@@ -42,6 +42,8 @@ class Call:
     crm_entity_id: int | None = None
     created_lead: int | None = None
     call_list_id: int | None = None
+    crm_source: str = ""
+    """CRM_SOURCE of the register: the SOURCE_ID of the lead it creates."""
     status: str = "active"
     finish_attempts: int = 0
     finish: dict[str, Any] | None = None
@@ -139,7 +141,9 @@ class CallRegistry:
                 if found:
                     call.crm_entity_type, call.crm_entity_id = found[0].kind, found[0].id
                 elif crm_create and (call.type != 1 or line is None or line.crm_auto_create == "Y"):
-                    lead = self._crm.create_lead(call.phone, call.user_id, call.call_id, call.type != 1)
+                    lead = self._crm.create_lead(
+                        call.phone, call.user_id, call.call_id, call.type != 1, call.crm_source
+                    )
                     call.crm_entity_type, call.crm_entity_id, call.created_lead = "LEAD", lead.id, lead.id
         self.calls[call.call_id] = call
         self._active[call.call_id] = call

@@ -55,7 +55,9 @@ class Crm:
             if any(same_phone(phone, own) for own in entity.phones)
         ]
 
-    def create_lead(self, phone: str, assigned_by: int, call_id: str | None, incoming: bool) -> CrmEntity:
+    def create_lead(
+        self, phone: str, assigned_by: int, call_id: str | None, incoming: bool, source_id: str = ""
+    ) -> CrmEntity:
         leads = self.entities["LEAD"]
         lead_id = max(leads, default=0) + 1
         direction = "Incoming call from" if incoming else "Outgoing call to"
@@ -66,6 +68,8 @@ class Crm:
             phones=[normalize_phone(phone)],
             assigned_by=assigned_by,
             created_by_call=call_id,
+            source_id=source_id or "CALL",
+            user_fields={uf.name: uf.value for uf in self._seed.lead_user_fields},
         )
         leads[lead_id] = lead
         return lead
@@ -96,7 +100,10 @@ class Crm:
             row.update(NAME=entity.name, SECOND_NAME="", LAST_NAME=entity.last_name)
         if entity.kind == "LEAD":
             semantic = LEAD_SEMANTICS.get(entity.status_id, "P")
-            row.update(TITLE=entity.title, STATUS_ID=entity.status_id, STATUS_SEMANTIC_ID=semantic, SOURCE_ID="CALL")
+            row.update(TITLE=entity.title, STATUS_ID=entity.status_id, STATUS_SEMANTIC_ID=semantic,
+                       SOURCE_ID=entity.source_id)  # fmt: skip
+            row.update({uf.name: [] if uf.multiple else None for uf in self._seed.lead_user_fields})
+            row.update(copy.deepcopy(entity.user_fields))
         row.update(
             HAS_PHONE="Y" if entity.phones else "N",
             PHONE=[
@@ -173,6 +180,10 @@ class Crm:
         lead = self.create_lead(phone, assigned_by, None, True)
         lead.status_id = status_id
         return lead
+
+    def fill_lead(self, lead_id: int, **fields: Any) -> None:
+        """Set UF_ fields of a lead, as an employee or an automation robot does (enumerations by item ID)."""
+        self.entities["LEAD"][lead_id].user_fields.update(fields)
 
     def merge_lead(self, lead_id: int) -> None:
         """The CRM's duplicate merge folds ``lead_id`` into an older lead: the id is gone."""

@@ -72,6 +72,10 @@ class CrmEntity:
     created_by_call: str | None = None
     status_id: str = "NEW"
     """A lead's status: NEW / IN_PROCESS are open; CONVERTED (semantic S) and JUNK (F) are closed."""
+    source_id: str = "CALL"
+    """A lead's SOURCE_ID: the register's CRM_SOURCE, else CALL."""
+    user_fields: dict[str, Any] = field(default_factory=dict)
+    """A lead's UF_ fields as crm.lead.get returns them (enumerations as item IDs, multiple fields as lists)."""
 
     @property
     def display_name(self) -> str:
@@ -93,6 +97,21 @@ class Deal:
 
 
 @dataclass
+class UserField:
+    """A lead user field (``crm.lead.userfield.add``): a new lead gets its default, as the portal gives it: an
+    enumeration's ``DEF = Y`` item IDs (a single field: the first), else ``SETTINGS.DEFAULT_VALUE``."""
+
+    name: str
+    multiple: bool = False
+    default: tuple[str, ...] = ()
+
+    @property
+    def value(self) -> Any:
+        """The default as crm.lead.get shows it: a list for a multiple field, else the value or None."""
+        return list(self.default) if self.multiple else (self.default[0] if self.default else None)
+
+
+@dataclass
 class Seed:
     users: list[User]
     departments: list[Department]
@@ -100,6 +119,7 @@ class Seed:
     companies: list[CrmEntity]
     leads: list[CrmEntity]
     deals: list[Deal]
+    lead_user_fields: list[UserField] = field(default_factory=list)
 
 
 def _require(record: dict[str, Any], key: str, where: str) -> Any:
@@ -183,7 +203,23 @@ def _entity(kind: str, record: dict[str, Any]) -> CrmEntity:
         phones=_phones(record, where),
         assigned_by=_as_int(record.get("ASSIGNED_BY_ID", 1), where),
         status_id=str(record.get("STATUS_ID", "NEW")),
+        source_id=str(record.get("SOURCE_ID", "CALL")),
+        user_fields={str(k): v for k, v in record.items() if str(k).startswith("UF_")},
     )
+
+
+def _user_field(record: dict[str, Any]) -> UserField:
+    name = str(record.get("FIELD_NAME", ""))
+    if not name.startswith("UF_CRM_"):
+        raise SeedError(f"lead user field {name!r}: FIELD_NAME must start with UF_CRM_")
+    multiple = str(record.get("MULTIPLE", "N")).upper() == "Y"
+    if str(record.get("USER_TYPE_ID", "string")) == "enumeration":
+        default = tuple(str(item["ID"]) for item in record.get("LIST", []) if str(item.get("DEF", "N")).upper() == "Y")
+        default = default if multiple else default[:1]
+    else:
+        value = (record.get("SETTINGS") or {}).get("DEFAULT_VALUE")
+        default = (str(value),) if value not in (None, "") else ()
+    return UserField(name, multiple, default)
 
 
 def _deal(record: dict[str, Any]) -> Deal:
@@ -217,6 +253,7 @@ def parse_seed(data: dict[str, Any]) -> Seed:
             companies=[_entity("COMPANY", r) for r in data.get("companies", [])],
             leads=[_entity("LEAD", r) for r in data.get("leads", [])],
             deals=[_deal(r) for r in data.get("deals", [])],
+            lead_user_fields=[_user_field(r) for r in data.get("lead_user_fields", [])],
         )
     except (AttributeError, TypeError) as exc:
         raise SeedError(f"seed has a record of the wrong shape: {exc}") from exc

@@ -96,6 +96,7 @@ class Telephony:
         crm_create: bool = False,
         explicit: tuple[str, int] | None = None,
         call_list_id: int | None = None,
+        crm_source: str = "",
     ) -> dict[str, Any]:
         """Register (or re-find) a call, as the REST method and Bitrix24's own click-to-call do."""
         phone = normalize_phone(phone_raw)
@@ -118,6 +119,7 @@ class Telephony:
             show,
             app_id,
             call_list_id=call_list_id,
+            crm_source=crm_source,
         )
         internal = self._directory.is_internal_number(phone)
         self._calls.register(call, crm_create, internal, explicit)
@@ -149,6 +151,7 @@ class Telephony:
             crm_create=flag(params, "CRM_CREATE", False),
             explicit=explicit,
             call_list_id=to_int(params.get("CALL_LIST_ID"), 0) or None,
+            crm_source=to_str(params.get("CRM_SOURCE")).strip(),
         )
         return Reply(result)
 
