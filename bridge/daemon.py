@@ -43,6 +43,7 @@ from bridge.journal import AsyncJournal, Journal, JournalError
 from bridge.journal.behind import WriteBehind
 from bridge.journal.cached import CachedReads
 from bridge.journal.lock import JournalBusy, exclusive
+from bridge.journal.per_pbx import OwnCalls, PbxJournal
 from bridge.journal.shared_tallies import SharedTallies
 from bridge.journal.tallies import JournalTallies
 from bridge.leadership.roles import ClusterRoles
@@ -56,7 +57,7 @@ from bridge.pbx.ami import AmiLink
 from bridge.pbx.ari import AriLink
 from bridge.pbx.outcomes import EndpointTemplate
 from bridge.portal import PortalUpkeep
-from bridge.recovery import Recovery, pbx_view
+from bridge.recovery import Journalish, Recovery, pbx_view
 from bridge.recovery.fallback import FallbackMirror
 
 log = structlog.get_logger(__name__)
@@ -156,7 +157,7 @@ class Daemon:
         self.dispatcher.hung_up_at = self.ami.hung_up_at
         # built before the links run: the first resync's callers wait for its first look at the PBX
         self.recovery = Recovery(
-            self.store,
+            self.recovery_journal,
             self.dispatcher.restart,
             app=s.asterisk.app,
             agents=EndpointTemplate(s.asterisk.agent_endpoint),
@@ -236,16 +237,21 @@ class Daemon:
             self.journal = Journal.open(j.path)
             self.store: AsyncJournal = self.journal.aio
             self.reads: JournalReads = self.journal
+            self.recovery_journal: Journalish = self.store
             self.outbox: Outbox = self.journal
             return
         password = j.password.reveal() if j.password is not None else None
-        self.store = await AsyncJournal.open_postgres(j.url, password=password, bridge=j.bridge_id)
+        shared = await PbxJournal.open_postgres(j.url, password=password, bridge=j.bridge_id)
+        assert isinstance(shared, PbxJournal)
+        shared.pbx = self.settings.cluster.pbx_id
+        self.store = shared
+        self.recovery_journal = OwnCalls(shared)
         cached = CachedReads(self.store, self._recent_legs)
         await cached.refresh()
         self.reads = cached
         # a call's step cannot wait for a commit: its appends go through an ordered queue (see WriteBehind)
         self.behind = self.outbox = WriteBehind(self.store, lambda: self.delivery.notify())
-        log.info("daemon.journal_shared", journal=self.store.where, bridge_id=j.bridge_id)
+        log.info("daemon.journal_shared", journal=shared.where, bridge_id=j.bridge_id, pbx_id=shared.pbx)
 
     def _recent_legs(self) -> list[str]:
         """The legs of the finished calls the status page shows."""

@@ -16,6 +16,7 @@ from bridge.domain.commands import CallType, CrmFinish, CrmRegister
 from bridge.journal import AsyncJournal, JournalError
 from bridge.journal.behind import WriteBehind
 from bridge.journal.cached import CachedReads
+from bridge.journal.per_pbx import OwnCalls, PbxJournal
 from bridge.journal.shared_tallies import SharedTallies
 
 START = datetime(2026, 3, 7, 10, 20, 30, tzinfo=UTC)
@@ -128,3 +129,29 @@ async def test_status_figures_are_read_from_a_copy_that_says_when_the_database_f
     del journal.depth
     await reads.refresh()
     assert reads.depth() == 1
+
+
+async def test_recovery_reads_its_own_pbx_calls_and_a_standby_partner_reads_the_same(pg_url: str) -> None:
+    password = os.environ["B24_TEST_PG_PASSWORD"]
+    opened = []
+    for bridge, pbx in (("office-a", "pbx-a:8088/b24"), ("office-a-standby", "pbx-a:8088/b24"), ("office-b", "b")):
+        journal = await PbxJournal.open_postgres(pg_url, password=password, bridge=bridge)
+        assert isinstance(journal, PbxJournal)
+        journal.pbx = pbx
+        opened.append(journal)
+    a, standby, b = opened
+    try:
+        await a.append(register("a1.1"), pbx_call="a1")
+        await b.append(register("b1.1"), pbx_call="b1")
+        for view in (OwnCalls(a), OwnCalls(standby)):
+            assert [row.crm_leg for row in await view.calls(status="open")] == ["a1.1"]
+        await b.append(CrmFinish("a1.1", 7, 3, "200"))  # never re-marks a call journaled first by another PBX
+        for view in (OwnCalls(a), OwnCalls(standby)):
+            assert [row.crm_leg for row in await view.calls()] == ["a1.1"]
+            assert await view.calls(crm_leg="b1.1") == []
+            assert await view.legs_since(0) == {"a1.1"}
+        assert [row.crm_leg for row in await OwnCalls(b).calls()] == ["b1.1"]
+        assert len(await a.calls()) == 2, "delivery still reads the whole shared outbox"
+    finally:
+        for journal in opened:
+            await journal.close()
