@@ -170,7 +170,6 @@ class Daemon:
             poll=self.timing.recovery_poll,
             written=self._written,
         )
-        await self.recovery.load()
         self.fallback = FallbackMirror(
             self.store,
             self.ami,
@@ -277,6 +276,8 @@ class Daemon:
         """ARI, AMI, recovery (as after a restart: calls in progress are adopted) and the fallback mirror, while this
         bridge holds its PBX. Another client taking the ARI application, or the PBX's lease lost, makes the bridge
         step down (see :meth:`_step_down`)."""
+        # read now, not at the start: a standby adopts what the bridge before it journaled until it died
+        await self.recovery.load()
         self._spawn(self.ari.run(), "ari")
         self._spawn(self.ami.run(), "ami")
         self._spawn(self.fallback.run(), "fallback")
