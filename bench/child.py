@@ -132,7 +132,7 @@ def figures(daemon: Daemon, client: Bitrix24Client, stalls: Stalls) -> dict[str,
         "rss_kib": rss_kib(),
         "cpu_s": cpu_seconds(),
         "active": daemon.dispatcher.active,
-        "depth": daemon.journal.depth(),
+        "depth": daemon.reads.depth(),
         "requests": stats.requests,
         "commands": stats.commands,
         "query_limit_exceeded": stats.query_limit_exceeded,
@@ -172,6 +172,7 @@ async def main(config: Path, mode: str) -> int:
         gc.set_threshold(*CPYTHON_GC_THRESHOLD)
     client = use_naive_client(daemon) if mode == "naive" else daemon.delivery_client
     stalls = Stalls()
+    assert daemon.journal is not None, "the bench runs on an SQLite journal"
     stalls.time_appends(daemon.journal)
     watching = asyncio.create_task(stalls.watch() if os.environ.get("BENCH_LAG") != "off" else asyncio.sleep(0))
     profile_to = os.environ.get("BENCH_PROFILE_TO")

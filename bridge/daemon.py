@@ -13,7 +13,7 @@ import contextlib
 import signal
 import sqlite3
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,6 @@ from bridge import logs
 from bridge.clicktocall import ClickToCallDesk
 from bridge.config import ConfigError, Settings, config_warnings, file_problems, load_config
 from bridge.config.checks import unmapped
-from bridge.config.journal import RUN_NOT_ON_POSTGRES
 from bridge.crm.client import Bitrix24Client
 from bridge.crm.directory import Directory
 from bridge.crm.errors import CrmError
@@ -37,28 +36,33 @@ from bridge.crm.workload import Workload
 from bridge.delivery.loop import Delivery
 from bridge.delivery.recordings import recording_loader
 from bridge.dispatch import Dispatcher, StampedQueue
+from bridge.dispatch.dispatcher import Outbox
 from bridge.dispatch.tallies import Tallies
 from bridge.domain.scheme import Plan
-from bridge.journal import Journal
+from bridge.journal import AsyncJournal, Journal, JournalError
+from bridge.journal.behind import WriteBehind
+from bridge.journal.cached import CachedReads
 from bridge.journal.lock import JournalBusy, exclusive
+from bridge.journal.per_pbx import OwnCalls, PbxJournal
+from bridge.journal.shared_tallies import SharedTallies
 from bridge.journal.tallies import JournalTallies
 from bridge.leadership.roles import ClusterRoles
 from bridge.ops.gc_tuning import tune_after_startup
 from bridge.ops.http_api import Health, Probes, build_app, event_routes, events_app
 from bridge.ops.metrics import Metrics
-from bridge.ops.status.sources import DeliveryWatch, StatusSources
+from bridge.ops.status.sources import DeliveryWatch, JournalReads, StatusSources
 from bridge.ops.status.web import status_routes
 from bridge.ops.systemd import Notifier
 from bridge.pbx.ami import AmiLink
 from bridge.pbx.ari import AriLink
 from bridge.pbx.outcomes import EndpointTemplate
 from bridge.portal import PortalUpkeep
-from bridge.recovery import Recovery, pbx_view
+from bridge.recovery import Journalish, Recovery, pbx_view
 from bridge.recovery.fallback import FallbackMirror
 
 log = structlog.get_logger(__name__)
 
-VITAL_TASKS = frozenset({"dispatcher", "delivery", "ari", "ami"})
+VITAL_TASKS = frozenset({"dispatcher", "delivery", "ari", "ami", "journal-writer"})
 PBX_SIDE = frozenset({"dispatcher", "pbx", "ari", "ami", "recovery", "fallback"})
 """What stops at once when the bridge steps down from its PBX (the core too: its timers would act on calls that
 another bridge adopts)."""
@@ -107,9 +111,7 @@ class Daemon:
 
     async def startup(self) -> None:
         s = self.settings
-        # one writer per journal: a second daemon or a replay on it would send the same calls twice
-        self._held.enter_context(exclusive(s.journal.path, holder="b24-bridge run"))
-        self.journal = Journal.open(s.journal.path)
+        await self._open_journal()
         # Delivery retries through the journal (with a statistics check), never by resending a batch blindly.
         self.delivery_client = Bitrix24Client(s.bitrix24, retry_attempts=1)
         self.client = Bitrix24Client(s.bitrix24, retry_attempts=3, retry_max_wait=2.0)
@@ -126,7 +128,7 @@ class Daemon:
             online_minutes=s.employees.online_minutes,
         )
         self.delivery = Delivery(
-            self.journal.aio,
+            self.store,
             self.delivery_client,
             Telephony(self.delivery_client),
             s.bitrix24,
@@ -142,20 +144,20 @@ class Daemon:
         self.dispatcher = Dispatcher(
             plan=self.current_plan,
             pbx=self.ari,
-            outbox=self.journal,
+            outbox=self.outbox,
             outbox_changed=self.delivery.notify,
             lookup=CrmLookup(self.telephony).lookup_caller,
             metrics=self.metrics,
             on_stasis=self.desk.on_stasis,
             queue=pbx_queue,
-            tallies=Tallies(JournalTallies(self.journal)),
+            tallies=Tallies(await self._tally_store()),
             workload=self.workload,
         )
         self.desk.attach(self.dispatcher)
         self.dispatcher.hung_up_at = self.ami.hung_up_at
         # built before the links run: the first resync's callers wait for its first look at the PBX
         self.recovery = Recovery(
-            self.journal.aio,
+            self.recovery_journal,
             self.dispatcher.restart,
             app=s.asterisk.app,
             agents=EndpointTemplate(s.asterisk.agent_endpoint),
@@ -166,11 +168,10 @@ class Daemon:
             chat_of=lambda line: self.current_plan().line_chat(line),
             resume=self.desk.resume,
             poll=self.timing.recovery_poll,
-            written=lambda leg: bool(self.journal.calls(crm_leg=leg)),
+            written=self._written,
         )
-        await self.recovery.load()
         self.fallback = FallbackMirror(
-            self.journal.aio,
+            self.store,
             self.ami,
             self.current_plan,
             EndpointTemplate(s.asterisk.agent_endpoint),
@@ -187,7 +188,7 @@ class Daemon:
             self.gate,
             on_event=self.desk.on_parsed,
             on_availability=self.dispatcher.crm_availability,
-            backlog=self.journal.aio,
+            backlog=self.store,
             backlog_due=self.delivery.notify,
         )
         self.installer = (
@@ -201,6 +202,10 @@ class Daemon:
         await self._start_http()
         await self._refresh_directory()
         await self._learn_statistics_access()
+        if self.behind is not None:
+            self._spawn(self.behind.run(), "journal-writer")
+        if isinstance(self.reads, CachedReads):
+            self._spawn(self.reads.run(), "journal-figures")
         self._spawn(self.dispatcher.run(), "dispatcher")
         # a bridge alone runs delivery at once; a delivery leader (shared journal) takes over from the one before it
         self._spawn(self.roles.deliver(self.delivery.run if self.roles.delivery is None else self.delivery.lead),
@@ -219,10 +224,60 @@ class Daemon:
         self.started.set()
         log.info("daemon.started", http=f"{s.http.host}:{self.http_port}", lines=sorted(s.plan.lines))
 
+    async def _open_journal(self) -> None:
+        """SQLite: the file, held by this process alone (a second daemon or a replay on it would send the same calls
+        twice). PostgreSQL: shared with the other bridges (the delivery leader is the one sender), no file lock; its
+        figures for the status page and health are read by a task (:class:`CachedReads`)."""
+        j = self.settings.journal
+        self.journal: Journal | None = None
+        self.behind: WriteBehind | None = None
+        if j.backend == "sqlite":
+            self._held.enter_context(exclusive(j.path, holder="b24-bridge run"))
+            self.journal = Journal.open(j.path)
+            self.store: AsyncJournal = self.journal.aio
+            self.reads: JournalReads = self.journal
+            self.recovery_journal: Journalish = self.store
+            self.outbox: Outbox = self.journal
+            return
+        password = j.password.reveal() if j.password is not None else None
+        shared = await PbxJournal.open_postgres(j.url, password=password, bridge=j.bridge_id)
+        assert isinstance(shared, PbxJournal)
+        shared.pbx = self.settings.cluster.pbx_id
+        self.store = shared
+        self.recovery_journal = OwnCalls(shared)
+        cached = CachedReads(self.store, self._recent_legs)
+        await cached.refresh()
+        self.reads = cached
+        # a call's step cannot wait for a commit: its appends go through an ordered queue (see WriteBehind)
+        self.behind = self.outbox = WriteBehind(self.store, lambda: self.delivery.notify())
+        log.info("daemon.journal_shared", journal=shared.where, bridge_id=j.bridge_id, pbx_id=shared.pbx)
+
+    def _recent_legs(self) -> list[str]:
+        """The legs of the finished calls the status page shows."""
+        dispatcher: Dispatcher | None = getattr(self, "dispatcher", None)
+        return [leg for s in list(dispatcher.ended)[-100:] for leg in s.crm_legs] if dispatcher is not None else []
+
+    async def _tally_store(self) -> JournalTallies | SharedTallies:
+        if self.journal is not None:
+            return JournalTallies(self.journal)
+        assert self.behind is not None
+        shared = SharedTallies(self.store, self.behind)
+        await shared.load()
+        return shared
+
+    def _written(self, leg: str) -> bool:
+        """This process journaled ``leg`` (recovery: a call that began after its first look is not the journal's)."""
+        if self.behind is not None:
+            return self.behind.wrote(leg)
+        assert self.journal is not None
+        return bool(self.journal.calls(crm_leg=leg))
+
     async def _pbx_side(self) -> None:
         """ARI, AMI, recovery (as after a restart: calls in progress are adopted) and the fallback mirror, while this
         bridge holds its PBX. Another client taking the ARI application, or the PBX's lease lost, makes the bridge
         step down (see :meth:`_step_down`)."""
+        # read now, not at the start: a standby adopts what the bridge before it journaled until it died
+        await self.recovery.load()
         self._spawn(self.ari.run(), "ari")
         self._spawn(self.ami.run(), "ami")
         self._spawn(self.fallback.run(), "fallback")
@@ -309,7 +364,7 @@ class Daemon:
         observer = self.delivery.observer
         assert isinstance(observer, DeliveryWatch)
         return StatusSources(
-            plan=self.current_plan, dispatcher=self.dispatcher, journal=self.journal,
+            plan=self.current_plan, dispatcher=self.dispatcher, journal=self.reads,
             links={"ari": self.ari, "ami": self.ami}, delivery=observer,
             stats=[self.delivery_client.stats, self.client.stats], bucket_size=float(self.settings.bitrix24.burst),
             roles=self.roles.links,
@@ -336,8 +391,8 @@ class Daemon:
     def health(self) -> dict[str, Health]:
         """Each component's state for ``/healthz`` (any not ok: 503 with the reasons)."""
         try:
-            depth, pending_age = self.journal.depth(), self.journal.oldest_pending_age(time.time())
-        except sqlite3.Error as exc:
+            depth, pending_age = self.reads.depth(), self.reads.oldest_pending_age(time.time())
+        except (sqlite3.Error, JournalError) as exc:
             journal, depth, pending_age = Health(False, f"unreadable: {exc}"), 0, 0.0
         else:
             journal = Health(True, f"{depth} pending operation(s)")
@@ -382,11 +437,12 @@ class Daemon:
 
     def _metrics_samples(self) -> None:
         m = self.metrics
-        m.sample("b24bridge_journal_depth", "Pending Bitrix24 operations in the journal", self.journal.depth)
+        depth = lambda: _figure(self.reads.depth)  # noqa: E731
+        m.sample("b24bridge_journal_depth", "Pending Bitrix24 operations in the journal", depth)
         m.sample(
             "b24bridge_journal_oldest_pending_seconds",
             "Age of the oldest pending operation",
-            lambda: self.journal.oldest_pending_age(time.time()),
+            lambda: _figure(lambda: self.reads.oldest_pending_age(time.time())),
         )
         m.sample("b24bridge_crm_bucket_level", "Client-side leaky bucket fill", self.delivery_client.bucket_level)
         m.sample("b24bridge_crm_http_requests", "HTTP requests to Bitrix24", lambda: _stat(self, "requests"))
@@ -446,11 +502,14 @@ class Daemon:
             if dispatcher.active:
                 log.warning("daemon.calls_left", calls=dispatcher.active, note="their operations stay in the journal")
             await dispatcher.close()
+        behind: WriteBehind | None = getattr(self, "behind", None)
+        if behind is not None and not await behind.drain(self.timing.flush):
+            log.error("daemon.unwritten", queued=behind.queued, note="the journal's database took none of them in time")
         delivery: Delivery | None = getattr(self, "delivery", None)
         if delivery is not None and self.roles.delivers:  # only the delivery leader drains the shared outbox
             flushed = await delivery.flush(self.timing.flush)
             if not flushed:
-                log.warning("daemon.unflushed", pending=self.journal.depth(), note="sent after the next start")
+                log.warning("daemon.unflushed", pending=_figure(self.reads.depth), note="sent after the next start")
         await self._stop_tasks()
         workload: Workload | None = getattr(self, "workload", None)
         if workload is not None:
@@ -464,8 +523,11 @@ class Daemon:
                 await client.close()
         for runner in self._runners:
             await runner.cleanup()
-        if getattr(self, "journal", None) is not None:
-            self.journal.close()
+        journal: Journal | None = getattr(self, "journal", None)
+        if journal is not None:
+            journal.close()
+        elif getattr(self, "store", None) is not None:
+            await self.store.close()
         self._held.close()
         log.info("daemon.stopped")
 
@@ -474,6 +536,14 @@ class Daemon:
         task.set_name(name)
         task.add_done_callback(_report_crash)
         self._tasks.append(task)
+
+
+def _figure(read: Callable[[], float]) -> float:
+    """A journal figure for the metrics and logs; NaN when the journal cannot be read (the health says why)."""
+    try:
+        return read()
+    except (sqlite3.Error, JournalError):
+        return float("nan")
 
 
 def _stat(daemon: Daemon, name: str) -> float:
@@ -504,13 +574,11 @@ def secret_values(settings: Settings) -> list[str]:
 def run_main(args: argparse.Namespace) -> int:
     settings = load_config(Path(args.config))
     problems = file_problems(settings)
-    if settings.journal.backend == "postgres":
-        problems.append(f"journal.url: {RUN_NOT_ON_POSTGRES}")
     if problems:
         raise ConfigError(settings.path, problems)
     try:
         return asyncio.run(Daemon(settings).serve())
-    except JournalBusy as exc:
+    except (JournalBusy, JournalError) as exc:
         log.error("daemon.refused", reason=str(exc))
         return 1
 

@@ -17,6 +17,9 @@ event                              meaning
 ``daemon.stopping``                SIGTERM/SIGINT: no new calls; the calls in progress are mirrored for a grace period
 ``daemon.calls_left``              the grace period ended with calls still up; their operations stay in the journal
 ``daemon.unflushed``               operations left in the journal at shutdown; they are sent after the next start
+``daemon.unwritten``               (PostgreSQL) at shutdown the journal's database took not all queued appends in time
+                                   (``queued``): those operations are lost
+``daemon.journal_shared``          the journal is the shared PostgreSQL one (``journal``, no password; ``bridge_id``)
 ``daemon.tasks_stuck``             at shutdown these tasks outlived repeated cancellation (``tasks``); left behind
 ``daemon.stopped``                 the daemon has stopped
 ``daemon.refused``                 the daemon would not start (e.g. another process holds the journal)
@@ -123,6 +126,11 @@ event                              meaning
 ``journal.unclean_restart``        the machine restarted under the last sender: its unsettled calls are checked first
 ``journal.reconnected``            the PostgreSQL journal's connection was lost (a server restart) and is open again
 ``journal.close_failed``           the journal could not be marked closed cleanly (its next sender checks more)
+``journal.write_failed``           (PostgreSQL) an append could not be committed (``error``): the queue waits in order
+                                   and is written again; nothing of it is sent before it is written
+``journal.write_dropped``          (PostgreSQL) a queued write failed for a reason not the database's: dropped alone
+``journal.unreadable``             (PostgreSQL) the figures of the status page, /healthz and metrics could not be
+                                   read (``error``): /healthz reports the journal unreadable until they are again
 ``replay.bad_row``                 the replay met a journal row it could not read (reported in its summary)
 ``leadership.acquired``            this bridge took a cluster role (``role``: delivery or pbx, ``scope``: the portal or
                                    PBX it is for); it runs that role's work from now on

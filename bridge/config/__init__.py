@@ -27,7 +27,7 @@ from bridge.config import checks
 from bridge.config.cluster import ClusterSettings, parse_cluster
 from bridge.config.events import event_mode_problems, event_mode_warnings, http_url
 from bridge.config.http import HttpSettings, http_warnings, parse_http
-from bridge.config.journal import RUN_NOT_ON_POSTGRES, JournalSettings, parse_journal
+from bridge.config.journal import JournalSettings, parse_journal
 from bridge.config.reader import Reader, Secret
 from bridge.config.routing import RoutingParser
 from bridge.dialrules import BadDialRule, BadPhoneNumber, DialRules, parse_rule
@@ -275,8 +275,6 @@ def config_warnings(settings: Settings) -> list[str]:
         warnings += checks.auto_mapped(settings.plan)
     if settings.journal.backend == "sqlite" and not settings.journal.relative:
         warnings += checks.under_read_only_tree("journal.path", settings.journal.path)
-    if settings.journal.backend == "postgres":
-        warnings.append(f"journal.url: {RUN_NOT_ON_POSTGRES}")
     return warnings
 
 

@@ -12,10 +12,6 @@ from urllib.parse import urlsplit
 from bridge.config.reader import Reader, Secret, is_relative
 
 SCHEMES = ("postgresql", "postgres")
-RUN_NOT_ON_POSTGRES = (
-    "b24-bridge run does not keep its journal on PostgreSQL yet in this version (it refuses to start); "
-    "b24-bridge check tests the connection and the schema"
-)
 
 
 @dataclass(frozen=True)

@@ -137,6 +137,10 @@ MIGRATIONS: list[list[str | Only]] = [
         )
         """,
     ],
+    [
+        # the PBX of each call ([cluster] pbx_id) in a shared journal: recovery reads its own PBX's calls only
+        "ALTER TABLE calls ADD COLUMN pbx TEXT NOT NULL DEFAULT ''",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

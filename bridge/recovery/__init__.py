@@ -138,10 +138,14 @@ class Recovery:
         claims.claimed = self.holds
 
     async def load(self) -> None:
-        """Read what the journal knows of the calls before this start."""
+        """Read what the journal knows of the calls before this start: the bridge's start, or the moment a standby
+        took the PBX over (what the bridge that held it journaled until then)."""
+        self.started = datetime.now(UTC)
+        found: dict[str, list[CallRow]] = {}
         for row in await self.journal.calls(status="open"):
             if row.pbx_call:
-                self.open.setdefault(row.pbx_call, []).append(row)
+                found.setdefault(row.pbx_call, []).append(row)
+        self.open = found
         self.journaled = await self.journal.legs_since(time.time() - KNOWN_FOR)
 
     def holds(self, call: str) -> bool:

@@ -18,8 +18,8 @@ from typing import Any, Protocol
 from bridge.crm.pacing import CrmStats
 from bridge.dispatch import CallSummary, Dispatcher
 from bridge.domain.scheme import Plan
-from bridge.journal import Journal
-from bridge.journal.rows import CallRow
+from bridge.journal.marks import JournalError
+from bridge.journal.rows import CallRow, OpRow
 from bridge.logs import redact_text
 from bridge.ops.metrics import DeliveryMetrics, Metrics
 from bridge.ops.status.model import DeliveryFigures, Finished, HeldLeg, LinkState, ParkedOp, Sources, status_data
@@ -30,6 +30,18 @@ FRESH_SECONDS = 0.2
 """Pages open at the same moment share one look at the daemon (each live page asks several times a second)."""
 PARKED_SHOWN = 50
 """The most recent parked calls shown (``b24-bridge journal --status failed`` lists them all)."""
+
+
+class JournalReads(Protocol):
+    """What the page reads of the journal: the SQLite journal itself, or a PostgreSQL journal's cached figures
+    (:class:`bridge.journal.cached.CachedReads`)."""
+
+    @property
+    def path(self) -> object: ...
+    def depth(self) -> int: ...
+    def oldest_pending_age(self, now: float) -> float: ...
+    def calls(self, status: str | None = None, *, crm_leg: str | None = None) -> list[CallRow]: ...
+    def operations(self, crm_leg: str) -> list[OpRow]: ...
 
 
 class Link(Protocol):
@@ -92,7 +104,7 @@ class StatusSources:
         *,
         plan: Callable[[], Plan],
         dispatcher: Dispatcher,
-        journal: Journal,
+        journal: JournalReads,
         links: dict[str, Link],
         delivery: DeliveryWatch,
         stats: list[CrmStats],
@@ -153,7 +165,7 @@ class StatusSources:
             depth, age = self.journal.depth(), self.journal.oldest_pending_age(time.time())
             parked = self._parked()
             finished = [self._finished(summary) for summary in ended[-100:]]
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, JournalError) as exc:
             self._journal_error, self._journal_error_at = f"unreadable: {exc}", datetime.now(UTC)
             figures = DeliveryFigures(0, 0.0, level, self.bucket_size, *per_min)
             return figures, [_finished(s, ()) for s in ended[-100:]]

@@ -40,13 +40,17 @@ def cdr_time(epoch: float | None) -> str:
 class IdSource:
     """Hands out uniqueids and channel-name suffixes the way Asterisk counts them."""
 
-    def __init__(self) -> None:
+    def __init__(self, system_name: str = "") -> None:
+        self.system_name = system_name
+        """asterisk.conf's ``systemname``: uniqueids become ``<name>-<epoch>.<n>`` (channel_internal_api.c), so
+        the ids of several PBXes never collide (a shared journal needs that)."""
         self._unique = itertools.count()
         self._unreal = itertools.count()
         self._by_tech: dict[str, itertools.count[int]] = {}
 
     def uniqueid(self, now: float) -> str:
-        return f"{int(now)}.{next(self._unique)}"
+        counted = f"{int(now)}.{next(self._unique)}"
+        return f"{self.system_name}-{counted}" if self.system_name else counted
 
     def unreal_suffix(self) -> str:
         return f"{next(self._unreal):08x}"

@@ -61,6 +61,7 @@ class AsteriskSimulator:
         recordings_dir: Path | None = None,
         endpoints: Iterable[str] = (),
         asterisk_id: str = "02:fc:00:00:00:01",
+        system_name: str = "",
     ) -> None:
         self.ari_user, self.ari_password = ari_user, ari_password
         self.dialplan_context, self.stasis_app = dialplan_context, stasis_app
@@ -68,6 +69,7 @@ class AsteriskSimulator:
         self.phone_template, self.trunk_template = phone_template, trunk_template
         self.bus = EventBus(asterisk_id)
         self.pbx = Pbx(self.bus, PartyBook(default_party or Answer(after=1.0)))
+        self.pbx.ids.system_name = system_name
         self.pbx.media.media_seconds = media_seconds
         self.originator = Originator(self.pbx)
         self.ami_server = AmiServer(
