@@ -28,7 +28,8 @@ LIMIT :limit
 """The same for legs mirrored live (their card is on someone's screen, or is about to be): these go first."""
 
 READY_LOOSE = """
-SELECT o.*, NULL AS call_id, NULL AS mode, NULL AS call_state, NULL AS ended_at, o.next_attempt_at AS due,
+SELECT o.*, CAST(NULL AS TEXT) AS call_id, CAST(NULL AS TEXT) AS mode, CAST(NULL AS TEXT) AS call_state,
+       CAST(NULL AS REAL) AS ended_at, o.next_attempt_at AS due,
        o.of_call AS pbx_call, o.of_linkedid AS linkedid, o.of_line AS line
 FROM operations o INDEXED BY operations_loose_due
 WHERE o.crm_leg IS NULL AND o.state = 'pending' AND o.next_attempt_at <= :now
@@ -36,6 +37,13 @@ ORDER BY o.next_attempt_at, o.id
 LIMIT :limit
 """
 """Operations that belong to no call (tasks, notices): each goes on its own."""
+
+DUE_HEADS = f"""
+SELECT 1 AS part, live.* FROM ({READY_LIVE_HEADS.replace(":limit", ":live")}) live
+UNION ALL SELECT 2 AS part, legs.* FROM ({READY_HEADS}) legs
+UNION ALL SELECT 3 AS part, loose.* FROM ({READY_LOOSE}) loose
+"""
+"""The three in one statement (``part`` says which; each part's order is restored by the reader)."""
 
 # INDEXED BY: without statistics (no ANALYZE) SQLite would pick a wider index and read the whole backlog.
 
@@ -46,6 +54,12 @@ SELECT MIN(next_attempt_at) FROM operations INDEXED BY operations_loose_due WHER
 
 CLAIM = "SELECT id FROM operations WHERE id = ANY(?) AND state = 'pending' ORDER BY id FOR UPDATE SKIP LOCKED"
 """PostgreSQL only: of these operations, those no other sender holds or has claimed (see ``mark_sent``)."""
+
+HEADS_IN_FLIGHT = """
+UPDATE calls SET head_due = NULL
+WHERE crm_leg IN (SELECT crm_leg FROM operations WHERE id IN ({ids})) AND head_op IN ({ids})
+"""
+"""Operations being marked ``sent`` are no longer due as their legs' heads (``{ids}``: one ``?`` per operation)."""
 
 FOLLOWERS = "SELECT * FROM operations WHERE crm_leg = ? AND seq > ? ORDER BY seq"
 
@@ -87,6 +101,11 @@ SELECT MIN(o.created_at) FROM calls c INDEXED BY calls_online_due JOIN operation
 WHERE c.head_due IS NOT NULL AND c.mode = 'online' AND c.state IN ('open', 'ended')
   AND o.kind = 'register' AND o.state = 'pending'
 """
+
+NEXT_DUE = f"""
+SELECT ({NEXT_HEAD_DUE}), ({NEXT_LOOSE_DUE.strip()}), ({OLDEST_ONLINE_REGISTER.strip()})
+"""
+"""The three times ``next_due`` weighs, in one statement (the delivery asks before every wait)."""
 
 _FIRST_OPEN = f"FROM operations o WHERE o.crm_leg = calls.crm_leg AND o.state IN {OPEN} ORDER BY o.seq LIMIT 1"
 

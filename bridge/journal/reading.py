@@ -26,6 +26,10 @@ LIVE_SHARE = 2 / 3
 """What may ride on a register in the same batch (named as ``$result[<register>][CALL_ID]``)."""
 
 
+def _due_order(row: Any) -> tuple[float, int]:
+    return row["due"], row["id"]
+
+
 class JournalReader:
     def __init__(self, db: Db, clock: Clock) -> None:
         self._db = db
@@ -78,14 +82,13 @@ class JournalReader:
         the operations of no leg, merged by when they became due. After an outage the live calls' cards thus
         appear (and their ``register`` beats ``register_timeout``) while the offline backlog drains behind them,
         yet the backlog always keeps a share."""
-        live = (
-            await self._x(queries.READY_LIVE_HEADS, {"now": now, "limit": max(1, int(limit * LIVE_SHARE))})
-        ).fetchall()
+        parts: tuple[list[Any], list[Any], list[Any]] = ([], [], [])
+        params = {"now": now, "limit": limit, "live": max(1, int(limit * LIVE_SHARE))}
+        for row in await self._all(queries.DUE_HEADS, params):
+            parts[row["part"] - 1].append(row)
+        live, legs, loose = (sorted(part, key=_due_order) for part in parts)
         taken = {row["id"] for row in live}
-        params = {"now": now, "limit": limit}
-        legs = await self._all(queries.READY_HEADS, params)
-        loose = await self._all(queries.READY_LOOSE, params)
-        merged = heapq.merge(legs, loose, key=lambda row: (row["due"], row["id"]))
+        merged = heapq.merge(legs, loose, key=_due_order)
         rest = (row for row in merged if row["id"] not in taken)
         return [row for row in (*live, *rest) if row["state"] == "pending" and self._may_go(row)][:limit]
 
@@ -114,10 +117,8 @@ class JournalReader:
 
     async def next_due(self, register_timeout: float) -> float | None:
         """The earliest time something may become ready without a new append (a retry or an offline deadline)."""
-        times = [(await self._one(sql))[0] for sql in (queries.NEXT_HEAD_DUE, queries.NEXT_LOOSE_DUE)]
-        (oldest,) = await self._one(queries.OLDEST_ONLINE_REGISTER)
-        if oldest is not None:
-            times.append(oldest + register_timeout)
+        head, loose, oldest = await self._one(queries.NEXT_DUE)
+        times = [head, loose, None if oldest is None else oldest + register_timeout]
         return min((t for t in times if t is not None), default=None)
 
     async def calls(
