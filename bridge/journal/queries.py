@@ -55,6 +55,24 @@ SELECT MIN(next_attempt_at) FROM operations INDEXED BY operations_loose_due WHER
 CLAIM = "SELECT id FROM operations WHERE id = ANY(?) AND state = 'pending' ORDER BY id FOR UPDATE SKIP LOCKED"
 """PostgreSQL only: of these operations, those no other sender holds or has claimed (see ``mark_sent``)."""
 
+UPSERT_CALL = """
+INSERT INTO calls (crm_leg, linkedid, pbx_call, line, created_at, updated_at, bridge) VALUES (?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (crm_leg) DO UPDATE SET
+    linkedid = CASE WHEN excluded.linkedid != '' THEN excluded.linkedid ELSE calls.linkedid END,
+    pbx_call = CASE WHEN excluded.pbx_call != '' THEN excluded.pbx_call ELSE calls.pbx_call END,
+    line = CASE WHEN calls.line = '' THEN excluded.line ELSE calls.line END
+"""
+"""A leg's call row, created or given the bridge's call's names (a name already known stays unless a new one is
+given; a line, only while it has none): one statement."""
+
+ORIGIN_OF_LEG = """
+SELECT c.mode, c.ended_at, o.state AS origin_state, o.last_error AS origin_error
+FROM calls c LEFT JOIN operations o ON o.id = (
+    SELECT id FROM operations WHERE crm_leg = c.crm_leg AND kind IN ('register', 'adopt') ORDER BY seq LIMIT 1)
+WHERE c.crm_leg = ?
+"""
+"""A leg's call row with its first register (or adoption): what an operation naming the CALL_ID needs to know."""
+
 HEADS_IN_FLIGHT = """
 UPDATE calls SET head_due = NULL
 WHERE crm_leg IN (SELECT crm_leg FROM operations WHERE id IN ({ids})) AND head_op IN ({ids})
