@@ -13,6 +13,7 @@ from typing import Any
 
 import structlog
 
+from bridge.domain.commands import CrmCommand
 from bridge.journal import queries
 from bridge.journal.db import Db, Params, Rows
 from bridge.journal.rows import CARD_KINDS, NEEDS_CALL_ID, CallRow, OpRow, PendingOp
@@ -24,6 +25,8 @@ RIDERS = CARD_KINDS | {"finish"}
 LIVE_SHARE = 2 / 3
 """Of what :meth:`JournalReader.ready` returns, the most that live legs may take ahead of older work."""
 """What may ride on a register in the same batch (named as ``$result[<register>][CALL_ID]``)."""
+APPENDED_MEMORY = 4096
+"""Commands kept as appended (the oldest is forgotten first; a forgotten one is decoded from its row)."""
 
 
 def _due_order(row: Any) -> tuple[float, int]:
@@ -34,6 +37,13 @@ class JournalReader:
     def __init__(self, db: Db, clock: Clock) -> None:
         self._db = db
         self._clock = clock
+        self._appended: dict[int, tuple[str, CrmCommand]] = {}
+        """Operations this process journaled, as appended: :meth:`ready` need not decode them again."""
+
+    def _remember(self, op_id: int, text: str, cmd: CrmCommand) -> None:
+        if len(self._appended) >= APPENDED_MEMORY:
+            del self._appended[next(iter(self._appended))]
+        self._appended[op_id] = (text, cmd)
 
     async def _x(self, sql: str, params: Params = ()) -> Rows:
         return await self._db.execute(sql, params)
@@ -102,8 +112,9 @@ class JournalReader:
 
     async def _pending(self, row: Any, head: Any) -> PendingOp | None:
         op = OpRow.from_row(row)
-        try:
-            command = op.command
+        known = self._appended.get(op.id)
+        try:  # as appended, if the stored text is still what was appended (else it is read, and checked)
+            command = known[1] if known is not None and known[0] == op.command_json else op.command
         except ValueError as exc:
             log.error("journal.bad_row", op=op.id, crm_leg=op.crm_leg, error=str(exc))
             await self._park_damaged(op.id, f"stored command unreadable: {exc}")

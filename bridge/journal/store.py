@@ -167,14 +167,17 @@ class AsyncJournal(JournalMarks):
         leg: str | None = getattr(cmd, "crm_leg", None)
         async with self.transaction():
             if leg is None:
-                return await self._db.insert(
+                op_id = await self._db.insert(
                     "INSERT INTO operations (crm_leg, seq, kind, command, state, next_attempt_at, created_at, bridge,"
                     " of_call, of_linkedid, of_line) VALUES (NULL, 0, ?, ?, 'pending', ?, ?, ?, ?, ?, ?)",
                     (kind, text, now, now, self.bridge, pbx_call, linkedid, line),
                 )  # fmt: skip
+                self._remember(op_id, text, cmd)
+                return op_id
             await self._upsert_call(leg, cmd, linkedid, pbx_call, line, now)
             state, note = await self._initial_state(leg, kind)
             op_id = await self._insert_op(leg, kind, text, state, note, now)
+            self._remember(op_id, text, cmd)
             if kind == "finish":
                 await self._x(
                     queries.SKIP_PENDING_SHOWS, ("skipped: the call ended before the card was sent", now, leg)
