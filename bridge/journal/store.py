@@ -69,7 +69,8 @@ class AsyncJournal(JournalMarks):
         """Open (creating if needed) the SQLite journal at ``path`` and bring its schema up to date."""
         path = Path(path)
         try:
-            conn = sqlite3.connect(path, isolation_level=None, timeout=10.0)
+            # room for every statement prepared once (mark_sent's IN lists come in many lengths)
+            conn = sqlite3.connect(path, isolation_level=None, timeout=10.0, cached_statements=512)
         except sqlite3.Error as exc:
             raise JournalError(f"cannot open the journal {path}: {exc}") from None
         conn.row_factory = sqlite3.Row
