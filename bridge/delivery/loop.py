@@ -107,6 +107,8 @@ class Delivery:
         self.poll: float | None = None
         """How often to look at the outbox without being notified (a shared one: see :meth:`lead`)."""
         self._cycles = 0
+        self._more = False
+        """The last cycle left ready operations behind (a limit, or a batch left to be topped up)."""
         self._claimed: set[int] = set()
         """Operations taken by the cycles running now (a second cycle leaves them alone)."""
         self._express: asyncio.Task[None] | None = None
@@ -178,8 +180,10 @@ class Delivery:
                 log.exception("delivery.error", pause=pause)
                 await asyncio.sleep(pause)
                 continue
-            if worked:
+            if worked and (self._more or self._wake.is_set()):
                 continue
+            # a cycle that sent all it found leaves nothing due but what an append (which wakes this) or a time
+            # (a retry, an offline deadline: next_due) brings: no second cycle just to find that out
             due = await self.journal.next_due(self.settings.register_timeout)
             timeout = None if due is None else max(0.0, due - self.clock())
             if self.poll is not None:
@@ -242,6 +246,7 @@ class Delivery:
             self.observer.offline(leg)
         limit = limit or self.batch_limit * BATCHES_PER_CYCLE
         chains, more_waiting = await self._take(limit)
+        self._more = more_waiting
         if not chains:
             return False
         records = [chain.head for chain in chains if chain.is_record or chain.head.kind == "assign_lead"]

@@ -30,6 +30,9 @@ from bridge.journal import AsyncJournal, PendingOp
 
 log = structlog.get_logger(__name__)
 
+SETTLE_GROUP = 10
+"""At most this many operations settled in one commit (more if one chain is longer) before the PBX's events get
+their turn."""
 ABSENT_MEMORY = 10_000
 """At most this many calls remembered as checked and absent (they are normally sent in the next cycle)."""
 
@@ -152,6 +155,8 @@ class Sender:
             return []
         self.observer.batch_sent(len(commands), time.monotonic() - started, ok=True)
         await self._settle(plan.chains, batch)
+        if not checks:
+            return []  # no empty transaction (a BEGIN and a COMMIT) for the usual batch without checks
         async with self.journal.transaction():
             return await self._checked(checks, batch)
 
@@ -178,15 +183,22 @@ class Sender:
         return kept
 
     async def _settle(self, chains: list[Chain], batch: BatchResult) -> None:
-        """Record the answers chain by chain (one commit each), letting the PBX's events in between: settling 50
-        operations with their log lines at once would hold the event loop for milliseconds."""
+        """Record the answers, a few chains (up to :data:`SETTLE_GROUP` operations) to a commit, letting the PBX's
+        events in between: settling 50 operations with their log lines at once would hold the event loop for
+        milliseconds, and a commit per chain costs a write each."""
         done = 0
         try:
-            for chain in chains:
+            while done < len(chains):
+                end, ops = done, 0
+                while end < len(chains) and (end == done or ops + chains[end].size <= SETTLE_GROUP):
+                    ops += chains[end].size
+                    end += 1
                 async with self.journal.transaction():
-                    await self.settler.settle_chain(chain, batch)
-                done += 1
-                await asyncio.sleep(0)
+                    for chain in chains[done:end]:
+                        await self.settler.settle_chain(chain, batch)
+                done = end  # only once committed: a cancel inside rolls the group back, settled again below
+                if done < len(chains):
+                    await asyncio.sleep(0)
         except asyncio.CancelledError:  # the answers are here: record them all before stopping
             async with self.journal.transaction():
                 for chain in chains[done:]:

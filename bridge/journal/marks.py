@@ -77,12 +77,11 @@ class JournalMarks(JournalReader):
             if self._db.dialect == "postgres" and op_ids:
                 claimed = {row[0] for row in await self._all(queries.CLAIM, (list(op_ids),))}
                 op_ids = [op_id for op_id in op_ids if op_id in claimed]
-            for op_id in op_ids:
+            if op_ids:  # two statements for the whole batch, not three per operation
+                ids, marks = tuple(op_ids), ", ".join("?" * len(op_ids))
+                await self._x(queries.HEADS_IN_FLIGHT.format(ids=marks), ids + ids)
                 await self._x("UPDATE operations SET state = 'sent', attempts = attempts + 1, tries = tries + 1,"
-                              " sent_by = ? WHERE id = ?", (self.bridge, op_id))  # fmt: skip
-                leg = await self._leg_of(op_id)
-                if leg is not None:
-                    await self._x("UPDATE calls SET head_due = NULL WHERE crm_leg = ? AND head_op = ?", (leg, op_id))
+                              f" sent_by = ? WHERE id IN ({marks})", (self.bridge, *ids))  # fmt: skip
         return op_ids
 
     async def mark_done(
@@ -91,11 +90,15 @@ class JournalMarks(JournalReader):
         """Bitrix24 confirmed it (or it is settled otherwise: ``note`` says how). ``call_id`` is stored atomically."""
         now = self._clock()
         async with self.transaction():
-            leg = await self._leg_of(op_id)
-            await self._x(
-                "UPDATE operations SET state = 'done', result = ?, note = ?, done_at = ? WHERE id = ?",
+            # RETURNING (SQLite 3.35): one statement, not a look-up of the leg first
+            marked = await self._all(
+                "UPDATE operations SET state = 'done', result = ?, note = ?, done_at = ? WHERE id = ?"
+                " RETURNING crm_leg",
                 (json.dumps(result, ensure_ascii=False, default=str), note, now, op_id),
             )
+            if not marked:
+                raise JournalError(f"no operation with id {op_id}")
+            leg: str | None = marked[0][0]
             if leg is not None:
                 if call_id:
                     await self._x("UPDATE calls SET call_id = ? WHERE crm_leg = ?", (call_id, leg))

@@ -28,7 +28,8 @@ LIMIT :limit
 """The same for legs mirrored live (their card is on someone's screen, or is about to be): these go first."""
 
 READY_LOOSE = """
-SELECT o.*, NULL AS call_id, NULL AS mode, NULL AS call_state, NULL AS ended_at, o.next_attempt_at AS due,
+SELECT o.*, CAST(NULL AS TEXT) AS call_id, CAST(NULL AS TEXT) AS mode, CAST(NULL AS TEXT) AS call_state,
+       CAST(NULL AS REAL) AS ended_at, o.next_attempt_at AS due,
        o.of_call AS pbx_call, o.of_linkedid AS linkedid, o.of_line AS line
 FROM operations o INDEXED BY operations_loose_due
 WHERE o.crm_leg IS NULL AND o.state = 'pending' AND o.next_attempt_at <= :now
@@ -36,6 +37,13 @@ ORDER BY o.next_attempt_at, o.id
 LIMIT :limit
 """
 """Operations that belong to no call (tasks, notices): each goes on its own."""
+
+DUE_HEADS = f"""
+SELECT 1 AS part, live.* FROM ({READY_LIVE_HEADS.replace(":limit", ":live")}) live
+UNION ALL SELECT 2 AS part, legs.* FROM ({READY_HEADS}) legs
+UNION ALL SELECT 3 AS part, loose.* FROM ({READY_LOOSE}) loose
+"""
+"""The three in one statement (``part`` says which; each part's order is restored by the reader)."""
 
 # INDEXED BY: without statistics (no ANALYZE) SQLite would pick a wider index and read the whole backlog.
 
@@ -46,6 +54,30 @@ SELECT MIN(next_attempt_at) FROM operations INDEXED BY operations_loose_due WHER
 
 CLAIM = "SELECT id FROM operations WHERE id = ANY(?) AND state = 'pending' ORDER BY id FOR UPDATE SKIP LOCKED"
 """PostgreSQL only: of these operations, those no other sender holds or has claimed (see ``mark_sent``)."""
+
+UPSERT_CALL = """
+INSERT INTO calls (crm_leg, linkedid, pbx_call, line, created_at, updated_at, bridge) VALUES (?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (crm_leg) DO UPDATE SET
+    linkedid = CASE WHEN excluded.linkedid != '' THEN excluded.linkedid ELSE calls.linkedid END,
+    pbx_call = CASE WHEN excluded.pbx_call != '' THEN excluded.pbx_call ELSE calls.pbx_call END,
+    line = CASE WHEN calls.line = '' THEN excluded.line ELSE calls.line END
+"""
+"""A leg's call row, created or given the bridge's call's names (a name already known stays unless a new one is
+given; a line, only while it has none): one statement."""
+
+ORIGIN_OF_LEG = """
+SELECT c.mode, c.ended_at, o.state AS origin_state, o.last_error AS origin_error
+FROM calls c LEFT JOIN operations o ON o.id = (
+    SELECT id FROM operations WHERE crm_leg = c.crm_leg AND kind IN ('register', 'adopt') ORDER BY seq LIMIT 1)
+WHERE c.crm_leg = ?
+"""
+"""A leg's call row with its first register (or adoption): what an operation naming the CALL_ID needs to know."""
+
+HEADS_IN_FLIGHT = """
+UPDATE calls SET head_due = NULL
+WHERE crm_leg IN (SELECT crm_leg FROM operations WHERE id IN ({ids})) AND head_op IN ({ids})
+"""
+"""Operations being marked ``sent`` are no longer due as their legs' heads (``{ids}``: one ``?`` per operation)."""
 
 FOLLOWERS = "SELECT * FROM operations WHERE crm_leg = ? AND seq > ? ORDER BY seq"
 
@@ -87,6 +119,11 @@ SELECT MIN(o.created_at) FROM calls c INDEXED BY calls_online_due JOIN operation
 WHERE c.head_due IS NOT NULL AND c.mode = 'online' AND c.state IN ('open', 'ended')
   AND o.kind = 'register' AND o.state = 'pending'
 """
+
+NEXT_DUE = f"""
+SELECT ({NEXT_HEAD_DUE}), ({NEXT_LOOSE_DUE.strip()}), ({OLDEST_ONLINE_REGISTER.strip()})
+"""
+"""The three times ``next_due`` weighs, in one statement (the delivery asks before every wait)."""
 
 _FIRST_OPEN = f"FROM operations o WHERE o.crm_leg = calls.crm_leg AND o.state IN {OPEN} ORDER BY o.seq LIMIT 1"
 

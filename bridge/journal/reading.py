@@ -13,6 +13,7 @@ from typing import Any
 
 import structlog
 
+from bridge.domain.commands import CrmCommand
 from bridge.journal import queries
 from bridge.journal.db import Db, Params, Rows
 from bridge.journal.rows import CARD_KINDS, NEEDS_CALL_ID, CallRow, OpRow, PendingOp
@@ -24,12 +25,25 @@ RIDERS = CARD_KINDS | {"finish"}
 LIVE_SHARE = 2 / 3
 """Of what :meth:`JournalReader.ready` returns, the most that live legs may take ahead of older work."""
 """What may ride on a register in the same batch (named as ``$result[<register>][CALL_ID]``)."""
+APPENDED_MEMORY = 4096
+"""Commands kept as appended (the oldest is forgotten first; a forgotten one is decoded from its row)."""
+
+
+def _due_order(row: Any) -> tuple[float, int]:
+    return row["due"], row["id"]
 
 
 class JournalReader:
     def __init__(self, db: Db, clock: Clock) -> None:
         self._db = db
         self._clock = clock
+        self._appended: dict[int, tuple[str, CrmCommand]] = {}
+        """Operations this process journaled, as appended: :meth:`ready` need not decode them again."""
+
+    def _remember(self, op_id: int, text: str, cmd: CrmCommand) -> None:
+        if len(self._appended) >= APPENDED_MEMORY:
+            del self._appended[next(iter(self._appended))]
+        self._appended[op_id] = (text, cmd)
 
     async def _x(self, sql: str, params: Params = ()) -> Rows:
         return await self._db.execute(sql, params)
@@ -78,14 +92,13 @@ class JournalReader:
         the operations of no leg, merged by when they became due. After an outage the live calls' cards thus
         appear (and their ``register`` beats ``register_timeout``) while the offline backlog drains behind them,
         yet the backlog always keeps a share."""
-        live = (
-            await self._x(queries.READY_LIVE_HEADS, {"now": now, "limit": max(1, int(limit * LIVE_SHARE))})
-        ).fetchall()
+        parts: tuple[list[Any], list[Any], list[Any]] = ([], [], [])
+        params = {"now": now, "limit": limit, "live": max(1, int(limit * LIVE_SHARE))}
+        for row in await self._all(queries.DUE_HEADS, params):
+            parts[row["part"] - 1].append(row)
+        live, legs, loose = (sorted(part, key=_due_order) for part in parts)
         taken = {row["id"] for row in live}
-        params = {"now": now, "limit": limit}
-        legs = await self._all(queries.READY_HEADS, params)
-        loose = await self._all(queries.READY_LOOSE, params)
-        merged = heapq.merge(legs, loose, key=lambda row: (row["due"], row["id"]))
+        merged = heapq.merge(legs, loose, key=_due_order)
         rest = (row for row in merged if row["id"] not in taken)
         return [row for row in (*live, *rest) if row["state"] == "pending" and self._may_go(row)][:limit]
 
@@ -99,8 +112,9 @@ class JournalReader:
 
     async def _pending(self, row: Any, head: Any) -> PendingOp | None:
         op = OpRow.from_row(row)
-        try:
-            command = op.command
+        known = self._appended.get(op.id)
+        try:  # as appended, if the stored text is still what was appended (else it is read, and checked)
+            command = known[1] if known is not None and known[0] == op.command_json else op.command
         except ValueError as exc:
             log.error("journal.bad_row", op=op.id, crm_leg=op.crm_leg, error=str(exc))
             await self._park_damaged(op.id, f"stored command unreadable: {exc}")
@@ -114,10 +128,8 @@ class JournalReader:
 
     async def next_due(self, register_timeout: float) -> float | None:
         """The earliest time something may become ready without a new append (a retry or an offline deadline)."""
-        times = [(await self._one(sql))[0] for sql in (queries.NEXT_HEAD_DUE, queries.NEXT_LOOSE_DUE)]
-        (oldest,) = await self._one(queries.OLDEST_ONLINE_REGISTER)
-        if oldest is not None:
-            times.append(oldest + register_timeout)
+        head, loose, oldest = await self._one(queries.NEXT_DUE)
+        times = [head, loose, None if oldest is None else oldest + register_timeout]
         return min((t for t in times if t is not None), default=None)
 
     async def calls(

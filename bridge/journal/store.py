@@ -69,7 +69,8 @@ class AsyncJournal(JournalMarks):
         """Open (creating if needed) the SQLite journal at ``path`` and bring its schema up to date."""
         path = Path(path)
         try:
-            conn = sqlite3.connect(path, isolation_level=None, timeout=10.0)
+            # room for every statement prepared once (mark_sent's IN lists come in many lengths)
+            conn = sqlite3.connect(path, isolation_level=None, timeout=10.0, cached_statements=512)
         except sqlite3.Error as exc:
             raise JournalError(f"cannot open the journal {path}: {exc}") from None
         conn.row_factory = sqlite3.Row
@@ -167,16 +168,17 @@ class AsyncJournal(JournalMarks):
         leg: str | None = getattr(cmd, "crm_leg", None)
         async with self.transaction():
             if leg is None:
-                op_id = await self._insert_op(None, 0, kind, text, "pending", "", now)
-                await self._x("UPDATE operations SET of_call = ?, of_linkedid = ?, of_line = ? WHERE id = ?",
-                        (pbx_call, linkedid, line, op_id))  # fmt: skip
+                op_id = await self._db.insert(
+                    "INSERT INTO operations (crm_leg, seq, kind, command, state, next_attempt_at, created_at, bridge,"
+                    " of_call, of_linkedid, of_line) VALUES (NULL, 0, ?, ?, 'pending', ?, ?, ?, ?, ?, ?)",
+                    (kind, text, now, now, self.bridge, pbx_call, linkedid, line),
+                )  # fmt: skip
+                self._remember(op_id, text, cmd)
                 return op_id
-            await self._upsert_call(leg, cmd, linkedid, pbx_call, now)
-            if line:
-                await self._x("UPDATE calls SET line = ? WHERE crm_leg = ? AND line = ''", (line, leg))
+            await self._upsert_call(leg, cmd, linkedid, pbx_call, line, now)
             state, note = await self._initial_state(leg, kind)
-            (seq,) = await self._one("SELECT COALESCE(MAX(seq), 0) + 1 FROM operations WHERE crm_leg = ?", (leg,))
-            op_id = await self._insert_op(leg, seq, kind, text, state, note, now)
+            op_id = await self._insert_op(leg, kind, text, state, note, now)
+            self._remember(op_id, text, cmd)
             if kind == "finish":
                 await self._x(
                     queries.SKIP_PENDING_SHOWS, ("skipped: the call ended before the card was sent", now, leg)
@@ -185,41 +187,35 @@ class AsyncJournal(JournalMarks):
         log.debug("journal.appended", crm_leg=leg, kind=kind, op=op_id, state=state)
         return op_id
 
-    async def _insert_op(
-        self, leg: str | None, seq: int, kind: str, text: str, state: str, note: str, now: float
-    ) -> int:
+    async def _insert_op(self, leg: str, kind: str, text: str, state: str, note: str, now: float) -> int:
+        """The leg's next operation (its ``seq`` counted in the same statement)."""
         final = state in ("done", "failed")
         return await self._db.insert(
             "INSERT INTO operations (crm_leg, seq, kind, command, state, last_error, note, next_attempt_at,"
-            " created_at, done_at, bridge) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (leg, seq, kind, text, state, note if state == "failed" else "", note, now, now, now if final else None,
-             self.bridge),
+            " created_at, done_at, bridge) SELECT ?, COALESCE(MAX(seq), 0) + 1, ?, ?, ?, ?, ?, ?, ?, ?, ?"
+            " FROM operations WHERE crm_leg = ?",
+            (leg, kind, text, state, note if state == "failed" else "", note, now, now, now if final else None,
+             self.bridge, leg),
         )  # fmt: skip
 
-    async def _upsert_call(self, leg: str, cmd: CrmCommand, linkedid: str, pbx_call: str, now: float) -> None:
-        await self._x(
-            "INSERT OR IGNORE INTO calls (crm_leg, linkedid, pbx_call, created_at, updated_at, bridge)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (leg, linkedid, pbx_call, now, now, self.bridge),
-        )
-        if linkedid or pbx_call:
-            await self._x(
-                "UPDATE calls SET linkedid = CASE WHEN ? != '' THEN ? ELSE linkedid END,"
-                " pbx_call = CASE WHEN ? != '' THEN ? ELSE pbx_call END WHERE crm_leg = ?",
-                (linkedid, linkedid, pbx_call, pbx_call, leg),
-            )
+    async def _upsert_call(
+        self, leg: str, cmd: CrmCommand, linkedid: str, pbx_call: str, line: str, now: float
+    ) -> None:
+        await self._x(queries.UPSERT_CALL, (leg, linkedid, pbx_call, line, now, now, self.bridge))
         if isinstance(cmd, CrmRegister):
             started = cmd.started_at
             started_ts = started.timestamp() if started.tzinfo is not None else started.astimezone().timestamp()
             await self._x(
-                "UPDATE calls SET line = ?, phone = ?, call_type = ?, started_at = ?, started_ts = ?, user_id = ?"
-                " WHERE crm_leg = ?",
-                (cmd.line, cmd.phone, int(cmd.call_type), started.isoformat(), started_ts, cmd.user_id, leg),
-            )
+                "UPDATE calls SET line = CASE WHEN ? != '' THEN ? ELSE line END, phone = ?, call_type = ?,"
+                " started_at = ?, started_ts = ?, user_id = ? WHERE crm_leg = ?",
+                (cmd.line, cmd.line, cmd.phone, int(cmd.call_type), started.isoformat(), started_ts, cmd.user_id,
+                 leg),
+            )  # fmt: skip
         elif isinstance(cmd, CrmAdopt):
             await self._x(
-                "UPDATE calls SET call_id = ?, user_id = ?, phone = ?, line = ?, call_type = ? WHERE crm_leg = ?",
-                (cmd.call_id, cmd.user_id or None, cmd.phone, cmd.line, int(CallType.OUTGOING), leg),
+                "UPDATE calls SET call_id = ?, user_id = ?, phone = ?, line = CASE WHEN ? != '' THEN ? ELSE line END,"
+                " call_type = ? WHERE crm_leg = ?",
+                (cmd.call_id, cmd.user_id or None, cmd.phone, cmd.line, cmd.line, int(CallType.OUTGOING), leg),
             )
         elif isinstance(cmd, CrmFinish):
             answered = now - cmd.duration if cmd.duration > 0 else None
@@ -237,18 +233,11 @@ class AsyncJournal(JournalMarks):
             return "done", "adopted: Bitrix24 registered this call itself"
         if kind not in NEEDS_CALL_ID:
             return "pending", ""
-        origin = (
-            await self._x(
-                "SELECT state, last_error FROM operations WHERE crm_leg = ? AND kind IN ('register', 'adopt')"
-                " ORDER BY seq LIMIT 1",
-                (leg,),
-            )
-        ).fetchone()
-        if origin is None:
+        call = await self._one(queries.ORIGIN_OF_LEG, (leg,))  # the row was just upserted
+        if call["origin_state"] is None:
             return "failed", "no register for this call leg"
-        if origin["state"] == "failed":
-            return "failed", f"register failed: {origin['last_error']}"
-        call = await self._one("SELECT mode, ended_at FROM calls WHERE crm_leg = ?", (leg,))
+        if call["origin_state"] == "failed":
+            return "failed", f"register failed: {call['origin_error']}"
         if kind in CARD_KINDS:
             if call["mode"] == "offline":
                 return "done", "skipped: the call is offline (its register did not go through in time)"

@@ -111,6 +111,13 @@ commands = st.one_of(
 
 
 @given(commands)
+def test_the_stored_text_is_what_json_dumps_wrote_before_orjson(cmd: CrmCommand) -> None:
+    """Journals written before keep the same text for the same command (compact, non-ASCII as is)."""
+    data = json.loads(encode_command(cmd))
+    assert encode_command(cmd) == json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+
+@given(commands)
 def test_every_command_survives_the_round_trip(cmd: CrmCommand) -> None:
     back = decode_command(encode_command(cmd))
     assert back == cmd
@@ -520,3 +527,25 @@ def test_kill_9_at_random_moments_loses_nothing_and_keeps_order(tmp_path: Path) 
             assert done <= settled, "every op reported done is done"
             first = max(int(leg.split("-")[1]) for leg in legs) + 1
     assert len(appended) > 6
+
+
+def test_a_legs_call_row_keeps_the_names_it_was_given(journal: Journal) -> None:
+    """The call row is upserted with every append: a name given later replaces one known, an empty one erases
+    nothing, and the line is the first one given (the delivery's log lines name the bridge's call with these)."""
+    journal.append(CrmRegister("a", 7, "+7900", CallType.INCOMING, "", START, True), linkedid="L1", line="7495")
+    journal.append(CrmShow("a", (7,)), pbx_call="P1", line="other")
+    journal.append(CrmHide("a", (7,)))
+    (call,) = journal.calls(crm_leg="a")
+    assert (call.linkedid, call.pbx_call, call.line) == ("L1", "P1", "7495")
+    journal.append(finish("a"), linkedid="L2")
+    (call,) = journal.calls(crm_leg="a")
+    assert (call.linkedid, call.pbx_call, call.line) == ("L2", "P1", "7495")
+    assert [op.seq for op in journal.operations("a")] == [1, 2, 3, 4]
+    journal.append(CrmNotify(3, "loose"), pbx_call="P9", linkedid="L9", line="7495")
+    loose = [p for p in journal.ready() if p.crm_leg is None]
+    assert [(p.pbx_call, p.linkedid, p.line) for p in loose] == [("P9", "L9", "7495")]
+
+
+def test_marking_an_operation_that_does_not_exist_is_refused(journal: Journal) -> None:
+    with pytest.raises(JournalError, match="no operation with id 99"):
+        journal.mark_done(99)
