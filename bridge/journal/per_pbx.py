@@ -17,8 +17,10 @@ class PbxJournal(AsyncJournal):
 
     pbx = ""
 
-    async def _upsert_call(self, leg: str, cmd: CrmCommand, linkedid: str, pbx_call: str, now: float) -> None:
-        await super()._upsert_call(leg, cmd, linkedid, pbx_call, now)
+    async def _upsert_call(
+        self, leg: str, cmd: CrmCommand, linkedid: str, pbx_call: str, line: str, now: float
+    ) -> None:
+        await super()._upsert_call(leg, cmd, linkedid, pbx_call, line, now)
         await self._x("UPDATE calls SET pbx = ? WHERE crm_leg = ? AND pbx = ''", (self.pbx, leg))
 
     async def own(self, legs: list[str]) -> set[str]:
