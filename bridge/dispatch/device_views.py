@@ -51,6 +51,8 @@ class DeviceViews:
         self._changes: list[str] = []
         """Extensions whose state or day changed, in order; ``_first`` is the position of the first one kept."""
         self._first = 0
+        self._plain: dict[str, Availability] = {}
+        """Extension -> its availability for a call with no leg on it, for each extension in ``_changes``."""
         self._synced: dict[str, int] = {}
         """Call -> the position of the first change not applied to it yet."""
 
@@ -114,6 +116,7 @@ class DeviceViews:
         self._tell(item.call, call, item.ext, presence.settled(state, own))
 
     def _changed(self, ext: str) -> None:
+        self._plain[ext] = self.book.of(ext)
         self._changes.append(ext)
         watchers = self._watchers.get(ext)
         if watchers:
@@ -175,10 +178,12 @@ class DeviceViews:
             return
         self._synced[call_id] = end
         if synced < end and call.state in LIVE:  # a call that is not live ignores device news
-            unwatched = set(self._changes[synced - self._first :]) - self._watching.get(call_id, frozenset())
+            unwatched = set(self._changes[synced - self._first :])
+            unwatched.difference_update(self._watching.get(call_id, ()))
+            plain, seen = self._plain, {**call.availability, **noted} if noted else call.availability
             for ext in unwatched:
-                found = self.book.of(ext)
-                if noted.get(ext, call.availability.get(ext, Availability.AVAILABLE)) is not found:
+                found = plain[ext]
+                if seen.get(ext, Availability.AVAILABLE) is not found:
                     noted[ext] = found
         if noted:
             self.calls[call_id] = core.note_availability(call, noted)
