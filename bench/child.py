@@ -8,7 +8,11 @@ delivery's client for :class:`bench.naive.OneCommandPerRequest` before the first
 The daemon's start-up tunes the garbage collector (:mod:`bridge.ops.gc_tuning`); the environment variable
 ``BENCH_GC=default`` puts CPython's defaults back once connected, to compare. ``BENCH_LAG=off`` leaves the
 event-loop lag watcher out (the idle phase: its 10 ms timer would be most of an idle daemon's CPU);
-``BENCH_PROFILE_TO=FILE`` runs cProfile from ready to stop and writes its stats to ``FILE`` (``bench/README.md``).
+``BENCH_PROFILE_TO=FILE`` runs cProfile from ready to stop and writes its stats to ``FILE`` (``bench/README.md``);
+with ``BENCH_PROFILE_CPU=1`` it counts CPU time instead of wall time (on a loaded machine wall time charges a
+socket write with the time the receiver ran).
+The daemon runs on uvloop, as ``b24-bridge run`` does (:mod:`bridge.event_loop`); ``BENCH_UVLOOP=0`` runs it on
+asyncio's own loop, to compare.
 
 Protocol on stdin/stdout, one JSON object per line: the child prints ``{"ready": ...}`` once connected, then
 answers each ``stats`` line with its figures; ``stop`` stops the daemon as SIGTERM does (``{"stopped": true}``).
@@ -28,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.naive import OneCommandPerRequest
-from bridge import logs
+from bridge import event_loop, logs
 from bridge.config import parse_settings
 from bridge.crm.client import Bitrix24Client
 from bridge.crm.telephony import Telephony
@@ -209,8 +213,6 @@ if __name__ == "__main__":
         raise SystemExit(f"mode must be one of {', '.join(MODES)}")
     with log_path.open("w", encoding="utf-8") as log_file:
         logs.configure(json=True, level="info", stream=log_file)
-        if os.environ.get("BENCH_UVLOOP") == "1":
-            import uvloop
-
-            raise SystemExit(uvloop.run(main(config_path, run_mode)))
-        raise SystemExit(asyncio.run(main(config_path, run_mode)))
+        if os.environ.get("BENCH_UVLOOP") == "0":  # asyncio's own loop, to compare
+            raise SystemExit(asyncio.run(main(config_path, run_mode)))
+        raise SystemExit(event_loop.run(main(config_path, run_mode)))

@@ -21,7 +21,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from bridge import logs
+from bridge import event_loop, logs
 from bridge.clicktocall import ClickToCallDesk
 from bridge.config import ConfigError, Settings, config_warnings, file_problems, load_config
 from bridge.config.checks import unmapped
@@ -222,7 +222,9 @@ class Daemon:
         tune_after_startup()
         self.notifier.ready()
         self.started.set()
-        log.info("daemon.started", http=f"{s.http.host}:{self.http_port}", lines=sorted(s.plan.lines))
+        log.info(
+            "daemon.started", http=f"{s.http.host}:{self.http_port}", lines=sorted(s.plan.lines), loop=event_loop.name()
+        )
 
     async def _open_journal(self) -> None:
         """SQLite: the file, held by this process alone (a second daemon or a replay on it would send the same calls
@@ -577,7 +579,7 @@ def run_main(args: argparse.Namespace) -> int:
     if problems:
         raise ConfigError(settings.path, problems)
     try:
-        return asyncio.run(Daemon(settings).serve())
+        return event_loop.run(Daemon(settings).serve())
     except (JournalBusy, JournalError) as exc:
         log.error("daemon.refused", reason=str(exc))
         return 1

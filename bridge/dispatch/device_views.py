@@ -1,5 +1,10 @@
 """Each call's view of the agents' devices: re-read when a device state, Bitrix24's day or the call's own legs
-change, and told to the call's core only when it changed (``presence`` says how a state reads for a call)."""
+change, and told to the call's core only when it changed (``presence`` says how a state reads for a call).
+
+A change reaches at once only the calls that watch the extension (``core.availability_watch``: a walk that rings
+it or walks a queue it is in; or a leg of the call on the device); every other call only records it, so it is
+logged once and applied to such a call before its next step (:meth:`DeviceViews.flush`): a device change costs
+O(calls watching it), not O(calls in progress)."""
 
 from __future__ import annotations
 
@@ -14,9 +19,12 @@ from bridge.dispatch.inputs import DeviceSettled
 from bridge.domain import call as core
 from bridge.domain.events import AvailabilityChanged, Event
 from bridge.domain.scheme import Availability
-from bridge.domain.state import Call
+from bridge.domain.state import LIVE, Call
 
 log = structlog.get_logger(__name__)
+
+KEEP_CHANGES = 1024
+"""Changes kept for calls that have not stepped since; a call further behind gets them applied at once."""
 
 
 class DeviceViews:
@@ -36,13 +44,24 @@ class DeviceViews:
         self._settles: dict[tuple[str, str], asyncio.TimerHandle] = {}
         self._noted: dict[str, dict[str, Availability]] = {}
         """Call -> device news it only records, not applied yet (see :meth:`flush`)."""
+        self._watchers: dict[str, set[str]] = {}
+        """Extension -> the calls told its changes at once."""
+        self._watching: dict[str, frozenset[str]] = {}
+        """Call -> the extensions it watches (the inverse of ``_watchers``)."""
+        self._changes: list[str] = []
+        """Extensions whose state or day changed, in order; ``_first`` is the position of the first one kept."""
+        self._first = 0
+        self._plain: dict[str, Availability] = {}
+        """Extension -> its availability for a call with no leg on it, for each extension in ``_changes``."""
+        self._synced: dict[str, int] = {}
+        """Call -> the position of the first change not applied to it yet."""
 
     def seen(self, ext: str, state: str) -> None:
         """The PBX reported ``ext``'s device state (AMI and ARI may both report the same change: once is enough)."""
         if self.book.devices.get(ext) == state:
             return
         self.book.devices[ext] = state
-        self.reread(ext, list(self.calls))
+        self._changed(ext)
 
     def listed(self, states: dict[str, str]) -> None:
         """A resync listed the device states: re-read those that changed while the link was away."""
@@ -54,7 +73,17 @@ class DeviceViews:
         changed = {ext for ext in set(found) | set(self.book.crm) if found.get(ext) != self.book.crm.get(ext)}
         self.book.crm = dict(found)
         for ext in changed:
-            self.reread(ext, list(self.calls))
+            self._changed(ext)
+
+    def stepped(self, call_id: str, before: Call, after: Call) -> None:
+        """The call stepped from ``before`` to ``after`` (ended when no longer in ``calls``): what it watches."""
+        if call_id not in self.calls:
+            self._forget(call_id)
+            return
+        if _watch_facts(after) == _watch_facts(before):  # most steps change none of them
+            return
+        self._watch(call_id, core.availability_watch(after) | presence.devices_of(after))
+        self.legs_moved(call_id, presence.devices_of(before), presence.devices_of(after))
 
     def legs_moved(self, call_id: str, before: frozenset[str], after: frozenset[str]) -> None:
         """The call's legs on agent devices changed: the devices it left or joined read differently for it."""
@@ -86,6 +115,40 @@ class DeviceViews:
             log.info("agent.busy_elsewhere", call_id=item.call, ext=item.ext, device_state=state)
         self._tell(item.call, call, item.ext, presence.settled(state, own))
 
+    def _changed(self, ext: str) -> None:
+        self._plain[ext] = self.book.of(ext)
+        self._changes.append(ext)
+        watchers = self._watchers.get(ext)
+        if watchers:
+            self.reread(ext, list(watchers))
+        if len(self._changes) > 2 * KEEP_CHANGES:
+            self._trim()
+
+    def _trim(self) -> None:
+        end = self._first + len(self._changes)
+        for call_id, synced in list(self._synced.items()):
+            if synced < end - KEEP_CHANGES:
+                self.flush(call_id)
+        low = min(self._synced.values(), default=end)
+        del self._changes[: low - self._first]
+        self._first = low
+
+    def _watch(self, call_id: str, exts: frozenset[str]) -> None:
+        before = self._watching.get(call_id, frozenset())
+        if exts == before:
+            return
+        for ext in before - exts:
+            self._watchers[ext].discard(call_id)
+        for ext in exts - before:
+            self._watchers.setdefault(ext, set()).add(call_id)
+        self._watching[call_id] = exts
+
+    def _forget(self, call_id: str) -> None:
+        self._watch(call_id, frozenset())
+        self._watching.pop(call_id, None)
+        self._synced.pop(call_id, None)
+        self._noted.pop(call_id, None)
+
     def close(self) -> None:
         for handle in self._settles.values():
             handle.cancel()
@@ -102,12 +165,27 @@ class DeviceViews:
             self.step(call_id, AvailabilityChanged(ext, availability))
 
     def flush(self, call_id: str) -> None:
-        """Apply the device news noted for a call that only records them; the dispatcher calls this before every
-        step of the call, so the core never decides on a stale view, and a change seen by 200 calls costs 200
-        dictionary writes instead of 200 steps."""
-        noted = self._noted.pop(call_id, None)
+        """Apply the device news a call only records: those noted for it, and the changes of extensions it does
+        not watch since it last stepped (read plainly: it has no leg on them). The dispatcher calls this before
+        every step of the call, so the core never decides on a stale view, and a change seen by 200 calls costs
+        no step and no work for the calls that do not watch it until they step."""
+        noted = self._noted.pop(call_id, None) or {}
         call = self.calls.get(call_id)
-        if noted and call is not None:
+        end = self._first + len(self._changes)
+        synced = self._synced.get(call_id, end)
+        if call is None:
+            self._synced.pop(call_id, None)
+            return
+        self._synced[call_id] = end
+        if synced < end and call.state in LIVE:  # a call that is not live ignores device news
+            unwatched = set(self._changes[synced - self._first :])
+            unwatched.difference_update(self._watching.get(call_id, ()))
+            plain, seen = self._plain, {**call.availability, **noted} if noted else call.availability
+            for ext in unwatched:
+                found = plain[ext]
+                if seen.get(ext, Availability.AVAILABLE) is not found:
+                    noted[ext] = found
+        if noted:
             self.calls[call_id] = core.note_availability(call, noted)
 
     def _settle_later(self, call_id: str, ext: str) -> None:
@@ -119,3 +197,8 @@ class DeviceViews:
         handle = self._settles.pop((call_id, ext), None)
         if handle is not None:
             handle.cancel()
+
+
+def _watch_facts(call: Call) -> tuple[object, ...]:
+    """What the extensions a call watches follow from."""
+    return call.state, call.walk, call.ringing, call.released, call.talk

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 import structlog
 
-from bridge.dispatch import pbx_facts, presence
+from bridge.dispatch import pbx_facts
 from bridge.dispatch.availability import AvailabilityBook
 from bridge.dispatch.device_views import DeviceViews
 from bridge.dispatch.executor import CallExecutor, PbxPort
@@ -290,8 +290,7 @@ class Dispatcher:
                 self._finished(
                     call_id, "inbound", new.line, new.caller, new.handled_by, [leg.id for leg in new.crm_legs]
                 )
-        if (new.ringing, new.released, new.talk) != (call.ringing, call.released, call.talk):  # most steps move no leg
-            self.devices.legs_moved(call_id, presence.devices_of(call), presence.devices_of(new))
+        self.devices.stepped(call_id, call, new)
 
     def start_observed(self, key: str, event: ObservedStarted) -> None:
         if not key or key in self.observed:

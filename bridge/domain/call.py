@@ -226,6 +226,15 @@ def only_records_availability(call: Call, ext: str, availability: Availability) 
     return handler is _availability_walking and walk.ignores_availability(call, ext, availability)
 
 
+def availability_watch(call: Call) -> frozenset[str]:
+    """The extensions whose availability change may do more than be recorded (:func:`only_records_availability`
+    is True for every other one, while the call is live): while a walk is under way, those its legs ring and the
+    members of the queue being walked; else none. The dispatcher tells a call only these at once."""
+    if TABLE.get((call.state, AvailabilityChanged)) is not _availability_walking:
+        return frozenset()
+    return walk.watched(call)
+
+
 def note_availability(call: Call, changes: Mapping[str, Availability]) -> Call:
     """The call after one ``AvailabilityChanged`` step per change, when :func:`only_records_availability` holds."""
     return replace(call, availability={**call.availability, **changes}, ignored="", warning="", grace=())

@@ -314,6 +314,14 @@ def ignores_availability(call: Call, ext: str, availability: Availability) -> bo
     )
 
 
+def watched(call: Call) -> frozenset[str]:
+    """The extensions :func:`ignores_availability` may say False for: those our legs ring, the walked queue's
+    members."""
+    walk = current(call)
+    members = call.plan.queues[walk.queue].members if walk.queue else ()
+    return frozenset((*(leg.ext for leg in call.ringing if not leg.number), *members))
+
+
 def _became_free(call: Call, walk: Walk, ext: str, legs: list[Leg], now: datetime) -> WalkStep:
     members = call.plan.queues[walk.queue].members if walk.queue else ()
     if ext not in members:

@@ -63,6 +63,8 @@ def assert_chaos_held(result: ChaosResult) -> None:
     daemon = result.daemon
     assert result.exit_code == 0, f"the daemon did not stop cleanly on SIGTERM:\n{daemon.tail()}"
     assert not daemon.bad_lines(), f"the daemon logged crashes: {daemon.bad_lines()[:5]}"
+    loops = [line.get("loop") for line in daemon.lines() if line.get("event") == "daemon.started"]
+    assert loops == ["uvloop"] * daemon.starts, f"`b24-bridge run` runs on uvloop (a dependency): {loops}"
     logs = daemon.text()
     assert not [s for s in SECRETS if s in logs], "a secret appears in the daemon's logs"
     assert not result.failed_ops, f"operations parked as failed: {result.failed_ops[:10]}"

@@ -10,7 +10,13 @@ from datetime import datetime, timedelta
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bridge.domain.call import note_availability, only_records_availability, start_call, step
+from bridge.domain.call import (
+    availability_watch,
+    note_availability,
+    only_records_availability,
+    start_call,
+    step,
+)
 from bridge.domain.events import (
     AvailabilityChanged,
     CallerHungUp,
@@ -54,7 +60,7 @@ from bridge.domain.scheme import (
     ToResponsible,
     ToVoicemail,
 )
-from bridge.domain.state import Call, State
+from bridge.domain.state import LIVE, Call, State
 from tests.domain.builders import CALLER, LINE, T0
 from tests.domain.ledger import Ledger
 
@@ -218,6 +224,10 @@ def drive(data: st.DataObject, plan: Plan, availability: dict[str, Availability]
         nonlocal call
         now = T0 + timedelta(seconds=clock)
         before = call
+        if before.state in LIVE:  # the dispatcher tells a call at once only the extensions it watches
+            watched = availability_watch(before)
+            for other in set(EXTS) - watched:
+                assert all(only_records_availability(before, other, found) for found in Availability)
         for ext_one, free in (("1001", Availability.AVAILABLE), ("1002", Availability.BUSY)):
             one, two = AvailabilityChanged(ext_one, free), AvailabilityChanged("1003", Availability.ABSENT)
             if not only_records_availability(before, ext_one, free):
