@@ -146,6 +146,7 @@ class Daemon:
             pbx=self.ari,
             outbox=self.outbox,
             outbox_changed=self.delivery.notify,
+            outbox_soon=self.delivery.notify_soon,
             lookup=CrmLookup(self.telephony).lookup_caller,
             metrics=self.metrics,
             on_stasis=self.desk.on_stasis,

@@ -27,6 +27,8 @@ from bridge.domain.commands import (
     CrmAssignLead,
     CrmCommand,
     CrmFinish,
+    CrmHide,
+    CrmShow,
     HangupCaller,
     LookupCrm,
     PbxCommand,
@@ -52,6 +54,8 @@ from bridge.pbx.events import BadInput, DeviceStateSeen, PbxEvent, Resynced, Sta
 log = structlog.get_logger(__name__)
 
 CRM_COMMANDS = CrmCommand.__args__  # type: ignore[attr-defined]
+CARD_MOVES = (CrmShow, CrmHide)
+"""The card following the ring: no user waits on the request itself, so it may ride with the next one."""
 
 
 class Outbox(Protocol):
@@ -81,6 +85,7 @@ class Dispatcher:
         pbx: PbxPort,
         outbox: Outbox,
         outbox_changed: Callable[[], None],
+        outbox_soon: Callable[[], None] | None = None,
         lookup: Callable[[str], Awaitable[CrmClient | None]],
         metrics: Metrics,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -96,6 +101,9 @@ class Dispatcher:
         self.pbx = pbx
         self.outbox = outbox
         self.outbox_changed = outbox_changed
+        self.outbox_soon = outbox_soon or outbox_changed
+        """Called instead of ``outbox_changed`` when a step wrote only card moves (show, hide): they may wait a
+        moment for a request that goes anyway."""
         self.lookup = lookup
         self.metrics = metrics
         self.clock = clock
@@ -340,7 +348,7 @@ class Dispatcher:
     # -- commands -----------------------------------------------------------------------------------------
 
     def _emit(self, key: str, linkedid: str, line: str, commands: list[Any], *, observed: bool) -> None:
-        wrote = False
+        wrote = urgent = False
         for cmd in commands:
             if isinstance(cmd, CRM_COMMANDS):
                 if self.restart.registered_already(key, cmd):
@@ -352,12 +360,15 @@ class Dispatcher:
                 elif isinstance(cmd, CrmAssignLead):
                     self._lead_assigned(cmd)
                 wrote = True
+                urgent = urgent or not isinstance(cmd, CARD_MOVES)
             elif isinstance(cmd, LookupCrm):
                 self.spawn(self._lookup(key, cmd.phone))
             elif not observed:
                 self._executor(key).submit(cmd)
-        if wrote:
+        if urgent:
             self.outbox_changed()
+        elif wrote:
+            self.outbox_soon()
 
     def _lead_assigned(self, cmd: CrmAssignLead) -> None:
         emp = self.plan().employee_by_user(cmd.user_id)

@@ -22,9 +22,11 @@ log = structlog.get_logger(__name__)
 
 Clock = Callable[[], float]
 RIDERS = CARD_KINDS | {"finish"}
+"""What may ride on a register in the same batch (named as ``$result[<register>][CALL_ID]``), or on a card move."""
+CHAIN_HEADS = CARD_KINDS | {"register"}
+"""Heads whose ready followers (:data:`RIDERS`) come with them."""
 LIVE_SHARE = 2 / 3
 """Of what :meth:`JournalReader.ready` returns, the most that live legs may take ahead of older work."""
-"""What may ride on a register in the same batch (named as ``$result[<register>][CALL_ID]``)."""
 APPENDED_MEMORY = 4096
 """Commands kept as appended (the oldest is forgotten first; a forgotten one is decoded from its row)."""
 
@@ -65,9 +67,10 @@ class JournalReader:
         show/hide/finish/attachRecord only once a CALL_ID is known; an offline leg only once its end is journaled.
         When the head is a ``register``, the pending operations right behind it (up to an ``attach_record``) come
         with it (at most ``chain_limit`` in all), so that one batch can carry them with ``$result[...]``
-        references. Each leg keeps its head and
-        when it is due in its ``calls`` row (see :data:`~bridge.journal.queries.HEAD_DUE`), so this reads about
-        ``limit`` rows however long the backlog is.
+        references; so they do behind a card move (a walk's hide and show, then maybe the finish), in order in one
+        batch: a card move that fails while a later one went is skipped, as in a register's chain. Each leg keeps
+        its head and when it is due in its ``calls`` row (see :data:`~bridge.journal.queries.HEAD_DUE`), so this
+        reads about ``limit`` rows however long the backlog is.
         """
         now = self._clock()
         picked: list[PendingOp] = []
@@ -75,7 +78,7 @@ class JournalReader:
             if len(picked) >= limit:
                 break
             chain, longest = [head], min(limit, chain_limit)
-            if head["kind"] == "register":
+            if head["kind"] in CHAIN_HEADS:
                 for row in await self._all(queries.FOLLOWERS, (head["crm_leg"], head["seq"])):
                     if row["state"] in ("done", "failed"):
                         continue
