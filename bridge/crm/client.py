@@ -150,8 +150,10 @@ class Bitrix24Client:
 
     def assume_bucket_full(self) -> None:
         """Another sender may just have spent the portal's budget (a delivery leader that took over does not know
-        how full the portal's bucket is): start from full, sending at the drain rate until it has leaked."""
-        fill_bucket(self._bucket())
+        how full the portal's bucket is): start from full, sending at the drain rate until it has leaked. With a
+        shared budget there is nothing to assume: its bucket counted every bridge's requests."""
+        if self._budget is None:
+            fill_bucket(self._bucket())
 
     async def close(self) -> None:
         if self._own_session and self._session is not None:

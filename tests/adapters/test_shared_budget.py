@@ -14,8 +14,13 @@ import psycopg
 import pytest
 from structlog.testing import capture_logs
 
+from bridge.config import Bitrix24Settings
+from bridge.config.reader import Secret
+from bridge.crm.client import Bitrix24Client
+from bridge.crm.pacing import make_limiter
 from bridge.journal.pg import PgDb
 from bridge.leadership.budget import BudgetTiming, SharedBudget
+from bridge.sim.bitrix24 import Bitrix24Simulator
 from tests.eventually import eventually
 from tests.pgserver import PASSWORD
 
@@ -161,3 +166,23 @@ def socket_closed_port() -> Iterator[int]:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         yield sock.getsockname()[1]  # bound, not listening: a connection is refused
+
+
+async def test_two_clients_with_their_own_limiters_keep_to_one_portal_through_the_shared_budget(db: str) -> None:
+    rate, burst = 20.0, 12
+    async with Bitrix24Simulator(rate=rate, burst=burst) as sim:
+        settings = Bitrix24Settings(webhook_url=Secret(sim.webhook_url), rate=rate, burst=burst)
+        budgets = [budget(db, f"office-{n}", rate=rate, burst=burst) for n in range(2)]
+        clients = [Bitrix24Client(settings, limiter=make_limiter(rate, burst), budget=b) for b in budgets]
+        try:
+            clients[0].assume_bucket_full()  # a delivery leader taking over: the shared row knows what was spent
+            assert clients[0].bucket_level() == 0
+            await asyncio.gather(*(c.call("user.get", {"ID": 1}) for c in clients for _ in range(30)))
+        finally:
+            for c in clients:
+                await c.close()
+            for b in budgets:
+                await b.close()
+        state = sim.state()
+    assert state["counters"]["requests"] == 60
+    assert state["counters"]["query_limit_exceeded"] == 0, "each client alone would let 10 go at once: 20 together"
