@@ -458,6 +458,10 @@ class Daemon:
             lambda: _figure(lambda: self.reads.oldest_pending_age(time.time())),
         )
         m.sample("b24bridge_crm_bucket_level", "Client-side leaky bucket fill", self.delivery_client.bucket_level)
+        budget = self.budget
+        if budget is not None:
+            m.sample("b24bridge_crm_budget_shared", "1: requests take their slots from the bucket shared in PostgreSQL;"
+                     " 0: paced locally at this bridge's share", lambda: float(budget.shared))  # fmt: skip
         m.sample("b24bridge_crm_http_requests", "HTTP requests to Bitrix24", lambda: _stat(self, "requests"))
         m.sample("b24bridge_crm_http_commands", "Commands sent to Bitrix24", lambda: _stat(self, "commands"))
         m.sample(

@@ -109,7 +109,7 @@ class SharedBudget:
         self.bridges = 0
         """Bridges that took from this budget lately, as last counted (0: never reached the database)."""
         self.reservations = 0
-        """Round trips to the shared bucket (for tests and the metrics)."""
+        """Round trips to the shared bucket."""
 
     @property
     def shared(self) -> bool:
