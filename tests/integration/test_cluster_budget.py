@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import aiohttp
+
 from bridge.sim.asterisk import AsteriskSimulator
 from bridge.sim.asterisk.inbound import InboundCall
 from bridge.sim.bitrix24 import Bitrix24Simulator
@@ -36,6 +38,15 @@ def busy_bridge(pbx: AsteriskSimulator, crm: Bitrix24Simulator, workdir: Path, p
     config = workdir / "bridge.toml"
     config.write_text(toml_text(data), encoding="utf-8")
     return DaemonProcess(config, workdir)
+
+
+async def metric(daemon: DaemonProcess, name: str) -> str:
+    """One figure of the daemon's ``/metrics``."""
+    started = next(e for e in daemon.lines(daemon.logs[-1:]) if e.get("event") == "daemon.started")
+    async with aiohttp.ClientSession() as session, session.get(f"http://{started['http']}/metrics") as response:
+        text = await response.text()
+    figures = dict(line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#"))
+    return figures[name]
 
 
 async def test_two_busy_bridges_draw_no_503_from_a_small_bucket(tmp_path: Path, pg_url: str) -> None:
@@ -68,4 +79,5 @@ async def test_two_busy_bridges_draw_no_503_from_a_small_bucket(tmp_path: Path, 
             assert state["counters"]["query_limit_exceeded"] == 0, "the portal's bucket was overrun"
             for daemon in (a, b):
                 assert daemon.count("budget.shared") == 1 and not daemon.logged("budget.fallback")
+                assert await metric(daemon, "b24bridge_crm_budget_shared") == "1.0"
                 assert not daemon.bad_lines()
