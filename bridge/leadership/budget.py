@@ -57,11 +57,12 @@ INSERT INTO portal_budget AS b (portal, level, at)
 VALUES (%(portal)s, CASE WHEN %(full)s THEN %(size)s ELSE 0.0 END + %(take)s, clock_timestamp())
 ON CONFLICT (portal) DO UPDATE SET
     level = CASE WHEN %(full)s THEN greatest(%(size)s, {_DRAINED}) ELSE {_DRAINED} END + %(take)s,
-    at = greatest(b.at, clock_timestamp())
+    at = clock_timestamp()
 RETURNING level
 """
 """One atomic statement: drain the portal's row to now, add ``take`` tokens (``full``: the portal said its bucket
-overflowed, start from the size), answer the level after. Concurrent takers queue on the row's lock."""
+overflowed, start from the size), answer the level after. Concurrent takers queue on the row's lock (the clock is
+read after it is taken). A server clock stepped back drains nothing once, then ``at`` follows it (no stall)."""
 
 SEEN = """
 INSERT INTO budget_takers (portal, bridge, seen) VALUES (%(portal)s, %(bridge)s, clock_timestamp())

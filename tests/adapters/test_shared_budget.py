@@ -186,3 +186,21 @@ async def test_two_clients_with_their_own_limiters_keep_to_one_portal_through_th
         state = sim.state()
     assert state["counters"]["requests"] == 60
     assert state["counters"]["query_limit_exceeded"] == 0, "each client alone would let 10 go at once: 20 together"
+
+
+async def test_a_server_clock_stepped_back_does_not_stall_the_budget(db: str) -> None:
+    rate = 5.0
+    b = budget(db, "office-a", rate=rate, burst=12)  # size 10
+    admin = await psycopg.AsyncConnection.connect(db, password=PASSWORD, autocommit=True)
+    try:
+        await b.take()
+        # as if the server's clock had been an hour ahead when the row was last written, and the bucket full
+        await admin.execute("UPDATE portal_budget SET level = 10, at = clock_timestamp() + interval '1 hour'")
+        started = time.monotonic()
+        for _ in range(5):  # one slot without drain, then the drain goes on from the clock as it is now
+            await b.take()
+        took = time.monotonic() - started
+    finally:
+        await admin.close()
+        await b.close()
+    assert took < 2.0, f"5 requests took {took:.2f} s: the drain stopped (it would take 3 s)"
