@@ -46,7 +46,8 @@ from bridge.journal.lock import JournalBusy, exclusive
 from bridge.journal.per_pbx import OwnCalls, PbxJournal
 from bridge.journal.shared_tallies import SharedTallies
 from bridge.journal.tallies import JournalTallies
-from bridge.leadership.roles import ClusterRoles
+from bridge.leadership.budget import SharedBudget
+from bridge.leadership.roles import ClusterRoles, portal_of
 from bridge.ops.gc_tuning import tune_after_startup
 from bridge.ops.http_api import Health, Probes, build_app, event_routes, events_app
 from bridge.ops.metrics import Metrics
@@ -112,9 +113,10 @@ class Daemon:
     async def startup(self) -> None:
         s = self.settings
         await self._open_journal()
+        self.budget = self._shared_budget()
         # Delivery retries through the journal (with a statistics check), never by resending a batch blindly.
-        self.delivery_client = Bitrix24Client(s.bitrix24, retry_attempts=1)
-        self.client = Bitrix24Client(s.bitrix24, retry_attempts=3, retry_max_wait=2.0)
+        self.delivery_client = Bitrix24Client(s.bitrix24, retry_attempts=1, budget=self.budget)
+        self.client = Bitrix24Client(s.bitrix24, retry_attempts=3, retry_max_wait=2.0, budget=self.budget)
         self.telephony = Telephony(self.client)
         self.directory = Directory(
             self.telephony,
@@ -254,6 +256,15 @@ class Daemon:
         # a call's step cannot wait for a commit: its appends go through an ordered queue (see WriteBehind)
         self.behind = self.outbox = WriteBehind(self.store, lambda: self.delivery.notify())
         log.info("daemon.journal_shared", journal=shared.where, bridge_id=j.bridge_id, pbx_id=shared.pbx)
+
+    def _shared_budget(self) -> SharedBudget | None:
+        """With a PostgreSQL journal every request to the portal, of every bridge, takes its slot from one bucket."""
+        j, b24 = self.settings.journal, self.settings.bitrix24
+        if j.backend == "sqlite":
+            return None
+        password = j.password.reveal() if j.password is not None else None
+        return SharedBudget(j.url, password=password, portal=portal_of(self.settings), bridge_id=j.bridge_id,
+                            rate=b24.rate, burst=b24.burst)  # fmt: skip
 
     def _recent_legs(self) -> list[str]:
         """The legs of the finished calls the status page shows."""
@@ -448,6 +459,10 @@ class Daemon:
             lambda: _figure(lambda: self.reads.oldest_pending_age(time.time())),
         )
         m.sample("b24bridge_crm_bucket_level", "Client-side leaky bucket fill", self.delivery_client.bucket_level)
+        budget = self.budget
+        if budget is not None:
+            m.sample("b24bridge_crm_budget_shared", "1: requests take their slots from the bucket shared in PostgreSQL;"
+                     " 0: paced locally at this bridge's share", lambda: float(budget.shared))  # fmt: skip
         m.sample("b24bridge_crm_http_requests", "HTTP requests to Bitrix24", lambda: _stat(self, "requests"))
         m.sample("b24bridge_crm_http_commands", "Commands sent to Bitrix24", lambda: _stat(self, "commands"))
         m.sample(
@@ -524,6 +539,9 @@ class Daemon:
         for client in (getattr(self, "client", None), getattr(self, "delivery_client", None)):
             if client is not None:
                 await client.close()
+        budget: SharedBudget | None = getattr(self, "budget", None)
+        if budget is not None:
+            await budget.close()
         for runner in self._runners:
             await runner.cleanup()
         journal: Journal | None = getattr(self, "journal", None)

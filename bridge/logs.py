@@ -142,6 +142,11 @@ event                              meaning
                                    the role was released for another bridge
 ``leadership.db_unreachable``      the cluster database cannot be reached (``error``): no role is taken until it can
 ``leadership.db_lost``             a query on the leadership connection failed or timed out (``held``: it held the role)
+``budget.shared``                  (PostgreSQL journal) every request to ``portal`` now takes its slot from the bucket
+                                   the bridges share there (``bridges``: how many took from it lately)
+``budget.fallback``                the shared bucket did not answer in time (``error``): this bridge paces itself at
+                                   ``rate`` requests/s, its share of ``bridges``, and tries again after ``retry`` s
+``budget.restored``                the shared bucket answers again: requests take their slots from it again
 ``pbx.connected``                  ARI or AMI (``link``) connected
 ``pbx.disconnected``               ARI or AMI disconnected; it reconnects by itself
 ``pbx.connect_failed``             a connection attempt failed (``error``); it is retried with back-off

@@ -37,7 +37,7 @@ from bridge.crm.errors import (
     TransientCrmError,
     classify,
 )
-from bridge.crm.pacing import CrmStats, fill_bucket, limiter_for
+from bridge.crm.pacing import CrmStats, SharedPace, fill_bucket, limiter_for
 from bridge.crm.query import batch_command
 from bridge.logs import redact_text, register_secrets
 
@@ -89,6 +89,7 @@ class Bitrix24Client:
         *,
         session: aiohttp.ClientSession | None = None,
         limiter: AsyncLimiter | None = None,
+        budget: SharedPace | None = None,
         retry_attempts: int = 4,
         retry_max_wait: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
@@ -99,6 +100,8 @@ class Bitrix24Client:
         self._session = session
         self._own_session = session is None
         self._limiter = limiter
+        self._budget = budget
+        """The portal's budget shared with other bridges (PostgreSQL journal), asked after the local limiter."""
         self._retry_attempts = max(1, retry_attempts)
         self._retry_max_wait = retry_max_wait
         self._backoff: wait_base = wait_random_exponential(multiplier=BACKOFF_MULTIPLIER, max=retry_max_wait)
@@ -136,13 +139,21 @@ class Bitrix24Client:
             self.stats.limiter = self._limiter
         return self._limiter
 
+    async def _pace(self) -> None:
+        """Wait for room in this process's bucket, then (several bridges) for a slot in the portal's shared one."""
+        await self._bucket().acquire()
+        if self._budget is not None:
+            await self._budget.take()
+
     def bucket_level(self) -> float:
         return self.stats.bucket_level()
 
     def assume_bucket_full(self) -> None:
         """Another sender may just have spent the portal's budget (a delivery leader that took over does not know
-        how full the portal's bucket is): start from full, sending at the drain rate until it has leaked."""
-        fill_bucket(self._bucket())
+        how full the portal's bucket is): start from full, sending at the drain rate until it has leaked. With a
+        shared budget there is nothing to assume: its bucket counted every bridge's requests."""
+        if self._budget is None:
+            fill_bucket(self._bucket())
 
     async def close(self) -> None:
         if self._own_session and self._session is not None:
@@ -172,7 +183,7 @@ class Bitrix24Client:
         if token is not None:
             payload["auth"] = token
         await self._wait_pauses(method)
-        await self._bucket().acquire()
+        await self._pace()
         self.stats.requests += 1
         started = self._clock()
         try:
@@ -227,6 +238,8 @@ class Bitrix24Client:
         if error.query_limit:
             self.stats.query_limit_exceeded += 1
             fill_bucket(self._bucket())  # every client of this portal now waits for the next drained slot
+            if self._budget is not None:
+                self._budget.overflowed()  # and every bridge of the shared budget
             self._pause("", drain)
         else:
             self._pause(error.method, drain)
@@ -309,7 +322,7 @@ class Bitrix24Client:
         register_secrets([url, *url.split("?", 1)[1:]])
         form = aiohttp.FormData()
         form.add_field(field_name, content, filename=filename, content_type="application/octet-stream")
-        await self._bucket().acquire()
+        await self._pace()
         self.stats.requests += 1
         try:
             async with self._http().post(

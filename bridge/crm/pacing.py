@@ -3,7 +3,9 @@
 Bitrix24 adds 1 per request to a per-portal counter that drains ``rate`` per second and answers 503
 ``QUERY_LIMIT_EXCEEDED`` once it passes ``burst``. We keep one :class:`aiolimiter.AsyncLimiter` per portal with the
 same drain rate and a slightly smaller size (``burst - SAFETY_MARGIN``), acquired before every HTTP request (a batch
-counts once), so that concurrent requests never overflow the portal's bucket.
+counts once), so that concurrent requests never overflow the portal's bucket. Bridges that share a PostgreSQL
+journal also share the portal's budget: behind the local limiter each request takes its slot from a
+:class:`SharedPace` (:mod:`bridge.leadership.budget`).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import weakref
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from aiolimiter import AsyncLimiter
 
@@ -18,6 +21,18 @@ SAFETY_MARGIN = 2
 """Requests of head-room kept below the portal's bucket size (latency jitter, a clock that drifts)."""
 
 _registry: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, AsyncLimiter]] = weakref.WeakKeyDictionary()
+
+
+class SharedPace(Protocol):
+    """The portal's budget shared with other bridges (one per portal per process)."""
+
+    async def take(self) -> None:
+        """Wait until this process may send one request to the portal."""
+        ...
+
+    def overflowed(self) -> None:
+        """The portal answered 503 QUERY_LIMIT_EXCEEDED: its bucket is full."""
+        ...
 
 
 def make_limiter(rate: float, burst: int) -> AsyncLimiter:

@@ -141,6 +141,30 @@ MIGRATIONS: list[list[str | Only]] = [
         # the PBX of each call ([cluster] pbx_id) in a shared journal: recovery reads its own PBX's calls only
         "ALTER TABLE calls ADD COLUMN pbx TEXT NOT NULL DEFAULT ''",
     ],
+    [
+        # the portal's leaky bucket shared by every bridge of the database (bridge/leadership/budget.py)
+        Only(
+            "postgres",
+            """
+            CREATE TABLE portal_budget (
+                portal  TEXT PRIMARY KEY,             -- the portal's host (and port)
+                level   DOUBLE PRECISION NOT NULL,    -- requests in the bucket at ``at``; above the size: reserved
+                at      TIMESTAMPTZ NOT NULL          -- the server's clock when ``level`` was written
+            )
+            """,
+        ),
+        Only(
+            "postgres",
+            """
+            CREATE TABLE budget_takers (
+                portal  TEXT NOT NULL,
+                bridge  TEXT NOT NULL,                -- [journal] bridge_id
+                seen    TIMESTAMPTZ NOT NULL,
+                PRIMARY KEY (portal, bridge)
+            )
+            """,
+        ),
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
