@@ -137,7 +137,9 @@ async def test_a_standby_takes_the_pbx_and_finishes_the_calls_in_progress_once(t
             await standby.start(pbx)
             await eventually(lambda: standby.logged("leadership.waiting"), timeout=10)
             first = await pbx.place_inbound_call(SALES, "79990001001", hangup_after_answer=5.0)
-            await asyncio.sleep(0.3)
+            # the first call's agent talks before the second comes (a phone ringing for one call rings for the next
+            # too, and the simulated agent would answer both)
+            await eventually(lambda: pbx.pbx.devices.state_of("PJSIP/1001") == "INUSE", timeout=10)
             second = await pbx.place_inbound_call(SALES, "79990001002", hangup_after_answer=6.0)
 
             def registered() -> bool:
