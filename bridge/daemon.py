@@ -46,6 +46,7 @@ from bridge.journal.lock import JournalBusy, exclusive
 from bridge.journal.per_pbx import OwnCalls, PbxJournal
 from bridge.journal.shared_tallies import SharedTallies
 from bridge.journal.tallies import JournalTallies
+from bridge.leadership.claims import ClickToCallClaims
 from bridge.leadership.roles import ClusterRoles
 from bridge.ops.gc_tuning import tune_after_startup
 from bridge.ops.http_api import Health, Probes, build_app, event_routes, events_app
@@ -140,6 +141,12 @@ class Daemon:
         self.ari = AriLink(s.asterisk, pbx_queue)
         self.ami = AmiLink(s.asterisk, pbx_queue)
         self.desk = ClickToCallDesk(s, self.ari, self.directory)
+        if isinstance(self.store, PbxJournal):  # other bridges get the portal's click-to-calls too: one acts
+            pbx_lease = self.roles.pbx
+            self.desk.claims = ClickToCallClaims(
+                self.store, self.ari, EndpointTemplate(s.asterisk.device).format, lambda: set(self.settings.plan.lines),
+                holds_pbx=lambda: pbx_lease is None or pbx_lease.held,
+            )  # fmt: skip
         self.workload = Workload(self.client, self.current_plan, ttl=s.bitrix24.workload_ttl)
         self.dispatcher = Dispatcher(
             plan=self.current_plan,

@@ -61,6 +61,8 @@ event                              meaning
                                    ``http.status_token`` on a non-loopback listener (``reason``, ``peer``; the token is
                                    never logged)
 ``clicktocall.refused``            a valid click-to-call could not be placed (no extension, shutting down)
+``clicktocall.left_to_other_bridge`` another bridge of the portal carries out this click-to-call (``reason``)
+``clicktocall.device_unknown``     the PBX did not say whether it has the employee's device (taken as having it)
 ``clicktocall.undialable``         a click-to-call's number is not dialable even after ``asterisk.dial_rules``
                                    (``reason``): its CALL_ID is finished as 404 with that reason, nothing is dialled
 ``callback.dialling``              a callback request dials the client

@@ -30,6 +30,17 @@ class PbxJournal(AsyncJournal):
         rows = await self._x("SELECT crm_leg FROM calls WHERE pbx = ? AND crm_leg = ANY(?)", (self.pbx, legs))
         return {row[0] for row in rows.fetchall()}
 
+    async def claim(self, event: str) -> tuple[str, str]:
+        """Take ``event`` (a portal event every bridge receives) for this bridge unless another took it first;
+        returns who has it, (bridge id, pbx id)."""
+        async with self.transaction():
+            await self._x(
+                "INSERT OR IGNORE INTO claims (event, bridge, pbx, claimed_at) VALUES (?, ?, ?, ?)",
+                (event, self.bridge, self.pbx, self._clock()),
+            )
+            row = (await self._x("SELECT bridge, pbx FROM claims WHERE event = ?", (event,))).fetchone()
+        return str(row[0]), str(row[1])
+
 
 class OwnCalls:
     """What recovery reads and writes (:class:`bridge.recovery.Journalish`): the calls of this PBX only."""

@@ -141,6 +141,17 @@ MIGRATIONS: list[list[str | Only]] = [
         # the PBX of each call ([cluster] pbx_id) in a shared journal: recovery reads its own PBX's calls only
         "ALTER TABLE calls ADD COLUMN pbx TEXT NOT NULL DEFAULT ''",
     ],
+    [
+        # a portal event every bridge receives (a click-to-call's CALL_ID) is taken by one: the first row wins
+        """
+        CREATE TABLE claims (
+            event      TEXT PRIMARY KEY,
+            bridge     TEXT NOT NULL,
+            pbx        TEXT NOT NULL,
+            claimed_at REAL NOT NULL
+        )
+        """,
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
