@@ -23,7 +23,7 @@ from aiohttp import web
 
 from bridge import event_loop, logs
 from bridge.clicktocall import ClickToCallDesk
-from bridge.config import ConfigError, Settings, config_warnings, file_problems, load_config
+from bridge.config import EXIT_CONFIG, ConfigError, Settings, config_warnings, file_problems, load_config
 from bridge.config.checks import unmapped
 from bridge.crm.client import Bitrix24Client
 from bridge.crm.directory import Directory
@@ -141,6 +141,8 @@ class Daemon:
         self.ari = AriLink(s.asterisk, pbx_queue)
         self.ami = AmiLink(s.asterisk, pbx_queue)
         self.desk = ClickToCallDesk(s, self.ari, self.directory)
+        if isinstance(self.store, PbxJournal):
+            self.ari.vet = self._distinct_system_name
         if isinstance(self.store, PbxJournal):  # other bridges get the portal's click-to-calls too: one acts
             pbx_lease = self.roles.pbx
             self.desk.claims = ClickToCallClaims(
@@ -303,6 +305,23 @@ class Daemon:
                 self._step_down("this bridge lost the PBX's leadership (its database connection failed)")
             raise
         self._step_down("another client took the ARI application")
+
+    async def _distinct_system_name(self, info: dict[str, Any]) -> bool:
+        """On a shared journal each PBX needs its own asterisk.conf ``systemname`` (its channel ids carry it): False
+        (and the bridge stops, exit 78) when a live bridge of another PBX reports the same one, or either has none."""
+        assert isinstance(self.store, PbxJournal)
+        config = info.get("config")
+        name = str(config.get("name") or "") if isinstance(config, dict) else ""
+        clashes = await self.store.system_name_clashes(name)
+        if not clashes:
+            return True
+        others = ", ".join(f"bridge {b} (pbx {p}, systemname {n or 'none'})" for b, p, n in clashes)
+        log.error("daemon.systemname_clash", systemname=name or "none", pbx_id=self.store.pbx, others=others,
+                  note="two PBXs on one journal would give colliding channel ids: set a distinct systemname in each "
+                  "Asterisk's asterisk.conf [options] and restart it; this bridge stops (exit 78)")  # fmt: skip
+        self.exit_code = EXIT_CONFIG
+        self.request_stop()
+        return False
 
     def _step_down(self, reason: str) -> None:
         """Stop routing at once and exit 1: the service manager starts the bridge again, as a standby; the bridge

@@ -23,6 +23,8 @@ event                              meaning
 ``daemon.tasks_stuck``             at shutdown these tasks outlived repeated cancellation (``tasks``); left behind
 ``daemon.stopped``                 the daemon has stopped
 ``daemon.refused``                 the daemon would not start (e.g. another process holds the journal)
+``daemon.systemname_clash``       on a shared journal a live bridge of another PBX reports this PBX's asterisk.conf
+                                   ``systemname``, or one of them has none (colliding channel ids): stops, exit 78
 ``daemon.pbx_lost``                the bridge stepped down from its PBX (``reason``: another client took the ARI
                                    application, or the PBX's leadership was lost): it stops at once, exit code 1, and
                                    the service manager restarts it as a standby

@@ -151,6 +151,15 @@ MIGRATIONS: list[list[str | Only]] = [
             claimed_at REAL NOT NULL
         )
         """,
+        # the system name (asterisk.conf systemname) of the PBX each bridge holds: two PBXs on one journal need two
+        """
+        CREATE TABLE pbx_systems (
+            bridge      TEXT PRIMARY KEY,
+            pbx         TEXT NOT NULL,
+            system_name TEXT NOT NULL,
+            seen_at     REAL NOT NULL
+        )
+        """,
     ],
 ]
 
