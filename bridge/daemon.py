@@ -272,7 +272,7 @@ class Daemon:
         if self.journal is not None:
             return JournalTallies(self.journal)
         assert self.behind is not None
-        shared = SharedTallies(self.store, self.behind)
+        shared = SharedTallies(self.store, self.behind, self.settings.cluster.pbx_id)
         await shared.load()
         return shared
 

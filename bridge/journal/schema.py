@@ -161,6 +161,24 @@ MIGRATIONS: list[list[str | Only]] = [
         )
         """,
     ],
+    [
+        # the tallies per PBX ([cluster] pbx_id; '' on SQLite): two offices may both have an extension 1001
+        """
+        CREATE TABLE tallies_per_pbx (
+            pbx        TEXT NOT NULL DEFAULT '',
+            scope      TEXT NOT NULL,
+            member     TEXT NOT NULL,
+            day        TEXT NOT NULL DEFAULT '',
+            count      INTEGER NOT NULL DEFAULT 0,
+            updated_at REAL NOT NULL,
+            PRIMARY KEY (pbx, scope, member)
+        )
+        """,
+        "INSERT INTO tallies_per_pbx (pbx, scope, member, day, count, updated_at)"
+        " SELECT '', scope, member, day, count, updated_at FROM tallies ORDER BY updated_at",
+        "DROP TABLE tallies",
+        "ALTER TABLE tallies_per_pbx RENAME TO tallies",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
