@@ -52,6 +52,8 @@ event                              meaning
 ``leg.unavailable``                Asterisk could not create the leg's channel (ARI 500 "Allocation failed": a phone
                                    that is not registered); the walk goes on as for an unavailable agent
 ``leg.kept``                       a ring timeout's cancel was not sent: the leg had answered (the answer wins)
+``leg.answer_not_noted``           the PBX did not keep an answered leg's moment (``B24_ANSWERED``): a bridge that
+                                   adopts the call after a restart counts its talk from when it saw it
 ``leg.not_joined``                 a cancel hung up the leg before it could join the caller: reported as failed
 ``leg.released``                   the core stopped a leg (``leg``, ``ext``, ``reason``: timeout, busy elsewhere,
                                    unregistered, absent, not clocked in, answered elsewhere, caller gone, ...)
