@@ -47,6 +47,7 @@ from bridge.journal.per_pbx import OwnCalls, PbxJournal
 from bridge.journal.shared_tallies import SharedTallies
 from bridge.journal.tallies import JournalTallies
 from bridge.leadership.claims import ClickToCallClaims
+from bridge.leadership.lease import DB_ERRORS
 from bridge.leadership.roles import ClusterRoles
 from bridge.ops.gc_tuning import tune_after_startup
 from bridge.ops.http_api import Health, Probes, build_app, event_routes, events_app
@@ -312,7 +313,11 @@ class Daemon:
         assert isinstance(self.store, PbxJournal)
         config = info.get("config")
         name = str(config.get("name") or "") if isinstance(config, dict) else ""
-        clashes = await self.store.system_name_clashes(name)
+        try:
+            clashes = await self.store.system_name_clashes(name)
+        except (*DB_ERRORS, JournalError) as exc:  # cannot tell now: the next connect asks again
+            log.warning("daemon.systemname_unchecked", systemname=name or "none", error=type(exc).__name__)
+            return True
         if not clashes:
             return True
         others = ", ".join(f"bridge {b} (pbx {p}, systemname {n or 'none'})" for b, p, n in clashes)

@@ -25,6 +25,8 @@ event                              meaning
 ``daemon.refused``                 the daemon would not start (e.g. another process holds the journal)
 ``daemon.systemname_clash``       on a shared journal a live bridge of another PBX reports this PBX's asterisk.conf
                                    ``systemname``, or one of them has none (colliding channel ids): stops, exit 78
+``daemon.systemname_unchecked``   the shared journal did not answer when the PBX's ``systemname`` was to be checked:
+                                   the bridge goes on; its next connection checks again
 ``daemon.pbx_lost``                the bridge stepped down from its PBX (``reason``: another client took the ARI
                                    application, or the PBX's leadership was lost): it stops at once, exit code 1, and
                                    the service manager restarts it as a standby
@@ -66,6 +68,8 @@ event                              meaning
                                    never logged)
 ``clicktocall.refused``            a valid click-to-call could not be placed (no extension, shutting down)
 ``clicktocall.left_to_other_bridge`` another bridge of the portal carries out this click-to-call (``reason``)
+``clicktocall.claim_failed``       the shared journal did not answer a click-to-call's claim: only a bridge with both
+                                   the employee's phone and the call's line acts (``acting``)
 ``clicktocall.device_unknown``     the PBX did not say whether it has the employee's device (taken as having it)
 ``clicktocall.undialable``         a click-to-call's number is not dialable even after ``asterisk.dial_rules``
                                    (``reason``): its CALL_ID is finished as 404 with that reason, nothing is dialled

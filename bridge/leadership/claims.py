@@ -13,7 +13,8 @@ must act: the one whose PBX has the employee's phone. Each bridge weighs the eve
 * neither: it leaves the event to the other bridges.
 
 A claim is a row keyed by the event's CALL_ID in the shared journal: the first bridge to write it has the call,
-whatever the others weigh; the later ones log ``clicktocall.left_to_other_bridge``. A bridge that waits on standby
+whatever the others weigh; the later ones log ``clicktocall.left_to_other_bridge``. While the journal is
+unreachable only a ``HOME`` bridge acts (``clicktocall.claim_failed``). A bridge that waits on standby
 for its PBX (``[cluster] standby``) never claims: the bridge holding that PBX does.
 """
 
@@ -27,6 +28,8 @@ from typing import Any, Protocol
 
 import structlog
 
+from bridge.journal.marks import JournalError
+from bridge.leadership.lease import DB_ERRORS
 from bridge.pbx.events import PbxError
 
 log = structlog.get_logger(__name__)
@@ -110,7 +113,13 @@ class ClickToCallClaims:
         delay = (Weight.HOME - weight) * self.grace
         if delay:
             await asyncio.sleep(delay)
-        bridge, pbx = await self.journal.claim(call_id)
+        try:
+            bridge, pbx = await self.journal.claim(call_id)
+        except (*DB_ERRORS, JournalError) as exc:
+            # the shared journal is away: a bridge with the phone and the line is the best guess, the others stand by
+            act = weight is Weight.HOME
+            log.warning("clicktocall.claim_failed", crm_call=call_id, error=type(exc).__name__, acting=act)
+            return Verdict(act, has_device, "" if act else "the journal is unreachable; left to the phone's bridge")
         if bridge != self.journal.bridge:
             return Verdict(False, has_device, f"taken by bridge {bridge} (pbx {pbx})")
         return Verdict(True, has_device)

@@ -80,3 +80,22 @@ async def test_the_weights(journals: list[PbxJournal]) -> None:
     assert await c.weigh("1002", "999") == (Weight.NONE, False)
     down = claims(journals[0], Pbx(down=True), {"111"})
     assert await down.weigh("1002", "111") == (Weight.HOME, True), "a PBX that does not answer: its own bridge acts"
+
+
+class Unreachable:
+    """A shared journal whose database has gone away."""
+
+    bridge = "b9"
+
+    async def claim(self, event: str) -> tuple[str, str]:
+        raise OSError("connection refused")
+
+
+async def test_with_the_journal_away_only_the_bridge_with_the_phone_and_the_line_acts() -> None:
+    home = ClickToCallClaims(Unreachable(), Pbx("PJSIP/1001"), "PJSIP/{}".format, lambda: {"111"}, lambda: True,
+                             grace=0.05)  # fmt: skip
+    elsewhere = ClickToCallClaims(Unreachable(), Pbx("PJSIP/1001"), "PJSIP/{}".format, lambda: {"222"}, lambda: True,
+                                  grace=0.05)  # fmt: skip
+    assert (await home.decide(CALL_ID, "1001", "111")).act
+    left = await elsewhere.decide(CALL_ID, "1001", "111")
+    assert not left.act and "unreachable" in left.why
