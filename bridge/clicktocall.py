@@ -14,6 +14,9 @@ click-to-call's client leg, :meth:`ClickToCallDesk.call_back` for a callback). A
 cannot turn into digits is checked here first: Bitrix24's CALL_ID is finished at once as 404 with the reason in
 FAILED_REASON, and nothing is originated (not even the employee's phone).
 
+With several bridges on one portal (a shared PostgreSQL journal) every bridge gets each pushed click-to-call; only
+the one :mod:`bridge.leadership.claims` picks (the PBX with the employee's phone) carries it out.
+
 After a restart, :meth:`ClickToCallDesk.resume` carries on a click-to-call the dead process ran, from what the PBX
 still has of it (``bridge.recovery.clicktocall``); its legs are never hung up as orphans.
 """
