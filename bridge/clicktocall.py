@@ -14,6 +14,9 @@ click-to-call's client leg, :meth:`ClickToCallDesk.call_back` for a callback). A
 cannot turn into digits is checked here first: Bitrix24's CALL_ID is finished at once as 404 with the reason in
 FAILED_REASON, and nothing is originated (not even the employee's phone).
 
+With several bridges on one portal (a shared PostgreSQL journal) every bridge gets each pushed click-to-call; only
+the one :mod:`bridge.leadership.claims` picks (the PBX with the employee's phone) carries it out.
+
 After a restart, :meth:`ClickToCallDesk.resume` carries on a click-to-call the dead process ran, from what the PBX
 still has of it (``bridge.recovery.clicktocall``); its legs are never hung up as orphans.
 """
@@ -23,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -46,6 +49,7 @@ from bridge.domain.events import (
 )
 from bridge.domain.scheme import Plan
 from bridge.journal.rows import CallRow
+from bridge.leadership.claims import ClickToCallClaims
 from bridge.logs import bind_call
 from bridge.pbx.events import PbxEvent, StasisEntered
 from bridge.pbx.outcomes import EndpointTemplate
@@ -119,6 +123,8 @@ class ClickToCallDesk:
         self.dispatcher: Dispatcher | None = None
         self._pending: set[asyncio.Future[None]] = set()
         self._answered_early: set[str] = set()
+        self.claims: ClickToCallClaims | None = None
+        """With several bridges on the portal: which of them carries out a click-to-call."""
 
     def attach(self, dispatcher: Dispatcher) -> None:
         self.dispatcher = dispatcher
@@ -129,9 +135,9 @@ class ClickToCallDesk:
     async def on_event(self, request: ClickToCall | CallbackRequest) -> None:
         """A pushed event: answered at once (Bitrix24 does not wait long, nor retry); the PBX work follows."""
         if isinstance(request, CallbackRequest):
-            task = asyncio.ensure_future(self.call_back(request))
-            self._pending.add(task)
-            task.add_done_callback(self._pending.discard)
+            self._later(self.call_back(request))
+        elif self.claims is not None:
+            self._later(self.take(request))
         else:
             self.start(request)
 
@@ -139,18 +145,39 @@ class ClickToCallDesk:
         if isinstance(parsed, Rejected):
             log.warning("clicktocall.rejected", reason=parsed.reason)
         elif isinstance(parsed, ClickToCall):
-            self.start(parsed)
+            self.start(parsed)  # pulled from the application's one offline queue: no other bridge has it
         else:
             await self.call_back(parsed)
 
-    def start(self, request: ClickToCall) -> None:
+    def _later(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def take(self, request: ClickToCall) -> None:
+        """Carry out ``request`` if this bridge is the one to (:mod:`bridge.leadership.claims`, with several
+        bridges on the portal), else leave it to the bridge that is."""
+        if self.claims is None:
+            self.start(request)
+            return
+        ext = self.directory.ext_for(request.user_id)
+        verdict = await self.claims.decide(request.call_id, ext, request.line)
+        if not verdict.act:
+            log.info("clicktocall.left_to_other_bridge", crm_call=request.call_id, ext=ext, line=request.line,
+                     reason=verdict.why)  # fmt: skip
+            return
+        self.start(request, absent="" if verdict.has_device or not ext else f"extension {ext} is not on any PBX")
+
+    def start(self, request: ClickToCall, *, absent: str = "") -> None:
+        """Ring the employee, then the client; ``absent`` says why the employee cannot be rung (then Bitrix24's
+        call is finished at once)."""
         dispatcher = self._dispatcher()
         plan = dispatcher.plan()
-        ext = self.directory.ext_for(request.user_id)
+        ext = None if absent else self.directory.ext_for(request.user_id)
         key = f"c2c-{self._run}-{next(self._serial)}"
         started = _started(key, request, ext or "")
         with bind_call(key, key, request.line):
-            self._place(dispatcher, plan, key, ext, started, request)
+            self._place(dispatcher, plan, key, ext, started, request, absent)
 
     def _place(
         self,
@@ -160,6 +187,7 @@ class ClickToCallDesk:
         ext: str | None,
         started: ObservedStarted,
         request: ClickToCall,
+        absent: str = "",
     ) -> None:
         problem = request.problem or self._undialable(request.phone)
         if problem:
@@ -171,10 +199,11 @@ class ClickToCallDesk:
             return
         if not ext or not dispatcher.accepting:
             # Bitrix24 already shows the employee a card "calling...": finish its call so the card closes
-            reason = "shutting down" if ext else f"user {request.user_id} has no extension"
+            reason = "shutting down" if ext else absent or f"user {request.user_id} has no extension"
             log.warning("clicktocall.refused", reason=reason, crm_call=request.call_id)
             dispatcher.start_observed(key, started)
-            dispatcher.step_observed(key, ObservedEnded(dialstatus="CHANUNAVAIL"))
+            said = f"b24-bridge: not dialled, {absent}"[:FAILED_REASON_LIMIT] if absent else ""
+            dispatcher.step_observed(key, ObservedEnded(dialstatus="CHANUNAVAIL", failed_reason=said))
             return
         self.sessions[key] = _Session(key, request, ext)
         dispatcher.start_observed(key, started)

@@ -23,7 +23,7 @@ from aiohttp import web
 
 from bridge import event_loop, logs
 from bridge.clicktocall import ClickToCallDesk
-from bridge.config import ConfigError, Settings, config_warnings, file_problems, load_config
+from bridge.config import EXIT_CONFIG, ConfigError, Settings, config_warnings, file_problems, load_config
 from bridge.config.checks import unmapped
 from bridge.crm.client import Bitrix24Client
 from bridge.crm.directory import Directory
@@ -47,6 +47,8 @@ from bridge.journal.per_pbx import OwnCalls, PbxJournal
 from bridge.journal.shared_tallies import SharedTallies
 from bridge.journal.tallies import JournalTallies
 from bridge.leadership.budget import SharedBudget
+from bridge.leadership.claims import ClickToCallClaims
+from bridge.leadership.lease import DB_ERRORS
 from bridge.leadership.roles import ClusterRoles, portal_of
 from bridge.ops.gc_tuning import tune_after_startup
 from bridge.ops.http_api import Health, Probes, build_app, event_routes, events_app
@@ -142,6 +144,14 @@ class Daemon:
         self.ari = AriLink(s.asterisk, pbx_queue)
         self.ami = AmiLink(s.asterisk, pbx_queue)
         self.desk = ClickToCallDesk(s, self.ari, self.directory)
+        if isinstance(self.store, PbxJournal):
+            self.ari.vet = self._distinct_system_name
+        if isinstance(self.store, PbxJournal):  # other bridges get the portal's click-to-calls too: one acts
+            pbx_lease = self.roles.pbx
+            self.desk.claims = ClickToCallClaims(
+                self.store, self.ari, EndpointTemplate(s.asterisk.device).format, lambda: set(self.settings.plan.lines),
+                holds_pbx=lambda: pbx_lease is None or pbx_lease.held,
+            )  # fmt: skip
         self.workload = Workload(self.client, self.current_plan, ttl=s.bitrix24.workload_ttl)
         self.dispatcher = Dispatcher(
             plan=self.current_plan,
@@ -275,7 +285,7 @@ class Daemon:
         if self.journal is not None:
             return JournalTallies(self.journal)
         assert self.behind is not None
-        shared = SharedTallies(self.store, self.behind)
+        shared = SharedTallies(self.store, self.behind, self.settings.cluster.pbx_id)
         await shared.load()
         return shared
 
@@ -308,6 +318,27 @@ class Daemon:
                 self._step_down("this bridge lost the PBX's leadership (its database connection failed)")
             raise
         self._step_down("another client took the ARI application")
+
+    async def _distinct_system_name(self, info: dict[str, Any]) -> bool:
+        """On a shared journal each PBX needs its own asterisk.conf ``systemname`` (its channel ids carry it): False
+        (and the bridge stops, exit 78) when a live bridge of another PBX reports the same one, or either has none."""
+        assert isinstance(self.store, PbxJournal)
+        config = info.get("config")
+        name = str(config.get("name") or "") if isinstance(config, dict) else ""
+        try:
+            clashes = await self.store.system_name_clashes(name)
+        except (*DB_ERRORS, JournalError) as exc:  # cannot tell now: the next connect asks again
+            log.warning("daemon.systemname_unchecked", systemname=name or "none", error=type(exc).__name__)
+            return True
+        if not clashes:
+            return True
+        others = ", ".join(f"bridge {b} (pbx {p}, systemname {n or 'none'})" for b, p, n in clashes)
+        log.error("daemon.systemname_clash", systemname=name or "none", pbx_id=self.store.pbx, others=others,
+                  note="two PBXs on one journal would give colliding channel ids: set a distinct systemname in each "
+                  "Asterisk's asterisk.conf [options] and restart it; this bridge stops (exit 78)")  # fmt: skip
+        self.exit_code = EXIT_CONFIG
+        self.request_stop()
+        return False
 
     def _step_down(self, reason: str) -> None:
         """Stop routing at once and exit 1: the service manager starts the bridge again, as a standby; the bridge

@@ -23,6 +23,10 @@ event                              meaning
 ``daemon.tasks_stuck``             at shutdown these tasks outlived repeated cancellation (``tasks``); left behind
 ``daemon.stopped``                 the daemon has stopped
 ``daemon.refused``                 the daemon would not start (e.g. another process holds the journal)
+``daemon.systemname_clash``       on a shared journal a live bridge of another PBX reports this PBX's asterisk.conf
+                                   ``systemname``, or one of them has none (colliding channel ids): stops, exit 78
+``daemon.systemname_unchecked``   the shared journal did not answer when the PBX's ``systemname`` was to be checked:
+                                   the bridge goes on; its next connection checks again
 ``daemon.pbx_lost``                the bridge stepped down from its PBX (``reason``: another client took the ARI
                                    application, or the PBX's leadership was lost): it stops at once, exit code 1, and
                                    the service manager restarts it as a standby
@@ -50,6 +54,8 @@ event                              meaning
 ``leg.unavailable``                Asterisk could not create the leg's channel (ARI 500 "Allocation failed": a phone
                                    that is not registered); the walk goes on as for an unavailable agent
 ``leg.kept``                       a ring timeout's cancel was not sent: the leg had answered (the answer wins)
+``leg.answer_not_noted``           the PBX did not keep an answered leg's moment (``B24_ANSWERED``): a bridge that
+                                   adopts the call after a restart counts its talk from when it saw it
 ``leg.not_joined``                 a cancel hung up the leg before it could join the caller: reported as failed
 ``leg.released``                   the core stopped a leg (``leg``, ``ext``, ``reason``: timeout, busy elsewhere,
                                    unregistered, absent, not clocked in, answered elsewhere, caller gone, ...)
@@ -61,6 +67,10 @@ event                              meaning
                                    ``http.status_token`` on a non-loopback listener (``reason``, ``peer``; the token is
                                    never logged)
 ``clicktocall.refused``            a valid click-to-call could not be placed (no extension, shutting down)
+``clicktocall.left_to_other_bridge`` another bridge of the portal carries out this click-to-call (``reason``)
+``clicktocall.claim_failed``       the shared journal did not answer a click-to-call's claim: only a bridge with both
+                                   the employee's phone and the call's line acts (``acting``)
+``clicktocall.device_unknown``     the PBX did not say whether it has the employee's device (taken as having it)
 ``clicktocall.undialable``         a click-to-call's number is not dialable even after ``asterisk.dial_rules``
                                    (``reason``): its CALL_ID is finished as 404 with that reason, nothing is dialled
 ``callback.dialling``              a callback request dials the client

@@ -80,9 +80,18 @@ class PortalUpkeep:
         self._troubled = asyncio.Event()
 
     async def set_up(self) -> None:
-        """Create the configured lines; in OAuth mode bind the click-to-call events to our handler."""
+        """Create the configured lines that the portal does not have yet (another bridge of the portal, or this one
+        before a restart, created the others: asking first costs one request, adding an existing line is an error);
+        in OAuth mode bind the click-to-call events to our handler."""
         s = self.settings
+        try:
+            existing = {line.number for line in await self.telephony.external_line_get()}
+        except CrmError as exc:
+            log.warning("crm.line_failed", line="(all)", error=str(exc))
+            existing = set()
         for number, line in s.plan.lines.items():
+            if number in existing:
+                continue
             try:
                 await self.telephony.external_line_add(number, line.name, crm_auto_create=line.crm_create)
             except CrmError as exc:

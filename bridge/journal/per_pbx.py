@@ -30,6 +30,36 @@ class PbxJournal(AsyncJournal):
         rows = await self._x("SELECT crm_leg FROM calls WHERE pbx = ? AND crm_leg = ANY(?)", (self.pbx, legs))
         return {row[0] for row in rows.fetchall()}
 
+    async def claim(self, event: str) -> tuple[str, str]:
+        """Take ``event`` (a portal event every bridge receives) for this bridge unless another took it first;
+        returns who has it, (bridge id, pbx id)."""
+        async with self.transaction():
+            await self._x(
+                "INSERT OR IGNORE INTO claims (event, bridge, pbx, claimed_at) VALUES (?, ?, ?, ?)",
+                (event, self.bridge, self.pbx, self._clock()),
+            )
+            row = (await self._x("SELECT bridge, pbx FROM claims WHERE event = ?", (event,))).fetchone()
+        return str(row[0]), str(row[1])
+
+    async def system_name_clashes(self, system_name: str) -> list[tuple[str, str, str]]:
+        """Record that this bridge's PBX reports ``system_name`` (asterisk.conf ``systemname``; "" none), and list
+        the live bridges of other PBXs on this journal whose channel ids could collide with its own: (bridge, pbx,
+        their system name) of those reporting the same name, or none, or any when this one has none. A bridge is
+        live while its leadership session (``b24-bridge <bridge id>``) is connected."""
+        async with self.transaction():
+            await self._x(
+                "INSERT INTO pbx_systems (bridge, pbx, system_name, seen_at) VALUES (?, ?, ?, ?) ON CONFLICT (bridge)"
+                " DO UPDATE SET pbx = excluded.pbx, system_name = excluded.system_name, seen_at = excluded.seen_at",
+                (self.bridge, self.pbx, system_name, self._clock()),
+            )
+        rows = await self._x(
+            "SELECT bridge, pbx, system_name FROM pbx_systems s WHERE bridge <> ? AND pbx <> ?"
+            " AND (system_name = ? OR system_name = '' OR ? = '') AND EXISTS (SELECT 1 FROM pg_stat_activity a"
+            " WHERE a.application_name = LEFT('b24-bridge ' || s.bridge, 63)) ORDER BY bridge",
+            (self.bridge, self.pbx, system_name, system_name),
+        )
+        return [(str(r[0]), str(r[1]), str(r[2])) for r in rows.fetchall()]
+
 
 class OwnCalls:
     """What recovery reads and writes (:class:`bridge.recovery.Journalish`): the calls of this PBX only."""

@@ -165,6 +165,44 @@ MIGRATIONS: list[list[str | Only]] = [
             """,
         ),
     ],
+    [
+        # a portal event every bridge receives (a click-to-call's CALL_ID) is taken by one: the first row wins
+        """
+        CREATE TABLE claims (
+            event      TEXT PRIMARY KEY,
+            bridge     TEXT NOT NULL,
+            pbx        TEXT NOT NULL,
+            claimed_at REAL NOT NULL
+        )
+        """,
+        # the system name (asterisk.conf systemname) of the PBX each bridge holds: two PBXs on one journal need two
+        """
+        CREATE TABLE pbx_systems (
+            bridge      TEXT PRIMARY KEY,
+            pbx         TEXT NOT NULL,
+            system_name TEXT NOT NULL,
+            seen_at     REAL NOT NULL
+        )
+        """,
+    ],
+    [
+        # the tallies per PBX ([cluster] pbx_id; '' on SQLite): two offices may both have an extension 1001
+        """
+        CREATE TABLE tallies_per_pbx (
+            pbx        TEXT NOT NULL DEFAULT '',
+            scope      TEXT NOT NULL,
+            member     TEXT NOT NULL,
+            day        TEXT NOT NULL DEFAULT '',
+            count      INTEGER NOT NULL DEFAULT 0,
+            updated_at REAL NOT NULL,
+            PRIMARY KEY (pbx, scope, member)
+        )
+        """,
+        "INSERT INTO tallies_per_pbx (pbx, scope, member, day, count, updated_at)"
+        " SELECT '', scope, member, day, count, updated_at FROM tallies ORDER BY updated_at",
+        "DROP TABLE tallies",
+        "ALTER TABLE tallies_per_pbx RENAME TO tallies",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -8,24 +8,31 @@ from bridge.journal.store import AsyncJournal
 from bridge.journal.tallies import ANSWERED, LEAD
 
 UPSERT = (
-    "INSERT INTO tallies (scope, member, day, count, updated_at) VALUES (?, ?, ?, ?, ?)"
-    " ON CONFLICT (scope, member) DO UPDATE SET day = excluded.day, count = excluded.count,"
+    "INSERT INTO tallies (pbx, scope, member, day, count, updated_at) VALUES (?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (pbx, scope, member) DO UPDATE SET day = excluded.day, count = excluded.count,"
     " updated_at = excluded.updated_at"
 )
 
 
 class SharedTallies:
-    """A :class:`bridge.dispatch.tallies.TallyStore` over a PostgreSQL journal; :meth:`load` before the first call."""
+    """A :class:`bridge.dispatch.tallies.TallyStore` over a PostgreSQL journal; :meth:`load` before the first call.
+    The counts are those of one PBX (``pbx``, its ``[cluster] pbx_id``): the extensions of two offices may share
+    numbers, never their counts; the bridges of a standby pair share a PBX and so its counts."""
 
-    def __init__(self, journal: AsyncJournal, behind: WriteBehind) -> None:
+    def __init__(self, journal: AsyncJournal, behind: WriteBehind, pbx: str = "") -> None:
         self.journal = journal
         self.behind = behind
+        self.pbx = pbx
         self._answered: dict[str, dict[str, int]] = {}
         self._leads: dict[str, dict[str, int]] = {}
         self._last: dict[str, tuple[str, ...]] = {}
 
     async def load(self) -> None:
-        rows = (await self.journal._x("SELECT scope, member, day, count FROM tallies ORDER BY updated_at")).fetchall()
+        rows = (
+            await self.journal._x(
+                "SELECT scope, member, day, count FROM tallies WHERE pbx = ? ORDER BY updated_at", (self.pbx,)
+            )
+        ).fetchall()
         for row in rows:
             if row["scope"] == ANSWERED:
                 self._answered.setdefault(row["day"], {})[row["member"]] = int(row["count"])
@@ -53,6 +60,6 @@ class SharedTallies:
     def _write(self, scope: str, member: str, day: str, count: int) -> None:
         async def write() -> None:
             async with self.journal.transaction():
-                await self.journal._x(UPSERT, (scope, member, day, count, self.journal._clock()))
+                await self.journal._x(UPSERT, (self.pbx, scope, member, day, count, self.journal._clock()))
 
         self.behind.later(write)

@@ -1,6 +1,7 @@
 """Distribution counts kept in the journal's ``tallies`` table (schema 7), so that a restart does not reset them:
 the calls each extension answered today (``evenly``) and the last manager each lead distribution chose (round
-robin). Small and apart from the outbox on purpose: three statements over one connection."""
+robin). Small and apart from the outbox on purpose: three statements over one connection. Since schema 12 the
+table is keyed per PBX too (a shared journal's, :mod:`.shared_tallies`); an SQLite journal's PBX is ''."""
 
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ class JournalTallies:
         with self.journal.transaction():
             self.journal._x(
                 "INSERT INTO tallies (scope, member, count, updated_at) VALUES (?, ?, 1, ?)"
-                " ON CONFLICT (scope, member) DO UPDATE SET count = count + 1, updated_at = excluded.updated_at",
+                " ON CONFLICT (pbx, scope, member) DO UPDATE SET count = count + 1, updated_at = excluded.updated_at",
                 (LEAD + distribution, ext, self.journal._clock()),
             )
 
@@ -46,7 +47,7 @@ class JournalTallies:
         with self.journal.transaction():
             self.journal._x(
                 "INSERT INTO tallies (scope, member, day, count, updated_at) VALUES (?, ?, ?, ?, ?)"
-                " ON CONFLICT (scope, member) DO UPDATE SET day = excluded.day, count = excluded.count,"
+                " ON CONFLICT (pbx, scope, member) DO UPDATE SET day = excluded.day, count = excluded.count,"
                 " updated_at = excluded.updated_at",
                 (scope, member, day, count, self.journal._clock()),
             )

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
@@ -57,6 +57,14 @@ class LeaseTiming:
 
 
 Connection = psycopg.AsyncConnection[tuple[object, ...]]
+
+
+class RoleTaken(Exception):
+    """The role is held by another session: :attr:`holder` (its bridge id; "" unknown)."""
+
+    def __init__(self, holder: str) -> None:
+        super().__init__(holder)
+        self.holder = holder
 
 
 class Lease:
@@ -115,6 +123,25 @@ class Lease:
                 self._changed(reachable=False)
                 await _close(conn)
             await asyncio.sleep(self.timing.retry if stepped_down else 0)
+
+    @contextlib.asynccontextmanager
+    async def hold_now(self) -> AsyncIterator[None]:
+        """Take the role at once, for a tool that must not run beside its holder (``b24-bridge replay``), and
+        release it at the end. Raises :class:`RoleTaken` when another session holds it, a ``DB_ERRORS`` one when
+        the database does not answer."""
+        async with asyncio.timeout(self.timing.connect):
+            conn = await self._open()
+        try:
+            if not await self._probe(conn, "SELECT pg_try_advisory_lock(%s::bigint)", self.key):
+                holder = str(await self._probe(conn, HOLDER, self.key, self.key) or "").removeprefix("b24-bridge ")
+                raise RoleTaken(holder)
+            self._changed(held=True)
+            self.holder = self.bridge_id
+            log.info("leadership.acquired", role=self.role.value, scope=self.scope, bridge=self.bridge_id)
+            yield
+        finally:
+            self._changed(held=False)
+            await _close(conn)
 
     async def _open(self) -> Connection:
         kwargs: dict[str, Any] = {"application_name": f"b24-bridge {self.bridge_id}"[:63], "options": KEEPALIVES}

@@ -13,6 +13,9 @@ the older socket gets ``ApplicationReplaced`` and then nothing more for that app
 (res/stasis/app.c ``app_update``, res/ari/ari_websockets.c ``ari_websocket_send_event``). The link then stops for
 good and sets :attr:`AriLink.replaced`: reconnecting would take the application back from the other bridge, and
 both would route the same calls.
+
+:attr:`AriLink.vet` (if set) sees ``GET /asterisk/info`` before each subscription; when it says no, the link stops
+without subscribing (a PBX whose ``systemname`` another bridge's PBX already uses on a shared journal).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -55,6 +58,8 @@ class AriLink(ReconnectingLink):
         self._cleanups: set[asyncio.Task[None]] = set()
         self.lost_at: datetime | None = None
         """When the last session ended (what ended since happened at this moment or later)."""
+        self.vet: Callable[[dict[str, Any]], Awaitable[bool]] | None = None
+        """Asked with ``GET /asterisk/info`` before each subscription; False stops the link (see the docstring)."""
         self.replaced = asyncio.Event()
         """Another WebSocket took our Stasis application: the link has stopped and does not reconnect."""
 
@@ -69,6 +74,11 @@ class AriLink(ReconnectingLink):
         """One connection: open, subscribe, resync, read until the socket closes. True if it got that far."""
         await self.rest.open()
         try:
+            if self.vet is not None:
+                info = await self.request("asterisk", "getInfo")
+                if not await self.vet(info if isinstance(info, dict) else {}):
+                    self._stopping.set()
+                    return False
             socket = await self.rest.events(self.settings.app)
             log.info("pbx.connected", link="ari", app=self.settings.app)
             confirmed = self.translator.confirmed_legs()  # legs the PBX knew before it was asked what is left

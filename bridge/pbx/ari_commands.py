@@ -4,7 +4,9 @@
 answer the caller; one mixing bridge per call holding the caller (made when first needed); music on hold on the
 bridge; prompts played on the caller with our own playback id; legs originated with *our* channel id
 (``POST /channels/{leg}``, app = ours, appArgs ``agent,<call>,<leg>``, the caller's caller ID) so a retry is
-idempotent (409: already ringing); an answered leg joins the bridge; recordings are wav files.
+idempotent (409: already ringing); an answered leg joins the bridge and carries the moment it did in its channel
+variable ``B24_ANSWERED`` (unix seconds), so that a bridge that adopts the conversation after a restart or a
+takeover counts the talk from the real answer (``bridge.recovery``); recordings are wav files.
 
 A command meets a link that is down (a reconnect takes a second or two) by waiting for it: twice
 ``asterisk.reconnect_max_delay`` (two reconnect attempts at the longest back-off), at least ``LINK_WAIT_FLOOR``
@@ -25,6 +27,7 @@ import asyncio
 import contextlib
 import math
 import re
+import time
 import unicodedata
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
@@ -71,6 +74,8 @@ NEEDS_CALLER = (AnswerCaller, StartMusic, PlayPrompt, RingAgent, RingNumber, Con
 """Commands pointless once the caller has hung up (cancels and hang-ups still run)."""
 
 DIALLABLE = re.compile(r"[0-9]{1,32}")
+ANSWERED_VAR = "B24_ANSWERED"
+"""The channel variable on an agent's leg: when it joined the caller (unix seconds, as text)."""
 CHANNEL_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 CALLER_NUMBER = re.compile(r"\+?[0-9*#]{1,32}")
 HANGUP_REASONS = frozenset({
@@ -218,6 +223,7 @@ class CallCommands:
                 await self._stop_music(call)
                 await self.request("bridges", "addChannel", bridgeId=bridge, channel=leg)
                 self.calls[call].joined.add(leg)
+                await self._note_answer(call, leg)
             case StartRecording(name=name):
                 bridge = await self._bridge(call)
                 self.translator.expect_recording(name, call)
@@ -260,6 +266,15 @@ class CallCommands:
                 await self.request("bridges", "addChannel", bridgeId=media.bridge, channel=call)
                 media.joined.add(call)
             return media.bridge
+
+    async def _note_answer(self, call: str, leg: str) -> None:
+        """Leave the moment ``leg`` joined on the PBX, which keeps it past this process: whoever adopts the call
+        counts the talk from there. Not having it only costs that count: a failure does not fail the join."""
+        try:
+            await self.request("channels", "setChannelVar", channelId=leg, variable=ANSWERED_VAR,
+                               value=f"{time.time():.3f}")  # fmt: skip
+        except PbxError as exc:
+            log.info("leg.answer_not_noted", call_id=call, leg=leg, error=str(exc))
 
     async def _stop_music(self, call: str) -> None:
         media = self.calls.get(call)

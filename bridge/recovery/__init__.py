@@ -8,8 +8,10 @@ back every inbound caller the daemon finds in its Stasis application (``pbx_fact
 * **A journaled call in a conversation** (its caller in a bridge with at least one real channel; a music on
   hold Announcer, a recorder or a snoop is not one, ``view.py``) is *adopted*: watched until the conversation
   ends, then finished as answered for the talker (the agent in the bridge, by its channel's extension; else the
-  one employee whose card was still open; else the registered user) with the talk seen since the restart,
-  counted only while two real channels remain (a lower bound: up to one poll is lost at the end). When the
+  one employee whose card was still open; else the registered user) with the talk since the answer: from the
+  moment the agent's leg joined, as the PBX keeps it (``B24_ANSWERED`` on that channel, see ``ari_commands``;
+  where it is missing, from the restart), counted while two real channels remain (up to one poll is lost at the
+  end). When the
   agent leaves, the caller, who has nobody left, is hung up; when the caller leaves, the agent channels left in
   the bridge are hung up.
 * **A journaled call whose caller waits in Stasis but is not in a conversation** (ringing agents, on hold, in
@@ -51,6 +53,7 @@ from bridge.domain.commands import CrmFinish, CrmHide, CrmShow
 from bridge.domain.status import ANSWERED, MISSED
 from bridge.journal.rows import CARD_KINDS, CallRow, OpRow
 from bridge.logs import call_keys
+from bridge.pbx.ari_commands import ANSWERED_VAR
 from bridge.pbx.events import LiveChannel, PbxError
 from bridge.pbx.outcomes import EndpointTemplate
 from bridge.recovery.view import PbxView, ari_time, pbx_view
@@ -91,6 +94,8 @@ class _Adopted:
     talker: int = 0
     bridge: str = ""
     partners: tuple[str, ...] = field(default_factory=tuple)
+    before: float = 0.0
+    """Seconds it had talked when this process first looked (from the PBX's ``B24_ANSWERED``; 0 unknown)."""
 
 
 class Recovery:
@@ -112,6 +117,7 @@ class Recovery:
         poll: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
         written: Callable[[str], bool] = lambda _leg: False,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self.journal = journal
         self.written = written
@@ -129,6 +135,8 @@ class Recovery:
         """Carries on a click-to-call (the desk): what it found, or '' when nothing of it can go on."""
         self.poll = poll
         self.clock = clock
+        self.wall = wall
+        """Unix seconds now (to read ``B24_ANSWERED`` against)."""
         self.started = datetime.now(UTC)
         self.open: dict[str, list[CallRow]] = {}
         self.journaled: set[str] = set()
@@ -207,7 +215,7 @@ class Recovery:
             elif view.conversation(call) is not None or not self._waiting_caller(caller):
                 log.info("call.reconciled", **_named(call, rows), crm_legs=[r.crm_leg for r in rows],
                          found="still up, adopted")  # fmt: skip
-                adopted[call] = _Adopted(rows, stasis=caller is not None)
+                adopted[call] = _Adopted(rows, stasis=caller is not None, before=await self._talked(view, call, pbx))
                 self.claims.release(call)
             else:
                 await self._reroute(call, rows, view, pbx)
@@ -220,6 +228,19 @@ class Recovery:
                 await _tolerate(pbx.request("channels", "hangup", channelId=channel.id, reason="normal"))
         self._observe(adopted, view, self.clock())
         return adopted
+
+    async def _talked(self, view: PbxView, call: str, pbx: Pbx) -> float:
+        """How long ``call``'s conversation has lasted, from when its agent's leg joined (``B24_ANSWERED``, which
+        the process that joined it left on the channel); 0 when no partner carries it (a dialplan call)."""
+        conversation = view.conversation(call)
+        for partner in conversation.partners if conversation is not None else ():
+            try:
+                found = await pbx.request("channels", "getChannelVar", channelId=partner.id, variable=ANSWERED_VAR)
+                answered = float(found["value"])
+            except (PbxError, TypeError, KeyError, ValueError):
+                continue  # not ours, gone, or not a number: the next partner, or the restart's moment
+            return max(0.0, self.wall() - answered)
+        return 0.0
 
     async def _clicked(self, rows: list[CallRow]) -> bool:
         """A click-to-call: Bitrix24 registered it, the dead process adopted its CALL_ID."""
@@ -290,6 +311,8 @@ class Recovery:
                 continue
             if item.seen_talking is not None:
                 item.talked += now - item.seen_talking
+            elif not item.ever:  # the talk before this process looked: counted once
+                item.talked += item.before
             item.seen_talking, item.ever = now, True
             item.bridge, item.partners = conversation.bridge, tuple(c.id for c in conversation.partners)
             item.talker = item.talker or next(filter(None, (self._user(c.name) for c in conversation.partners)), 0)

@@ -28,7 +28,8 @@ async def info(request: web.Request) -> web.Response:
             "build": {"os": "Linux", "kernel": "6.1.0", "machine": "x86_64", "options": "", "date": "2026-11-01",
                       "user": "b24-bridge-sim"},
             "system": {"version": "20.20.1", "entity_id": sim.bus.asterisk_id},
-            "config": {"name": "", "default_language": "en", "setid": {"user": "", "group": ""}},
+            # config.name is asterisk.conf's systemname (ast_config_AST_SYSTEM_NAME), "" when it has none
+            "config": {"name": sim.pbx.ids.system_name, "default_language": "en", "setid": {"user": "", "group": ""}},
             "status": {"startup_time": started, "last_reload_time": started},
         }
     )  # fmt: skip

@@ -19,6 +19,11 @@ channel's ``ChannelStateChange``/``StasisStart``, about 40 % before. ``order`` m
   by a seeded generator (``seed``), so a run can be repeated.
 
 Publications keep their order per PBX (a FIFO), whatever their delays.
+
+**A device this PBX does not have** reads ``INVALID``, as on a real one: ``chan_pjsip_devicestate`` for an endpoint
+pjsip.conf lacks, ``local_devicestate`` for an extension its context lacks. By default the simulator has every
+device (a test names no configuration); :meth:`Devices.configure` gives it a PBX's own set (an office whose phones
+are 1001-1002 has no 1003).
 """
 
 from __future__ import annotations
@@ -87,6 +92,12 @@ class Devices:
         self.lag = 0.02
         self.rng = random.Random(20261207)
         self._pending: deque[tuple[str, str]] = deque()
+        self.configured: frozenset[str] | None = None
+        """The devices this PBX has (None: every one); any other reads INVALID."""
+
+    def configure(self, devices: Iterable[str] | None) -> None:
+        """The devices this PBX has (``PJSIP/1001``, ``Local/1001@agents``); None: every device."""
+        self.configured = None if devices is None else frozenset(devices)
 
     def track(self, channel: Channel) -> None:
         """``channel`` is now in the PBX's channel table."""
@@ -98,6 +109,8 @@ class Devices:
             del self.channels[channel.device][channel.id]
 
     def state_of(self, device: str) -> str:
+        if self.configured is not None and device not in self.configured and not device.startswith("Stasis:"):
+            return "INVALID"
         if device in self.states:
             return self.states[device]
         if self.endpoints.get(device) == "offline":

@@ -186,6 +186,11 @@ class AsteriskSimulator:
         """The phone of channel ``channel_id`` puts its call on hold (``held=False``: takes it back)."""
         self.pbx.set_hold(self._channel(channel_id), held)
 
+    def configure_devices(self, devices: Iterable[str] | None) -> None:
+        """The devices this PBX has (its pjsip.conf endpoints, its agents' dialplan extensions): any other reads
+        ``INVALID`` (``GET /deviceStates/{device}``) as on a real Asterisk. None: every device."""
+        self.pbx.devices.configure(devices)
+
     def device_state(self, device: str) -> str:
         return self.pbx.devices.state_of(device)
 
