@@ -11,10 +11,13 @@ from pathlib import Path
 
 from bridge.journal import AsyncJournal, Journal
 from bridge.journal.behind import WriteBehind
+from bridge.journal.schema import MIGRATIONS
 from bridge.journal.shared_tallies import SharedTallies
 from bridge.journal.tallies import JournalTallies
 
 DAY = "2026-03-07"
+# the schema version just before the migration that keys the tallies by PBX
+TALLIES_PER_PBX = next(n for n, steps in enumerate(MIGRATIONS) if any("tallies_per_pbx" in str(s) for s in steps))
 
 
 async def test_two_offices_with_the_same_extensions_keep_their_own_counts(pg_url: str) -> None:
@@ -49,12 +52,14 @@ def test_an_sqlite_journal_from_before_keeps_its_counts(tmp_path: Path) -> None:
         tallies = JournalTallies(journal)
         tallies.save_answered("1001", DAY, 2)
         tallies.save_assigned("sales", "1003")
-    conn = sqlite3.connect(path, isolation_level=None)  # back to schema 9: the tallies keyed without a PBX
+    # back to the schema before the tallies migration: the tallies keyed without a PBX
+    conn = sqlite3.connect(path, isolation_level=None)
     conn.executescript(
         "BEGIN; CREATE TABLE old (scope TEXT NOT NULL, member TEXT NOT NULL, day TEXT NOT NULL DEFAULT '',"
         " count INTEGER NOT NULL DEFAULT 0, updated_at REAL NOT NULL, PRIMARY KEY (scope, member));"
         " INSERT INTO old SELECT scope, member, day, count, updated_at FROM tallies; DROP TABLE tallies;"
-        " ALTER TABLE old RENAME TO tallies; PRAGMA user_version = 9; COMMIT;"
+        " ALTER TABLE old RENAME TO tallies;"
+        f" PRAGMA user_version = {TALLIES_PER_PBX}; COMMIT;"
     )
     conn.close()
     with Journal.open(path) as journal:
