@@ -8,7 +8,7 @@ from pathlib import Path
 
 from bench.chaos_section import chaos_section
 from bench.core import CoreSpeed
-from bench.load import REACHED, SATURATION_TALK, Saturation, Steady
+from bench.load import REACHED, SATURATION_LEAD, SATURATION_TALK, Saturation, Steady
 from bench.memory import SETTLE_TIMEOUT, Memory
 from bench.replay import Replay
 from bench.report import NAIVE, NOT_REACHED, OURS, Results, markdown_table
@@ -43,11 +43,14 @@ def _saturation_note(sat: dict[str, Saturation]) -> str:
         for mode, s in sat.items()
     )
     return (
-        f"**Saturation** ({first.bucket.describe()}): {first.offered_rate:g} calls/s offered, each to a group of four "
+        f"**Saturation** ({first.bucket.describe()}): {first.offered_rate:g} calls/s offered, each to a pair of "
         f"agents of its own ringing at once (`everybody`), talking {SATURATION_TALK:g} s (about 4 commands each "
         "while a call's register goes out within 5 s, 2 when it is mirrored offline after its end, plus a "
-        "statistics check if its register may have arrived), "
-        f"{first.window:.0f} s counted from the moment the portal's bucket was full; the ceiling is rate x 50 = "
+        "statistics check if its register may have arrived; a pair makes the same commands as four agents, and "
+        "fewer agents leave more of the bucket to the calls: the directory's pages and the availability checks, a "
+        f"batch per 49 agents every 30 s, are requests of their own and count here), {first.window:.0f} s counted "
+        f"from the moment the load had the portal's bucket full (not before {SATURATION_LEAD:g} s of load: the "
+        "daemon's start-up requests fill it alone); the ceiling is rate x 50 = "
         f"{first.bucket.ceiling:g} commands/s; commands are those the portal carried out, statistics checks "
         f"included. {details}."
     )

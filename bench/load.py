@@ -1,10 +1,10 @@
 """Live load against the real daemon: the portal saturated, and latency and CPU at a steady number of calls.
 
-Every call comes in on the line of a group of four agents of its own (:mod:`bench.groups`: a real agent takes one
-call at a time); the four ring at once, answer after 0.2 s, and the caller hangs up ``talk`` seconds after being
-connected. That mirrors as four commands (``register``, ``show``, ``hide``, ``finish``) while the call's
-``register`` goes through within the daemon's ``register_timeout`` (5 s); a call whose register waited longer is
-mirrored offline after its end (statistics check, ``register`` SHOW=0, ``finish``).
+Every call comes in on the line of a group of agents of its own (:mod:`bench.groups`: a real agent takes one call at
+a time; four in the steady phase, two in saturation); they ring at once, answer after 0.2 s, and the caller hangs up
+``talk`` seconds after being connected. That mirrors as four commands (``register``, ``show``, ``hide``, ``finish``)
+while the call's ``register`` goes through within the daemon's ``register_timeout`` (5 s); a call whose register
+waited longer is mirrored offline after its end (statistics check, ``register`` SHOW=0, ``finish``).
 
 A phase that falls short of the load it describes says so (:attr:`Steady.reached`, :attr:`Saturation.reached`):
 the report then reads NOT REACHED instead of a verdict.
