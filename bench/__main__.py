@@ -1,7 +1,8 @@
 """``python -m bench [--quick] [--write BENCHMARKS.md] [--only PHASE,...] [--profile DIR]``: measure, print one
 table, optionally write it with the machine's details into a Markdown file. Not part of ``make test``.
 
-``--only cpu`` runs the CPU phases alone (``steady``: the everybody load, ``walk``, ``idle``); ``--profile DIR``
+``--only cpu`` runs the CPU phases alone (``steady``: the everybody load, ``walk``, ``idle``), ``--only load`` the
+live load phases (``saturation``, ``steady``); ``--profile DIR``
 makes each daemon child write a cProfile of itself from ready to stop into ``DIR/<workload>-<mode>.pstats``
 (``bench/README.md`` shows how to read it, and how to sample a child with py-spy instead)."""
 
@@ -37,7 +38,7 @@ from bench.two_bridges import two_bridges
 from bench.walk import idle, walk
 
 PHASES = ("core", "saturation", "steady", "walk", "idle", "memory", "replay", "two-bridges")
-GROUPS = {"cpu": ("steady", "walk", "idle")}
+GROUPS = {"cpu": ("steady", "walk", "idle"), "load": ("saturation", "steady")}
 SLOW_PHASES = {"two-bridges"}
 """Left out of ``--quick`` unless asked for with ``--only`` (a real PostgreSQL and a real bucket: minutes)."""
 MODES = ("paced", "naive")
@@ -51,7 +52,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--only",
         metavar="PHASES",
-        help=f"comma-separated subset of {','.join(PHASES)}; cpu = {','.join(GROUPS['cpu'])}",
+        help=f"comma-separated subset of {','.join(PHASES)}; "
+        + "; ".join(f"{group} = {','.join(members)}" for group, members in GROUPS.items()),
     )
     parser.add_argument("--profile", metavar="DIR", help="cProfile each daemon child into DIR/<workload>-<mode>.pstats")
     args = parser.parse_args(argv)

@@ -8,11 +8,11 @@ from pathlib import Path
 
 from bench.chaos_section import chaos_section
 from bench.core import CoreSpeed
-from bench.load import Saturation, Steady
+from bench.load import REACHED, SATURATION_LEAD, SATURATION_TALK, Saturation, Steady
 from bench.memory import SETTLE_TIMEOUT, Memory
 from bench.replay import Replay
-from bench.report import NAIVE, OURS, Results, markdown_table
-from bench.stack import ANSWER_AFTER, LINE
+from bench.report import NAIVE, NOT_REACHED, OURS, Results, markdown_table
+from bench.stack import ANSWER_AFTER
 from bench.two_bridges import TwoBridges
 from bench.walk import WALK_RING, Idle
 
@@ -21,8 +21,12 @@ SETUP = (
     "call recording off, `register_timeout` 5 s, JSON logs at info into a file) in a child process of its own, so "
     "its CPU time and RSS are its own; both simulators run in the bench's process and speak the real protocols over "
     "127.0.0.1. The bench's process pauses its own garbage collector during a phase so that the load generator's "
-    f"pauses do not count against the daemon. Calls come in on line {LINE} (queue `support`: four agents ring at "
-    f"once, no CRM lookup); the agents answer after {ANSWER_AFTER:g} s. "
+    "pauses do not count against the daemon. A real agent takes one call at a time (a phone in use is busy for "
+    "every other call), so each call in progress has agents of its own: the config gets a line per group of agents, "
+    "routed to the group's queue (no CRM lookup), and a call goes to a group with no call in progress; the agents "
+    f"answer after {ANSWER_AFTER:g} s. A phase that falls short of the load it describes (calls in progress below "
+    f"{REACHED:.0%} of its target, or a saturation whose portal bucket never filled) reads {NOT_REACHED} instead of "
+    "a verdict. "
     f"*{NAIVE}* is the same client with a limiter that never waits and one `call()` per command instead of "
     "`batch()` (a call's commands in order, different calls concurrently), inside the same delivery loop; the "
     "client's pause after a 503 stays on."
@@ -32,15 +36,21 @@ SETUP = (
 def _saturation_note(sat: dict[str, Saturation]) -> str:
     first = next(iter(sat.values()))
     details = "; ".join(
-        f"{mode}: {s.commands:,} commands in {s.requests:,} requests"
+        f"{mode}: {s.commands:,} commands in {s.requests:,} requests, {s.placed:,} calls placed (at most "
+        f"{s.peak:,} in progress)"
+        + (f", {s.skipped:,} not placed for want of a free group" if s.skipped else "")
         + ("" if s.saturated else " (the bucket never filled: not saturated)")
         for mode, s in sat.items()
     )
     return (
-        f"**Saturation** ({first.bucket.describe()}): {first.offered_rate:g} calls/s offered (about 4 commands each "
+        f"**Saturation** ({first.bucket.describe()}): {first.offered_rate:g} calls/s offered, each to a pair of "
+        f"agents of its own ringing at once (`everybody`), talking {SATURATION_TALK:g} s (about 4 commands each "
         "while a call's register goes out within 5 s, 2 when it is mirrored offline after its end, plus a "
-        "statistics check if its register may have arrived), "
-        f"{first.window:.0f} s counted from the moment the portal's bucket was full; the ceiling is rate x 50 = "
+        "statistics check if its register may have arrived; a pair makes the same commands as four agents, and "
+        "fewer agents leave more of the bucket to the calls: the directory's pages and the availability checks, a "
+        f"batch per 49 agents every 30 s, are requests of their own and count here), {first.window:.0f} s counted "
+        f"from the moment the load had the portal's bucket full (not before {SATURATION_LEAD:g} s of load: the "
+        "daemon's start-up requests fill it alone); the ceiling is rate x 50 = "
         f"{first.bucket.ceiling:g} commands/s; commands are those the portal carried out, statistics checks "
         f"included. {details}."
     )
@@ -56,7 +66,9 @@ def _steady_note(steady: dict[str, Steady]) -> str:
     first = next(iter(steady.values()))
     details = "; ".join(
         f"{mode}: {len(s.samples_ms):,} pairs ({s.unmatched} unmatched), {s.calls_ended} calls ended, daemon "
-        f"active {s.active[0]}..{s.active[1]}, {s.requests:,} requests, event-loop lag p99 "
+        f"active {s.active[0]}..{s.active[1]}"
+        + (f", {s.skipped:,} calls not placed for want of a free group" if s.skipped else "")
+        + f", {s.requests:,} requests, event-loop lag p99 "
         f"{s.stalls.get('lag_p99_ms', 0):.0f} ms / max {s.stalls.get('lag_max_ms', 0):.0f} ms, longest GC "
         f"{s.stalls.get('gc_max_ms', 0):.0f} ms, slowest journal append {s.stalls.get('append_max_ms', 0):.0f} ms, "
         f"slowest journal fsync {s.stalls.get('sync_max_ms', 0):.0f} ms"
@@ -64,7 +76,9 @@ def _steady_note(steady: dict[str, Steady]) -> str:
     )
     return (
         f"**Latency and CPU** ({first.bucket.describe()}, so that the portal is not the limit): "
-        f"{first.target_calls} calls in progress, each lasting about the hold time; after a ramp of one hold time, "
+        f"{first.target_calls} calls in progress, each to a group of four agents of its own ringing at once "
+        "(`everybody`: the first to answer takes the call) and lasting about the hold time; after a ramp of one hold "
+        "time, "
         "one hold time is measured. Pairs: a caller entering Stasis -> that call's `register`, its hang-up -> its "
         "`finish`, stamped when the PBX simulator hands the event to the ARI socket and when the portal simulator "
         f"starts the command. With {len(first.samples_ms):,} pairs, p99 is {_nth_worst(len(first.samples_ms))}: one "
@@ -72,7 +86,9 @@ def _steady_note(steady: dict[str, Steady]) -> str:
         "flight, so this figure moves from run to run with the machine's other load; the loop's lag, the longest GC "
         "pause (the daemon freezes its start-up objects out of collection: `bridge.ops.gc_tuning`), the slowest "
         "journal append and the slowest journal fsync (in the journal's worker thread; nothing waits for it) over the "
-        "window are given below. CPU "
+        "window are given below (the lag is timed by the bench's watcher in the daemon's process, a 100 Hz timer whose "
+        "own CPU, about 7 ms a second measured alone on uvloop, counts in this phase's CPU figure: about 1.5 ms a call "
+        "at 200 calls of 45 s). CPU "
         f"is the daemon process's user+system time over the window divided by the calls that ended in it. {details}."
     )
 
@@ -84,7 +100,9 @@ def _walk_note(walk: Steady) -> str:
         f"member rings one ring ({WALK_RING:g} s) and does not answer, the second answers after {ANSWER_AFTER:g} s "
         "and talks until the call has lasted about the hold time; a ramp of one hold time, then one hold time "
         "measured. CPU is the daemon process's user+system time over the window divided by the calls that ended in "
-        f"it: {walk.cpu_seconds:.2f} s for {walk.calls_ended} calls, daemon active {walk.active[0]}..{walk.active[1]}, "
+        "it, with the bench's event-loop lag watcher off (its 100 Hz timer, about 7 ms CPU a second, would count in "
+        f"the daemon's CPU; so this phase gives no loop lag): {walk.cpu_seconds:.2f} s for {walk.calls_ended} calls, "
+        f"daemon active {walk.active[0]}..{walk.active[1]}, "
         f"{walk.requests:,} requests, p99 PBX event -> request {walk.p99:.1f} ms; of the {walk.placed} calls placed "
         f"over the phase, {walk.answered_second} were finished in Bitrix24 as answered by the second member"
         + (f", {walk.skipped} calls not placed for want of a free pair" if walk.skipped else "")
@@ -109,12 +127,16 @@ def _memory_note(memory: dict[str, Memory]) -> str:
     details = "; ".join(
         f"{mode}: {m.baseline_kib / 1024:.1f} MiB idle -> {m.loaded_kib / 1024:.1f} MiB with {m.active:,} calls"
         + ("" if m.active >= m.target_calls else f" (the daemon had not taken them all in {SETTLE_TIMEOUT:g} s)")
+        + (f", {m.skipped:,} calls not placed for want of a free agent" if m.skipped else "")
         + ("" if m.settled else " (sampled with a backlog still in the journal)")
         for mode, m in memory.items()
     )
     return (
         f"**Memory** ({first.bucket.describe()}): RSS of the daemon process with {first.target_calls:,} calls "
         "connected, minus its RSS after 20 warm-up calls with none in progress, divided by the calls in progress. "
+        f"So many calls talking at once need as many agents: each call has one agent of its own (a queue of one; at "
+        "the sample a call of a larger group would hold the same two channels, the caller's and the one agent's who "
+        "answered), and the portal and the config have them all, also at the baseline. "
         f"{details}."
     )
 

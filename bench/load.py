@@ -1,28 +1,42 @@
 """Live load against the real daemon: the portal saturated, and latency and CPU at a steady number of calls.
 
-Every call comes in on :data:`bench.stack.LINE`; the four agents answer after 0.2 s and the caller hangs up
-``talk`` seconds after being connected. That mirrors as four commands (``register``, ``show``, ``hide``,
-``finish``) while the call's ``register`` goes through within the daemon's ``register_timeout`` (5 s); a call
-whose register waited longer is mirrored offline after its end (statistics check, ``register`` SHOW=0, ``finish``).
+Every call comes in on the line of a group of agents of its own (:mod:`bench.groups`: a real agent takes one call at
+a time; four in the steady phase, two in saturation); they ring at once, answer after 0.2 s, and the caller hangs up
+``talk`` seconds after being connected. That mirrors as four commands (``register``, ``show``, ``hide``, ``finish``)
+while the call's ``register`` goes through within the daemon's ``register_timeout`` (5 s); a call whose register
+waited longer is mirrored offline after its end (statistics check, ``register`` SHOW=0, ``finish``).
+
+A phase that falls short of the load it describes says so (:attr:`Steady.reached`, :attr:`Saturation.reached`):
+the report then reads NOT REACHED instead of a verdict.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.groups import FreeGroups, GroupWorkload, groups_for
 from bench.probe import LatencyProbe, percentile
 from bench.sizes import Sizes
-from bench.stack import SCALED, STANDARD, Bucket, Live, live_stack
+from bench.stack import ANSWER_AFTER, SCALED, STANDARD, Bucket, Live, live_stack
 from bridge.crm.pacing import SAFETY_MARGIN
 
 POLL = 0.05
 SATURATION_TALK = 0.5
+SATURATION_AGENTS = 2
+SATURATION_LEAD = 10.0
+"""Seconds of load before the window may open: the daemon's start-up requests (the directory's pages, the first
+availability checks) fill the bucket alone; the window waits for the load to fill it again."""
 SETTLE_TIMEOUT = 10.0
 STALLS = ("lag_p99_ms", "lag_max_ms", "gc_max_ms", "append_max_ms", "sync_max_ms")
+REACHED = 0.9
+"""A phase whose calls in progress stay below this share of its target did not reach its load."""
+REGISTER_WAIT = 5.0
+"""The bench config's ``register_timeout``: how long a saturated portal can hold up a call's ringing."""
 
 
 def bucket_filled(live: Live, bucket: Bucket) -> asyncio.Event:
@@ -47,20 +61,23 @@ def caller_number(phase: int, index: int) -> str:
     return f"79{phase}{index:08d}"
 
 
-async def place_steadily(live: Live, phase: int, rate: float, talk: float, limit: int | None = None) -> int:
-    """Place a call every ``1/rate`` s (on schedule, not drifting) until cancelled or ``limit`` calls; returns how
-    many were placed (cancelling it is how a phase stops the load, so the cancellation ends here)."""
+async def place_steadily(
+    live: Live, groups: FreeGroups, phase: int, rate: float, talk: float, limit: int | None = None
+) -> int:
+    """Offer a call every ``1/rate`` s (on schedule, not drifting) to a free group until cancelled or ``limit``
+    offers; returns how many were placed (``groups.busy_skips`` counts the others; cancelling it is how a phase
+    stops the load, so the cancellation ends here)."""
     loop = asyncio.get_running_loop()
     started = loop.time()
-    index = 0
+    index = placed = 0
     try:
         while limit is None or index < limit:
-            await live.place(caller_number(phase, index), talk)
+            placed += await groups.place(live, caller_number(phase, index), talk)
             index += 1
             await asyncio.sleep(max(0.0, started + index / rate - loop.time()))
     except asyncio.CancelledError:
         pass
-    return index
+    return placed
 
 
 async def wait_for(check: Callable[[], bool], timeout: float) -> bool:
@@ -72,6 +89,21 @@ async def wait_for(check: Callable[[], bool], timeout: float) -> bool:
             return False
         await asyncio.sleep(POLL)
     return True
+
+
+def saturation_workload(sizes: Sizes) -> GroupWorkload:
+    """Pairs of agents ringing at once for the calls in progress: a call rings once its register is through or
+    ``register_timeout`` passed, then talks. A pair makes the same four commands a call as four agents (``show``
+    and ``hide`` name every agent in one command) and no more agents than needed: each costs the portal's bucket
+    its share of the directory's pages and of the availability checks (a batch per 49 agents per
+    ``availability_ttl``), requests that carry one command."""
+    in_progress = sizes.saturation_rate * (ANSWER_AFTER + SATURATION_TALK + REGISTER_WAIT)
+    return GroupWorkload(name="saturation", groups=math.ceil(in_progress) + 10, size=SATURATION_AGENTS)
+
+
+def steady_workload(sizes: Sizes) -> GroupWorkload:
+    """Groups of four for ``latency_calls`` calls in progress (calls overlap their neighbours by a ring at most)."""
+    return GroupWorkload(name="everybody", groups=groups_for(sizes.latency_calls))
 
 
 @dataclass
@@ -89,6 +121,15 @@ class Saturation:
     """503 ``QUERY_LIMIT_EXCEEDED`` answers over the whole phase (start-up and warm-up included)."""
     placed: int = 0
     """Calls placed over the whole phase."""
+    skipped: int = 0
+    """Calls not placed because every group had a call in progress (should stay 0)."""
+    peak: int = 0
+    """The most calls in progress at once (as the bench placed and saw them end)."""
+
+    @property
+    def reached(self) -> bool:
+        """The portal was saturated: its bucket full when the window began."""
+        return self.saturated
 
     @property
     def commands_per_request(self) -> float:
@@ -103,11 +144,16 @@ class Saturation:
 async def saturation(workdir: Path, mode: str, sizes: Sizes) -> Saturation:
     """Offer more than the portal takes; once its bucket is full, count what it took for a window."""
     bucket = STANDARD
-    async with live_stack(workdir, mode, bucket) as live:
+    workload = saturation_workload(sizes)
+    async with live_stack(workdir, mode, bucket, workload) as live:
         filled = bucket_filled(live, bucket)
-        placing = asyncio.create_task(place_steadily(live, 1, sizes.saturation_rate, SATURATION_TALK))
+        groups = FreeGroups.of(workload.groups)
+        placing = asyncio.create_task(place_steadily(live, groups, 1, sizes.saturation_rate, SATURATION_TALK))
         try:
-            full = await wait_for(filled.is_set, sizes.saturation_warmup)
+            lead = min(SATURATION_LEAD, sizes.saturation_warmup / 2)
+            await asyncio.sleep(lead)
+            filled.clear()
+            full = await wait_for(filled.is_set, sizes.saturation_warmup - lead)
             before, started = live.portal_counters(), time.monotonic()
             await asyncio.sleep(sizes.saturation_window)
             after, window = live.portal_counters(), time.monotonic() - started
@@ -126,6 +172,8 @@ async def saturation(workdir: Path, mode: str, sizes: Sizes) -> Saturation:
         saturated=full,
         refused_in_phase=refused,
         placed=placed,
+        skipped=groups.busy_skips,
+        peak=groups.peak,
     )
 
 
@@ -151,12 +199,17 @@ class Steady:
     """Calls placed over the whole phase (ramp, window and the calls still ringing when it ended)."""
     workload: str = "everybody"
     skipped: int = 0
-    """Calls not placed because every agent pair had a call (the walk; should stay 0)."""
+    """Calls not placed because every group (the walk: pair) of agents had a call (should stay 0)."""
     answered_second: int = 0
     """Calls of the phase the portal finished as answered by the second member (the walk)."""
     whole_cpu_seconds: float = float("nan")
     """The daemon's CPU from before the first call until every call ended and the journal emptied (the walk): a
     cross-check of the window's figure that no backlog can move out of the count."""
+
+    @property
+    def reached(self) -> bool:
+        """The daemon had at least :data:`REACHED` of the target's calls in progress at both ends of the window."""
+        return min(self.active) >= REACHED * self.target_calls
 
     @property
     def whole_cpu_ms_per_call(self) -> float:
@@ -179,10 +232,12 @@ class Steady:
 async def steady(workdir: Path, mode: str, sizes: Sizes, bucket: Bucket = SCALED) -> Steady:
     """``latency_calls`` calls in progress: ramp up for one hold time, then measure for another."""
     hold = sizes.latency_hold
-    async with live_stack(workdir, mode, bucket) as live:
+    workload = steady_workload(sizes)
+    async with live_stack(workdir, mode, bucket, workload) as live:
         probe = LatencyProbe()
         probe.attach(live.pbx, live.crm)
-        placing = asyncio.create_task(place_steadily(live, 2, sizes.latency_calls / hold, hold))
+        groups = FreeGroups.of(workload.groups)
+        placing = asyncio.create_task(place_steadily(live, groups, 2, sizes.latency_calls / hold, hold))
         try:
             await asyncio.sleep(hold)
             first, before, started = await live.stats(), live.portal_counters(), time.monotonic()
@@ -208,4 +263,5 @@ async def steady(workdir: Path, mode: str, sizes: Sizes, bucket: Bucket = SCALED
             stalls={name: float(last[name]) for name in STALLS},
             refused_in_phase=live.portal_counters()["query_limit_exceeded"],
             placed=placed,
+            skipped=groups.busy_skips,
         )

@@ -3,6 +3,10 @@
 The baseline is taken after a few whole calls (so that everything a call touches is imported and warmed up) with
 no call in progress; then calls arrive at ``memory_rate`` and stay connected until the sample, taken once the
 daemon holds them all and has mirrored what they produced so far.
+
+Each call has an agent of its own (:mod:`bench.groups`, groups of one: ``memory_calls`` calls talking at once need
+as many agents, and at the sample a call of a four-agent group holds the same channels: the caller's and the one
+agent's who answered).
 """
 
 from __future__ import annotations
@@ -13,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.load import place_steadily
+from bench.groups import FreeGroups, GroupWorkload
+from bench.load import REACHED, place_steadily
 from bench.sizes import Sizes
 from bench.stack import SCALED, Bucket, Live, live_stack
 
@@ -37,6 +42,12 @@ class Memory:
     """The journal was drained when the sample was taken (False: sampled with a backlog after the timeout)."""
     refused_in_phase: int = 0
     """503 ``QUERY_LIMIT_EXCEEDED`` answers over the whole phase."""
+    skipped: int = 0
+    """Calls not placed for want of a free agent (should stay 0)."""
+
+    @property
+    def reached(self) -> bool:
+        return self.active >= REACHED * self.target_calls
 
     @property
     def per_call_kib(self) -> float:
@@ -57,10 +68,12 @@ async def settle(live: Live, done: Callable[[dict[str, Any]], bool], timeout: fl
 
 
 async def memory(workdir: Path, mode: str, sizes: Sizes, bucket: Bucket = SCALED) -> Memory:
-    async with live_stack(workdir, mode, bucket) as live:
-        await place_steadily(live, 3, sizes.memory_rate, WARMUP_TALK, limit=WARMUP_CALLS)
+    workload = GroupWorkload(name="memory", groups=sizes.memory_calls + WARMUP_CALLS, size=1)
+    async with live_stack(workdir, mode, bucket, workload) as live:
+        groups = FreeGroups.of(workload.groups)
+        await place_steadily(live, groups, 3, sizes.memory_rate, WARMUP_TALK, limit=WARMUP_CALLS)
         _, idle = await settle(live, lambda f: f["active"] == 0 and f["depth"] == 0, SETTLE_TIMEOUT)
-        await place_steadily(live, 4, sizes.memory_rate, HOLD_FOREVER, limit=sizes.memory_calls)
+        await place_steadily(live, groups, 4, sizes.memory_rate, HOLD_FOREVER, limit=sizes.memory_calls)
         await settle(live, lambda f: f["active"] >= sizes.memory_calls, SETTLE_TIMEOUT)
         settled, loaded = await settle(live, lambda f: f["depth"] == 0, DRAIN_TIMEOUT)
         return Memory(
@@ -72,4 +85,5 @@ async def memory(workdir: Path, mode: str, sizes: Sizes, bucket: Bucket = SCALED
             loaded_kib=int(loaded["rss_kib"]),
             settled=settled,
             refused_in_phase=live.portal_counters()["query_limit_exceeded"],
+            skipped=groups.busy_skips,
         )

@@ -15,7 +15,7 @@ class Sizes:
     saturation_window: float
     """Seconds measured once the portal's bucket is full."""
     saturation_warmup: float
-    """At most this long to wait for the bucket to fill first."""
+    """At most this long to wait for the bucket to fill first (the load's first seconds always)."""
     latency_calls: int
     """Concurrent calls while event-to-request latency and CPU are measured."""
     latency_hold: float
@@ -37,7 +37,7 @@ QUICK = Sizes(
     core_seconds=1.0,
     saturation_rate=30.0,
     saturation_window=6.0,
-    saturation_warmup=10.0,
+    saturation_warmup=20.0,
     latency_calls=20,
     latency_hold=5.0,
     memory_calls=200,

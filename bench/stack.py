@@ -29,7 +29,8 @@ log = structlog.get_logger(__name__)
 
 ROOT = Path(__file__).resolve().parent.parent
 LINE = "74951112255"
-"""The load's line: queue ``support`` rings 1001, 1002, 1003 and 1006 at once ("everybody"), no CRM lookup."""
+"""The built-in call centre's "everybody" line (queue ``support`` rings 1001, 1002, 1003 and 1006 at once): the
+default workload's; the load phases give each call a group of its own instead (:mod:`bench.groups`)."""
 AGENTS = ("1001", "1002", "1003", "1004", "1005", "1006")
 ANSWER_AFTER = 0.2
 CHILD_TIMEOUT = 30.0
@@ -116,11 +117,6 @@ class Live:
         """The daemon's RSS (KiB), CPU seconds, active calls, journal depth and delivery client counters."""
         return await self._ask("stats")
 
-    async def place(self, caller: str, talk: float) -> InboundCall:
-        call = await self.pbx.place_inbound_call(LINE, caller, hangup_after_answer=talk)
-        self.calls.append(call)
-        return call
-
     def portal_counters(self) -> dict[str, int]:
         counters = self.crm.core.counters
         return {name: counters[name] for name in ("requests", "commands", "query_limit_exceeded")}
@@ -137,6 +133,14 @@ class Live:
             with contextlib.suppress(ProcessLookupError):
                 self.child.kill()
             await self.child.wait()
+
+
+def add_lines(crm: Bitrix24Simulator, data: dict[str, Any]) -> None:
+    """The portal already has the config's lines, as for an installation that ran before: the daemon's start-up
+    asks once (``externalLine.get``) instead of adding them one request each while the load runs."""
+    app_id = crm.core.identity.app_id if "oauth" in data["bitrix24"] else None
+    for number, line in data["lines"].items():
+        crm.core.lines.add(app_id, number, line.get("name", ""), "Y" if line.get("crm_create", True) else "N")
 
 
 def config_data(
@@ -165,7 +169,9 @@ async def live_stack(workdir: Path, mode: str, bucket: Bucket, workload: Workloa
         for ext, party in workload.parties().items():
             pbx.set_party(ext, party)
         config = workdir / f"bridge-{mode}.json"
-        config.write_text(json.dumps(config_data(pbx, crm, workdir, bucket, workload)), encoding="utf-8")
+        data = config_data(pbx, crm, workdir, bucket, workload)
+        add_lines(crm, data)
+        config.write_text(json.dumps(data), encoding="utf-8")
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
         env["BENCH_LAG"] = "on" if workload.watch_lag else "off"
         if env.get(PROFILE_ENV):

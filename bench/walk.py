@@ -5,7 +5,8 @@ and CPU per second when no call comes.
 call at a time (a busy phone is skipped), so concurrent calls need agents of their own: the portal gets ``pairs``
 extra employees, ``2xxx`` (never answers) and ``3xxx`` (answers after :data:`bench.stack.ANSWER_AFTER` s), and the
 config one line ``7495200xxxx`` -> queue ``walk-xxx`` (``in_order``, one ring each, members ``[2xxx, 3xxx]``) per
-pair. A call goes to a pair that has no call in progress.
+pair. A call goes to a pair that has no call in progress. The bench's event-loop lag watcher is off in this phase
+(its 100 Hz timer would count in the daemon's CPU per call).
 
 **Idle**: the daemon with no calls, its Bitrix24 events in pull mode (a local application, ``event.offline.get``
 once per ``poll_interval``), the production defaults for pings and the directory's refresh, and the bench's own
@@ -16,15 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import json
 import time
-from collections import deque
-from dataclasses import dataclass, field
-from importlib import resources
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.load import STALLS, Steady, caller_number, wait_for
+from bench.groups import FreeGroups, seed_with
+from bench.load import STALLS, Steady, place_steadily, wait_for
 from bench.probe import LatencyProbe
 from bench.sizes import Sizes
 from bench.stack import ANSWER_AFTER, SCALED, Bucket, Live, Workload, live_stack
@@ -67,12 +66,7 @@ def walk_agents(pairs: int) -> dict[str, int]:
 
 def walk_seed(pairs: int) -> dict[str, Any]:
     """The simulator's default portal plus two employees per pair, in department 2 (Sales)."""
-    text = resources.files("bridge.sim.bitrix24").joinpath("default_seed.json").read_text(encoding="utf-8")
-    seed: dict[str, Any] = json.loads(text)
-    for ext, user in walk_agents(pairs).items():
-        seed["users"].append({"ID": user, "NAME": f"Agent {ext}", "LAST_NAME": "Walk", "UF_PHONE_INNER": ext,
-                              "UF_DEPARTMENT": [2], "TIMEMAN_STATUS": "OPENED"})  # fmt: skip
-    return seed
+    return seed_with(walk_agents(pairs), "Walk")
 
 
 @dataclass
@@ -111,45 +105,6 @@ def answered_by_second(crm: Bitrix24Simulator, pairs: int) -> int:
     return sum(1 for f in finished if str(f.get("STATUS_CODE")) == "200" and int(f.get("USER_ID") or 0) in seconds)
 
 
-@dataclass
-class Pairs:
-    """Which pairs have no call in progress; a call's pair is free again once its channels are gone."""
-
-    free: deque[int] = field(default_factory=deque)
-    busy_skips: int = 0
-
-    async def place(self, live: Live, caller: str, talk: float) -> bool:
-        if not self.free:
-            self.busy_skips += 1
-            return False
-        index = self.free.popleft()
-        call = await live.pbx.place_inbound_call(walk_line(index), caller, hangup_after_answer=talk)
-        live.calls.append(call)
-
-        async def release() -> None:
-            await call.ended()
-            self.free.append(index)
-
-        task = asyncio.create_task(release())
-        live.background.add(task)
-        task.add_done_callback(live.background.discard)
-        return True
-
-
-async def place_walk(live: Live, pairs: Pairs, rate: float, talk: float) -> int:
-    """A call every ``1/rate`` s into a free pair's line until cancelled; returns how many were placed."""
-    loop = asyncio.get_running_loop()
-    started, index, placed = loop.time(), 0, 0
-    try:
-        while True:
-            placed += await pairs.place(live, caller_number(3, index), talk)
-            index += 1
-            await asyncio.sleep(max(0.0, started + index / rate - loop.time()))
-    except asyncio.CancelledError:
-        pass
-    return placed
-
-
 async def until_drained(live: Live, timeout: float) -> dict[str, Any] | None:
     """The daemon's figures once no call is in progress and its journal is empty; None if that took too long."""
     loop = asyncio.get_running_loop()
@@ -167,14 +122,14 @@ async def walk(workdir: Path, sizes: Sizes, bucket: Bucket = SCALED) -> Steady:
     ramp up for one hold time, then measure CPU (and the latency pairs) for another."""
     hold = sizes.latency_hold
     count = pair_count(sizes)
-    workload = WalkWorkload(name="walk", pairs=count)
+    workload = WalkWorkload(name="walk", pairs=count, watch_lag=False)
     talk = max(1.0, hold - WALK_RING - ANSWER_AFTER)
     async with live_stack(workdir, "paced", bucket, workload) as live:
         probe = LatencyProbe()
         probe.attach(live.pbx, live.crm)
-        pairs = Pairs(deque(range(count)))
+        pairs = FreeGroups.of(count, walk_line)
         at_start = await live.stats()
-        placing = asyncio.create_task(place_walk(live, pairs, sizes.latency_calls / hold, talk))
+        placing = asyncio.create_task(place_steadily(live, pairs, 3, sizes.latency_calls / hold, talk))
         try:
             await asyncio.sleep(hold)
             first, before, started = await live.stats(), live.portal_counters(), time.monotonic()
