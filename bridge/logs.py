@@ -174,6 +174,7 @@ event                              meaning
 ``pbx.unsupported_command``        a command the ARI link does not carry out (a bug)
 ``pbx.cleanup_failed``             destroying a finished call's bridge failed
 ``pbx.device_states_unavailable``  AMI ``DeviceStateList`` is not allowed or not there: availability from events only
+``pbx.ami_filters``                the ``Filter`` patterns the link adds at each connect (``filters``; see eventfilter)
 ``pbx.ami_filter_refused``         AMI refused ``Filter`` (needs ``write = system``): mask and eventfilter lines apply
 ``pbx.unexpected_stasis``          a channel entered the Stasis app with arguments the bridge does not route
 ``pbx.trace_delete_failed``        the Originate that deletes a fallback call's AstDB trace failed (``error``)

@@ -8,8 +8,10 @@ What this adds to panoramisk, one gap each (``/work/shared/reference/asterisk.md
 * a watchdog: panoramisk pings but never checks the Pong, so a silent half-open connection is never noticed;
 * our own reconnect loop with exponential backoff (capped at ``reconnect_max_delay``) instead of panoramisk's
   fixed delay, and actions pending at a disconnect fail instead of being resent (an Originate must not run twice);
-* the login asks only for the event classes the bridge reads, and an include ``Filter`` narrows them to the events
-  it reads (:mod:`bridge.pbx.ami_events`; refused unless the AMI user has ``write = system``: then the mask alone);
+* the login asks only for the event classes the bridge reads, and ``Filter`` actions narrow them to the events it
+  reads (:mod:`bridge.pbx.ami_events`; refused unless the AMI user has ``write = system``: then the mask alone);
+* events no action of ours waits for go from the frame parser straight to the translator
+  (:class:`bridge.pbx.ami_protocol.Utf8AmiProtocol`), past panoramisk's per-event dispatch;
 * after each (re)connect a resync: ``CoreShowChannels`` and ``DeviceStateList`` -> ``Resynced``;
 * events are translated and queued from plain sync callbacks (panoramisk schedules coroutine callbacks with
   ``ensure_future``: no ordering);
@@ -27,6 +29,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
+from panoramisk.actions import Action
 
 from bridge.config import AsteriskSettings
 from bridge.dialplan.trace import UNIQUEID_RE
@@ -45,6 +48,13 @@ ACTION_TIMEOUT = 10.0
 CONNECT_TIMEOUT = 5.0
 HANGUPS_KEPT = 20_000
 """Hang-up times remembered (the most recent; far more channels than end during any reconnect)."""
+
+
+def action_ids() -> str:
+    """How panoramisk's ActionIDs of this process start (``action/<uuid>/``): ``OriginateResponse`` to others' is
+    left out by the filter."""
+    generator = Action.action_id_generator
+    return f"{generator.prefix}/{generator.uid}/"
 
 
 @dataclass(frozen=True)
@@ -119,10 +129,11 @@ class AmiLink(ReconnectingLink):
             protocol_factory=Utf8AmiProtocol,
             ping_delay=3600,
         )
-        manager.register_event("*", self._on_event)
+        manager.register_event("*", self._on_event)  # events with another client's ActionID, and Shutdown
         connecting = loop.create_connection(Utf8AmiProtocol, s.ami_host, s.ami_port)
         async with asyncio.timeout(CONNECT_TIMEOUT):
             transport, protocol = await connecting
+        protocol.on_event = self._on_frame
         made: asyncio.Future[tuple[asyncio.BaseTransport, Utf8AmiProtocol]] = loop.create_future()
         made.set_result((transport, protocol))
         manager.connection_made(made)
@@ -157,10 +168,14 @@ class AmiLink(ReconnectingLink):
                 return
 
     async def _add_filters(self) -> None:
-        answer = await self.action({"Action": "Filter", "Operation": "Add", "Filter": event_filter()})
-        first = answer[0] if isinstance(answer, list) else answer
-        if first.response != "Success":
-            log.info("pbx.ami_filter_refused", link="ami", error=str(first.message or first.response))
+        patterns = event_filter(self.settings, action_ids())
+        log.info("pbx.ami_filters", link="ami", filters=patterns)
+        for pattern in patterns:
+            answer = await self.action({"Action": "Filter", "Operation": "Add", "Filter": pattern})
+            first = answer[0] if isinstance(answer, list) else answer
+            if first.response != "Success":
+                log.info("pbx.ami_filter_refused", link="ami", error=str(first.message or first.response))
+                return
 
     async def _resync(self) -> None:
         channels = await self.core_show_channels()
@@ -173,6 +188,9 @@ class AmiLink(ReconnectingLink):
             self._emit(event)
 
     # --- events --------------------------------------------------------------------------------------
+
+    def _on_frame(self, message: Any) -> None:
+        self._on_event(None, message)
 
     def _on_event(self, _manager: Any, message: Any) -> None:
         uniqueid = message.get("Uniqueid") if message.get("Event") == "Hangup" else None

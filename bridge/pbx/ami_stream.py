@@ -76,6 +76,9 @@ class AmiStreamDecoder:
 class AmiFrame(Message):  # type: ignore[misc]
     """A panoramisk ``Message`` whose lookups go straight to its store (same keys, values and behaviour)."""
 
+    repeats = False
+    """A header name came twice (in any case): some values may be lists."""
+
     def get(self, key: str, default: Any = None) -> Any:
         found = self._store.get(key.lower())
         return default if found is None else found[1]
@@ -93,13 +96,34 @@ BODY_RESPONSES = ("Response: Follows", "Response: Fail")
 def parse_frame(text: str) -> AmiFrame | None:
     """One frame (without its blank line) -> the message ``Message.from_line`` makes of it, None when it has neither
     ``Event`` nor ``Response``: headers split at the first ``": "`` (a line without one is dropped), a repeated header
-    becomes a list, ``Result`` is unquoted, and a ``Follows``/``Fail`` response's last non-empty line is its body."""
+    becomes a list, ``Result`` is unquoted, and a ``Follows``/``Fail`` response's last non-empty line is its body.
+
+    One pass fills the store; a frame where a name comes twice in any case (rare) is parsed again by the rules of
+    panoramisk's repeats (:func:`_parse_repeats`)."""
     lines = text.split(EOL)
     content = ""
     if lines[0].startswith(BODY_RESPONSES):
         content = lines.pop()
         while not content and lines:
             content = lines.pop()
+    store: dict[str, tuple[str, Any]] = {}
+    for line in lines:
+        name, sep, value = line.partition(": ")
+        if not sep:
+            continue
+        key = name.lower()
+        if key in store:
+            return _parse_repeats(lines, content)
+        if key == "result":
+            value = unquote(value).strip()
+        store[key] = (name, value)
+    event, response = store.get("event"), store.get("response")
+    if (event is None or event[0] != "Event") and (response is None or response[0] != "Response"):
+        return None  # panoramisk looks for these two names as written
+    return _message(store, content)
+
+
+def _parse_repeats(lines: list[str], content: str) -> AmiFrame | None:
     headers: dict[str, Any] = {}
     for line in lines:
         name, sep, value = line.partition(": ")
@@ -116,7 +140,12 @@ def parse_frame(text: str) -> AmiFrame | None:
             headers[name] = [seen, value]
     if "Event" not in headers and "Response" not in headers:
         return None
-    store = {name.lower(): (name, value) for name, value in headers.items()}
+    frame = _message({name.lower(): (name, value) for name, value in headers.items()}, content)
+    frame.repeats = True
+    return frame
+
+
+def _message(store: dict[str, tuple[str, Any]], content: str) -> AmiFrame:
     store["content"] = ("content", content)
     frame: AmiFrame = AmiFrame.__new__(AmiFrame)
     frame._store = store
@@ -130,7 +159,7 @@ def _frame(part: str) -> Any:
     message = parse_frame(part.strip())
     if message is None:
         return BadFrame(f"not an AMI message ({len(part.strip())} characters, no Event or Response)")
-    if any(type(value) is list for _name, value in message._store.values()):  # rare: a repeated header
+    if message.repeats:  # rare: a repeated header
         repeated = [name for name in SINGLE_HEADERS if isinstance(message.get(name), list)]
         if repeated:
             return BadFrame(f"{repeated[0]} header repeated in one message")

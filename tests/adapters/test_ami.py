@@ -147,7 +147,8 @@ async def test_malformed_frames_are_logged_and_change_nothing(sim: AsteriskSimul
             await sim.inject_ami_bytes(b"this is not AMI at all\r\n\r\n")
             await sim.inject_ami_event({"Event": "Hangup", "Uniqueid": "1.1", "Cause": "sixteen"})
             await sim.inject_ami_event({"Event": "DeviceStateChange", "Device": "Local/1001@phones", "State": "?"})
-            await eventually(lambda: len([e for e in logs if e["event"] == "pbx.bad_input"]) >= 3, timeout=3)
+            await sim.inject_ami_event({"Event": "Newstate", "Channel": "Local/1001@phones-1;1", "Uniqueid": "2.2"})
+            await eventually(lambda: len([e for e in logs if e["event"] == "pbx.bad_input"]) >= 4, timeout=3)
             assert link.connected and await link.command("core show version")
             await sim.place_outbound_call(from_ext="1001", number="84951234567", answer_after=0.1, talk=0.1)
             await events.wait(ObservedEnded)
@@ -226,7 +227,8 @@ async def test_the_login_asks_only_for_the_events_the_bridge_reads(sim: Asterisk
             (session,) = sim.ami_server.sessions
             assert session.access.mask == get_perm("call,dialplan")
             filters = [r["params"] for r in sim.requests if r["method"] == "Filter"]
-            assert [f["Operation"] for f in filters] == ["Add"], "one Filter: no event is lost between two"
+            assert [f["Operation"] for f in filters] == ["Add", "Add"]
+            assert [f["Filter"].startswith("!") for f in filters] == [False, True], "one include: none is lost"
             await a_real_sites_traffic(sim, events)
     assert set(kinds) <= set(USED_EVENTS), set(kinds) - set(USED_EVENTS)
     varsets = [k for k in kinds if k == "VarSet"]
@@ -265,3 +267,50 @@ async def test_with_the_sample_manager_conf_calls_are_mirrored_from_less_traffic
     ended = events.of(ObservedEnded)[0].event
     assert isinstance(ended, ObservedEnded) and ended.recording, "the recording's VarSet still comes"
     assert not [e for e in logs if e["event"] == "pbx.bad_input"], "the global VarSet is no bad input"
+
+
+def leg_event(event: str, uniqueid: str) -> list[tuple[str, str]]:
+    """A channel event of a PJSIP channel, as Asterisk writes it (a leg of the bridge's: ``<call>-leg<n>``)."""
+    return [
+        ("Event", event), ("Privilege", "call,all"), ("Channel", "PJSIP/1001-0000002a"), ("ChannelState", "5"),
+        ("ChannelStateDesc", "Ringing"), ("CallerIDNum", "1001"), ("CallerIDName", "<unknown>"), ("Context", "default"),
+        ("Exten", "1001"), ("Priority", "1"), ("Uniqueid", uniqueid), ("Linkedid", uniqueid),
+        *([("Cause", "16"), ("Cause-txt", "Normal Clearing")] if event == "Hangup" else []),
+    ]  # fmt: skip
+
+
+async def test_the_bridges_own_legs_and_other_devices_are_left_out_by_asterisk(sim: AsteriskSimulator) -> None:
+    events = Events()
+    link = AmiLink(settings_for(sim, device="PJSIP/{ext}"), events.queue)
+    kinds = fed_kinds(link)
+    async with running(link):
+        await events.wait(Resynced)
+        for event in ("Newchannel", "Newstate", "BridgeEnter", "Hangup"):
+            await sim.inject_ami_event(leg_event(event, "1796647086.1-leg1"))
+        await sim.inject_ami_event(leg_event("Newchannel", "1796647086.7"))  # a channel the dialplan made
+        sim.set_device_state("Local/74951112233@from-trunk", "INUSE")  # no agent's device
+        sim.set_device_state("PJSIP/1001", "RINGING")  # an agent's
+        await events.wait(DeviceStateSeen)
+        await eventually(lambda: link.hung_up_at("1796647086.1-leg1") is not None)
+    assert kinds == ["Hangup", "Newchannel", "DeviceStateChange"], "only the leg's Hangup, and the agent's state"
+    assert [e.event for e in events.of(DeviceStateSeen)] == [DeviceStateSeen("1001", "RINGING")]
+
+
+async def test_without_write_system_the_legs_events_still_come_and_change_nothing() -> None:
+    async with AsteriskSimulator(ami_secret=AMI_SECRET, ami_write="originate,reporting") as sim:
+        events = Events()
+        link = AmiLink(settings_for(sim, device="PJSIP/{ext}"), events.queue)
+        kinds = fed_kinds(link)
+        with capture_logs() as logs:
+            async with running(link):
+                await events.wait(Resynced)
+                for event in ("Newchannel", "Newstate", "Hangup"):
+                    await sim.inject_ami_event(leg_event(event, "1796647086.1-leg1"))
+                sim.set_device_state("Local/74951112233@from-trunk", "INUSE")
+                await eventually(lambda: link.hung_up_at("1796647086.1-leg1") is not None)
+                await sim.place_outbound_call(from_ext="1001", number="84951234567", answer_after=0.1, talk=0.1)
+                await events.wait(ObservedEnded)
+    assert kinds[:3] == ["Newchannel", "Newstate", "Hangup"]
+    assert [e for e in logs if e["event"] == "pbx.ami_filter_refused"], "said once at the connect"
+    assert not [e for e in logs if e["event"] == "pbx.bad_input"]
+    assert len(events.of(ObservedStarted)) == 1, "the leg is no watched call"

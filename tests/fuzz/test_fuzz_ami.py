@@ -232,10 +232,11 @@ class DiscardingTransport(asyncio.Transport):
         return False
 
 
+@pytest.mark.parametrize("straight", [True, False], ids=["straight to the translator", "through panoramisk"])
 @fuzz_settings(60)
 @given(session=noisy_sessions(), data=st.data())
 async def test_the_link_logs_each_bad_frame_and_translates_the_good_ones(
-    capture: LogCapture, session: tuple[bytes, list[bytes], int], data: st.DataObject
+    capture: LogCapture, straight: bool, session: tuple[bytes, list[bytes], int], data: st.DataObject
 ) -> None:
     capture.clear()
     stream, good, bad = session
@@ -245,6 +246,8 @@ async def test_the_link_logs_each_bad_frame_and_translates_the_good_ones(
     manager = LinkManager(asyncio.Event(), loop=loop, ping_delay=3600)
     manager.register_event("*", lambda _manager, message: events.extend(ami.feed(message)))
     protocol = Utf8AmiProtocol()
+    if straight:
+        protocol.on_event = lambda message: events.extend(ami.feed(message))
     made: asyncio.Future[tuple[asyncio.Transport, Utf8AmiProtocol]] = loop.create_future()
     protocol.connection_made(DiscardingTransport())
     made.set_result((protocol.transport, protocol))

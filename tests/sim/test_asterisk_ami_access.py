@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from bridge.sim.asterisk import Answer, AsteriskSimulator
-from bridge.sim.asterisk.ami_access import ALL, CLASSES, get_perm, strings_to_mask
+from bridge.sim.asterisk.ami_access import ALL, CLASSES, Access, get_perm, strings_to_mask
 from tests.eventually import eventually
 from tests.sim.asterisk_clients import AmiWire
 
@@ -111,6 +111,33 @@ async def test_include_and_exclude_filters(sim: AsteriskSimulator) -> None:
     assert await traffic(sim, wire) == {"PeerStatus", "VarSet"}
     assert [e["Variable"] for e in wire.events("VarSet")] == ["OTHER"], "the exclude filter wins over the include"
     await wire.close()
+
+
+HANGUP = "Event: Hangup\r\nPrivilege: call,all\r\nChannel: PJSIP/1001-00000001\r\nUniqueid: 17.1-leg1\r\n\r\n"
+NEWSTATE = HANGUP.replace("Hangup", "Newstate")
+REQUEST = HANGUP.replace("Hangup", "HangupRequest")
+
+
+@pytest.mark.parametrize(
+    ("filters", "sent"),
+    [
+        ([], {"Hangup", "Newstate", "HangupRequest"}),  # no filter: everything
+        (["^Event: Hangup[^A-Za-z]"], {"Hangup"}),  # includes only: what one matches
+        (["^Event: Hangup", "^Event: Newstate"], {"Hangup", "Newstate", "HangupRequest"}),  # any include
+        (["!^Event: Newstate"], {"Hangup", "HangupRequest"}),  # excludes only: what none matches
+        (["!Uniqueid: [^[:cntrl:]]*-leg[0-9]+[[:cntrl:]]"], set()),  # [:cntrl:] is the \r of the line's end
+        (["!-leg1[[:cntrl:]]", "^Event: Hangup[^A-Za-z]"], set()),  # include, then exclude, in any order of adding
+        (["^Event: Hangup.*Channel: PJSIP"], {"Hangup", "HangupRequest"}),  # "." crosses lines; unanchored names
+        (["^Event: Newstate", "!^Event: Hangup"], {"Newstate"}),
+        (["^event: hangup"], set()),  # case-sensitive
+    ],
+)
+def test_filters_decide_as_should_send_event_does(filters: list[str], sent: set[str]) -> None:
+    access = Access()
+    assert all(access.add_filter(pattern) is None for pattern in filters)
+    passed = {text.split("\r\n")[0].removeprefix("Event: ") for text in (HANGUP, NEWSTATE, REQUEST)
+              if access.wants("call,all", text)}  # fmt: skip
+    assert passed == sent
 
 
 async def test_filters_do_not_touch_action_answers_and_keep_originate_responses(sim: AsteriskSimulator) -> None:

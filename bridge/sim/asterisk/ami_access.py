@@ -78,6 +78,7 @@ POSIX_CLASSES = {
     "[:blank:]": " \\t",
     "[:punct:]": "!-/:-@\\[-`{-~",
     "[:xdigit:]": "0-9A-Fa-f",
+    "[:cntrl:]": "\\x00-\\x1f\\x7f",
 }
 
 
