@@ -74,21 +74,33 @@ class JournalReader:
         """
         now = self._clock()
         picked: list[PendingOp] = []
-        for head in await self._due_heads(now, limit):
+        heads = await self._due_heads(now, limit)
+        behind = await self._open_behind([head for head in heads if head["kind"] in CHAIN_HEADS])
+        for head in heads:
             if len(picked) >= limit:
                 break
             chain, longest = [head], min(limit, chain_limit)
-            if head["kind"] in CHAIN_HEADS:
-                for row in await self._all(queries.FOLLOWERS, (head["crm_leg"], head["seq"])):
-                    if row["state"] in ("done", "failed"):
-                        continue
-                    if len(chain) >= longest or row["state"] != "pending" or row["kind"] not in RIDERS:
-                        break
-                    chain.append(row)
+            for row in behind.get(head["id"], ()):
+                if len(chain) >= longest or row["state"] != "pending" or row["kind"] not in RIDERS:
+                    break
+                chain.append(row)
             if len(picked) + len(chain) > limit:
                 continue  # a shorter chain further on may still fit
             picked += [p for p in [await self._pending(row, head) for row in chain] if p is not None]
         return picked
+
+    async def _open_behind(self, heads: list[Any]) -> dict[int, list[Any]]:
+        """Per head (by its id) the open operations of its leg behind it, in order: one statement for all heads."""
+        legs = {head["crm_leg"]: head for head in heads}
+        behind: dict[int, list[Any]] = {head["id"]: [] for head in heads}
+        if not legs:
+            return behind
+        marks = ", ".join("?" * len(legs))
+        for row in await self._all(queries.OPEN_FOLLOWERS.format(legs=marks), tuple(legs)):
+            head = legs[row["crm_leg"]]
+            if row["seq"] > head["seq"]:
+                behind[head["id"]].append(row)
+        return behind
 
     async def _due_heads(self, now: float, limit: int) -> list[Any]:
         """Heads that are due: first those of live legs (up to ``LIVE_SHARE`` of ``limit``), then every leg's and
