@@ -36,6 +36,9 @@ class TwoBridges:
     refused_in_phase: int
     saturated: bool
     journaled: int
+    lowest_level: float = 0.0
+    """The portal's bucket at its emptiest during the window (in requests; full is the burst less the client's
+    safety margin): saturated throughout when it stays about there."""
 
     @property
     def commands_per_request(self) -> float:
@@ -69,7 +72,7 @@ async def two_bridges(workdir: Path, calls_per_second: float, window: float, war
             children += writers
             saturated = await _full(crm, bucket, warmup)
             before, started = dict(crm.state()["counters"]), time.monotonic()
-            await asyncio.sleep(window)
+            lowest = await _lowest_level(crm, window)
             after, measured = dict(crm.state()["counters"]), time.monotonic() - started
             journaled = sum([await _stop_writing(writer) for writer in writers])
             refused = crm.state()["counters"]["query_limit_exceeded"]
@@ -83,8 +86,17 @@ async def two_bridges(workdir: Path, calls_per_second: float, window: float, war
         bucket=bucket, offered_rate=calls_per_second, window=measured, requests=after["requests"] - before["requests"],
         commands=after["commands"] - before["commands"],
         query_limit_exceeded=after["query_limit_exceeded"] - before["query_limit_exceeded"], refused_in_phase=refused,
-        saturated=saturated, journaled=journaled,
+        saturated=saturated, journaled=journaled, lowest_level=lowest,
     )  # fmt: skip
+
+
+async def _lowest_level(crm: Bitrix24Simulator, window: float) -> float:
+    """Watch the portal's bucket for ``window`` seconds; its lowest level."""
+    lowest, end = float(crm.core.bucket.level), time.monotonic() + window
+    while (left := end - time.monotonic()) > 0:
+        await asyncio.sleep(min(0.05, left))
+        lowest = min(lowest, float(crm.core.bucket.level))
+    return lowest
 
 
 async def _stop_writing(writer: asyncio.subprocess.Process) -> int:
