@@ -256,9 +256,11 @@ class Delivery:
             count, _doubtful = await self.journal.take_over()
             if count:
                 log.warning("delivery.requeued", operations=count, reason="found in flight at start")
-        for leg in await self.journal.take_offline(self.settings.register_timeout):
-            rows = await self.journal.calls(crm_leg=leg)
-            named = call_keys(rows[0].pbx_call, rows[0].linkedid, rows[0].line) if rows else {}
+        offline = await self.journal.take_offline(self.settings.register_timeout)
+        rows = await self.journal.calls_of(offline) if offline else {}
+        for leg in offline:
+            row = rows.get(leg)
+            named = call_keys(row.pbx_call, row.linkedid, row.line) if row is not None else {}
             log.warning("crm.offline", crm_leg=leg, method="telephony.externalCall.register",
                         register_timeout=self.settings.register_timeout, **named)  # fmt: skip
             self.observer.offline(leg)

@@ -111,6 +111,9 @@ class Journal:
     def next_due(self, register_timeout: float) -> float | None:
         return drive(self.aio.next_due(register_timeout))
 
+    def calls_of(self, legs: list[str]) -> dict[str, CallRow]:
+        return drive(self.aio.calls_of(legs))
+
     def calls(
         self, status: str | None = None, since: datetime | float | None = None, crm_leg: str | None = None
     ) -> list[CallRow]:

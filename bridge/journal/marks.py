@@ -19,8 +19,6 @@ from bridge.journal.db import Db
 from bridge.journal.reading import Clock, JournalReader
 from bridge.journal.rows import NEEDS_CALL_ID
 
-IN_LIST = 500
-"""The most values one statement's ``IN (...)`` list is given (the backends limit a statement's parameters)."""
 _OPEN_AND = f"state IN {queries.OPEN} AND"
 """Spelled out so that SQLite reads the open operations' index, not every operation ever journaled."""
 
@@ -219,8 +217,8 @@ class JournalMarks(JournalReader):
         legs = [r[0] for r in await self._all(queries.STALE_REGISTERS, (now - register_timeout,))]
         if legs:
             async with self.transaction():
-                for start in range(0, len(legs), IN_LIST):
-                    await self._go_offline(legs[start : start + IN_LIST])
+                for start in range(0, len(legs), queries.IN_LIST):
+                    await self._go_offline(legs[start : start + queries.IN_LIST])
         return legs
 
     async def go_offline(self, crm_leg: str) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from bridge.journal.rows import NEEDS_CALL_ID
 
 OPEN = "('pending', 'sent')"
+IN_LIST = 500
+"""The most values one statement's ``IN (...)`` list is given (the backends limit a statement's parameters)."""
 NAMES_CALL_ID = "(" + ", ".join(f"'{kind}'" for kind in sorted(NEEDS_CALL_ID)) + ")"
 
 READY_HEADS = """

@@ -167,6 +167,15 @@ class JournalReader:
         rows = await self._all(sql + " ORDER BY COALESCE(started_ts, created_at), crm_leg", tuple(params))
         return [CallRow.from_row(r) for r in rows]
 
+    async def calls_of(self, legs: list[str]) -> dict[str, CallRow]:
+        """These legs' call rows, by leg (a statement per :data:`~bridge.journal.queries.IN_LIST` legs)."""
+        found: dict[str, CallRow] = {}
+        for start in range(0, len(legs), queries.IN_LIST):
+            part = legs[start : start + queries.IN_LIST]
+            sql = f"SELECT * FROM calls WHERE crm_leg IN ({', '.join('?' * len(part))})"
+            found.update((row.crm_leg, row) for row in map(CallRow.from_row, await self._all(sql, tuple(part))))
+        return found
+
     async def legs_since(self, created: float) -> set[str]:
         """The legs journaled since ``created`` (unix seconds), whatever their state."""
         return {row[0] for row in await self._all("SELECT crm_leg FROM calls WHERE created_at >= ?", (created,))}

@@ -415,6 +415,10 @@ def test_several_stuck_registers_go_offline_together_each_with_its_own_cards(
         ("finish", "pending"),
     ]
     assert [p.kind for p in journal.ready()] == ["register", "hide", "finish"], "only the ended call may go"
+    assert {leg: row.mode for leg, row in journal.calls_of(["a", "c", "none"]).items()} == {
+        "a": "offline",
+        "c": "offline",
+    }
 
 
 def test_a_card_never_sent_needs_no_hide_when_the_call_goes_offline(journal: Journal, clock: FakeClock) -> None:
