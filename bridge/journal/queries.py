@@ -5,6 +5,9 @@ from __future__ import annotations
 from bridge.journal.rows import NEEDS_CALL_ID
 
 OPEN = "('pending', 'sent')"
+OUTBOX_CHANNEL = "b24_outbox"
+NOTIFY_APPENDED = f"SELECT pg_notify('{OUTBOX_CHANNEL}', '')"
+"""PostgreSQL only: every append's transaction notifies the channel at its commit (a delivery leader listens)."""
 IN_LIST = 500
 """The most values one statement's ``IN (...)`` list is given (the backends limit a statement's parameters)."""
 NAMES_CALL_ID = "(" + ", ".join(f"'{kind}'" for kind in sorted(NEEDS_CALL_ID)) + ")"
