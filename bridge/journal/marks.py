@@ -94,10 +94,12 @@ class JournalMarks(JournalReader):
         On a shared (PostgreSQL) journal an operation that another sender holds or has claimed already is left out
         (``SELECT ... FOR UPDATE SKIP LOCKED``), so two senders (a leader and the one taking over) never send one
         operation twice. SQLite has one sender (the journal's file lock): every id is claimed."""
-        async with self.transaction():
-            if self._db.dialect == "postgres" and op_ids:
-                claimed = {row[0] for row in await self._all(queries.CLAIM, (list(op_ids),))}
+        if self._db.dialect == "postgres":
+            if op_ids:
+                claimed = {row[0] for row in await self._all(queries.CLAIM, (list(op_ids), self.bridge))}
                 op_ids = [op_id for op_id in op_ids if op_id in claimed]
+            return op_ids
+        async with self.transaction():
             if op_ids:  # two statements for the whole batch, not three per operation
                 ids, marks = tuple(op_ids), ", ".join("?" * len(op_ids))
                 await self._x(queries.HEADS_IN_FLIGHT.format(ids=marks), ids + ids)

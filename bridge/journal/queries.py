@@ -57,8 +57,20 @@ NEXT_LOOSE_DUE = """
 SELECT MIN(next_attempt_at) FROM operations INDEXED BY operations_loose_due WHERE crm_leg IS NULL AND state = 'pending'
 """
 
-CLAIM = "SELECT id FROM operations WHERE id = ANY(?) AND state = 'pending' ORDER BY id FOR UPDATE SKIP LOCKED"
-"""PostgreSQL only: of these operations, those no other sender holds or has claimed (see ``mark_sent``)."""
+CLAIM = """
+WITH claimed AS (
+    SELECT id FROM operations WHERE id = ANY(?) AND state = 'pending' ORDER BY id FOR UPDATE SKIP LOCKED
+), marked AS (
+    UPDATE operations o SET state = 'sent', attempts = o.attempts + 1, tries = o.tries + 1, sent_by = ?
+    FROM claimed WHERE o.id = claimed.id
+    RETURNING o.id, o.crm_leg
+), in_flight AS (
+    UPDATE calls c SET head_due = NULL FROM marked WHERE c.crm_leg = marked.crm_leg AND c.head_op = marked.id
+)
+SELECT id FROM marked
+"""
+"""PostgreSQL only: of these operations, those no other sender holds or has claimed (see ``mark_sent``), marked
+``sent`` and no longer due as their legs' heads: one statement (one round trip, atomic by itself)."""
 
 UPSERT_CALL = """
 INSERT INTO calls (crm_leg, linkedid, pbx_call, line, created_at, updated_at, bridge) VALUES (?, ?, ?, ?, ?, ?, ?)
