@@ -200,10 +200,12 @@ class AsyncJournal(JournalMarks):
         """Until cancelled, call ``wake`` whenever an append to this journal commits, in any process (a shared
         journal's delivery leader runs this beside its delivery). SQLite: returns at once (one process appends, and
         it tells its delivery itself)."""
+        if self.dialect != "postgres":
+            return
         from bridge.journal.pg import PgDb
 
-        if isinstance(self._db, PgDb):
-            await self._db.listen(wake)
+        assert isinstance(self._db, PgDb)
+        await self._db.listen(wake)
 
     async def _insert_op(self, leg: str, kind: str, text: str, state: str, note: str, now: float) -> int:
         """The leg's next operation (its ``seq`` counted in the same statement)."""
