@@ -1,24 +1,23 @@
 """Two bridges, one portal, one PostgreSQL journal: both journal calls at full speed, one delivery leader sends
 for both through one leaky bucket. Counted once the portal's bucket is full, as the single-bridge saturation phase.
 
-Each bridge's delivery runs in a process of its own (its client-side bucket is its own, as on two machines); the
-calls are journaled straight into each bridge's journal (the PBX side is measured by the single-bridge phases).
+Each bridge is two processes of its own, as on two machines: its delivery (its requests take their slots from the
+portal's budget shared in PostgreSQL, as the daemon's do) and its calls, journaled straight into the shared journal
+(the PBX side is measured by the single-bridge phases). The bench's process runs the portal alone.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bench.stack import STANDARD, Bucket
 from bridge.crm.pacing import SAFETY_MARGIN
-from bridge.domain.commands import CallType, CrmFinish, CrmRegister
-from bridge.journal import AsyncJournal
 from bridge.sim.bitrix24 import Bitrix24Simulator
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,27 +36,13 @@ class TwoBridges:
     refused_in_phase: int
     saturated: bool
     journaled: int
+    lowest_level: float = 0.0
+    """The portal's bucket at its emptiest during the window (in requests; full is the burst less the client's
+    safety margin): saturated throughout when it stays about there."""
 
     @property
     def commands_per_request(self) -> float:
         return self.commands / self.requests if self.requests else 0.0
-
-
-async def journal_steadily(journal: AsyncJournal, prefix: str, rate: float) -> int:
-    """Ended calls at ``rate`` per second until cancelled; returns how many."""
-    count, started = 0, time.monotonic()
-    try:
-        while True:
-            leg = f"{prefix}-{count}"
-            begun = datetime.now(UTC) - timedelta(seconds=30)
-            async with journal.transaction():
-                await journal.append(CrmRegister(leg, 11, f"79{count:09d}", CallType.INCOMING, "74951112255", begun,
-                                                 False))  # fmt: skip
-                await journal.append(CrmFinish(leg, 11, 20, "200"))
-            count += 1
-            await asyncio.sleep(max(0.0, started + count / rate - time.monotonic()))
-    except asyncio.CancelledError:
-        return count
 
 
 async def two_bridges(workdir: Path, calls_per_second: float, window: float, warmup: float) -> TwoBridges:
@@ -66,6 +51,7 @@ async def two_bridges(workdir: Path, calls_per_second: float, window: float, war
     bucket = STANDARD
     server = await asyncio.to_thread(PgServer.start)
     children: list[asyncio.subprocess.Process] = []
+    writers: list[asyncio.subprocess.Process] = []
     try:
         url = server.url(await asyncio.to_thread(server.create_database))
         async with Bitrix24Simulator(rate=bucket.rate, burst=bucket.burst) as crm:
@@ -74,25 +60,21 @@ async def two_bridges(workdir: Path, calls_per_second: float, window: float, war
             for bridge in BRIDGES:
                 with (workdir / f"{bridge}.log").open("wb") as sink:
                     children.append(await asyncio.create_subprocess_exec(
-                        sys.executable, "-m", "bench.shared_child", url, bridge, crm.webhook_url, str(bucket.rate),
-                        str(bucket.burst), cwd=ROOT, env=env, stdout=sink, stderr=sink,
+                        sys.executable, "-m", "bench.shared_child", "deliver", url, bridge, crm.webhook_url,
+                        str(bucket.rate), str(bucket.burst), cwd=ROOT, env=env, stdout=sink, stderr=sink,
                     ))  # fmt: skip
-            journals = [await AsyncJournal.open_postgres(url, password=PASSWORD, bridge=b) for b in BRIDGES]
-            writers = [
-                asyncio.create_task(journal_steadily(j, b, calls_per_second))
-                for j, b in zip(journals, BRIDGES, strict=True)
-            ]
-            try:
-                saturated = await _full(crm, bucket, warmup)
-                before, started = dict(crm.state()["counters"]), time.monotonic()
-                await asyncio.sleep(window)
-                after, measured = dict(crm.state()["counters"]), time.monotonic() - started
-            finally:
-                for task in writers:
-                    task.cancel()
-                journaled = sum(await asyncio.gather(*writers))
-                for journal in journals:
-                    await journal.close()
+            for bridge in BRIDGES:
+                with (workdir / f"{bridge}-calls.log").open("wb") as sink:
+                    writers.append(await asyncio.create_subprocess_exec(
+                        sys.executable, "-m", "bench.shared_child", "journal", url, bridge, str(calls_per_second),
+                        cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=sink,
+                    ))  # fmt: skip
+            children += writers
+            saturated = await _full(crm, bucket, warmup)
+            before, started = dict(crm.state()["counters"]), time.monotonic()
+            lowest = await _lowest_level(crm, window)
+            after, measured = dict(crm.state()["counters"]), time.monotonic() - started
+            journaled = sum([await _stop_writing(writer) for writer in writers])
             refused = crm.state()["counters"]["query_limit_exceeded"]
     finally:
         for child in children:
@@ -104,8 +86,25 @@ async def two_bridges(workdir: Path, calls_per_second: float, window: float, war
         bucket=bucket, offered_rate=calls_per_second, window=measured, requests=after["requests"] - before["requests"],
         commands=after["commands"] - before["commands"],
         query_limit_exceeded=after["query_limit_exceeded"] - before["query_limit_exceeded"], refused_in_phase=refused,
-        saturated=saturated, journaled=journaled,
+        saturated=saturated, journaled=journaled, lowest_level=lowest,
     )  # fmt: skip
+
+
+async def _lowest_level(crm: Bitrix24Simulator, window: float) -> float:
+    """Watch the portal's bucket for ``window`` seconds; its lowest level."""
+    lowest, end = float(crm.core.bucket.level), time.monotonic() + window
+    while (left := end - time.monotonic()) > 0:
+        await asyncio.sleep(min(0.05, left))
+        lowest = min(lowest, float(crm.core.bucket.level))
+    return lowest
+
+
+async def _stop_writing(writer: asyncio.subprocess.Process) -> int:
+    """Stop a bridge's journaling child; how many calls it journaled (0 if it died)."""
+    if writer.returncode is None:
+        writer.send_signal(signal.SIGTERM)
+    out, _ = await writer.communicate()
+    return int(out.decode().strip() or 0)
 
 
 async def _full(crm: Bitrix24Simulator, bucket: Bucket, within: float) -> bool:

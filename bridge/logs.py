@@ -138,6 +138,8 @@ event                              meaning
 ``journal.close_failed``           the journal could not be marked closed cleanly (its next sender checks more)
 ``journal.write_failed``           (PostgreSQL) an append could not be committed (``error``): the queue waits in order
                                    and is written again; nothing of it is sent before it is written
+``journal.listen_failed``          (PostgreSQL) the delivery leader's connection that hears appends failed (``error``):
+                                   it looks at the outbox every 0.25 s meanwhile and listens again after a pause
 ``journal.write_dropped``          (PostgreSQL) a queued write failed for a reason not the database's: dropped alone
 ``journal.unreadable``             (PostgreSQL) the figures of the status page, /healthz and metrics could not be
                                    read (``error``): /healthz reports the journal unreadable until they are again

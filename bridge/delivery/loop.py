@@ -61,7 +61,8 @@ this many requests in the bucket."""
 BATCHES_PER_CYCLE = 3
 """A cycle takes this many batches' worth of operations: room for 50 checks and the calls they clear."""
 SHARED_POLL = 0.25
-"""A delivery leader of a shared outbox looks at it this often: other bridges' operations do not notify it."""
+"""A delivery leader of a shared outbox looks at it this often even when no append woke it (its notifications come
+over a connection of their own, which may be down for a while)."""
 CARD_DEFER = 0.2
 """Seconds a card move (show, hide) may wait for a request that goes anyway (a register, a finish, another call's
 card) before it goes alone: one request a call less at a busy site, and a card 0.2 s later on a phone that rings
@@ -165,12 +166,18 @@ class Delivery:
     async def lead(self) -> None:
         """Deliver until cancelled, as the shared outbox's delivery leader that just took over: first take the journal
         over again (what a leader before had in flight goes back to the queue, doubtful) and assume the portal's bucket
-        full (the leader before may just have spent it), then :meth:`run`, looking at the outbox every
-        :data:`SHARED_POLL` seconds too (the other bridges' operations cannot wake this process)."""
+        full (the leader before may just have spent it), then :meth:`run`, woken by every append's commit, in any
+        bridge (the journal's :meth:`~bridge.journal.AsyncJournal.listen`), and looking at the outbox every
+        :data:`SHARED_POLL` seconds too (while the listening connection is down)."""
         self._requeued = False
         self.client.assume_bucket_full()
         self.poll = SHARED_POLL
-        await self.run()
+        listening = asyncio.create_task(self.journal.listen(self.notify), name="delivery-listen")
+        try:
+            await self.run()
+        finally:
+            listening.cancel()
+            await asyncio.gather(listening, return_exceptions=True)
 
     async def run(self) -> None:
         """Deliver until cancelled."""
@@ -256,9 +263,11 @@ class Delivery:
             count, _doubtful = await self.journal.take_over()
             if count:
                 log.warning("delivery.requeued", operations=count, reason="found in flight at start")
-        for leg in await self.journal.take_offline(self.settings.register_timeout):
-            rows = await self.journal.calls(crm_leg=leg)
-            named = call_keys(rows[0].pbx_call, rows[0].linkedid, rows[0].line) if rows else {}
+        offline = await self.journal.take_offline(self.settings.register_timeout)
+        rows = await self.journal.calls_of(offline) if offline else {}
+        for leg in offline:
+            row = rows.get(leg)
+            named = call_keys(row.pbx_call, row.linkedid, row.line) if row is not None else {}
             log.warning("crm.offline", crm_leg=leg, method="telephony.externalCall.register",
                         register_timeout=self.settings.register_timeout, **named)  # fmt: skip
             self.observer.offline(leg)

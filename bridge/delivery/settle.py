@@ -6,6 +6,7 @@ Every outcome is one journal update plus one log line (``crm.delivered`` / ``crm
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +19,7 @@ from bridge.crm.telephony import registered_from
 from bridge.delivery.hooks import DeliveryObserver
 from bridge.delivery.plan import Chain, backoff, key_of
 from bridge.journal import AsyncJournal, PendingOp
+from bridge.journal.marks import DoneMark
 from bridge.logs import call_keys
 
 log = structlog.get_logger(__name__)
@@ -57,11 +59,30 @@ class Settler:
         self.clock = clock
         self.retry_base = retry_base
         self.retry_cap = retry_cap
+        self._marks: dict[asyncio.Task[Any] | None, list[DoneMark]] = {}
+        """Per task that called :meth:`collect`: its done marks not yet written."""
 
-    # --- single outcomes ---------------------------------------------------------------------------
+    def collect(self) -> None:
+        """From now on, operations this task finds done are kept in :meth:`collected` instead of being marked one
+        by one (a batch's answer then costs a few statements, see
+        :meth:`~bridge.journal.AsyncJournal.mark_done_many`). Other tasks (another cycle, an upload lane) mark theirs
+        as before."""
+        self._marks[asyncio.current_task()] = []
+
+    def collected(self) -> list[DoneMark]:
+        """The done marks this task kept since :meth:`collect` (to be written in the same transaction); stops
+        collecting."""
+        return self._marks.pop(asyncio.current_task(), [])
+
+    async def _mark_done(self, op: PendingOp, result: Any, call_id: str | None, note: str) -> None:
+        marks = self._marks.get(asyncio.current_task()) if self._marks else None
+        if marks is not None:
+            marks.append(DoneMark(op.id, result, call_id, note))
+        else:
+            await self.journal.mark_done(op.id, result, call_id=call_id, note=note)
 
     async def done(self, op: PendingOp, result: Any, *, call_id: str | None = None, note: str = "delivered") -> None:
-        await self.journal.mark_done(op.id, result, call_id=call_id, note=note)
+        await self._mark_done(op, result, call_id, note)
         fields: dict[str, Any] = {"note": note} if note != "delivered" else {}
         if call_id:
             fields["b24_call_id"] = call_id
@@ -91,7 +112,7 @@ class Settler:
             self.observer.failed(kind, METHOD_OF.get(kind, kind), why)
 
     async def skip(self, op: PendingOp, note: str) -> None:
-        await self.journal.mark_done(op.id, None, note=note)
+        await self._mark_done(op, None, None, note)
         log.info("crm.skipped", crm_leg=op.crm_leg, method=METHOD_OF[op.kind], op=op.id, note=note, **_call(op))
         self.observer.skipped(op.kind, note)
 

@@ -2,7 +2,7 @@
 
 from bridge.journal.blocking import Journal
 from bridge.journal.codec import CodecError, decode_command, encode_command, kind_of
-from bridge.journal.marks import JournalError
+from bridge.journal.marks import DoneMark, JournalError
 from bridge.journal.rows import CallRow, OpRow, PendingOp
 from bridge.journal.store import AsyncJournal
 
@@ -10,6 +10,7 @@ __all__ = [
     "AsyncJournal",
     "CallRow",
     "CodecError",
+    "DoneMark",
     "Journal",
     "JournalError",
     "OpRow",

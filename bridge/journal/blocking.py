@@ -6,7 +6,7 @@ tests). On SQLite a journal coroutine never suspends, so each call runs it to it
 from __future__ import annotations
 
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -15,6 +15,7 @@ from typing import Any
 from bridge.domain.commands import CrmCommand
 from bridge.journal.db import SqliteDb, drive
 from bridge.journal.durability import WalSync
+from bridge.journal.marks import DoneMark
 from bridge.journal.reading import Clock
 from bridge.journal.rows import CallRow, OpRow, PendingOp
 from bridge.journal.store import AsyncJournal
@@ -81,6 +82,9 @@ class Journal:
     def mark_done(self, op_id: int, result: Any = None, *, call_id: str | None = None, note: str = "delivered") -> None:
         drive(self.aio.mark_done(op_id, result, call_id=call_id, note=note))
 
+    def mark_done_many(self, marks: Sequence[DoneMark]) -> None:
+        drive(self.aio.mark_done_many(marks))
+
     def mark_failed(
         self, op_id: int, error: str, permanent: bool, retry_at: float | None = None, *, arrived: bool = True
     ) -> list[tuple[int, str]]:
@@ -106,6 +110,9 @@ class Journal:
 
     def next_due(self, register_timeout: float) -> float | None:
         return drive(self.aio.next_due(register_timeout))
+
+    def calls_of(self, legs: list[str]) -> dict[str, CallRow]:
+        return drive(self.aio.calls_of(legs))
 
     def calls(
         self, status: str | None = None, since: datetime | float | None = None, crm_leg: str | None = None

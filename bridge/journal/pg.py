@@ -16,8 +16,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import structlog
+from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
 from bridge.journal.db import Params
+from bridge.journal.queries import OUTBOX_CHANNEL
 from bridge.journal.schema import migrate_postgres
 
 log = structlog.get_logger(__name__)
@@ -198,3 +200,28 @@ class PgDb:
 
     async def close(self) -> None:
         await self.conn.close()
+
+    async def listen(self, wake: Callable[[], None], *, retry_max: float = 10.0) -> None:
+        """Call ``wake`` each time a transaction that appended commits (on a connection of its own), until
+        cancelled; once more each time it (re)starts listening, for what came while it was not. A connection the
+        server drops is opened again, after a growing pause."""
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type((psycopg.Error, OSError)),
+            wait=wait_exponential(multiplier=0.5, max=retry_max),
+            before_sleep=lambda state: log.warning(
+                "journal.listen_failed",
+                where=self.where,
+                error=str(state.outcome.exception()) if state.outcome else "",
+                note="polled meanwhile; listening again",
+            ),
+        )
+        async for attempt in retrying:
+            with attempt:
+                conn = await self._reconnect()
+                try:
+                    await conn.execute(f"LISTEN {OUTBOX_CHANNEL}")
+                    wake()
+                    async for _ in conn.notifies():
+                        wake()
+                finally:
+                    await conn.close()

@@ -5,6 +5,11 @@ from __future__ import annotations
 from bridge.journal.rows import NEEDS_CALL_ID
 
 OPEN = "('pending', 'sent')"
+OUTBOX_CHANNEL = "b24_outbox"
+NOTIFY_APPENDED = f"SELECT pg_notify('{OUTBOX_CHANNEL}', '')"
+"""PostgreSQL only: every append's transaction notifies the channel at its commit (a delivery leader listens)."""
+IN_LIST = 500
+"""The most values one statement's ``IN (...)`` list is given (the backends limit a statement's parameters)."""
 NAMES_CALL_ID = "(" + ", ".join(f"'{kind}'" for kind in sorted(NEEDS_CALL_ID)) + ")"
 
 READY_HEADS = """
@@ -52,8 +57,20 @@ NEXT_LOOSE_DUE = """
 SELECT MIN(next_attempt_at) FROM operations INDEXED BY operations_loose_due WHERE crm_leg IS NULL AND state = 'pending'
 """
 
-CLAIM = "SELECT id FROM operations WHERE id = ANY(?) AND state = 'pending' ORDER BY id FOR UPDATE SKIP LOCKED"
-"""PostgreSQL only: of these operations, those no other sender holds or has claimed (see ``mark_sent``)."""
+CLAIM = """
+WITH claimed AS (
+    SELECT id FROM operations WHERE id = ANY(?) AND state = 'pending' ORDER BY id FOR UPDATE SKIP LOCKED
+), marked AS (
+    UPDATE operations o SET state = 'sent', attempts = o.attempts + 1, tries = o.tries + 1, sent_by = ?
+    FROM claimed WHERE o.id = claimed.id
+    RETURNING o.id, o.crm_leg
+), in_flight AS (
+    UPDATE calls c SET head_due = NULL FROM marked WHERE c.crm_leg = marked.crm_leg AND c.head_op = marked.id
+)
+SELECT id FROM marked
+"""
+"""PostgreSQL only: of these operations, those no other sender holds or has claimed (see ``mark_sent``), marked
+``sent`` and no longer due as their legs' heads: one statement (one round trip, atomic by itself)."""
 
 UPSERT_CALL = """
 INSERT INTO calls (crm_leg, linkedid, pbx_call, line, created_at, updated_at, bridge) VALUES (?, ?, ?, ?, ?, ?, ?)
@@ -79,8 +96,6 @@ WHERE crm_leg IN (SELECT crm_leg FROM operations WHERE id IN ({ids})) AND head_o
 """
 """Operations being marked ``sent`` are no longer due as their legs' heads (``{ids}``: one ``?`` per operation)."""
 
-FOLLOWERS = "SELECT * FROM operations WHERE crm_leg = ? AND seq > ? ORDER BY seq"
-
 LATER_OPEN_OPS = f"SELECT id, kind FROM operations WHERE crm_leg = ? AND seq > ? AND state IN {OPEN} ORDER BY seq"
 
 DOUBT_UNSETTLED = f"""
@@ -93,16 +108,6 @@ WHERE state IN {OPEN} AND kind IN ('register', 'finish') AND attempts = 0
 SKIP_PENDING_SHOWS = """
 UPDATE operations SET state = 'done', note = ?, done_at = ?
 WHERE crm_leg = ? AND state = 'pending' AND kind = 'show'
-"""
-
-POSSIBLY_SHOWN = """
-SELECT command FROM operations WHERE crm_leg = ? AND kind = 'show' AND (attempts > 0 OR state = 'sent')
-"""
-"""Shows that may have reached Bitrix24: sent at least once (attempts that provably never left do not count)."""
-
-SKIP_PENDING_CARDS = """
-UPDATE operations SET state = 'done', note = ?, done_at = ?
-WHERE crm_leg = ? AND state = 'pending' AND kind IN ('show', 'hide')
 """
 
 # A leg's register is its first operation: while it is pending it is the leg's head, and an online leg's pending
@@ -140,15 +145,49 @@ call's end, anything naming the CALL_ID for the CALL_ID. NULL when it may not go
 REFRESH_HEADS = f"UPDATE calls SET head_op = {HEAD_OP}, head_due = {HEAD_DUE} WHERE state IN ('open', 'ended')"
 """Every unsettled leg's head at once (after a bulk change of operations: a restart, Bitrix24 back)."""
 
-REFRESH_CALL = f"""
-UPDATE calls SET updated_at = :now, head_op = {HEAD_OP}, head_due = {HEAD_DUE}, state = CASE
+_REFRESH = f"""
+UPDATE calls SET updated_at = {{now}}, head_op = {HEAD_OP}, head_due = {HEAD_DUE}, state = CASE
     WHEN ended_at IS NULL THEN 'open'
-    WHEN EXISTS (SELECT 1 FROM operations WHERE crm_leg = :leg AND state IN {OPEN}) THEN 'ended'
-    WHEN EXISTS (SELECT 1 FROM operations WHERE crm_leg = :leg AND state = 'failed'
+    WHEN EXISTS (SELECT 1 FROM operations WHERE crm_leg = calls.crm_leg AND state IN {OPEN}) THEN 'ended'
+    WHEN EXISTS (SELECT 1 FROM operations WHERE crm_leg = calls.crm_leg AND state = 'failed'
                  AND kind NOT IN ('show', 'hide')) THEN 'failed'
     ELSE 'done' END
-WHERE crm_leg = :leg
 """
+
+REFRESH_CALL = _REFRESH.format(now=":now") + "WHERE crm_leg = :leg"
 """The leg's head (see ``HEAD_DUE``) and state: ``open`` until the end is journaled; then ``ended`` while anything is
 outstanding; then ``failed`` if a register/finish/attachRecord failed (a lost card does not fail the call), else
 ``done``. Run after every change to a leg's operations or call row."""
+
+REFRESH_CALLS = _REFRESH.format(now="?") + "WHERE crm_leg IN ({legs})"
+"""``REFRESH_CALL`` for several legs in one statement (``{legs}``: one ``?`` per leg, after the time)."""
+
+OPEN_FOLLOWERS = f"SELECT * FROM operations WHERE crm_leg IN ({{legs}}) AND state IN {OPEN} ORDER BY crm_leg, seq"
+"""The open operations of several legs (``{legs}``: one ``?`` per leg), each leg's in order: the followers of
+their heads, read in one statement (the caller keeps those behind each head)."""
+
+DONE_MANY = """
+UPDATE operations o SET state = 'done', result = u.result, note = u.note, done_at = ?
+FROM unnest(CAST(? AS BIGINT[]), CAST(? AS TEXT[]), CAST(? AS TEXT[])) AS u(id, result, note)
+WHERE o.id = u.id
+RETURNING o.id, o.crm_leg
+"""
+"""PostgreSQL only: several operations done, each with its answer and note, in one statement."""
+
+CALL_IDS_MANY = """
+UPDATE calls c SET call_id = u.call_id FROM unnest(CAST(? AS TEXT[]), CAST(? AS TEXT[])) AS u(crm_leg, call_id)
+WHERE c.crm_leg = u.crm_leg
+"""
+"""PostgreSQL only: several legs' CALL_IDs in one statement (one row per leg)."""
+
+POSSIBLY_SHOWN = """
+SELECT crm_leg, command FROM operations WHERE crm_leg IN ({legs}) AND kind = 'show' AND (attempts > 0 OR state = 'sent')
+ORDER BY crm_leg, seq
+"""
+"""Shows of these legs (``{legs}``: one ``?`` per leg) that may have reached Bitrix24: sent at least once (attempts
+that provably never left do not count)."""
+
+SKIP_PENDING_CARDS = """
+UPDATE operations SET state = 'done', note = ?, done_at = ?
+WHERE crm_leg IN ({legs}) AND state = 'pending' AND kind IN ('show', 'hide')
+"""

@@ -74,21 +74,33 @@ class JournalReader:
         """
         now = self._clock()
         picked: list[PendingOp] = []
-        for head in await self._due_heads(now, limit):
+        heads = await self._due_heads(now, limit)
+        behind = await self._open_behind([head for head in heads if head["kind"] in CHAIN_HEADS])
+        for head in heads:
             if len(picked) >= limit:
                 break
             chain, longest = [head], min(limit, chain_limit)
-            if head["kind"] in CHAIN_HEADS:
-                for row in await self._all(queries.FOLLOWERS, (head["crm_leg"], head["seq"])):
-                    if row["state"] in ("done", "failed"):
-                        continue
-                    if len(chain) >= longest or row["state"] != "pending" or row["kind"] not in RIDERS:
-                        break
-                    chain.append(row)
+            for row in behind.get(head["id"], ()):
+                if len(chain) >= longest or row["state"] != "pending" or row["kind"] not in RIDERS:
+                    break
+                chain.append(row)
             if len(picked) + len(chain) > limit:
                 continue  # a shorter chain further on may still fit
             picked += [p for p in [await self._pending(row, head) for row in chain] if p is not None]
         return picked
+
+    async def _open_behind(self, heads: list[Any]) -> dict[int, list[Any]]:
+        """Per head (by its id) the open operations of its leg behind it, in order: one statement for all heads."""
+        legs = {head["crm_leg"]: head for head in heads}
+        behind: dict[int, list[Any]] = {head["id"]: [] for head in heads}
+        if not legs:
+            return behind
+        marks = ", ".join("?" * len(legs))
+        for row in await self._all(queries.OPEN_FOLLOWERS.format(legs=marks), tuple(legs)):
+            head = legs[row["crm_leg"]]
+            if row["seq"] > head["seq"]:
+                behind[head["id"]].append(row)
+        return behind
 
     async def _due_heads(self, now: float, limit: int) -> list[Any]:
         """Heads that are due: first those of live legs (up to ``LIVE_SHARE`` of ``limit``), then every leg's and
@@ -154,6 +166,15 @@ class JournalReader:
         sql = "SELECT * FROM calls" + (" WHERE " + " AND ".join(where) if where else "")
         rows = await self._all(sql + " ORDER BY COALESCE(started_ts, created_at), crm_leg", tuple(params))
         return [CallRow.from_row(r) for r in rows]
+
+    async def calls_of(self, legs: list[str]) -> dict[str, CallRow]:
+        """These legs' call rows, by leg (a statement per :data:`~bridge.journal.queries.IN_LIST` legs)."""
+        found: dict[str, CallRow] = {}
+        for start in range(0, len(legs), queries.IN_LIST):
+            part = legs[start : start + queries.IN_LIST]
+            sql = f"SELECT * FROM calls WHERE crm_leg IN ({', '.join('?' * len(part))})"
+            found.update((row.crm_leg, row) for row in map(CallRow.from_row, await self._all(sql, tuple(part))))
+        return found
 
     async def legs_since(self, created: float) -> set[str]:
         """The legs journaled since ``created`` (unix seconds), whatever their state."""

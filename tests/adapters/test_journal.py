@@ -29,7 +29,7 @@ from bridge.domain.commands import (
     CrmRegister,
     CrmShow,
 )
-from bridge.journal import CodecError, Journal, JournalError, decode_command, encode_command
+from bridge.journal import CodecError, DoneMark, Journal, JournalError, decode_command, encode_command
 from tests.adapters.journal_backends import PgBlocking
 
 MSK = timezone(timedelta(hours=3))
@@ -235,6 +235,30 @@ def test_register_carries_the_ops_right_behind_it_and_later_ops_wait_for_the_cal
     assert journal.depth() == 0
 
 
+def test_a_batch_answer_marked_at_once_lets_each_leg_go_on_as_marks_one_by_one_would(journal: Journal) -> None:
+    for leg in ("a", "b"):
+        journal.append(register(leg))
+        journal.append(finish(leg))
+    journal.append(CrmNotify(3, "loose"))
+    sent = journal.ready()
+    assert [p.kind for p in sent] == ["register", "finish", "register", "finish", "notify"]
+    journal.mark_sent([p.id for p in sent])
+    reg_a, fin_a, reg_b, fin_b, notice = sent
+    journal.mark_done_many([
+        DoneMark(reg_a.id, {"CALL_ID": "C-a"}, call_id="C-a"), DoneMark(fin_a.id, {"ok": 1}),
+        DoneMark(reg_b.id, {"CALL_ID": "C-b"}, call_id="C-b"), DoneMark(notice.id, note="skipped: test"),
+    ])  # fmt: skip
+    assert [(c.crm_leg, c.call_id, c.state) for c in journal.calls()] == [("a", "C-a", "done"), ("b", "C-b", "ended")]
+    assert journal.operations("a")[1].result == {"ok": 1}
+    assert [(op.state, op.note) for op in journal.operations(None)] == [("done", "skipped: test")]
+    assert journal.ready() == [], "b's finish is still in flight"
+    journal.mark_failed(fin_b.id, "timeout", permanent=False)
+    assert [(p.kind, p.call_id) for p in journal.ready()] == [("finish", "C-b")]
+    with pytest.raises(JournalError, match="no operation with id 99"):
+        journal.mark_done_many([DoneMark(fin_b.id), DoneMark(99)])
+    assert states(journal, "b") == [("register", "done"), ("finish", "pending")], "all or nothing"
+
+
 def test_legs_are_independent_and_oldest_first_within_the_limit(journal: Journal, clock: FakeClock) -> None:
     for i in range(5):
         journal.append(register(f"leg-{i}"))
@@ -368,6 +392,33 @@ def test_a_card_that_may_have_been_shown_before_a_crash_is_hidden_ahead_of_the_o
     ]
     assert journal.operations("a")[2].command == CrmHide("a", (7, 8))
     assert [p.kind for p in journal.ready()] == ["register", "hide", "finish"]
+
+
+def test_several_stuck_registers_go_offline_together_each_with_its_own_cards(
+    journal: Journal, clock: FakeClock
+) -> None:
+    for leg in ("a", "b", "c"):
+        journal.append(register(leg))
+        journal.append(CrmShow(leg, (7,)))
+    shown = [p.id for p in journal.ready() if p.crm_leg == "b"]
+    journal.mark_sent(shown)
+    assert journal.requeue_sent() == 2  # b's register and show may have arrived
+    journal.append(finish("b"))
+    clock.now += 10
+    assert sorted(journal.take_offline(register_timeout=5)) == ["a", "b", "c"]
+    assert {c.crm_leg: c.mode for c in journal.calls()} == {"a": "offline", "b": "offline", "c": "offline"}
+    assert states(journal, "a") == states(journal, "c") == [("register", "pending"), ("show", "done")]
+    assert states(journal, "b") == [
+        ("register", "pending"),
+        ("show", "done"),
+        ("hide", "pending"),
+        ("finish", "pending"),
+    ]
+    assert [p.kind for p in journal.ready()] == ["register", "hide", "finish"], "only the ended call may go"
+    assert {leg: row.mode for leg, row in journal.calls_of(["a", "c", "none"]).items()} == {
+        "a": "offline",
+        "c": "offline",
+    }
 
 
 def test_a_card_never_sent_needs_no_hide_when_the_call_goes_offline(journal: Journal, clock: FakeClock) -> None:

@@ -23,7 +23,7 @@ from bridge.domain.commands import (
     CrmRegister,
     CrmShow,
 )
-from bridge.journal import Journal
+from bridge.journal import DoneMark, Journal
 from bridge.journal.codec import encode_command
 from bridge.journal.schema import MIGRATIONS
 from tests.adapters.journal_backends import PgBlocking
@@ -84,8 +84,8 @@ def ready_heads(journal: Journal) -> list[int]:
     return heads
 
 
-ACTIONS = ["register", "show", "hide", "finish", "record", "notify", "sent", "done", "retry", "refused", "fail",
-           "offline", "take_offline", "call_id", "requeue", "retry_now", "tick"]  # fmt: skip
+ACTIONS = ["register", "show", "hide", "finish", "record", "notify", "sent", "done", "done_many", "retry", "refused",
+           "fail", "offline", "take_offline", "call_id", "requeue", "retry_now", "tick"]  # fmt: skip
 actions = st.lists(
     st.tuples(
         st.sampled_from(ACTIONS),
@@ -137,6 +137,10 @@ def test_ready_agrees_with_reading_every_operation(
                 journal.mark_sent([target])
             elif action == "done" and target is not None:
                 journal.mark_done(target, call_id=f"C-{leg}" if n % 2 else None)
+            elif action == "done_many":  # a batch's answer: the first open operation of up to n + 1 legs at once
+                opens = ([op for op in journal.operations(other) if op.state in ("pending", "sent")] for other in LEGS)
+                firsts = [ops[0] for ops in opens if ops][: n + 1]
+                journal.mark_done_many([DoneMark(op.id, call_id=f"C-{op.crm_leg}" if n % 2 else None) for op in firsts])
             elif action in ("retry", "refused") and target is not None:
                 journal.mark_failed(target, "x", permanent=False, retry_at=clock.now + n, arrived=action == "retry")
             elif action == "fail" and target is not None:

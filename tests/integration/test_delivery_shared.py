@@ -14,7 +14,7 @@ import pytest
 
 from bridge.crm.client import Bitrix24Client
 from bridge.crm.telephony import Telephony
-from bridge.delivery import Delivery
+from bridge.delivery import Delivery, loop
 from bridge.domain.commands import CallType, CrmFinish, CrmRegister
 from bridge.journal import AsyncJournal
 from bridge.sim.bitrix24 import Bitrix24Simulator
@@ -80,3 +80,38 @@ async def test_two_senders_on_one_outbox_send_every_call_of_two_bridges_once(
 
 async def _drained(journal: AsyncJournal) -> bool:
     return await journal.depth() == 0
+
+
+async def test_the_leader_wakes_when_another_bridge_journals_even_after_its_listening_connection_dropped(
+    sim: Bitrix24Simulator, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No polling here (its period is an hour): the other bridge's commits wake the leader (LISTEN/NOTIFY)."""
+    monkeypatch.setattr(loop, "SHARED_POLL", 3600.0)
+    office_a, leader = await open_journal(pg_url, "office-a"), await open_journal(pg_url, "office-b")
+    client = Bitrix24Client(settings_for(sim.webhook_url), retry_attempts=1)
+    delivery = Delivery(leader, client, Telephony(client), settings_for(sim.webhook_url))
+    leading = asyncio.create_task(delivery.lead())
+    try:
+        await eventually(lambda: _listening(leader), timeout=30, message="the leader never listened")
+        await journal_calls(office_a, "a", 3)
+        await eventually(lambda: _drained(office_a), timeout=30, message="the leader slept through the appends")
+        (pid,) = await _listening(leader)
+        await leader._x("SELECT pg_terminate_backend(?)", (pid,))
+        await eventually(lambda: _listening(leader, not_pid=pid), timeout=30, message="it did not listen again")
+        await journal_calls(office_a, "b", 2)
+        await eventually(lambda: _drained(office_a), timeout=30, message="after the drop the appends went unheard")
+    finally:
+        leading.cancel()
+        await asyncio.gather(leading, return_exceptions=True)
+        await client.close()
+    assert set(mirrored_once(sim)) == {"a-0", "a-1", "a-2", "b-0", "b-1"}
+    for journal in (office_a, leader):
+        await journal.close()
+
+
+async def _listening(journal: AsyncJournal, not_pid: int = 0) -> list[int]:
+    """The backends listening for appends (but ``not_pid``)."""
+    rows = await journal._all(
+        "SELECT pid FROM pg_stat_activity WHERE query LIKE 'LISTEN%' AND state = 'idle' AND pid != ?", (not_pid,)
+    )
+    return [row[0] for row in rows]
