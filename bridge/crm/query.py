@@ -9,9 +9,14 @@ it substitutes the earlier command's result.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
+from functools import lru_cache
 from typing import Any
 from urllib.parse import quote_plus
+
+_PLAIN = re.compile(r"[A-Za-z0-9_.~-]*").fullmatch
+"""What ``quote_plus`` leaves as it is (nearly every value: numbers, ids, codes)."""
 
 
 def result_ref(key: str, field: str) -> str:
@@ -40,10 +45,20 @@ def _pairs(prefix: str, value: Any) -> Iterator[tuple[str, str]]:
         yield prefix, _scalar(value)
 
 
+@lru_cache(maxsize=1024)
+def _quoted_key(key: str) -> str:
+    """A parameter's name, URL-encoded (the same few names come back in every batch)."""
+    return quote_plus(key)
+
+
+def _quoted(value: str) -> str:
+    return value if _PLAIN(value) else quote_plus(value)
+
+
 def php_query(params: Mapping[str, Any]) -> str:
     """``http_build_query(params)``."""
     pairs = (pair for name, item in params.items() for pair in _pairs(str(name), item))
-    return "&".join(f"{quote_plus(key)}={quote_plus(value)}" for key, value in pairs)
+    return "&".join(f"{_quoted_key(key)}={_quoted(value)}" for key, value in pairs)
 
 
 def batch_command(method: str, params: Mapping[str, Any]) -> str:

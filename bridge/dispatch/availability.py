@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from bridge.dispatch import presence
@@ -10,11 +11,17 @@ from bridge.domain.scheme import Availability
 
 @dataclass
 class AvailabilityBook:
-    """What the shell knows about each extension: device state (PBX, as reported) and day (Bitrix24)."""
+    """What the shell knows about each extension: device state (PBX, as reported) and day (Bitrix24).
+
+    Written through :meth:`set_device` and :meth:`set_crm`, which keep every extension's plain reading up to date,
+    so that a new call's :meth:`snapshot` is one copy of a dictionary, not a reading of every known extension (400
+    agents: 2 ms a call)."""
 
     devices: dict[str, str] = field(default_factory=dict)
     """Extension -> the last device state the PBX reported (``NOT_INUSE``, ``RINGING``, ``INUSE``, ...)."""
     crm: dict[str, Availability] = field(default_factory=dict)
+    _plain: dict[str, Availability] = field(default_factory=dict, repr=False)
+    """Extension -> :meth:`of` it (kept for every extension in ``devices`` or ``crm``)."""
 
     def of(self, ext: str, device: Availability | None = None) -> Availability:
         """``ext``'s availability for a call that reads its device as ``device`` (default: a call with no leg on
@@ -25,6 +32,20 @@ class AvailabilityBook:
             return device
         return self.crm.get(ext, Availability.AVAILABLE)
 
+    def set_device(self, ext: str, state: str) -> None:
+        self.devices[ext] = state
+        self._plain[ext] = self.of(ext)
+
+    def set_crm(self, found: Mapping[str, Availability]) -> None:
+        """Bitrix24's day is now ``found`` (replacing what it said before)."""
+        was = self.crm
+        self.crm = dict(found)
+        for ext in set(was) | set(found):
+            if ext in self.crm or ext in self.devices:
+                self._plain[ext] = self.of(ext)
+            else:
+                self._plain.pop(ext, None)
+
     def snapshot(self) -> dict[str, Availability]:
         """Every known extension as a new call (no legs yet) sees it."""
-        return {ext: self.of(ext) for ext in set(self.devices) | set(self.crm)}
+        return dict(self._plain)

@@ -60,7 +60,7 @@ class DeviceViews:
         """The PBX reported ``ext``'s device state (AMI and ARI may both report the same change: once is enough)."""
         if self.book.devices.get(ext) == state:
             return
-        self.book.devices[ext] = state
+        self.book.set_device(ext, state)
         self._changed(ext)
 
     def listed(self, states: dict[str, str]) -> None:
@@ -71,7 +71,7 @@ class DeviceViews:
     def crm_changed(self, found: dict[str, Availability]) -> None:
         """Bitrix24's view of the agents' day (absent, not clocked in) is now ``found``."""
         changed = {ext for ext in set(found) | set(self.book.crm) if found.get(ext) != self.book.crm.get(ext)}
-        self.book.crm = dict(found)
+        self.book.set_crm(found)
         for ext in changed:
             self._changed(ext)
 

@@ -7,6 +7,7 @@ import contextlib
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -100,6 +101,8 @@ class Dispatcher:
         self.plan = plan
         self.pbx = pbx
         self.outbox = outbox
+        self._together: Callable[[], AbstractContextManager[None]] | None = getattr(outbox, "transaction", None)
+        """The outbox's transaction, if it commits each append itself (SQLite): a step's appends share one."""
         self.outbox_changed = outbox_changed
         self.outbox_soon = outbox_soon or outbox_changed
         """Called instead of ``outbox_changed`` when a step wrote only card moves (show, hide): they may wait a
@@ -348,6 +351,13 @@ class Dispatcher:
     # -- commands -----------------------------------------------------------------------------------------
 
     def _emit(self, key: str, linkedid: str, line: str, commands: list[Any], *, observed: bool) -> None:
+        if self._together is not None and sum(isinstance(cmd, CRM_COMMANDS) for cmd in commands) > 1:
+            with self._together():  # the step's appends in one commit: all of them are journaled or none
+                self._carry_out(key, linkedid, line, commands, observed=observed)
+        else:
+            self._carry_out(key, linkedid, line, commands, observed=observed)
+
+    def _carry_out(self, key: str, linkedid: str, line: str, commands: list[Any], *, observed: bool) -> None:
         wrote = urgent = False
         for cmd in commands:
             if isinstance(cmd, CRM_COMMANDS):

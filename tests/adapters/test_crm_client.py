@@ -9,10 +9,13 @@ import stat
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote_plus
 
 import pytest
 import structlog
 from aiolimiter import AsyncLimiter
+from hypothesis import given
+from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
 from bridge.config import Bitrix24Settings, OAuthSettings
@@ -75,6 +78,15 @@ def finish(call_id: str, duration: int = 12) -> tuple[str, dict[str, Any]]:
 def test_php_query_nests_lists_and_maps_like_http_build_query() -> None:
     query = php_query({"USER_ID": [11, 12], "fields": {"TITLE": "a b&c", "ON": True, "OFF": False, "NONE": None}})
     assert query == ("USER_ID%5B0%5D=11&USER_ID%5B1%5D=12&fields%5BTITLE%5D=a+b%26c&fields%5BON%5D=1&fields%5BOFF%5D=0")
+
+
+_TEXT = st.text(st.characters(codec="ascii"), max_size=12) | st.text(max_size=12)
+
+
+@given(st.dictionaries(_TEXT, _TEXT | st.integers(), max_size=4))
+def test_php_query_encodes_every_name_and_value_as_urlencode_does(params: dict[str, str | int]) -> None:
+    expected = "&".join(f"{quote_plus(k)}={quote_plus(str(v))}" for k, v in params.items())
+    assert php_query(params) == expected
 
 
 def test_batch_command_encodes_a_result_reference_as_the_docs_do() -> None:

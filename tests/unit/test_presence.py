@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bridge.dispatch import presence
+from bridge.dispatch.availability import AvailabilityBook
 from bridge.domain.call import start_call
 from bridge.domain.scheme import Availability as A
 from bridge.domain.state import Leg, Talk
@@ -52,3 +56,24 @@ def test_a_call_is_on_the_devices_it_rings_has_released_or_talks_on_but_not_on_a
     call = replace(call, ringing=(ringing, mobile), released=(released,), talk=talk)
     assert presence.devices_of(call) == {"1001", "1002", "1004"}
     assert presence.devices_of(replace(call, talk=replace(talk, ended_at=NOW))) == {"1001", "1002"}
+
+
+_EXTS = st.sampled_from(["1001", "1002", "1003"])
+_WRITES = st.lists(
+    st.one_of(
+        st.tuples(st.just("device"), _EXTS, st.sampled_from(["NOT_INUSE", "INUSE", "RINGING", "UNAVAILABLE"])),
+        st.tuples(st.just("crm"), st.dictionaries(_EXTS, st.sampled_from(list(A)), max_size=3)),
+    ),
+    max_size=12,
+)
+
+
+@given(_WRITES)
+def test_a_new_call_sees_every_known_agent_as_the_book_reads_it_after_any_writes(writes: list[tuple[Any, ...]]) -> None:
+    book = AvailabilityBook()
+    for write in writes:
+        if write[0] == "device":
+            book.set_device(write[1], write[2])
+        else:
+            book.set_crm(write[1])
+    assert book.snapshot() == {ext: book.of(ext) for ext in set(book.devices) | set(book.crm)}
