@@ -180,10 +180,10 @@ class DeviceViews:
         if synced < end and call.state in LIVE:  # a call that is not live ignores device news
             unwatched = set(self._changes[synced - self._first :])
             unwatched.difference_update(self._watching.get(call_id, ()))
-            plain, seen = self._plain, {**call.availability, **noted} if noted else call.availability
+            plain, seen = self._plain, call.availability
             for ext in unwatched:
                 found = plain[ext]
-                if seen.get(ext, Availability.AVAILABLE) is not found:
+                if (noted[ext] if ext in noted else seen.get(ext, Availability.AVAILABLE)) is not found:
                     noted[ext] = found
         if noted:
             self.calls[call_id] = core.note_availability(call, noted)

@@ -250,7 +250,7 @@ class Dispatcher:
             event,
             crm_key=event.crm_key or call_id,
             availability=self.availability.snapshot(),
-            answered_today=dict(self.tallies.answered_today(now)),
+            answered_today=self.tallies.answered_today(now),
             open_leads=self.workload.counts("leads"),
             open_deals=self.workload.counts("deals"),
             last_assigned=dict(self.tallies.last_assigned()),

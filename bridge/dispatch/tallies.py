@@ -5,11 +5,13 @@ restart goes on where it stopped. A store that fails is logged and the counts go
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Protocol, TypeVar
 
 import structlog
+
+from bridge.dispatch.kept import KeptView
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -26,21 +28,26 @@ class Tallies:
     def __init__(self, store: TallyStore | None = None) -> None:
         self.store = store
         self._day = ""
-        self._answered: dict[str, int] = {}
+        self._answered: KeptView[str, int] = KeptView()
         self._last: dict[str, tuple[str, ...]] | None = None
 
-    def answered_today(self, now: datetime) -> dict[str, int]:
+    def answered_today(self, now: datetime) -> Mapping[str, int]:
+        """Extension -> calls answered today: a read-only view a call may keep (it shares what it can)."""
+        return self._today(now).snapshot()
+
+    def count_answer(self, ext: str, now: datetime) -> None:
+        counts = self._today(now)
+        count = counts.get(ext, 0) + 1
+        counts.set(ext, count)
+        self._write(lambda store: store.save_answered(ext, self._day, count))
+
+    def _today(self, now: datetime) -> KeptView[str, int]:
         day = now.date().isoformat()
         if day != self._day:
             self._day = day
             empty: dict[str, int] = {}
-            self._answered = self._read(lambda store: store.answered_on(day), empty)
+            self._answered = KeptView(self._read(lambda store: store.answered_on(day), empty))
         return self._answered
-
-    def count_answer(self, ext: str, now: datetime) -> None:
-        counts = self.answered_today(now)
-        counts[ext] = counts.get(ext, 0) + 1
-        self._write(lambda store: store.save_answered(ext, self._day, counts[ext]))
 
     def last_assigned(self) -> dict[str, tuple[str, ...]]:
         """Lead distribution -> its managers in the order they last got a lead (the most recent last)."""

@@ -62,6 +62,7 @@ from bridge.domain.events import (
     Transferred,
 )
 from bridge.domain.legs import music_on
+from bridge.domain.overlay import held, with_changes
 from bridge.domain.records import replace
 from bridge.domain.rules import needs_crm
 from bridge.domain.scheme import Availability, Plan
@@ -128,8 +129,8 @@ def _started(call: Call, event: CallStarted, now: datetime) -> Step:
         crm_key=event.crm_key,
         linkedid=event.linkedid,
         call_type=event.call_type,
-        availability=dict(event.availability),
-        answered_today=dict(event.answered_today),
+        availability=held(event.availability),
+        answered_today=held(event.answered_today),
         open_leads=dict(event.open_leads),
         open_deals=dict(event.open_deals),
         last_assigned=dict(event.last_assigned),
@@ -211,7 +212,7 @@ def _leg_gone(call: Call, event: LegEnded, now: datetime) -> Step:
 
 
 def _availability(call: Call, event: AvailabilityChanged, now: datetime) -> Step:
-    return replace(call, availability={**call.availability, event.ext: event.availability}), []
+    return replace(call, availability=with_changes(call.availability, {event.ext: event.availability})), []
 
 
 def only_records_availability(call: Call, ext: str, availability: Availability) -> bool:
@@ -237,7 +238,7 @@ def availability_watch(call: Call) -> frozenset[str]:
 
 def note_availability(call: Call, changes: Mapping[str, Availability]) -> Call:
     """The call after one ``AvailabilityChanged`` step per change, when :func:`only_records_availability` holds."""
-    return replace(call, availability={**call.availability, **changes}, ignored="", warning="", grace=())
+    return replace(call, availability=with_changes(call.availability, changes), ignored="", warning="", grace=())
 
 
 def _availability_walking(call: Call, event: AvailabilityChanged, now: datetime) -> Step:

@@ -6,6 +6,7 @@ feeds them, one at a time and with the current time, to ``bridge.domain.call.ste
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -43,9 +44,10 @@ class CallStarted:
     linkedid: str = ""
     crm_key: str = ""
     """Prefix of the unique EXTERNAL_CALL_IDs of this call's legs (unique across restarts)."""
-    availability: dict[str, Availability] = field(default_factory=dict)
-    """Extension -> availability now; extensions not listed count as available."""
-    answered_today: dict[str, int] = field(default_factory=dict)
+    availability: Mapping[str, Availability] = field(default_factory=dict)
+    """Extension -> availability now; extensions not listed count as available (an ``Overlay`` is kept as is, any
+    other mapping copied)."""
+    answered_today: Mapping[str, int] = field(default_factory=dict)
     """Extension -> calls answered so far, for the ``evenly`` distribution."""
     open_leads: dict[str, int] = field(default_factory=dict)
     """Extension -> open leads (the shell's cached count), for ``workload`` (queues and lead distribution)."""
