@@ -233,6 +233,33 @@ async def test_availability_without_time_tracking_only_knows_absences(telephony:
     assert await directory.availability(["1001", "1004", "1005"]) == {"1004": Availability.ABSENT}
 
 
+def seed_with_agents(count: int) -> dict[str, Any]:
+    """The default seed and ``count`` more employees, extensions 5000.. (IDs 500..)."""
+    seed = copy.deepcopy(DEFAULT_SEED)
+    model = next(user for user in seed["users"] if user.get("UF_PHONE_INNER") == "1001")
+    for n in range(count):
+        seed["users"].append({**copy.deepcopy(model), "ID": 500 + n, "UF_PHONE_INNER": str(5000 + n),
+                              "PERSONAL_MOBILE": "", "WORK_PHONE": ""})  # fmt: skip
+    return seed
+
+
+@pytest.mark.parametrize(("time_tracking", "requests"), [(False, 2), (True, 7)])
+async def test_a_large_centres_availability_asks_for_many_agents_a_request(time_tracking: bool, requests: int) -> None:
+    """Without time tracking one command asks for the absences of up to 250 agents (300 agents: 2 requests); with
+    it, each agent needs a command of their own and a batch holds 49 of them (7 requests)."""
+    async with Bitrix24Simulator(seed=seed_with_agents(300)) as sim:
+        client = await client_for(sim)
+        async with client:
+            directory = Directory(
+                Telephony(client), {}, True, refresh=300, availability_ttl=30, time_tracking=time_tracking
+            )
+            await directory.refresh()
+            before = requests_for(sim, "batch")
+            facts = await directory.availability([str(5000 + n) for n in range(300)])
+            assert requests_for(sim, "batch") - before == requests
+            assert len(directory.employees()) >= 300 and facts == {}
+
+
 async def test_availability_when_bitrix24_is_down_keeps_what_it_knew(
     sim: Bitrix24Simulator, telephony: Telephony
 ) -> None:
