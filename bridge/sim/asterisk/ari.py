@@ -2,7 +2,8 @@
 
 ``/ari/api-docs/*.json`` are served from ``api_docs/`` with ``basePath`` rewritten to this
 server, which is what aioari (aioswagger11) builds its operations from. Each events WebSocket
-sends JSON text frames in order through its own queue; while the simulator is silent it drops
+sends JSON text frames in order through its own queue, and serves REST requests sent on it
+(:mod:`bridge.sim.asterisk.ari_requests`); while the simulator is silent it drops
 events and does not answer pings, and REST requests wait until it wakes.
 """
 
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from aiohttp import WSMsgType, web
 
-from bridge.sim.asterisk import ari_bridges, ari_channels, ari_resources
+from bridge.sim.asterisk import ari_bridges, ari_channels, ari_requests, ari_resources
 from bridge.sim.asterisk.ari_http import SIM_KEY, Params, answer, fail, sim_of
 
 if TYPE_CHECKING:
@@ -122,6 +123,9 @@ async def events(request: web.Request) -> web.StreamResponse:
                 await ws.pong(message.data)
             elif message.type == WSMsgType.CLOSE:
                 break
+            elif message.type == WSMsgType.TEXT and sim.ari_rest_over_websocket:
+                answer = await ari_requests.serve(socket, request.app, message.data)
+                socket.push({**answer, "application": apps[0], "asterisk_id": sim.bus.asterisk_id})
             elif message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
                 log.warning("sim.ari_client_frame_ignored", apps=apps, size=len(message.data))
     finally:
