@@ -21,7 +21,7 @@ import structlog
 from aiohttp import WSMsgType, web
 
 from bridge.sim.asterisk import ari_bridges, ari_channels, ari_requests, ari_resources
-from bridge.sim.asterisk.ari_http import SIM_KEY, Params, answer, fail, sim_of
+from bridge.sim.asterisk.ari_http import SIM_KEY, VIA, Params, answer, fail, sim_of
 
 if TYPE_CHECKING:
     from bridge.sim.asterisk.simulator import AsteriskSimulator
@@ -92,7 +92,7 @@ async def guard(request: web.Request, handler: Any) -> web.StreamResponse:
         )
     await sim.wait_awake_ari()
     params = {k: v for k, v in request.query.items() if k != "api_key"}
-    sim.record_request("ari", request.method, request.path, params)
+    sim.record_request("ari", request.method, request.path, params, request.get(VIA, "http"))
     try:
         response: web.StreamResponse = await handler(request)
     except web.HTTPException as exc:

@@ -29,6 +29,8 @@ from aiohttp import web
 from aiohttp.streams import EMPTY_PAYLOAD, StreamReader
 from multidict import CIMultiDict
 
+from bridge.sim.asterisk.ari_http import VIA
+
 if TYPE_CHECKING:
     from bridge.sim.asterisk.ari import EventSocket
 
@@ -98,6 +100,7 @@ async def _invoke(
     target = f"/ari/{path}" + (f"?{urlencode(query)}" if query else "")
     request = original.clone(method=method, rel_url=target, headers=CIMultiDict(headers))
     request._payload = payload  # a request of its own on the socket's connection, as Asterisk serves it
+    request[VIA] = "websocket"
     match = await app.router.resolve(request)
     if match.http_exception is not None:
         status = match.http_exception.status

@@ -341,9 +341,12 @@ class AsteriskSimulator:
         await asyncio.sleep(0)
 
     # --- inspection ------------------------------------------------------------------------
-    def record_request(self, proto: str, method: str, path: str, params: dict[str, Any]) -> None:
+    def record_request(self, proto: str, method: str, path: str, params: dict[str, Any], via: str = "http") -> None:
+        """Keep one request for inspection; ``via`` is ``websocket`` for an ARI RESTRequest."""
         clean = {k: ("***" if k.lower() in _REDACTED else v) for k, v in params.items()}
-        self.requests.append({"proto": proto, "method": method, "path": path, "params": clean, "at": time.time()})
+        self.requests.append(
+            {"proto": proto, "method": method, "path": path, "params": clean, "at": time.time(), "via": via}
+        )
 
     def channels(self) -> list[dict[str, Any]]:
         return [channel.as_json() for channel in self.pbx.channels.values()]
