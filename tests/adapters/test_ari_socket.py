@@ -152,3 +152,29 @@ async def test_credentials_stay_out_of_the_frames_and_logs(sim: AsteriskSimulato
     assert not [text for text in frames if ARI_PASSWORD in text or "api_key" in text]
     assert via(sim, "/channels/gone") == ["websocket"]
     assert ARI_PASSWORD not in repr(logs)
+
+
+async def test_a_wrong_call_is_a_type_error_as_over_http(sim: AsteriskSimulator) -> None:
+    for mode in ("off", "on"):
+        link = await ready_link(sim, mode)
+        async with running(link):
+            with pytest.raises(TypeError, match="channelId"):
+                await link.request("channels", "get")
+            with pytest.raises(TypeError, match="bogus"):
+                await link.request("asterisk", "ping", bogus="1")
+
+
+async def test_only_answers_are_taken_from_the_event_stream(sim: AsteriskSimulator) -> None:
+    """An event that merely mentions RESTResponse goes on to the translator; a socket that is gone fails at once."""
+    link = await ready_link(sim, "on")
+    async with running(link):
+        over_socket = link.rest.over_socket
+        assert over_socket is not None
+        assert not over_socket.feed('{"type": "ChannelVarset", "variable": "X", "value": "RESTResponse"}')
+        assert not over_socket.feed('{"type": "RESTResponse", ')
+        assert not over_socket.feed('["RESTResponse"]')
+        assert over_socket.feed('{"type": "RESTResponse", "request_id": "nobody-asked"}')
+    assert link.rest.over_socket is None and over_socket.closed
+    with pytest.raises(PbxError) as late:
+        await over_socket.request("GET", "asterisk/ping", [], None, "asterisk.ping")
+    assert (late.value.status, late.value.action) == (0, "asterisk.ping")
