@@ -18,6 +18,7 @@ Responses come back as plain JSON (dicts and lists) or bytes (recordings), never
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from typing import Any
 from urllib.parse import quote, quote_plus, urlencode, urlsplit
@@ -25,6 +26,7 @@ from urllib.parse import quote, quote_plus, urlencode, urlsplit
 import aioari
 import aiohttp
 import orjson
+import structlog
 from aiohttp import web_exceptions
 from aioswagger11.http_client import ApiKeyAuthenticator, AsynchronousHttpClient
 from yarl import URL
@@ -33,6 +35,8 @@ from bridge.config import AsteriskSettings
 from bridge.logs import redact_text, register_secrets
 from bridge.pbx.ari_socket import HTTP_ONLY, SocketRest
 from bridge.pbx.events import PbxError
+
+log = structlog.get_logger(__name__)
 
 REQUEST_TIMEOUT = 10.0
 CONNECT_TIMEOUT = 10.0
@@ -131,7 +135,10 @@ class AriRest:
         if mode == "off":
             return
         self.over_socket = SocketRest(socket, ready=mode == "on")
-        if mode == "auto":
+        if mode == "on":
+            log.info("pbx.rest_over_websocket", link="ari", mode=mode)
+            return
+        with contextlib.suppress(ConnectionError, RuntimeError):  # closed already: the socket's reader sees it
             await self.over_socket.probe()
 
     def feed(self, frame: str) -> bool:

@@ -26,8 +26,11 @@ from typing import Any
 
 import aiohttp
 import orjson
+import structlog
 
 from bridge.pbx.events import PbxError
+
+log = structlog.get_logger(__name__)
 
 HTTP_ONLY = frozenset({
     ("channels", "answer"), ("bridges", "addChannel"), ("channels", "setChannelVar"),
@@ -73,6 +76,7 @@ class SocketRest:
         request_id = str(message.get("request_id") or "")
         if request_id and request_id == self._probe:
             self._probe, self.ready = None, True
+            log.info("pbx.rest_over_websocket", link="ari", mode="auto")
             return True
         waiter = self.pending.pop(request_id, None)
         if waiter is not None and not waiter.done():

@@ -36,13 +36,15 @@ async def test_auto_sends_requests_over_the_socket_with_the_same_parameters_and_
     sim: AsteriskSimulator,
 ) -> None:
     link = await ready_link(sim)
-    async with running(link):
-        await until_over_socket(link)
-        bridge = await link.request("bridges", "create", type="mixing", name="ws")
-        recording = await link.request("bridges", "record", bridgeId=bridge["id"], name="r1", format="wav",
-                                       beep=False)  # fmt: skip
-        made = await link.originate("Local/1001@agents", "leg-1", ["agent", "c-1"], variables={"B24_CALL": "c-1"})
-        assert await link.request("bridges", "destroy", bridgeId=bridge["id"]) is None
+    with capture_logs() as logs:
+        async with running(link):
+            await until_over_socket(link)
+            bridge = await link.request("bridges", "create", type="mixing", name="ws")
+            recording = await link.request("bridges", "record", bridgeId=bridge["id"], name="r1", format="wav",
+                                           beep=False)  # fmt: skip
+            made = await link.originate("Local/1001@agents", "leg-1", ["agent", "c-1"], variables={"B24_CALL": "c-1"})
+            assert await link.request("bridges", "destroy", bridgeId=bridge["id"]) is None
+    assert [e["mode"] for e in logs if e["event"] == "pbx.rest_over_websocket"] == ["auto"]
     assert bridge["name"] == "ws" and recording["name"] == "r1" and made["id"] == "leg-1"
     assert [r["params"] for r in sim.requests if r["path"].endswith("/record")] == [
         {"name": "r1", "format": "wav", "beep": "false"}
@@ -83,10 +85,12 @@ async def test_operations_that_wait_behind_a_prompt_stay_on_http(sim: AsteriskSi
 async def test_a_pbx_that_ignores_such_requests_keeps_auto_on_http(sim: AsteriskSimulator) -> None:
     sim.ari_rest_over_websocket = False  # before 20.12
     link = await ready_link(sim)
-    async with running(link):
-        await asyncio.sleep(0.3)  # the probe's answer, that never comes, would have been back long ago
-        assert await link.channels() == []
-        assert link.rest.over_socket is not None and not link.rest.over_socket.ready
+    with capture_logs() as logs:
+        async with running(link):
+            await asyncio.sleep(0.3)  # the probe's answer, that never comes, would have been back long ago
+            assert await link.channels() == []
+            assert link.rest.over_socket is not None and not link.rest.over_socket.ready
+    assert "pbx.rest_over_websocket" not in [e["event"] for e in logs]
     assert via(sim, "/channels") == ["http", "http"]
 
 
