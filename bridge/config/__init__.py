@@ -77,7 +77,7 @@ class AsteriskSettings:
     ping_interval: float = 10.0
     reconnect_max_delay: float = 30.0
     rest_over_websocket: str = "auto"
-    """ARI REST requests over the events WebSocket (Asterisk >= 20.12): ``auto`` (when the PBX answers one), ``on``
+    """ARI REST requests over the events WebSocket (Asterisk >= 20.14): ``auto`` (when the PBX answers one), ``on``
     or ``off`` (plain HTTP)."""
 
 

@@ -1,4 +1,4 @@
-"""ARI REST requests over the events WebSocket (Asterisk 20.12+, 21.7+, 22.2+; ``res/ari/ari_websocket_requests.c``).
+"""ARI REST requests over the events WebSocket (Asterisk 20.14+, 21.9+, 22.4+; ``res/ari/ari_websocket_requests.c``).
 
 A request is a text frame ``{"type": "RESTRequest", "request_id", "method", "uri", "query_strings",
 "message_body", "content_type"}``; the answer comes back on the same socket, among the events, as ``{"type":
@@ -14,7 +14,8 @@ What Asterisk 20.20.1 does (checked on the real PBX, ``tests/real``):
   (a 30 s prompt held a ``GET /asterisk/ping`` for 30 s; over HTTP it answered at once). Those operations stay on
   HTTP (:data:`HTTP_ONLY`);
 * a response that would be a file (``recordings/stored/{name}/file``) is ``406 Not Acceptable.  Use HTTP GET``;
-* a PBX older than 20.12 reads the frames and ignores them: nothing comes back. ``auto`` therefore sends a probe
+* a PBX older than 20.14 reads the frames and ignores them (``res/ari/resource_events.c``: "We don't process any
+  input, but we'll consume it waiting for EOF"): nothing comes back. ``auto`` therefore sends a probe
   (``GET asterisk/ping``) and keeps to HTTP until the PBX answers it.
 """
 

@@ -83,7 +83,7 @@ async def test_operations_that_wait_behind_a_prompt_stay_on_http(sim: AsteriskSi
 
 
 async def test_a_pbx_that_ignores_such_requests_keeps_auto_on_http(sim: AsteriskSimulator) -> None:
-    sim.ari_rest_over_websocket = False  # before 20.12
+    sim.ari_rest_over_websocket = False  # before 20.14
     link = await ready_link(sim)
     with capture_logs() as logs:
         async with running(link):

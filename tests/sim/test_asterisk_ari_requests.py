@@ -115,7 +115,7 @@ async def test_a_file_is_not_served_over_the_socket(sim: AsteriskSimulator, ari:
     assert "message_body" not in answer
 
 
-async def test_a_pbx_before_20_12_ignores_the_frames(sim: AsteriskSimulator, ari: AriWire) -> None:
+async def test_a_pbx_before_20_14_ignores_the_frames(sim: AsteriskSimulator, ari: AriWire) -> None:
     sim.ari_rest_over_websocket = False
     assert ari.ws is not None
     await ari.ws.send_str(

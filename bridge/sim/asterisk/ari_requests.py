@@ -13,7 +13,7 @@ answer is queued among the socket's events. What the real PBX answers (checked o
 * the answer's ``uri`` is the request's without its query string; ``content_type``/``message_body`` only when there
   is a body; ``application``, ``timestamp`` and ``asterisk_id`` as on events.
 
-``AsteriskSimulator.ari_rest_over_websocket = False`` models a PBX older than 20.12: it reads such frames and
+``AsteriskSimulator.ari_rest_over_websocket = False`` models a PBX older than 20.14: it reads such frames and
 ignores them, answering nothing.
 """
 

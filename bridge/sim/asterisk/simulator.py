@@ -86,7 +86,7 @@ class AsteriskSimulator:
         self.sockets: set[EventSocket] = set()
         self.ari_silent = False
         self.ari_rest_over_websocket = True
-        """False: a PBX older than 20.12, which ignores REST requests sent on the events WebSocket."""
+        """False: a PBX older than 20.14, which ignores REST requests sent on the events WebSocket."""
         self._awake = asyncio.Event()
         self._awake.set()
         self._recordings_dir, self._own_dir = recordings_dir, recordings_dir is None
