@@ -166,6 +166,8 @@ event                              meaning
 ``pbx.resynced``                   after a (re)connect: the channels that exist now were listed and calls reconciled
 ``pbx.pong_missing``               AMI did not answer a Ping in time: the connection is treated as dead
 ``pbx.socket_error``               the ARI events socket reported an error
+``pbx.rest_over_websocket``        ARI requests go over the events socket from now on (``mode`` ``auto``: the PBX
+                                   answered the probe; ``on``: as configured); each connection logs it once
 ``pbx.app_replaced``               another client subscribed to the bridge's Stasis application and took it (Asterisk
                                    sends ``ApplicationReplaced``): the ARI link stops for good, the daemon steps down
 ``pbx.bad_input``                  a malformed AMI frame or ARI message was dropped (``reason``)

@@ -147,6 +147,21 @@ def test_bad_webhook_url_error_does_not_show_it() -> None:
     assert all("supersecretcode" not in p for p in problems)
 
 
+def test_rest_over_websocket_is_auto_on_or_off() -> None:
+    assert load_config(EXAMPLE, env={}).asterisk.rest_over_websocket == "auto"
+    for mode in ("on", "off"):
+        data = example_data()
+        data["asterisk"]["rest_over_websocket"] = mode
+        settings = parse_settings(data, path=Path("/etc/b24/bridge.toml"), env={})
+        assert settings.asterisk.rest_over_websocket == mode
+    for wrong, said in ((True, 'must be "auto", "on" or "off" (a string), got true'),
+                        ("yes", "must be \"auto\", \"on\" or \"off\", got 'yes'"),
+                        (1, "must be str, got int 1")):  # fmt: skip
+        data = example_data()
+        data["asterisk"]["rest_over_websocket"] = wrong
+        assert problems_of(data) == [f"asterisk.rest_over_websocket: {said}"]
+
+
 def test_check_config_prints_redacted_config(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check-config", "--config", str(EXAMPLE)]) == 0
     out = capsys.readouterr()

@@ -76,6 +76,9 @@ class AsteriskSettings:
     """Lines the dialplan routes itself; the bridge only mirrors them from AMI."""
     ping_interval: float = 10.0
     reconnect_max_delay: float = 30.0
+    rest_over_websocket: str = "auto"
+    """ARI REST requests over the events WebSocket (Asterisk >= 20.14): ``auto`` (when the PBX answers one), ``on``
+    or ``off`` (plain HTTP)."""
 
 
 @dataclass(frozen=True)
@@ -145,7 +148,7 @@ _ASTERISK_KEYS = {
     "ari_url", "ari_user", "ari_password", "ari_password_env", "ari_password_file", "app", "ami_host",
     "ami_port", "ami_user", "ami_secret", "ami_secret_env", "ami_secret_file", "agent_endpoint",
     "trunk_endpoint", "dial_rules", "device", "moh_class", "outbound_contexts", "monitor_lines", "ping_interval",
-    "reconnect_max_delay",
+    "reconnect_max_delay", "rest_over_websocket",
 }  # fmt: skip
 
 
@@ -164,6 +167,7 @@ def _asterisk(r: Reader, data: dict[str, Any]) -> AsteriskSettings:
     port = r.get(data, k, "ami_port", int, d.ami_port)
     if not 0 < port < 65536:
         r.problem(f"{k}ami_port", f"must be a TCP port, got {port}")
+    over_socket = _rest_over_websocket(r, data, k, d.rest_over_websocket)
     return AsteriskSettings(
         ari_url=ari_url.rstrip("/"),
         ari_user=r.get(data, k, "ari_user", str, d.ari_user),
@@ -182,7 +186,24 @@ def _asterisk(r: Reader, data: dict[str, Any]) -> AsteriskSettings:
         monitor_lines=tuple(str(x) for x in r.get(data, k, "monitor_lines", list, [])),
         ping_interval=r.positive(data, k, "ping_interval", float, d.ping_interval),
         reconnect_max_delay=r.positive(data, k, "reconnect_max_delay", float, d.reconnect_max_delay),
+        rest_over_websocket=over_socket,
     )
+
+
+REST_OVER_WEBSOCKET = ("auto", "on", "off")
+
+
+def _rest_over_websocket(r: Reader, data: dict[str, Any], k: str, default: str) -> str:
+    """``auto``, ``on`` or ``off``; a TOML boolean is named as such (``true`` must be written ``"on"``)."""
+    raw = data.get("rest_over_websocket", default)
+    if isinstance(raw, bool):
+        r.problem(f"{k}rest_over_websocket", f'must be "auto", "on" or "off" (a string), got {str(raw).lower()}')
+        return default
+    value = r.get(data, k, "rest_over_websocket", str, default)
+    if value not in REST_OVER_WEBSOCKET:
+        r.problem(f"{k}rest_over_websocket", f'must be "auto", "on" or "off", got {value!r}')
+        return default
+    return str(value)
 
 
 _B24_KEYS = {

@@ -6,7 +6,8 @@ translated at once (:class:`bridge.pbx.translate.AriTranslator`, pure) and the r
 the output queue. When the socket closes the link reconnects with exponential backoff (capped at
 ``reconnect_max_delay``) and, after each (re)connect, lists the channels (``GET /channels``) so the translator
 reports what ended meanwhile, followed by ``Resynced``. REST calls go through :class:`bridge.pbx.ari_rest.AriRest`
-(string booleans, errors as :class:`PbxError`).
+(string booleans, errors as :class:`PbxError`), over the events WebSocket once the resync is done when the PBX
+takes them there (``asterisk.rest_over_websocket``); the reader hands their answers back before translating.
 
 Asterisk gives an application name to one WebSocket at a time: a newer subscription to the same name takes it and
 the older socket gets ``ApplicationReplaced`` and then nothing more for that application, though it stays open
@@ -86,6 +87,7 @@ class AriLink(ReconnectingLink):
             for event in self.translator.resync(listed, lost_at=self.lost_at, confirmed=confirmed):
                 self._emit(event)
             self.connected = True  # only now: a command waiting for the link sees what ended while it was away
+            await self.rest.attach(socket)  # REST over this socket from now on (its answers come to _read)
             await self._read(socket)
             return True
         finally:
@@ -98,6 +100,8 @@ class AriLink(ReconnectingLink):
     async def _read(self, socket: aiohttp.ClientWebSocketResponse) -> None:
         async for message in socket:
             if message.type is aiohttp.WSMsgType.TEXT:
+                if self.rest.feed(message.data):
+                    continue
                 if _replaces(message.data, self.settings.app):
                     log.error("pbx.app_replaced", link="ari", app=self.settings.app,
                               note="another client subscribed to this application; this link stops")  # fmt: skip

@@ -8,25 +8,35 @@
 * a failed ``connect()`` leaves an unclosed aiohttp session: :meth:`AriRest.open` closes it;
 * HTTP errors surface as aiohttp exceptions: they become :class:`PbxError` with the status and the body.
 
+Once :meth:`AriRest.attach` has the events WebSocket, requests go over it where the PBX can take them
+(``asterisk.rest_over_websocket``; :mod:`bridge.pbx.ari_socket` says which stay on HTTP and why), with the same
+parameters, answers and errors as over HTTP.
+
 Responses come back as plain JSON (dicts and lists) or bytes (recordings), never aioari's model objects.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from typing import Any
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import quote, quote_plus, urlencode, urlsplit
 
 import aioari
 import aiohttp
+import orjson
+import structlog
 from aiohttp import web_exceptions
 from aioswagger11.http_client import ApiKeyAuthenticator, AsynchronousHttpClient
 from yarl import URL
 
 from bridge.config import AsteriskSettings
 from bridge.logs import redact_text, register_secrets
+from bridge.pbx.ari_socket import HTTP_ONLY, SocketRest
 from bridge.pbx.events import PbxError
+
+log = structlog.get_logger(__name__)
 
 REQUEST_TIMEOUT = 10.0
 CONNECT_TIMEOUT = 10.0
@@ -87,6 +97,9 @@ class AriRest:
         register_secrets([password, quote(password, safe=""), f"{settings.ari_user}:{password}"])
         self.http: EscapingHttpClient | None = None
         self.client: Any = None
+        self.over_socket: SocketRest | None = None
+        """REST over the events WebSocket, while one is attached (see :meth:`attach`)."""
+        self._routes: dict[str, _Route] = {}
 
     async def open(self) -> None:
         """Load the API docs; on any failure close the HTTP session again (aioari leaves it open)."""
@@ -110,9 +123,33 @@ class AriRest:
         self.http, self.client = http, client
 
     async def close(self) -> None:
+        self.detach("ARI connection closed")
         http, self.http, self.client = self.http, None, None
         if http is not None:
             await http.close()
+
+    async def attach(self, socket: aiohttp.ClientWebSocketResponse) -> None:
+        """Send requests over the events ``socket`` from now on (``on``), or once the PBX answered a probe
+        (``auto``); ``off`` keeps to HTTP. The socket's reader hands every frame to :meth:`feed` first."""
+        mode = self.settings.rest_over_websocket
+        if mode == "off":
+            return
+        self.over_socket = SocketRest(socket, ready=mode == "on")
+        if mode == "on":
+            log.info("pbx.rest_over_websocket", link="ari", mode=mode)
+            return
+        with contextlib.suppress(ConnectionError, RuntimeError):  # closed already: the socket's reader sees it
+            await self.over_socket.probe()
+
+    def feed(self, frame: str) -> bool:
+        """True when ``frame`` is a RESTResponse (taken here); False for an event."""
+        return self.over_socket is not None and self.over_socket.feed(frame)
+
+    def detach(self, reason: str) -> None:
+        """The events socket is gone: requests pending on it fail with :class:`PbxError`; later ones use HTTP."""
+        over_socket, self.over_socket = self.over_socket, None
+        if over_socket is not None:
+            over_socket.fail_all(reason)
 
     async def events(self, app: str) -> aiohttp.ClientWebSocketResponse:
         """Open the events WebSocket of ``app``."""
@@ -128,6 +165,9 @@ class AriRest:
         if op is None:
             raise PbxError(0, "no such ARI operation", action=action)
         args = {name: ari_value(value) for name, value in params.items() if value is not None}
+        over_socket = self.over_socket
+        if over_socket is not None and over_socket.ready and (resource, operation) not in HTTP_ONLY:
+            return await self._over_socket(over_socket, op, args, action)
         try:
             async with asyncio.timeout(REQUEST_TIMEOUT):  # not wait_for: on 3.11 it can swallow a cancellation
                 response = await op(**args)
@@ -152,17 +192,77 @@ class AriRest:
                 raise PbxError(response.status, "answer is not JSON", action=action) from None
         return body
 
+    async def _over_socket(self, over_socket: SocketRest, op: Any, args: dict[str, object], action: str) -> Any:
+        route = self._routes.get(action)
+        if route is None:
+            route = self._routes[action] = _Route.of(op)
+        method, uri, query, body = route.fill(args)
+        try:
+            async with asyncio.timeout(REQUEST_TIMEOUT):
+                answer = await over_socket.request(method, uri, query, body, action)
+        except TimeoutError:
+            raise PbxError(0, "no answer over the ARI WebSocket", action=action) from None
+        status = answer.get("status_code")
+        text = answer.get("message_body")
+        text = text if isinstance(text, str) else ""
+        if not isinstance(status, int) or status >= 400:
+            reason = _message(text) or redact_text(str(answer.get("reason_phrase") or ""))[:500]
+            raise PbxError(status if isinstance(status, int) else 0, reason, action=action)
+        if not text:
+            return None
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            raise PbxError(status, "answer is not JSON", action=action) from None
 
-def _body(exc: web_exceptions.HTTPException) -> str:
-    """The error body ARI sent, e.g. ``{"message":"Channel not found"}`` -> ``Channel not found`` (a 500 says
-    ``{"error":"Allocation failed"}``)."""
-    text = exc.text or ""
+
+class _Route:
+    """How one swagger operation becomes a RESTRequest: method, ``uri`` template and where each parameter goes."""
+
+    __slots__ = ("method", "params", "template")
+
+    def __init__(self, method: str, template: str, params: list[tuple[str, str, bool]]) -> None:
+        self.method, self.template, self.params = method, template, params
+
+    @classmethod
+    def of(cls, op: Any) -> _Route:
+        path = urlsplit(op.uri).path.rpartition("/ari/")[2]  # relative: Asterisk refuses a leading "/"
+        params = [(p["name"], p["paramType"], bool(p.get("required"))) for p in op.json.get("parameters", [])]
+        return cls(op.json["httpMethod"], path, params)
+
+    def fill(self, args: dict[str, object]) -> tuple[str, str, list[tuple[str, str]], dict[str, Any] | None]:
+        """Like aioswagger11's ``Operation.__call__``: a missing required or an unknown parameter is a TypeError."""
+        uri, query, body, left = self.template, [], {}, dict(args)
+        for name, kind, required in self.params:
+            value = left.pop(name, None)
+            if value is None:
+                if required:
+                    raise TypeError(f"Missing required parameter '{name}'")
+            elif kind == "path":
+                uri = uri.replace(f"{{{name}}}", quote_plus(str(value)))  # Asterisk decodes each path segment
+            elif kind == "query":
+                query.append((name, str(value)))
+            else:
+                body[name] = value
+        if left:
+            raise TypeError(f"unknown parameters {sorted(left)}")
+        return self.method, uri, query, body or None
+
+
+def _message(text: str) -> str:
+    """``{"message": ...}`` or ``{"error": ...}`` of an error body, redacted and cut short."""
     try:
         body = json.loads(text)
         message = body.get("message") or body.get("error")
     except (ValueError, AttributeError):
         message = None
     return redact_text(str(message) if message else text)[:500]
+
+
+def _body(exc: web_exceptions.HTTPException) -> str:
+    """The error body ARI sent, e.g. ``{"message":"Channel not found"}`` -> ``Channel not found`` (a 500 says
+    ``{"error":"Allocation failed"}``)."""
+    return _message(exc.text or "")
 
 
 def _describe(exc: BaseException) -> str:

@@ -63,8 +63,8 @@ async def test_a_leg_still_queued_at_a_reconnect_rings_afterwards(tmp_path: Path
         only_1001_answers(s, talk=1.0)
         recorded = s.pbx.record_request
 
-        def stall_after_answer(kind: str, method: str, path: str, params: dict[str, Any]) -> None:
-            recorded(kind, method, path, params)
+        def stall_after_answer(kind: str, method: str, path: str, params: dict[str, Any], *via: str) -> None:
+            recorded(kind, method, path, params, *via)
             if path.endswith("/answer"):
                 s.pbx.go_silent(ari=True, ami=False)
 

@@ -2,7 +2,8 @@
 
 ``/ari/api-docs/*.json`` are served from ``api_docs/`` with ``basePath`` rewritten to this
 server, which is what aioari (aioswagger11) builds its operations from. Each events WebSocket
-sends JSON text frames in order through its own queue; while the simulator is silent it drops
+sends JSON text frames in order through its own queue, and serves REST requests sent on it
+(:mod:`bridge.sim.asterisk.ari_requests`); while the simulator is silent it drops
 events and does not answer pings, and REST requests wait until it wakes.
 """
 
@@ -19,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from aiohttp import WSMsgType, web
 
-from bridge.sim.asterisk import ari_bridges, ari_channels, ari_resources
-from bridge.sim.asterisk.ari_http import SIM_KEY, Params, answer, fail, sim_of
+from bridge.sim.asterisk import ari_bridges, ari_channels, ari_requests, ari_resources
+from bridge.sim.asterisk.ari_http import SIM_KEY, VIA, Params, answer, fail, sim_of
 
 if TYPE_CHECKING:
     from bridge.sim.asterisk.simulator import AsteriskSimulator
@@ -91,7 +92,7 @@ async def guard(request: web.Request, handler: Any) -> web.StreamResponse:
         )
     await sim.wait_awake_ari()
     params = {k: v for k, v in request.query.items() if k != "api_key"}
-    sim.record_request("ari", request.method, request.path, params)
+    sim.record_request("ari", request.method, request.path, params, request.get(VIA, "http"))
     try:
         response: web.StreamResponse = await handler(request)
     except web.HTTPException as exc:
@@ -122,6 +123,9 @@ async def events(request: web.Request) -> web.StreamResponse:
                 await ws.pong(message.data)
             elif message.type == WSMsgType.CLOSE:
                 break
+            elif message.type == WSMsgType.TEXT and sim.ari_rest_over_websocket:
+                answer = await ari_requests.serve(socket, request.app, message.data)
+                socket.push({**answer, "application": apps[0], "asterisk_id": sim.bus.asterisk_id})
             elif message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
                 log.warning("sim.ari_client_frame_ignored", apps=apps, size=len(message.data))
     finally:

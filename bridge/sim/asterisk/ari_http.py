@@ -17,6 +17,8 @@ if TYPE_CHECKING:
 
 SIM_KEY: web.AppKey[AsteriskSimulator] = web.AppKey("sim")
 TRUE_WORDS = ("true", "yes", "1", "on")
+VIA = web.RequestKey("via", str)
+"""Request key: ``websocket`` on a request that came as a RESTRequest on the events socket."""
 
 
 def fail(status: int, message: str) -> NoReturn:

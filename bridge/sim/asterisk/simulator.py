@@ -85,6 +85,8 @@ class AsteriskSimulator:
         self.global_variables: dict[str, str] = {}
         self.sockets: set[EventSocket] = set()
         self.ari_silent = False
+        self.ari_rest_over_websocket = True
+        """False: a PBX older than 20.14, which ignores REST requests sent on the events WebSocket."""
         self._awake = asyncio.Event()
         self._awake.set()
         self._recordings_dir, self._own_dir = recordings_dir, recordings_dir is None
@@ -339,9 +341,12 @@ class AsteriskSimulator:
         await asyncio.sleep(0)
 
     # --- inspection ------------------------------------------------------------------------
-    def record_request(self, proto: str, method: str, path: str, params: dict[str, Any]) -> None:
+    def record_request(self, proto: str, method: str, path: str, params: dict[str, Any], via: str = "http") -> None:
+        """Keep one request for inspection; ``via`` is ``websocket`` for an ARI RESTRequest."""
         clean = {k: ("***" if k.lower() in _REDACTED else v) for k, v in params.items()}
-        self.requests.append({"proto": proto, "method": method, "path": path, "params": clean, "at": time.time()})
+        self.requests.append(
+            {"proto": proto, "method": method, "path": path, "params": clean, "at": time.time(), "via": via}
+        )
 
     def channels(self) -> list[dict[str, Any]]:
         return [channel.as_json() for channel in self.pbx.channels.values()]

@@ -1,0 +1,122 @@
+"""ARI REST requests over the events WebSocket (Asterisk 20.14+, 21.9+, 22.4+; ``res/ari/ari_websocket_requests.c``).
+
+A request is a text frame ``{"type": "RESTRequest", "request_id", "method", "uri", "query_strings",
+"message_body", "content_type"}``; the answer comes back on the same socket, among the events, as ``{"type":
+"RESTResponse", "request_id", "status_code", "reason_phrase", "uri", "content_type", "message_body", ...}``.
+It saves the HTTP request and the aiohttp/aioswagger work around it, which is most of a REST call's CPU.
+
+What Asterisk 20.20.1 does (checked on the real PBX, ``tests/real``):
+
+* ``uri`` is relative to ``/ari/`` and must not start with ``/`` (``/asterisk/ping`` is ``405 Invalid method``);
+* the socket's requests are served one at a time, in order, by the thread that reads the socket; an operation
+  that goes through the channel's command queue (``answer``, ``bridges/addChannel``, ``setChannelVar``) waits
+  there until a prompt the channel plays has ended, and every request queued behind it on the socket waits too
+  (a 30 s prompt held a ``GET /asterisk/ping`` for 30 s; over HTTP it answered at once). Those operations stay on
+  HTTP (:data:`HTTP_ONLY`);
+* a response that would be a file (``recordings/stored/{name}/file``) is ``406 Not Acceptable.  Use HTTP GET``;
+* a PBX older than 20.14 reads the frames and ignores them (``res/ari/resource_events.c``: "We don't process any
+  input, but we'll consume it waiting for EOF"): nothing comes back. ``auto`` therefore sends a probe
+  (``GET asterisk/ping``) and keeps to HTTP until the PBX answers it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from typing import Any
+
+import aiohttp
+import orjson
+import structlog
+
+from bridge.pbx.events import PbxError
+
+log = structlog.get_logger(__name__)
+
+HTTP_ONLY = frozenset({
+    ("channels", "answer"), ("bridges", "addChannel"), ("channels", "setChannelVar"),
+    ("recordings", "getStoredFile"), ("events", "eventWebsocket"),
+})  # fmt: skip
+"""Operations that wait behind a playing prompt (and would hold up the socket's queue) or answer with a file."""
+
+PROBE_URI = "asterisk/ping"
+MARKER = '"RESTResponse"'
+"""Present in every RESTResponse frame (compact or pretty JSON); events are parsed only when it is there."""
+
+
+class SocketRest:
+    """REST over one events WebSocket: requests matched to responses by ``request_id``.
+
+    ``ready`` is False until the PBX has answered once (``auto``'s probe) or the setting says ``on``. When the socket
+    goes, :meth:`fail_all` fails every pending request with :class:`PbxError` (status 0).
+    """
+
+    def __init__(self, socket: aiohttp.ClientWebSocketResponse, *, ready: bool) -> None:
+        self.socket = socket
+        self.ready = ready
+        self.pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._ids = itertools.count(1)
+        self._probe: str | None = None
+        self.closed = ""
+
+    async def probe(self) -> None:
+        """Ask ``GET asterisk/ping`` without waiting: its answer (:meth:`feed`) makes the socket ready."""
+        self._probe = self._next_id()
+        await self._send({"type": "RESTRequest", "request_id": self._probe, "method": "GET", "uri": PROBE_URI})
+
+    def feed(self, frame: str) -> bool:
+        """Take ``frame`` if it is a RESTResponse (True); anything else is an event for the translator."""
+        if MARKER not in frame:
+            return False
+        try:
+            message = orjson.loads(frame)
+        except orjson.JSONDecodeError:
+            return False
+        if not isinstance(message, dict) or message.get("type") != "RESTResponse":
+            return False
+        request_id = str(message.get("request_id") or "")
+        if request_id and request_id == self._probe:
+            self._probe, self.ready = None, True
+            log.info("pbx.rest_over_websocket", link="ari", mode="auto")
+            return True
+        waiter = self.pending.pop(request_id, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(message)
+        return True
+
+    async def request(
+        self, method: str, uri: str, query: list[tuple[str, str]], body: dict[str, Any] | None, action: str
+    ) -> dict[str, Any]:
+        """Send one request and wait for its RESTResponse (the caller bounds the wait)."""
+        if self.closed:
+            raise PbxError(0, self.closed, action=action)
+        request_id = self._next_id()
+        message: dict[str, Any] = {"type": "RESTRequest", "request_id": request_id, "method": method, "uri": uri}
+        if query:
+            message["query_strings"] = [{"name": name, "value": value} for name, value in query]
+        if body:
+            message["content_type"] = "application/json"
+            message["message_body"] = orjson.dumps(body).decode()
+        waiter: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self.pending[request_id] = waiter
+        try:
+            await self._send(message)
+            return await waiter
+        except (ConnectionError, RuntimeError) as exc:  # fail_all, or aiohttp: the socket closed under the send
+            raise PbxError(0, str(exc) or f"ARI WebSocket closed ({type(exc).__name__})", action=action) from None
+        finally:
+            self.pending.pop(request_id, None)
+
+    def fail_all(self, reason: str) -> None:
+        """The socket is gone: every pending request fails with ``PbxError(0, reason)``, and so does every later one."""
+        self.closed = reason
+        pending, self.pending = self.pending, {}
+        for waiter in pending.values():
+            if not waiter.done():
+                waiter.set_exception(ConnectionResetError(reason))
+
+    def _next_id(self) -> str:
+        return str(next(self._ids))
+
+    async def _send(self, message: dict[str, Any]) -> None:
+        await self.socket.send_str(orjson.dumps(message).decode())

@@ -1,0 +1,121 @@
+"""REST over the events WebSocket on a real Asterisk 20.20.1: ``auto`` finds the PBX takes it and a call walk
+mirrors as it does over HTTP; and the PBX fact that keeps ``answer``/``addChannel``/``setChannelVar`` on HTTP: on a
+channel that plays a prompt they wait for its end, and so does every request queued after them on the socket."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import itertools
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+
+from bridge.sim.verdict import ANSWERED, INCOMING, Expect
+from tests.eventually import eventually
+from tests.real.ami import Ami
+from tests.real.site import RealPbx, Site
+
+PAIR = "74951110001"
+
+
+async def test_auto_takes_the_socket_and_a_walk_mirrors_as_over_http(real_site: Site) -> None:
+    s = real_site
+    rest = s.daemon.ari.rest
+    await eventually(lambda: rest.over_socket is not None and rest.over_socket.ready, timeout=10)
+    await s.phone("1001", "ring", ring=0)
+    await s.phone("1002", "answer", ring=1, talk=2)
+    await s.inbound(PAIR, "79990000201")
+    await s.ended("PJSIP/1002-")
+    crm = await s.mirrored(
+        Expect("79990000201", INCOMING, 12, ANSWERED, talk=s.talk("PJSIP/1002-"), recorded=True,
+               shown_to=frozenset({11, 12}))
+    )  # fmt: skip
+    assert crm.cards == {11: ("show", "hide"), 12: ("show", "hide")}
+    assert rest.over_socket is not None and rest.over_socket.ready and not rest.over_socket.closed
+
+
+class Wire:
+    """The events socket of app ``b24bridge`` with RESTRequests on it, and plain HTTP beside it."""
+
+    def __init__(self, session: aiohttp.ClientSession, base: str, socket: aiohttp.ClientWebSocketResponse) -> None:
+        self.session, self.base, self.socket = session, base, socket
+        self.frames: list[dict[str, Any]] = []
+        self._ids = itertools.count(1)
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        async for message in self.socket:
+            if message.type is aiohttp.WSMsgType.TEXT:
+                self.frames.append(json.loads(message.data))
+
+    def send(self, method: str, uri: str) -> str:
+        request_id = f"r{next(self._ids)}"
+        frame = {"type": "RESTRequest", "request_id": request_id, "method": method, "uri": uri}
+        asyncio.get_running_loop().create_task(self.socket.send_str(json.dumps(frame)))
+        return request_id
+
+    def index(self, kind: str, **fields: str) -> int:
+        for n, frame in enumerate(self.frames):
+            if frame.get("type") == kind and all(frame.get(k) == v for k, v in fields.items()):
+                return n
+        raise AssertionError(f"no {kind} {fields} yet")
+
+    async def http(self, method: str, path: str, **params: str) -> Any:
+        async with self.session.request(method, f"{self.base}/ari/{path}", params=params) as response:
+            assert response.status < 300, (response.status, await response.text())
+            return await response.json() if response.content_type == "application/json" else None
+
+
+@contextlib.asynccontextmanager
+async def wire(pbx: RealPbx) -> AsyncIterator[Wire]:
+    base = f"http://127.0.0.1:{pbx.kit.ports.pbx_http}"
+    token = base64.b64encode(f"b24bridge:{pbx.secrets.ari_password}".encode()).decode()
+    async with aiohttp.ClientSession(headers={"Authorization": f"Basic {token}"}) as session:
+        socket = await session.ws_connect(f"{base}/ari/events", params={"app": "b24bridge"})
+        w = Wire(session, base, socket)
+        try:
+            yield w
+        finally:
+            await socket.close()
+            w._reader.cancel()
+
+
+async def test_a_prompt_holds_answer_and_add_channel_and_the_socket_behind_them(real_pbx: RealPbx) -> None:
+    kit = real_pbx.kit
+    ami = await Ami.connect(kit.ports.pbx_ami, kit.ami_user, kit.ami_secret, "pbx")
+    try:
+        async with wire(real_pbx) as w:
+            answer = await ami.action(
+                "Originate", Channel=f"Local/{PAIR}@from-trunk", Context="callers", Exten="s", Priority="1",
+                CallerID='"Customer" <79990000202>', Timeout="30000", Async="true",
+                Variable="CALLER_HANGUP_AFTER=60",
+            )  # fmt: skip
+            assert answer.get("Response") == "Success", answer
+            await eventually(lambda: w.index("StasisStart") >= 0, timeout=15)
+            channel = w.frames[w.index("StasisStart")]["channel"]["id"]
+            await w.http("POST", f"channels/{channel}/answer")
+            bridge = await w.http("POST", "bridges", type="mixing")
+            playback = await w.http("POST", f"channels/{channel}/play", media="sound:tt-monkeys")  # 16 s
+            await eventually(lambda: w.index("PlaybackStarted") >= 0, timeout=10)
+            waiting = [w.send("POST", f"channels/{channel}/answer"),
+                       w.send("POST", f"bridges/{bridge['id']}/addChannel?channel={channel}"),
+                       w.send("GET", "asterisk/ping")]  # fmt: skip
+            assert (await w.http("GET", "asterisk/ping"))["ping"] == "pong"  # HTTP is not held up
+            await asyncio.sleep(1.0)
+            assert not [f for f in w.frames if f.get("type") == "RESTResponse"], "the socket's requests waited"
+            await w.http("DELETE", f"playbacks/{playback['id']}")
+            for request_id in waiting:
+                await eventually(lambda rid=request_id: w.index("RESTResponse", request_id=rid) >= 0, timeout=10)
+            finished = w.index("PlaybackFinished")
+            assert all(w.index("RESTResponse", request_id=rid) > finished for rid in waiting)
+            assert [w.frames[w.index("RESTResponse", request_id=rid)]["status_code"] for rid in waiting] == [
+                204, 204, 200
+            ]  # fmt: skip
+            await w.http("DELETE", f"channels/{channel}")
+            await w.http("DELETE", f"bridges/{bridge['id']}")
+    finally:
+        await ami.close()
