@@ -36,6 +36,11 @@ def agent_joined(s: Stage, caller: str) -> bool:
     return any(r["path"].endswith("/addChannel") and r["params"]["channel"] != caller for r in s.pbx.requests)
 
 
+def recording_asked(s: Stage) -> bool:
+    """The bridge asked the PBX to record a conversation."""
+    return any(r["path"].endswith("/record") for r in s.pbx.requests)
+
+
 def only_1001_answers(s: Stage, after: float = 0.1, talk: float | None = None) -> None:
     s.pbx.set_party("1001", Answer(after=after) if talk is None else Answer(after=after, talk=talk))
     for ext in ("1002", "1003", "1004"):
@@ -86,6 +91,7 @@ async def test_talk_that_ends_during_an_ari_gap_is_timed_by_the_hangup_ami_saw(t
         call = await s.pbx.place_inbound_call(SALES, "79990000203", hangup_after=12.0, hangup_after_answer=1.0)
         await eventually(lambda: state_of(s, call.channel_id) is State.TALKING)
         await eventually(lambda: agent_joined(s, call.channel_id))  # the conversation is on before the gap
+        await eventually(lambda: recording_asked(s))  # and its recording too (a loaded machine may lag it)
         s.pbx.go_silent(ari=True, ami=False)  # ARI hears nothing more; AMI still does
         await asyncio.wait_for(call.ended(), 5)
         await asyncio.sleep(2.5)  # the gap outlasts the conversation's end: counting to the resync adds it
