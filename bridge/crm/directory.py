@@ -127,6 +127,11 @@ class Directory:
     def employees(self) -> dict[str, Employee]:
         return dict(self._map)
 
+    def employee_map(self) -> Mapping[str, Employee]:
+        """The map itself, read-only: a refresh replaces it, never changes it, so the same object means the same
+        employees."""
+        return self._map
+
     def user_for(self, ext: str) -> int | None:
         employee = self._map.get(ext)
         return employee.user_id if employee is not None else None

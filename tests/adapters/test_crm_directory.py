@@ -273,3 +273,19 @@ async def test_availability_when_bitrix24_is_down_keeps_what_it_knew(
         assert await directory.crm_availability("1004") is Availability.ABSENT
         assert await directory.crm_availability("1001") is None
     assert any(e["event"] == "directory.availability_failed" for e in logs)
+
+
+async def test_the_employee_map_is_the_same_object_until_a_refresh_replaces_it(
+    sim: Bitrix24Simulator, telephony: Telephony
+) -> None:
+    """The daemon builds one routing plan per map (shared by every call started meanwhile): the map a refresh
+    replaced must be a new object, and the old one must not change under the calls that hold it."""
+    directory = Directory(telephony, {}, True, refresh=300, availability_ttl=30)
+    await directory.refresh()
+    first = directory.employee_map()
+    assert directory.employee_map() is first and "1001" in first
+    held = dict(first)
+    sim.core.directory.users[11].phone_inner = "1101"
+    await directory.refresh()
+    assert directory.employee_map() is not first and "1101" in directory.employee_map()
+    assert dict(first) == held, "the map the earlier calls hold is unchanged"
