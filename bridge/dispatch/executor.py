@@ -1,8 +1,9 @@
-"""One task per call that carries out its PBX commands in order (the dispatcher never waits for the PBX)."""
+"""Per call, its PBX commands carried out in order (the dispatcher never waits for the PBX)."""
 
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
@@ -14,33 +15,51 @@ class PbxPort(Protocol):
 
 
 class CallExecutor:
-    """Runs one call's PBX commands in order, in its own task, so the dispatcher never waits for the PBX."""
+    """Runs one call's PBX commands in order, in a task of its own while it has some, so the dispatcher never waits
+    for the PBX. A call with nothing to carry out holds no task and no queue (a call talking for minutes held both:
+    about 3 KiB a call with 2,000 calls talking)."""
+
+    __slots__ = ("_closed", "_pending", "_task", "failed", "key", "pbx")
 
     def __init__(self, key: str, pbx: PbxPort, failed: Callable[[str, PbxCommand, Exception], None]) -> None:
         self.key = key
         self.pbx = pbx
         self.failed = failed
-        self.queue: asyncio.Queue[PbxCommand | None] = asyncio.Queue()
-        self.task = asyncio.ensure_future(self._run())
+        self._pending: deque[PbxCommand] = deque()
+        self._task: asyncio.Future[None] | None = None
+        self._closed = False
 
     def submit(self, cmd: PbxCommand) -> None:
-        self.queue.put_nowait(cmd)
+        """Carry out ``cmd`` after the commands submitted before it (nothing once closed)."""
+        if self._closed:
+            return
+        self._pending.append(cmd)
+        if self._task is None:
+            self._task = asyncio.ensure_future(self._run())
 
     def close(self) -> None:
-        self.queue.put_nowait(None)
+        """No more commands: those already submitted are still carried out."""
+        self._closed = True
 
     async def drain(self, grace: float) -> None:
         self.close()
+        task = self._task
+        if task is None:
+            return
         try:
-            await asyncio.wait_for(asyncio.shield(self.task), grace)
+            await asyncio.wait_for(asyncio.shield(task), grace)
         except (TimeoutError, asyncio.CancelledError):
-            self.task.cancel()
+            task.cancel()
 
     async def _run(self) -> None:
-        while (cmd := await self.queue.get()) is not None:
-            try:
-                await self.pbx.execute(self.key, cmd)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self.failed(self.key, cmd, exc)
+        try:
+            while self._pending:
+                cmd = self._pending.popleft()
+                try:
+                    await self.pbx.execute(self.key, cmd)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    self.failed(self.key, cmd, exc)
+        finally:
+            self._task = None
