@@ -48,7 +48,8 @@ def _saturation_note(sat: dict[str, Saturation]) -> str:
         "while a call's register goes out within 5 s, 2 when it is mirrored offline after its end, plus a "
         "statistics check if its register may have arrived; a pair makes the same commands as four agents, and "
         "fewer agents leave more of the bucket to the calls: the directory's pages and the availability checks, a "
-        f"batch per 49 agents every 30 s, are requests of their own and count here), {first.window:.0f} s counted "
+        "batch per 250 agents (49 with time tracking) every 30 s, are requests of their own and count here), "
+        f"{first.window:.0f} s counted "
         f"from the moment the load had the portal's bucket full (not before {SATURATION_LEAD:g} s of load: the "
         "daemon's start-up requests fill it alone); the ceiling is rate x 50 = "
         f"{first.bucket.ceiling:g} commands/s; commands are those the portal carried out, statistics checks "
@@ -211,8 +212,8 @@ def _two_bridges_note(two: TwoBridges) -> str:
     filled = (
         "counted from the moment the portal's bucket was full"
         if two.saturated
-        else "the portal's bucket never filled (the delivery leader's journal work was the limit, not the portal), "
-        "counted after the wait for it"
+        else "the portal's bucket never filled (the delivery leader sent less than the bucket drains), counted "
+        "after the wait for it"
     )
     return (
         f"**Two bridges** ({two.bucket.describe()}): two bridges share one PostgreSQL journal (a real server started "

@@ -95,8 +95,8 @@ def saturation_workload(sizes: Sizes) -> GroupWorkload:
     """Pairs of agents ringing at once for the calls in progress: a call rings once its register is through or
     ``register_timeout`` passed, then talks. A pair makes the same four commands a call as four agents (``show``
     and ``hide`` name every agent in one command) and no more agents than needed: each costs the portal's bucket
-    its share of the directory's pages and of the availability checks (a batch per 49 agents per
-    ``availability_ttl``), requests that carry one command."""
+    its share of the directory's pages and of the availability checks (a batch per 250 agents, 49 with time
+    tracking, per ``availability_ttl``), requests that carry one command."""
     in_progress = sizes.saturation_rate * (ANSWER_AFTER + SATURATION_TALK + REGISTER_WAIT)
     return GroupWorkload(name="saturation", groups=math.ceil(in_progress) + 10, size=SATURATION_AGENTS)
 
