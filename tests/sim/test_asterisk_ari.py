@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import wave
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import aioari
@@ -18,21 +16,6 @@ from tests.eventually import eventually
 from tests.sim.asterisk_clients import AriWire
 
 WHO = '"Иван Петров" <79161234567>'
-
-
-@pytest.fixture
-async def sim(tmp_path: Path) -> AsyncIterator[AsteriskSimulator]:
-    async with AsteriskSimulator(media_seconds=0.05, recordings_dir=tmp_path) as simulator:
-        yield simulator
-
-
-@pytest.fixture
-async def ari(sim: AsteriskSimulator) -> AsyncIterator[AriWire]:
-    wire = AriWire(sim.ari_url, "b24bridge", "ari-secret")
-    await wire.open()
-    await eventually(lambda: sim.bus.is_active("b24bridge"))
-    yield wire
-    await wire.close()
 
 
 async def originate(ari: AriWire, endpoint: str, **extra: str) -> dict[str, Any]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import wave
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -17,21 +16,6 @@ from tests.sim.asterisk_clients import AriWire
 
 REQ = "RESTRequest"
 FIELDS = ("type", "transaction_id", "request_id", "status_code", "reason_phrase", "uri", "application")
-
-
-@pytest.fixture
-async def sim(tmp_path: Path) -> AsyncIterator[AsteriskSimulator]:
-    async with AsteriskSimulator(media_seconds=0.05, recordings_dir=tmp_path) as simulator:
-        yield simulator
-
-
-@pytest.fixture
-async def ari(sim: AsteriskSimulator) -> AsyncIterator[AriWire]:
-    wire = AriWire(sim.ari_url, "b24bridge", "ari-secret")
-    await wire.open()
-    await eventually(lambda: sim.bus.is_active("b24bridge"))
-    yield wire
-    await wire.close()
 
 
 async def send(ari: AriWire, frame: dict[str, Any] | str) -> dict[str, Any]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -13,21 +12,6 @@ from tests.eventually import eventually
 from tests.sim.asterisk_clients import AmiWire, AriWire
 
 WHO = '"Иван Петров" <79161234567>'
-
-
-@pytest.fixture
-async def sim(tmp_path: Path) -> AsyncIterator[AsteriskSimulator]:
-    async with AsteriskSimulator(media_seconds=0.05, recordings_dir=tmp_path) as simulator:
-        yield simulator
-
-
-@pytest.fixture
-async def ari(sim: AsteriskSimulator) -> AsyncIterator[AriWire]:
-    wire = AriWire(sim.ari_url, "b24bridge", "ari-secret")
-    await wire.open()
-    await eventually(lambda: sim.bus.is_active("b24bridge"))
-    yield wire
-    await wire.close()
 
 
 @pytest.fixture
