@@ -29,15 +29,6 @@ async def ami(sim: AsteriskSimulator) -> AsyncIterator[AmiWire]:
     await wire.close()
 
 
-@pytest.fixture
-async def ari(sim: AsteriskSimulator) -> AsyncIterator[AriWire]:
-    wire = AriWire(sim.ari_url, "b24bridge", "ari-secret")
-    await wire.open()
-    await eventually(lambda: sim.bus.is_active("b24bridge"))
-    yield wire
-    await wire.close()
-
-
 async def test_banner_login_events_ping_and_logoff(sim: AsteriskSimulator) -> None:
     wire = await AmiWire.connect(sim.ami_host, sim.ami_port)
     assert wire.banner == b"Asterisk Call Manager/9.0.0"
