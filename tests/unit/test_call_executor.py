@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
+import structlog
+
 from bridge.dispatch.executor import CallExecutor
 from bridge.domain.commands import HangupCaller, PbxCommand, StartMusic, StopMusic
 
@@ -60,3 +62,21 @@ async def test_a_command_that_outlasts_the_grace_is_cancelled() -> None:
     pbx.release.set()
     await asyncio.sleep(0.01)
     assert pbx.done == []
+
+
+async def test_every_command_logs_with_the_calls_binding_even_one_submitted_later_outside_it() -> None:
+    """The log lines of a call's PBX commands name its call and line (``bind_call``), also for a command given after
+    the executor had gone idle, from code that had no call bound."""
+    seen: list[dict[str, object]] = []
+
+    class ContextPbx:
+        async def execute(self, call_id: str, cmd: PbxCommand) -> None:
+            seen.append(dict(structlog.contextvars.get_contextvars()))
+
+    with structlog.contextvars.bound_contextvars(call_id="c4", line="74951112233"):
+        executor = CallExecutor("c4", ContextPbx(), lambda key, cmd, exc: None)
+        executor.submit(StartMusic())
+    await asyncio.sleep(0.01)
+    executor.submit(HangupCaller("normal"))  # no call bound here: the executor idle, its first task gone
+    await executor.drain(grace=5.0)
+    assert seen == [{"call_id": "c4", "line": "74951112233"}] * 2
