@@ -47,6 +47,10 @@ class AvailabilityBook:
             else:
                 self._plain.drop(ext)
 
+    def plain(self) -> Mapping[str, Availability]:
+        """Extension -> its availability for a call with no leg on it (kept up to date; missing: available)."""
+        return self._plain
+
     def snapshot(self) -> Mapping[str, Availability]:
         """Every known extension as a new call (no legs yet) sees it (a read-only view the call keeps)."""
         return self._plain.snapshot()

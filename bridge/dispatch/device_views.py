@@ -51,8 +51,6 @@ class DeviceViews:
         self._changes: list[str] = []
         """Extensions whose state or day changed, in order; ``_first`` is the position of the first one kept."""
         self._first = 0
-        self._plain: dict[str, Availability] = {}
-        """Extension -> its availability for a call with no leg on it, for each extension in ``_changes``."""
         self._synced: dict[str, int] = {}
         """Call -> the position of the first change not applied to it yet."""
 
@@ -116,7 +114,6 @@ class DeviceViews:
         self._tell(item.call, call, item.ext, presence.settled(state, own))
 
     def _changed(self, ext: str) -> None:
-        self._plain[ext] = self.book.of(ext)
         self._changes.append(ext)
         watchers = self._watchers.get(ext)
         if watchers:
@@ -180,9 +177,9 @@ class DeviceViews:
         if synced < end and call.state in LIVE:  # a call that is not live ignores device news
             unwatched = set(self._changes[synced - self._first :])
             unwatched.difference_update(self._watching.get(call_id, ()))
-            plain, seen = self._plain, call.availability
+            plain, seen = self.book.plain(), call.availability
             for ext in unwatched:
-                found = plain[ext]
+                found = plain.get(ext, Availability.AVAILABLE)
                 if (noted[ext] if ext in noted else seen.get(ext, Availability.AVAILABLE)) is not found:
                     noted[ext] = found
         if noted:
