@@ -10,6 +10,8 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from bridge.domain.scheme import Availability
 from bridge.sim.asterisk import Answer, Busy, NeverAnswer, Unregistered
 from bridge.sim.stage import Stage, stage
@@ -40,8 +42,14 @@ async def test_first_agent_answers_at_once(tmp_path: Path) -> None:
         assert crm.record.endswith(".wav") and crm.record_size > 1000
 
 
-async def test_walk_past_a_silent_agent_to_one_who_answers(tmp_path: Path) -> None:
-    async with stage(tmp_path) as s:
+@pytest.mark.parametrize("mode", ["on", "off"])
+async def test_walk_past_a_silent_agent_to_one_who_answers(tmp_path: Path, mode: str) -> None:
+    """The same over ARI REST on the events WebSocket (``on``) and over HTTP (``off``)."""
+
+    def over(data: dict[str, Any]) -> None:
+        data["asterisk"]["rest_over_websocket"] = mode
+
+    async with stage(tmp_path, tweak=over) as s:
         s.pbx.set_party("1001", NeverAnswer())
         s.pbx.set_party("1002", Answer(after=0.2))
         call = await s.pbx.place_inbound_call(SALES, "79990000002", hangup_after_answer=1.2)
@@ -52,6 +60,9 @@ async def test_walk_past_a_silent_agent_to_one_who_answers(tmp_path: Path) -> No
         assert crm.cards == {11: ("show", "hide"), 12: ("show", "hide")}
         cards = s.crm.state()["cards"]
         assert cards["11"][1]["at"] <= cards["12"][0]["at"], "1002's card opened before 1001 stopped ringing"
+        ways = {(r["method"], r["path"].split("/")[2], r["via"]) for r in s.pbx.requests if r["proto"] == "ari"}
+    assert ("POST", "channels", "websocket" if mode == "on" else "http") in ways, "the legs were originated so"
+    assert {way for _, _, way in ways} == ({"http", "websocket"} if mode == "on" else {"http"})
 
 
 async def test_busy_and_unregistered_agents_are_skipped(tmp_path: Path) -> None:

@@ -1,6 +1,6 @@
-"""REST over the events WebSocket on a real Asterisk 20.20.1: ``auto`` finds the PBX takes it and a call walk
-mirrors as it does over HTTP; and the PBX fact that keeps ``answer``/``addChannel``/``setChannelVar`` on HTTP: on a
-channel that plays a prompt they wait for its end, and so does every request queued after them on the socket."""
+"""REST over the events WebSocket on a real Asterisk 20.20.1: the PBX fact that keeps ``answer``/``addChannel``/
+``setChannelVar`` on HTTP: on a channel that plays a prompt they wait for its end, and so does every request queued
+after them on the socket. (That ``auto`` takes the socket and a walk mirrors over it: ``test_inbound.py``.)"""
 
 from __future__ import annotations
 
@@ -14,28 +14,11 @@ from typing import Any
 
 import aiohttp
 
-from bridge.sim.verdict import ANSWERED, INCOMING, Expect
 from tests.eventually import eventually
 from tests.real.ami import Ami
-from tests.real.site import RealPbx, Site
+from tests.real.site import RealPbx
 
 PAIR = "74951110001"
-
-
-async def test_auto_takes_the_socket_and_a_walk_mirrors_as_over_http(real_site: Site) -> None:
-    s = real_site
-    rest = s.daemon.ari.rest
-    await eventually(lambda: rest.over_socket is not None and rest.over_socket.ready, timeout=10)
-    await s.phone("1001", "ring", ring=0)
-    await s.phone("1002", "answer", ring=1, talk=2)
-    await s.inbound(PAIR, "79990000201")
-    await s.ended("PJSIP/1002-")
-    crm = await s.mirrored(
-        Expect("79990000201", INCOMING, 12, ANSWERED, talk=s.talk("PJSIP/1002-"), recorded=True,
-               shown_to=frozenset({11, 12}))
-    )  # fmt: skip
-    assert crm.cards == {11: ("show", "hide"), 12: ("show", "hide")}
-    assert rest.over_socket is not None and rest.over_socket.ready and not rest.over_socket.closed
 
 
 class Wire:

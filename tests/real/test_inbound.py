@@ -17,7 +17,10 @@ MONITORED = "74951112299"  # the sample's monitor-only line
 
 
 async def test_the_second_member_answers_after_the_first_rang_out(real_site: Site) -> None:
+    """Over ARI REST on the events WebSocket: ``auto`` (the default) finds that the PBX takes it."""
     s = real_site
+    rest = s.daemon.ari.rest
+    await eventually(lambda: rest.over_socket is not None and rest.over_socket.ready, timeout=10)
     await s.phone("1001", "ring", ring=0)
     await s.phone("1002", "answer", ring=1, talk=2)
     await s.inbound(PAIR, "79990000101")
@@ -27,6 +30,7 @@ async def test_the_second_member_answers_after_the_first_rang_out(real_site: Sit
                shown_to=frozenset({11, 12}))
     )  # fmt: skip
     assert crm.cards == {11: ("show", "hide"), 12: ("show", "hide")}
+    assert rest.over_socket is not None and rest.over_socket.ready and not rest.over_socket.closed
 
 
 async def test_everybody_rings_and_the_one_who_answers_talks(real_site: Site) -> None:
