@@ -241,6 +241,12 @@ def note_availability(call: Call, changes: Mapping[str, Availability]) -> Call:
     return replace(call, availability=with_changes(call.availability, changes), ignored="", warning="", grace=())
 
 
+def see_availability(call: Call, view: Mapping[str, Availability]) -> Call:
+    """The call after the ``AvailabilityChanged`` steps that make its view ``view`` (every one of them with
+    :func:`only_records_availability` holding): :func:`note_availability` with the whole view at once."""
+    return replace(call, availability=view, ignored="", warning="", grace=())
+
+
 def _availability_walking(call: Call, event: AvailabilityChanged, now: datetime) -> Step:
     call, _ = _availability(call, event, now)
     return _follow(walk.on_availability(call, event.ext, event.availability, now), now)
