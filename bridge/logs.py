@@ -161,8 +161,6 @@ event                              meaning
 ``budget.restored``                the shared bucket answers again: requests take their slots from it again
 ``pbx.connected``                  ARI or AMI (``link``) connected
 ``pbx.disconnected``               ARI or AMI disconnected; it reconnects by itself
-``pbx.event_filter_failed``        ARI refused the application's event filter (``error``): every event comes and the
-                                   bridge drops those it does not read (more CPU, nothing lost)
 ``pbx.connect_failed``             a connection attempt failed (``error``); it is retried with back-off
 ``pbx.reconnecting``               waiting ``delay`` seconds before the next attempt
 ``pbx.resynced``                   after a (re)connect: the channels that exist now were listed and calls reconciled

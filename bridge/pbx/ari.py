@@ -82,7 +82,6 @@ class AriLink(ReconnectingLink):
                     return False
             socket = await self.rest.events(self.settings.app)
             log.info("pbx.connected", link="ari", app=self.settings.app)
-            await self._filter_events()
             confirmed = self.translator.confirmed_legs()  # legs the PBX knew before it was asked what is left
             listed = await self.request("channels", "list")
             for event in self.translator.resync(listed, lost_at=self.lost_at, confirmed=confirmed):
@@ -97,18 +96,6 @@ class AriLink(ReconnectingLink):
                 self.lost_at = datetime.now(UTC)
             self.connected = False
             await self.rest.close()
-
-    async def _filter_events(self) -> None:
-        """Ask Asterisk for the events the bridge reads only: a walk call's channels raise about twice as many
-        (``ChannelVarset``, ``ChannelStateChange``, bridge entries...), each a frame to read and decode. Asterisk
-        filters the answers to REST requests on the socket as events too (``RESTResponse``, allowed here). Without
-        the filter (refused, or an Asterisk without it) every event comes and the ones not read are dropped."""
-        allowed = [*self.translator.event_types(), "ApplicationReplaced", "RESTResponse"]  # answers are filtered too
-        try:
-            await self.rest.filter_events(self.settings.app, allowed)
-        except PbxError as exc:
-            note = "every event of the application is sent; those the bridge does not read are dropped"
-            log.warning("pbx.event_filter_failed", link="ari", app=self.settings.app, error=str(exc), note=note)
 
     async def _read(self, socket: aiohttp.ClientWebSocketResponse) -> None:
         async for message in socket:

@@ -151,27 +151,6 @@ class AriRest:
         if over_socket is not None:
             over_socket.fail_all(reason)
 
-    async def filter_events(self, app: str, allowed: list[str]) -> None:
-        """Have Asterisk send ``app`` only events of the ``allowed`` types (``PUT /applications/{app}/eventFilter``).
-
-        Over HTTP, with the filter as the whole body: Asterisk reads the body itself as the filter, and
-        aioswagger11 would send it wrapped as ``{"filter": ...}``, a filter naming neither list (nothing changes)."""
-        action = "applications.filter"
-        api = self.client.swagger.get_resource("applications") if self.client is not None else None
-        op = api.get_operation("filter") if api is not None else None
-        if self.http is None or op is None:
-            raise PbxError(0, "ARI not connected" if self.http is None else "no such ARI operation", action=action)
-        url = op.uri.replace("{applicationName}", quote_plus(app))
-        body = orjson.dumps({"allowed": [{"type": kind} for kind in allowed]})
-        try:
-            async with asyncio.timeout(REQUEST_TIMEOUT):
-                response = await self.http.request("PUT", url, data=body, headers={"Content-Type": "application/json"})
-                response.release()
-        except web_exceptions.HTTPException as exc:
-            raise PbxError(exc.status, _body(exc), action=action) from None
-        except (aiohttp.ClientError, OSError, TimeoutError, RuntimeError) as exc:
-            raise PbxError(0, _describe(exc), action=action) from None
-
     async def events(self, app: str) -> aiohttp.ClientWebSocketResponse:
         """Open the events WebSocket of ``app``."""
         return await self.request("events", "eventWebsocket", app=app)  # type: ignore[no-any-return]

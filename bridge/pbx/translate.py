@@ -133,10 +133,6 @@ class AriTranslator:
         if state is not None:
             state.confirmed = True
 
-    def event_types(self) -> tuple[str, ...]:
-        """The ARI event types this translator reads (every other one means nothing to it)."""
-        return tuple(self._handlers)
-
     def confirmed_legs(self) -> frozenset[str]:
         """Legs the PBX certainly knows now (take this *before* asking for the channel list)."""
         return frozenset(leg for leg, state in self.legs.items() if state.confirmed)

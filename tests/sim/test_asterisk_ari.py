@@ -281,31 +281,6 @@ async def test_a_phone_that_is_not_registered_cannot_even_get_a_channel(
     assert not [e for e in ari.events if "channel" in e or "peer" in e]
 
 
-async def test_an_event_filter_lets_only_its_types_through(sim: AsteriskSimulator, ari: AriWire) -> None:
-    """``PUT /applications/{app}/eventFilter`` as ``res/stasis/app.c`` has it: the body is the filter; a list that
-    is given replaces that list, the other stays; disallowed wins; ``{}`` clears both; a bad item is a 400."""
-    url = "/applications/b24bridge/eventFilter"
-    wrapped = {"filter": {"allowed": [{"type": "StasisStart"}]}}  # how aioswagger11 sends a body parameter
-    status, app = await ari.call("PUT", url, body=wrapped)
-    assert status == 200 and app["events_allowed"] == [] and app["events_disallowed"] == []  # names neither list
-    allowed = [{"type": "StasisStart"}, {"type": "StasisEnd"}, {"type": "ChannelVarset"}]
-    status, app = await ari.call("PUT", url, body={"allowed": allowed})
-    assert status == 200 and app["events_allowed"] == allowed
-    status, app = await ari.call("PUT", url, body={"disallowed": [{"type": "ChannelVarset"}]})
-    assert app["events_allowed"] == allowed and app["events_disallowed"] == [{"type": "ChannelVarset"}]
-    assert (await ari.call("PUT", url, body={"allowed": [{"name": "StasisEnd"}]}))[0] == 400
-    assert (await ari.call("GET", "/applications/b24bridge"))[1]["events_allowed"] == allowed
-
-    call = await sim.place_inbound_call("74951112233", "79161234567", hangup_after=0.1)
-    await ari.call("POST", f"/channels/{call.channel_id}/variable", {"variable": "X", "value": "1"})
-    await asyncio.wait_for(call.ended(), 5)
-    await ari.wait_for("StasisEnd", channel_id=call.channel_id)
-    assert {e["type"] for e in ari.events} == {"StasisStart", "StasisEnd"}
-
-    status, app = await ari.call("PUT", url, body={})
-    assert (app["events_allowed"], app["events_disallowed"]) == ([], [])
-
-
 async def test_subscribe_all_sees_what_the_app_alone_does_not(sim: AsteriskSimulator, ari: AriWire) -> None:
     watcher = AriWire(sim.ari_url, "b24bridge", "ari-secret")
     await watcher.open(app="monitor", subscribe_all=True)

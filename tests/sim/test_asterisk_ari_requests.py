@@ -109,21 +109,3 @@ async def test_a_pbx_before_20_14_ignores_the_frames(sim: AsteriskSimulator, ari
     assert status == 200
     assert not [e for e in ari.events if e["type"] == "RESTResponse"]
     assert [r["via"] for r in sim.requests if r["proto"] == "ari" and r["path"] == "/ari/asterisk/ping"] == ["http"]
-
-
-async def test_the_apps_event_filter_holds_back_answers_unless_it_allows_them(
-    sim: AsteriskSimulator, ari: AriWire
-) -> None:
-    """Asterisk 20.20.1 sends a RESTResponse through the app's event filter (``ari_websocket_send_event``), as seen on
-    the real PBX: with an allowed list that lacks the type, a request over the socket is never answered."""
-    url = "/applications/b24bridge/eventFilter"
-    assert (await ari.call("PUT", url, body={"allowed": [{"type": "StasisStart"}]}))[0] == 200
-    assert ari.ws is not None
-    await ari.ws.send_str(json.dumps({"type": REQ, "request_id": "p1", "method": "GET", "uri": "asterisk/ping"}))
-    await eventually(lambda: any(r["via"] == "websocket" for r in sim.requests if r["proto"] == "ari"))
-    assert (await ari.call("GET", "/asterisk/ping"))[0] == 200  # a later request over HTTP: the socket's was served
-    assert not [e for e in ari.events if e["type"] == "RESTResponse"]
-    allowed = [{"type": "StasisStart"}, {"type": "RESTResponse"}]
-    assert (await ari.call("PUT", url, body={"allowed": allowed}))[0] == 200
-    pong = await send(ari, {"type": REQ, "request_id": "p2", "method": "GET", "uri": "asterisk/ping"})
-    assert head(pong)[:6] == ("RESTResponse", "", "p2", 200, "OK", "asterisk/ping")

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aiohttp import web
@@ -91,34 +90,6 @@ async def subscription(request: web.Request) -> web.Response:
         else:
             fail(400, f"Invalid event source: {source}")
     return answer(app.as_json())
-
-
-@routes.put("/ari/applications/{applicationName}/eventFilter")
-async def event_filter(request: web.Request) -> web.Response:
-    """``ast_ari_applications_filter``: the whole body is the filter (``{"allowed": [{"type": ...}],
-    "disallowed": [...]}``); each list given replaces that list, the other stays; no body or ``{}`` clears both.
-    A list that is not a list of objects with a ``type`` is a 400 (the disallowed list is set first, as in
-    ``stasis_app_event_filter_set``: a bad allowed list leaves a good disallowed one set)."""
-    app = _app(request)
-    raw = await request.read() if request.can_read_body else b""
-    try:
-        body: Any = json.loads(raw) if raw.strip() else _NO_BODY
-    except ValueError:
-        fail(400, "Request body is not valid JSON")
-    for key, member in (("disallowed", "events_disallowed"), ("allowed", "events_allowed")):
-        if isinstance(body, dict) and body:
-            if key not in body:
-                continue  # "A filter type exists, but not this one, so don't update"
-            found = body[key]
-        else:
-            found = [] if body is _NO_BODY or body == {} else body
-        if not isinstance(found, list) or not all(isinstance(i, dict) and i.get("type") for i in found):
-            fail(400, "Invalid format definition")
-        setattr(app, member, list(found))
-    return answer(app.as_json())
-
-
-_NO_BODY = object()
 
 
 # --- endpoints -------------------------------------------------------------------------------

@@ -4,11 +4,7 @@ An ARI application receives an event when it is subscribed to one of the objects
 about: channels it originated or that are in its Stasis, bridges it created or that its channels
 entered, event sources it subscribed to (``endpoint:PJSIP/1001``, ``deviceState:PJSIP/1001``), or
 everything when its WebSocket asked for ``subscribeAll=true``. The newest WebSocket of an app
-replaces the older one, which gets ``ApplicationReplaced``, as on Asterisk. An app's event filter
-(``PUT /applications/{app}/eventFilter``, ``res/stasis/app.c``) then decides by the event's type:
-a type on the disallowed list is dropped, and a non-empty allowed list lets only its types through.
-REST answers on the events WebSocket (``RESTResponse``) go through the same filter
-(``ari_websocket_send_event``): an allowed list without that type leaves every such request unanswered.
+replaces the older one, which gets ``ApplicationReplaced``, as on Asterisk.
 """
 
 from __future__ import annotations
@@ -39,15 +35,6 @@ class StasisApp:
     stasis_channels: set[str] = field(default_factory=set)  # only while in Stasis
     bridges: set[str] = field(default_factory=set)
     sources: set[str] = field(default_factory=set)  # "endpoint:PJSIP/1001", "deviceState:X"
-    events_allowed: list[dict[str, Any]] = field(default_factory=list)
-    events_disallowed: list[dict[str, Any]] = field(default_factory=list)
-
-    def allows(self, event: dict[str, Any]) -> bool:
-        """``stasis_app_event_allowed``: disallowed wins; an empty allowed list allows every type."""
-        kind = event.get("type")
-        if any(item.get("type") == kind for item in self.events_disallowed):
-            return False
-        return not self.events_allowed or any(item.get("type") == kind for item in self.events_allowed)
 
     def wants(self, channels: Iterable[str], bridges: Iterable[str], sources: Iterable[str]) -> bool:
         if self.subscribe_all:
@@ -65,8 +52,8 @@ class StasisApp:
             "bridge_ids": sorted(self.bridges),
             "endpoint_ids": sorted(s.split(":", 1)[1] for s in self.sources if s.startswith("endpoint:")),
             "device_names": sorted(s.split(":", 1)[1] for s in self.sources if s.startswith("deviceState:")),
-            "events_allowed": list(self.events_allowed),
-            "events_disallowed": list(self.events_disallowed),
+            "events_allowed": [],
+            "events_disallowed": [],
         }
 
 
@@ -97,7 +84,7 @@ class EventBus:
     def attach(self, names: list[str], socket: EventSocket, subscribe_all: bool) -> None:
         for name in names:
             app = self.app(name)
-            if app.socket is not None and app.socket is not socket and app.allows({"type": "ApplicationReplaced"}):
+            if app.socket is not None and app.socket is not socket:
                 app.socket.push(self._stamp({"type": "ApplicationReplaced"}, name))
             app.socket = socket
             app.subscribe_all = subscribe_all
@@ -120,12 +107,11 @@ class EventBus:
     ) -> None:
         channel_ids, bridge_ids, source_ids = list(channels), list(bridges), list(sources)
         for app in self.apps.values():
-            if app.socket is not None and app.wants(channel_ids, bridge_ids, source_ids) and app.allows(event):
+            if app.socket is not None and app.wants(channel_ids, bridge_ids, source_ids):
                 app.socket.push(self._stamp(dict(event), app.name))
 
     def broadcast_ari(self, event: dict[str, Any]) -> None:
-        """Send to every connected app (``inject_ari_event``); keeps fields the caller set. Past the apps'
-        event filters: what a test injects stands for whatever a PBX may send, a filter's gap included."""
+        """Send to every connected app (``inject_ari_event``); keeps fields the caller set."""
         for app in self.apps.values():
             if app.socket is not None:
                 stamped = dict(event)
