@@ -55,6 +55,7 @@ class AriLink(ReconnectingLink):
         self.out = out
         self.translator = AriTranslator(EndpointTemplate(settings.device), settings.app)
         self.rest = AriRest(settings)
+        self.rest.occupied = self.translator.occupied
         self.commands = CallCommands(settings, self.translator, self.request, self._emit, self.wait_connected)
         self._cleanups: set[asyncio.Task[None]] = set()
         self.lost_at: datetime | None = None

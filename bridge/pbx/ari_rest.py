@@ -9,8 +9,9 @@
 * HTTP errors surface as aiohttp exceptions: they become :class:`PbxError` with the status and the body.
 
 Once :meth:`AriRest.attach` has the events WebSocket, requests go over it where the PBX can take them
-(``asterisk.rest_over_websocket``; :mod:`bridge.pbx.ari_socket` says which stay on HTTP and why), with the same
-parameters, answers and errors as over HTTP.
+(``asterisk.rest_over_websocket``; :mod:`bridge.pbx.ari_socket` says which stay on HTTP and why, and
+:attr:`AriRest.occupied` which channels may be busy playing), with the same parameters, answers and errors as over
+HTTP.
 
 Responses come back as plain JSON (dicts and lists) or bytes (recordings), never aioari's model objects.
 """
@@ -20,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote, quote_plus, urlencode, urlsplit
 
@@ -33,7 +35,7 @@ from yarl import URL
 
 from bridge.config import AsteriskSettings
 from bridge.logs import redact_text, register_secrets
-from bridge.pbx.ari_socket import HTTP_ONLY, SocketRest
+from bridge.pbx.ari_socket import SocketRest, takes_socket
 from bridge.pbx.events import PbxError
 
 log = structlog.get_logger(__name__)
@@ -99,6 +101,9 @@ class AriRest:
         self.client: Any = None
         self.over_socket: SocketRest | None = None
         """REST over the events WebSocket, while one is attached (see :meth:`attach`)."""
+        self.occupied: Callable[[str], bool] = _maybe
+        """Whether a channel may be playing a prompt or recording (its queued operations then keep to HTTP, see
+        :mod:`bridge.pbx.ari_socket`); by default every channel may."""
         self._routes: dict[str, _Route] = {}
 
     async def open(self) -> None:
@@ -166,7 +171,7 @@ class AriRest:
             raise PbxError(0, "no such ARI operation", action=action)
         args = {name: ari_value(value) for name, value in params.items() if value is not None}
         over_socket = self.over_socket
-        if over_socket is not None and over_socket.ready and (resource, operation) not in HTTP_ONLY:
+        if over_socket is not None and over_socket.ready and takes_socket(resource, operation, args, self.occupied):
             return await self._over_socket(over_socket, op, args, action)
         try:
             async with asyncio.timeout(REQUEST_TIMEOUT):  # not wait_for: on 3.11 it can swallow a cancellation
@@ -247,6 +252,10 @@ class _Route:
         if left:
             raise TypeError(f"unknown parameters {sorted(left)}")
         return self.method, uri, query, body or None
+
+
+def _maybe(channel: str) -> bool:
+    return True
 
 
 def _message(text: str) -> str:
