@@ -113,6 +113,11 @@ class AriTranslator:
             "BridgeAttendedTransfer": self._attended_transfer,
         }
 
+    @property
+    def event_types(self) -> frozenset[str]:
+        """The ARI event types this translator reads (every other type gives no event)."""
+        return frozenset(self._handlers)
+
     # --- what the adapter tells us -----------------------------------------------------------------
 
     def expect_leg(

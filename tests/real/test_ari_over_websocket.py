@@ -60,6 +60,9 @@ async def wire(pbx: RealPbx) -> AsyncIterator[Wire]:
     token = base64.b64encode(f"b24bridge:{pbx.secrets.ari_password}".encode()).decode()
     async with aiohttp.ClientSession(headers={"Authorization": f"Basic {token}"}) as session:
         socket = await session.ws_connect(f"{base}/ari/events", params={"app": "b24bridge"})
+        # every message, whatever filter a bridge's link left on the application (the app outlives its socket)
+        async with session.put(f"{base}/ari/applications/b24bridge/eventFilter", json={}) as reset:
+            assert reset.status == 200, await reset.text()
         w = Wire(session, base, socket)
         try:
             yield w
