@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from bridge.domain.commands import AnswerCaller, ConnectLeg, PlayPrompt, RingAgent, StopPrompt
+from bridge.domain.commands import AnswerCaller, ConnectLeg, PlayPrompt, RingAgent, StartMusic, StopPrompt
 from bridge.domain.events import CallStarted
 from bridge.pbx import ari_rest
 from bridge.pbx.ari import AriLink
@@ -75,7 +75,8 @@ async def test_operations_a_prompt_would_hold_stay_on_http_only_for_a_channel_th
     sim: AsteriskSimulator,
 ) -> None:
     """Answer, addChannel, setChannelVar wait behind a prompt on their channel (``tests/real``): over HTTP while the
-    caller plays one, over the socket for an agent's leg and for the caller once its prompt has finished."""
+    caller plays one (held there without holding the socket), over the socket for an agent's leg and for the caller
+    once its prompt has ended."""
     sim.pbx.media.media_durations["sound:long"] = 30.0
     events = Events()
     link = AriLink(settings_for(sim, rest_over_websocket="on"), events.queue)
@@ -83,17 +84,21 @@ async def test_operations_a_prompt_would_hold_stay_on_http_only_for_a_channel_th
         await sim.place_inbound_call(did="74951112233", caller="79161234567", hangup_after=30)
         (started,) = await events.wait(CallStarted)
         caller = str(started.call)
-        await link.execute(caller, PlayPrompt("greeting", "sound:long"))
         await link.execute(caller, AnswerCaller())
+        await link.execute(caller, StartMusic())  # the caller joins the bridge
+        await link.execute(caller, PlayPrompt("greeting", "sound:long"))
+        held = asyncio.create_task(link.request("channels", "answer", channelId=caller))
         await link.execute(caller, RingAgent("leg-2", "1001", 5))
         await eventually(lambda: sim.pbx.channels["leg-2"].state == "Up", timeout=5)
-        await link.execute(caller, ConnectLeg("leg-2"))  # the caller joins the bridge, then the leg
-        assert via(sim, "/answer") == ["http"]
-        assert via(sim, "/addChannel") == ["http", "websocket"]  # the caller's, then the leg's
+        await link.execute(caller, ConnectLeg("leg-2"))  # while the caller's prompt plays
+        assert not held.done()
+        assert via(sim, "/answer") == ["websocket", "http"]
+        assert via(sim, "/addChannel") == ["websocket", "websocket"]  # the caller's before the prompt, the leg's
         assert via(sim, "/variable") == ["websocket"]
         await link.execute(caller, StopPrompt("greeting"))
+        await asyncio.wait_for(held, 5)
         await link.request("channels", "answer", channelId=caller)
-    assert via(sim, "/answer") == ["http", "websocket"]
+    assert via(sim, "/answer") == ["websocket", "http", "websocket"]
     assert sim.pbx.channels["leg-2"].variables["B24_ANSWERED"]
 
 
