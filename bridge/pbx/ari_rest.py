@@ -187,11 +187,12 @@ class AriRest:
         Over HTTP with the filter as the body itself (``{"allowed": [{"type": ...}]}``): aioswagger11 sends a body
         parameter wrapped in an object of its name (``{"filter": {...}}``), which Asterisk reads as a filter that names
         neither list and leaves both as they were, answering 200 (``res/stasis/app.c``)."""
-        op, http = self._operation("applications", "filter"), self.http
+        op = self._operation("applications", "filter")
+        http: Any = self.http  # opened with the client that found the operation
         url = op.uri.replace("{applicationName}", quote(app, safe=""))
         body = orjson.dumps({"allowed": [{"type": kind} for kind in sorted(types)]})
         headers = {"Accept": "application/json", "Content-Type": "application/json"}
-        await self._over_http("applications.filter", lambda: http.request("PUT", url, {}, body, headers))  # type: ignore[union-attr]
+        await self._over_http("applications.filter", lambda: http.request("PUT", url, {}, body, headers))
 
     async def _over_http(self, action: str, send: Callable[[], Awaitable[Any]]) -> Any:
         try:
