@@ -168,6 +168,8 @@ event                              meaning
 ``pbx.socket_error``               the ARI events socket reported an error
 ``pbx.rest_over_websocket``        ARI requests go over the events socket from now on (``mode`` ``auto``: the PBX
                                    answered the probe; ``on``: as configured); each connection logs it once
+``pbx.event_filter_refused``       the PBX refused the ARI event filter (``status``, ``error``; an Asterisk before
+                                   13.26/16.3): every event of the application comes, costing CPU, nothing else
 ``pbx.app_replaced``               another client subscribed to the bridge's Stasis application and took it (Asterisk
                                    sends ``ApplicationReplaced``): the ARI link stops for good, the daemon steps down
 ``pbx.bad_input``                  a malformed AMI frame or ARI message was dropped (``reason``)

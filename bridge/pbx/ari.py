@@ -15,6 +15,11 @@ the older socket gets ``ApplicationReplaced`` and then nothing more for that app
 good and sets :attr:`AriLink.replaced`: reconnecting would take the application back from the other bridge, and
 both would route the same calls.
 
+Each session first asks the PBX to send the application only the messages the link reads (``PUT
+/applications/{app}/eventFilter``: the translator's event types, ``ApplicationReplaced``, ``RESTResponse``): Asterisk
+otherwise sends every event about our channels and bridges (``ChannelVarset``, ``ChannelStateChange``,
+``ChannelEnteredBridge``, ...), which cost CPU to read and give nothing.
+
 :attr:`AriLink.vet` (if set) sees ``GET /asterisk/info`` before each subscription; when it says no, the link stops
 without subscribing (a PBX whose ``systemname`` another bridge's PBX already uses on a shared journal).
 """
@@ -43,6 +48,9 @@ from bridge.pbx.translate import AriTranslator
 
 log = structlog.get_logger(__name__)
 
+LINK_MESSAGES = frozenset({"ApplicationReplaced", "RESTResponse"})
+"""Messages the link reads itself, beside the translator's events (Asterisk's event filter applies to them too)."""
+
 
 class AriLink(ReconnectingLink):
     """Keeps the Stasis application connected; executes PBX commands; puts events on ``out``."""
@@ -55,6 +63,7 @@ class AriLink(ReconnectingLink):
         self.out = out
         self.translator = AriTranslator(EndpointTemplate(settings.device), settings.app)
         self.rest = AriRest(settings)
+        self.rest.occupied = self.translator.occupied
         self.commands = CallCommands(settings, self.translator, self.request, self._emit, self.wait_connected)
         self._cleanups: set[asyncio.Task[None]] = set()
         self.lost_at: datetime | None = None
@@ -82,6 +91,7 @@ class AriLink(ReconnectingLink):
                     return False
             socket = await self.rest.events(self.settings.app)
             log.info("pbx.connected", link="ari", app=self.settings.app)
+            await self._filter_events()
             confirmed = self.translator.confirmed_legs()  # legs the PBX knew before it was asked what is left
             listed = await self.request("channels", "list")
             for event in self.translator.resync(listed, lost_at=self.lost_at, confirmed=confirmed):
@@ -96,6 +106,15 @@ class AriLink(ReconnectingLink):
                 self.lost_at = datetime.now(UTC)
             self.connected = False
             await self.rest.close()
+
+    async def _filter_events(self) -> None:
+        """Ask the PBX for the messages the link reads only (:data:`LINK_MESSAGES` and the translator's events); a PBX
+        that refuses keeps sending everything, which the translator ignores."""
+        try:
+            await self.rest.filter_events(self.settings.app, self.translator.event_types | LINK_MESSAGES)
+        except PbxError as exc:
+            log.warning("pbx.event_filter_refused", link="ari", status=exc.status, error=exc.body,
+                        note="every event of the application comes; those the bridge ignores cost CPU")  # fmt: skip
 
     async def _read(self, socket: aiohttp.ClientWebSocketResponse) -> None:
         async for message in socket:

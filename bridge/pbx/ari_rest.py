@@ -9,8 +9,9 @@
 * HTTP errors surface as aiohttp exceptions: they become :class:`PbxError` with the status and the body.
 
 Once :meth:`AriRest.attach` has the events WebSocket, requests go over it where the PBX can take them
-(``asterisk.rest_over_websocket``; :mod:`bridge.pbx.ari_socket` says which stay on HTTP and why), with the same
-parameters, answers and errors as over HTTP.
+(``asterisk.rest_over_websocket``; :mod:`bridge.pbx.ari_socket` says which stay on HTTP and why, and
+:attr:`AriRest.occupied` which channels may be busy playing), with the same parameters, answers and errors as over
+HTTP.
 
 Responses come back as plain JSON (dicts and lists) or bytes (recordings), never aioari's model objects.
 """
@@ -20,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 from urllib.parse import quote, quote_plus, urlencode, urlsplit
 
@@ -33,7 +35,7 @@ from yarl import URL
 
 from bridge.config import AsteriskSettings
 from bridge.logs import redact_text, register_secrets
-from bridge.pbx.ari_socket import HTTP_ONLY, SocketRest
+from bridge.pbx.ari_socket import SocketRest, takes_socket
 from bridge.pbx.events import PbxError
 
 log = structlog.get_logger(__name__)
@@ -99,6 +101,9 @@ class AriRest:
         self.client: Any = None
         self.over_socket: SocketRest | None = None
         """REST over the events WebSocket, while one is attached (see :meth:`attach`)."""
+        self.occupied: Callable[[str], bool] = _maybe
+        """Whether a channel may be playing a prompt or recording (its queued operations then keep to HTTP, see
+        :mod:`bridge.pbx.ari_socket`); by default every channel may."""
         self._routes: dict[str, _Route] = {}
 
     async def open(self) -> None:
@@ -158,19 +163,41 @@ class AriRest:
     async def request(self, resource: str, operation: str, **params: object) -> Any:
         """One ARI operation by its swagger nickname (``channels``, ``originateWithId``); JSON, bytes or None."""
         action = f"{resource}.{operation}"
+        op = self._operation(resource, operation)
+        args = {name: ari_value(value) for name, value in params.items() if value is not None}
+        over_socket = self.over_socket
+        if over_socket is not None and over_socket.ready and takes_socket(resource, operation, args, self.occupied):
+            return await self._over_socket(over_socket, op, args, action)
+        return await self._over_http(action, lambda: op(**args))
+
+    def _operation(self, resource: str, operation: str) -> Any:
+        """aioswagger11's operation by resource and nickname, as the PBX's API docs describe it."""
         if self.client is None:
-            raise PbxError(0, "ARI not connected", action=action)
+            raise PbxError(0, "ARI not connected", action=f"{resource}.{operation}")
         api = self.client.swagger.get_resource(resource)
         op = api.get_operation(operation) if api is not None else None
         if op is None:
-            raise PbxError(0, "no such ARI operation", action=action)
-        args = {name: ari_value(value) for name, value in params.items() if value is not None}
-        over_socket = self.over_socket
-        if over_socket is not None and over_socket.ready and (resource, operation) not in HTTP_ONLY:
-            return await self._over_socket(over_socket, op, args, action)
+            raise PbxError(0, "no such ARI operation", action=f"{resource}.{operation}")
+        return op
+
+    async def filter_events(self, app: str, types: Iterable[str]) -> None:
+        """Have the PBX send ``app`` only messages of these ``types`` (``PUT /applications/{app}/eventFilter``, Asterisk
+        13.26+/16.3+; it filters the socket's RESTResponses and ``ApplicationReplaced`` too).
+
+        Over HTTP with the filter as the body itself (``{"allowed": [{"type": ...}]}``): aioswagger11 sends a body
+        parameter wrapped in an object of its name (``{"filter": {...}}``), which Asterisk reads as a filter that names
+        neither list and leaves both as they were, answering 200 (``res/stasis/app.c``)."""
+        op = self._operation("applications", "filter")
+        http: Any = self.http  # opened with the client that found the operation
+        url = op.uri.replace("{applicationName}", quote(app, safe=""))
+        body = orjson.dumps({"allowed": [{"type": kind} for kind in sorted(types)]})
+        headers = {"Accept": "application/json", "Content-Type": "application/json"}
+        await self._over_http("applications.filter", lambda: http.request("PUT", url, {}, body, headers))
+
+    async def _over_http(self, action: str, send: Callable[[], Awaitable[Any]]) -> Any:
         try:
             async with asyncio.timeout(REQUEST_TIMEOUT):  # not wait_for: on 3.11 it can swallow a cancellation
-                response = await op(**args)
+                response = await send()
             if isinstance(response, aiohttp.ClientWebSocketResponse):
                 return response
             body = await response.read()
@@ -247,6 +274,10 @@ class _Route:
         if left:
             raise TypeError(f"unknown parameters {sorted(left)}")
         return self.method, uri, query, body or None
+
+
+def _maybe(channel: str) -> bool:
+    return True
 
 
 def _message(text: str) -> str:

@@ -9,10 +9,13 @@ What Asterisk 20.20.1 does (checked on the real PBX, ``tests/real``):
 
 * ``uri`` is relative to ``/ari/`` and must not start with ``/`` (``/asterisk/ping`` is ``405 Invalid method``);
 * the socket's requests are served one at a time, in order, by the thread that reads the socket; an operation
-  that goes through the channel's command queue (``answer``, ``bridges/addChannel``, ``setChannelVar``) waits
-  there until a prompt the channel plays has ended, and every request queued behind it on the socket waits too
-  (a 30 s prompt held a ``GET /asterisk/ping`` for 30 s; over HTTP it answered at once). Those operations stay on
-  HTTP (:data:`HTTP_ONLY`);
+  that goes through the channel's command queue (``answer``, ``bridges/addChannel``, ``setChannelVar``:
+  :data:`CHANNEL_QUEUED`) waits there until a prompt the channel plays has ended, and every request queued behind
+  it on the socket waits too (a 30 s prompt held a ``GET /asterisk/ping`` for 30 s; over HTTP it answered at once).
+  Only the channel that plays is held: the same operations on another channel (while the caller plays a prompt in
+  the bridge: answer an agent's leg, add it to that bridge, set its variable) are answered at once. So they stay on
+  HTTP only for a channel that may be playing a prompt or recording (:func:`takes_socket`): the bridge plays and
+  records on callers only, never on an agent's leg;
 * a response that would be a file (``recordings/stored/{name}/file``) is ``406 Not Acceptable.  Use HTTP GET``;
 * a PBX older than 20.14 reads the frames and ignores them (``res/ari/resource_events.c``: "We don't process any
   input, but we'll consume it waiting for EOF"): nothing comes back. ``auto`` therefore sends a probe
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -33,11 +37,23 @@ from bridge.pbx.events import PbxError
 
 log = structlog.get_logger(__name__)
 
-HTTP_ONLY = frozenset({
-    ("channels", "answer"), ("bridges", "addChannel"), ("channels", "setChannelVar"),
-    ("recordings", "getStoredFile"), ("events", "eventWebsocket"),
-})  # fmt: skip
-"""Operations that wait behind a playing prompt (and would hold up the socket's queue) or answer with a file."""
+HTTP_ONLY = frozenset({("recordings", "getStoredFile"), ("events", "eventWebsocket")})
+"""Operations the socket cannot carry: a file answer, the socket itself."""
+CHANNEL_QUEUED = {("channels", "answer"): "channelId", ("channels", "setChannelVar"): "channelId",
+                  ("bridges", "addChannel"): "channel"}  # fmt: skip
+"""Operations that wait in the command queue of the channel(s) named by that parameter (comma-separated for
+``addChannel``): behind a prompt or a recording on it they would hold up the socket's queue."""
+
+
+def takes_socket(resource: str, operation: str, params: Mapping[str, object], occupied: Callable[[str], bool]) -> bool:
+    """Whether an operation may go over the socket: not one of :data:`HTTP_ONLY`, and for one of
+    :data:`CHANNEL_QUEUED` no channel it names is ``occupied`` (may be playing a prompt or recording)."""
+    key = (resource, operation)
+    if key in HTTP_ONLY:
+        return False
+    name = CHANNEL_QUEUED.get(key)
+    return name is None or not any(occupied(channel) for channel in str(params.get(name, "")).split(","))
+
 
 PROBE_URI = "asterisk/ping"
 MARKER = '"RESTResponse"'

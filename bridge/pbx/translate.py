@@ -28,12 +28,13 @@ Unknown event types and events about channels we do not follow give no event. Ma
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
+
+import orjson
 
 from bridge.domain.commands import CallType
 from bridge.domain.events import (
@@ -112,6 +113,11 @@ class AriTranslator:
             "BridgeAttendedTransfer": self._attended_transfer,
         }
 
+    @property
+    def event_types(self) -> frozenset[str]:
+        """The ARI event types this translator reads (every other type gives no event)."""
+        return frozenset(self._handlers)
+
     # --- what the adapter tells us -----------------------------------------------------------------
 
     def expect_leg(
@@ -154,6 +160,12 @@ class AriTranslator:
         for pid in [pid for pid, (owner, _) in self.playbacks.items() if owner == call]:
             del self.playbacks[pid]
 
+    def occupied(self, channel: str) -> bool:
+        """A prompt or a recording we started for ``channel`` may be under way (the bridge plays and records on
+        callers only, so an agent's leg never is). A recording of the call's bridge counts too: it does not hold the
+        caller, but recordings are not told apart here, and HTTP is the safe side."""
+        return channel in self.recordings.values() or any(owner == channel for owner, _ in self.playbacks.values())
+
     def linkedid(self, call: str | None) -> str:
         caller = self.callers.get(call or "")
         return caller.linkedid if caller else ""
@@ -163,8 +175,8 @@ class AriTranslator:
     def feed_text(self, frame: str | bytes) -> list[PbxEvent]:
         """One WebSocket text frame."""
         try:
-            message = json.loads(frame)
-        except (ValueError, TypeError, RecursionError) as exc:  # RecursionError: nested deeper than the stack
+            message = orjson.loads(frame)
+        except (ValueError, TypeError) as exc:  # orjson.JSONDecodeError is a ValueError, also for nesting past 1024
             return [_bad(f"not JSON: {type(exc).__name__}")]
         return self.feed(message)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import orjson
 import pytest
 from structlog.testing import capture_logs
 
@@ -32,7 +33,7 @@ from bridge.domain.events import (
     Transferred,
 )
 from bridge.pbx.ari import AriLink
-from bridge.pbx.events import PbxEvent, Resynced, StasisEntered
+from bridge.pbx.events import PbxError, PbxEvent, Resynced, StasisEntered
 from bridge.sim.asterisk.parties import Answer, Busy, Congestion, NeverAnswer, Party, Reject, Unregistered
 from bridge.sim.asterisk.simulator import AsteriskSimulator
 from tests.adapters.pbx_fixtures import Events, running, settings_for, sim
@@ -285,3 +286,42 @@ async def test_application_replaced_for_another_app_name_changes_nothing(sim: As
         await sim.place_inbound_call(did="74951112233", caller="79161234567", hangup_after=1.0)
         await eventually(lambda: events.of(CallStarted), timeout=5)
         assert link.connected and not link.replaced.is_set() and not task.done()
+
+
+@pytest.mark.parametrize("refused", [False, True])
+async def test_the_pbx_sends_only_the_messages_the_link_reads(
+    sim: AsteriskSimulator, monkeypatch: pytest.MonkeyPatch, refused: bool
+) -> None:
+    """The link's event filter; a PBX that refuses it (before Asterisk 13.26/16.3) sends everything, and calls work
+    the same."""
+    sim.set_party("1001", Answer(after=0.1))
+    events = Events()
+    link = AriLink(settings_for(sim), events.queue)
+    if refused:
+
+        async def refuse(app: str, types: object) -> None:
+            raise PbxError(404, "Resource not found", action="applications.filter")
+
+        monkeypatch.setattr(link.rest, "filter_events", refuse)
+    read: list[str] = []
+    translate = link.translator.feed_text
+    monkeypatch.setattr(link.translator, "feed_text", lambda frame: read.append(orjson.loads(frame)["type"]) or
+                        translate(frame))  # fmt: skip
+    core = Core(link, events)
+    with capture_logs() as logs:
+        async with running(link):
+            await sim.place_inbound_call(did="74951112233", caller="79161234567", hangup_after_answer=0.3)
+            await core.started()
+            await core.do(AnswerCaller(), StartMusic(), RingAgent(core.leg(1), "1001", 3))
+            await events.wait(LegAnswered)
+            await core.do(ConnectLeg(core.leg(1)))
+            await events.wait(CallerHungUp)
+            await core.do(CancelLeg(core.leg(1)))
+            await core.outcome(core.leg(1))
+    assert [e.get("status") for e in logs if e["event"] == "pbx.event_filter_refused"] == ([404] if refused else [])
+    assert "StasisStart" in read and "Dial" in read
+    unread = set(read) - link.translator.event_types
+    assert ("ChannelStateChange" in unread and "ChannelEnteredBridge" in unread) if refused else not unread
+    assert {f["type"] for f in sim.bus.apps["b24bridge"].allowed} == (
+        set() if refused else link.translator.event_types | {"ApplicationReplaced", "RESTResponse"}
+    )

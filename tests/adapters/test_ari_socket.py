@@ -9,11 +9,13 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
+from bridge.domain.commands import AnswerCaller, ConnectLeg, PlayPrompt, RingAgent, StartMusic, StopPrompt
+from bridge.domain.events import CallStarted
 from bridge.pbx import ari_rest
 from bridge.pbx.ari import AriLink
 from bridge.pbx.events import PbxError
 from bridge.sim.asterisk.simulator import AsteriskSimulator
-from tests.adapters.pbx_fixtures import ARI_PASSWORD, running, settings_for, sim
+from tests.adapters.pbx_fixtures import ARI_PASSWORD, Events, running, settings_for, sim
 from tests.eventually import eventually
 
 __all__ = ["sim"]
@@ -69,17 +71,35 @@ async def test_errors_over_the_socket_read_as_over_http(sim: AsteriskSimulator) 
     assert set(via(sim, "/channels/nope")) == {"http", "websocket"}
 
 
-async def test_operations_that_wait_behind_a_prompt_stay_on_http(sim: AsteriskSimulator) -> None:
-    link = await ready_link(sim, "on")
+async def test_operations_a_prompt_would_hold_stay_on_http_only_for_a_channel_that_plays(
+    sim: AsteriskSimulator,
+) -> None:
+    """Answer, addChannel, setChannelVar wait behind a prompt on their channel (``tests/real``): over HTTP while the
+    caller plays one (held there without holding the socket), over the socket for an agent's leg and for the caller
+    once its prompt has ended."""
+    sim.pbx.media.media_durations["sound:long"] = 30.0
+    events = Events()
+    link = AriLink(settings_for(sim, rest_over_websocket="on"), events.queue)
     async with running(link):
-        await link.originate("Local/1001@agents", "leg-2", "agent")
-        bridge = await link.request("bridges", "create", type="mixing")
+        await sim.place_inbound_call(did="74951112233", caller="79161234567", hangup_after=30)
+        (started,) = await events.wait(CallStarted)
+        caller = str(started.call)
+        await link.execute(caller, AnswerCaller())
+        await link.execute(caller, StartMusic())  # the caller joins the bridge
+        await link.execute(caller, PlayPrompt("greeting", "sound:long"))
+        held = asyncio.create_task(link.request("channels", "answer", channelId=caller))
+        await link.execute(caller, RingAgent("leg-2", "1001", 5))
         await eventually(lambda: sim.pbx.channels["leg-2"].state == "Up", timeout=5)
-        await link.request("channels", "answer", channelId="leg-2")
-        await link.request("channels", "setChannelVar", channelId="leg-2", variable="X", value="1")
-        await link.request("bridges", "addChannel", bridgeId=bridge["id"], channel="leg-2")
-    assert via(sim, "/answer") == via(sim, "/variable") == via(sim, "/addChannel") == ["http"]
-    assert via(sim, "/bridges") == ["websocket"]
+        await link.execute(caller, ConnectLeg("leg-2"))  # while the caller's prompt plays
+        assert not held.done()
+        assert via(sim, "/answer") == ["websocket", "http"]
+        assert via(sim, "/addChannel") == ["websocket", "websocket"]  # the caller's before the prompt, the leg's
+        assert via(sim, "/variable") == ["websocket"]
+        await link.execute(caller, StopPrompt("greeting"))
+        await asyncio.wait_for(held, 5)
+        await link.request("channels", "answer", channelId=caller)
+    assert via(sim, "/answer") == ["websocket", "http", "websocket"]
+    assert sim.pbx.channels["leg-2"].variables["B24_ANSWERED"]
 
 
 async def test_a_pbx_that_ignores_such_requests_keeps_auto_on_http(sim: AsteriskSimulator) -> None:

@@ -1,6 +1,7 @@
-"""REST over the events WebSocket on a real Asterisk 20.20.1: the PBX fact that keeps ``answer``/``addChannel``/
-``setChannelVar`` on HTTP: on a channel that plays a prompt they wait for its end, and so does every request queued
-after them on the socket. (That ``auto`` takes the socket and a walk mirrors over it: ``test_inbound.py``.)"""
+"""REST over the events WebSocket on a real Asterisk 20.20.1: the PBX facts that decide where ``answer``/
+``addChannel``/``setChannelVar`` go: on a channel that plays a prompt they wait for its end, and so does every
+request queued after them on the socket; on any other channel they are answered at once. (That ``auto`` takes the
+socket and a walk mirrors over it: ``test_inbound.py``.)"""
 
 from __future__ import annotations
 
@@ -59,6 +60,9 @@ async def wire(pbx: RealPbx) -> AsyncIterator[Wire]:
     token = base64.b64encode(f"b24bridge:{pbx.secrets.ari_password}".encode()).decode()
     async with aiohttp.ClientSession(headers={"Authorization": f"Basic {token}"}) as session:
         socket = await session.ws_connect(f"{base}/ari/events", params={"app": "b24bridge"})
+        # every message, whatever filter a bridge's link left on the application (the app outlives its socket)
+        async with session.put(f"{base}/ari/applications/b24bridge/eventFilter", json={}) as reset:
+            assert reset.status == 200, await reset.text()
         w = Wire(session, base, socket)
         try:
             yield w
@@ -99,6 +103,49 @@ async def test_a_prompt_holds_answer_and_add_channel_and_the_socket_behind_them(
                 204, 204, 200
             ]  # fmt: skip
             await w.http("DELETE", f"channels/{channel}")
+            await w.http("DELETE", f"bridges/{bridge['id']}")
+    finally:
+        await ami.close()
+
+
+async def test_a_prompt_holds_only_its_own_channel(real_pbx: RealPbx) -> None:
+    """What lets an agent's leg (the bridge never plays or records on one) take the socket: while the caller plays
+    a prompt in the bridge, answering another channel, adding it to that bridge and setting its variable over the
+    socket are answered at once."""
+    kit = real_pbx.kit
+    ami = await Ami.connect(kit.ports.pbx_ami, kit.ami_user, kit.ami_secret, "pbx")
+    try:
+        async with wire(real_pbx) as w:
+            for _ in range(2):
+                answer = await ami.action(
+                    "Originate", Channel=f"Local/{PAIR}@from-trunk", Context="callers", Exten="s", Priority="1",
+                    CallerID='"Customer" <79990000202>', Timeout="30000", Async="true",
+                    Variable="CALLER_HANGUP_AFTER=60",
+                )  # fmt: skip
+                assert answer.get("Response") == "Success", answer
+            starts = lambda: [f["channel"]["id"] for f in w.frames if f.get("type") == "StasisStart"]  # noqa: E731
+            await eventually(lambda: len(starts()) == 2, timeout=15)
+            caller, other = starts()
+            await w.http("POST", f"channels/{caller}/answer")
+            bridge = await w.http("POST", "bridges", type="mixing")
+            await w.http("POST", f"bridges/{bridge['id']}/addChannel", channel=caller)
+            playback = await w.http("POST", f"channels/{caller}/play", media="sound:tt-monkeys")  # 16 s
+            await eventually(lambda: w.index("PlaybackStarted") >= 0, timeout=10)
+            asked = [w.send("POST", f"channels/{other}/answer"),
+                     w.send("POST", f"bridges/{bridge['id']}/addChannel?channel={other}"),
+                     w.send("POST", f"channels/{other}/variable?variable=B24_ANSWERED&value=1700000000.5"),
+                     w.send("GET", "asterisk/ping")]  # fmt: skip
+            for request_id in asked:
+                await eventually(lambda rid=request_id: w.index("RESTResponse", request_id=rid) >= 0, timeout=8)
+            assert not [f for f in w.frames if f.get("type") == "PlaybackFinished"], "the answers waited for the prompt"
+            assert [w.frames[w.index("RESTResponse", request_id=rid)]["status_code"] for rid in asked] == [
+                204, 204, 204, 200
+            ]  # fmt: skip
+            kept = await w.http("GET", f"channels/{other}/variable", variable="B24_ANSWERED")
+            assert kept["value"] == "1700000000.5"
+            await w.http("DELETE", f"playbacks/{playback['id']}")
+            for channel in (caller, other):
+                await w.http("DELETE", f"channels/{channel}")
             await w.http("DELETE", f"bridges/{bridge['id']}")
     finally:
         await ami.close()

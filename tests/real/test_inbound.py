@@ -5,6 +5,8 @@ itself measured, the cards shown and hidden).
 
 from __future__ import annotations
 
+from typing import Any
+
 from structlog.testing import capture_logs
 
 from bridge.sim.verdict import ANSWERED, INCOMING, Expect, calls_of
@@ -17,10 +19,19 @@ MONITORED = "74951112299"  # the sample's monitor-only line
 
 
 async def test_the_second_member_answers_after_the_first_rang_out(real_site: Site) -> None:
-    """Over ARI REST on the events WebSocket: ``auto`` (the default) finds that the PBX takes it."""
+    """Over ARI REST on the events WebSocket: ``auto`` (the default) finds that the PBX takes it, and the leg's join
+    and variable go there too; the PBX sends the application only the messages the link reads."""
     s = real_site
     rest = s.daemon.ari.rest
     await eventually(lambda: rest.over_socket is not None and rest.over_socket.ready, timeout=10)
+    over_http: list[str] = []
+    send_over_http = rest._over_http
+
+    async def noted(action: str, send: Any) -> Any:
+        over_http.append(action)
+        return await send_over_http(action, send)
+
+    rest._over_http = noted  # type: ignore[method-assign]
     await s.phone("1001", "ring", ring=0)
     await s.phone("1002", "answer", ring=1, talk=2)
     await s.inbound(PAIR, "79990000101")
@@ -31,6 +42,10 @@ async def test_the_second_member_answers_after_the_first_rang_out(real_site: Sit
     )  # fmt: skip
     assert crm.cards == {11: ("show", "hide"), 12: ("show", "hide")}
     assert rest.over_socket is not None and rest.over_socket.ready and not rest.over_socket.closed
+    assert "channels.setChannelVar" not in over_http and "bridges.addChannel" not in over_http, over_http
+    app = await s.daemon.ari.request("applications", "get", applicationName="b24bridge")
+    allowed = {f["type"] for f in app["events_allowed"]}
+    assert {"StasisStart", "Dial", "ChannelDestroyed", "RESTResponse"} <= allowed and "ChannelVarset" not in allowed
 
 
 async def test_everybody_rings_and_the_one_who_answers_talks(real_site: Site) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import wave
 from typing import Any
 
@@ -303,6 +304,37 @@ async def test_a_newer_websocket_replaces_the_older_one(sim: AsteriskSimulator, 
     await newer.wait_for("StasisStart")
     assert not [e for e in ari.events if e["type"] == "StasisStart"]
     await newer.close()
+
+
+async def test_the_event_filter_is_the_body_itself_and_holds_back_answers_too(
+    sim: AsteriskSimulator, ari: AriWire
+) -> None:
+    """As on Asterisk 20.20.1 (``tests/real/test_event_filter.py``)."""
+    url = "/applications/b24bridge/eventFilter"
+    status, app = await ari.call("PUT", url, body={"filter": {"allowed": [{"type": "StasisStart"}]}})
+    assert (status, app["events_allowed"], app["events_disallowed"]) == (200, [], [])
+    assert (await ari.call("PUT", url, body={"allowed": "StasisStart"}))[0] == 400
+    assert (await ari.call("PUT", url, body={"allowed": [{"name": "StasisStart"}]}))[0] == 400
+    assert (await ari.call("PUT", "/applications/nobody/eventFilter", body={}))[0] == 404
+    status, app = await ari.call("PUT", url, body={"allowed": [{"type": "StasisStart"}]})
+    assert (status, app["events_allowed"]) == (200, [{"type": "StasisStart"}])
+    assert ari.ws is not None
+    await ari.ws.send_str(json.dumps({"type": "RESTRequest", "request_id": "held", "method": "GET",
+                                      "uri": "asterisk/ping"}))  # fmt: skip
+    call = await sim.place_inbound_call("74951112233", "79161234567")
+    started = await ari.wait_for("StasisStart")
+    await ari.call("POST", f"/channels/{call.channel_id}/answer")
+    await ari.call("POST", f"/channels/{call.channel_id}/variable", {"variable": "X", "value": "1"})
+    await asyncio.sleep(0.3)
+    assert {e["type"] for e in ari.events} == {"StasisStart"}, "no ChannelVarset, ... and no RESTResponse"
+    status, _ = await ari.call("PUT", url, body={"disallowed": [{"type": "ChannelVarset"}]})
+    assert status == 200 and sim.bus.apps["b24bridge"].allowed == [{"type": "StasisStart"}], "allowed stays"
+    status, app = await ari.call("PUT", url, body={})
+    assert (status, app["events_allowed"], app["events_disallowed"]) == (200, [], [])
+    await ari.call("DELETE", f"/channels/{started['channel']['id']}")
+    await ari.wait_for("StasisEnd")
+    assert "ChannelHangupRequest" in {e["type"] for e in ari.events}, "every event comes again"
+    assert [e for e in ari.events if e.get("request_id") == "held"] == [], "a held-back answer never comes"
 
 
 # --- faults, injection, inspection ----------------------------------------------------------

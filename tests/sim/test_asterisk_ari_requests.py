@@ -3,6 +3,7 @@ frame below was seen from the real PBX, see ``bridge/sim/asterisk/ari_requests.p
 
 from __future__ import annotations
 
+import asyncio
 import json
 import wave
 from pathlib import Path
@@ -109,3 +110,33 @@ async def test_a_pbx_before_20_14_ignores_the_frames(sim: AsteriskSimulator, ari
     assert status == 200
     assert not [e for e in ari.events if e["type"] == "RESTResponse"]
     assert [r["via"] for r in sim.requests if r["proto"] == "ari" and r["path"] == "/ari/asterisk/ping"] == ["http"]
+
+
+async def test_a_prompt_holds_its_channels_queued_operations_and_the_socket_behind_them(
+    sim: AsteriskSimulator, ari: AriWire
+) -> None:
+    """As on Asterisk 20.20.1 (``tests/real/test_ari_over_websocket.py``): answer, addChannel and setChannelVar about a
+    channel that plays a prompt wait for its end, and so does every request after them on the socket (HTTP does
+    not); the same about another channel are answered at once."""
+    sim.pbx.media.media_durations["sound:long"] = 30.0
+    calls = [await sim.place_inbound_call("74951112233", f"7916123456{n}") for n in (1, 2)]
+    await eventually(lambda: len([e for e in ari.events if e["type"] == "StasisStart"]) == 2)
+    caller, other = (call.channel_id for call in calls)
+    _, bridge = await ari.call("POST", "/bridges", {"type": "mixing"})
+    _, playback = await ari.call("POST", f"/channels/{caller}/play", {"media": "sound:long"})
+    await ari.wait_for("PlaybackStarted")
+    for request_id, uri in [("o1", f"channels/{other}/answer"), ("o2", f"bridges/{bridge['id']}/addChannel"),
+                            ("o3", f"channels/{other}/variable")]:  # fmt: skip
+        query = {"o2": [{"name": "channel", "value": other}], "o3": [{"name": "variable", "value": "X"}]}
+        frame = {"type": REQ, "request_id": request_id, "method": "POST", "uri": uri,
+                 "query_strings": query.get(request_id, [])}  # fmt: skip
+        assert (await send(ari, frame))["status_code"] == 204
+    assert ari.ws is not None
+    for request_id, uri in [("c1", f"channels/{caller}/answer"), ("c2", "asterisk/ping")]:
+        method = "GET" if uri == "asterisk/ping" else "POST"
+        await ari.ws.send_str(json.dumps({"type": REQ, "request_id": request_id, "method": method, "uri": uri}))
+    assert (await ari.call("GET", "/asterisk/ping"))[0] == 200, "HTTP is not held up"
+    await asyncio.sleep(0.3)
+    assert not [e for e in ari.events if e.get("request_id") in ("c1", "c2")], "the socket's requests waited"
+    await ari.call("DELETE", f"/playbacks/{playback['id']}")
+    await eventually(lambda: {e.get("request_id") for e in ari.events} >= {"c1", "c2"})

@@ -125,7 +125,8 @@ async def events(request: web.Request) -> web.StreamResponse:
                 break
             elif message.type == WSMsgType.TEXT and sim.ari_rest_over_websocket:
                 answer = await ari_requests.serve(socket, request.app, message.data)
-                socket.push({**answer, "application": apps[0], "asterisk_id": sim.bus.asterisk_id})
+                if sim.bus.app(apps[0]).allows(answer):  # Asterisk filters the answers as events
+                    socket.push({**answer, "application": apps[0], "asterisk_id": sim.bus.asterisk_id})
             elif message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
                 log.warning("sim.ari_client_frame_ignored", apps=apps, size=len(message.data))
     finally:

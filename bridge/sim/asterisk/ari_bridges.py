@@ -70,8 +70,10 @@ async def destroy_bridge(request: web.Request) -> web.Response:
 async def add_channel(request: web.Request) -> web.Response:
     bridge = bridge_of(request)
     params = await Params.read(request)
+    pbx = sim_of(request).pbx
     for channel in _channels(request, params):
-        sim_of(request).pbx.bridging.add(bridge, channel)
+        await pbx.media.until_free(channel)  # each channel's own queue (a prompt on it holds the request)
+        pbx.bridging.add(bridge, channel)
     return no_content()
 
 

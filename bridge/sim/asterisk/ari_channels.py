@@ -116,7 +116,9 @@ async def hangup(request: web.Request) -> web.Response:
 
 @routes.post("/ari/channels/{channelId}/answer")
 async def answer_channel(request: web.Request) -> web.Response:
-    sim_of(request).pbx.answer(channel_of(request, in_stasis=True))
+    channel, pbx = channel_of(request, in_stasis=True), sim_of(request).pbx
+    await pbx.media.until_free(channel)
+    pbx.answer(channel)
     return no_content()
 
 
@@ -239,7 +241,8 @@ async def get_variable(request: web.Request) -> web.Response:
 
 @routes.post("/ari/channels/{channelId}/variable")
 async def set_variable(request: web.Request) -> web.Response:
-    channel = channel_of(request)
+    channel, pbx = channel_of(request), sim_of(request).pbx
     params = await Params.read(request)
-    sim_of(request).pbx.set_var(channel, params.require("variable"), params.get("value") or "")
+    await pbx.media.until_free(channel)
+    pbx.set_var(channel, params.require("variable"), params.get("value") or "")
     return no_content()

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from aiohttp import web
@@ -90,6 +91,36 @@ async def subscription(request: web.Request) -> web.Response:
         else:
             fail(400, f"Invalid event source: {source}")
     return answer(app.as_json())
+
+
+@routes.put("/ari/applications/{applicationName}/eventFilter")
+async def event_filter(request: web.Request) -> web.Response:
+    """The body itself is the filter (``res_ari_applications.c``: ``args.filter = body``; ``res/stasis/app.c``
+    ``stasis_app_event_filter_set``): no body or ``{}`` resets both lists; otherwise each of ``disallowed`` then
+    ``allowed`` that is present is set (an array of objects with a ``type``) and one that is absent is left as it
+    was, so ``{"filter": {...}}`` changes nothing. A bad list is a 400 (a good ``disallowed`` before it stays set)."""
+    app = _app(request)
+    raw = await request.text() if request.can_read_body else ""
+    try:
+        body = json.loads(raw) if raw.strip() else None
+    except ValueError:
+        fail(400, "Error parsing request body")
+    for name in ("disallowed", "allowed"):
+        found = body
+        if isinstance(body, dict) and body:
+            if name not in body:
+                continue
+            found = body[name]
+        elif isinstance(body, dict):
+            found = None
+        if found is not None and not (isinstance(found, list) and all(_typed(f) for f in found)):
+            fail(400, "Invalid format definition")
+        setattr(app, name, list(found or []))
+    return answer(app.as_json())
+
+
+def _typed(item: object) -> bool:
+    return isinstance(item, dict) and isinstance(item.get("type"), str) and bool(item["type"])
 
 
 # --- endpoints -------------------------------------------------------------------------------

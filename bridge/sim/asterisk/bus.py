@@ -35,6 +35,16 @@ class StasisApp:
     stasis_channels: set[str] = field(default_factory=set)  # only while in Stasis
     bridges: set[str] = field(default_factory=set)
     sources: set[str] = field(default_factory=set)  # "endpoint:PJSIP/1001", "deviceState:X"
+    allowed: list[dict[str, Any]] = field(default_factory=list)  # eventFilter: empty allows every type
+    disallowed: list[dict[str, Any]] = field(default_factory=list)
+
+    def allows(self, event: dict[str, Any]) -> bool:
+        """The app's event filter (``res/stasis/app.c`` ``stasis_app_event_allowed``), which Asterisk applies to every
+        message its socket sends: events, ``ApplicationReplaced`` and ``RESTResponse`` alike."""
+        kind = event.get("type")
+        if any(f.get("type") == kind for f in self.disallowed):
+            return False
+        return not self.allowed or any(f.get("type") == kind for f in self.allowed)
 
     def wants(self, channels: Iterable[str], bridges: Iterable[str], sources: Iterable[str]) -> bool:
         if self.subscribe_all:
@@ -52,8 +62,8 @@ class StasisApp:
             "bridge_ids": sorted(self.bridges),
             "endpoint_ids": sorted(s.split(":", 1)[1] for s in self.sources if s.startswith("endpoint:")),
             "device_names": sorted(s.split(":", 1)[1] for s in self.sources if s.startswith("deviceState:")),
-            "events_allowed": [],
-            "events_disallowed": [],
+            "events_allowed": self.allowed,
+            "events_disallowed": self.disallowed,
         }
 
 
@@ -84,8 +94,9 @@ class EventBus:
     def attach(self, names: list[str], socket: EventSocket, subscribe_all: bool) -> None:
         for name in names:
             app = self.app(name)
-            if app.socket is not None and app.socket is not socket:
-                app.socket.push(self._stamp({"type": "ApplicationReplaced"}, name))
+            replaced = {"type": "ApplicationReplaced"}
+            if app.socket is not None and app.socket is not socket and app.allows(replaced):
+                app.socket.push(self._stamp(replaced, name))
             app.socket = socket
             app.subscribe_all = subscribe_all
             log.info("sim.ari_app_registered", app=name, subscribe_all=subscribe_all)
@@ -107,13 +118,13 @@ class EventBus:
     ) -> None:
         channel_ids, bridge_ids, source_ids = list(channels), list(bridges), list(sources)
         for app in self.apps.values():
-            if app.socket is not None and app.wants(channel_ids, bridge_ids, source_ids):
+            if app.socket is not None and app.wants(channel_ids, bridge_ids, source_ids) and app.allows(event):
                 app.socket.push(self._stamp(dict(event), app.name))
 
     def broadcast_ari(self, event: dict[str, Any]) -> None:
         """Send to every connected app (``inject_ari_event``); keeps fields the caller set."""
         for app in self.apps.values():
-            if app.socket is not None:
+            if app.socket is not None and app.allows(event):
                 stamped = dict(event)
                 stamped.setdefault("asterisk_id", self.asterisk_id)
                 stamped.setdefault("application", app.name)

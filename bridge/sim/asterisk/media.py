@@ -84,6 +84,10 @@ def write_silence(path: Path, seconds: float) -> None:
         out.writeframes(b"\x00\x00" * int(max(0.0, seconds) * SAMPLE_RATE))
 
 
+HOLD_POLL = 0.02
+"""Seconds between looks at a channel whose queue a prompt holds."""
+
+
 class Media:
     def __init__(self, pbx: Pbx) -> None:
         self.pbx = pbx
@@ -95,6 +99,19 @@ class Media:
         self.playbacks: dict[str, Playback] = {}
         self.live: dict[str, LiveRecording] = {}
         self.stored: dict[str, dict[str, Any]] = {}  # name -> {"format", "duration", "path"}
+
+    # --- what holds a channel's command queue ----------------------------------------------------
+    def holds(self, channel: Channel) -> bool:
+        """A prompt plays or a recording runs on ``channel`` itself: Asterisk runs it in the channel's thread, so the
+        operations that go through the channel's command queue (answer, setChannelVar, addChannel) wait for its end
+        (``tests/real/test_ari_over_websocket.py``); on other channels they do not."""
+        return any(p.target is channel and p.state in ("queued", "playing") for p in self.playbacks.values()) or any(
+            r.target is channel for r in self.live.values()
+        )
+
+    async def until_free(self, channel: Channel) -> None:
+        while self.holds(channel):  # noqa: ASYNC110 (prompts and recordings end in many places; a look is cheap)
+            await asyncio.sleep(HOLD_POLL)
 
     # --- playbacks -------------------------------------------------------------------------
     def play(self, target: Channel | Bridge, media: list[str], playback_id: str | None, lang: str) -> Playback:
