@@ -7,8 +7,7 @@ leg's state and its head (what :meth:`~bridge.journal.reading.JournalReader.read
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Collection, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +41,23 @@ def _marks(values: Collection[Any]) -> str:
     return ", ".join("?" * len(values))
 
 
+class _Transaction:
+    """:meth:`JournalMarks.transaction` (a class, not ``asynccontextmanager``: a delivery cycle opens several, and a
+    generator-based one costs a generator and its frames each time)."""
+
+    __slots__ = ("_joined", "_marks")
+
+    def __init__(self, marks: JournalMarks) -> None:
+        self._marks = marks
+        self._joined = False
+
+    async def __aenter__(self) -> None:
+        self._joined = await self._marks._enter()
+
+    async def __aexit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        await self._marks._leave(self._joined, ok=kind is None)
+
+
 class JournalMarks(JournalReader):
     def __init__(self, db: Db, clock: Clock, *, bridge: str = "") -> None:
         super().__init__(db, clock)
@@ -49,16 +65,9 @@ class JournalMarks(JournalReader):
         """The bridge that journals and sends through this (several may share one PostgreSQL journal)."""
         self._depth = 0  # nesting of transaction() in the task that holds it
 
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[None]:
+    def transaction(self) -> _Transaction:
         """One atomic unit, committed when the outermost one ends; nested uses (in the same task) join it."""
-        joined = await self._enter()
-        try:
-            yield
-        except BaseException:
-            await self._leave(joined, ok=False)
-            raise
-        await self._leave(joined, ok=True)
+        return _Transaction(self)
 
     async def _enter(self) -> bool:
         """Open a transaction, or join the calling task's own; True when joined."""
