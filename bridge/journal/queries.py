@@ -176,14 +176,6 @@ RETURNING o.id, o.crm_leg
 """
 """PostgreSQL only: several operations done, each with its answer and note, in one statement."""
 
-DONE_MANY_SQLITE = """
-WITH u(id, result, note) AS (VALUES {values})
-UPDATE operations SET state = 'done', result = u.result, note = u.note, done_at = ?
-FROM u WHERE operations.id = u.id
-RETURNING id, crm_leg
-"""
-"""SQLite's ``DONE_MANY`` (``{values}``: one ``(?, ?, ?)`` per operation, then the time)."""
-
 CALL_IDS_MANY = """
 UPDATE calls c SET call_id = u.call_id FROM unnest(CAST(? AS TEXT[]), CAST(? AS TEXT[])) AS u(crm_leg, call_id)
 WHERE c.crm_leg = u.crm_leg
