@@ -627,3 +627,15 @@ def test_a_register_journaled_after_a_look_goes_offline_once_it_is_old(journal: 
     assert journal.take_offline(register_timeout=5) == []
     clock.now += 3
     assert journal.take_offline(register_timeout=5) == ["b"]
+
+
+def test_an_answer_is_read_back_as_bitrix24_gave_it_whatever_its_numbers(journal: Journal) -> None:
+    """Answers are kept as JSON: a 64-bit id, an id beyond 64 bits, text in any script, a nested list."""
+    journal.append(register("a"))
+    journal.append(finish("a"))
+    reg, fin = journal.ready()
+    journal.mark_sent([reg.id, fin.id])
+    answer = {"CALL_ID": "externalCall.ы", "CRM_ENTITY_ID": 2**63 - 1, "FILES": [{"ID": 7}], "ZERO": None}
+    huge = {"ID": 2**70}
+    journal.mark_done_many([DoneMark(reg.id, answer, call_id="C-a"), DoneMark(fin.id, huge)])
+    assert [op.result for op in journal.operations("a")] == [answer, huge]
