@@ -5,44 +5,28 @@ PHP way: ``USER_ID[0]=11&USER_ID[1]=12``, ``fields[TITLE]=x``. Keys and values a
 ``urlencode`` (space as ``+``), so a reference ``$result[reg][CALL_ID]`` travels as
 ``%24result%5Breg%5D%5BCALL_ID%5D``, exactly as the official batch example shows; the portal decodes it before
 it substitutes the earlier command's result.
+
+Every batch of the delivery goes through here, so the common shapes take short cuts that give the same text as
+:func:`urllib.parse.quote_plus` (a Hypothesis test holds the two side by side): an ``int`` is never quoted, an
+ASCII string is quoted with one :meth:`str.translate`, and only other text goes through ``quote_plus``.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 from urllib.parse import quote_plus
 
-_PLAIN = re.compile(r"[A-Za-z0-9_.~-]*").fullmatch
-"""What ``quote_plus`` leaves as it is (nearly every value: numbers, ids, codes)."""
+_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~")
+"""What ``quote_plus`` leaves as it is."""
+_ASCII = str.maketrans({c: "+" if c == 0x20 else f"%{c:02X}" for c in range(128) if c not in _SAFE})
+"""``quote_plus`` of an ASCII character, as a translation table."""
 
 
 def result_ref(key: str, field: str) -> str:
     """A reference to ``field`` of the result of batch command ``key``."""
     return f"$result[{key}][{field}]"
-
-
-def _scalar(value: Any) -> str:
-    if value is True:
-        return "1"
-    if value is False:
-        return "0"
-    return str(value)
-
-
-def _pairs(prefix: str, value: Any) -> Iterator[tuple[str, str]]:
-    if value is None:  # http_build_query drops NULL
-        return
-    if isinstance(value, Mapping):
-        for key, item in value.items():
-            yield from _pairs(f"{prefix}[{key}]", item)
-    elif isinstance(value, list | tuple):
-        for index, item in enumerate(value):
-            yield from _pairs(f"{prefix}[{index}]", item)
-    else:
-        yield prefix, _scalar(value)
 
 
 @lru_cache(maxsize=1024)
@@ -52,13 +36,39 @@ def _quoted_key(key: str) -> str:
 
 
 def _quoted(value: str) -> str:
-    return value if _PLAIN(value) else quote_plus(value)
+    """``quote_plus(value)``."""
+    return value.translate(_ASCII) if value.isascii() else quote_plus(value)
+
+
+def _add(out: list[str], name: str, value: Any) -> None:
+    """Append the ``name=value`` pairs of one parameter (nested ones the PHP way) to ``out``."""
+    kind = type(value)
+    if kind is str:
+        out.append(f"{_quoted_key(name)}={_quoted(value)}")
+    elif kind is int:  # digits and a sign: nothing to quote
+        out.append(f"{_quoted_key(name)}={value}")
+    elif value is None:  # http_build_query drops NULL
+        return
+    elif kind is dict or isinstance(value, Mapping):
+        for key, item in value.items():
+            _add(out, f"{name}[{key}]", item)
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            _add(out, f"{name}[{index}]", item)
+    elif value is True:
+        out.append(f"{_quoted_key(name)}=1")
+    elif value is False:
+        out.append(f"{_quoted_key(name)}=0")
+    else:
+        out.append(f"{_quoted_key(name)}={_quoted(str(value))}")
 
 
 def php_query(params: Mapping[str, Any]) -> str:
     """``http_build_query(params)``."""
-    pairs = (pair for name, item in params.items() for pair in _pairs(str(name), item))
-    return "&".join(f"{_quoted_key(key)}={_quoted(value)}" for key, value in pairs)
+    out: list[str] = []
+    for name, item in params.items():
+        _add(out, str(name), item)
+    return "&".join(out)
 
 
 def batch_command(method: str, params: Mapping[str, Any]) -> str:

@@ -7,10 +7,11 @@ leg's state and its head (what :meth:`~bridge.journal.reading.JournalReader.read
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Collection, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from bridge.domain.commands import CrmHide
 from bridge.journal import queries
@@ -19,6 +20,8 @@ from bridge.journal.db import Db
 from bridge.journal.reading import Clock, JournalReader
 from bridge.journal.rows import NEEDS_CALL_ID
 
+_AS_STR = orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
+"""What ``json.dumps(default=str)`` wrote as its ``str()``, orjson too."""
 _OPEN_AND = f"state IN {queries.OPEN} AND"
 """Spelled out so that SQLite reads the open operations' index, not every operation ever journaled."""
 
@@ -37,9 +40,37 @@ class DoneMark:
     note: str = "delivered"
 
 
+def stored_result(result: Any) -> str:
+    """The JSON text of an answer as the journal keeps it: orjson's compact form (what Bitrix24 answered is JSON
+    already; read back with ``json.loads``), ``json.dumps`` for what orjson refuses (an int beyond 64 bits, a key
+    that is not a string). Anything else that is not JSON is stored as its ``str()``, as before; a NaN (only a
+    non-standard answer has one) as null."""
+    try:
+        return orjson.dumps(result, default=str, option=_AS_STR).decode()
+    except TypeError:  # orjson.JSONEncodeError is one
+        return json.dumps(result, ensure_ascii=False, default=str)
+
+
 def _marks(values: Collection[Any]) -> str:
     """One ``?`` per value, for an ``IN (...)`` list."""
     return ", ".join("?" * len(values))
+
+
+class _Transaction:
+    """:meth:`JournalMarks.transaction` (a class, not ``asynccontextmanager``: a delivery cycle opens several, and a
+    generator-based one costs a generator and its frames each time)."""
+
+    __slots__ = ("_joined", "_marks")
+
+    def __init__(self, marks: JournalMarks) -> None:
+        self._marks = marks
+        self._joined = False
+
+    async def __aenter__(self) -> None:
+        self._joined = await self._marks._enter()
+
+    async def __aexit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        await self._marks._leave(self._joined, ok=kind is None)
 
 
 class JournalMarks(JournalReader):
@@ -48,17 +79,15 @@ class JournalMarks(JournalReader):
         self.bridge = bridge
         """The bridge that journals and sends through this (several may share one PostgreSQL journal)."""
         self._depth = 0  # nesting of transaction() in the task that holds it
+        self._waiting_since: float | None = None
+        """SQLite: no online register waiting to be sent was journaled before this time, as of the last
+        :meth:`take_offline` (None: not known). A register journaled later is younger; one that waits again after a
+        try (:meth:`mark_failed`, :meth:`requeue_sent`) makes it unknown. So :meth:`take_offline`, which the delivery
+        asks before every cycle, reads nothing while none can be stale yet."""
 
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[None]:
+    def transaction(self) -> _Transaction:
         """One atomic unit, committed when the outermost one ends; nested uses (in the same task) join it."""
-        joined = await self._enter()
-        try:
-            yield
-        except BaseException:
-            await self._leave(joined, ok=False)
-            raise
-        await self._leave(joined, ok=True)
+        return _Transaction(self)
 
     async def _enter(self) -> bool:
         """Open a transaction, or join the calling task's own; True when joined."""
@@ -117,7 +146,7 @@ class JournalMarks(JournalReader):
             marked = await self._all(
                 "UPDATE operations SET state = 'done', result = ?, note = ?, done_at = ? WHERE id = ?"
                 " RETURNING crm_leg",
-                (json.dumps(result, ensure_ascii=False, default=str), note, now, op_id),
+                (stored_result(result), note, now, op_id),
             )
             if not marked:
                 raise JournalError(f"no operation with id {op_id}")
@@ -134,22 +163,21 @@ class JournalMarks(JournalReader):
         if not marks:
             return
         now = self._clock()
+        results = [stored_result(m.result) for m in marks]
         async with self.transaction():
             if self._db.dialect == "postgres":
-                results = [json.dumps(m.result, ensure_ascii=False, default=str) for m in marks]
                 rows = await self._all(
                     queries.DONE_MANY, (now, [m.op_id for m in marks], results, [m.note for m in marks])
                 )
-                leg_of: dict[int, str | None] = {row[0]: row[1] for row in rows}
-            else:
-                leg_of = {}
-                for m in marks:
-                    for row in await self._all(
+            else:  # one by one: a statement costs no trip here, and UPDATE ... FROM (VALUES ...) cost more a row
+                rows = []
+                for m, result in zip(marks, results, strict=True):
+                    rows += await self._all(
                         "UPDATE operations SET state = 'done', result = ?, note = ?, done_at = ? WHERE id = ?"
                         " RETURNING id, crm_leg",
-                        (json.dumps(m.result, ensure_ascii=False, default=str), m.note, now, m.op_id),
-                    ):
-                        leg_of[row[0]] = row[1]
+                        (result, m.note, now, m.op_id),
+                    )
+            leg_of: dict[int, str | None] = {row[0]: row[1] for row in rows}
             missing = [m.op_id for m in marks if m.op_id not in leg_of]
             if missing:
                 raise JournalError(f"no operation with id {missing[0]}")
@@ -173,6 +201,8 @@ class JournalMarks(JournalReader):
         """
         now = self._clock()
         cascaded: list[tuple[int, str]] = []
+        if not permanent:
+            self._waiting_since = None  # a register waiting again may be old already
         async with self.transaction():
             leg = await self._leg_of(op_id)
             if not permanent:
@@ -216,11 +246,18 @@ class JournalMarks(JournalReader):
         """Online legs whose ``register`` is still unsent ``register_timeout`` s after it was journaled go offline
         (see :meth:`go_offline`), all in one transaction of a few statements. Returns those legs."""
         now = self._clock()
-        legs = [r[0] for r in await self._all(queries.STALE_REGISTERS, (now - register_timeout,))]
+        stale_before = now - register_timeout
+        if self._waiting_since is not None and stale_before < self._waiting_since:
+            return []
+        waiting = await self._all(queries.WAITING_REGISTERS)
+        legs = [leg for leg, created in waiting if created <= stale_before]
         if legs:
             async with self.transaction():
                 for start in range(0, len(legs), queries.IN_LIST):
                     await self._go_offline(legs[start : start + queries.IN_LIST])
+        # only once the stale ones are offline for good; a shared journal has other writers: it asks every time
+        if self._db.dialect == "sqlite" and not self._db.in_transaction():
+            self._waiting_since = min((created for _, created in waiting if created > stale_before), default=now)
         return legs
 
     async def go_offline(self, crm_leg: str) -> None:
@@ -271,6 +308,7 @@ class JournalMarks(JournalReader):
         (their ``attempts`` stays > 0, which tells the sender to check first). ``op_ids``: only these (one
         delivery cycle's, after it failed). Returns how many."""
         only = "" if op_ids is None else f" AND id IN ({', '.join(str(int(i)) for i in op_ids) or 'NULL'})"
+        self._waiting_since = None  # a register waiting again may be old already
         async with self.transaction():
             cur = await self._x(f"UPDATE operations SET state = 'pending', next_attempt_at = ? WHERE {_OPEN_AND}"
                                 f" state = 'sent'{only}", (self._clock(),))  # fmt: skip

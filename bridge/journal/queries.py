@@ -113,11 +113,13 @@ WHERE crm_leg = ? AND state = 'pending' AND kind = 'show'
 # A leg's register is its first operation: while it is pending it is the leg's head, and an online leg's pending
 # head is due, so the live legs' due heads (calls_online_due: the few with something to send, not every call in
 # progress) hold every online register still waiting.
-STALE_REGISTERS = """
-SELECT c.crm_leg FROM calls c INDEXED BY calls_online_due JOIN operations o ON o.id = c.head_op
+WAITING_REGISTERS = """
+SELECT c.crm_leg, o.created_at FROM calls c INDEXED BY calls_online_due JOIN operations o ON o.id = c.head_op
 WHERE c.head_due IS NOT NULL AND c.mode = 'online' AND c.state IN ('open', 'ended')
-  AND o.kind = 'register' AND o.state = 'pending' AND o.created_at <= ?
+  AND o.kind = 'register' AND o.state = 'pending'
 """
+"""The online legs whose register waits to be sent (a few: those not sent yet, or waiting for a retry), with when
+each was journaled."""
 
 OLDEST_ONLINE_REGISTER = """
 SELECT MIN(o.created_at) FROM calls c INDEXED BY calls_online_due JOIN operations o ON o.id = c.head_op

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -69,12 +70,22 @@ class DeliveryMetrics(DeliveryObserver):
             registry=r,
         )  # fmt: skip
         self.offline_calls = Counter("b24bridge_crm_offline_calls", "calls mirrored offline", registry=r)
+        self._requests: dict[bool, Any] = {}
+        self._commands: dict[str, Any] = {}
+        """The labelled counters counted so far (``labels()`` costs a lock and a few objects each time; every
+        request and every operation counts one)."""
 
     def batch_sent(self, commands: int, seconds: float, ok: bool) -> None:
-        self.requests.labels(ok=str(ok).lower()).inc()
+        counter = self._requests.get(ok)
+        if counter is None:
+            counter = self._requests[ok] = self.requests.labels(ok=str(ok).lower())
+        counter.inc()
 
     def delivered(self, kind: str, method: str) -> None:
-        self.commands.labels(method=method).inc()
+        counter = self._commands.get(method)
+        if counter is None:
+            counter = self._commands[method] = self.commands.labels(method=method)
+        counter.inc()
 
     def retried(self, kind: str, method: str, code: str) -> None:
         self.problems.labels(kind="retry", code=code or "network").inc()

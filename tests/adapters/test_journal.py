@@ -601,3 +601,41 @@ def test_a_legs_call_row_keeps_the_names_it_was_given(journal: Journal) -> None:
 def test_marking_an_operation_that_does_not_exist_is_refused(journal: Journal) -> None:
     with pytest.raises(JournalError, match="no operation with id 99"):
         journal.mark_done(99)
+
+
+def test_a_register_put_back_after_a_failed_cycle_still_goes_offline_on_time(
+    journal: Journal, clock: FakeClock
+) -> None:
+    """The delivery asks before every cycle; a register in flight is not stuck, but once it waits again (a cycle
+    that failed puts what it had sent back) its age counts from when it was journaled, not from the last look."""
+    journal.append(register("a"))
+    journal.mark_sent([journal.ready()[0].id])
+    clock.now += 10
+    assert journal.take_offline(register_timeout=5) == []
+    assert journal.requeue_sent() == 1
+    assert journal.take_offline(register_timeout=5) == ["a"]
+
+
+def test_a_register_journaled_after_a_look_goes_offline_once_it_is_old(journal: Journal, clock: FakeClock) -> None:
+    journal.append(register("a"))
+    assert journal.take_offline(register_timeout=5) == []
+    clock.now += 3
+    journal.append(register("b"))
+    assert journal.take_offline(register_timeout=5) == []
+    clock.now += 2
+    assert journal.take_offline(register_timeout=5) == ["a"]
+    assert journal.take_offline(register_timeout=5) == []
+    clock.now += 3
+    assert journal.take_offline(register_timeout=5) == ["b"]
+
+
+def test_an_answer_is_read_back_as_bitrix24_gave_it_whatever_its_numbers(journal: Journal) -> None:
+    """Answers are kept as JSON: a 64-bit id, an id beyond 64 bits, text in any script, a nested list."""
+    journal.append(register("a"))
+    journal.append(finish("a"))
+    reg, fin = journal.ready()
+    journal.mark_sent([reg.id, fin.id])
+    answer = {"CALL_ID": "externalCall.ы", "CRM_ENTITY_ID": 2**63 - 1, "FILES": [{"ID": 7}], "ZERO": None}
+    huge = {"ID": 2**70}
+    journal.mark_done_many([DoneMark(reg.id, answer, call_id="C-a"), DoneMark(fin.id, huge)])
+    assert [op.result for op in journal.operations("a")] == [answer, huge]

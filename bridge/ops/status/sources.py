@@ -60,6 +60,8 @@ class DeliveryWatch(DeliveryMetrics):
         self.state = LinkState(up=True, since=datetime.now(UTC), detail="")
 
     def _set(self, up: bool, error: str = "") -> None:
+        if up is self.state.up and not error:
+            return  # nothing changes (the usual batch that went through while the link is up)
         now = datetime.now(UTC)
         since = self.state.since if up is self.state.up else now
         last, at = (redact_text(error)[:300], now) if error else (self.state.last_error, self.state.error_at)
