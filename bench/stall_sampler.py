@@ -49,16 +49,21 @@ class StallSampler:
         self._gc_ms = 0.0
         self._in_gc = False
         self._stall: dict[str, Any] | None = None
+        self._running = True
         gc.callbacks.append(self._on_gc)
         threading.Thread(target=self._watch, name="stall-sampler", daemon=True).start()
 
     async def beat(self) -> None:
-        """Run on the daemon's loop (a task) until cancelled."""
-        while True:
-            self._beat_cpu = time.clock_gettime(self._clock)
-            self._gc_ms = 0.0
-            self._beat = time.perf_counter()
-            await asyncio.sleep(BEAT)
+        """Run on the daemon's loop (a task) until cancelled; then the sampler stops."""
+        try:
+            while True:
+                self._beat_cpu = time.clock_gettime(self._clock)
+                self._gc_ms = 0.0
+                self._beat = time.perf_counter()
+                await asyncio.sleep(BEAT)
+        finally:
+            self._running = False
+            gc.callbacks.remove(self._on_gc)
 
     def _on_gc(self, phase: str, _info: dict[str, int]) -> None:
         self._in_gc = phase == "start"
@@ -68,7 +73,7 @@ class StallSampler:
             self._gc_ms += (time.perf_counter() - self._gc_started) * 1000
 
     def _watch(self) -> None:
-        while True:
+        while self._running:
             time.sleep(BEAT)
             beat = self._beat
             stalled = time.perf_counter() - beat
