@@ -4,10 +4,7 @@ change, and told to the call's core only when it changed (``presence`` says how 
 A change reaches at once only the calls that watch the extension (``core.availability_watch``: a walk that rings
 it or walks a queue it is in; or a leg of the call on the device); every other call only records it, so it is
 logged once and applied to such a call before its next step (:meth:`DeviceViews.flush`): a device change costs
-O(calls watching it), not O(calls in progress). The changes are kept for calls that have not stepped since
-(:data:`KEEP_CHANGES`); a call further behind is brought up to date a few calls a change, oldest first, so that no
-single change pays for every call that talks (at 200 calls with 1,240 agents that stalled the event loop 40-60 ms
-every 20 s or so)."""
+O(calls watching it), not O(calls in progress)."""
 
 from __future__ import annotations
 
@@ -26,14 +23,8 @@ from bridge.domain.state import LIVE, Call
 
 log = structlog.get_logger(__name__)
 
-KEEP_CHANGES = 4096
-"""Changes kept for calls that have not stepped since (a reference each); a call further behind is brought up to
-date (flushed). A flush costs about 0.6 ms with 1,240 agents whatever the changes: flushing a call that talks for
-minutes once per 4,096 changes instead of once per 1,024-2,048 takes less than half the CPU it took."""
-CATCH_UP = 4
-"""Calls further behind than :data:`KEEP_CHANGES` flushed per change at most, oldest first (a call falls that far
-behind once per ``KEEP_CHANGES`` changes: enough for 16,000 calls; beyond twice as many changes kept, every call
-behind is flushed at once)."""
+KEEP_CHANGES = 1024
+"""Changes kept for calls that have not stepped since; a call further behind gets them applied at once."""
 
 
 class DeviceViews:
@@ -61,7 +52,7 @@ class DeviceViews:
         """Extensions whose state or day changed, in order; ``_first`` is the position of the first one kept."""
         self._first = 0
         self._synced: dict[str, int] = {}
-        """Call -> the position of the first change not applied to it yet, in that order (oldest first)."""
+        """Call -> the position of the first change not applied to it yet."""
 
     def seen(self, ext: str, state: str) -> None:
         """The PBX reported ``ext``'s device state (AMI and ARI may both report the same change: once is enough)."""
@@ -127,28 +118,17 @@ class DeviceViews:
         watchers = self._watchers.get(ext)
         if watchers:
             self.reread(ext, list(watchers))
-        self._catch_up()
-
-    def _catch_up(self) -> None:
-        """Flush up to :data:`CATCH_UP` of the calls more than :data:`KEEP_CHANGES` behind (all of them once twice
-        as many changes are kept) and forget the changes every call has."""
-        end = self._first + len(self._changes)
-        behind = end - KEEP_CHANGES
         if len(self._changes) > 2 * KEEP_CHANGES:
-            for call_id, synced in list(self._synced.items()):
-                if synced >= behind:
-                    break
+            self._trim()
+
+    def _trim(self) -> None:
+        end = self._first + len(self._changes)
+        for call_id, synced in list(self._synced.items()):
+            if synced < end - KEEP_CHANGES:
                 self.flush(call_id)
-        else:
-            for _ in range(CATCH_UP):
-                oldest = next(iter(self._synced.items()), None)
-                if oldest is None or oldest[1] >= behind:
-                    break
-                self.flush(oldest[0])
-        low = next(iter(self._synced.values()), end)
-        if low - self._first >= KEEP_CHANGES // 4 or not self._synced:
-            del self._changes[: low - self._first]
-            self._first = low
+        low = min(self._synced.values(), default=end)
+        del self._changes[: low - self._first]
+        self._first = low
 
     def _watch(self, call_id: str, exts: frozenset[str]) -> None:
         before = self._watching.get(call_id, frozenset())
@@ -190,10 +170,10 @@ class DeviceViews:
         call = self.calls.get(call_id)
         end = self._first + len(self._changes)
         synced = self._synced.get(call_id, end)
-        self._synced.pop(call_id, None)
         if call is None:
+            self._synced.pop(call_id, None)
             return
-        self._synced[call_id] = end  # last: the dictionary stays in the order of the calls' positions
+        self._synced[call_id] = end
         if synced < end and call.state in LIVE:  # a call that is not live ignores device news
             unwatched = set(self._changes[synced - self._first :])
             unwatched.difference_update(self._watching.get(call_id, ()))
