@@ -249,7 +249,11 @@ class Directory:
         return built
 
     async def run(self) -> None:
-        """Refresh now and then every ``refresh`` seconds until cancelled."""
+        """Refresh now and then every ``refresh`` seconds until cancelled; not now when a refresh was taken less
+        than ``refresh`` seconds ago (the daemon's start-up makes one: a second one at once cost the portal's
+        bucket another page of ``user.get`` per 50 users)."""
+        if self.refreshed_at is not None:
+            await asyncio.sleep(max(0.0, self.refreshed_at + self.refresh_interval - self._clock()))
         while True:
             try:
                 await self.refresh()
