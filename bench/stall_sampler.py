@@ -75,30 +75,27 @@ class StallSampler:
     def _watch(self) -> None:
         while self._running:
             time.sleep(BEAT)
-            beat = self._beat
-            stalled = time.perf_counter() - beat
-            if stalled > self.threshold:
-                self._sample(beat, stalled)
-            elif self._stall is not None:
-                self._write()
+            beat, beat_cpu = self._beat, self._beat_cpu
+            if self._stall is not None and self._stall["beat"] != beat:
+                self._write(beat, beat_cpu)  # the loop beat again: the stall ended with that beat
+            if time.perf_counter() - beat > self.threshold:
+                self._sample(beat, beat_cpu)
 
-    def _sample(self, beat: float, stalled: float) -> None:
-        if self._stall is not None and self._stall["beat"] != beat:
-            self._write()
+    def _sample(self, beat: float, beat_cpu: float) -> None:
         if self._stall is None:
-            self._stall = {"beat": beat, "cpu0": self._beat_cpu, "stacks": collections.Counter()}
+            self._stall = {"beat": beat, "cpu0": beat_cpu, "gc": 0.0, "stacks": collections.Counter()}
         frame = sys._current_frames().get(self._main)
         stack = tuple(_where(f) for f in traceback.extract_stack(frame)[-FRAMES:]) if frame is not None else ()
         self._stall["stacks"][(*stack, "<GC>") if self._in_gc else stack] += 1
-        self._stall.update(wall=stalled, cpu=time.clock_gettime(self._clock) - self._stall["cpu0"], gc=self._gc_ms)
+        self._stall["gc"] = self._gc_ms
 
-    def _write(self) -> None:
+    def _write(self, ended: float, ended_cpu: float) -> None:
         stall, self._stall = self._stall, None
         assert stall is not None
         line = {
             "at": round(stall["beat"] - self._started, 3),
-            "wall_ms": round(stall["wall"] * 1000, 1),
-            "cpu_ms": round(stall["cpu"] * 1000, 1),
+            "wall_ms": round((ended - stall["beat"]) * 1000, 1),
+            "cpu_ms": round((ended_cpu - stall["cpu0"]) * 1000, 1),
             "gc_ms": round(stall["gc"], 1),
             "stacks": [[count, list(stack)] for stack, count in stall["stacks"].most_common(3)],
         }
