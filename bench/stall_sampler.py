@@ -104,6 +104,9 @@ class StallSampler:
 
 
 def show(path: Path, min_ms: float = 0.0) -> None:
+    if not path.exists():  # the sampler writes the file at the first stall
+        print(f"{path}: no stall over the threshold")
+        return
     for text in path.read_text(encoding="utf-8").splitlines():
         stall = json.loads(text)
         if stall["wall_ms"] < min_ms:
