@@ -8,6 +8,7 @@ delivery's client for :class:`bench.naive.OneCommandPerRequest` before the first
 The daemon's start-up tunes the garbage collector (:mod:`bridge.ops.gc_tuning`); the environment variable
 ``BENCH_GC=default`` puts CPython's defaults back once connected, to compare. ``BENCH_LAG=off`` leaves the
 event-loop lag watcher out (the idle phase: its 10 ms timer would be most of an idle daemon's CPU);
+``BENCH_STALLS_TO=FILE`` appends what the event loop ran whenever it stalled over 20 ms (:mod:`bench.stall_sampler`);
 ``BENCH_PROFILE_TO=FILE`` runs cProfile from ready to stop and writes its stats to ``FILE`` (``bench/README.md``);
 with ``BENCH_PROFILE_CPU=1`` it counts CPU time instead of wall time (on a loaded machine wall time charges a
 socket write with the time the receiver ran).
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.naive import OneCommandPerRequest
+from bench.stall_sampler import StallSampler
 from bridge import event_loop, logs
 from bridge.config import parse_settings
 from bridge.crm.client import Bitrix24Client
@@ -179,6 +181,8 @@ async def main(config: Path, mode: str) -> int:
     assert daemon.journal is not None, "the bench runs on an SQLite journal"
     stalls.time_appends(daemon.journal)
     watching = asyncio.create_task(stalls.watch() if os.environ.get("BENCH_LAG") != "off" else asyncio.sleep(0))
+    stalls_to = os.environ.get("BENCH_STALLS_TO")
+    sampling = asyncio.create_task(StallSampler(Path(stalls_to)).beat() if stalls_to else asyncio.sleep(0))
     profile_to = os.environ.get("BENCH_PROFILE_TO")
     profiler = (
         (cProfile.Profile(time.process_time) if os.environ.get("BENCH_PROFILE_CPU") else cProfile.Profile())
@@ -196,6 +200,7 @@ async def main(config: Path, mode: str) -> int:
             break
         _say(figures(daemon, client, stalls))
     watching.cancel()
+    sampling.cancel()
     if profiler is not None and profile_to:
         profiler.disable()
         profiler.dump_stats(profile_to)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +22,13 @@ from bench.replay import replay
 from bench.report import NOT_REACHED, Results, at_most, markdown_table, rich_table, rows
 from bench.sizes import QUICK
 from bench.stack import SCALED, STANDARD, Bucket
+from bench.stall_sampler import StallSampler
 from bench.walk import idle, walk
 from bridge.config import Bitrix24Settings
 from bridge.config.reader import Secret
 from bridge.crm.query import result_ref
 from bridge.sim.bitrix24 import Bitrix24Simulator
+from tests.eventually import eventually
 
 TOY = dataclasses.replace(
     QUICK, core_seconds=0.1, saturation_window=1.0, saturation_warmup=5.0, latency_calls=4, latency_hold=0.8
@@ -222,3 +226,24 @@ def test_the_history_is_carried_into_every_written_document(tmp_path: Path) -> N
     assert history_section(kept)[:3] == ["## History", "", "- walk 76.2 -> 40.1 ms per call: device news recorded "
                                          "without a whole step"]  # fmt: skip
     assert "## History" in document(Results("toy"), {"CPU": "test"}, 1.0, "python -m bench")
+
+
+async def test_the_stall_sampler_names_what_held_the_event_loop(tmp_path: Path) -> None:
+    found = tmp_path / "stalls.jsonl"
+    beating = asyncio.create_task(StallSampler(found, threshold=0.02).beat())
+    await asyncio.sleep(0.05)
+
+    def hold_the_loop() -> None:
+        started = time.thread_time()
+        while time.thread_time() - started < 0.1:  # 100 ms of this thread's CPU, however busy the machine
+            pass
+
+    def held() -> list[dict[str, Any]]:
+        lines = found.read_text(encoding="utf-8").splitlines() if found.exists() else []
+        stalls = [json.loads(line) for line in lines]
+        return [s for s in stalls if any("hold_the_loop" in f for _, stack in s["stacks"] for f in stack)]
+
+    hold_the_loop()
+    stall = (await eventually(held))[0]
+    beating.cancel()
+    assert stall["wall_ms"] >= 100 and stall["cpu_ms"] >= 50

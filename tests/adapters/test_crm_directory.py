@@ -204,6 +204,19 @@ async def test_run_refreshes_periodically(sim: Bitrix24Simulator, telephony: Tel
         await asyncio.gather(runner, return_exceptions=True)
 
 
+async def test_run_after_a_refresh_waits_for_the_next_one(sim: Bitrix24Simulator, telephony: Telephony) -> None:
+    directory = Directory(telephony, {}, auto_map=True, refresh=1.0, availability_ttl=30)
+    assert await directory.refresh()  # the daemon's start-up
+    runner = asyncio.create_task(directory.run())
+    try:
+        await asyncio.sleep(0.2)
+        assert requests_for(sim, "user.get") == 1
+        await eventually(lambda: requests_for(sim, "user.get") == 2)
+    finally:
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
+
+
 async def test_availability_absent_and_not_clocked_in_cached_for_the_ttl() -> None:
     seed = seed_with(u12={"TIMEMAN_STATUS": "CLOSED"}, u13={"TIMEMAN_STATUS": "PAUSED"})
     clock = FakeClock()
