@@ -71,17 +71,21 @@ async def wire(pbx: RealPbx) -> AsyncIterator[Wire]:
             w._reader.cancel()
 
 
+async def place_caller(ami: Ami) -> None:
+    """A customer calls the pair's line through the sample dialplan and stays a minute (it enters our Stasis app)."""
+    answer = await ami.action(
+        "Originate", Channel=f"Local/{PAIR}@from-trunk", Context="callers", Exten="s", Priority="1",
+        CallerID='"Customer" <79990000202>', Timeout="30000", Async="true", Variable="CALLER_HANGUP_AFTER=60",
+    )  # fmt: skip
+    assert answer.get("Response") == "Success", answer
+
+
 async def test_a_prompt_holds_answer_and_add_channel_and_the_socket_behind_them(real_pbx: RealPbx) -> None:
     kit = real_pbx.kit
     ami = await Ami.connect(kit.ports.pbx_ami, kit.ami_user, kit.ami_secret, "pbx")
     try:
         async with wire(real_pbx) as w:
-            answer = await ami.action(
-                "Originate", Channel=f"Local/{PAIR}@from-trunk", Context="callers", Exten="s", Priority="1",
-                CallerID='"Customer" <79990000202>', Timeout="30000", Async="true",
-                Variable="CALLER_HANGUP_AFTER=60",
-            )  # fmt: skip
-            assert answer.get("Response") == "Success", answer
+            await place_caller(ami)
             await eventually(lambda: w.index("StasisStart") >= 0, timeout=15)
             channel = w.frames[w.index("StasisStart")]["channel"]["id"]
             await w.http("POST", f"channels/{channel}/answer")
@@ -117,12 +121,7 @@ async def test_a_prompt_holds_only_its_own_channel(real_pbx: RealPbx) -> None:
     try:
         async with wire(real_pbx) as w:
             for _ in range(2):
-                answer = await ami.action(
-                    "Originate", Channel=f"Local/{PAIR}@from-trunk", Context="callers", Exten="s", Priority="1",
-                    CallerID='"Customer" <79990000202>', Timeout="30000", Async="true",
-                    Variable="CALLER_HANGUP_AFTER=60",
-                )  # fmt: skip
-                assert answer.get("Response") == "Success", answer
+                await place_caller(ami)
             starts = lambda: [f["channel"]["id"] for f in w.frames if f.get("type") == "StasisStart"]  # noqa: E731
             await eventually(lambda: len(starts()) == 2, timeout=15)
             caller, other = starts()
