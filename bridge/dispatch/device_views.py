@@ -26,6 +26,9 @@ log = structlog.get_logger(__name__)
 
 KEEP_CHANGES = 1024
 """Changes kept for calls that have not stepped since; a call further behind gets them applied at once."""
+REBASE_AT = 16
+"""A call behind by more changes than this is put back on the shared view (:meth:`DeviceViews._rebased`) instead
+of being told each change: both give it the same readings."""
 
 
 class DeviceViews:
@@ -54,6 +57,7 @@ class DeviceViews:
         self._first = 0
         self._synced: dict[str, int] = {}
         """Call -> the position of the first change not applied to it yet."""
+        self.rebase_at = REBASE_AT
 
     def seen(self, ext: str, state: str) -> None:
         """The PBX reported ``ext``'s device state (AMI and ARI may both report the same change: once is enough)."""
@@ -168,9 +172,9 @@ class DeviceViews:
         every step of the call, so the core never decides on a stale view, and a change seen by 200 calls costs
         no step and no work for the calls that do not watch it until they step.
 
-        A call behind on changes takes the shared plain view with its own readings of what it watches on top
-        (:meth:`_rebased`): O(extensions it watches), however many changes it missed (a call talking for a
-        minute in a busy call centre misses thousands)."""
+        A call behind by more than :attr:`rebase_at` changes takes the shared plain view with its own readings of
+        what it watches on top (:meth:`_rebased`): O(extensions it watches), however many changes it missed (a call
+        talking for a minute in a busy call centre misses thousands)."""
         noted = self._noted.pop(call_id, None) or {}
         call = self.calls.get(call_id)
         end = self._first + len(self._changes)
@@ -180,8 +184,17 @@ class DeviceViews:
             return
         self._synced[call_id] = end
         if synced < end and call.state in LIVE:  # a call that is not live ignores device news
-            self.calls[call_id] = self._rebased(call_id, call, noted)
-        elif noted:
+            if end - synced > self.rebase_at:
+                self.calls[call_id] = self._rebased(call_id, call, noted)
+                return
+            unwatched = set(self._changes[synced - self._first :])
+            unwatched.difference_update(self._watching.get(call_id, ()))
+            plain, seen = self.book.plain(), call.availability
+            for ext in unwatched:
+                found = plain.get(ext, Availability.AVAILABLE)
+                if (noted[ext] if ext in noted else seen.get(ext, Availability.AVAILABLE)) is not found:
+                    noted[ext] = found
+        if noted:
             self.calls[call_id] = core.note_availability(call, noted)
 
     def _rebased(self, call_id: str, call: Call, noted: dict[str, Availability]) -> Call:
