@@ -44,6 +44,7 @@ class DeviceViews:
         self.step = step
         self.put = put
         self.settle_seconds = settle_seconds
+        self.rebase_at = REBASE_AT
         self._settles: dict[tuple[str, str], asyncio.TimerHandle] = {}
         self._noted: dict[str, dict[str, Availability]] = {}
         """Call -> device news it only records, not applied yet (see :meth:`flush`)."""
@@ -198,7 +199,7 @@ class DeviceViews:
         call: every other change reached it plainly (:meth:`flush`)."""
         seen = call.availability
         own = seen.own if isinstance(seen, Overlay) else seen
-        if len(own) + len(noted) <= REBASE_AT:
+        if len(own) + len(noted) <= self.rebase_at:
             return core.note_availability(call, noted)
         shared = self.book.snapshot()
         settling = {ext for (waiting, ext) in self._settles if waiting == call_id}

@@ -3,16 +3,22 @@ what reads differently for it (its own agent's phone), not a copy of every chang
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bridge.dispatch.availability import AvailabilityBook
 from bridge.dispatch.device_views import KEEP_CHANGES, DeviceViews
+from bridge.dispatch.inputs import DeviceSettled
 from bridge.domain.call import start_call
 from bridge.domain.events import Event
 from bridge.domain.overlay import Overlay
 from bridge.domain.scheme import Availability as A
-from bridge.domain.state import Call, State, Talk
+from bridge.domain.state import Call, Leg, State, Talk
 from tests.domain.builders import plan
 
 NOW = datetime(2026, 12, 7, 10, 0, tzinfo=UTC)
@@ -48,3 +54,63 @@ def test_a_call_talking_through_thousands_of_device_changes_keeps_only_its_own_r
     assert isinstance(shared, Overlay)
     assert set(first.own) - set(shared.own) == {"1001"}
     assert set(second.own) <= set(shared.own)
+
+
+EXTS = ["1001", "1002", "1003", "1004"]
+STATES = ["NOT_INUSE", "INUSE", "RINGING", "RINGINUSE", "ONHOLD", "BUSY", "UNAVAILABLE"]
+OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("device"), st.sampled_from(EXTS), st.sampled_from(STATES)),
+        st.tuples(st.just("crm"), st.dictionaries(st.sampled_from(EXTS), st.sampled_from(list(A)), max_size=4)),
+        st.tuples(st.just("flush"), st.sampled_from(["c1", "c2"])),
+        st.tuples(st.just("settle")),
+    ),
+    max_size=40,
+)
+
+
+class World:
+    """The device views of two calls: c1 talks on 1001; c2 talks on 1002 and has a released leg on 1003."""
+
+    def __init__(self, rebase_at: int) -> None:
+        self.book = AvailabilityBook()
+        self.calls: dict[str, Call] = {}
+        self.settling: list[DeviceSettled] = []
+        self.views = DeviceViews(self.book, self.calls, self.stepped, self.settling.append, settle_seconds=3600)
+        self.views.rebase_at = rebase_at
+        for call_id, ext in (("c1", "1001"), ("c2", "1002")):
+            before, self.calls[call_id] = talking(self.book, call_id, ext)
+            if call_id == "c2":
+                self.calls[call_id] = replace(self.calls[call_id], released=(Leg("c2-leg0", NOW, ext="1003"),))
+            self.views.flush(call_id)
+            self.views.stepped(call_id, before, self.calls[call_id])
+
+    def stepped(self, call_id: str, event: Event) -> None:
+        raise AssertionError(f"a talking call only records availability, {call_id} stepped on {event}")
+
+    def apply(self, op: tuple[Any, ...]) -> None:
+        if op[0] == "device":
+            self.views.seen(op[1], op[2])
+        elif op[0] == "crm":
+            self.views.crm_changed(op[1])
+        elif op[0] == "flush":
+            self.views.flush(op[1])
+        elif self.settling:
+            self.views.settled(self.settling.pop(0))
+
+    def reads(self) -> dict[str, list[A]]:
+        return {c: [call.availability.get(ext, A.AVAILABLE) for ext in EXTS] for c, call in self.calls.items()}
+
+
+@given(OPS)
+def test_a_call_put_back_on_the_shared_view_reads_every_agent_as_it_did(ops: list[tuple[Any, ...]]) -> None:
+    async def run() -> None:
+        always, never = World(rebase_at=0), World(rebase_at=10**9)
+        for op in ops:
+            always.apply(op)
+            never.apply(op)
+            assert always.reads() == never.reads()
+        always.views.close()
+        never.views.close()
+
+    asyncio.run(run())
