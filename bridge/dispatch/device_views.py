@@ -27,7 +27,8 @@ log = structlog.get_logger(__name__)
 KEEP_CHANGES = 1024
 """Changes kept for calls that have not stepped since; a call further behind gets them applied at once."""
 REBASE_AT = 64
-"""Own changes of a call's view beyond which it goes back to the shared view (:meth:`DeviceViews._noted_on`)."""
+"""Changes taken at once (or twice as many gathered) beyond which a call's view goes back to the shared view
+(:meth:`DeviceViews._rebased`)."""
 
 
 class DeviceViews:
@@ -178,33 +179,38 @@ class DeviceViews:
             self._synced.pop(call_id, None)
             return
         self._synced[call_id] = end
+        unwatched: set[str] = set()
         if synced < end and call.state in LIVE:  # a call that is not live ignores device news
             unwatched = set(self._changes[synced - self._first :])
             unwatched.difference_update(self._watching.get(call_id, ()))
-            plain, seen = self.book.plain(), call.availability
-            for ext in unwatched:
-                found = plain.get(ext, Availability.AVAILABLE)
-                if (noted[ext] if ext in noted else seen.get(ext, Availability.AVAILABLE)) is not found:
-                    noted[ext] = found
-        if noted:
-            self.calls[call_id] = self._noted_on(call_id, call, noted)
-
-    def _noted_on(self, call_id: str, call: Call, noted: dict[str, Availability]) -> Call:
-        """``call`` with ``noted`` recorded. A call whose own changes grow past :data:`REBASE_AT` (a call talking
-        while thousands of agents' devices change is flushed with all of them) goes back to the book's shared view
-        with only what reads differently for it on top, instead of keeping its own copy of every change (with 2,000
-        calls talking, most held a private copy of the whole call centre: 20-40 KiB a call).
-
-        Only the extensions it watches, has a leg on, waits to settle or noted itself can read differently for a
-        call: every other change reached it plainly (:meth:`flush`)."""
         seen = call.availability
         own = seen.own if isinstance(seen, Overlay) else seen
-        if len(own) + len(noted) <= self.rebase_at:
-            return core.note_availability(call, noted)
+        if (noted or unwatched) and (len(noted) + len(unwatched) > self.rebase_at or len(own) > 2 * self.rebase_at):
+            self.calls[call_id] = self._rebased(call_id, call, noted, unwatched)
+            return
+        plain = self.book.plain()
+        for ext in unwatched:
+            found = plain.get(ext, Availability.AVAILABLE)
+            if (noted[ext] if ext in noted else seen.get(ext, Availability.AVAILABLE)) is not found:
+                noted[ext] = found
+        if noted:
+            self.calls[call_id] = core.note_availability(call, noted)
+
+    def _rebased(self, call_id: str, call: Call, noted: dict[str, Availability], unwatched: set[str]) -> Call:
+        """``call`` with ``noted`` recorded and the ``unwatched`` extensions read plainly, back on the book's shared
+        view with only what reads differently for it on top. For a call that takes many changes at once (a call
+        talking while thousands of agents' devices change is flushed with all of them) or has gathered many of its
+        own: it kept its own copy of each, then a private copy of the whole call centre (with 2,000 calls talking,
+        20-40 KiB a call).
+
+        Only the extensions it watches, has a leg on, waits to settle or was noted can read differently for a call:
+        every other change reaches it plainly (:meth:`flush`)."""
+        seen = call.availability
+        own = seen.own if isinstance(seen, Overlay) else seen
         shared = self.book.snapshot()
         settling = {ext for (waiting, ext) in self._settles if waiting == call_id}
         differs: dict[str, Availability] = {}
-        for ext in {*own, *noted, *self._watching.get(call_id, ()), *presence.devices_of(call), *settling}:
+        for ext in {*own, *noted, *self._watching.get(call_id, ()), *presence.devices_of(call), *settling} - unwatched:
             mine = noted[ext] if ext in noted else seen.get(ext, Availability.AVAILABLE)
             if shared.get(ext, Availability.AVAILABLE) is not mine:
                 differs[ext] = mine
