@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
@@ -26,7 +25,8 @@ class CallExecutor:
         self.key = key
         self.pbx = pbx
         self.failed = failed
-        self._pending: deque[PbxCommand] = deque()
+        self._pending: list[PbxCommand] = []
+        """In order; a plain list, which frees its storage when emptied (an empty deque keeps a 600-byte block)."""
         self._task: asyncio.Future[None] | None = None
         self._closed = False
         self._context = contextvars.copy_context()
@@ -57,7 +57,7 @@ class CallExecutor:
     async def _run(self) -> None:
         try:
             while self._pending:
-                cmd = self._pending.popleft()
+                cmd = self._pending.pop(0)
                 try:
                     await self.pbx.execute(self.key, cmd)
                 except asyncio.CancelledError:

@@ -236,15 +236,16 @@ def availability_watch(call: Call) -> frozenset[str]:
     return walk.watched(call)
 
 
-def note_availability(call: Call, changes: Mapping[str, Availability]) -> Call:
-    """The call after one ``AvailabilityChanged`` step per change, when :func:`only_records_availability` holds."""
-    return replace(call, availability=with_changes(call.availability, changes), ignored="", warning="", grace=())
+def note_availability(
+    call: Call, changes: Mapping[str, Availability], over: Mapping[str, Availability] | None = None
+) -> Call:
+    """The call after one ``AvailabilityChanged`` step per change, when :func:`only_records_availability` holds.
 
-
-def see_availability(call: Call, view: Mapping[str, Availability]) -> Call:
-    """The call after the ``AvailabilityChanged`` steps that make its view ``view`` (every one of them with
-    :func:`only_records_availability` holding): :func:`note_availability` with the whole view at once."""
-    return replace(call, availability=view, ignored="", warning="", grace=())
+    ``over``: a view that reads as the call's own for every extension outside ``changes`` (the shell's view of every
+    agent, shared by the calls started from it), to keep instead of the call's own view with the changes on top."""
+    view = call.availability if over is None else over
+    kept = with_changes(view, changes) if changes else held(view)
+    return replace(call, availability=kept, ignored="", warning="", grace=())
 
 
 def _availability_walking(call: Call, event: AvailabilityChanged, now: datetime) -> Step:

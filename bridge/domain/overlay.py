@@ -54,6 +54,11 @@ class Overlay(Mapping[K, V]):
     def __len__(self) -> int:
         return len(self._base) + sum(1 for key in self._own if key not in self._base)
 
+    @property
+    def own(self) -> Mapping[K, V]:
+        """The changes kept on top of the shared base (read only)."""
+        return self._own
+
     def __repr__(self) -> str:
         return f"Overlay({dict(self)!r})"
 
