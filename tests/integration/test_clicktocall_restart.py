@@ -12,6 +12,7 @@ from typing import Any
 
 from structlog.testing import capture_logs
 
+from bridge.pbx.ari_commands import ANSWERED_VAR
 from bridge.sim.asterisk import Answer, NeverAnswer
 from bridge.sim.stage import Stage, stage
 from bridge.sim.verdict import ANSWERED, CALLBACK, OUTGOING, Expect, calls_of, crm_call, verdict
@@ -119,6 +120,9 @@ async def test_a_callback_talking_across_a_restart_stays_connected_and_is_finish
         s.pbx.set_party("1001", Answer(after=0.2))
         await s.crm.callback_request("79260000305", "call me back", line=SALES)
         await eventually(lambda: any(c.talk is not None for c in s.daemon.dispatcher.calls.values()))
+        # the PBX keeps the answer's moment (B24_ANSWERED) once the join's request is through: a restart before that
+        # would count the talk from when the new process saw it, and the lower bound below would be a race
+        await eventually(lambda: any(r["params"].get("variable") == ANSWERED_VAR for r in s.pbx.requests))
         await restart(s)
         assert len(channels(s, "PJSIP/1001-")) == 1 and len(channels(s, "PJSIP/trunk-")) == 1, "still connected"
         crm = await mirrored(
