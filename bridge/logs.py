@@ -199,10 +199,12 @@ event                              meaning
 
 from __future__ import annotations
 
+import asyncio
 import json as jsonlib
 import logging
 import re
 import sys
+import time
 from collections.abc import Iterable, Mapping, MutableMapping
 from typing import Any, TextIO
 from urllib.parse import quote
@@ -297,6 +299,33 @@ def redact_processor(_logger: Any, _name: str, event_dict: MutableMapping[str, A
     return event_dict
 
 
+_LEVEL_NAMES = {"warn": "warning", "exception": "error"}
+"""The method names structlog's ``add_log_level`` renames (the others are the level's name)."""
+
+
+class _LevelAndTime:
+    """``level`` and ``timestamp`` in one processor: what structlog's ``add_log_level`` and ``TimeStamper(fmt="iso",
+    utc=True)`` add (``2026-12-07T10:00:00.123456Z``), with the date and time of day formatted once a second instead
+    of a ``datetime`` made and formatted for every line (about 1.3 us of 2 us a line, ~19 lines a walk call)."""
+
+    __slots__ = ("_second",)
+
+    def __init__(self) -> None:
+        self._second: tuple[int, str] = (-1, "")
+        """The second and its text, swapped as one (the journal's worker thread logs too)."""
+
+    def __call__(
+        self, _logger: Any, method_name: str, event_dict: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        event_dict["level"] = _LEVEL_NAMES.get(method_name, method_name)
+        second, nanos = divmod(time.time_ns(), 1_000_000_000)
+        known = self._second
+        if known[0] != second:
+            known = self._second = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+        event_dict["timestamp"] = f"{known[1]}.{nanos // 1000:06d}Z"
+        return event_dict
+
+
 _JSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
 
 
@@ -310,12 +339,20 @@ def _json_line(event_dict: Mapping[str, Any], **_ignored: Any) -> str:
 
 
 class _LineWriter:
-    """Writes each rendered line to the stream and flushes it: structlog's ``PrintLogger`` does the same, but a new
-    one (with a lock looked up in a weak dictionary) was made for every line; one writer serves every logger."""
+    """Writes each rendered line to the stream: structlog's ``PrintLogger`` does the same, but a new one (with a lock
+    looked up in a weak dictionary) was made for every line; one writer serves every logger.
+
+    On the event loop's thread the stream is flushed once the loop's turn is over, not after every line: a turn that
+    handles a call's event logs several lines (the transition, each operation queued, each leg released), and a flush
+    is a system call each (in the walk benchmark ~14 us, about 19 lines a call). Lines are in the stream's buffer
+    meanwhile, and the stream is flushed at exit; a line written off the loop (the journal's worker thread, a
+    command without a loop) is flushed at once, as before."""
 
     def __init__(self, stream: TextIO) -> None:
         self.stream: TextIO | None = None if stream is sys.stdout else stream
         """None: whatever ``sys.stdout`` is when a line is written (as ``PrintLogger`` treats standard output)."""
+        self._due: tuple[TextIO, asyncio.AbstractEventLoop] | None = None
+        """The stream a flush is scheduled for at the end of the turn of this loop."""
 
     def factory(self, *_args: Any) -> _LineWriter:
         return self
@@ -323,7 +360,20 @@ class _LineWriter:
     def msg(self, message: str) -> None:
         stream = self.stream or sys.stdout
         stream.write(message + "\n")  # one write: lines from the journal's worker thread do not interleave
-        stream.flush()
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not on the event loop's thread
+            stream.flush()
+            return
+        due = self._due
+        if due is None or due[0] is not stream or due[1] is not loop:
+            self._due = (stream, loop)
+            loop.call_soon(self._flush, stream)
+
+    def _flush(self, stream: TextIO) -> None:
+        self._due = None
+        if not stream.closed:
+            stream.flush()
 
     log = debug = info = warn = warning = fatal = failure = err = error = critical = exception = msg
 
@@ -335,8 +385,7 @@ def configure(*, json: bool | None = None, level: str = "info", stream: TextIO |
         json = not out.isatty()
     processors: list[Any] = [
         structlog.contextvars.merge_contextvars,
-        structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _LevelAndTime(),
         structlog.processors.format_exc_info,
         redact_processor,
     ]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import structlog
@@ -114,3 +116,42 @@ def test_a_call_bound_inside_another_gives_the_outer_one_back() -> None:
     assert (inner["call_id"], inner["linkedid"], inner["line"]) == ("inner.1", "", "")
     assert (outer["call_id"], outer["linkedid"], outer["line"]) == ("outer.1", "outer.0", "74951112233")
     assert "call_id" not in none and "line" not in none
+
+
+def test_each_line_carries_its_level_and_a_utc_timestamp_to_the_microsecond() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    out = io.StringIO()
+    logs.configure(json=True, stream=out, level="debug")
+    log = structlog.get_logger("t")
+    log.warn("journal.slow_sync")
+    log.debug("crm.request")
+    before = datetime.now(UTC)
+    log.info("call.started")
+    warned, debugged, started = lines(out)
+    assert (warned["level"], debugged["level"], started["level"]) == ("warning", "debug", "info")
+    assert started["timestamp"].endswith("Z") and len(started["timestamp"]) == len("2026-12-07T10:00:00.000000Z")
+    stamped = datetime.fromisoformat(started["timestamp"].replace("Z", "+00:00"))
+    assert before - timedelta(seconds=1) < stamped < before + timedelta(seconds=5)
+
+
+async def test_lines_logged_on_the_event_loop_are_in_the_file_once_the_loops_turn_is_over(tmp_path: Path) -> None:
+    path = tmp_path / "daemon.log"
+    with path.open("w", encoding="utf-8") as stream:
+        logs.configure(json=True, stream=stream)
+        log = structlog.get_logger("t")
+        log.info("call.started")
+        log.info("call.transition", to="ringing")
+        await asyncio.sleep(0)
+        assert [json.loads(x)["event"] for x in path.read_text().splitlines()] == ["call.started", "call.transition"]
+        log.info("call.ended")
+        await asyncio.sleep(0)
+        assert json.loads(path.read_text().splitlines()[-1])["event"] == "call.ended"
+
+
+def test_lines_logged_off_the_event_loop_are_in_the_file_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "daemon.log"
+    with path.open("w", encoding="utf-8") as stream:
+        logs.configure(json=True, stream=stream)
+        structlog.get_logger("t").info("journal.opened")
+        assert json.loads(path.read_text())["event"] == "journal.opened"

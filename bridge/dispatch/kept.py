@@ -5,12 +5,13 @@ for the changes since the base was folded, not for every agent of the call centr
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, overload
 
 from bridge.domain.overlay import Overlay
 
 K = TypeVar("K")
 V = TypeVar("V")
+T = TypeVar("T")
 
 FOLD_AT = 64
 """Changes kept beside the base before they are folded into a new one. A new call copies up to this many; every
@@ -31,6 +32,17 @@ class KeptView(Mapping[K, V], Generic[K, V]):
         if key in self._since:
             return self._since[key]
         return self._base[key]
+
+    @overload
+    def get(self, key: K, /) -> V | None: ...
+    @overload
+    def get(self, key: K, default: V | T, /) -> V | T: ...
+    def get(self, key: K, default: object = None) -> object:
+        """As ``Mapping.get``, without its ``__getitem__`` and ``KeyError`` (device views read every change here)."""
+        since = self._since
+        if key in since:
+            return since[key]
+        return self._base.get(key, default)
 
     def __iter__(self) -> Iterator[K]:
         yield from self._base

@@ -82,10 +82,11 @@ def step(call: Call, event: Event, now: datetime) -> Step:
     handler = TABLE.get((call.state, type(event)))
     if handler is None:
         return _ignore(call, f"{type(event).__name__} has no meaning in state {call.state.value}")
-    new, commands = handler(replace(call, ignored="", warning=""), event, now)
+    fresh = replace(call, ignored="", warning="") if call.ignored or call.warning else call
+    new, commands = handler(fresh, event, now)
     if new.ignored:
         return replace(call, ignored=new.ignored, warning=""), []
-    if new.grace == call.grace:
+    if new.grace and new.grace == call.grace:
         new = replace(new, grace=())  # the grace of a timeout lasts one step
     new, shown = cards.sync(new)
     return new, commands + shown

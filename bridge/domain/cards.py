@@ -89,6 +89,8 @@ def sync(call: Call) -> Step:
     want = wanted(call)
     gone = tuple(u for u in leg.shown if u not in want)
     new = tuple(u for u in want if u not in leg.shown)
+    if want == leg.shown:
+        return call, []  # most steps: the same users ring and talk
     commands: list[Command] = []
     if gone:
         commands.append(CrmHide(leg.id, gone))
