@@ -56,6 +56,8 @@ class DeviceViews:
         self._changes: list[str] = []
         """Extensions whose state or day changed, in order; ``_first`` is the position of the first one kept."""
         self._first = 0
+        self._latest: dict[str, int] = {}
+        """Extension -> the position of its latest change in ``_changes`` (kept past a trim)."""
         self._synced: dict[str, int] = {}
         """Call -> the position of the first change not applied to it yet."""
 
@@ -119,6 +121,7 @@ class DeviceViews:
         self._tell(item.call, call, item.ext, presence.settled(state, own))
 
     def _changed(self, ext: str) -> None:
+        self._latest[ext] = self._first + len(self._changes)
         self._changes.append(ext)
         watchers = self._watchers.get(ext)
         if watchers:
@@ -179,38 +182,44 @@ class DeviceViews:
             self._synced.pop(call_id, None)
             return
         self._synced[call_id] = end
-        unwatched: set[str] = set()
-        if synced < end and call.state in LIVE:  # a call that is not live ignores device news
-            unwatched = set(self._changes[synced - self._first :])
-            unwatched.difference_update(self._watching.get(call_id, ()))
+        behind = end - synced if call.state in LIVE else 0  # a call that is not live ignores device news
         seen = call.availability
         own = seen.own if isinstance(seen, Overlay) else seen
-        if (noted or unwatched) and (len(noted) + len(unwatched) > self.rebase_at or len(own) > 2 * self.rebase_at):
-            self.calls[call_id] = self._rebased(call_id, call, noted, unwatched)
+        if (noted or behind) and (len(noted) + behind > self.rebase_at or len(own) > 2 * self.rebase_at):
+            self.calls[call_id] = self._rebased(call_id, call, noted, synced if behind else end)
             return
         plain = self.book.plain()
-        for ext in unwatched:
-            found = plain.get(ext, Availability.AVAILABLE)
-            if (noted[ext] if ext in noted else seen.get(ext, Availability.AVAILABLE)) is not found:
-                noted[ext] = found
+        if behind:
+            unwatched = set(self._changes[synced - self._first :])
+            unwatched.difference_update(self._watching.get(call_id, ()))
+            for ext in unwatched:
+                found = plain.get(ext, Availability.AVAILABLE)
+                if (noted[ext] if ext in noted else seen.get(ext, Availability.AVAILABLE)) is not found:
+                    noted[ext] = found
         if noted:
             self.calls[call_id] = core.note_availability(call, noted)
 
-    def _rebased(self, call_id: str, call: Call, noted: dict[str, Availability], unwatched: set[str]) -> Call:
-        """``call`` with ``noted`` recorded and the ``unwatched`` extensions read plainly, back on the book's shared
-        view with only what reads differently for it on top. For a call that takes many changes at once (a call
-        talking while thousands of agents' devices change is flushed with all of them) or has gathered many of its
-        own: it kept its own copy of each, then a private copy of the whole call centre (with 2,000 calls talking,
-        20-40 KiB a call).
+    def _rebased(self, call_id: str, call: Call, noted: dict[str, Availability], since: int) -> Call:
+        """``call`` with ``noted`` recorded and the extensions it does not watch that changed from position ``since``
+        on read plainly, back on the book's shared view with only what reads differently for it on top. For a call
+        that takes many changes at once (a call talking while thousands of agents' devices change is flushed with all
+        of them) or has gathered many of its own: it kept its own copy of each, then a private copy of the whole call
+        centre (with 2,000 calls talking, 20-40 KiB a call).
 
         Only the extensions it watches, has a leg on, waits to settle or was noted can read differently for a call:
-        every other change reaches it plainly (:meth:`flush`)."""
+        every other change reaches it plainly (:meth:`flush`). So only those are looked at, not every change since
+        the call last stepped (a call that talked while 200 others rang and hung up is over 64 changes behind at
+        every hang-up, often hundreds)."""
         seen = call.availability
         own = seen.own if isinstance(seen, Overlay) else seen
         shared = self.book.snapshot()
         settling = {ext for (waiting, ext) in self._settles if waiting == call_id}
+        watching = self._watching.get(call_id, frozenset())
+        latest = self._latest
         differs: dict[str, Availability] = {}
-        for ext in {*own, *noted, *self._watching.get(call_id, ()), *presence.devices_of(call), *settling} - unwatched:
+        for ext in {*own, *noted, *watching, *presence.devices_of(call), *settling}:
+            if ext not in watching and latest.get(ext, -1) >= since:
+                continue  # changed since the call last stepped and not watched: it reads plainly
             mine = noted[ext] if ext in noted else seen.get(ext, Availability.AVAILABLE)
             if shared.get(ext, Availability.AVAILABLE) is not mine:
                 differs[ext] = mine
