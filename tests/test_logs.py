@@ -155,3 +155,24 @@ def test_lines_logged_off_the_event_loop_are_in_the_file_at_once(tmp_path: Path)
         logs.configure(json=True, stream=stream)
         structlog.get_logger("t").info("journal.opened")
         assert json.loads(path.read_text())["event"] == "journal.opened"
+
+
+def test_a_hot_logger_follows_every_new_configuration() -> None:
+    from structlog.testing import capture_logs
+
+    log = logs.HotLogger("bridge.dispatch.dispatcher")
+    first, second = io.StringIO(), io.StringIO()
+    logs.configure(json=True, stream=first)
+    log.info("call.started")
+    log.debug("call.unknown")
+    logs.configure(json=True, stream=second, level="debug")
+    log.debug("call.unknown")
+    with capture_logs() as captured:
+        log.info("call.ended", status="200")
+    structlog.reset_defaults()
+    with capture_logs() as after_reset:
+        log.debug("call.ignored")
+    assert [line["event"] for line in lines(first)] == ["call.started"]
+    assert [line["event"] for line in lines(second)] == ["call.unknown"]
+    assert captured == [{"event": "call.ended", "status": "200", "log_level": "info"}]
+    assert [entry["event"] for entry in after_reset] == ["call.ignored"]

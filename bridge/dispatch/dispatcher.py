@@ -11,8 +11,6 @@ from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-import structlog
-
 from bridge.dispatch import pbx_facts
 from bridge.dispatch.availability import AvailabilityBook
 from bridge.dispatch.device_views import DeviceViews
@@ -48,11 +46,11 @@ from bridge.domain.events import (
 from bridge.domain.records import replace
 from bridge.domain.scheme import Availability, Plan
 from bridge.domain.state import Call, State
-from bridge.logs import bind_call
+from bridge.logs import HotLogger, bind_call
 from bridge.ops.metrics import Metrics
 from bridge.pbx.events import BadInput, DeviceStateSeen, PbxEvent, Resynced, StasisEntered
 
-log = structlog.get_logger(__name__)
+log = HotLogger(__name__)
 
 CRM_COMMANDS = CrmCommand.__args__  # type: ignore[attr-defined]
 CRM_TYPES: frozenset[type] = frozenset(CRM_COMMANDS)

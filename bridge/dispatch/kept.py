@@ -12,6 +12,7 @@ from bridge.domain.overlay import Overlay
 K = TypeVar("K")
 V = TypeVar("V")
 T = TypeVar("T")
+_MISSING = object()
 
 FOLD_AT = 64
 """Changes kept beside the base before they are folded into a new one. A new call copies up to this many; every
@@ -52,7 +53,7 @@ class KeptView(Mapping[K, V], Generic[K, V]):
         return len(self._base) + sum(1 for key in self._since if key not in self._base)
 
     def set(self, key: K, value: V) -> None:
-        if key in self and self[key] is value:
+        if self.get(key, _MISSING) is value:
             return
         self._since[key] = value
         self._handed = None

@@ -26,9 +26,15 @@ def _fields_of(cls: type) -> frozenset[str] | None:
     return _plain[cls]
 
 
+_UNSEEN = frozenset({"\0"})
+"""Not a field set: the class has not been looked at yet (a miss of :data:`_plain`, without a call)."""
+
+
 def replace(record: T, /, **changes: Any) -> T:
     """What :func:`dataclasses.replace` returns; a name that is not a field raises :class:`TypeError` as there."""
-    names = _fields_of(type(record))
+    names = _plain.get(type(record), _UNSEEN)
+    if names is _UNSEEN:
+        names = _fields_of(type(record))
     if names is None:
         return dataclasses.replace(record, **changes)  # type: ignore[type-var]
     if not names.issuperset(changes):
