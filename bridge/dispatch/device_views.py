@@ -87,8 +87,9 @@ class DeviceViews:
             return
         if _watch_facts(after) == _watch_facts(before):  # most steps change none of them
             return
-        self._watch(call_id, core.availability_watch(after) | presence.devices_of(after))
-        self.legs_moved(call_id, presence.devices_of(before), presence.devices_of(after))
+        on = presence.devices_of(after)
+        self._watch(call_id, core.availability_watch(after) | on)
+        self.legs_moved(call_id, presence.devices_of(before), on)
 
     def legs_moved(self, call_id: str, before: frozenset[str], after: frozenset[str]) -> None:
         """The call's legs on agent devices changed: the devices it left or joined read differently for it."""

@@ -19,10 +19,10 @@ _plain: dict[type, frozenset[str] | None] = {}
 
 
 def _fields_of(cls: type) -> frozenset[str] | None:
-    if cls not in _plain:
-        simple = not hasattr(cls, "__post_init__") and not hasattr(cls, "__slots__")
-        fields = dataclasses.fields(cls)
-        _plain[cls] = frozenset(f.name for f in fields if f.init) if simple and all(f.init for f in fields) else None
+    """Look ``cls`` up once: its entry in :data:`_plain`."""
+    simple = not hasattr(cls, "__post_init__") and not hasattr(cls, "__slots__")
+    fields = dataclasses.fields(cls)
+    _plain[cls] = frozenset(f.name for f in fields if f.init) if simple and all(f.init for f in fields) else None
     return _plain[cls]
 
 
