@@ -212,6 +212,7 @@ from urllib.parse import quote
 
 import orjson
 import structlog
+from structlog.contextvars import _CONTEXT_VARS, STRUCTLOG_KEY_PREFIX
 
 REDACTED = "***"
 _secrets: set[str] = set()
@@ -299,6 +300,21 @@ def redact_processor(_logger: Any, _name: str, event_dict: MutableMapping[str, A
                 event_dict[key] = redact_text(value)
     return event_dict
 
+
+def _merge_context(_logger: Any, _method_name: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """What structlog's ``merge_contextvars`` adds (the values bound with ``bind_contextvars``; a key the line names
+    itself wins), read from structlog's own few variables instead of a copy of the whole context, every library's
+    variables included, searched by name prefix (1 us a line against 2-3 us). The registry is structlog's own
+    (``structlog.contextvars._CONTEXT_VARS``, where ``bind_contextvars`` keeps each key's variable): an upgrade that
+    drops it fails this module's import, and the test of bound keys."""
+    for key, var in tuple(_CONTEXT_VARS.items()):  # a copy: another thread may bind a new key meanwhile
+        value = var.get(Ellipsis)
+        if value is not Ellipsis:
+            event_dict.setdefault(key[_PREFIX_LENGTH:], value)
+    return event_dict
+
+
+_PREFIX_LENGTH = len(STRUCTLOG_KEY_PREFIX)
 
 _LEVEL_NAMES = {"warn": "warning", "exception": "error"}
 """The method names structlog's ``add_log_level`` renames (the others are the level's name)."""
@@ -394,7 +410,7 @@ def configure(*, json: bool | None = None, level: str = "info", stream: TextIO |
     if json is None:
         json = not out.isatty()
     processors: list[Any] = [
-        structlog.contextvars.merge_contextvars,
+        _merge_context,
         _LevelAndTime(),
         _exc_info,
         redact_processor,

@@ -176,3 +176,18 @@ def test_a_hot_logger_follows_every_new_configuration() -> None:
     assert [line["event"] for line in lines(second)] == ["call.unknown"]
     assert captured == [{"event": "call.ended", "status": "200", "log_level": "info"}]
     assert [entry["event"] for entry in after_reset] == ["call.ignored"]
+
+
+def test_keys_bound_through_structlog_reach_the_line_and_the_lines_own_keys_win() -> None:
+    out = io.StringIO()
+    logs.configure(json=True, stream=out)
+    log = structlog.get_logger("t")
+    with structlog.contextvars.bound_contextvars(peer="ari", call_id="outer.1"):
+        with logs.bind_call("inner.1", "inner.0"):
+            log.info("call.started", peer="ami")
+        log.info("pbx.resynced")
+    log.info("daemon.stopped")
+    started, resynced, stopped = lines(out)
+    assert (started["peer"], started["call_id"], started["linkedid"]) == ("ami", "inner.1", "inner.0")
+    assert (resynced["peer"], resynced["call_id"]) == ("ari", "outer.1") and "linkedid" not in resynced
+    assert "peer" not in stopped and "call_id" not in stopped
