@@ -64,7 +64,7 @@ class AriLink(ReconnectingLink):
         self.translator = AriTranslator(EndpointTemplate(settings.device), settings.app)
         self.rest = AriRest(settings)
         self.rest.occupied = self.translator.occupied
-        self.commands = CallCommands(settings, self.translator, self.request, self._emit, self.wait_connected)
+        self.commands = CallCommands(settings, self.translator, self.rest.request, self._emit, self.wait_connected)
         self._cleanups: set[asyncio.Task[None]] = set()
         self.lost_at: datetime | None = None
         """When the last session ended (what ended since happened at this moment or later)."""

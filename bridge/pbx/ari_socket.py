@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -45,16 +44,6 @@ CHANNEL_QUEUED = {("channels", "answer"): "channelId", ("channels", "setChannelV
 ``addChannel``): behind a prompt or a recording on it they would hold up the socket's queue."""
 
 
-def takes_socket(resource: str, operation: str, params: Mapping[str, object], occupied: Callable[[str], bool]) -> bool:
-    """Whether an operation may go over the socket: not one of :data:`HTTP_ONLY`, and for one of
-    :data:`CHANNEL_QUEUED` no channel it names is ``occupied`` (may be playing a prompt or recording)."""
-    key = (resource, operation)
-    if key in HTTP_ONLY:
-        return False
-    name = CHANNEL_QUEUED.get(key)
-    return name is None or not any(occupied(channel) for channel in str(params.get(name, "")).split(","))
-
-
 PROBE_URI = "asterisk/ping"
 MARKER = '"RESTResponse"'
 """Present in every RESTResponse frame (compact or pretty JSON); events are parsed only when it is there."""
@@ -64,20 +53,25 @@ class SocketRest:
     """REST over one events WebSocket: requests matched to responses by ``request_id``.
 
     ``ready`` is False until the PBX has answered once (``auto``'s probe) or the setting says ``on``. When the socket
-    goes, :meth:`fail_all` fails every pending request with :class:`PbxError` (status 0).
+    goes, :meth:`fail_all` fails every pending request with :class:`PbxError` (status 0). A request not answered
+    within its timeout fails with ``TimeoutError``: one timer for all of them, set for the earliest deadline (a
+    timeout context per request cost a timer handle and two reschedules each).
     """
 
     def __init__(self, socket: aiohttp.ClientWebSocketResponse, *, ready: bool) -> None:
         self.socket = socket
         self.ready = ready
-        self.pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self.pending: dict[str, tuple[asyncio.Future[dict[str, Any]], float]] = {}
+        """Request id -> its answer to be and its deadline (loop time)."""
         self._ids = itertools.count(1)
         self._probe: str | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
         self.closed = ""
 
     async def probe(self) -> None:
         """Ask ``GET asterisk/ping`` without waiting: its answer (:meth:`feed`) makes the socket ready."""
-        self._probe = self._next_id()
+        self._probe = str(next(self._ids))
         await self._send({"type": "RESTRequest", "request_id": self._probe, "method": "GET", "uri": PROBE_URI})
 
     def feed(self, frame: str) -> bool:
@@ -95,26 +89,37 @@ class SocketRest:
             self._probe, self.ready = None, True
             log.info("pbx.rest_over_websocket", link="ari", mode="auto")
             return True
-        waiter = self.pending.pop(request_id, None)
-        if waiter is not None and not waiter.done():
-            waiter.set_result(message)
+        entry = self.pending.pop(request_id, None)
+        if entry is not None and not entry[0].done():
+            entry[0].set_result(message)
         return True
 
     async def request(
-        self, method: str, uri: str, query: list[tuple[str, str]], body: dict[str, Any] | None, action: str
+        self,
+        method: str,
+        uri: str,
+        query: list[dict[str, str]],
+        body: dict[str, Any] | None,
+        action: str,
+        timeout: float,
     ) -> dict[str, Any]:
-        """Send one request and wait for its RESTResponse (the caller bounds the wait)."""
+        """Send one request (``query``: ``{"name", "value"}`` items) and wait up to ``timeout`` seconds for its
+        RESTResponse (``TimeoutError`` after that)."""
         if self.closed:
             raise PbxError(0, self.closed, action=action)
-        request_id = self._next_id()
+        request_id = str(next(self._ids))
         message: dict[str, Any] = {"type": "RESTRequest", "request_id": request_id, "method": method, "uri": uri}
         if query:
-            message["query_strings"] = [{"name": name, "value": value} for name, value in query]
+            message["query_strings"] = query
         if body:
             message["content_type"] = "application/json"
             message["message_body"] = orjson.dumps(body).decode()
-        waiter: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self.pending[request_id] = waiter
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[dict[str, Any]] = loop.create_future()
+        deadline = loop.time() + timeout
+        self.pending[request_id] = (waiter, deadline)
+        if self._timer is None or deadline < self._timer_at:
+            self._watch(loop, deadline)
         try:
             await self._send(message)
             return await waiter
@@ -126,13 +131,31 @@ class SocketRest:
     def fail_all(self, reason: str) -> None:
         """The socket is gone: every pending request fails with ``PbxError(0, reason)``, and so does every later one."""
         self.closed = reason
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         pending, self.pending = self.pending, {}
-        for waiter in pending.values():
+        for waiter, _ in pending.values():
             if not waiter.done():
                 waiter.set_exception(ConnectionResetError(reason))
 
-    def _next_id(self) -> str:
-        return str(next(self._ids))
+    def _watch(self, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer, self._timer_at = loop.call_at(deadline, self._expire, loop), deadline
+
+    def _expire(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The timer: fail the requests past their deadline, set it again for the earliest of the others."""
+        self._timer = None
+        now, soonest = loop.time(), None
+        for waiter, deadline in self.pending.values():
+            if deadline <= now:
+                if not waiter.done():
+                    waiter.set_exception(TimeoutError())
+            elif soonest is None or deadline < soonest:
+                soonest = deadline
+        if soonest is not None:
+            self._watch(loop, soonest)
 
     async def _send(self, message: dict[str, Any]) -> None:
         await self.socket.send_str(orjson.dumps(message).decode())

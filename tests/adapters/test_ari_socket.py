@@ -200,5 +200,5 @@ async def test_only_answers_are_taken_from_the_event_stream(sim: AsteriskSimulat
         assert over_socket.feed('{"type": "RESTResponse", "request_id": "nobody-asked"}')
     assert link.rest.over_socket is None and over_socket.closed
     with pytest.raises(PbxError) as late:
-        await over_socket.request("GET", "asterisk/ping", [], None, "asterisk.ping")
+        await over_socket.request("GET", "asterisk/ping", [], None, "asterisk.ping", 1.0)
     assert (late.value.status, late.value.action) == (0, "asterisk.ping")
