@@ -125,6 +125,32 @@ async def test_no_answer_times_out_as_a_pbx_error(sim: AsteriskSimulator, monkey
     assert link.rest.over_socket is None
 
 
+async def test_each_request_times_out_after_its_own_wait(sim: AsteriskSimulator) -> None:
+    """One timer serves every pending request: a shorter wait sent after a longer one still ends first, and the
+    longer one still ends."""
+    sim.ari_rest_over_websocket = False  # nothing is answered
+    link = await ready_link(sim, "on")
+    async with running(link):
+        over_socket = link.rest.over_socket
+        assert over_socket is not None
+        loop = asyncio.get_running_loop()
+        ended: dict[str, float] = {}
+
+        async def ask(name: str, wait: float) -> None:
+            with pytest.raises(TimeoutError):
+                await over_socket.request("GET", "asterisk/ping", [], None, "asterisk.ping", wait)
+            ended[name] = loop.time()
+
+        started = loop.time()
+        longer = asyncio.create_task(ask("longer", 2.0))
+        await asyncio.sleep(0)
+        await asyncio.wait_for(ask("shorter", 0.2), 5)
+        assert ended["shorter"] - started < 1.5, "not held until the longer wait's deadline"
+        assert "longer" not in ended and over_socket.pending
+        await asyncio.wait_for(longer, 10)
+        assert ended["longer"] - started >= 2.0 and not over_socket.pending
+
+
 async def test_answers_find_their_requests_in_any_order(sim: AsteriskSimulator) -> None:
     link = await ready_link(sim, "on")
     async with running(link):
