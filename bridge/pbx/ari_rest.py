@@ -137,7 +137,7 @@ class AriRest:
 
     async def attach(self, socket: aiohttp.ClientWebSocketResponse) -> None:
         """Send requests over the events ``socket`` from now on (``on``), or once the PBX answered a probe
-        (``auto``); ``off`` keeps to HTTP. The socket's reader hands every frame to :meth:`feed` first."""
+        (``auto``); ``off`` keeps to HTTP. The socket's reader hands every RESTResponse to :meth:`take`."""
         mode = self.settings.rest_over_websocket
         if mode == "off":
             return
@@ -148,9 +148,9 @@ class AriRest:
         with contextlib.suppress(ConnectionError, RuntimeError):  # closed already: the socket's reader sees it
             await self.over_socket.probe()
 
-    def feed(self, frame: str) -> bool:
-        """True when ``frame`` is a RESTResponse (taken here); False for an event."""
-        return self.over_socket is not None and self.over_socket.feed(frame)
+    def take(self, message: dict[str, Any]) -> bool:
+        """True when the decoded RESTResponse ``message`` was taken (a socket carries requests)."""
+        return self.over_socket is not None and self.over_socket.take(message)
 
     def detach(self, reason: str) -> None:
         """The events socket is gone: requests pending on it fail with :class:`PbxError`; later ones use HTTP."""

@@ -45,8 +45,6 @@ CHANNEL_QUEUED = {("channels", "answer"): "channelId", ("channels", "setChannelV
 
 
 PROBE_URI = "asterisk/ping"
-MARKER = '"RESTResponse"'
-"""Present in every RESTResponse frame (compact or pretty JSON); events are parsed only when it is there."""
 
 
 class SocketRest:
@@ -70,20 +68,13 @@ class SocketRest:
         self.closed = ""
 
     async def probe(self) -> None:
-        """Ask ``GET asterisk/ping`` without waiting: its answer (:meth:`feed`) makes the socket ready."""
+        """Ask ``GET asterisk/ping`` without waiting: its answer (:meth:`take`) makes the socket ready."""
         self._probe = str(next(self._ids))
         await self._send({"type": "RESTRequest", "request_id": self._probe, "method": "GET", "uri": PROBE_URI})
 
-    def feed(self, frame: str) -> bool:
-        """Take ``frame`` if it is a RESTResponse (True); anything else is an event for the translator."""
-        if MARKER not in frame:
-            return False
-        try:
-            message = orjson.loads(frame)
-        except orjson.JSONDecodeError:
-            return False
-        if not isinstance(message, dict) or message.get("type") != "RESTResponse":
-            return False
+    def take(self, message: dict[str, Any]) -> bool:
+        """A decoded RESTResponse (the link's reader decodes every frame once): the answer of a pending request or of
+        the probe, or one nobody waits for any more. Always True (taken)."""
         request_id = str(message.get("request_id") or "")
         if request_id and request_id == self._probe:
             self._probe, self.ready = None, True

@@ -214,16 +214,29 @@ async def test_a_wrong_call_is_a_type_error_as_over_http(sim: AsteriskSimulator)
                 await link.request("asterisk", "ping", bogus="1")
 
 
-async def test_only_answers_are_taken_from_the_event_stream(sim: AsteriskSimulator) -> None:
-    """An event that merely mentions RESTResponse goes on to the translator; a socket that is gone fails at once."""
+async def test_only_answers_are_taken_from_the_event_stream(
+    sim: AsteriskSimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An event that merely mentions RESTResponse goes on to the translator, an answer nobody waits for does not; a
+    socket that is gone fails at once."""
     link = await ready_link(sim, "on")
-    async with running(link):
-        over_socket = link.rest.over_socket
-        assert over_socket is not None
-        assert not over_socket.feed('{"type": "ChannelVarset", "variable": "X", "value": "RESTResponse"}')
-        assert not over_socket.feed('{"type": "RESTResponse", ')
-        assert not over_socket.feed('["RESTResponse"]')
-        assert over_socket.feed('{"type": "RESTResponse", "request_id": "nobody-asked"}')
+    read: list[object] = []
+    translate = link.translator.feed
+    monkeypatch.setattr(link.translator, "feed", lambda message: read.append(message) or translate(message))
+    with capture_logs() as logs:
+        async with running(link):
+            over_socket = link.rest.over_socket
+            assert over_socket is not None
+            await sim.inject_ari_text('{"type": "ChannelVarset", "variable": "X", "value": "RESTResponse"}')
+            await sim.inject_ari_text('{"type": "RESTResponse", "request_id": "nobody-asked"}')
+            await sim.inject_ari_text('["RESTResponse"]')
+            await sim.inject_ari_text('{"type": "RESTResponse", ')
+            await eventually(lambda: len([e for e in logs if e["event"] == "pbx.bad_input"]) == 2, timeout=3)
+    assert [m["type"] if isinstance(m, dict) else m for m in read] == ["ChannelVarset", ["RESTResponse"]]
+    assert [e["reason"] for e in logs if e["event"] == "pbx.bad_input"] == [
+        "ARI message is a list, not an object",
+        "not JSON: JSONDecodeError",
+    ]
     assert link.rest.over_socket is None and over_socket.closed
     with pytest.raises(PbxError) as late:
         await over_socket.request("GET", "asterisk/ping", [], None, "asterisk.ping", 1.0)
