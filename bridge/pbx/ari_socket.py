@@ -14,7 +14,7 @@ What Asterisk 20.20.1 does (checked on the real PBX, ``tests/real``):
   it on the socket waits too (a 30 s prompt held a ``GET /asterisk/ping`` for 30 s; over HTTP it answered at once).
   Only the channel that plays is held: the same operations on another channel (while the caller plays a prompt in
   the bridge: answer an agent's leg, add it to that bridge, set its variable) are answered at once. So they stay on
-  HTTP only for a channel that may be playing a prompt or recording (:func:`takes_socket`): the bridge plays and
+  HTTP only for a channel that may be playing a prompt or recording (``AriRest.occupied``): the bridge plays and
   records on callers only, never on an agent's leg;
 * a response that would be a file (``recordings/stored/{name}/file``) is ``406 Not Acceptable.  Use HTTP GET``;
 * a PBX older than 20.14 reads the frames and ignores them (``res/ari/resource_events.c``: "We don't process any
