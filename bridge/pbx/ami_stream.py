@@ -171,6 +171,10 @@ def parse(text: str) -> AmiFrame | BadFrame:
     return message
 
 
+NOT_PLAIN = frozenset({"actionid", "commandid", "result"})
+"""Headers (lower case) that send an event the way of :func:`parse`: an action waits for it, or a value to unquote."""
+
+
 def event_headers(text: str) -> dict[str, str] | None:
     """An event no action waits for, as a plain dict (header -> value, names as Asterisk writes them), when its frame
     is as plain as Asterisk's are: it starts ``Event: ``, every line is ``Name: value``, no name comes twice (in any
@@ -187,10 +191,8 @@ def event_headers(text: str) -> dict[str, str] | None:
         headers = dict([line.split(": ", 1) for line in lines])
     except ValueError:  # a line without ": "
         return None
-    if len(set(map(str.lower, headers))) != len(lines) or "Result" in headers or headers["Event"].lower() == "shutdown":
-        return None
-    lowered = text.lower()
-    if "\nactionid: " in lowered or "\ncommandid: " in lowered:
+    names = set(map(str.lower, headers))
+    if len(names) != len(lines) or not names.isdisjoint(NOT_PLAIN) or headers["Event"].lower() == "shutdown":
         return None
     return headers
 
