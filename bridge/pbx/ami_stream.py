@@ -177,9 +177,8 @@ NOT_PLAIN = frozenset({"actionid", "commandid", "result"})
 
 def event_headers(text: str) -> dict[str, str] | None:
     """An event no action waits for, as a plain dict (header -> value, names as Asterisk writes them), when its frame
-    is as plain as Asterisk's are: it starts ``Event: ``, every line is ``Name: value``, no name comes twice (in any
-    case), no
-    ``ActionID`` or ``CommandID`` (in any case), no ``Result`` (unquoted) and it is not ``Shutdown``. Else None: the
+    is as plain as Asterisk's are: it starts ``Event: ``, every line is ``Name: value``, no name comes twice, no
+    ``ActionID``, ``CommandID`` or ``Result`` (unquoted) in any case, and it is not ``Shutdown``. Else None: the
     frame takes :func:`parse` (the rules of panoramisk's ``Message``).
 
     A dict built in one step instead of the case-insensitive store header by header: events are nearly all the
