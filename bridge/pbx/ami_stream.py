@@ -171,15 +171,16 @@ def parse(text: str) -> AmiFrame | BadFrame:
     return message
 
 
-NOT_PLAIN = frozenset({"actionid", "commandid", "result"})
-"""Headers (lower case) that send an event the way of :func:`parse`: an action waits for it, or a value to unquote."""
+NOT_PLAIN = frozenset({"actionid", "commandid", "result", "content"})
+"""Headers (lower case) that send an event the way of :func:`parse`: an action waits for it, a value to unquote, or
+the name panoramisk gives a message's body."""
 
 
 def event_headers(text: str) -> dict[str, str] | None:
     """An event no action waits for, as a plain dict (header -> value, names as Asterisk writes them), when its frame
-    is as plain as Asterisk's are: it starts ``Event: ``, every line is ``Name: value``, no name comes twice, no
-    ``ActionID``, ``CommandID`` or ``Result`` (unquoted) in any case, and it is not ``Shutdown``. Else None: the
-    frame takes :func:`parse` (the rules of panoramisk's ``Message``).
+    is as plain as Asterisk's are: it starts ``Event: ``, every line is ``Name: value``, no name comes twice, none
+    of :data:`NOT_PLAIN` in any case, and it is not ``Shutdown``. Else None: the frame takes :func:`parse` (the rules
+    of panoramisk's ``Message``).
 
     A dict built in one step instead of the case-insensitive store header by header: events are nearly all the
     stream, and each is read a few times on its way to the translator."""

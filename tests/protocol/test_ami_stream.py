@@ -168,6 +168,7 @@ def test_a_plain_event_reads_as_panoramisk_reads_it(lines: list[str]) -> None:
         ("Event: Hangup\r\nCommandID: 1", False),
         ("Event: Shutdown\r\nShutdown: Cleanly", False),  # panoramisk closes on it
         ("Event: Hangup\r\nResult: %20x", False),  # unquoted
+        ("Event: Hangup\r\nContent: x", False),  # panoramisk's name for a body
         ("Event: Hangup\r\nUniqueid: 1.1\r\nuniqueid: 1.2", False),  # twice
         ("Event: Hangup\r\nno colon", False),
         ("Privilege: call,all\r\nEvent: Hangup", False),  # not first
