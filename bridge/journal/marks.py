@@ -102,19 +102,37 @@ class JournalMarks(JournalReader):
         if joined:
             self._depth -= 1
             return
+        if ok:
+            try:
+                await self._fresh()
+            except BaseException:
+                self._depth = 0
+                self._stale.clear()
+                await self._db.rollback()
+                raise
         self._depth = 0
+        self._stale.clear()
         if ok:
             await self._db.commit()
         else:
             await self._db.rollback()
 
     async def _refresh_call(self, leg: str, now: float) -> None:
-        await self._x(queries.REFRESH_CALL, {"leg": leg, "now": now})
+        """Bring the leg's head and state up to date (see ``REFRESH_CALL``): inside a transaction once, just before
+        its commit, however many of its changes touched the leg (a step's register and show: one refresh)."""
+        if self._depth and self._db.in_transaction():
+            self._stale[leg] = None
+            self._stale_at = now
+        else:
+            await self._x(queries.REFRESH_CALL, {"leg": leg, "now": now})
 
     async def _refresh_calls(self, legs: Collection[str], now: float) -> None:
-        """:meth:`_refresh_call` for several legs in one statement."""
-        if legs:
-            await self._x(queries.REFRESH_CALLS.format(legs=_marks(legs)), (now, *legs))
+        """:meth:`_refresh_call` for several legs."""
+        if legs and self._depth and self._db.in_transaction():
+            self._stale.update(dict.fromkeys(legs))
+            self._stale_at = now
+        elif legs:
+            await self._refresh_now(list(dict.fromkeys(legs)), now)
 
     async def mark_sent(self, op_ids: list[int]) -> list[int]:
         """Claim these operations for sending now (one commit for all) and return those claimed: send only those.
@@ -249,6 +267,7 @@ class JournalMarks(JournalReader):
         stale_before = now - register_timeout
         if self._waiting_since is not None and stale_before < self._waiting_since:
             return []
+        await self._fresh()
         waiting = await self._all(queries.WAITING_REGISTERS)
         legs = [leg for leg, created in waiting if created <= stale_before]
         if legs:

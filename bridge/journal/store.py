@@ -31,6 +31,7 @@ import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -177,8 +178,8 @@ class AsyncJournal(JournalMarks):
                 self._remember(op_id, text, cmd)
                 await self._notify_appended()
                 return op_id
-            await self._upsert_call(leg, cmd, linkedid, pbx_call, line, now)
-            state, note = await self._initial_state(leg, kind)
+            call = await self._upsert_call(leg, cmd, kind, linkedid, pbx_call, line, now)
+            state, note = await self._initial_state(leg, kind, call)
             op_id = await self._insert_op(leg, kind, text, state, note, now)
             self._remember(op_id, text, cmd)
             if kind == "finish":
@@ -219,45 +220,51 @@ class AsyncJournal(JournalMarks):
         )  # fmt: skip
 
     async def _upsert_call(
-        self, leg: str, cmd: CrmCommand, linkedid: str, pbx_call: str, line: str, now: float
-    ) -> None:
-        await self._x(queries.UPSERT_CALL, (leg, linkedid, pbx_call, line, now, now, self.bridge))
+        self, leg: str, cmd: CrmCommand, kind: str, linkedid: str, pbx_call: str, line: str, now: float
+    ) -> Any:
+        """The leg's call row, created or updated with what ``cmd`` says about the call, in one statement (two for
+        the rare adopt and attach_record). Returns, for an operation that names the CALL_ID, what
+        :meth:`_initial_state` needs: the row's ``mode`` and ``ended_at`` and the state of its first register."""
+        names = (leg, linkedid, pbx_call)
         if isinstance(cmd, CrmRegister):
             started = cmd.started_at
             started_ts = started.timestamp() if started.tzinfo is not None else started.astimezone().timestamp()
-            await self._x(
-                "UPDATE calls SET line = CASE WHEN ? != '' THEN ? ELSE line END, phone = ?, call_type = ?,"
-                " started_at = ?, started_ts = ?, user_id = ? WHERE crm_leg = ?",
-                (cmd.line, cmd.line, cmd.phone, int(cmd.call_type), started.isoformat(), started_ts, cmd.user_id,
-                 leg),
+            params: tuple[Any, ...] = (
+                *names, cmd.line or line, now, now, self.bridge, cmd.phone, int(cmd.call_type), started.isoformat(),
+                started_ts, cmd.user_id, cmd.line,
             )  # fmt: skip
-        elif isinstance(cmd, CrmAdopt):
+            await self._x(queries.UPSERT_REGISTER, params)
+            return None
+        if isinstance(cmd, CrmFinish):
+            answered = now - cmd.duration if cmd.duration > 0 else None
+            params = (*names, line, now, now, self.bridge, cmd.user_id, cmd.duration, cmd.status_code, now, answered)
+            return await self._one(queries.UPSERT_FINISH, params)
+        params = (*names, line, now, now, self.bridge)
+        if kind in NEEDS_CALL_ID:
+            return await self._one(queries.UPSERT_CALL_ORIGIN, params)
+        await self._x(queries.UPSERT_CALL, params)
+        if isinstance(cmd, CrmAdopt):
             await self._x(
                 "UPDATE calls SET call_id = ?, user_id = ?, phone = ?, line = CASE WHEN ? != '' THEN ? ELSE line END,"
                 " call_type = ? WHERE crm_leg = ?",
                 (cmd.call_id, cmd.user_id or None, cmd.phone, cmd.line, cmd.line, int(CallType.OUTGOING), leg),
             )
-        elif isinstance(cmd, CrmFinish):
-            answered = now - cmd.duration if cmd.duration > 0 else None
-            await self._x(
-                "UPDATE calls SET user_id = ?, duration = ?, status_code = ?, ended_at = ?, answered_at = ?"
-                " WHERE crm_leg = ?",
-                (cmd.user_id, cmd.duration, cmd.status_code, now, answered, leg),
-            )
         elif isinstance(cmd, CrmAttachRecord):
             await self._x("UPDATE calls SET recording = ? WHERE crm_leg = ?", (cmd.recording, leg))
+        return None
 
-    async def _initial_state(self, leg: str, kind: str) -> tuple[str, str]:
-        """``pending``, or an operation that is settled on arrival (with the reason)."""
+    async def _initial_state(self, leg: str, kind: str, call: Any) -> tuple[str, str]:
+        """``pending``, or an operation that is settled on arrival (with the reason). ``call``: what the upsert
+        returned (see :meth:`_upsert_call`)."""
         if kind == "adopt":
             return "done", "adopted: Bitrix24 registered this call itself"
         if kind not in NEEDS_CALL_ID:
             return "pending", ""
-        call = await self._one(queries.ORIGIN_OF_LEG, (leg,))  # the row was just upserted
         if call["origin_state"] is None:
             return "failed", "no register for this call leg"
         if call["origin_state"] == "failed":
-            return "failed", f"register failed: {call['origin_error']}"
+            (error,) = await self._one(queries.ORIGIN_ERROR, (leg,))
+            return "failed", f"register failed: {error}"
         if kind in CARD_KINDS:
             if call["mode"] == "offline":
                 return "done", "skipped: the call is offline (its register did not go through in time)"
