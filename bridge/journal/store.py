@@ -114,10 +114,14 @@ class AsyncJournal(JournalMarks):
 
     async def close(self) -> None:
         """Close; a sender that took the journal over leaves it clean (see the module docstring)."""
-        if self._sender:
+        if self._ride is not None:
+            self._ride.cancel()
+            self._ride = None
+        if self._sender or self._riders:
             try:
-                async with self.transaction():
-                    await self._x("DELETE FROM meta WHERE key = ?", (self._sender_key,))
+                async with self.transaction():  # with what waited for a commit
+                    if self._sender:
+                        await self._x("DELETE FROM meta WHERE key = ?", (self._sender_key,))
             except Exception as exc:  # the database's own error type: sqlite3's or psycopg's
                 log.error("journal.close_failed", path=self.where, error=str(exc))
         await self._db.close()
