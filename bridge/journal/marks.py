@@ -1,7 +1,9 @@
 """The journal's writes after ``append``: what happened to operations that were handed out.
 
 Every change to a leg's operations or its call row ends with :meth:`JournalMarks._refresh_call`, which keeps the
-leg's state and its head (what :meth:`~bridge.journal.reading.JournalReader.ready` reads) up to date.
+leg's state and its head (what :meth:`~bridge.journal.reading.JournalReader.ready` reads) up to date: once per
+transaction and leg, just before the commit (a read inside the transaction that looks at heads refreshes first; a
+rollback has nothing to refresh).
 """
 
 from __future__ import annotations

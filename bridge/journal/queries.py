@@ -193,7 +193,8 @@ UPDATE calls SET updated_at = {{now}}, head_op = {HEAD_OP}, head_due = {HEAD_DUE
 REFRESH_CALL = _REFRESH.format(now=":now") + "WHERE crm_leg = :leg"
 """The leg's head (see ``HEAD_DUE``) and state: ``open`` until the end is journaled; then ``ended`` while anything is
 outstanding; then ``failed`` if a register/finish/attachRecord failed (a lost card does not fail the call), else
-``done``. Run after every change to a leg's operations or call row."""
+``done``. Run after every change to a leg's operations or call row (once per transaction, before its commit: see
+``JournalMarks._refresh_call``)."""
 
 REFRESH_CALLS = _REFRESH.format(now="?") + "WHERE crm_leg IN ({legs})"
 """``REFRESH_CALL`` for several legs in one statement (``{legs}``: one ``?`` per leg, after the time)."""
