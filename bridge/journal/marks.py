@@ -109,6 +109,7 @@ class JournalMarks(JournalReader):
             return True
         await self._db.begin()
         self._depth = 1
+        self._serial += 1
         return False
 
     async def _leave(self, joined: bool, *, ok: bool) -> None:

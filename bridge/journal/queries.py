@@ -98,11 +98,14 @@ end, and the state of its first register (or adoption)."""
 UPSERT_CALL_ORIGIN = UPSERT_CALL.rstrip() + _ORIGIN
 
 _REGISTER = ("phone", "call_type", "started_at", "started_ts", "user_id")
-UPSERT_REGISTER = _UPSERT.format(
-    columns="".join(f", {c}" for c in _REGISTER),
-    values=", ?" * len(_REGISTER),
-    line=" OR ? != ''",
-    updates="".join(f",\n    {c} = excluded.{c}" for c in _REGISTER),
+UPSERT_REGISTER = (
+    _UPSERT.format(
+        columns="".join(f", {c}" for c in _REGISTER),
+        values=", ?" * len(_REGISTER),
+        line=" OR ? != ''",
+        updates="".join(f",\n    {c} = excluded.{c}" for c in _REGISTER),
+    ).rstrip()
+    + _ORIGIN
 )
 """``UPSERT_CALL`` for a register, with what it says about the call (its own line, when it names one, wins; the
 parameters end with that line once more)."""

@@ -45,6 +45,13 @@ class JournalReader:
         """Legs whose head and state the open transaction changed: refreshed once each, before its commit (see
         :meth:`~bridge.journal.marks.JournalMarks._refresh_call`), or before a read in it that looks at them."""
         self._stale_at = 0.0
+        self._statements = 0
+        """Statements run so far (an append may trust what the one before it read only if none ran since)."""
+        self._serial = 0
+        """Transactions begun so far."""
+        self._known_call: tuple[int, int, tuple[str, str, str, str], Any] | None = None
+        """What the last append learned of its call row, with when (transaction, statements) and under which names:
+        a card move appended right after it in the same transaction needs no upsert of its own."""
 
     def _remember(self, op_id: int, text: str, cmd: CrmCommand) -> None:
         if len(self._appended) >= APPENDED_MEMORY:
@@ -52,12 +59,15 @@ class JournalReader:
         self._appended[op_id] = (text, cmd)
 
     async def _x(self, sql: str, params: Params = ()) -> Rows:
+        self._statements += 1
         return await self._db.execute(sql, params)
 
     async def _one(self, sql: str, params: Params = ()) -> Any:
+        self._statements += 1
         return (await self._db.execute(sql, params)).fetchone()
 
     async def _all(self, sql: str, params: Params = ()) -> list[Any]:
+        self._statements += 1
         return (await self._db.execute(sql, params)).fetchall()
 
     async def _refresh_now(self, legs: list[str], now: float) -> None:

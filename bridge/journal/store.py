@@ -182,7 +182,12 @@ class AsyncJournal(JournalMarks):
                 self._remember(op_id, text, cmd)
                 await self._notify_appended()
                 return op_id
-            call = await self._upsert_call(leg, cmd, kind, linkedid, pbx_call, line, now)
+            names = (leg, linkedid, pbx_call, line)
+            known = self._known_call
+            if kind in CARD_KINDS and known is not None and known[:3] == (self._serial, self._statements, names):
+                call = known[3]  # the step's previous append just wrote (and read) this call row: nothing new
+            else:
+                call = await self._upsert_call(leg, cmd, kind, linkedid, pbx_call, line, now)
             state, note = await self._initial_state(leg, kind, call)
             op_id = await self._insert_op(leg, kind, text, state, note, now)
             self._remember(op_id, text, cmd)
@@ -192,6 +197,12 @@ class AsyncJournal(JournalMarks):
                 )
             await self._refresh_call(leg, now)
             await self._notify_appended()
+            self._known_call = None
+            if call is not None:
+                if kind == "register":  # the register just journaled is the origin unless the leg had one
+                    call = {"mode": call["mode"], "ended_at": call["ended_at"],
+                            "origin_state": call["origin_state"] or "pending"}  # fmt: skip
+                self._known_call = (self._serial, self._statements, names, call)
         log.debug("journal.appended", crm_leg=leg, kind=kind, op=op_id, state=state)
         return op_id
 
@@ -227,8 +238,9 @@ class AsyncJournal(JournalMarks):
         self, leg: str, cmd: CrmCommand, kind: str, linkedid: str, pbx_call: str, line: str, now: float
     ) -> Any:
         """The leg's call row, created or updated with what ``cmd`` says about the call, in one statement (two for
-        the rare adopt and attach_record). Returns, for an operation that names the CALL_ID, what
-        :meth:`_initial_state` needs: the row's ``mode`` and ``ended_at`` and the state of its first register."""
+        the rare adopt and attach_record). Returns, for a register and an operation that names the CALL_ID, what
+        :meth:`_initial_state` needs: the row's ``mode`` and ``ended_at`` and the state of its first register (as it
+        was before this operation)."""
         names = (leg, linkedid, pbx_call)
         if isinstance(cmd, CrmRegister):
             started = cmd.started_at
@@ -237,8 +249,7 @@ class AsyncJournal(JournalMarks):
                 *names, cmd.line or line, now, now, self.bridge, cmd.phone, int(cmd.call_type), started.isoformat(),
                 started_ts, cmd.user_id, cmd.line,
             )  # fmt: skip
-            await self._x(queries.UPSERT_REGISTER, params)
-            return None
+            return await self._one(queries.UPSERT_REGISTER, params)
         if isinstance(cmd, CrmFinish):
             answered = now - cmd.duration if cmd.duration > 0 else None
             params = (*names, line, now, now, self.bridge, cmd.user_id, cmd.duration, cmd.status_code, now, answered)
