@@ -191,9 +191,7 @@ class Bitrix24Client:
 
     async def _post_once(self, method: str, body: Mapping[str, Any], token: str | None) -> dict[str, Any]:
         """One paced HTTP request; the envelope on success, one of our errors otherwise."""
-        payload = dict(body)
-        if token is not None:
-            payload["auth"] = token
+        payload = {**body, "auth": token} if token is not None else body if type(body) is dict else dict(body)
         await self._wait_pauses(method)
         await self._pace()
         self.stats.requests += 1
@@ -334,7 +332,7 @@ class Bitrix24Client:
             return BatchResult()
         cmd = {key: batch_command(method, params) for key, (method, params) in commands.items()}
         envelope = await self._request("batch", {"halt": 1 if halt else 0, "cmd": cmd}, commands=len(commands))
-        return BatchResult.parse(envelope.get("result"), {key: method for key, (method, _) in commands.items()})
+        return BatchResult.parse(envelope.get("result"), commands)
 
     async def upload(self, method: str, url: str, field_name: str, filename: str, content: bytes) -> Any:
         """POST a file as multipart ``field_name`` to a one-off upload URL that ``method`` handed out.

@@ -54,15 +54,23 @@ class BatchResult:
         return [key for key in keys if key not in self.results and key not in self.errors]
 
     @classmethod
-    def parse(cls, result: Any, methods: Mapping[str, str]) -> BatchResult:
-        """Read the ``result`` of ``batch``; ``methods`` maps each command key to its method (for errors)."""
+    def parse(cls, result: Any, methods: Mapping[str, Any]) -> BatchResult:
+        """Read the ``result`` of ``batch``; ``methods`` maps each command key to its method, or to a tuple whose
+        first item is its method (the batch's commands as they are), for the errors.
+
+        A batch's parts are JSON objects (their keys strings already, taken as they are) or, when empty, PHP's empty
+        array ``[]``: the usual answer, results and no errors, costs no copies."""
         inner = result if isinstance(result, dict) else {}
         errors: dict[str, CrmError] = {}
-        for key, raw in as_dict(inner.get("result_error")).items():
-            method = methods.get(key, "batch")
-            errors[key] = error_of(method, raw) if isinstance(raw, dict) else classify(method, "", str(raw))
+        failed = inner.get("result_error")
+        if failed:
+            for key, raw in as_dict(failed).items():
+                named = methods.get(key, "batch")
+                method = named[0] if isinstance(named, tuple) else named
+                errors[key] = error_of(method, raw) if isinstance(raw, dict) else classify(method, "", str(raw))
+        results = inner.get("result")
         return cls(
-            results=as_dict(inner.get("result")),
+            results=results if type(results) is dict else as_dict(results),
             errors=errors,
             total=_int_values(inner.get("result_total")),
             next=_int_values(inner.get("result_next")),
@@ -70,4 +78,6 @@ class BatchResult:
 
 
 def _int_values(value: Any) -> dict[str, int]:
+    if not value:  # no list method in the batch: PHP's empty array
+        return {}
     return {key: number for key, item in as_dict(value).items() if (number := as_int(item)) is not None}

@@ -222,6 +222,9 @@ class Delivery:
             await self.journal.requeue_sent(op_ids)
 
     async def _wait_for_wake(self, seconds: float | None) -> None:
+        if seconds is None:  # the usual wait after a cycle that sent all it found: no timer to arm and cancel
+            await self._wake.wait()
+            return
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(seconds):
                 await self._wake.wait()

@@ -1,29 +1,39 @@
 """The journal's writes after ``append``: what happened to operations that were handed out.
 
 Every change to a leg's operations or its call row ends with :meth:`JournalMarks._refresh_call`, which keeps the
-leg's state and its head (what :meth:`~bridge.journal.reading.JournalReader.ready` reads) up to date.
+leg's state and its head (what :meth:`~bridge.journal.reading.JournalReader.ready` reads) up to date: once per
+transaction and leg, just before the commit (a read inside the transaction that looks at heads refreshes first; a
+rollback has nothing to refresh).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
+import structlog
 
 from bridge.domain.commands import CrmHide
 from bridge.journal import queries
 from bridge.journal.codec import encode_command
-from bridge.journal.db import Db
+from bridge.journal.db import Db, Params, drive
 from bridge.journal.reading import Clock, JournalReader
 from bridge.journal.rows import NEEDS_CALL_ID
+
+log = structlog.get_logger(__name__)
 
 _AS_STR = orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
 """What ``json.dumps(default=str)`` wrote as its ``str()``, orjson too."""
 _OPEN_AND = f"state IN {queries.OPEN} AND"
 """Spelled out so that SQLite reads the open operations' index, not every operation ever journaled."""
+
+
+RIDE_WITHIN = 0.2
+"""Seconds a statement for the next commit waits for one before it gets its own (see ``durability.SYNC_PERIOD``)."""
 
 
 class JournalError(Exception):
@@ -79,6 +89,9 @@ class JournalMarks(JournalReader):
         self.bridge = bridge
         """The bridge that journals and sends through this (several may share one PostgreSQL journal)."""
         self._depth = 0  # nesting of transaction() in the task that holds it
+        self._riders: list[tuple[str, Params]] = []
+        """Statements for the next commit (:meth:`with_next_commit`)."""
+        self._ride: asyncio.TimerHandle | None = None
         self._waiting_since: float | None = None
         """SQLite: no online register waiting to be sent was journaled before this time, as of the last
         :meth:`take_offline` (None: not known). A register journaled later is younger; one that waits again after a
@@ -96,25 +109,82 @@ class JournalMarks(JournalReader):
             return True
         await self._db.begin()
         self._depth = 1
+        self._serial += 1
         return False
 
     async def _leave(self, joined: bool, *, ok: bool) -> None:
         if joined:
             self._depth -= 1
             return
+        riders = len(self._riders)
+        if ok:
+            try:
+                await self._fresh()
+                for sql, params in self._riders:
+                    try:
+                        await self._x(sql, params)
+                    except Exception as exc:  # the database's own error: never the transaction's it rides on
+                        log.error("journal.rider_failed", path=self._db.where, error=str(exc))
+            except BaseException:
+                self._depth = 0
+                self._stale.clear()
+                await self._db.rollback()
+                raise
         self._depth = 0
+        self._stale.clear()
         if ok:
             await self._db.commit()
+            del self._riders[:riders]
         else:
             await self._db.rollback()
 
+    def with_next_commit(self, sql: str, params: Params) -> None:
+        """Write this statement in the next transaction that commits (its own, within :data:`RIDE_WITHIN` s, when no
+        other comes; at once without an event loop): a write that may wait for a moment, such as a tally, costs no
+        commit of its own. A crash of the process may lose it until then, as a power cut loses a moment's commits.
+        One that fails is logged and dropped, never the transaction's undoing (SQLite: a failed statement leaves its
+        transaction as it was; PostgreSQL's would not, so its journal gives this nothing)."""
+        if self._depth and self._db.in_transaction():
+            self._riders.append((sql, params))  # the open transaction takes it
+            return
+        self._riders.append((sql, params))
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            drive(self._ride_now())
+            return
+        if self._ride is None:
+            self._ride = loop.call_later(RIDE_WITHIN, self._ride_due)
+
+    def _ride_due(self) -> None:
+        self._ride = None
+        if self._riders and not self._depth:
+            try:
+                drive(self._ride_now())
+            except Exception as exc:  # they wait for the next commit
+                log.error("journal.rider_failed", path=self._db.where, error=str(exc))
+
+    async def _ride_now(self) -> None:
+        if self._riders:
+            async with self.transaction():
+                pass  # its commit writes them
+
     async def _refresh_call(self, leg: str, now: float) -> None:
-        await self._x(queries.REFRESH_CALL, {"leg": leg, "now": now})
+        """Bring the leg's head and state up to date (see ``REFRESH_CALL``): inside a transaction once, just before
+        its commit, however many of its changes touched the leg (a step's register and show: one refresh)."""
+        if self._depth and self._db.in_transaction():
+            self._stale[leg] = None
+            self._stale_at = now
+        else:
+            await self._x(queries.REFRESH_CALL, {"leg": leg, "now": now})
 
     async def _refresh_calls(self, legs: Collection[str], now: float) -> None:
-        """:meth:`_refresh_call` for several legs in one statement."""
-        if legs:
-            await self._x(queries.REFRESH_CALLS.format(legs=_marks(legs)), (now, *legs))
+        """:meth:`_refresh_call` for several legs."""
+        if legs and self._depth and self._db.in_transaction():
+            self._stale.update(dict.fromkeys(legs))
+            self._stale_at = now
+        elif legs:
+            await self._refresh_now(list(dict.fromkeys(legs)), now)
 
     async def mark_sent(self, op_ids: list[int]) -> list[int]:
         """Claim these operations for sending now (one commit for all) and return those claimed: send only those.
@@ -249,6 +319,7 @@ class JournalMarks(JournalReader):
         stale_before = now - register_timeout
         if self._waiting_since is not None and stale_before < self._waiting_since:
             return []
+        await self._fresh()
         waiting = await self._all(queries.WAITING_REGISTERS)
         legs = [leg for leg, created in waiting if created <= stale_before]
         if legs:

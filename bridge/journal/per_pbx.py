@@ -18,10 +18,11 @@ class PbxJournal(AsyncJournal):
     pbx = ""
 
     async def _upsert_call(
-        self, leg: str, cmd: CrmCommand, linkedid: str, pbx_call: str, line: str, now: float
-    ) -> None:
-        await super()._upsert_call(leg, cmd, linkedid, pbx_call, line, now)
+        self, leg: str, cmd: CrmCommand, kind: str, linkedid: str, pbx_call: str, line: str, now: float
+    ) -> Any:
+        call = await super()._upsert_call(leg, cmd, kind, linkedid, pbx_call, line, now)
         await self._x("UPDATE calls SET pbx = ? WHERE crm_leg = ? AND pbx = ''", (self.pbx, leg))
+        return call
 
     async def own(self, legs: list[str]) -> set[str]:
         """Those of ``legs`` that are calls of this bridge's PBX."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from bridge.journal.rows import NEEDS_CALL_ID
 
 OPEN = "('pending', 'sent')"
@@ -72,23 +74,58 @@ SELECT id FROM marked
 """PostgreSQL only: of these operations, those no other sender holds or has claimed (see ``mark_sent``), marked
 ``sent`` and no longer due as their legs' heads: one statement (one round trip, atomic by itself)."""
 
-UPSERT_CALL = """
-INSERT INTO calls (crm_leg, linkedid, pbx_call, line, created_at, updated_at, bridge) VALUES (?, ?, ?, ?, ?, ?, ?)
+_UPSERT = """
+INSERT INTO calls (crm_leg, linkedid, pbx_call, line, created_at, updated_at, bridge{columns})
+VALUES (?, ?, ?, ?, ?, ?, ?{values})
 ON CONFLICT (crm_leg) DO UPDATE SET
     linkedid = CASE WHEN excluded.linkedid != '' THEN excluded.linkedid ELSE calls.linkedid END,
     pbx_call = CASE WHEN excluded.pbx_call != '' THEN excluded.pbx_call ELSE calls.pbx_call END,
-    line = CASE WHEN calls.line = '' THEN excluded.line ELSE calls.line END
+    line = CASE WHEN calls.line = ''{line} THEN excluded.line ELSE calls.line END{updates}
 """
+
+UPSERT_CALL = _UPSERT.format(columns="", values="", line="", updates="")
 """A leg's call row, created or given the bridge's call's names (a name already known stays unless a new one is
 given; a line, only while it has none): one statement."""
 
-ORIGIN_OF_LEG = """
-SELECT c.mode, c.ended_at, o.state AS origin_state, o.last_error AS origin_error
-FROM calls c LEFT JOIN operations o ON o.id = (
-    SELECT id FROM operations WHERE crm_leg = c.crm_leg AND kind IN ('register', 'adopt') ORDER BY seq LIMIT 1)
-WHERE c.crm_leg = ?
+_ORIGIN = """
+RETURNING mode, ended_at, (
+    SELECT o.state FROM operations o WHERE o.crm_leg = calls.crm_leg AND o.kind IN ('register', 'adopt')
+    ORDER BY o.seq LIMIT 1) AS origin_state
 """
-"""A leg's call row with its first register (or adoption): what an operation naming the CALL_ID needs to know."""
+"""What an operation naming the CALL_ID needs to know of its leg, read by the upsert itself: the call row's mode and
+end, and the state of its first register (or adoption)."""
+
+UPSERT_CALL_ORIGIN = UPSERT_CALL.rstrip() + _ORIGIN
+
+_REGISTER = ("phone", "call_type", "started_at", "started_ts", "user_id")
+UPSERT_REGISTER = (
+    _UPSERT.format(
+        columns="".join(f", {c}" for c in _REGISTER),
+        values=", ?" * len(_REGISTER),
+        line=" OR ? != ''",
+        updates="".join(f",\n    {c} = excluded.{c}" for c in _REGISTER),
+    ).rstrip()
+    + _ORIGIN
+)
+"""``UPSERT_CALL`` for a register, with what it says about the call (its own line, when it names one, wins; the
+parameters end with that line once more)."""
+
+_FINISH = ("user_id", "duration", "status_code", "ended_at", "answered_at")
+UPSERT_FINISH = (
+    _UPSERT.format(
+        columns="".join(f", {c}" for c in _FINISH),
+        values=", ?" * len(_FINISH),
+        line="",
+        updates="".join(f",\n    {c} = excluded.{c}" for c in _FINISH),
+    ).rstrip()
+    + _ORIGIN
+)
+"""``UPSERT_CALL_ORIGIN`` for a finish, with the call's end."""
+
+ORIGIN_ERROR = """
+SELECT last_error FROM operations WHERE crm_leg = ? AND kind IN ('register', 'adopt') ORDER BY seq LIMIT 1
+"""
+"""Why a leg's first register failed (read only when it did)."""
 
 HEADS_IN_FLIGHT = """
 UPDATE calls SET head_due = NULL
@@ -159,10 +196,18 @@ UPDATE calls SET updated_at = {{now}}, head_op = {HEAD_OP}, head_due = {HEAD_DUE
 REFRESH_CALL = _REFRESH.format(now=":now") + "WHERE crm_leg = :leg"
 """The leg's head (see ``HEAD_DUE``) and state: ``open`` until the end is journaled; then ``ended`` while anything is
 outstanding; then ``failed`` if a register/finish/attachRecord failed (a lost card does not fail the call), else
-``done``. Run after every change to a leg's operations or call row."""
+``done``. Run after every change to a leg's operations or call row (once per transaction, before its commit: see
+``JournalMarks._refresh_call``)."""
 
 REFRESH_CALLS = _REFRESH.format(now="?") + "WHERE crm_leg IN ({legs})"
 """``REFRESH_CALL`` for several legs in one statement (``{legs}``: one ``?`` per leg, after the time)."""
+
+
+@functools.lru_cache(maxsize=64)
+def refresh_calls(count: int) -> str:
+    """``REFRESH_CALLS`` for ``count`` legs (the text built once per length)."""
+    return REFRESH_CALLS.format(legs=", ".join("?" * count))
+
 
 OPEN_FOLLOWERS = f"SELECT * FROM operations WHERE crm_leg IN ({{legs}}) AND state IN {OPEN} ORDER BY crm_leg, seq"
 """The open operations of several legs (``{legs}``: one ``?`` per leg), each leg's in order: the followers of

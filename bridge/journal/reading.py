@@ -41,6 +41,17 @@ class JournalReader:
         self._clock = clock
         self._appended: dict[int, tuple[str, CrmCommand]] = {}
         """Operations this process journaled, as appended: :meth:`ready` need not decode them again."""
+        self._stale: dict[str, None] = {}
+        """Legs whose head and state the open transaction changed: refreshed once each, before its commit (see
+        :meth:`~bridge.journal.marks.JournalMarks._refresh_call`), or before a read in it that looks at them."""
+        self._stale_at = 0.0
+        self._statements = 0
+        """Statements run so far (an append may trust what the one before it read only if none ran since)."""
+        self._serial = 0
+        """Transactions begun so far."""
+        self._known_call: tuple[int, int, tuple[str, str, str, str], Any] | None = None
+        """What the last append learned of its call row, with when (transaction, statements) and under which names:
+        a card move appended right after it in the same transaction needs no upsert of its own."""
 
     def _remember(self, op_id: int, text: str, cmd: CrmCommand) -> None:
         if len(self._appended) >= APPENDED_MEMORY:
@@ -48,13 +59,31 @@ class JournalReader:
         self._appended[op_id] = (text, cmd)
 
     async def _x(self, sql: str, params: Params = ()) -> Rows:
+        self._statements += 1
         return await self._db.execute(sql, params)
 
     async def _one(self, sql: str, params: Params = ()) -> Any:
+        self._statements += 1
         return (await self._db.execute(sql, params)).fetchone()
 
     async def _all(self, sql: str, params: Params = ()) -> list[Any]:
+        self._statements += 1
         return (await self._db.execute(sql, params)).fetchall()
+
+    async def _refresh_now(self, legs: list[str], now: float) -> None:
+        if len(legs) == 1:
+            await self._x(queries.REFRESH_CALL, {"leg": legs[0], "now": now})
+            return
+        for start in range(0, len(legs), queries.IN_LIST):
+            part = legs[start : start + queries.IN_LIST]
+            await self._x(queries.refresh_calls(len(part)), (now, *part))
+
+    async def _fresh(self) -> None:
+        """Run the refreshes the open transaction put off (before its commit, or before it reads the heads)."""
+        if self._stale and self._db.in_transaction():  # (a shared journal: only the task whose transaction it is)
+            legs = list(self._stale)
+            self._stale.clear()
+            await self._refresh_now(legs, self._stale_at)
 
     async def _park_damaged(self, op_id: int, reason: str) -> None:
         """A stored command that cannot be read: the writer parks it (it must never be sent)."""
@@ -74,6 +103,7 @@ class JournalReader:
         """
         now = self._clock()
         picked: list[PendingOp] = []
+        await self._fresh()
         heads = await self._due_heads(now, limit)
         behind = await self._open_behind([head for head in heads if head["kind"] in CHAIN_HEADS])
         for head in heads:
@@ -143,6 +173,7 @@ class JournalReader:
 
     async def next_due(self, register_timeout: float) -> float | None:
         """The earliest time something may become ready without a new append (a retry or an offline deadline)."""
+        await self._fresh()
         head, loose, oldest = await self._one(queries.NEXT_DUE)
         times = [head, loose, None if oldest is None else oldest + register_timeout]
         return min((t for t in times if t is not None), default=None)
@@ -151,6 +182,9 @@ class JournalReader:
         self, status: str | None = None, since: datetime | float | None = None, crm_leg: str | None = None
     ) -> list[CallRow]:
         """Calls, oldest first. ``status``: ``pending`` (open or ended), ``open``, ``ended``, ``done``, ``failed``."""
+        await self._fresh()
+        if crm_leg is not None and status is None and since is None:  # one row at most: nothing to order
+            return [CallRow.from_row(r) for r in await self._all("SELECT * FROM calls WHERE crm_leg = ?", (crm_leg,))]
         where: list[str] = []
         params: list[Any] = []
         if status is not None:
@@ -169,6 +203,7 @@ class JournalReader:
 
     async def calls_of(self, legs: list[str]) -> dict[str, CallRow]:
         """These legs' call rows, by leg (a statement per :data:`~bridge.journal.queries.IN_LIST` legs)."""
+        await self._fresh()
         found: dict[str, CallRow] = {}
         for start in range(0, len(legs), queries.IN_LIST):
             part = legs[start : start + queries.IN_LIST]

@@ -31,6 +31,7 @@ import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -113,10 +114,14 @@ class AsyncJournal(JournalMarks):
 
     async def close(self) -> None:
         """Close; a sender that took the journal over leaves it clean (see the module docstring)."""
-        if self._sender:
+        if self._ride is not None:
+            self._ride.cancel()
+            self._ride = None
+        if self._sender or self._riders:
             try:
-                async with self.transaction():
-                    await self._x("DELETE FROM meta WHERE key = ?", (self._sender_key,))
+                async with self.transaction():  # with what waited for a commit
+                    if self._sender:
+                        await self._x("DELETE FROM meta WHERE key = ?", (self._sender_key,))
             except Exception as exc:  # the database's own error type: sqlite3's or psycopg's
                 log.error("journal.close_failed", path=self.where, error=str(exc))
         await self._db.close()
@@ -177,8 +182,13 @@ class AsyncJournal(JournalMarks):
                 self._remember(op_id, text, cmd)
                 await self._notify_appended()
                 return op_id
-            await self._upsert_call(leg, cmd, linkedid, pbx_call, line, now)
-            state, note = await self._initial_state(leg, kind)
+            names = (leg, linkedid, pbx_call, line)
+            known = self._known_call
+            if kind in CARD_KINDS and known is not None and known[:3] == (self._serial, self._statements, names):
+                call = known[3]  # the step's previous append just wrote (and read) this call row: nothing new
+            else:
+                call = await self._upsert_call(leg, cmd, kind, linkedid, pbx_call, line, now)
+            state, note = await self._initial_state(leg, kind, call)
             op_id = await self._insert_op(leg, kind, text, state, note, now)
             self._remember(op_id, text, cmd)
             if kind == "finish":
@@ -187,6 +197,12 @@ class AsyncJournal(JournalMarks):
                 )
             await self._refresh_call(leg, now)
             await self._notify_appended()
+            self._known_call = None
+            if call is not None:
+                if kind == "register":  # the register just journaled is the origin unless the leg had one
+                    call = {"mode": call["mode"], "ended_at": call["ended_at"],
+                            "origin_state": call["origin_state"] or "pending"}  # fmt: skip
+                self._known_call = (self._serial, self._statements, names, call)
         log.debug("journal.appended", crm_leg=leg, kind=kind, op=op_id, state=state)
         return op_id
 
@@ -219,45 +235,51 @@ class AsyncJournal(JournalMarks):
         )  # fmt: skip
 
     async def _upsert_call(
-        self, leg: str, cmd: CrmCommand, linkedid: str, pbx_call: str, line: str, now: float
-    ) -> None:
-        await self._x(queries.UPSERT_CALL, (leg, linkedid, pbx_call, line, now, now, self.bridge))
+        self, leg: str, cmd: CrmCommand, kind: str, linkedid: str, pbx_call: str, line: str, now: float
+    ) -> Any:
+        """The leg's call row, created or updated with what ``cmd`` says about the call, in one statement (two for
+        the rare adopt and attach_record). Returns, for a register and an operation that names the CALL_ID, what
+        :meth:`_initial_state` needs: the row's ``mode`` and ``ended_at`` and the state of its first register (as it
+        was before this operation)."""
+        names = (leg, linkedid, pbx_call)
         if isinstance(cmd, CrmRegister):
             started = cmd.started_at
             started_ts = started.timestamp() if started.tzinfo is not None else started.astimezone().timestamp()
-            await self._x(
-                "UPDATE calls SET line = CASE WHEN ? != '' THEN ? ELSE line END, phone = ?, call_type = ?,"
-                " started_at = ?, started_ts = ?, user_id = ? WHERE crm_leg = ?",
-                (cmd.line, cmd.line, cmd.phone, int(cmd.call_type), started.isoformat(), started_ts, cmd.user_id,
-                 leg),
+            params: tuple[Any, ...] = (
+                *names, cmd.line or line, now, now, self.bridge, cmd.phone, int(cmd.call_type), started.isoformat(),
+                started_ts, cmd.user_id, cmd.line,
             )  # fmt: skip
-        elif isinstance(cmd, CrmAdopt):
+            return await self._one(queries.UPSERT_REGISTER, params)
+        if isinstance(cmd, CrmFinish):
+            answered = now - cmd.duration if cmd.duration > 0 else None
+            params = (*names, line, now, now, self.bridge, cmd.user_id, cmd.duration, cmd.status_code, now, answered)
+            return await self._one(queries.UPSERT_FINISH, params)
+        params = (*names, line, now, now, self.bridge)
+        if kind in NEEDS_CALL_ID:
+            return await self._one(queries.UPSERT_CALL_ORIGIN, params)
+        await self._x(queries.UPSERT_CALL, params)
+        if isinstance(cmd, CrmAdopt):
             await self._x(
                 "UPDATE calls SET call_id = ?, user_id = ?, phone = ?, line = CASE WHEN ? != '' THEN ? ELSE line END,"
                 " call_type = ? WHERE crm_leg = ?",
                 (cmd.call_id, cmd.user_id or None, cmd.phone, cmd.line, cmd.line, int(CallType.OUTGOING), leg),
             )
-        elif isinstance(cmd, CrmFinish):
-            answered = now - cmd.duration if cmd.duration > 0 else None
-            await self._x(
-                "UPDATE calls SET user_id = ?, duration = ?, status_code = ?, ended_at = ?, answered_at = ?"
-                " WHERE crm_leg = ?",
-                (cmd.user_id, cmd.duration, cmd.status_code, now, answered, leg),
-            )
         elif isinstance(cmd, CrmAttachRecord):
             await self._x("UPDATE calls SET recording = ? WHERE crm_leg = ?", (cmd.recording, leg))
+        return None
 
-    async def _initial_state(self, leg: str, kind: str) -> tuple[str, str]:
-        """``pending``, or an operation that is settled on arrival (with the reason)."""
+    async def _initial_state(self, leg: str, kind: str, call: Any) -> tuple[str, str]:
+        """``pending``, or an operation that is settled on arrival (with the reason). ``call``: what the upsert
+        returned (see :meth:`_upsert_call`)."""
         if kind == "adopt":
             return "done", "adopted: Bitrix24 registered this call itself"
         if kind not in NEEDS_CALL_ID:
             return "pending", ""
-        call = await self._one(queries.ORIGIN_OF_LEG, (leg,))  # the row was just upserted
         if call["origin_state"] is None:
             return "failed", "no register for this call leg"
         if call["origin_state"] == "failed":
-            return "failed", f"register failed: {call['origin_error']}"
+            (error,) = await self._one(queries.ORIGIN_ERROR, (leg,))
+            return "failed", f"register failed: {error}"
         if kind in CARD_KINDS:
             if call["mode"] == "offline":
                 return "done", "skipped: the call is offline (its register did not go through in time)"

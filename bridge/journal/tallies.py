@@ -1,7 +1,9 @@
 """Distribution counts kept in the journal's ``tallies`` table (schema 7), so that a restart does not reset them:
 the calls each extension answered today (``evenly``) and the last manager each lead distribution chose (round
-robin). Small and apart from the outbox on purpose: three statements over one connection. Since schema 12 the
-table is keyed per PBX too (a shared journal's, :mod:`.shared_tallies`); an SQLite journal's PBX is ''."""
+robin). Small and apart from the outbox on purpose: three statements over one connection. An answered count goes
+with the journal's next commit (within a moment: ``JournalMarks.with_next_commit``), not in a commit of its own.
+Since schema 12 the table is keyed per PBX too (a shared journal's, :mod:`.shared_tallies`); an SQLite journal's
+PBX is ''."""
 
 from __future__ import annotations
 
@@ -9,6 +11,11 @@ from bridge.journal.blocking import Journal
 
 ANSWERED = "answered"
 LEAD = "lead:"
+SAVE = (
+    "INSERT INTO tallies (scope, member, day, count, updated_at) VALUES (?, ?, ?, ?, ?)"
+    " ON CONFLICT (pbx, scope, member) DO UPDATE SET day = excluded.day, count = excluded.count,"
+    " updated_at = excluded.updated_at"
+)
 
 
 class JournalTallies:
@@ -44,10 +51,4 @@ class JournalTallies:
             )
 
     def _upsert(self, scope: str, member: str, day: str, count: int) -> None:
-        with self.journal.transaction():
-            self.journal._x(
-                "INSERT INTO tallies (scope, member, day, count, updated_at) VALUES (?, ?, ?, ?, ?)"
-                " ON CONFLICT (pbx, scope, member) DO UPDATE SET day = excluded.day, count = excluded.count,"
-                " updated_at = excluded.updated_at",
-                (scope, member, day, count, self.journal._clock()),
-            )
+        self.journal.aio.with_next_commit(SAVE, (scope, member, day, count, self.journal._clock()))

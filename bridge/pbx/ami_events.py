@@ -12,7 +12,9 @@ What the filters leave out, beyond the events the bridge never reads (:func:`eve
 * the channel events of the bridge's own legs (``Uniqueid: <call>-leg<n>``: the bridge picks the ARI channel id,
   which is the Uniqueid): ARI reports those legs; only their ``Hangup`` stays (the time a call ended, after a gap
   of the ARI link: :meth:`bridge.pbx.ami.AmiLink.hung_up_at`);
-* ``Newexten`` (one a dialplan step) outside the dialplan contexts and lines the translator watches;
+* ``Newexten`` (one a dialplan step) and ``Newstate`` outside the dialplan contexts and lines the translator watches
+  (it reads them only to see a watched call start);
+* ``BridgeEnter`` of the first channel into a bridge (``BridgeNumChannels: 1``: every Stasis call's own bridge);
 * device states of devices that do not fit the agents' ``device`` template (trunks, Local channels, queues, MOH);
 * ``OriginateResponse`` to other AMI clients' actions.
 """
@@ -46,6 +48,12 @@ LEG_UNIQUEID = "-leg[0-9]+"
 """How the id of a leg the bridge originates ends (``bridge.domain.state.next_id(call, "leg")``)."""
 LEG_EVENTS = ("BridgeEnter", "DialBegin", "DialEnd", "MixMonitorStart", "Newchannel", "Newexten", "Newstate", "VarSet")
 """The events of the bridge's own legs that the filters leave out (all it reads but ``Hangup``)."""
+WATCHED_ONLY = ("Newexten", "Newstate")
+"""Events the translator reads only for a snapshot in a watched context or on a watched line (a call's start):
+the filters let them through only there."""
+TWO_OR_MORE = "([2-9]|[1-9][0-9]+)"
+"""``BridgeNumChannels`` (the channels in the bridge, the one entering included) from which ``BridgeEnter`` counts:
+the translator reads it as the answer of a watched call, so the first channel's entry says nothing."""
 END = "[[:cntrl:]]"
 """The end of a header line (``\\r``: POSIX has no escape for it, and an action's header cannot hold it)."""
 NAME_END = "[^A-Za-z]"
@@ -65,16 +73,18 @@ def event_filters(settings: AsteriskSettings, action_ids: str = "") -> list[str]
     ``settings`` gives the agents' ``device`` template and the ``outbound_contexts`` and ``monitor_lines`` the
     translator watches; ``action_ids`` is how the link's ActionIDs start (empty: every ``OriginateResponse``).
     """
-    plain = sorted(set(USED_EVENTS) - {"VarSet", "Newexten", "DeviceStateChange", "OriginateResponse"})
+    narrowed = {"VarSet", "BridgeEnter", *WATCHED_ONLY, "DeviceStateChange", "OriginateResponse"}
+    plain = sorted(set(USED_EVENTS) - narrowed)
     includes = [
         f"^Event: ({'|'.join(plain)}){NAME_END}",
+        f"^Event: BridgeEnter{NAME_END}.*{END}BridgeNumChannels: {TWO_OR_MORE}{END}",
         f"^Event: VarSet{NAME_END}.*Variable: {RECORDING_VARIABLE}[^A-Za-z_0-9]",
         f"^Event: DeviceStateChange{NAME_END}.*{END}Device: {_device(settings.device)}{END}",
     ]
     watched = [f"Context: ({_alternatives(settings.outbound_contexts)})"] if settings.outbound_contexts else []
     watched += [f"Exten: ({_alternatives(settings.monitor_lines)})"] if settings.monitor_lines else []
     if watched:
-        includes.append(f"^Event: Newexten{NAME_END}.*{END}({'|'.join(watched)}){END}")
+        includes.append(f"^Event: ({'|'.join(WATCHED_ONLY)}){NAME_END}.*{END}({'|'.join(watched)}){END}")
     ours = f".*{END}ActionID: {_literal(action_ids)}" if action_ids else ""
     includes.append(f"^Event: OriginateResponse{NAME_END}{ours}")
     legs = f"!^Event: ({'|'.join(LEG_EVENTS)}){NAME_END}.*Uniqueid: [^[:cntrl:]]*{LEG_UNIQUEID}{END}"

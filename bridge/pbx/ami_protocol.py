@@ -11,8 +11,9 @@ import structlog
 from panoramisk import Manager
 from panoramisk.ami_protocol import AMIProtocol
 
-from bridge.pbx.ami_stream import AmiFrame, AmiStreamDecoder, BadFrame
+from bridge.pbx.ami_stream import AmiStreamDecoder, BadFrame, event_headers, parse
 from bridge.pbx.events import PbxError
+from bridge.pbx.wire import AmiMessage
 
 log = structlog.get_logger(__name__)
 
@@ -24,11 +25,13 @@ class Utf8AmiProtocol(AMIProtocol):  # type: ignore[misc]
     set, past panoramisk's ``handle_message`` and ``Manager.dispatch`` (a lookup among the pending actions and a
     match of every registered pattern, for each of the thousands of events a busy PBX sends). Responses, list
     items, events with an ActionID (ours or another client's) and ``Shutdown`` (panoramisk closes on it) still
-    take panoramisk's way.
+    take panoramisk's way. Such an event reaches :attr:`on_event` as a plain dict
+    (:func:`bridge.pbx.ami_stream.event_headers`), an odd one (a header twice, a line without ``": "``) as a
+    panoramisk ``Message``.
     """
 
     version: str | None
-    on_event: Callable[[AmiFrame], None] | None = None
+    on_event: Callable[[AmiMessage], None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -36,7 +39,13 @@ class Utf8AmiProtocol(AMIProtocol):  # type: ignore[misc]
 
     def data_received(self, data: bytes) -> None:
         on_event = self.on_event
-        for item in self.stream.feed(data):
+        for text in self.stream.frames(data):
+            if on_event is not None and isinstance(text, str):
+                headers = event_headers(text)
+                if headers is not None:
+                    on_event(headers)
+                    continue
+            item = parse(text) if isinstance(text, str) else text
             if isinstance(item, BadFrame):
                 log.warning("pbx.bad_input", link="ami", reason=item.reason)
             elif on_event is not None and _unsolicited(item._store):

@@ -47,6 +47,10 @@ class AmiStreamDecoder:
         self.version: str | None = None
 
     def feed(self, data: bytes) -> list[Any]:
+        return [parse(item) if isinstance(item, str) else item for item in self.frames(data)]
+
+    def frames(self, data: bytes) -> list[str | BadFrame]:
+        """Like :meth:`feed`, with each complete frame's text (stripped) instead of its message."""
         text = self._pending + self._decoder.decode(data)
         if self.version is None:
             if BANNER.startswith(text) or (text.startswith(BANNER) and EOL not in text and len(text) < MAX_BUFFER):
@@ -62,7 +66,9 @@ class AmiStreamDecoder:
         if self._skipping and parts:
             parts.pop(0)  # the end of the frame reported as too long
             self._skipping = False
-        out = [_frame(part) for part in parts if part.strip()]
+        out: list[str | BadFrame] = [
+            part.strip() if len(part) <= MAX_BUFFER else _too_long() for part in parts if part.strip()
+        ]
         # the pending text may end with the first three characters of a frame end
         if len(pending) > MAX_BUFFER + len(FRAME_END) - 1:
             if not self._skipping:
@@ -153,17 +159,42 @@ def _message(store: dict[str, tuple[str, Any]], content: str) -> AmiFrame:
     return frame
 
 
-def _frame(part: str) -> Any:
-    if len(part) > MAX_BUFFER:
-        return _too_long()
-    message = parse_frame(part.strip())
+def parse(text: str) -> AmiFrame | BadFrame:
+    """A frame's stripped text -> its message, or the reason it is not one."""
+    message = parse_frame(text)
     if message is None:
-        return BadFrame(f"not an AMI message ({len(part.strip())} characters, no Event or Response)")
+        return BadFrame(f"not an AMI message ({len(text)} characters, no Event or Response)")
     if message.repeats:  # rare: a repeated header
         repeated = [name for name in SINGLE_HEADERS if isinstance(message.get(name), list)]
         if repeated:
             return BadFrame(f"{repeated[0]} header repeated in one message")
     return message
+
+
+NOT_PLAIN = frozenset({"actionid", "commandid", "result", "content"})
+"""Headers (lower case) that send an event the way of :func:`parse`: an action waits for it, a value to unquote, or
+the name panoramisk gives a message's body."""
+
+
+def event_headers(text: str) -> dict[str, str] | None:
+    """An event no action waits for, as a plain dict (header -> value, names as Asterisk writes them), when its frame
+    is as plain as Asterisk's are: it starts ``Event: ``, every line is ``Name: value``, no name comes twice, none
+    of :data:`NOT_PLAIN` in any case, and it is not ``Shutdown``. Else None: the frame takes :func:`parse` (the rules
+    of panoramisk's ``Message``).
+
+    A dict built in one step instead of the case-insensitive store header by header: events are nearly all the
+    stream, and each is read a few times on its way to the translator."""
+    if not text.startswith("Event: "):
+        return None
+    lines = text.split(EOL)
+    try:
+        headers = dict([line.split(": ", 1) for line in lines])
+    except ValueError:  # a line without ": "
+        return None
+    names = set(map(str.lower, headers))
+    if len(names) != len(lines) or not names.isdisjoint(NOT_PLAIN) or headers["Event"].lower() == "shutdown":
+        return None
+    return headers
 
 
 def _too_long() -> BadFrame:

@@ -27,13 +27,13 @@ without subscribing (a PBX whose ``systemname`` another bridge's PBX already use
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
+import orjson
 import structlog
 
 from bridge.config import AsteriskSettings
@@ -64,7 +64,7 @@ class AriLink(ReconnectingLink):
         self.translator = AriTranslator(EndpointTemplate(settings.device), settings.app)
         self.rest = AriRest(settings)
         self.rest.occupied = self.translator.occupied
-        self.commands = CallCommands(settings, self.translator, self.request, self._emit, self.wait_connected)
+        self.commands = CallCommands(settings, self.translator, self.rest.request, self._emit, self.wait_connected)
         self._cleanups: set[asyncio.Task[None]] = set()
         self.lost_at: datetime | None = None
         """When the last session ended (what ended since happened at this moment or later)."""
@@ -117,17 +117,26 @@ class AriLink(ReconnectingLink):
                         note="every event of the application comes; those the bridge ignores cost CPU")  # fmt: skip
 
     async def _read(self, socket: aiohttp.ClientWebSocketResponse) -> None:
+        """Every frame decoded once: a RESTResponse goes to the requests waiting for it, ``ApplicationReplaced`` for
+        our application stops the link, anything else goes to the translator."""
+        translator, app = self.translator, self.settings.app
         async for message in socket:
             if message.type is aiohttp.WSMsgType.TEXT:
-                if self.rest.feed(message.data):
+                try:
+                    decoded = orjson.loads(message.data)
+                except (ValueError, TypeError):  # the translator says why (BadInput)
+                    decoded = None
+                kind = decoded.get("type") if decoded.__class__ is dict else None
+                if kind == "RESTResponse" and self.rest.take(decoded):
                     continue
-                if _replaces(message.data, self.settings.app):
-                    log.error("pbx.app_replaced", link="ari", app=self.settings.app,
+                if kind == "ApplicationReplaced" and decoded.get("application", app) == app:
+                    log.error("pbx.app_replaced", link="ari", app=app,
                               note="another client subscribed to this application; this link stops")  # fmt: skip
                     self.replaced.set()
                     self._end()
                     return
-                for event in self.translator.feed_text(message.data):
+                events = translator.feed_text(message.data) if decoded is None else translator.feed(decoded)
+                for event in events:
                     self._emit(event)
             elif message.type is aiohttp.WSMsgType.BINARY:
                 self._emit(PbxEvent(None, BadInput(f"binary WebSocket frame of {len(message.data)} bytes")))
@@ -226,18 +235,3 @@ class AriLink(ReconnectingLink):
                 return {}
             raise
         return made if isinstance(made, dict) else {}
-
-
-def _replaces(frame: str, app: str) -> bool:
-    """``frame`` is ``ApplicationReplaced`` for ``app`` (parsed only when it names the type: the hot path is cheap)."""
-    if "ApplicationReplaced" not in frame:
-        return False
-    try:
-        message = json.loads(frame)
-    except (ValueError, RecursionError):
-        return False
-    return (
-        isinstance(message, dict)
-        and message.get("type") == "ApplicationReplaced"
-        and message.get("application", app) == app
-    )

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 from urllib.parse import quote, quote_plus, urlencode, urlsplit
@@ -35,7 +36,7 @@ from yarl import URL
 
 from bridge.config import AsteriskSettings
 from bridge.logs import redact_text, register_secrets
-from bridge.pbx.ari_socket import SocketRest, takes_socket
+from bridge.pbx.ari_socket import CHANNEL_QUEUED, HTTP_ONLY, SocketRest
 from bridge.pbx.events import PbxError
 
 log = structlog.get_logger(__name__)
@@ -104,7 +105,7 @@ class AriRest:
         self.occupied: Callable[[str], bool] = _maybe
         """Whether a channel may be playing a prompt or recording (its queued operations then keep to HTTP, see
         :mod:`bridge.pbx.ari_socket`); by default every channel may."""
-        self._routes: dict[str, _Route] = {}
+        self._routes: dict[tuple[str, str], _Route] = {}
 
     async def open(self) -> None:
         """Load the API docs; on any failure close the HTTP session again (aioari leaves it open)."""
@@ -126,6 +127,7 @@ class AriRest:
             await http.close()
             raise
         self.http, self.client = http, client
+        self._routes.clear()  # this PBX's API docs make them
 
     async def close(self) -> None:
         self.detach("ARI connection closed")
@@ -135,7 +137,7 @@ class AriRest:
 
     async def attach(self, socket: aiohttp.ClientWebSocketResponse) -> None:
         """Send requests over the events ``socket`` from now on (``on``), or once the PBX answered a probe
-        (``auto``); ``off`` keeps to HTTP. The socket's reader hands every frame to :meth:`feed` first."""
+        (``auto``); ``off`` keeps to HTTP. The socket's reader hands every RESTResponse to :meth:`take`."""
         mode = self.settings.rest_over_websocket
         if mode == "off":
             return
@@ -146,9 +148,9 @@ class AriRest:
         with contextlib.suppress(ConnectionError, RuntimeError):  # closed already: the socket's reader sees it
             await self.over_socket.probe()
 
-    def feed(self, frame: str) -> bool:
-        """True when ``frame`` is a RESTResponse (taken here); False for an event."""
-        return self.over_socket is not None and self.over_socket.feed(frame)
+    def take(self, message: dict[str, Any]) -> bool:
+        """True when the decoded RESTResponse ``message`` was taken (a socket carries requests)."""
+        return self.over_socket is not None and self.over_socket.take(message)
 
     def detach(self, reason: str) -> None:
         """The events socket is gone: requests pending on it fail with :class:`PbxError`; later ones use HTTP."""
@@ -162,13 +164,28 @@ class AriRest:
 
     async def request(self, resource: str, operation: str, **params: object) -> Any:
         """One ARI operation by its swagger nickname (``channels``, ``originateWithId``); JSON, bytes or None."""
-        action = f"{resource}.{operation}"
+        over_socket = self.over_socket
+        if over_socket is not None and over_socket.ready:
+            route = self._routes.get((resource, operation)) or self._route(resource, operation)
+            if route.socket and (route.queued is None or self._free(params.get(route.queued))):
+                uri, query, body = route.fill(params)
+                try:
+                    answer = await over_socket.request(route.method, uri, query, body, route.action, REQUEST_TIMEOUT)
+                except TimeoutError:
+                    raise PbxError(0, "no answer over the ARI WebSocket", action=route.action) from None
+                return _answer(answer, route.action)
         op = self._operation(resource, operation)
         args = {name: ari_value(value) for name, value in params.items() if value is not None}
-        over_socket = self.over_socket
-        if over_socket is not None and over_socket.ready and takes_socket(resource, operation, args, self.occupied):
-            return await self._over_socket(over_socket, op, args, action)
-        return await self._over_http(action, lambda: op(**args))
+        return await self._over_http(f"{resource}.{operation}", lambda: op(**args))
+
+    def _route(self, resource: str, operation: str) -> _Route:
+        route = self._routes[resource, operation] = _Route.of(self._operation(resource, operation), resource, operation)
+        return route
+
+    def _free(self, channels: object) -> bool:
+        """No channel of ``channels`` (an id, a comma-separated or a list of them) may be playing or recording."""
+        listed = channels if isinstance(channels, list | tuple) else str(channels or "").split(",")
+        return not any(self.occupied(str(channel)) for channel in listed)
 
     def _operation(self, resource: str, operation: str) -> Any:
         """aioswagger11's operation by resource and nickname, as the PBX's API docs describe it."""
@@ -219,61 +236,72 @@ class AriRest:
                 raise PbxError(response.status, "answer is not JSON", action=action) from None
         return body
 
-    async def _over_socket(self, over_socket: SocketRest, op: Any, args: dict[str, object], action: str) -> Any:
-        route = self._routes.get(action)
-        if route is None:
-            route = self._routes[action] = _Route.of(op)
-        method, uri, query, body = route.fill(args)
-        try:
-            async with asyncio.timeout(REQUEST_TIMEOUT):
-                answer = await over_socket.request(method, uri, query, body, action)
-        except TimeoutError:
-            raise PbxError(0, "no answer over the ARI WebSocket", action=action) from None
-        status = answer.get("status_code")
-        text = answer.get("message_body")
-        text = text if isinstance(text, str) else ""
-        if not isinstance(status, int) or status >= 400:
-            reason = _message(text) or redact_text(str(answer.get("reason_phrase") or ""))[:500]
-            raise PbxError(status if isinstance(status, int) else 0, reason, action=action)
-        if not text:
-            return None
-        try:
-            return orjson.loads(text)
-        except orjson.JSONDecodeError:
-            raise PbxError(status, "answer is not JSON", action=action) from None
+
+def _answer(answer: dict[str, Any], action: str) -> Any:
+    """A RESTResponse as :meth:`AriRest.request` returns it: the body's JSON, None, or :class:`PbxError`."""
+    status = answer.get("status_code")
+    text = answer.get("message_body")
+    text = text if isinstance(text, str) else ""
+    if not isinstance(status, int) or status >= 400:
+        reason = _message(text) or redact_text(str(answer.get("reason_phrase") or ""))[:500]
+        raise PbxError(status if isinstance(status, int) else 0, reason, action=action)
+    if not text:
+        return None
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        raise PbxError(status, "answer is not JSON", action=action) from None
 
 
 class _Route:
-    """How one swagger operation becomes a RESTRequest: method, ``uri`` template and where each parameter goes."""
+    """How one swagger operation becomes a RESTRequest: method, ``uri`` template, where each parameter goes, and
+    whether the socket may carry it (:data:`HTTP_ONLY`; :data:`CHANNEL_QUEUED` names the channel parameter)."""
 
-    __slots__ = ("method", "params", "template")
+    __slots__ = ("action", "kinds", "method", "queued", "required", "socket", "template")
 
-    def __init__(self, method: str, template: str, params: list[tuple[str, str, bool]]) -> None:
-        self.method, self.template, self.params = method, template, params
+    def __init__(self, key: tuple[str, str], method: str, template: str, params: list[tuple[str, str, bool]]) -> None:
+        self.action, self.method, self.template = ".".join(key), method, template
+        self.kinds = {name: kind for name, kind, _ in params}
+        self.required = tuple(name for name, _, required in params if required)
+        self.socket = key not in HTTP_ONLY
+        self.queued = CHANNEL_QUEUED.get(key)
 
     @classmethod
-    def of(cls, op: Any) -> _Route:
+    def of(cls, op: Any, resource: str, operation: str) -> _Route:
         path = urlsplit(op.uri).path.rpartition("/ari/")[2]  # relative: Asterisk refuses a leading "/"
         params = [(p["name"], p["paramType"], bool(p.get("required"))) for p in op.json.get("parameters", [])]
-        return cls(op.json["httpMethod"], path, params)
+        return cls((resource, operation), op.json["httpMethod"], path, params)
 
-    def fill(self, args: dict[str, object]) -> tuple[str, str, list[tuple[str, str]], dict[str, Any] | None]:
-        """Like aioswagger11's ``Operation.__call__``: a missing required or an unknown parameter is a TypeError."""
-        uri, query, body, left = self.template, [], {}, dict(args)
-        for name, kind, required in self.params:
-            value = left.pop(name, None)
+    def fill(self, params: dict[str, object]) -> tuple[str, list[dict[str, str]], dict[str, Any] | None]:
+        """Like aioswagger11's ``Operation.__call__``: a missing required or an unknown parameter is a TypeError;
+        values as :func:`ari_value` makes them, None left out."""
+        for name in self.required:
+            if params.get(name) is None:
+                raise TypeError(f"Missing required parameter '{name}'")
+        uri, query, body, kinds = self.template, [], None, self.kinds
+        for name, value in params.items():
             if value is None:
-                if required:
-                    raise TypeError(f"Missing required parameter '{name}'")
-            elif kind == "path":
-                uri = uri.replace(f"{{{name}}}", quote_plus(str(value)))  # Asterisk decodes each path segment
+                continue
+            kind = kinds.get(name)
+            if kind is None:
+                unknown = sorted(name for name, value in params.items() if value is not None and name not in kinds)
+                raise TypeError(f"unknown parameters {unknown}")
+            if value.__class__ is not str:
+                value = ari_value(value)
+            if kind == "path":
+                text = str(value)  # Asterisk decodes each path segment
+                uri = uri.replace(f"{{{name}}}", text if PLAIN.fullmatch(text) else quote_plus(text))
             elif kind == "query":
-                query.append((name, str(value)))
+                query.append({"name": name, "value": str(value)})
             else:
+                if body is None:
+                    body = {}
                 body[name] = value
-        if left:
-            raise TypeError(f"unknown parameters {sorted(left)}")
-        return self.method, uri, query, body or None
+        return uri, query, body
+
+
+PLAIN = re.compile(r"[A-Za-z0-9_.~-]*")
+"""What ``quote_plus`` leaves as it is."""
 
 
 def _maybe(channel: str) -> bool:

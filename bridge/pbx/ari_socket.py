@@ -14,7 +14,7 @@ What Asterisk 20.20.1 does (checked on the real PBX, ``tests/real``):
   it on the socket waits too (a 30 s prompt held a ``GET /asterisk/ping`` for 30 s; over HTTP it answered at once).
   Only the channel that plays is held: the same operations on another channel (while the caller plays a prompt in
   the bridge: answer an agent's leg, add it to that bridge, set its variable) are answered at once. So they stay on
-  HTTP only for a channel that may be playing a prompt or recording (:func:`takes_socket`): the bridge plays and
+  HTTP only for a channel that may be playing a prompt or recording (``AriRest.occupied``): the bridge plays and
   records on callers only, never on an agent's leg;
 * a response that would be a file (``recordings/stored/{name}/file``) is ``406 Not Acceptable.  Use HTTP GET``;
 * a PBX older than 20.14 reads the frames and ignores them (``res/ari/resource_events.c``: "We don't process any
@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -45,76 +44,73 @@ CHANNEL_QUEUED = {("channels", "answer"): "channelId", ("channels", "setChannelV
 ``addChannel``): behind a prompt or a recording on it they would hold up the socket's queue."""
 
 
-def takes_socket(resource: str, operation: str, params: Mapping[str, object], occupied: Callable[[str], bool]) -> bool:
-    """Whether an operation may go over the socket: not one of :data:`HTTP_ONLY`, and for one of
-    :data:`CHANNEL_QUEUED` no channel it names is ``occupied`` (may be playing a prompt or recording)."""
-    key = (resource, operation)
-    if key in HTTP_ONLY:
-        return False
-    name = CHANNEL_QUEUED.get(key)
-    return name is None or not any(occupied(channel) for channel in str(params.get(name, "")).split(","))
-
-
 PROBE_URI = "asterisk/ping"
-MARKER = '"RESTResponse"'
-"""Present in every RESTResponse frame (compact or pretty JSON); events are parsed only when it is there."""
 
 
 class SocketRest:
     """REST over one events WebSocket: requests matched to responses by ``request_id``.
 
     ``ready`` is False until the PBX has answered once (``auto``'s probe) or the setting says ``on``. When the socket
-    goes, :meth:`fail_all` fails every pending request with :class:`PbxError` (status 0).
+    goes, :meth:`fail_all` fails every pending request with :class:`PbxError` (status 0). A request not answered
+    within its timeout fails with ``TimeoutError``: one timer for all of them, set for the earliest deadline (a
+    timeout context per request cost a timer handle and two reschedules each).
     """
 
     def __init__(self, socket: aiohttp.ClientWebSocketResponse, *, ready: bool) -> None:
         self.socket = socket
         self.ready = ready
-        self.pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self.pending: dict[str, tuple[asyncio.Future[dict[str, Any]], float]] = {}
+        """Request id -> its answer to be and its deadline (loop time)."""
         self._ids = itertools.count(1)
         self._probe: str | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
         self.closed = ""
 
     async def probe(self) -> None:
-        """Ask ``GET asterisk/ping`` without waiting: its answer (:meth:`feed`) makes the socket ready."""
-        self._probe = self._next_id()
+        """Ask ``GET asterisk/ping`` without waiting: its answer (:meth:`take`) makes the socket ready."""
+        self._probe = str(next(self._ids))
         await self._send({"type": "RESTRequest", "request_id": self._probe, "method": "GET", "uri": PROBE_URI})
 
-    def feed(self, frame: str) -> bool:
-        """Take ``frame`` if it is a RESTResponse (True); anything else is an event for the translator."""
-        if MARKER not in frame:
-            return False
-        try:
-            message = orjson.loads(frame)
-        except orjson.JSONDecodeError:
-            return False
-        if not isinstance(message, dict) or message.get("type") != "RESTResponse":
-            return False
+    def take(self, message: dict[str, Any]) -> bool:
+        """A decoded RESTResponse (the link's reader decodes every frame once): the answer of a pending request or of
+        the probe, or one nobody waits for any more. Always True (taken)."""
         request_id = str(message.get("request_id") or "")
         if request_id and request_id == self._probe:
             self._probe, self.ready = None, True
             log.info("pbx.rest_over_websocket", link="ari", mode="auto")
             return True
-        waiter = self.pending.pop(request_id, None)
-        if waiter is not None and not waiter.done():
-            waiter.set_result(message)
+        entry = self.pending.pop(request_id, None)
+        if entry is not None and not entry[0].done():
+            entry[0].set_result(message)
         return True
 
     async def request(
-        self, method: str, uri: str, query: list[tuple[str, str]], body: dict[str, Any] | None, action: str
+        self,
+        method: str,
+        uri: str,
+        query: list[dict[str, str]],
+        body: dict[str, Any] | None,
+        action: str,
+        timeout: float,
     ) -> dict[str, Any]:
-        """Send one request and wait for its RESTResponse (the caller bounds the wait)."""
+        """Send one request (``query``: ``{"name", "value"}`` items) and wait up to ``timeout`` seconds for its
+        RESTResponse (``TimeoutError`` after that)."""
         if self.closed:
             raise PbxError(0, self.closed, action=action)
-        request_id = self._next_id()
+        request_id = str(next(self._ids))
         message: dict[str, Any] = {"type": "RESTRequest", "request_id": request_id, "method": method, "uri": uri}
         if query:
-            message["query_strings"] = [{"name": name, "value": value} for name, value in query]
+            message["query_strings"] = query
         if body:
             message["content_type"] = "application/json"
             message["message_body"] = orjson.dumps(body).decode()
-        waiter: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self.pending[request_id] = waiter
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[dict[str, Any]] = loop.create_future()
+        deadline = loop.time() + timeout
+        self.pending[request_id] = (waiter, deadline)
+        if self._timer is None or deadline < self._timer_at:
+            self._watch(loop, deadline)
         try:
             await self._send(message)
             return await waiter
@@ -126,13 +122,31 @@ class SocketRest:
     def fail_all(self, reason: str) -> None:
         """The socket is gone: every pending request fails with ``PbxError(0, reason)``, and so does every later one."""
         self.closed = reason
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         pending, self.pending = self.pending, {}
-        for waiter in pending.values():
+        for waiter, _ in pending.values():
             if not waiter.done():
                 waiter.set_exception(ConnectionResetError(reason))
 
-    def _next_id(self) -> str:
-        return str(next(self._ids))
+    def _watch(self, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer, self._timer_at = loop.call_at(deadline, self._expire, loop), deadline
+
+    def _expire(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The timer: fail the requests past their deadline, set it again for the earliest of the others."""
+        self._timer = None
+        now, soonest = loop.time(), None
+        for waiter, deadline in self.pending.values():
+            if deadline <= now:
+                if not waiter.done():
+                    waiter.set_exception(TimeoutError())
+            elif soonest is None or deadline < soonest:
+                soonest = deadline
+        if soonest is not None:
+            self._watch(loop, soonest)
 
     async def _send(self, message: dict[str, Any]) -> None:
         await self.socket.send_str(orjson.dumps(message).decode())

@@ -99,6 +99,8 @@ class AriTranslator:
         """Playback id -> (call, prompt id)."""
         self.recordings: dict[str, str] = {}
         """Recording name -> call."""
+        self._busy: dict[str, int] = {}
+        """Call -> how many of its playbacks and recordings may be under way (:meth:`occupied`)."""
         self._handlers: dict[str, Callable[[Mapping[str, Any]], list[PbxEvent]]] = {
             "StasisStart": self._stasis_start,
             "StasisEnd": self._stasis_end,
@@ -144,13 +146,19 @@ class AriTranslator:
         return frozenset(leg for leg, state in self.legs.items() if state.confirmed)
 
     def expect_playback(self, playback: str, call: str, prompt: str) -> None:
+        self.forget_playback(playback)
         self.playbacks[playback] = (call, prompt)
+        self._hold(call)
 
     def forget_playback(self, playback: str) -> None:
-        self.playbacks.pop(playback, None)
+        owner = self.playbacks.pop(playback, None)
+        if owner is not None:
+            self._release(owner[0])
 
     def expect_recording(self, name: str, call: str) -> None:
+        self._forget_recording(name)
         self.recordings[name] = call
+        self._hold(call)
 
     def forget_call(self, call: str) -> None:
         """Drop what is remembered about a call that is over."""
@@ -159,12 +167,15 @@ class AriTranslator:
             del self.legs[leg]
         for pid in [pid for pid, (owner, _) in self.playbacks.items() if owner == call]:
             del self.playbacks[pid]
+        for name in [name for name, owner in self.recordings.items() if owner == call]:
+            del self.recordings[name]
+        self._busy.pop(call, None)
 
     def occupied(self, channel: str) -> bool:
         """A prompt or a recording we started for ``channel`` may be under way (the bridge plays and records on
         callers only, so an agent's leg never is). A recording of the call's bridge counts too: it does not hold the
         caller, but recordings are not told apart here, and HTTP is the safe side."""
-        return channel in self.recordings.values() or any(owner == channel for owner, _ in self.playbacks.values())
+        return channel in self._busy
 
     def linkedid(self, call: str | None) -> str:
         caller = self.callers.get(call or "")
@@ -182,7 +193,7 @@ class AriTranslator:
 
     def feed(self, message: object) -> list[PbxEvent]:
         """One decoded ARI message -> the events it means (often none)."""
-        if not isinstance(message, Mapping):
+        if message.__class__ is not dict and not isinstance(message, Mapping):  # a dict (JSON) at the ABC's cost
             return [_bad(f"ARI message is a {type(message).__name__}, not an object")]
         kind = message.get("type")
         if not isinstance(kind, str) or not kind:
@@ -334,6 +345,7 @@ class AriTranslator:
         if owner is None:
             return []
         call, prompt = owner
+        self._release(call)
         # Asterisk ends a playback it could not play (a missing sound file) as state "failed", at once
         failed = wire.optional_text(playback, "media_uri") or "?" if playback.get("state") == "failed" else ""
         return [PbxEvent(call, PromptFinished(prompt, failed=failed), self.linkedid(call))]
@@ -341,7 +353,7 @@ class AriTranslator:
     def _recording_finished(self, message: Mapping[str, Any]) -> list[PbxEvent]:
         recording = wire.mapping(message, "recording")
         name = wire.text(recording, "name")
-        call = self.recordings.pop(name, None)
+        call = self._forget_recording(name)
         if call is None:
             return []
         duration = wire.optional_number(recording, "duration")
@@ -375,6 +387,22 @@ class AriTranslator:
         return [PbxEvent(call, moved, self.linkedid(call))]
 
     # --- helpers -----------------------------------------------------------------------------------
+
+    def _hold(self, call: str) -> None:
+        self._busy[call] = self._busy.get(call, 0) + 1
+
+    def _release(self, call: str) -> None:
+        left = self._busy.get(call, 0) - 1
+        if left > 0:
+            self._busy[call] = left
+        else:
+            self._busy.pop(call, None)
+
+    def _forget_recording(self, name: str) -> str | None:
+        call = self.recordings.pop(name, None)
+        if call is not None:
+            self._release(call)
+        return call
 
     def _call_of(self, message: Mapping[str, Any], *fields: str) -> str | None:
         """The call a transfer concerns: a field naming our caller, or one of our legs."""

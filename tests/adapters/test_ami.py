@@ -147,7 +147,7 @@ async def test_malformed_frames_are_logged_and_change_nothing(sim: AsteriskSimul
             await sim.inject_ami_bytes(b"this is not AMI at all\r\n\r\n")
             await sim.inject_ami_event({"Event": "Hangup", "Uniqueid": "1.1", "Cause": "sixteen"})
             await sim.inject_ami_event({"Event": "DeviceStateChange", "Device": "Local/1001@phones", "State": "?"})
-            await sim.inject_ami_event({"Event": "Newstate", "Channel": "Local/1001@phones-1;1", "Uniqueid": "2.2"})
+            await sim.inject_ami_event({"Event": "Newchannel", "Channel": "Local/1001@phones-1;1", "Uniqueid": "2.2"})
             await eventually(lambda: len([e for e in logs if e["event"] == "pbx.bad_input"]) >= 4, timeout=3)
             assert link.connected and await link.command("core show version")
             await sim.place_outbound_call(from_ext="1001", number="84951234567", answer_after=0.1, talk=0.1)

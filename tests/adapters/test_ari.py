@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import orjson
 import pytest
 from structlog.testing import capture_logs
 
@@ -304,9 +303,8 @@ async def test_the_pbx_sends_only_the_messages_the_link_reads(
 
         monkeypatch.setattr(link.rest, "filter_events", refuse)
     read: list[str] = []
-    translate = link.translator.feed_text
-    monkeypatch.setattr(link.translator, "feed_text", lambda frame: read.append(orjson.loads(frame)["type"]) or
-                        translate(frame))  # fmt: skip
+    translate = link.translator.feed
+    monkeypatch.setattr(link.translator, "feed", lambda message: read.append(message["type"]) or translate(message))
     core = Core(link, events)
     with capture_logs() as logs:
         async with running(link):

@@ -125,6 +125,32 @@ async def test_no_answer_times_out_as_a_pbx_error(sim: AsteriskSimulator, monkey
     assert link.rest.over_socket is None
 
 
+async def test_each_request_times_out_after_its_own_wait(sim: AsteriskSimulator) -> None:
+    """One timer serves every pending request: a shorter wait sent after a longer one still ends first, and the
+    longer one still ends."""
+    sim.ari_rest_over_websocket = False  # nothing is answered
+    link = await ready_link(sim, "on")
+    async with running(link):
+        over_socket = link.rest.over_socket
+        assert over_socket is not None
+        loop = asyncio.get_running_loop()
+        ended: dict[str, float] = {}
+
+        async def ask(name: str, wait: float) -> None:
+            with pytest.raises(TimeoutError):
+                await over_socket.request("GET", "asterisk/ping", [], None, "asterisk.ping", wait)
+            ended[name] = loop.time()
+
+        started = loop.time()
+        longer = asyncio.create_task(ask("longer", 2.0))
+        await asyncio.sleep(0)
+        await asyncio.wait_for(ask("shorter", 0.2), 5)
+        assert ended["shorter"] - started < 1.5, "not held until the longer wait's deadline"
+        assert "longer" not in ended and over_socket.pending
+        await asyncio.wait_for(longer, 10)
+        assert ended["longer"] - started >= 2.0 and not over_socket.pending
+
+
 async def test_answers_find_their_requests_in_any_order(sim: AsteriskSimulator) -> None:
     link = await ready_link(sim, "on")
     async with running(link):
@@ -188,17 +214,30 @@ async def test_a_wrong_call_is_a_type_error_as_over_http(sim: AsteriskSimulator)
                 await link.request("asterisk", "ping", bogus="1")
 
 
-async def test_only_answers_are_taken_from_the_event_stream(sim: AsteriskSimulator) -> None:
-    """An event that merely mentions RESTResponse goes on to the translator; a socket that is gone fails at once."""
+async def test_only_answers_are_taken_from_the_event_stream(
+    sim: AsteriskSimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An event that merely mentions RESTResponse goes on to the translator, an answer nobody waits for does not; a
+    socket that is gone fails at once."""
     link = await ready_link(sim, "on")
-    async with running(link):
-        over_socket = link.rest.over_socket
-        assert over_socket is not None
-        assert not over_socket.feed('{"type": "ChannelVarset", "variable": "X", "value": "RESTResponse"}')
-        assert not over_socket.feed('{"type": "RESTResponse", ')
-        assert not over_socket.feed('["RESTResponse"]')
-        assert over_socket.feed('{"type": "RESTResponse", "request_id": "nobody-asked"}')
+    read: list[object] = []
+    translate = link.translator.feed
+    monkeypatch.setattr(link.translator, "feed", lambda message: read.append(message) or translate(message))
+    with capture_logs() as logs:
+        async with running(link):
+            over_socket = link.rest.over_socket
+            assert over_socket is not None
+            await sim.inject_ari_text('{"type": "ChannelVarset", "variable": "X", "value": "RESTResponse"}')
+            await sim.inject_ari_text('{"type": "RESTResponse", "request_id": "nobody-asked"}')
+            await sim.inject_ari_text('["RESTResponse"]')
+            await sim.inject_ari_text('{"type": "RESTResponse", ')
+            await eventually(lambda: len([e for e in logs if e["event"] == "pbx.bad_input"]) == 2, timeout=3)
+    assert [m["type"] if isinstance(m, dict) else m for m in read] == ["ChannelVarset", ["RESTResponse"]]
+    assert [e["reason"] for e in logs if e["event"] == "pbx.bad_input"] == [
+        "ARI message is a list, not an object",
+        "not JSON: JSONDecodeError",
+    ]
     assert link.rest.over_socket is None and over_socket.closed
     with pytest.raises(PbxError) as late:
-        await over_socket.request("GET", "asterisk/ping", [], None, "asterisk.ping")
+        await over_socket.request("GET", "asterisk/ping", [], None, "asterisk.ping", 1.0)
     assert (late.value.status, late.value.action) == (0, "asterisk.ping")

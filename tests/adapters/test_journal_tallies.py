@@ -12,6 +12,7 @@ from bridge.domain.commands import CallType, CrmAssignLead, CrmRegister
 from bridge.journal import Journal, decode_command, encode_command
 from bridge.journal.schema import MIGRATIONS, Only
 from bridge.journal.tallies import JournalTallies
+from tests.eventually import eventually
 
 MORNING = datetime(2026, 3, 10, 9, tzinfo=UTC)
 NEXT_DAY = datetime(2026, 3, 11, 9, tzinfo=UTC)
@@ -78,3 +79,35 @@ def test_the_hand_over_round_trips_and_waits_for_its_register(tmp_path: Path) ->
         failed.append(assign)
         assert failed.operations("leg")[0].state == "failed", "no register: nothing to hand over"
         failed.close()
+
+
+def _commits(journal: Journal) -> list[str]:
+    seen: list[str] = []
+    journal._conn.set_trace_callback(lambda sql: seen.append(sql) if sql == "COMMIT" else None)
+    return seen
+
+
+async def test_an_answered_count_goes_with_the_next_commit_and_alone_within_a_moment(tmp_path: Path) -> None:
+    """In the daemon (an event loop runs) the count costs no commit of its own when the journal commits anyway."""
+    with Journal.open(tmp_path / "j.db") as journal:
+        tallies = Tallies(JournalTallies(journal))
+        commits = _commits(journal)
+        tallies.count_answer("1001", MORNING)
+        journal.append(CrmRegister("leg", 15, "79160000000", CallType.INCOMING, "1", MORNING, True))
+        assert len(commits) == 1, "the append's commit carried the count"
+        assert JournalTallies(journal).answered_on(MORNING.date().isoformat()) == {"1001": 1}
+        tallies.count_answer("1002", MORNING)
+        await eventually(lambda: JournalTallies(journal).answered_on(MORNING.date().isoformat()).get("1002") == 1)
+        assert len(commits) == 2, "with no other commit coming, one of its own"
+        tallies.count_answer("1001", MORNING)
+    with Journal.open(tmp_path / "j.db") as journal:
+        assert Tallies(JournalTallies(journal)).answered_today(MORNING) == {"1001": 2, "1002": 1}, "closing wrote it"
+
+
+async def test_a_count_that_cannot_be_written_costs_the_journal_nothing(tmp_path: Path) -> None:
+    with Journal.open(tmp_path / "j.db") as journal:
+        journal._x("DROP TABLE tallies")
+        Tallies(JournalTallies(journal)).count_answer("1001", MORNING)
+        op = journal.append(CrmRegister("leg", 15, "79160000000", CallType.INCOMING, "1", MORNING, True))
+        assert [o.id for o in journal.operations("leg")] == [op]
+        assert journal.aio._riders == [], "dropped once it failed, not tried again with every commit"

@@ -7,7 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from panoramisk.message import Message
 
-from bridge.pbx.ami_stream import AmiStreamDecoder, BadFrame, command_output, parse_frame
+from bridge.pbx.ami_protocol import _unsolicited
+from bridge.pbx.ami_stream import AmiStreamDecoder, BadFrame, command_output, event_headers, parse_frame
 from tests.protocol.recorded import SCENARIOS, TRANSCRIPTS, ami_messages
 
 
@@ -140,3 +141,51 @@ def test_recorded_sessions_parse_as_panoramisk_parses_them() -> None:
                 assert list(ours.items()) == list(theirs.items())
                 parsed += 1
     assert parsed > 100
+
+
+def same_event(text: str) -> dict[str, str] | None:
+    """What :func:`event_headers` makes of a frame, checked against panoramisk's message of it."""
+    headers = event_headers(text)
+    if headers is not None:
+        theirs = Message.from_line(text)
+        assert theirs is not None and _unsolicited(theirs._store), "only events no action waits for"
+        assert list(headers.items()) == [(name, value) for name, value in theirs.items() if name != "content"]
+    return headers
+
+
+@given(st.lists(LINES, max_size=10))
+def test_a_plain_event_reads_as_panoramisk_reads_it(lines: list[str]) -> None:
+    same_event("\r\n".join(["Event: Hangup", *lines]))
+    same_event("\r\n".join(lines))
+
+
+@pytest.mark.parametrize(
+    ("text", "plain"),
+    [
+        ("Event: Hangup\r\nUniqueid: 1.1\r\nCause: 16", True),
+        ("Event: Hangup\r\nActionID: 1", False),  # an action waits for it
+        ("Event: Hangup\r\nactionid: 1", False),
+        ("Event: Hangup\r\nCommandID: 1", False),
+        ("Event: Shutdown\r\nShutdown: Cleanly", False),  # panoramisk closes on it
+        ("Event: Hangup\r\nResult: %20x", False),  # unquoted
+        ("Event: Hangup\r\nContent: x", False),  # panoramisk's name for a body
+        ("Event: Hangup\r\nUniqueid: 1.1\r\nuniqueid: 1.2", False),  # twice
+        ("Event: Hangup\r\nno colon", False),
+        ("Privilege: call,all\r\nEvent: Hangup", False),  # not first
+    ],
+)
+def test_only_a_plain_event_is_a_plain_dict(text: str, plain: bool) -> None:
+    assert (same_event(text) is not None) == plain
+
+
+def test_the_events_of_the_recorded_sessions_are_plain_dicts() -> None:
+    plain = 0
+    for transcript in TRANSCRIPTS.glob("*.ami.txt"):
+        for frame in transcript.read_bytes().decode("utf-8").split("\r\n\r\n"):
+            theirs = Message.from_line(frame.strip())
+            if theirs is not None and theirs.get("Event") and "ActionID" not in theirs:
+                if same_event(frame.strip()) is None:  # an empty last value: stripped, its line has no ": "
+                    assert any(": " not in line for line in frame.strip().split("\r\n")), frame
+                else:
+                    plain += 1
+    assert plain > 100

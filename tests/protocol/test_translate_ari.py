@@ -243,6 +243,40 @@ def test_recordings_we_asked_for_come_back_ready() -> None:
     assert translator.feed(done) == [], "reported once"
 
 
+def test_a_call_is_occupied_while_a_prompt_or_recording_of_it_may_be_under_way() -> None:
+    """What keeps a call's queued operations off the events socket: its prompts and recordings, until they end."""
+    translator = AriTranslator(EndpointTemplate("PJSIP/{ext}"))
+    inbound_call(translator)
+    translator.expect_playback("c.1-1", "c.1", "greeting")
+    translator.expect_playback("c.1-2", "c.1", "queue")
+    translator.expect_recording("c.1-talk", "c.1")
+    assert translator.occupied("c.1") and not translator.occupied("c.1-leg1")
+    translator.feed({"type": "PlaybackFinished", "playback": {"id": "c.1-1", "state": "done"}})
+    translator.forget_playback("c.1-2")
+    assert translator.occupied("c.1"), "the recording goes on"
+    translator.feed({"type": "RecordingFinished", "recording": {"name": "c.1-talk", "format": "wav"}})
+    assert not translator.occupied("c.1")
+    translator.expect_playback("c.1-3", "c.1", "bye")
+    translator.expect_playback("c.1-3", "c.1", "bye")  # the same playback twice counts once
+    translator.forget_playback("c.1-3")
+    assert not translator.occupied("c.1")
+
+
+def test_a_forgotten_call_leaves_nothing_behind() -> None:
+    translator = AriTranslator(EndpointTemplate("PJSIP/{ext}"))
+    inbound_call(translator)
+    translator.expect_leg("c.1-leg1", "c.1")
+    translator.expect_playback("c.1-1", "c.1", "greeting")
+    translator.expect_recording("c.1-talk", "c.1")
+    translator.expect_recording("c.2-talk", "c.2")
+    translator.forget_call("c.1")
+    assert not translator.occupied("c.1") and translator.occupied("c.2")
+    assert (translator.callers, translator.legs, translator.playbacks) == ({}, {}, {})
+    assert translator.recordings == {"c.2-talk": "c.2"}
+    done = {"type": "RecordingFinished", "recording": {"name": "c.1-talk", "format": "wav"}}
+    assert translator.feed(done) == []
+
+
 def test_transfers_are_reported_best_effort() -> None:
     translator = AriTranslator(EndpointTemplate("PJSIP/{ext}"))
     inbound_call(translator)

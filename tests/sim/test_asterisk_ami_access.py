@@ -6,6 +6,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from bridge.config import AsteriskSettings
+from bridge.pbx.ami_events import event_filter
 from bridge.sim.asterisk import Answer, AsteriskSimulator
 from bridge.sim.asterisk.ami_access import ALL, CLASSES, Access, get_perm, strings_to_mask
 from tests.eventually import eventually
@@ -199,3 +201,39 @@ async def test_the_bridges_user_reads_astdb_but_deletes_only_through_the_forget_
         assert gone["Response"] == "Success"
         await eventually(lambda: sorted(sim.astdb) == ["/b24fallbackx/1/line", "/other/1"])
         await wire.close()
+
+
+def frame(*headers: tuple[str, str]) -> str:
+    return "".join(f"{name}: {value}\r\n" for name, value in headers) + "\r\n"
+
+
+def snapshot(event: str, context: str, exten: str = "s") -> str:
+    return frame(("Event", event), ("Privilege", "call,all"), ("Channel", "PJSIP/1001-00000001"),
+                 ("Context", context), ("Exten", exten), ("Uniqueid", "1.1"), ("Linkedid", "1.1"))  # fmt: skip
+
+
+def bridge_enter(channels: int) -> str:
+    return frame(("Event", "BridgeEnter"), ("Privilege", "call,all"), ("BridgeNumChannels", str(channels)),
+                 ("Channel", "PJSIP/trunk-00000001"), ("Uniqueid", "1.1"), ("Linkedid", "1.1"))  # fmt: skip
+
+
+def test_the_bridges_filters_pass_state_changes_and_bridge_entries_only_where_the_translator_reads_them() -> None:
+    """``Newstate`` only in a watched context or on a watched line (it only shows a watched call start), and
+    ``BridgeEnter`` from the second channel (the answer of a watched call): tests/real/test_ami_filter.py shows the
+    real Asterisk does the same with them."""
+    settings = AsteriskSettings(outbound_contexts=("from-agents",), monitor_lines=("74951112299",))
+    access = Access()
+    assert all(access.add_filter(pattern) is None for pattern in event_filter(settings))
+    wanted = {
+        snapshot("Newstate", "from-agents", "84951234567"): True,
+        snapshot("Newstate", "from-trunk", "74951112299"): True,
+        snapshot("Newstate", "from-trunk", "74951110001"): False,
+        snapshot("Newstate", "from-agentsX", "84951234567"): False,
+        snapshot("Newexten", "from-trunk", "74951110001"): False,
+        snapshot("Newchannel", "from-trunk", "74951110001"): True,
+        bridge_enter(1): False,
+        bridge_enter(2): True,
+        bridge_enter(10): True,
+        bridge_enter(0): False,
+    }
+    assert {text: access.wants("call,all", text) for text in wanted} == wanted
