@@ -133,6 +133,8 @@ event                              meaning
 ``journal.sync_failed``            fsyncing the journal failed (the disk); nothing waiting on it is sent
 ``journal.slow_sync``              fsyncing the journal took over a second (in its worker thread: calls go on)
 ``journal.checkpoint_failed``      copying the journal's WAL into its database failed; tried again later
+``journal.rider_failed``           a write that rides with the next commit (a tally) failed (``error``): dropped, the
+                                   commit it rode on stands; or the commit it waited for failed: it waits for the next
 ``journal.unclean_restart``        the machine restarted under the last sender: its unsettled calls are checked first
 ``journal.reconnected``            the PostgreSQL journal's connection was lost (a server restart) and is open again
 ``journal.close_failed``           the journal could not be marked closed cleanly (its next sender checks more)
