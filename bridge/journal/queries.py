@@ -97,29 +97,26 @@ end, and the state of its first register (or adoption)."""
 
 UPSERT_CALL_ORIGIN = UPSERT_CALL.rstrip() + _ORIGIN
 
-_REGISTER = ("phone", "call_type", "started_at", "started_ts", "user_id")
-UPSERT_REGISTER = (
-    _UPSERT.format(
-        columns="".join(f", {c}" for c in _REGISTER),
-        values=", ?" * len(_REGISTER),
-        line=" OR ? != ''",
-        updates="".join(f",\n    {c} = excluded.{c}" for c in _REGISTER),
-    ).rstrip()
-    + _ORIGIN
-)
+
+def _upsert_origin(columns: tuple[str, ...], line: str) -> str:
+    """``UPSERT_CALL_ORIGIN`` that also writes ``columns`` (one more ``?`` each, after the call's names); ``line``:
+    what more lets the given line replace the row's (SQL, with its own parameters)."""
+    return (
+        _UPSERT.format(
+            columns="".join(f", {c}" for c in columns),
+            values=", ?" * len(columns),
+            line=line,
+            updates="".join(f",\n    {c} = excluded.{c}" for c in columns),
+        ).rstrip()
+        + _ORIGIN
+    )
+
+
+UPSERT_REGISTER = _upsert_origin(("phone", "call_type", "started_at", "started_ts", "user_id"), " OR ? != ''")
 """``UPSERT_CALL`` for a register, with what it says about the call (its own line, when it names one, wins; the
 parameters end with that line once more)."""
 
-_FINISH = ("user_id", "duration", "status_code", "ended_at", "answered_at")
-UPSERT_FINISH = (
-    _UPSERT.format(
-        columns="".join(f", {c}" for c in _FINISH),
-        values=", ?" * len(_FINISH),
-        line="",
-        updates="".join(f",\n    {c} = excluded.{c}" for c in _FINISH),
-    ).rstrip()
-    + _ORIGIN
-)
+UPSERT_FINISH = _upsert_origin(("user_id", "duration", "status_code", "ended_at", "answered_at"), "")
 """``UPSERT_CALL_ORIGIN`` for a finish, with the call's end."""
 
 ORIGIN_ERROR = """
