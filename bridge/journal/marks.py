@@ -144,10 +144,9 @@ class JournalMarks(JournalReader):
         commit of its own. A crash of the process may lose it until then, as a power cut loses a moment's commits.
         One that fails is logged and dropped, never the transaction's undoing (SQLite: a failed statement leaves its
         transaction as it was; PostgreSQL's would not, so its journal gives this nothing)."""
-        if self._depth and self._db.in_transaction():
-            self._riders.append((sql, params))  # the open transaction takes it
-            return
         self._riders.append((sql, params))
+        if self._depth and self._db.in_transaction():
+            return  # the open transaction takes it
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:

@@ -150,10 +150,12 @@ class AriTranslator:
         self.playbacks[playback] = (call, prompt)
         self._hold(call)
 
-    def forget_playback(self, playback: str) -> None:
+    def forget_playback(self, playback: str) -> tuple[str, str] | None:
+        """Forget ``playback``; its (call, prompt id) when it was expected."""
         owner = self.playbacks.pop(playback, None)
         if owner is not None:
             self._release(owner[0])
+        return owner
 
     def expect_recording(self, name: str, call: str) -> None:
         self._forget_recording(name)
@@ -341,11 +343,10 @@ class AriTranslator:
 
     def _playback_finished(self, message: Mapping[str, Any]) -> list[PbxEvent]:
         playback = wire.mapping(message, "playback")
-        owner = self.playbacks.pop(wire.text(playback, "id"), None)
+        owner = self.forget_playback(wire.text(playback, "id"))
         if owner is None:
             return []
         call, prompt = owner
-        self._release(call)
         # Asterisk ends a playback it could not play (a missing sound file) as state "failed", at once
         failed = wire.optional_text(playback, "media_uri") or "?" if playback.get("state") == "failed" else ""
         return [PbxEvent(call, PromptFinished(prompt, failed=failed), self.linkedid(call))]
