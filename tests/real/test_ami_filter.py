@@ -14,10 +14,10 @@ from bridge.pbx.ami_events import event_filter, event_mask
 from bridge.pbx.events import PbxEvent
 from bridge.pbx.observe import AmiTranslator
 from bridge.pbx.outcomes import EndpointTemplate
-from bridge.sim.verdict import ANSWERED, INCOMING, OUTGOING, Expect
+from bridge.sim.verdict import ANSWERED, OUTGOING, Expect
 from tests.real.ami import Ami, Event
 from tests.real.site import Site
-from tests.real.test_inbound import PAIR
+from tests.real.test_inbound import walk_the_pair
 
 
 def translated(site: Site, frames: list[Event]) -> list[PbxEvent]:
@@ -41,14 +41,7 @@ async def test_the_filters_leave_out_only_what_the_translator_does_not_read(real
             answer = await ami.action("Filter", Operation="Add", Filter=pattern)
             assert answer.get("Response") == "Success", (pattern, answer)
         start_all, start_ours = len(s.pbx_ami.frames), len(ami.frames)
-        await s.phone("1001", "ring", ring=0)
-        await s.phone("1002", "answer", ring=1, talk=2)
-        await s.inbound(PAIR, "79990000111")
-        await s.ended("PJSIP/1002-")
-        await s.mirrored(
-            Expect("79990000111", INCOMING, 12, ANSWERED, talk=s.talk("PJSIP/1002-"), recorded=True,
-                   shown_to=frozenset({11, 12}))
-        )  # fmt: skip
+        await walk_the_pair(s, "79990000111")
         walk_ours = len(ami.frames)
         await s.provider("79260000211", "answer", ring=1, talk=2)
         await s.dial_out("1003", "79260000211", talk=30)

@@ -9,13 +9,26 @@ from typing import Any
 
 from structlog.testing import capture_logs
 
-from bridge.sim.verdict import ANSWERED, INCOMING, Expect, calls_of
+from bridge.sim.verdict import ANSWERED, INCOMING, CrmCall, Expect, calls_of
 from tests.eventually import eventually
 from tests.real.site import Site
 
 PAIR, EVERYBODY, UNREGISTERED_FIRST, MENU = "74951110001", "74951110002", "74951110003", "74951110004"
 MEDIA = "74951110005"
 MONITORED = "74951112299"  # the sample's monitor-only line
+
+
+async def walk_the_pair(s: Site, caller: str) -> CrmCall:
+    """A call into ``PAIR`` walked as the sample queue walks it: 1001 rings out, 1002 answers and talks; returns the
+    call as Bitrix24 has it once it is mirrored (answered by 1002, both cards shown)."""
+    await s.phone("1001", "ring", ring=0)
+    await s.phone("1002", "answer", ring=1, talk=2)
+    await s.inbound(PAIR, caller)
+    await s.ended("PJSIP/1002-")
+    return await s.mirrored(
+        Expect(caller, INCOMING, 12, ANSWERED, talk=s.talk("PJSIP/1002-"), recorded=True,
+               shown_to=frozenset({11, 12}))
+    )  # fmt: skip
 
 
 async def test_the_second_member_answers_after_the_first_rang_out(real_site: Site) -> None:
@@ -32,14 +45,7 @@ async def test_the_second_member_answers_after_the_first_rang_out(real_site: Sit
         return await send_over_http(action, send)
 
     rest._over_http = noted  # type: ignore[method-assign]
-    await s.phone("1001", "ring", ring=0)
-    await s.phone("1002", "answer", ring=1, talk=2)
-    await s.inbound(PAIR, "79990000101")
-    await s.ended("PJSIP/1002-")
-    crm = await s.mirrored(
-        Expect("79990000101", INCOMING, 12, ANSWERED, talk=s.talk("PJSIP/1002-"), recorded=True,
-               shown_to=frozenset({11, 12}))
-    )  # fmt: skip
+    crm = await walk_the_pair(s, "79990000101")
     assert crm.cards == {11: ("show", "hide"), 12: ("show", "hide")}
     assert rest.over_socket is not None and rest.over_socket.ready and not rest.over_socket.closed
     assert "channels.setChannelVar" not in over_http and "bridges.addChannel" not in over_http, over_http
