@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-from collections.abc import Iterator
+import logging
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import structlog
@@ -191,3 +193,161 @@ def test_keys_bound_through_structlog_reach_the_line_and_the_lines_own_keys_win(
     assert (started["peer"], started["call_id"], started["linkedid"]) == ("ami", "inner.1", "inner.0")
     assert (resynced["peer"], resynced["call_id"]) == ("ari", "outer.1") and "linkedid" not in resynced
     assert "peer" not in stopped and "call_id" not in stopped
+
+
+def _same_lines_both_ways(monkeypatch: pytest.MonkeyPatch, emit: Callable[[Any], None], level: str = "debug") -> str:
+    """What ``emit`` writes through a HotLogger and through structlog's own bound logger, at the same moment."""
+    import time
+
+    monkeypatch.setattr(time, "time_ns", lambda: 1_796_676_939_123_456_789)
+    outputs = []
+    for log in (logs.HotLogger("bridge.dispatch.dispatcher"), structlog.get_logger("bridge.dispatch.dispatcher")):
+        out = io.StringIO()
+        logs.configure(json=True, stream=out, level=level)
+        emit(log)
+        outputs.append(out.getvalue())
+    hot, chain = outputs
+    assert hot == chain
+    return hot
+
+
+def test_a_hot_logger_writes_the_bytes_the_configured_chain_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dataclasses import dataclass
+    from datetime import UTC, datetime
+    from enum import Enum
+    from http import HTTPStatus
+
+    class Reason(Enum):
+        TIMEOUT = "timeout"
+
+    class Ext(str):
+        pass
+
+    @dataclass
+    class Leg:
+        ext: str
+
+    logs.register_secrets(["https://portal.example/rest/1/abcdefsecretcode/", "ari-p&ss#1", 'amipass"12'])
+    try:
+        raise RuntimeError("login failed for ari-p&ss#1")
+    except RuntimeError as error:
+        failure = error
+
+    def emit(log: Any) -> None:
+        with logs.bind_call("1796676939.1", "1796676939.0", "74952000001"):
+            log.info("call.transition", on="LegAnswered", **{"from": "ringing", "to": "talking"}, leg="l-2", ext="30")
+            log.warning("crm.retry", url="https://portal.example/rest/1/abcdefsecretcode/x.json", attempt=2)
+            log.info("crm.delivered", op=17, b24_call_id="code abcdefsecretcode", note=None, line="74950000000")
+            log.info("pbx.login", secret='amipass"12', ok=True, pause=0.25, nested={"password": "ari-p&ss#1"})
+        log.info("call.started", caller_name="Иван", at=datetime(2026, 1, 2, tzinfo=UTC), leg=Leg("1001"),
+                 huge=2**70, raw=b"ari-p&ss#1", seen={"a"}, steps=("ringing",), why=Reason.TIMEOUT)  # fmt: skip
+        log.error("pbx.disconnected", exc_info=failure, error=failure, status=HTTPStatus.OK, ext=Ext("30"))
+        try:
+            raise ValueError('amipass"12 refused')
+        except ValueError:
+            log.exception("dispatch.error", level="overwritten")
+        log.warn("journal.slow_sync")
+        log.msg("daemon.started")
+        log.debug("crm.request")
+        log.critical("daemon.refused")
+        log.fatal("daemon.refused")
+        log.info("call.warning %s of %d", "one", 2)
+        log.info(None)
+
+    text = _same_lines_both_ways(monkeypatch, emit)
+    assert "abcdefsecretcode" not in text and "ari-p&ss#1" not in text and 'amipass\\"12' not in text
+    written = lines(io.StringIO(text))
+    assert [line["event"] for line in written[:4]] == ["call.transition", "crm.retry", "crm.delivered", "pbx.login"]
+    transition = written[0]
+    keys = list(transition)
+    assert keys[:6] == ["on", "from", "to", "leg", "ext", "event"] and keys[-2:] == ["level", "timestamp"]
+    assert sorted(keys[6:-2]) == ["call_id", "line", "linkedid"]  # in the order of their first binding in the process
+    assert transition["timestamp"] == "2026-12-07T20:55:39.123456Z"
+    assert written[2]["line"] == "74950000000" and written[2]["b24_call_id"] == "code ***"
+    assert written[3]["secret"] == "***" and written[3]["nested"] == {"password": "***"}
+    assert "***" in written[5]["exception"] and written[5]["error"] == "RuntimeError('login failed for ***')"
+    assert written[5]["status"] == 200 and written[6]["level"] == "error"
+    assert [line["level"] for line in written[7:12]] == ["warning", "info", "debug", "critical", "critical"]
+    assert written[12]["event"] == "call.warning one of 2" and "event" not in written[13]
+
+
+def test_a_hot_logger_filters_levels_as_configured(monkeypatch: pytest.MonkeyPatch) -> None:
+    def emit(log: Any) -> None:
+        log.debug("crm.request")
+        log.info("call.started")
+        log.warning("crm.retry")
+        log.exception("dispatch.error")
+        log.log(logging.INFO, "call.ended")
+        log.log(logging.ERROR, "crm.failed")
+
+    text = _same_lines_both_ways(monkeypatch, emit, level="warning")
+    assert [(line["event"], line["level"]) for line in lines(io.StringIO(text))] == [
+        ("crm.retry", "warning"),
+        ("dispatch.error", "error"),
+        ("crm.failed", "error"),
+    ]
+
+
+def test_a_hot_logger_passes_bound_loggers_and_other_methods_to_structlog() -> None:
+    out = io.StringIO()
+    logs.configure(json=True, stream=out)
+    log = logs.HotLogger("bridge.dispatch.dispatcher")
+    log.bind(peer="ari").info("pbx.connected")
+    log.new(peer="ami").info("pbx.connected")
+    assert [line["peer"] for line in lines(out)] == ["ari", "ami"]
+
+
+def test_a_hot_logger_writes_through_other_processors_and_the_console_renderer() -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    out = Terminal()
+    logs.configure(stream=out)
+    log = logs.HotLogger("bridge.dispatch.dispatcher")
+    log.info("call.started", caller="79161234567")
+    assert "call.started" in out.getvalue() and not out.getvalue().startswith("{")
+    json_out = io.StringIO()
+    logs.configure(stream=json_out)
+    structlog.get_config()["processors"].insert(0, lambda _l, _n, event_dict: {**event_dict, "host": "pbx-1"})
+    log.info("call.started")
+    structlog.get_config()["processors"].pop(0)
+    log.info("call.ended")
+    started, ended = lines(json_out)
+    assert started["host"] == "pbx-1" and "host" not in ended
+
+
+def test_a_hot_logger_keeps_each_threads_lines_whole_and_its_own_context(tmp_path: Path) -> None:
+    import threading
+
+    path = tmp_path / "daemon.log"
+    log = logs.HotLogger("bridge.journal.durability")
+    with path.open("w", encoding="utf-8") as stream:
+        logs.configure(json=True, stream=stream)
+
+        def work(call: str) -> None:
+            with logs.bind_call(call):
+                for step in range(200):
+                    log.info("call.transition", to=str(step))
+
+        with logs.bind_call("main.1"):
+            threads = [threading.Thread(target=work, args=(f"thread.{n}",)) for n in range(4)]
+            for thread in threads:
+                thread.start()
+            log.info("call.started")
+            for thread in threads:
+                thread.join()
+    written = [json.loads(x) for x in path.read_text().splitlines()]
+    assert len(written) == 801
+    by_call = {call: [line["to"] for line in written if line["call_id"] == call] for call in {"thread.0", "thread.3"}}
+    assert by_call == {"thread.0": [str(n) for n in range(200)], "thread.3": [str(n) for n in range(200)]}
+    assert [line["event"] for line in written if line["call_id"] == "main.1"] == ["call.started"]
+
+
+def test_keys_of_a_call_for_a_line_outside_its_binding() -> None:
+    assert logs.call_keys("1796676939.1", "1796676939.0") == {
+        "call_id": "1796676939.1",
+        "linkedid": "1796676939.0",
+        "line": "",
+    }
+    assert logs.call_keys("") == {}

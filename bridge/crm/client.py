@@ -21,7 +21,6 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
-import structlog
 from aiolimiter import AsyncLimiter
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_random_exponential
 from tenacity.wait import wait_base
@@ -40,9 +39,9 @@ from bridge.crm.errors import (
 )
 from bridge.crm.pacing import CrmStats, SharedPace, fill_bucket, limiter_for
 from bridge.crm.query import batch_command
-from bridge.logs import redact_text, register_secrets
+from bridge.logs import HotLogger, redact_text, register_secrets
 
-log = structlog.get_logger(__name__)
+log = HotLogger(__name__)
 
 USER_AGENT = f"b24-bridge/{__version__}"
 HEADERS = {"User-Agent": USER_AGENT, "Accept": "application/json", "Content-Type": "application/json"}

@@ -10,8 +10,6 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-import structlog
-
 from bridge.crm.builders import ATTACH_RECORD, FINISH, HIDE, LEAD_UPDATE, NOTIFY, REGISTER, SHOW, TASK_ADD
 from bridge.crm.envelope import BatchResult
 from bridge.crm.errors import CallNotFoundError, CrmError, PermanentCrmError, TransientCrmError
@@ -20,9 +18,9 @@ from bridge.delivery.hooks import DeliveryObserver
 from bridge.delivery.plan import Chain, backoff, key_of
 from bridge.journal import AsyncJournal, PendingOp
 from bridge.journal.marks import DoneMark
-from bridge.logs import call_keys
+from bridge.logs import HotLogger, call_keys
 
-log = structlog.get_logger(__name__)
+log = HotLogger(__name__)
 
 METHOD_OF = {
     "register": REGISTER,

@@ -33,8 +33,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import structlog
-
 from bridge.domain.commands import CallType, CrmAdopt, CrmAttachRecord, CrmCommand, CrmFinish, CrmRegister
 from bridge.journal import queries
 from bridge.journal.codec import encode_command, kind_of
@@ -44,8 +42,9 @@ from bridge.journal.marks import JournalError, JournalMarks
 from bridge.journal.reading import Clock
 from bridge.journal.rows import CARD_KINDS, NEEDS_CALL_ID
 from bridge.journal.schema import SchemaError, migrate_sqlite
+from bridge.logs import HotLogger
 
-log = structlog.get_logger(__name__)
+log = HotLogger(__name__)
 
 
 class AsyncJournal(JournalMarks):

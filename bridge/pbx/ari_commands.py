@@ -33,8 +33,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import structlog
-
 from bridge.config import AsteriskSettings
 from bridge.dialrules import BadPhoneNumber
 from bridge.domain.commands import (
@@ -53,11 +51,12 @@ from bridge.domain.commands import (
     StopPrompt,
 )
 from bridge.domain.events import CallerHungUp, LegEnded, LegOutcome, PromptFinished
+from bridge.logs import HotLogger
 from bridge.pbx.events import PbxError, PbxEvent
 from bridge.pbx.outcomes import EndpointTemplate
 from bridge.pbx.translate import AriTranslator
 
-log = structlog.get_logger(__name__)
+log = HotLogger(__name__)
 
 Request = Callable[..., Awaitable[Any]]
 LinkReady = Callable[[float], Awaitable[bool]]

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import string
 from collections import namedtuple
 from collections.abc import AsyncIterator
 from typing import Any
+from unittest import mock
 
 import pytest
 import structlog
@@ -25,13 +27,15 @@ from yarl import URL
 from bridge.config import AsteriskSettings, Bitrix24Settings, Secret
 from bridge.crm.client import Bitrix24Client
 from bridge.crm.errors import CrmError
-from bridge.logs import register_secrets
+from bridge.logs import HotLogger, bind_call, register_secrets
 from bridge.pbx.ami import AmiLink
 from tests.eventually import eventually
 from tests.fuzz.capture import LogCapture
-from tests.fuzz.strategies import fuzz_settings, odd_text, secret_texts, webhook_codes
+from tests.fuzz.strategies import fuzz_settings, json_values, odd_text, secret_texts, webhook_codes
 
 log = structlog.get_logger("tests.fuzz.secrets")
+hot_log = HotLogger("tests.fuzz.secrets")
+"""The daemon's hot modules log through this one: the JSON chain's line written in one step, not structlog's."""
 
 
 Pair = namedtuple("Pair", "left right")
@@ -73,14 +77,37 @@ def test_a_secret_in_any_logged_value_is_redacted(capture: LogCapture, secret: s
     capture.clear()
     register_secrets([secret])
     values = shapes(secret, noise)
-    for name, value in values.items():
-        log.warning("test.value", shape=name, value=value)
-    log.warning(f"event naming {secret}")
-    try:
-        raise ConnectionError(f"could not log in with {secret!r}")
-    except ConnectionError:
-        log.exception("test.failed", during=secret)
-    assert len(capture.lines()) == len(values) + 2
+    for logger in (log, hot_log):
+        for name, value in values.items():
+            logger.warning("test.value", shape=name, value=value)
+        logger.warning(f"event naming {secret}")
+        try:
+            raise ConnectionError(f"could not log in with {secret!r}")
+        except ConnectionError:
+            logger.exception("test.failed", during=secret)
+    assert len(capture.lines()) == 2 * (len(values) + 2)
+    assert capture.leaks(secret) == []
+
+
+@fuzz_settings(150)
+@given(
+    secret=secret_texts(),
+    noise=odd_text(8),
+    shape=st.sampled_from(sorted(shapes("secret", "noise"))),
+    others=st.dictionaries(st.text(string.ascii_lowercase, min_size=1, max_size=6), json_values(6), max_size=4),
+)
+def test_a_hot_logger_writes_the_line_structlog_writes(
+    capture: LogCapture, secret: str, noise: str, shape: str, others: dict[str, Any]
+) -> None:
+    capture.clear()
+    register_secrets([secret])
+    fields = {**others, "value": shapes(secret, noise)[shape]}
+    fields.pop("event", None)
+    with mock.patch("time.time_ns", return_value=1_796_676_939_123_456_789), bind_call(noise, secret, "7495"):
+        hot_log.info("test.same", **fields)
+        log.info("test.same", **fields)
+    hot_line, chain_line = capture.stream.getvalue().split("\n")[:2]
+    assert hot_line == chain_line
     assert capture.leaks(secret) == []
 
 
