@@ -117,6 +117,11 @@ class _Connection(asyncio.Protocol):
         self._chunks.append(body)
 
     def on_message_complete(self) -> None:
+        if self.parser.get_status_code() < 200:  # an interim answer (100 Continue unasked): the real one follows
+            self._chunks = []
+            self._location = None
+            self._framed = self._headers_done = False
+            return
         self._finish(keep=self.parser.should_keep_alive())
 
     # --- the exchange ---

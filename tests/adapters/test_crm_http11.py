@@ -118,6 +118,18 @@ async def test_a_chunked_answer_in_pieces_is_read_whole_and_the_connection_kept(
     assert peer.connections == 1
 
 
+async def test_an_interim_answer_is_skipped_for_the_real_one() -> None:
+    async def continuing(number: int, head: bytes, body: bytes) -> bytes:
+        return b"HTTP/1.1 100 Continue\r\n\r\n" + ok(body)
+
+    async with HttpPeer(continuing) as peer:
+        http = LeanHttp(HEADERS)
+        assert await post(http, peer.url(), b"[1]") == (200, b"[1]")
+        assert await post(http, peer.url(), b"[2]") == (200, b"[2]")
+        await http.close()
+    assert peer.connections == 1
+
+
 async def test_an_answer_without_length_runs_to_the_close() -> None:
     async def unframed(number: int, head: bytes, body: bytes) -> bytes:
         return b"HTTP/1.0 502 Bad Gateway\r\nContent-Type: text/html\r\n\r\n<html>502 Bad Gateway</html>"
