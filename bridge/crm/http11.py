@@ -139,11 +139,11 @@ class _Connection(asyncio.Protocol):
         if waiter is not None and not waiter.done():
             waiter.set_exception(exc)
 
-    async def exchange(self, request: bytes) -> Answer:
+    async def exchange(self, request: bytes, loop: asyncio.AbstractEventLoop) -> Answer:
         """Send one whole request, wait for its whole answer."""
         if self.closed or self.transport is None or self.transport.is_closing():
             raise ServerDisconnected()
-        waiter: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+        waiter: asyncio.Future[Answer] = loop.create_future()
         self._waiter = waiter
         self._chunks = []
         self._location = None
@@ -179,8 +179,7 @@ class _Pool:
             conn.abort()
         return None
 
-    async def connect(self) -> _Connection:
-        loop = asyncio.get_running_loop()
+    async def connect(self, loop: asyncio.AbstractEventLoop) -> _Connection:
         try:
             _, conn = await loop.create_connection(_Connection, self.host, self.port, ssl=self.tls)
         except OSError as exc:  # ssl.SSLError is one too
@@ -212,11 +211,12 @@ class LeanHttp:
 
     async def post(self, url: URL, body: bytes, timeout: float) -> Answer:
         """The answer to POSTing ``body`` to ``url``, 307/308 followed, all within ``timeout`` seconds."""
+        loop = asyncio.get_running_loop()  # once: each look-up is a getpid() system call
         async with asyncio.timeout(timeout):
             for _ in range(MAX_REDIRECTS + 1):
                 if url.scheme not in ("http", "https") or not url.raw_host:
                     raise BadAnswer("not an http(s) address")
-                answer = await self._post_once(url, body)
+                answer = await self._post_once(url, body, loop)
                 if answer.status not in (307, 308) or answer.location is None:
                     return answer
                 try:
@@ -225,13 +225,12 @@ class LeanHttp:
                     raise BadAnswer(f"a redirect to an unusable address: {exc}") from None
         raise TooManyRedirects()
 
-    async def _post_once(self, url: URL, body: bytes) -> Answer:
+    async def _post_once(self, url: URL, body: bytes, loop: asyncio.AbstractEventLoop) -> Answer:
         key = (url.scheme, url.raw_host or "", url.port)
         pool = self._pools.get(key)
         if pool is None:
             pool = self._pools[key] = _Pool(url, self._tls)
-        loop = asyncio.get_running_loop()
-        conn = pool.take(loop.time()) or await pool.connect()
+        conn = pool.take(loop.time()) or await pool.connect(loop)
         target, host = url.raw_path_qs.encode("ascii"), (url.host_port_subcomponent or "").encode("ascii")
         request = b"POST %s HTTP/1.1\r\nHost: %s\r\n%sContent-Length: %d\r\n\r\n%s" % (
             target,
@@ -241,7 +240,7 @@ class LeanHttp:
             body,
         )
         try:
-            answer = await conn.exchange(request)
+            answer = await conn.exchange(request, loop)
         except BaseException:
             conn.abort()  # failed, timed out or cancelled: what else it may still receive belongs to no one
             raise
