@@ -85,6 +85,9 @@ class _Connection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not asyncio's classes
 
     def data_received(self, data: bytes) -> None:
+        if self._waiter is None:  # bytes nobody asked for (an idle connection's 408, say): out of step for good
+            self.abort()
+            return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
@@ -128,7 +131,8 @@ class _Connection(asyncio.Protocol):
 
     def _finish(self, *, keep: bool) -> None:
         waiter = self._waiter
-        if waiter is None or waiter.done():
+        if waiter is None or waiter.done():  # a second answer to one request: the connection is out of step
+            self.abort()
             return
         self.reusable = keep
         body = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
@@ -155,9 +159,10 @@ class _Connection(asyncio.Protocol):
             self._waiter = None
 
     def abort(self) -> None:
-        self.closed = True
-        if self.transport is not None:
-            self.transport.abort()
+        if not self.closed:
+            self.closed = True
+            if self.transport is not None:
+                self.transport.abort()
 
 
 class _Pool:

@@ -42,7 +42,7 @@ class HttpPeer:
     requests: list[Request] = field(default_factory=list)
     port: int = 0
     _server: asyncio.Server | None = None
-    _writers: list[asyncio.StreamWriter] = field(default_factory=list)
+    writers: list[asyncio.StreamWriter] = field(default_factory=list)
     _handlers: list[asyncio.Task[None]] = field(default_factory=list)
 
     def url(self, path: str = "/rest/1/c0de/batch.json", host: str = "127.0.0.1") -> str:
@@ -56,7 +56,7 @@ class HttpPeer:
     async def __aexit__(self, *exc_info: object) -> None:
         assert self._server is not None
         self._server.close()
-        for writer in self._writers:
+        for writer in self.writers:
             writer.close()
         await asyncio.wait_for(asyncio.gather(*self._handlers, return_exceptions=True), 10)
         await self._server.wait_closed()
@@ -64,7 +64,7 @@ class HttpPeer:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
         number = self.connections
-        self._writers.append(writer)
+        self.writers.append(writer)
         task = asyncio.current_task()
         assert task is not None
         self._handlers.append(task)

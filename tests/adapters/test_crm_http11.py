@@ -92,6 +92,32 @@ async def test_an_idle_connection_is_dropped_after_the_keepalive_time(monkeypatc
     assert peer.connections == 2
 
 
+TIMED_OUT = b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n\r\n"
+
+
+async def test_an_answer_nobody_asked_for_retires_the_connection() -> None:
+    async def twice(number: int, head: bytes, body: bytes) -> bytes:
+        return ok(b'"%d"' % number) + (TIMED_OUT if number == 0 else b"")
+
+    async with HttpPeer(twice) as peer:
+        http = LeanHttp(HEADERS)
+        assert await post(http, peer.url()) == (200, b'"0"')
+        assert await post(http, peer.url()) == (200, b'"1"')
+        await http.close()
+    assert peer.connections == 2
+
+
+async def test_bytes_on_an_idle_connection_retire_it() -> None:
+    async with HttpPeer(echo) as peer:
+        http = LeanHttp(HEADERS)
+        await post(http, peer.url())
+        peer.writers[0].write(TIMED_OUT)  # as a server that times an idle connection out, and keeps it open
+        await eventually(lambda: http.idle() == 0)
+        assert await post(http, peer.url()) == (200, b'{"n": 1, "got": {}}')
+        await http.close()
+    assert peer.connections == 2
+
+
 async def test_a_connection_close_answer_ends_the_connection() -> None:
     async def closing(number: int, head: bytes, body: bytes) -> bytes:
         return ok(extra=b"Connection: close\r\n")
