@@ -37,6 +37,7 @@ from bridge.crm.errors import (
     TransientCrmError,
     classify,
 )
+from bridge.crm.http11 import HttpError, LeanHttp
 from bridge.crm.pacing import CrmStats, SharedPace, fill_bucket, limiter_for
 from bridge.crm.query import batch_command
 from bridge.logs import HotLogger, redact_text, register_secrets
@@ -106,9 +107,10 @@ class Bitrix24Client:
         self._retry_max_wait = retry_max_wait
         self._backoff: wait_base = wait_random_exponential(multiplier=BACKOFF_MULTIPLIER, max=retry_max_wait)
         self._clock = clock
-        self._timeout = aiohttp.ClientTimeout(total=settings.request_timeout)
+        self._lean = LeanHttp(HEADERS)
+        """The REST POSTs' keep-alive connections (aiohttp's session serves the uploads and the token refresh)."""
         self._urls: dict[str, URL] = {}
-        """Per method, its endpoint, parsed once (aiohttp takes a :class:`~yarl.URL` as it is)."""
+        """Per method, its endpoint, parsed once."""
         self._paused_until: dict[str, float] = {}
         """Per method (and ``""`` for the whole portal): not before this ``clock()`` time."""
         self.stats = CrmStats(limiter=limiter)
@@ -161,6 +163,7 @@ class Bitrix24Client:
             fill_bucket(self._bucket())
 
     async def close(self) -> None:
+        await self._lean.close()
         if self._own_session and self._session is not None:
             await self._session.close()
         self._session = None
@@ -196,15 +199,19 @@ class Bitrix24Client:
         self.stats.requests += 1
         started = self._clock()
         try:
-            async with self._http().post(
-                self._url(method), data=_json_body(payload), headers=HEADERS, timeout=self._timeout
-            ) as response:
-                status = response.status
-                raw = await response.read()
-        except (aiohttp.ClientError, TimeoutError) as exc:
+            status, raw, location = await self._lean.post(
+                self._url(method), _json_body(payload), self.settings.request_timeout
+            )
+        except (HttpError, OSError) as exc:  # OSError: refused, reset, TLS, name lookup; the deadline (TimeoutError)
             self.stats.errors += 1
             detail = redact_text(f"{type(exc).__name__}: {exc}").replace(self._base, "<portal>/")
             raise TransientCrmError(method, NETWORK, detail) from exc
+        if location is not None and 300 <= status < 400:
+            self.stats.errors += 1  # 307/308 were followed; another redirect would turn the POST into a GET
+            moved_to = redact_text(location).replace(self._base, "<portal>/")
+            raise PermanentCrmError(
+                method, "ERROR_REDIRECT", f"the portal moved this address to {moved_to}: configure that one", status
+            )
         log.debug("crm.request", method=method, status=status, duration=round(self._clock() - started, 3))
         envelope = _json_answer(raw)
         if not isinstance(envelope, dict):

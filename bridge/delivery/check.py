@@ -17,6 +17,7 @@ import aiohttp
 
 from bridge.crm.envelope import rows_of
 from bridge.crm.errors import CrmError, TransientCrmError
+from bridge.crm.http11 import CannotConnect
 
 STATISTIC_GET = "voximplant.statistic.get"
 
@@ -38,4 +39,4 @@ def never_left(error: CrmError) -> bool:
     away before running any of it (503 ``QUERY_LIMIT_EXCEEDED``). A timeout or a dropped connection is not that."""
     if isinstance(error, TransientCrmError) and error.query_limit:
         return True
-    return isinstance(error.__cause__, aiohttp.ClientConnectorError)
+    return isinstance(error.__cause__, CannotConnect | aiohttp.ClientConnectorError)
