@@ -205,6 +205,20 @@ def test_ready_reads_about_what_it_returns_however_long_the_backlog(tmp_path: Pa
         assert big <= small * 1.5 + 5, f"ten times the backlog cost {big} vs {small} (waiting={waiting})"
 
 
+def test_settling_a_batch_reads_about_what_it_settles_however_many_calls_are_in_progress(tmp_path: Path) -> None:
+    costs: dict[int, int] = {}
+    for calls in (500, 5000):
+        with Journal.open(tmp_path / f"live-{calls}.db", clock=Clock()) as journal:
+            with journal.transaction():
+                ops = [journal.append(register(f"live-{i}")) for i in range(calls)]
+            batch = ops[:: calls // 10]
+            journal.mark_sent(batch)
+            marks = [DoneMark(op, {"CALL_ID": f"C-{op}"}, call_id=f"C-{op}") for op in batch]
+            costs[calls] = vm_steps(journal, journal._conn, lambda j=journal, m=marks: j.mark_done_many(m))
+            assert {call.call_id for call in journal.calls(status="open") if call.call_id} == {m.call_id for m in marks}
+    assert costs[5000] <= costs[500] * 1.5 + 5, f"ten times the calls in progress cost {costs[5000]} vs {costs[500]}"
+
+
 def test_a_journal_of_the_first_schema_gets_its_heads_on_opening(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     conn = sqlite3.connect(path, isolation_level=None)
