@@ -49,6 +49,9 @@ class JournalReader:
         """Statements run so far (an append may trust what the one before it read only if none ran since)."""
         self._serial = 0
         """Transactions begun so far."""
+        self._ended: dict[str, None] = {}
+        """Legs whose end (``finish``) this process journaled, the latest :data:`APPENDED_MEMORY`: their refresh
+        goes straight to ``REFRESH_CALL`` (only a hint: either refresh is right for any leg)."""
         self._known_call: tuple[int, int, tuple[str, str, str, str], Any] | None = None
         """What the last append learned of its call row, with when (transaction, statements) and under which names:
         a card move appended right after it in the same transaction needs no upsert of its own."""
@@ -70,11 +73,17 @@ class JournalReader:
         self._statements += 1
         return (await self._db.execute(sql, params)).fetchall()
 
+    def _ending(self, leg: str) -> None:
+        """The leg's end was journaled (see ``_ended``)."""
+        if len(self._ended) >= APPENDED_MEMORY:
+            del self._ended[next(iter(self._ended))]
+        self._ended[leg] = None
+
     async def _refresh_now(self, legs: list[str], now: float) -> None:
         """The legs' heads and states (distinct legs): those still open by their heads alone, the others whole."""
         if len(legs) == 1:
             params = {"leg": legs[0], "now": now}
-            if not (await self._x(queries.REFRESH_OPEN_CALL, params)).rowcount:
+            if legs[0] in self._ended or not (await self._x(queries.REFRESH_OPEN_CALL, params)).rowcount:
                 await self._x(queries.REFRESH_CALL, params)
             return
         for start in range(0, len(legs), queries.IN_LIST):
