@@ -175,7 +175,7 @@ class JournalMarks(JournalReader):
             self._stale[leg] = None
             self._stale_at = now
         else:
-            await self._x(queries.REFRESH_CALL, {"leg": leg, "now": now})
+            await self._refresh_now([leg], now)
 
     async def _refresh_calls(self, legs: Collection[str], now: float) -> None:
         """:meth:`_refresh_call` for several legs."""

@@ -14,16 +14,6 @@ IN_LIST = 500
 """The most values one statement's ``IN (...)`` list is given (the backends limit a statement's parameters)."""
 NAMES_CALL_ID = "(" + ", ".join(f"'{kind}'" for kind in sorted(NEEDS_CALL_ID)) + ")"
 
-READY_HEADS = """
-SELECT o.*, c.call_id, c.mode, c.state AS call_state, c.ended_at, c.head_due AS due,
-       c.pbx_call, c.linkedid, c.line
-FROM calls c JOIN operations o ON o.id = c.head_op
-WHERE c.head_due <= :now
-ORDER BY c.head_due, c.head_op
-LIMIT :limit
-"""
-"""Per leg its head, when it may go now (see ``HEAD_DUE``), the longest due first."""
-
 READY_LIVE_HEADS = """
 SELECT o.*, c.call_id, c.mode, c.state AS call_state, c.ended_at, c.head_due AS due,
        c.pbx_call, c.linkedid, c.line
@@ -32,7 +22,18 @@ WHERE c.head_due <= :now AND c.head_due IS NOT NULL AND c.mode = 'online'
 ORDER BY c.head_due, c.head_op
 LIMIT :limit
 """
-"""The same for legs mirrored live (their card is on someone's screen, or is about to be): these go first."""
+"""Per leg mirrored live (its card is on someone's screen, or is about to be) its head, when it may go now (see
+``HEAD_DUE``), the longest due first: these go first."""
+
+READY_OFFLINE_HEADS = """
+SELECT o.*, c.call_id, c.mode, c.state AS call_state, c.ended_at, c.head_due AS due,
+       c.pbx_call, c.linkedid, c.line
+FROM calls c INDEXED BY calls_offline_due JOIN operations o ON o.id = c.head_op
+WHERE c.head_due <= :now AND c.head_due IS NOT NULL AND c.mode = 'offline'
+ORDER BY c.head_due, c.head_op
+LIMIT :limit
+"""
+"""The same for the other legs (a leg is ``online`` or ``offline``: every leg's head is in one of the two)."""
 
 READY_LOOSE = """
 SELECT o.*, CAST(NULL AS TEXT) AS call_id, CAST(NULL AS TEXT) AS mode, CAST(NULL AS TEXT) AS call_state,
@@ -46,15 +47,20 @@ LIMIT :limit
 """Operations that belong to no call (tasks, notices): each goes on its own."""
 
 DUE_HEADS = f"""
-SELECT 1 AS part, live.* FROM ({READY_LIVE_HEADS.replace(":limit", ":live")}) live
-UNION ALL SELECT 2 AS part, legs.* FROM ({READY_HEADS}) legs
+SELECT 1 AS part, live.* FROM ({READY_LIVE_HEADS}) live
+UNION ALL SELECT 2 AS part, legs.* FROM ({READY_OFFLINE_HEADS}) legs
 UNION ALL SELECT 3 AS part, loose.* FROM ({READY_LOOSE}) loose
 """
 """The three in one statement (``part`` says which; each part's order is restored by the reader)."""
 
 # INDEXED BY: without statistics (no ANALYZE) SQLite would pick a wider index and read the whole backlog.
 
-NEXT_HEAD_DUE = "SELECT MIN(head_due) FROM calls WHERE head_due IS NOT NULL"
+NEXT_LIVE_DUE = """
+SELECT MIN(head_due) FROM calls INDEXED BY calls_online_due WHERE head_due IS NOT NULL AND mode = 'online'
+"""
+NEXT_OFFLINE_DUE = """
+SELECT MIN(head_due) FROM calls INDEXED BY calls_offline_due WHERE head_due IS NOT NULL AND mode = 'offline'
+"""
 NEXT_LOOSE_DUE = """
 SELECT MIN(next_attempt_at) FROM operations INDEXED BY operations_loose_due WHERE crm_leg IS NULL AND state = 'pending'
 """
@@ -162,9 +168,10 @@ WHERE c.head_due IS NOT NULL AND c.mode = 'online' AND c.state IN ('open', 'ende
 """
 
 NEXT_DUE = f"""
-SELECT ({NEXT_HEAD_DUE}), ({NEXT_LOOSE_DUE.strip()}), ({OLDEST_ONLINE_REGISTER.strip()})
+SELECT ({NEXT_LIVE_DUE.strip()}), ({NEXT_OFFLINE_DUE.strip()}), ({NEXT_LOOSE_DUE.strip()}),
+       ({OLDEST_ONLINE_REGISTER.strip()})
 """
-"""The three times ``next_due`` weighs, in one statement (the delivery asks before every wait)."""
+"""The four times ``next_due`` weighs, in one statement (the delivery asks before every wait)."""
 
 _FIRST_OPEN = f"FROM operations o WHERE o.crm_leg = calls.crm_leg AND o.state IN {OPEN} ORDER BY o.seq LIMIT 1"
 
@@ -189,21 +196,37 @@ UPDATE calls SET updated_at = {{now}}, head_op = {HEAD_OP}, head_due = {HEAD_DUE
                  AND kind NOT IN ('show', 'hide')) THEN 'failed'
     ELSE 'done' END
 """
+_STAYS_OPEN = "ended_at IS NULL AND state = 'open'"
+"""A leg whose state the refresh leaves as it is (``open`` until its end is journaled)."""
+_REFRESH_HEAD = (  # by the primary key: SQLite would rather read every open call through calls_state
+    f"UPDATE calls INDEXED BY sqlite_autoindex_calls_1 SET updated_at = {{now}}, head_op = {HEAD_OP},"
+    f" head_due = {HEAD_DUE}\n"
+)
 
 REFRESH_CALL = _REFRESH.format(now=":now") + "WHERE crm_leg = :leg"
 """The leg's head (see ``HEAD_DUE``) and state: ``open`` until the end is journaled; then ``ended`` while anything is
 outstanding; then ``failed`` if a register/finish/attachRecord failed (a lost card does not fail the call), else
 ``done``. Run after every change to a leg's operations or call row (once per transaction, before its commit: see
-``JournalMarks._refresh_call``)."""
+``JournalMarks._refresh_call``), when ``REFRESH_OPEN_CALL`` found the leg ended."""
 
-REFRESH_CALLS = _REFRESH.format(now="?") + "WHERE crm_leg IN ({legs})"
-"""``REFRESH_CALL`` for several legs in one statement (``{legs}``: one ``?`` per leg, after the time)."""
+REFRESH_OPEN_CALL = _REFRESH_HEAD.format(now=":now") + f"WHERE crm_leg = :leg AND {_STAYS_OPEN}"
+"""``REFRESH_CALL`` for a leg still ``open`` (most refreshes): its head alone. A column an UPDATE sets is written to
+each index on it even when its value stays (SQLite deletes and inserts the index entry): setting ``state`` cost a
+page of ``calls_state`` at every refresh."""
+
+REFRESH_CALLS = _REFRESH.format(now="?") + f"WHERE crm_leg IN ({{legs}}) AND NOT ({_STAYS_OPEN})"
+"""``REFRESH_CALL`` for several legs in one statement (``{legs}``: one ``?`` per leg, after the time), those that
+``REFRESH_OPEN_CALLS`` leaves."""
+
+REFRESH_OPEN_CALLS = _REFRESH_HEAD.format(now="?") + f"WHERE crm_leg IN ({{legs}}) AND {_STAYS_OPEN}"
+"""``REFRESH_OPEN_CALL`` for several legs."""
 
 
 @functools.lru_cache(maxsize=64)
-def refresh_calls(count: int) -> str:
-    """``REFRESH_CALLS`` for ``count`` legs (the text built once per length)."""
-    return REFRESH_CALLS.format(legs=", ".join("?" * count))
+def refresh_calls(count: int) -> tuple[str, str]:
+    """``REFRESH_OPEN_CALLS`` and ``REFRESH_CALLS`` for ``count`` legs (the texts built once per length)."""
+    legs = ", ".join("?" * count)
+    return REFRESH_OPEN_CALLS.format(legs=legs), REFRESH_CALLS.format(legs=legs)
 
 
 OPEN_FOLLOWERS = f"SELECT * FROM operations WHERE crm_leg IN ({{legs}}) AND state IN {OPEN} ORDER BY crm_leg, seq"

@@ -49,6 +49,9 @@ class JournalReader:
         """Statements run so far (an append may trust what the one before it read only if none ran since)."""
         self._serial = 0
         """Transactions begun so far."""
+        self._ended: dict[str, None] = {}
+        """Legs whose end (``finish``) this process journaled, the latest :data:`APPENDED_MEMORY`: their refresh
+        goes straight to ``REFRESH_CALL`` (only a hint: either refresh is right for any leg)."""
         self._known_call: tuple[int, int, tuple[str, str, str, str], Any] | None = None
         """What the last append learned of its call row, with when (transaction, statements) and under which names:
         a card move appended right after it in the same transaction needs no upsert of its own."""
@@ -70,13 +73,24 @@ class JournalReader:
         self._statements += 1
         return (await self._db.execute(sql, params)).fetchall()
 
+    def _ending(self, leg: str) -> None:
+        """The leg's end was journaled (see ``_ended``)."""
+        if len(self._ended) >= APPENDED_MEMORY:
+            del self._ended[next(iter(self._ended))]
+        self._ended[leg] = None
+
     async def _refresh_now(self, legs: list[str], now: float) -> None:
+        """The legs' heads and states (distinct legs): those still open by their heads alone, the others whole."""
         if len(legs) == 1:
-            await self._x(queries.REFRESH_CALL, {"leg": legs[0], "now": now})
+            params = {"leg": legs[0], "now": now}
+            if legs[0] in self._ended or not (await self._x(queries.REFRESH_OPEN_CALL, params)).rowcount:
+                await self._x(queries.REFRESH_CALL, params)
             return
         for start in range(0, len(legs), queries.IN_LIST):
             part = legs[start : start + queries.IN_LIST]
-            await self._x(queries.refresh_calls(len(part)), (now, *part))
+            still_open, whole = queries.refresh_calls(len(part))
+            if (await self._x(still_open, (now, *part))).rowcount < len(part):
+                await self._x(whole, (now, *part))
 
     async def _fresh(self) -> None:
         """Run the refreshes the open transaction put off (before its commit, or before it reads the heads)."""
@@ -138,14 +152,13 @@ class JournalReader:
         appear (and their ``register`` beats ``register_timeout``) while the offline backlog drains behind them,
         yet the backlog always keeps a share."""
         parts: tuple[list[Any], list[Any], list[Any]] = ([], [], [])
-        params = {"now": now, "limit": limit, "live": max(1, int(limit * LIVE_SHARE))}
-        for row in await self._all(queries.DUE_HEADS, params):
+        for row in await self._all(queries.DUE_HEADS, {"now": now, "limit": limit}):
             parts[row["part"] - 1].append(row)
-        live, legs, loose = (sorted(part, key=_due_order) for part in parts)
-        taken = {row["id"] for row in live}
-        merged = heapq.merge(legs, loose, key=_due_order)
-        rest = (row for row in merged if row["id"] not in taken)
-        return [row for row in (*live, *rest) if row["state"] == "pending" and self._may_go(row)][:limit]
+        online, offline, loose = (sorted(part, key=_due_order) for part in parts)
+        share = max(1, int(limit * LIVE_SHARE))
+        live, later = online[:share], online[share:]  # every leg's first `limit`: the live and offline ones merged
+        merged = heapq.merge(later, offline, loose, key=_due_order)
+        return [row for row in (*live, *merged) if row["state"] == "pending" and self._may_go(row)][:limit]
 
     @staticmethod
     def _may_go(head: Any) -> bool:
@@ -174,8 +187,8 @@ class JournalReader:
     async def next_due(self, register_timeout: float) -> float | None:
         """The earliest time something may become ready without a new append (a retry or an offline deadline)."""
         await self._fresh()
-        head, loose, oldest = await self._one(queries.NEXT_DUE)
-        times = [head, loose, None if oldest is None else oldest + register_timeout]
+        live, offline, loose, oldest = await self._one(queries.NEXT_DUE)
+        times = [live, offline, loose, None if oldest is None else oldest + register_timeout]
         return min((t for t in times if t is not None), default=None)
 
     async def calls(

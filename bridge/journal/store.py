@@ -194,6 +194,7 @@ class AsyncJournal(JournalMarks):
                 await self._x(
                     queries.SKIP_PENDING_SHOWS, ("skipped: the call ended before the card was sent", now, leg)
                 )
+                self._ending(leg)
             await self._refresh_call(leg, now)
             await self._notify_appended()
             self._known_call = None

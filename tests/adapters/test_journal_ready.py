@@ -25,7 +25,7 @@ from bridge.domain.commands import (
 )
 from bridge.journal import DoneMark, Journal
 from bridge.journal.codec import encode_command
-from bridge.journal.schema import MIGRATIONS
+from bridge.journal.schema import MIGRATIONS, statements
 from tests.adapters.journal_backends import PgBlocking
 from tests.pgserver import PASSWORD, PgServer
 
@@ -205,6 +205,20 @@ def test_ready_reads_about_what_it_returns_however_long_the_backlog(tmp_path: Pa
         assert big <= small * 1.5 + 5, f"ten times the backlog cost {big} vs {small} (waiting={waiting})"
 
 
+def test_settling_a_batch_reads_about_what_it_settles_however_many_calls_are_in_progress(tmp_path: Path) -> None:
+    costs: dict[int, int] = {}
+    for calls in (500, 5000):
+        with Journal.open(tmp_path / f"live-{calls}.db", clock=Clock()) as journal:
+            with journal.transaction():
+                ops = [journal.append(register(f"live-{i}")) for i in range(calls)]
+            batch = ops[:: calls // 10]
+            journal.mark_sent(batch)
+            marks = [DoneMark(op, {"CALL_ID": f"C-{op}"}, call_id=f"C-{op}") for op in batch]
+            costs[calls] = vm_steps(journal, journal._conn, lambda j=journal, m=marks: j.mark_done_many(m))
+            assert {call.call_id for call in journal.calls(status="open") if call.call_id} == {m.call_id for m in marks}
+    assert costs[5000] <= costs[500] * 1.5 + 5, f"ten times the calls in progress cost {costs[5000]} vs {costs[500]}"
+
+
 def test_a_journal_of_the_first_schema_gets_its_heads_on_opening(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     conn = sqlite3.connect(path, isolation_level=None)
@@ -236,6 +250,41 @@ def test_a_journal_of_the_first_schema_gets_its_heads_on_opening(tmp_path: Path)
     with Journal.open(path, clock=lambda: now + 1) as journal:
         ready = [(op.crm_leg, op.kind, op.attempts, op.tries) for op in journal.ready()]
     assert ready == [("online", "finish", 0, 0), ("offline", "register", 2, 2), ("offline", "finish", 0, 0)]
+
+
+def test_heads_journaled_before_the_offline_heads_had_an_index_of_their_own_still_go(tmp_path: Path) -> None:
+    """Schema 12 keeps the offline legs' heads in an index of their own: a journal upgraded at the first start of
+    the new program sends what the old one left waiting, live and offline, and the old unread index is gone."""
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    for number in range(11):
+        for statement in statements(number, "sqlite"):
+            conn.execute(statement)
+    conn.execute("PRAGMA user_version = 11")
+    now = 1_800_000_000.0
+    for leg, mode, seq, cmd in (("live", "online", 1, register("live")), ("late", "offline", 1, register("late")),
+                                ("late", "offline", 2, CrmFinish("late", 7, 5, "200"))):  # fmt: skip
+        conn.execute(
+            "INSERT OR IGNORE INTO calls (crm_leg, mode, ended_at, head_op, head_due, created_at, updated_at)"
+            " VALUES (?, ?, ?, NULL, ?, ?, ?)",
+            (leg, mode, now if mode == "offline" else None, now, now, now),
+        )
+        op = conn.execute(
+            "INSERT INTO operations (crm_leg, seq, kind, command, next_attempt_at, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (leg, seq, type(cmd).__name__.removeprefix("Crm").lower(), encode_command(cmd), now, now),
+        ).lastrowid
+        if seq == 1:
+            conn.execute("UPDATE calls SET head_op = ? WHERE crm_leg = ?", (op, leg))
+    conn.close()
+    with Journal.open(path, clock=lambda: now + 1) as journal:
+        ready = [(op.crm_leg, op.kind) for op in journal.ready()]
+        assert journal.next_due(60.0) == now
+    assert ready == [("live", "register"), ("late", "register"), ("late", "finish")]
+    conn = sqlite3.connect(path)
+    indexes = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    conn.close()
+    assert "calls_online_open" not in indexes
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])

@@ -14,7 +14,8 @@ import pytest
 
 from bridge.domain.commands import CallType, CrmFinish, CrmNotify, CrmRegister, CrmShow
 from bridge.journal import AsyncJournal, JournalError
-from bridge.journal.schema import SCHEMA_VERSION
+from bridge.journal.codec import encode_command
+from bridge.journal.schema import SCHEMA_VERSION, statements
 
 START = datetime(2026, 3, 7, 10, 20, 30, tzinfo=UTC)
 
@@ -135,6 +136,41 @@ async def test_bridges_starting_together_migrate_once(pg_url: str) -> None:
     finally:
         for journal in journals:
             await journal.close()
+
+
+async def test_a_shared_journal_of_schema_11_keeps_sending_its_offline_backlog_after_the_upgrade(pg_url: str) -> None:
+    """Schema 12 moves the offline legs' heads to an index of their own, on PostgreSQL too."""
+    now = START.timestamp()
+    async with await psycopg.AsyncConnection.connect(pg_url, password=password()) as conn:
+        for number in range(11):
+            for statement in statements(number, "postgres"):
+                await conn.execute(statement)
+        await conn.execute("CREATE TABLE journal_schema (version INTEGER NOT NULL)")
+        await conn.execute("INSERT INTO journal_schema (version) VALUES (11)")
+        await conn.execute(
+            "INSERT INTO calls (crm_leg, mode, ended_at, head_due, created_at, updated_at)"
+            " VALUES ('late.1', 'offline', %s, %s, %s, %s)",
+            (now, now, now, now),
+        )
+        cur = await conn.execute(
+            "INSERT INTO operations (crm_leg, seq, kind, command, next_attempt_at, created_at)"
+            " VALUES ('late.1', 1, 'register', %s, %s, %s) RETURNING id",
+            (encode_command(register("late.1")), now, now),
+        )
+        (op_id,) = await cur.fetchone() or (None,)
+        await conn.execute("UPDATE calls SET head_op = %s", (op_id,))
+        await conn.commit()
+    journal = await AsyncJournal.open_postgres(pg_url, password=password(), clock=lambda: now + 1)
+    try:
+        assert [(op.crm_leg, op.kind) for op in await journal.ready()] == [("late.1", "register")]
+        assert await journal.next_due(60.0) == now
+    finally:
+        await journal.close()
+    async with await psycopg.AsyncConnection.connect(pg_url, password=password()) as conn:
+        indexes = {row[0] for row in await (await conn.execute("SELECT indexname FROM pg_indexes")).fetchall()}
+        (version,) = await (await conn.execute("SELECT version FROM journal_schema")).fetchone() or (None,)
+    assert version == SCHEMA_VERSION
+    assert "calls_online_open" not in indexes
 
 
 async def test_a_wrong_password_or_server_is_a_clear_error_that_never_shows_the_password(pg_url: str) -> None:
