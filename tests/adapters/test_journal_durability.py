@@ -177,6 +177,22 @@ async def test_closing_a_journal_leaves_no_thread_behind(tmp_path: Path) -> None
     assert set(threading.enumerate()) <= before
 
 
+async def test_commits_racing_the_worker_to_sleep_are_all_made_durable(tmp_path: Path) -> None:
+    """A short period puts the worker to sleep and wakes it again hundreds of times; no commit may be left to a
+    worker that sleeps, and every barrier returns with what came before it on disk."""
+    rng = random.Random()
+    with Journal.open(tmp_path / "j.db") as journal:
+        journal.wal.period = 0.002
+        for i in range(300):
+            journal.append(CrmNotify(i, "x"))
+            if rng.random() < 0.1:
+                before = journal.wal._committed
+                await asyncio.wait_for(journal.sync(), timeout=10)
+                assert journal.wal._durable >= before
+            await asyncio.sleep(rng.choice((0, 0.001, 0.003, 0.006)))
+        await eventually(lambda: not journal.wal.dirty, timeout=10)
+
+
 async def test_checkpoints_keep_the_wal_small_and_lose_nothing(tmp_path: Path) -> None:
     path = tmp_path / "j.db"
     with Journal.open(path) as journal:
