@@ -15,6 +15,10 @@ connection, so SQLite's own automatic checkpoint, which would run them on the wr
 One sync stays on the writer's thread: SQLite syncs the WAL's header when it starts reusing the WAL after a
 complete checkpoint (once per :data:`CHECKPOINT_COMMITS` commits or so). Without a running event loop (the CLI,
 tests) every commit is made durable at once, as under FULL.
+
+The periodic sync costs the event loop nothing: a commit only counts itself (and, the first one after the worker
+went to sleep, wakes it); the worker waits out the period on its own clock, fsyncs and counts what is durable. It
+hands anything to the loop only when a coroutine waits in :meth:`WalSync.sync`, once per fsync that covers it.
 """
 
 from __future__ import annotations
@@ -23,9 +27,9 @@ import asyncio
 import contextlib
 import os
 import sqlite3
+import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import structlog
@@ -50,7 +54,13 @@ def boot_id() -> str:
 
 class WalSync:
     """Group commit for one journal file. ``committed()`` after every commit; ``await sync()`` before anything
-    that must only happen once the commits so far are on disk; ``close()`` at the end."""
+    that must only happen once the commits so far are on disk; ``close()`` at the end.
+
+    Between two threads: the commit counter is bumped on the committing (the loop's) thread and read by the
+    worker; the durable counter is raised by whoever fsynced (under ``_cond``) and read by the loop. CPython's GIL
+    makes each read or store of an attribute atomic and orders them as the threads ran them, which is what the
+    lock-free reads and the handshake on ``_awake`` (see :meth:`_doze`) rely on. The disk work itself (the WAL's
+    descriptor, the checkpointing connection, ``fsyncs`` and ``longest``) is under ``_disk``."""
 
     def __init__(self, db_path: Path, *, period: float = SYNC_PERIOD, checkpoint_every: int = CHECKPOINT_COMMITS):
         self.db_path = db_path
@@ -63,15 +73,19 @@ class WalSync:
         """Seconds the slowest fsync (with its checkpoint, if any) took; the bench reads and resets it."""
         self._committed = 0
         self._durable = 0
-        self._since_checkpoint = 0
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._running = False
-        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
-        self._timer: asyncio.TimerHandle | None = None
-        self._worker: ThreadPoolExecutor | None = None
+        self._checkpointed = 0
+        """``_committed`` when the last checkpoint was decided on."""
+        self._again = False
+        self._cond = threading.Condition()
+        """Guards the worker's wake-up (``_awake``, ``_waiters``, ``_stopping``) and raises of ``_durable``."""
+        self._awake = False
+        """The worker will look at the commit counter again without being told (it counts down a period)."""
+        self._stopping = False
+        self._waiters: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self._thread: threading.Thread | None = None
+        self._disk = threading.Lock()
         self._checkpointer: sqlite3.Connection | None = None
         self._fd: int | None = None
-        self._again = False
 
     @property
     def dirty(self) -> bool:
@@ -81,15 +95,16 @@ class WalSync:
     def committed(self) -> None:
         """A transaction was committed: get it onto the disk soon (at once when there is no event loop)."""
         self._committed += 1
-        self._since_checkpoint += 1
         try:
-            loop = asyncio.get_running_loop()
+            asyncio.get_running_loop()
         except RuntimeError:
             self._flush_now()
             return
-        self._adopt(loop)
-        if self._timer is None and not self._running:
-            self._timer = loop.call_later(self.period, self._tick)
+        if not self._awake:  # the first commit since the worker went to sleep (read after the count: see _doze)
+            with self._cond:
+                self._awake = True
+                self._start()
+                self._cond.notify()
 
     async def sync(self) -> None:
         """Return once every commit made before this call is on disk. Raises :class:`OSError` when the disk
@@ -98,104 +113,117 @@ class WalSync:
         if self._durable >= target:
             return
         loop = asyncio.get_running_loop()
-        self._adopt(loop)
         waiter: asyncio.Future[None] = loop.create_future()
-        self._waiters.append((target, waiter))
-        if not self._running:
-            self._launch(loop)
+        with self._cond:
+            if self._durable >= target:  # an fsync landed meanwhile
+                return
+            self._waiters.append((target, loop, waiter))
+            self._start()
+            self._cond.notify()  # no waiting out the period: an fsync now
         await waiter
 
     def close(self) -> None:
-        """Make everything durable and let go of the worker (the caller closes its own connection after this)."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if self._worker is not None:
-            self._worker.shutdown(wait=True)
-            self._worker = None
-        if self.dirty:
+        """Make everything durable and stop the worker (the caller closes its own connection after this)."""
+        thread = self._thread
+        if thread is not None:
+            with self._cond:
+                self._stopping = True
+                self._cond.notify()
+            thread.join()
+            self._thread, self._stopping, self._awake = None, False, False
+        if self.dirty or self._waiters:
             self._flush_now()
-        if self._checkpointer is not None:
-            self._checkpointer.close()
-            self._checkpointer = None
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-
-    # --- inside ----------------------------------------------------------------------------------------
-
-    def _adopt(self, loop: asyncio.AbstractEventLoop) -> None:
-        """First use, or a new loop (a test's): nothing scheduled on the old one will run."""
-        if self._loop is not loop:
-            self._loop, self._timer, self._running, self._waiters = loop, None, False, []
-
-    def _tick(self) -> None:
-        self._timer = None
-        if self.dirty and not self._running and self._loop is not None:
-            self._launch(self._loop)
-
-    def _launch(self, loop: asyncio.AbstractEventLoop) -> None:
-        """One fsync in the worker thread for everything committed so far; it reports back to the loop itself."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if self._worker is None:
-            self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal-sync")
-        self._running = True
-        self._worker.submit(self._work, loop, self._committed, self._checkpoint_due())
-
-    def _work(self, loop: asyncio.AbstractEventLoop, target: int, checkpoint: bool) -> None:
-        """In the worker thread."""
-        error: OSError | None = None
-        try:
-            self._flush(checkpoint)
-        except OSError as exc:
-            error = exc
-        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
-            loop.call_soon_threadsafe(self._landed, loop, target, error)
-
-    def _landed(self, loop: asyncio.AbstractEventLoop, target: int, error: OSError | None) -> None:
-        """Back on the loop: wake the waiters this fsync covered (or tell them all it failed), go on if needed."""
-        if loop is not self._loop:
-            return
-        self._running = False
-        if error is not None:
-            log.error("journal.sync_failed", path=str(self.db_path), error=str(error))
-            waiters, self._waiters = self._waiters, []
-            for _target, waiter in waiters:
-                if not waiter.done():
-                    waiter.set_exception(error)
-        else:
-            self._durable = max(self._durable, target)
-            still: list[tuple[int, asyncio.Future[None]]] = []
-            for wanted, waiter in self._waiters:
-                if wanted > self._durable:
-                    still.append((wanted, waiter))
-                elif not waiter.done():
-                    waiter.set_result(None)
-            self._waiters = still
-        if self._waiters:
-            self._launch(loop)
-        elif self.dirty and self._timer is None:
-            self._timer = loop.call_later(self.period, self._tick)
+        with self._disk:
+            if self._checkpointer is not None:
+                self._checkpointer.close()
+                self._checkpointer = None
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
 
     def flush_now(self) -> None:
         """Make everything durable now, on the caller's thread (once at a start or an end, not per call)."""
         self._flush_now()
 
+    # --- inside ----------------------------------------------------------------------------------------
+
+    def _start(self) -> None:
+        """Start the worker if it is not running (under ``_cond``)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._work, name="journal-sync", daemon=True)
+            self._thread.start()
+
+    def _work(self) -> None:
+        """The worker thread: asleep while everything is durable. The first commit wakes it; from then on it
+        looks every period (at once for a waiter in :meth:`sync`) and fsyncs what was committed meanwhile, until
+        a period passes without a commit. Commits that keep coming never wake it: it is awake already."""
+        cond = self._cond
+        while True:
+            with cond:
+                cond.wait_for(lambda: self._awake or self._waiters or self._stopping)
+                if not self._waiters:  # nobody waits: wait out the period (a waiter or close() cuts it short)
+                    cond.wait_for(lambda: self._waiters or self._stopping, timeout=self.period)
+                if self._stopping:
+                    return  # close() makes the rest durable on its own thread
+            target = self._committed  # every commit counted so far is in the WAL
+            if target > self._durable:  # a waiter's target is at most the count when it came: covered too
+                error: OSError | None = None
+                try:
+                    with self._disk:
+                        self._flush(self._checkpoint_due())
+                except OSError as exc:
+                    error = exc
+                    log.error("journal.sync_failed", path=str(self.db_path), error=str(exc))
+                self._landed(target, error)
+            else:
+                self._doze()
+
+    def _doze(self) -> None:
+        """A period passed without a commit: sleep until the next one. ``_awake`` is cleared before the counter is
+        read; ``committed()`` bumps the counter before it reads ``_awake``: one of the two sees the other's store,
+        so no commit is left to a worker that sleeps."""
+        with self._cond:
+            self._awake = False
+            if self._committed > self._durable:
+                self._awake = True
+
+    def _landed(self, target: int, error: OSError | None) -> None:
+        """The commits up to ``target`` are on disk (or the fsync failed): wake the waiters that covers, on
+        their loops (the one hand-off to a loop, and only when somebody waits)."""
+        with self._cond:
+            if error is None:
+                self._durable = max(self._durable, target)
+                done = [w for w in self._waiters if w[0] <= self._durable]
+                self._waiters = [w for w in self._waiters if w[0] > self._durable]
+            else:
+                done, self._waiters = self._waiters, []
+        by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+        for _target, loop, waiter in done:
+            by_loop.setdefault(loop, []).append(waiter)
+        for loop, waiters in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+                loop.call_soon_threadsafe(_wake, waiters, error)
+
     def _flush_now(self) -> None:
         target = self._committed
-        self._flush(self._checkpoint_due())
-        self._durable = max(self._durable, target)
+        try:
+            with self._disk:
+                self._flush(self._checkpoint_due())
+        except OSError as exc:
+            self._landed(target, exc)
+            raise
+        self._landed(target, None)
 
     def _checkpoint_due(self) -> bool:
-        if self._since_checkpoint < self.checkpoint_every and not self._again:
+        """(Under ``_disk``.)"""
+        committed = self._committed
+        if committed - self._checkpointed < self.checkpoint_every and not self._again:
             return False
-        self._since_checkpoint, self._again = 0, False
+        self._checkpointed, self._again = committed, False
         return True
 
     def _flush(self, checkpoint: bool) -> None:
-        """Fsync the WAL, then checkpoint if asked (in the worker thread, or the caller's without a loop)."""
+        """Fsync the WAL, then checkpoint if asked (under ``_disk``, in the worker thread or the caller's)."""
         started = time.monotonic()
         fd = self._wal_fd()
         if fd is not None:  # None: no WAL; everything is in the database file, fsynced by SQLite's checkpoint
@@ -229,3 +257,13 @@ class WalSync:
             self._again = copied < frames
         except sqlite3.Error as exc:
             log.warning("journal.checkpoint_failed", path=str(self.db_path), error=str(exc))
+
+
+def _wake(waiters: list[asyncio.Future[None]], error: OSError | None) -> None:
+    """On a waiter's loop: the fsync it waited for landed (or failed)."""
+    for waiter in waiters:
+        if not waiter.done():
+            if error is None:
+                waiter.set_result(None)
+            else:
+                waiter.set_exception(error)

@@ -12,8 +12,10 @@ import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
+import structlog
 
 from bridge.domain.commands import CallType, CrmFinish, CrmNotify, CrmRegister
 from bridge.journal import Journal, durability, store
@@ -93,6 +95,102 @@ async def test_a_failing_disk_fails_the_barrier(tmp_path: Path, monkeypatch: pyt
         monkeypatch.undo()
         await journal.sync()
         assert not journal.wal.dirty
+
+
+async def test_commits_nobody_waits_for_never_call_on_the_event_loop(tmp_path: Path) -> None:
+    """The periodic fsync is the worker's own business: no timer, no callback on the loop per period."""
+    loop = asyncio.get_running_loop()
+    scheduled: list[object] = []
+    for name in ("call_soon", "call_soon_threadsafe", "call_later", "call_at"):
+        real = getattr(loop, name)
+
+        def recording(*args: Any, _real: Any = real, **kwargs: Any) -> Any:
+            scheduled.extend(a for a in args if callable(a))
+            return _real(*args, **kwargs)
+
+        setattr(loop, name, recording)
+    with Journal.open(tmp_path / "j.db") as journal:
+        for i in range(20):  # commits over about four periods
+            journal.append(CrmNotify(i, "x"))
+            await asyncio.sleep(durability.SYNC_PERIOD / 5)
+        await eventually(lambda: not journal.wal.dirty, timeout=durability.SYNC_PERIOD * 10)
+        assert journal.wal.fsyncs >= 2, "the commits were fsynced as they came, a period apart"
+    from_journal = [cb for cb in scheduled if (getattr(cb, "__module__", None) or "").startswith("bridge.journal")]
+    assert not from_journal, from_journal
+
+
+async def test_an_idle_journal_stops_syncing(tmp_path: Path) -> None:
+    with Journal.open(tmp_path / "j.db") as journal:
+        journal.append(register("a"))
+        await eventually(lambda: not journal.wal.dirty, timeout=durability.SYNC_PERIOD * 10)
+        await asyncio.sleep(durability.SYNC_PERIOD * 2)  # the worker's last look finds nothing new
+        fsyncs = journal.wal.fsyncs
+        await asyncio.sleep(durability.SYNC_PERIOD * 3)
+        assert journal.wal.fsyncs == fsyncs, "nothing committed: nothing to fsync"
+        journal.append(register("b"))
+        await eventually(lambda: not journal.wal.dirty, timeout=durability.SYNC_PERIOD * 10)
+        assert journal.wal.fsyncs == fsyncs + 1, "the next commit wakes it again"
+
+
+async def test_a_failing_disk_is_retried_for_commits_nobody_waits_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(_fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    with Journal.open(tmp_path / "j.db") as journal:
+        journal.append(register("a"))
+        await journal.sync()
+        monkeypatch.setattr(os, "fsync", broken)
+        monkeypatch.setattr(os, "fdatasync", broken)
+        with structlog.testing.capture_logs() as logs:
+            journal.append(register("b"))
+            await eventually(lambda: any(e["event"] == "journal.sync_failed" for e in logs), timeout=10)
+        assert journal.wal.dirty, "nothing may count as durable"
+        monkeypatch.undo()
+        await eventually(lambda: not journal.wal.dirty, timeout=durability.SYNC_PERIOD * 10)
+
+
+def test_a_journal_serves_one_event_loop_after_another(tmp_path: Path) -> None:
+    async def commit_and_sync(journal: Journal, leg: str) -> None:
+        journal.append(register(leg))
+        assert journal.wal.dirty
+        await journal.sync()
+        assert not journal.wal.dirty
+
+    with Journal.open(tmp_path / "j.db") as journal:
+        asyncio.run(commit_and_sync(journal, "a"))
+        asyncio.run(commit_and_sync(journal, "b"))
+        journal.append(register("c"))
+        assert not journal.wal.dirty, "no loop any more: durable at once"
+
+
+async def test_closing_a_journal_leaves_no_thread_behind(tmp_path: Path) -> None:
+    before = set(threading.enumerate())
+    for i in range(10):
+        with Journal.open(tmp_path / f"j{i}.db") as journal:
+            journal.append(register("a"))
+            waiting = asyncio.ensure_future(journal.sync())
+            await asyncio.sleep(0)
+        assert not journal.wal.dirty, "closing made the commit durable"
+        await waiting  # and woke whoever waited for it
+    assert set(threading.enumerate()) <= before
+
+
+async def test_commits_racing_the_worker_to_sleep_are_all_made_durable(tmp_path: Path) -> None:
+    """A short period puts the worker to sleep and wakes it again hundreds of times; no commit may be left to a
+    worker that sleeps, and every barrier returns with what came before it on disk."""
+    rng = random.Random()
+    with Journal.open(tmp_path / "j.db") as journal:
+        journal.wal.period = 0.002
+        for i in range(300):
+            journal.append(CrmNotify(i, "x"))
+            if rng.random() < 0.1:
+                before = journal.wal._committed
+                await asyncio.wait_for(journal.sync(), timeout=10)
+                assert journal.wal._durable >= before
+            await asyncio.sleep(rng.choice((0, 0.001, 0.003, 0.006)))
+        await eventually(lambda: not journal.wal.dirty, timeout=10)
 
 
 async def test_checkpoints_keep_the_wal_small_and_lose_nothing(tmp_path: Path) -> None:
