@@ -113,6 +113,16 @@ async def test_a_duplicate_channel_id_is_409(sim: AsteriskSimulator, ari: AriWir
     assert (await ari.call("GET", "/channels/leg-1b"))[1]["name"].endswith(";2")
 
 
+async def test_a_bridge_id_in_use_is_409_for_create_and_create_with_id(ari: AriWire) -> None:
+    made = await ari.call("POST", "/bridges/call-1", {"type": "mixing", "name": "call-1"})
+    assert made[0] == 200 and made[1]["id"] == "call-1"
+    conflict = (409, {"message": "Bridge with id 'call-1' already exists"})
+    assert await ari.call("POST", "/bridges/call-1", {"type": "mixing"}) == conflict
+    assert await ari.call("POST", "/bridges", {"bridgeId": "call-1"}) == conflict
+    assert await ari.call("DELETE", "/bridges/call-1") == (204, None)
+    assert (await ari.call("POST", "/bridges/call-1", {"type": "mixing"}))[0] == 200
+
+
 async def test_unknown_objects_are_404_and_non_stasis_channels_409(sim: AsteriskSimulator, ari: AriWire) -> None:
     assert await ari.call("GET", "/channels/nope") == (404, {"message": "Channel not found"})
     assert await ari.call("DELETE", "/bridges/nope") == (404, {"message": "Bridge not found"})

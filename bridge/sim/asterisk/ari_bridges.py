@@ -44,8 +44,8 @@ async def create_bridge(request: web.Request) -> web.Response:
     sim = sim_of(request)
     params = await Params.read(request)
     bridge_id = request.match_info.get("bridgeId") or params.get("bridgeId") or None
-    if bridge_id and bridge_id in sim.pbx.bridges:
-        return answer(sim.pbx.bridges[bridge_id].as_json())
+    if bridge_id and bridge_id in sim.pbx.bridges:  # res/ari/resource_bridges.c, create and createWithId alike
+        fail(409, f"Bridge with id '{bridge_id}' already exists")
     types = params.items("type") or ["mixing"]
     bridge = sim.pbx.bridging.create(
         bridge_id=bridge_id,
