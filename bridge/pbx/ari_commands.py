@@ -278,8 +278,12 @@ class CallCommands:
     async def _stop_music(self, call: str) -> None:
         media = self.calls.get(call)
         if media is not None and media.music and media.bridge is not None:
-            media.music = False
-            await _tolerate(self.request("bridges", "stopMoh", bridgeId=media.bridge), 404, 409)
+            media.music = False  # before the request: a second stop meanwhile (the join's) sends nothing more
+            try:
+                await _tolerate(self.request("bridges", "stopMoh", bridgeId=media.bridge), 404, 409)
+            except PbxError:
+                media.music = True  # not stopped: a retry of the command (a link that broke under it) sends it again
+                raise
 
     async def _play(self, call: str, prompt: str, uri: str) -> None:
         media = self.calls.setdefault(call, CallMedia())

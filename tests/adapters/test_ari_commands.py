@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from bridge.config import load_config
-from bridge.domain.commands import CancelLeg, ConnectLeg, PlayPrompt, RingAgent
+from bridge.domain.commands import CancelLeg, ConnectLeg, PlayPrompt, RingAgent, StartMusic, StopMusic
 from bridge.domain.events import LegEnded, LegOutcome, PromptFinished
 from bridge.pbx.ari_commands import CallCommands
 from bridge.pbx.events import PbxError, PbxEvent
@@ -133,3 +133,24 @@ async def test_a_leg_that_joined_and_is_cancelled_later_ends_as_a_hangup() -> No
     await commands.execute(CALL, CancelLeg("leg-1"))
     ended = commands.translator.feed({"type": "StasisEnd", "channel": {"id": "leg-1"}})
     assert [commands.reviewed(e).event for e in ended] == [LegEnded("leg-1", LegOutcome.HANGUP)]
+
+
+async def test_music_a_broken_link_did_not_stop_is_stopped_when_the_command_is_retried() -> None:
+    """The stop lost with the link is sent again by the retry, before the agent joins the caller: the agent must
+    not hear the caller's music on hold."""
+    ari, emitted = FakeAri(), []
+    commands = commands_for(ari, emitted)
+    await commands.execute(CALL, StartMusic())
+    real = ari.request
+    broken = [True]
+
+    async def once_broken(resource: str, operation: str, **params: Any) -> Any:
+        if operation == "stopMoh" and broken:
+            broken.clear()
+            raise PbxError(0, "ARI not connected", action=f"{resource}.{operation}")
+        return await real(resource, operation, **params)
+
+    commands.request = once_broken
+    await commands.execute(CALL, StopMusic())
+    assert ari.operations()[-1] == "bridges.stopMoh" and not commands.calls[CALL].music
+    assert emitted == []
