@@ -47,7 +47,7 @@ class AvailabilityBook:
             else:
                 self._plain.drop(ext)
 
-    def plain(self) -> Mapping[str, Availability]:
+    def plain(self) -> KeptView[str, Availability]:
         """Extension -> its availability for a call with no leg on it (kept up to date; missing: available)."""
         return self._plain
 

@@ -24,6 +24,8 @@ from bridge.domain.state import LIVE, Call
 
 log = structlog.get_logger(__name__)
 
+_NOTHING: dict[str, Availability] = {}
+"""No base under a call's view that is a plain mapping (all of it its own); never written."""
 KEEP_CHANGES = 1024
 """Changes kept for calls that have not stepped since; a call further behind gets them applied at once."""
 REBASE_AT = 64
@@ -85,7 +87,13 @@ class DeviceViews:
         if call_id not in self.calls:
             self._forget(call_id)
             return
-        if _watch_facts(after) == _watch_facts(before):  # most steps change none of them
+        if (  # what the extensions a call watches follow from: most steps change none of them
+            after.state is before.state
+            and after.walk == before.walk
+            and after.ringing == before.ringing
+            and after.released == before.released
+            and after.talk == before.talk
+        ):
             return
         on = presence.devices_of(after)
         self._watch(call_id, core.availability_watch(after) | on)
@@ -184,18 +192,29 @@ class DeviceViews:
             return
         self._synced[call_id] = end
         behind = end - synced if call.state in LIVE else 0  # a call that is not live ignores device news
+        if not (noted or behind):
+            return
         seen = call.availability
-        own = seen.own if isinstance(seen, Overlay) else seen
-        if (noted or behind) and (len(noted) + behind > self.rebase_at or len(own) > 2 * self.rebase_at):
+        own, base = seen.layers() if isinstance(seen, Overlay) else (seen, _NOTHING)
+        if len(noted) + behind > self.rebase_at or len(own) > 2 * self.rebase_at:
             self.calls[call_id] = self._rebased(call_id, call, noted, synced if behind else end)
             return
-        plain = self.book.plain()
         if behind:
             unwatched = set(self._changes[synced - self._first :])
             unwatched.difference_update(self._watching.get(call_id, ()))
+            # each extension read from the layers, without a method call (a call in a busy centre is often dozens
+            # of changes behind at each step)
+            since, plain = self.book.plain().layers()
+            available = Availability.AVAILABLE
             for ext in unwatched:
-                found = plain.get(ext, Availability.AVAILABLE)
-                if (noted[ext] if ext in noted else seen.get(ext, Availability.AVAILABLE)) is not found:
+                found = since[ext] if ext in since else plain.get(ext, available)
+                if ext in noted:
+                    mine = noted[ext]
+                elif ext in own:
+                    mine = own[ext]
+                else:
+                    mine = base.get(ext, available)
+                if mine is not found:
                     noted[ext] = found
         if noted:
             self.calls[call_id] = core.note_availability(call, noted)
@@ -235,8 +254,3 @@ class DeviceViews:
         handle = self._settles.pop((call_id, ext), None)
         if handle is not None:
             handle.cancel()
-
-
-def _watch_facts(call: Call) -> tuple[object, ...]:
-    """What the extensions a call watches follow from."""
-    return call.state, call.walk, call.ringing, call.released, call.talk

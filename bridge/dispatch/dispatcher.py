@@ -60,6 +60,13 @@ CARD_MOVES: frozenset[type] = frozenset({CrmShow, CrmHide})
 """The card following the ring: no user waits on the request itself, so it may ride with the next one."""
 
 
+OWN_HANDLING: frozenset[type] = frozenset(
+    {BadInput, CallStarted, DeviceStateSeen, Intercepted, Resynced, StasisEntered, ObservedStarted}
+)
+"""The PBX events :meth:`Dispatcher._pbx` handles otherwise than by stepping their call (never subclassed, as the
+commands): any other goes to its call without trying each of these in turn."""
+
+
 class Outbox(Protocol):
     def append(self, cmd: CrmCommand, *, linkedid: str = "", pbx_call: str = "", line: str = "") -> int: ...
 
@@ -179,6 +186,12 @@ class Dispatcher:
         event = item.event
         if item.call is not None and self.foreign is not None and self.foreign(item):
             return
+        if type(event) not in OWN_HANDLING:  # a fact of a call in progress (most): not one of the tests below
+            if item.call is not None and item.call in self.observed:
+                self.step_observed(item.call, event)  # type: ignore[arg-type]
+            elif item.call is not None:
+                self.step_call(item.call, event, pbx_facts.happened_at(self.hung_up_at, item))  # type: ignore[arg-type]
+            return
         if isinstance(event, BadInput):
             log.warning("pbx.bad_input", reason=event.reason)
         elif isinstance(event, CallStarted):
@@ -289,7 +302,9 @@ class Dispatcher:
             if new.warning:
                 log.warning("call.warning", problem=new.warning)
             if new.state is not call.state:
-                log.info("call.transition", on=type(event).__name__, **{"from": call.state.value}, to=new.state.value)
+                log.info(
+                    "call.transition", **{"on": type(event).__name__, "from": call.state.value, "to": new.state.value}
+                )
             self.calls[call_id] = new
             _log_releases(call, commands)
             self._emit(call_id, new.linkedid, new.line, commands, observed=False)
@@ -325,7 +340,9 @@ class Dispatcher:
             if new.warning:
                 log.warning("call.warning", problem=new.warning)
             if new.state is not call.state:
-                log.info("call.transition", on=type(event).__name__, **{"from": call.state.value}, to=new.state.value)
+                log.info(
+                    "call.transition", **{"on": type(event).__name__, "from": call.state.value, "to": new.state.value}
+                )
             self.observed[key] = new
             self._emit(key, key, new.line, commands, observed=True)
             self._arm(key, new.deadline, now, observed=True)
@@ -351,8 +368,16 @@ class Dispatcher:
     # -- commands -----------------------------------------------------------------------------------------
 
     def _emit(self, key: str, linkedid: str, line: str, commands: list[Any], *, observed: bool) -> None:
-        if self._together is not None and sum(type(cmd) in CRM_TYPES for cmd in commands) > 1:
-            with self._together():  # the step's appends in one commit: all of them are journaled or none
+        together = self._together
+        crm = 0
+        if together is not None:  # two Bitrix24 commands or more (counted without a generator)
+            for cmd in commands:
+                if type(cmd) in CRM_TYPES:
+                    crm += 1
+                    if crm > 1:
+                        break
+        if together is not None and crm > 1:
+            with together():  # the step's appends in one commit: all of them are journaled or none
                 self._carry_out(key, linkedid, line, commands, observed=observed)
         else:
             self._carry_out(key, linkedid, line, commands, observed=observed)
@@ -467,7 +492,7 @@ class Dispatcher:
 def _log_releases(call: Call, commands: list[Any]) -> None:
     """``leg.released`` for each leg the core stops, with the core's reason (the call's context is bound)."""
     for cmd in commands:
-        if isinstance(cmd, CancelLeg):
+        if type(cmd) is CancelLeg:
             leg = next((x for x in (*call.ringing, *call.released) if x.id == cmd.leg), None)
             ext = leg.ext if leg is not None else (call.talk.ext if call.talk and call.talk.leg == cmd.leg else "")
             log.info("leg.released", leg=cmd.leg, ext=ext, reason=cmd.reason.value)

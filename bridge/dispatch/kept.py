@@ -52,8 +52,14 @@ class KeptView(Mapping[K, V], Generic[K, V]):
     def __len__(self) -> int:
         return len(self._base) + sum(1 for key in self._since if key not in self._base)
 
+    def layers(self) -> tuple[Mapping[K, V], Mapping[K, V]]:
+        """``(since, base)``: a key's value is ``since[key]`` if ``key in since``, else ``base``'s (read only; for a
+        caller that reads many keys in a loop, without a method call for each)."""
+        return self._since, self._base
+
     def set(self, key: K, value: V) -> None:
-        if self.get(key, _MISSING) is value:
+        since = self._since
+        if (since[key] if key in since else self._base.get(key, _MISSING)) is value:
             return
         self._since[key] = value
         self._handed = None

@@ -59,6 +59,11 @@ class Overlay(Mapping[K, V]):
         """The changes kept on top of the shared base (read only)."""
         return self._own
 
+    def layers(self) -> tuple[Mapping[K, V], Mapping[K, V]]:
+        """``(own, base)``: a key's value is ``own[key]`` if ``key in own``, else ``base``'s (for a caller that reads
+        many keys in a loop, without a method call for each)."""
+        return self._own, self._base
+
     def __repr__(self) -> str:
         return f"Overlay({dict(self)!r})"
 

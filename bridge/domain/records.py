@@ -26,22 +26,16 @@ def _fields_of(cls: type) -> frozenset[str] | None:
     return _plain[cls]
 
 
-_UNSEEN = frozenset({"\0"})
-"""Not a field set: the class has not been looked at yet (a miss of :data:`_plain`, without a call)."""
-
-
 def replace(record: T, /, **changes: Any) -> T:
     """What :func:`dataclasses.replace` returns; a name that is not a field raises :class:`TypeError` as there."""
-    names = _plain.get(type(record), _UNSEEN)
-    if names is _UNSEEN:
-        names = _fields_of(type(record))
+    cls = type(record)
+    names = _plain[cls] if cls in _plain else _fields_of(cls)
     if names is None:
         return dataclasses.replace(record, **changes)  # type: ignore[type-var]
-    if not names.issuperset(changes):
-        unknown = sorted(set(changes) - names)
-        raise TypeError(f"{type(record).__name__} has no field {', '.join(unknown)}")
-    new = object.__new__(type(record))
-    state = new.__dict__
-    state.update(record.__dict__)
-    state.update(changes)
+    for name in changes:  # a change or three: a loop makes no call
+        if name not in names:
+            unknown = sorted(set(changes) - names)
+            raise TypeError(f"{cls.__name__} has no field {', '.join(unknown)}")
+    new = object.__new__(cls)
+    new.__dict__.update(record.__dict__, **changes)  # one call: the changes over the record's fields
     return new
