@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from bridge.dispatch import presence
 from bridge.dispatch.kept import KeptView
 from bridge.domain.scheme import Availability
+from bridge.pbx.outcomes import DEVICE_AVAILABILITY
 
 
 @dataclass
@@ -35,7 +36,8 @@ class AvailabilityBook:
 
     def set_device(self, ext: str, state: str) -> None:
         self.devices[ext] = state
-        self._plain.set(ext, self.of(ext))
+        device = DEVICE_AVAILABILITY[state]  # what :meth:`of` reads, at every device change
+        self._plain.set(ext, device if device is not Availability.AVAILABLE else self.crm.get(ext, device))
 
     def set_crm(self, found: Mapping[str, Availability]) -> None:
         """Bitrix24's day is now ``found`` (replacing what it said before)."""

@@ -97,6 +97,8 @@ class DeviceViews:
             return
         on = presence.devices_of(after)
         self._watch(call_id, core.availability_watch(after) | on)
+        if after.ringing is before.ringing and after.released is before.released and after.talk is before.talk:
+            return  # the same legs: on the same devices
         self.legs_moved(call_id, presence.devices_of(before), on)
 
     def legs_moved(self, call_id: str, before: frozenset[str], after: frozenset[str]) -> None:
@@ -114,7 +116,8 @@ class DeviceViews:
             if device is None:
                 self._settle_later(call_id, ext)
                 continue
-            self._drop_settle(call_id, ext)
+            if self._settles:  # rarely any: no call to find none
+                self._drop_settle(call_id, ext)
             self._tell(call_id, call, ext, device)
 
     def settled(self, item: DeviceSettled) -> None:

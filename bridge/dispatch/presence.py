@@ -59,14 +59,14 @@ def devices_of(call: Call) -> frozenset[str]:
     """The agent devices (by extension) this call has a leg on: ringing, released but not ended, or talking.
 
     A leg to an employee's mobile carries their extension but is not on their device."""
-    exts = []  # loops, not a comprehension: a call has a leg or two (read at every change of its legs)
+    exts: tuple[str, ...] = ()  # loops, not a comprehension: a call has a leg or two (read at every change of its legs)
     for leg in call.ringing:
         if leg.ext and not leg.number:
-            exts.append(leg.ext)
+            exts += (leg.ext,)
     for leg in call.released:
         if leg.ext and not leg.number:
-            exts.append(leg.ext)
+            exts += (leg.ext,)
     talk = call.talk
     if talk is not None and talk.ext and talk.ended_at is None:
-        exts.append(talk.ext)
+        exts += (talk.ext,)
     return frozenset(exts)

@@ -27,6 +27,9 @@ def test_a_snapshot_stays_as_it_was_taken(writes: list[tuple[bool, str, int]]) -
         if n % 7 == 0:
             taken.append((dict(plain), view.snapshot()))
     assert dict(view) == plain and len(view) == len(plain) and dict(view.snapshot()) == plain
+    since, base = view.layers()
+    for ext in [f"10{n:03d}" for n in range(2 * FOLD_AT + 1)]:  # the layers read as the view (device views' loop)
+        assert (since[ext] if ext in since else base.get(ext, -1)) == plain.get(ext, -1) == view.get(ext, -1)
     for expected, snapshot in taken:
         assert snapshot == expected
 
