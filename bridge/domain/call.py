@@ -137,12 +137,12 @@ def _started(call: Call, event: CallStarted, now: datetime) -> Step:
         last_assigned=dict(event.last_assigned),
     )
     if line is None:
-        call = replace(move(call, State.DONE), ended_at=now, warning=f"line {event.line!r} is not configured")
+        call = move(call, State.DONE, ended_at=now, warning=f"line {event.line!r} is not configured")
         return call, [HangupCaller("unallocated")]
     greeting = call.plan.greeting_of(event.line)
     if greeting:
         call, prompt = next_id(call, "prompt")
-        return replace(move(call, State.GREETING), prompt=prompt), [AnswerCaller(), PlayPrompt(prompt, greeting)]
+        return move(call, State.GREETING, prompt=prompt), [AnswerCaller(), PlayPrompt(prompt, greeting)]
     call, commands = _lookup_or_route(call, now)
     return call, [AnswerCaller(), *commands]
 
@@ -151,7 +151,7 @@ def _lookup_or_route(call: Call, now: datetime) -> Step:
     if needs_crm(call.plan, call.plan.lines[call.line]):
         call, music = music_on(call)
         timer = now + timedelta(seconds=call.plan.crm_lookup_timeout)
-        return replace(move(call, State.LOOKUP), timer=timer), [LookupCrm(call.caller), *music]
+        return move(call, State.LOOKUP, timer=timer), [LookupCrm(call.caller), *music]
     return _route(call, now)
 
 
@@ -306,7 +306,7 @@ def _recording(call: Call, event: RecordingReady, now: datetime) -> Step:
         return _ignore(call, f"no call leg waits for recording {event.name}")
     call, commands = result
     if call.state is State.WRAP_UP and not cards.recordings_pending(call):
-        call, commands = replace(move(call, State.DONE), timer=None, held=()), [*commands, *call.held]
+        call, commands = move(call, State.DONE, timer=None, held=()), [*commands, *call.held]
     return call, commands
 
 
@@ -319,7 +319,7 @@ def _voicemail_stored(call: Call, event: RecordingReady, now: datetime) -> Step:
 
 def _give_up_recordings(call: Call, now: datetime) -> Step:
     late = ", ".join(leg.recording for leg in call.crm_legs if leg.recording and not leg.attached)
-    done = replace(move(call, State.DONE), timer=None, held=(), warning=f"recordings not stored in time: {late}")
+    done = move(call, State.DONE, timer=None, held=(), warning=f"recordings not stored in time: {late}")
     return done, list(call.held)
 
 

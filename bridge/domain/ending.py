@@ -60,5 +60,5 @@ def settle(call: Call, now: datetime) -> Call:
     """The caller is gone: wait (bounded) for recordings still to attach, else done."""
     call = replace(call, walk=None, menu=None, prompt="", music=False, grace=(), ended_at=now)
     if recordings_pending(call):
-        return replace(move(call, State.WRAP_UP), timer=now + timedelta(seconds=RECORDING_WAIT_SECONDS))
-    return replace(move(call, State.DONE), timer=None)
+        return move(call, State.WRAP_UP, timer=now + timedelta(seconds=RECORDING_WAIT_SECONDS))
+    return move(call, State.DONE, timer=None)

@@ -38,7 +38,7 @@ def _play(call: Call, media: str, *, invalid: bool) -> WalkStep:
     visit, _ = _menu(call)
     call, off = media_off(call)
     call, prompt = next_id(call, "prompt")
-    call = replace(move(call, State.MENU_PROMPT), prompt=prompt, timer=None, menu=replace(visit, invalid=invalid))
+    call = move(call, State.MENU_PROMPT, prompt=prompt, timer=None, menu=replace(visit, invalid=invalid))
     return call, [*off, PlayPrompt(prompt, media)], None
 
 
@@ -47,7 +47,7 @@ def on_prompt_finished(call: Call, now: datetime) -> WalkStep:
     call = replace(call, prompt="")
     if visit.invalid:
         return _play(call, menu.prompt, invalid=False)
-    return replace(move(call, State.MENU_WAIT), timer=now + timedelta(seconds=menu.timeout)), [], None
+    return move(call, State.MENU_WAIT, timer=now + timedelta(seconds=menu.timeout)), [], None
 
 
 def on_digit(call: Call, digit: str) -> WalkStep:

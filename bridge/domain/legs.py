@@ -17,24 +17,24 @@ from bridge.domain.commands import (
     StopPrompt,
 )
 from bridge.domain.records import replace
-from bridge.domain.state import Call, Leg, Step, next_id
+from bridge.domain.state import Call, Leg, Step, new_id
 
 
 def ring_agent(call: Call, ext: str, seconds: float, now: datetime) -> Step:
     """Ring employee ``ext``'s device; the first employee rung owns the CRM call if nobody else does yet."""
     user = employee_user(call, ext)
-    call, leg_id = next_id(call, "leg")
+    serial, leg_id = new_id(call, "leg")  # taken into the call with the leg: one new record, not two
     call, commands = ensure_registered(call, user, now)
     leg = Leg(leg_id, now, ext=ext, user_id=user)
-    return replace(call, ringing=(*call.ringing, leg)), [RingAgent(leg_id, ext, seconds), *commands]
+    return replace(call, serial=serial, ringing=(*call.ringing, leg)), [RingAgent(leg_id, ext, seconds), *commands]
 
 
 def ring_number(call: Call, number: str, seconds: float, now: datetime, *, ext: str = "", user_id: int = 0) -> Step:
     """Ring an external number; ``ext``/``user_id`` when it is an employee's own mobile (their card follows)."""
-    call, leg_id = next_id(call, "leg")
+    serial, leg_id = new_id(call, "leg")
     call, commands = ensure_registered(call, user_id, now)
     leg = Leg(leg_id, now, ext=ext, user_id=user_id, number=number)
-    return replace(call, ringing=(*call.ringing, leg)), [RingNumber(leg_id, number, seconds), *commands]
+    return replace(call, serial=serial, ringing=(*call.ringing, leg)), [RingNumber(leg_id, number, seconds), *commands]
 
 
 def release(
@@ -50,9 +50,10 @@ def release(
     ringing = tuple(leg for leg in call.ringing if leg.id not in ids)
     if not cancel:
         return replace(call, ringing=ringing), []
-    call = replace(call, ringing=ringing, released=(*call.released, *gone))
     if on_timeout:
-        call = replace(call, grace=ids)
+        call = replace(call, ringing=ringing, released=(*call.released, *gone), grace=ids)
+    else:
+        call = replace(call, ringing=ringing, released=(*call.released, *gone))
     return call, [CancelLeg(leg.id, unless_answered=on_timeout, reason=reason) for leg in gone]
 
 

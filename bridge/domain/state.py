@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
+from typing import Any
 
 from bridge.domain.commands import CallType, Command
 from bridge.domain.events import CrmClient
@@ -221,9 +222,11 @@ class Call:
     @property
     def deadline(self) -> datetime | None:
         """When the shell must feed ``TimerFired``; None when no timer is due."""
-        hold_until = self.walk.hold_until if self.walk else None
-        times = [t for t in (self.timer, hold_until) if t is not None]
-        return min(times) if times else None
+        timer, walk = self.timer, self.walk
+        hold_until = walk.hold_until if walk else None
+        if hold_until is None:
+            return timer
+        return hold_until if timer is None or hold_until < timer else timer
 
     @property
     def crm_leg(self) -> CrmLeg | None:
@@ -245,19 +248,26 @@ class Call:
 Step = tuple[Call, list[Command]]
 
 
-def move(call: Call, state: State) -> Call:
-    """``call`` in ``state``; raises ``IllegalMove`` if the table does not allow it."""
+def move(call: Call, state: State, **changes: Any) -> Call:
+    """``call`` in ``state`` with ``changes`` (one new record, not two); raises ``IllegalMove`` if the table does not
+    allow it."""
     if state is call.state:
-        return call
+        return replace(call, **changes) if changes else call
     if state not in MOVES[call.state]:
         raise IllegalMove(f"{call.state.value} -> {state.value}")
-    return replace(call, state=state)
+    return replace(call, state=state, **changes)
 
 
 def next_id(call: Call, kind: str) -> tuple[Call, str]:
     """A new id unique within the call, e.g. ``<call_id>-leg3``."""
+    serial, new = new_id(call, kind)
+    return replace(call, serial=serial), new
+
+
+def new_id(call: Call, kind: str) -> tuple[int, str]:
+    """:func:`next_id` for a caller that makes a new call record anyway: the serial to keep in it, and the id."""
     serial = call.serial + 1
-    return replace(call, serial=serial), f"{call.call_id}-{kind}{serial}"
+    return serial, f"{call.call_id}-{kind}{serial}"
 
 
 def is_available(call: Call, ext: str) -> bool:

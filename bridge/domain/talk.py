@@ -33,7 +33,7 @@ def connect(call: Call, leg: Leg, now: datetime) -> Step:
     call, registered = ensure_registered(call, leg.user_id or missed_owner(call), now)
     crm = call.crm_leg
     talk = Talk(crm.id if crm else "", leg.id, leg.ext, leg.user_id, now, walk=call.walk)
-    call = replace(move(call, State.TALKING), talk=talk, walk=None, menu=None, timer=None, voicemail_user=0)
+    call = move(call, State.TALKING, talk=talk, walk=None, menu=None, timer=None, voicemail_user=0)
     call, recording = _record(call)
     return call, [*commands, *cancelled, *registered, *recording]
 

@@ -95,7 +95,7 @@ def _ringing(step: Step, seconds: float, now: datetime) -> WalkStep:
     call, commands = step
     call, music = music_on(call)
     timer = now + timedelta(seconds=seconds) if seconds else None
-    return replace(move(call, State.RINGING), timer=timer), [*music, *commands], None
+    return move(call, State.RINGING, timer=timer), [*music, *commands], None
 
 
 # --- starting ----------------------------------------------------------------------------------------
@@ -236,7 +236,7 @@ def _offer(call: Call, now: datetime) -> WalkStep:
             call = replace(call, walk=replace(walk, offered=walk.offered | {ext}))
             return _ringing(ring_agent(call, ext, walk.ring_seconds, now), walk.ring_seconds, now)
     call, music = music_on(call)
-    return replace(move(call, State.HOLDING), timer=None), music, None
+    return move(call, State.HOLDING, timer=None), music, None
 
 
 def _after_stop(call: Call, failure: Failure, now: datetime) -> WalkStep:

@@ -24,6 +24,10 @@ def test_an_overlay_reads_as_the_dictionary_it_replaced(base: dict[str, int], st
         assert (ext in view) == (ext in plain)
         assert view.get(ext) == plain.get(ext) and view.get(ext, -1) == plain.get(ext, -1)
     assert repr(view) == f"Overlay({plain!r})"
+    own, base = view.layers()
+    assert own is view.own
+    for ext in [f"10{n:02d}" for n in range(41)]:  # the layers read as the view (what the dispatcher's loops do)
+        assert (own[ext] if ext in own else base.get(ext, -1)) == plain.get(ext, -1)
 
 
 def test_what_the_owner_changes_later_does_not_show_through() -> None:
