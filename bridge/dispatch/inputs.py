@@ -70,6 +70,15 @@ class StampedQueue(asyncio.Queue[Any]):
         """Seconds the oldest item still queued has waited (0 when the queue is empty)."""
         return time.perf_counter() - self._stamped[0][0] if self._stamped else 0.0
 
+    def get_nowait(self) -> Any:
+        """As ``asyncio.Queue.get_nowait`` (which every ``get`` ends with), reading the deque itself instead of
+        calling :meth:`empty` and :meth:`_get` (the dispatcher takes every input through it)."""
+        if not self._stamped:
+            raise asyncio.QueueEmpty
+        self.taken_put_at, item = self._stamped.popleft()
+        self._wakeup_next(self._putters)  # type: ignore[attr-defined]
+        return item
+
     def _put(self, item: Any) -> None:
         self._stamped.append((time.perf_counter(), item))
 
