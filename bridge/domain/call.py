@@ -103,7 +103,10 @@ def _follow(result: WalkStep, now: datetime) -> Step:
 
 
 def _find(legs: tuple[Leg, ...], leg_id: str) -> Leg | None:
-    return next((leg for leg in legs if leg.id == leg_id), None)
+    for leg in legs:  # a loop, not next() over a generator: a leg or two
+        if leg.id == leg_id:
+            return leg
+    return None
 
 
 def _timer(handler: Callable[[Call, datetime], Step]) -> Handler:

@@ -72,13 +72,18 @@ def ensure_registered(call: Call, user_id: int, now: datetime) -> Step:
     return register(call, user_id, now, call.call_type)
 
 
-def wanted(call: Call) -> tuple[int, ...]:
-    """Users who should see the open CRM leg's card now: whoever rings, and whoever talks on it."""
-    users = [leg.user_id for leg in call.ringing if leg.user_id]
-    leg = call.crm_leg
-    if call.talk and call.talk.user_id and leg and call.talk.crm_leg == leg.id:
-        users.append(call.talk.user_id)
-    return tuple(dict.fromkeys(users))
+def wanted(call: Call, leg: CrmLeg) -> tuple[int, ...]:
+    """Users who should see the card of ``leg`` (the open CRM leg) now: whoever rings, and whoever talks on it.
+
+    Loops, not comprehensions: a call rings a user or two, and this runs at every step."""
+    users: tuple[int, ...] = ()
+    for ringing in call.ringing:
+        if ringing.user_id and ringing.user_id not in users:
+            users += (ringing.user_id,)
+    talk = call.talk
+    if talk and talk.user_id and talk.crm_leg == leg.id and talk.user_id not in users:
+        users += (talk.user_id,)
+    return users
 
 
 def sync(call: Call) -> Step:
@@ -86,11 +91,11 @@ def sync(call: Call) -> Step:
     leg = call.crm_leg
     if leg is None:
         return call, []
-    want = wanted(call)
-    gone = tuple(u for u in leg.shown if u not in want)
-    new = tuple(u for u in want if u not in leg.shown)
+    want = wanted(call, leg)
     if want == leg.shown:
         return call, []  # most steps: the same users ring and talk
+    gone = tuple(u for u in leg.shown if u not in want)
+    new = tuple(u for u in want if u not in leg.shown)
     commands: list[Command] = []
     if gone:
         commands.append(CrmHide(leg.id, gone))

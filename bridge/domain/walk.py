@@ -318,8 +318,11 @@ def watched(call: Call) -> frozenset[str]:
     """The extensions :func:`ignores_availability` may say False for: those our legs ring, the walked queue's
     members."""
     walk = current(call)
-    members = call.plan.queues[walk.queue].members if walk.queue else ()
-    return frozenset((*(leg.ext for leg in call.ringing if not leg.number), *members))
+    exts: tuple[str, ...] = call.plan.queues[walk.queue].members if walk.queue else ()
+    for leg in call.ringing:  # a loop, not a generator: a leg or two, at every step that changes them
+        if not leg.number:
+            exts += (leg.ext,)
+    return frozenset(exts)
 
 
 def _became_free(call: Call, walk: Walk, ext: str, legs: list[Leg], now: datetime) -> WalkStep:
