@@ -274,7 +274,7 @@ class Dispatcher:
             last_assigned=dict(self.tallies.last_assigned()),
             **({} if callback is None else {"caller": callback, "call_type": CallType.CALLBACK}),
         )
-        self.calls[call_id] = replace(core.start_call(plan, call_id, now), serial=serial)
+        self.calls[call_id] = core.start_call(plan, call_id, now, serial)
         if event.caller_name:
             self.caller_names[call_id] = event.caller_name
         with bind_call(call_id, event.linkedid, event.line):

@@ -73,8 +73,9 @@ from bridge.domain.walk import WalkStep
 Handler = Callable[[Call, Any, datetime], Step]
 
 
-def start_call(plan: Plan, call_id: str, now: datetime) -> Call:
-    return Call(plan=plan, call_id=call_id, started_at=now)
+def start_call(plan: Plan, call_id: str, now: datetime, serial: int = 0) -> Call:
+    """A new call; ``serial``: its ids go on from there (a call a restart resumes)."""
+    return Call(plan=plan, call_id=call_id, started_at=now, serial=serial)
 
 
 def step(call: Call, event: Event, now: datetime) -> Step:

@@ -58,7 +58,7 @@ def end_talk(call: Call, now: datetime, *, by_caller: bool) -> Step:
 
 def settle(call: Call, now: datetime) -> Call:
     """The caller is gone: wait (bounded) for recordings still to attach, else done."""
-    call = replace(call, walk=None, menu=None, prompt="", music=False, grace=(), ended_at=now)
-    if recordings_pending(call):
-        return move(call, State.WRAP_UP, timer=now + timedelta(seconds=RECORDING_WAIT_SECONDS))
-    return move(call, State.DONE, timer=None)
+    gone = {"walk": None, "menu": None, "prompt": "", "music": False, "grace": (), "ended_at": now}
+    if recordings_pending(call):  # reads the CRM legs only: the same before and after ``gone``
+        return move(call, State.WRAP_UP, timer=now + timedelta(seconds=RECORDING_WAIT_SECONDS), **gone)
+    return move(call, State.DONE, timer=None, **gone)

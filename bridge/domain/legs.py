@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 
 from bridge.domain.cards import employee_user, ensure_registered
 from bridge.domain.commands import (
@@ -20,13 +21,16 @@ from bridge.domain.records import replace
 from bridge.domain.state import Call, Leg, Step, new_id
 
 
-def ring_agent(call: Call, ext: str, seconds: float, now: datetime) -> Step:
-    """Ring employee ``ext``'s device; the first employee rung owns the CRM call if nobody else does yet."""
+def ring_agent(call: Call, ext: str, seconds: float, now: datetime, **changes: Any) -> Step:
+    """Ring employee ``ext``'s device; the first employee rung owns the CRM call if nobody else does yet.
+
+    ``changes``: other changes of the call (a walk's new position), made in the same new record."""
     user = employee_user(call, ext)
     serial, leg_id = new_id(call, "leg")  # taken into the call with the leg: one new record, not two
     call, commands = ensure_registered(call, user, now)
     leg = Leg(leg_id, now, ext=ext, user_id=user)
-    return replace(call, serial=serial, ringing=(*call.ringing, leg)), [RingAgent(leg_id, ext, seconds), *commands]
+    call = replace(call, serial=serial, ringing=(*call.ringing, leg), **changes)
+    return call, [RingAgent(leg_id, ext, seconds), *commands]
 
 
 def ring_number(call: Call, number: str, seconds: float, now: datetime, *, ext: str = "", user_id: int = 0) -> Step:

@@ -114,9 +114,9 @@ def start_queue(call: Call, queue_id: str, now: datetime) -> WalkStep:
     queue = call.plan.queues.get(queue_id)
     if queue is None:
         return call, [], PASS_ON
-    call = _skip_unknown(replace(call, last_queue=queue_id), queue.members)
+    call = _skip_unknown(call, queue.members)
     if queue.distribution is Distribution.EVERYBODY:
-        return _start_everybody(call, queue, now)
+        return _start_everybody(replace(call, last_queue=queue_id), queue, now)
     order = queue.members
     if queue.distribution is Distribution.EVENLY:
         order = tuple(sorted(order, key=lambda ext: call.answered_today.get(ext, 0)))
@@ -124,7 +124,7 @@ def start_queue(call: Call, queue_id: str, now: datetime) -> WalkStep:
         counts = call.open_deals if queue.workload_of == "deals" else call.open_leads
         order = tuple(sorted(order, key=lambda ext: counts.get(ext, 0)))
     walk = Walk(WalkKind.QUEUE, queue=queue_id, order=order, ring_seconds=_seconds(call, queue.rings_per_member))
-    return _next_member(replace(call, walk=walk), now)
+    return _next_member(replace(call, last_queue=queue_id, walk=walk), now)
 
 
 def start_targets(call: Call, exts: tuple[str, ...], rings: int, now: datetime) -> WalkStep:
@@ -179,8 +179,8 @@ def _next_member(call: Call, now: datetime) -> WalkStep:
     for position in range(walk.position + 1, len(walk.order) * queue.passes):
         ext = walk.order[position % len(walk.order)]
         if is_available(call, ext):
-            call = replace(call, walk=replace(walk, position=position))
-            return _ringing(ring_agent(call, ext, walk.ring_seconds, now), walk.ring_seconds, now)
+            rung = ring_agent(call, ext, walk.ring_seconds, now, walk=replace(walk, position=position))
+            return _ringing(rung, walk.ring_seconds, now)
     return call, [], queue.final
 
 
