@@ -172,7 +172,8 @@ class DeviceViews:
         self._settles.clear()
 
     def _tell(self, call_id: str, call: Call, ext: str, device: Availability) -> None:
-        availability = self.book.of(ext, device)
+        # the book's ``of(ext, device)``, without the call (every reading a call is told goes through here)
+        availability = device if device is not Availability.AVAILABLE else self.book.crm.get(ext, device)
         noted = self._noted.get(call_id, {})
         if noted.get(ext, call.availability.get(ext, Availability.AVAILABLE)) is availability:
             return

@@ -40,8 +40,14 @@ def dismissed(call: Call, user_id: int) -> bool:
 
 
 def _update(call: Call, leg: CrmLeg) -> Call:
-    legs = tuple(leg if old.id == leg.id else old for old in call.crm_legs)
-    return replace(call, crm_legs=legs)
+    """``call`` with ``leg`` in place of its CRM leg of the same id (always one of the call's: ids are unique).
+
+    A loop, not a generator: a call has a CRM leg or two, and this runs at every card move."""
+    legs = call.crm_legs
+    n = 0
+    while legs[n].id != leg.id:
+        n += 1
+    return replace(call, crm_legs=(*legs[:n], leg, *legs[n + 1 :]))
 
 
 def register(call: Call, user_id: int, now: datetime, call_type: CallType = CallType.INCOMING) -> Step:

@@ -317,7 +317,8 @@ def ignores_availability(call: Call, ext: str, availability: Availability) -> bo
 def watched(call: Call) -> frozenset[str]:
     """The extensions :func:`ignores_availability` may say False for: those our legs ring, the walked queue's
     members."""
-    walk = current(call)
+    walk = call.walk
+    assert walk is not None, "a walking call always has a walk"
     exts: tuple[str, ...] = call.plan.queues[walk.queue].members if walk.queue else ()
     for leg in call.ringing:  # a loop, not a generator: a leg or two, at every step that changes them
         if not leg.number:
