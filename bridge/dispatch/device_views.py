@@ -174,8 +174,11 @@ class DeviceViews:
     def _tell(self, call_id: str, call: Call, ext: str, device: Availability) -> None:
         # the book's ``of(ext, device)``, without the call (every reading a call is told goes through here)
         availability = device if device is not Availability.AVAILABLE else self.book.crm.get(ext, device)
-        noted = self._noted.get(call_id, {})
-        if noted.get(ext, call.availability.get(ext, Availability.AVAILABLE)) is availability:
+        noted = self._noted.get(call_id)
+        if noted is not None and ext in noted:
+            if noted[ext] is availability:
+                return
+        elif call.availability.get(ext, Availability.AVAILABLE) is availability:
             return
         if core.only_records_availability(call, ext, availability):
             self._noted.setdefault(call_id, {})[ext] = availability  # applied by flush, before the call's next step
@@ -209,9 +212,15 @@ class DeviceViews:
             # each extension read from the layers, without a method call (a call in a busy centre is often dozens
             # of changes behind at each step)
             since, plain = self.book.plain().layers()
+            shared = base is plain  # the call's view is over the book's base as it is now (until the book folds)
             available = Availability.AVAILABLE
             for ext in unwatched:
-                found = since[ext] if ext in since else plain.get(ext, available)
+                if ext in since:
+                    found = since[ext]
+                elif shared and ext not in own and ext not in noted:
+                    continue  # both read it from the same base: the call sees it as the book does
+                else:
+                    found = plain.get(ext, available)
                 if ext in noted:
                     mine = noted[ext]
                 elif ext in own:

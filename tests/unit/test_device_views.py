@@ -114,3 +114,24 @@ def test_a_call_put_back_on_the_shared_view_reads_every_agent_as_it_did(ops: lis
         never.views.close()
 
     asyncio.run(run())
+
+
+def test_a_call_reads_an_unwatched_change_plainly_whatever_it_read_before() -> None:
+    """A call that read an agent otherwise than the book (its own leg was on the phone) and no longer watches it
+    reads the agent's next device change as the book does, even when the book's reading did not change (INUSE to
+    BUSY) and the call's view is over the book's own base."""
+    book = AvailabilityBook()
+    book.set_device("1001", "INUSE")
+    for ext in OTHERS[:100]:  # a busy centre: the book folds its changes into a new base, 1001 in it
+        book.set_device(ext, "INUSE")
+    calls: dict[str, Call] = {}
+    views = DeviceViews(book, calls, lambda call_id, event: None, lambda _item: None)
+    shared = book.snapshot()
+    assert isinstance(shared, Overlay)
+    before, talked = talking(book, "c1", "1002")
+    calls["c1"] = replace(talked, availability=shared.updated({"1001": A.AVAILABLE}))
+    views.flush("c1")
+    views.stepped("c1", before, calls["c1"])
+    views.seen("1001", "BUSY")  # the book still reads it busy: only the call's reading changes
+    views.flush("c1")
+    assert calls["c1"].availability.get("1001") is A.BUSY
