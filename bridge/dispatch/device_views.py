@@ -212,15 +212,9 @@ class DeviceViews:
             # each extension read from the layers, without a method call (a call in a busy centre is often dozens
             # of changes behind at each step)
             since, plain = self.book.plain().layers()
-            shared = base is plain  # the call's view is over the book's base as it is now (until the book folds)
             available = Availability.AVAILABLE
             for ext in unwatched:
-                if ext in since:
-                    found = since[ext]
-                elif shared and ext not in own and ext not in noted:
-                    continue  # both read it from the same base: the call sees it as the book does
-                else:
-                    found = plain.get(ext, available)
+                found = since[ext] if ext in since else plain.get(ext, available)
                 if ext in noted:
                     mine = noted[ext]
                 elif ext in own:
