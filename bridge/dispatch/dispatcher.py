@@ -198,12 +198,12 @@ class Dispatcher:
             elif item.call is not None:
                 self.step_call(item.call, event, pbx_facts.happened_at(self.hung_up_at, item))  # type: ignore[arg-type]
             return
-        if isinstance(event, BadInput):
+        if isinstance(event, DeviceStateSeen):  # the most frequent of these first (the classes are distinct)
+            self.devices.seen(event.ext, event.state)
+        elif isinstance(event, BadInput):
             log.warning("pbx.bad_input", reason=event.reason)
         elif isinstance(event, CallStarted):
             self._start(item.call or "", event)
-        elif isinstance(event, DeviceStateSeen):
-            self.devices.seen(event.ext, event.state)
         elif isinstance(event, Intercepted) and item.call is None:
             self._intercept(event)
         elif isinstance(event, Resynced):
