@@ -6,14 +6,16 @@ future. It does only what the REST calls need: POST to ``http://`` or ``https://
 the host's name checked), keep-alive with a few idle connections an origin (one request per connection at a time;
 one idle past :data:`KEEPALIVE` s, or closed by the server, is dropped before reuse), ``Connection: close``,
 ``Content-Length``, chunked and close-delimited answers, 307/308 followed with the same POST, and one deadline over
-the whole exchange. Other 3xx come back as they are, with their ``Location``. Failures before a whole answer raise
-:class:`HttpError` (:class:`CannotConnect` when the request provably never left) or :class:`OSError` (a reset); the
-deadline raises :class:`TimeoutError`.
+the whole exchange. Other 3xx come back as they are, with their ``Location`` (only a 3xx's is read). Failures
+before a whole answer raise :class:`HttpError` (:class:`CannotConnect` when the request provably never left) or
+:class:`OSError` (a reset); the deadline raises :class:`TimeoutError`. No header is read as it comes (httptools
+would call back for each): the two the client needs are found in the answer's head when needed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
 from functools import cache
 from typing import NamedTuple, cast
@@ -63,6 +65,10 @@ def default_tls() -> ssl.SSLContext:
     return ssl.create_default_context()
 
 
+_HEAD_END = re.compile(rb"\r?\n\r?\n")
+"""Where an answer's head ends (llhttp also takes bare LFs)."""
+
+
 class _Connection(asyncio.Protocol):
     """One connection and its parser; one exchange at a time."""
 
@@ -74,9 +80,10 @@ class _Connection(asyncio.Protocol):
         self.idle_since = 0.0
         self._waiter: asyncio.Future[Answer] | None = None
         self._chunks: list[bytes] = []
-        self._location: str | None = None
-        self._framed = False
-        """The answer says where its body ends (a length or chunks); else the body runs to the close."""
+        self._head: list[bytes] = []
+        """The bytes received until the answer's headers were complete (some of its body too, maybe): its two
+        headers of interest are read from them only when needed (see :meth:`_header`), not through a callback per
+        header."""
         self._headers_done = False
 
     # --- asyncio.Protocol ---
@@ -88,6 +95,8 @@ class _Connection(asyncio.Protocol):
         if self._waiter is None:  # bytes nobody asked for (an idle connection's 408, say): out of step for good
             self.abort()
             return
+        if not self._headers_done:
+            self._head.append(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
@@ -99,19 +108,12 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        if self._headers_done and not self._framed:
+        if self._headers_done and not self._framed():
             self._finish(keep=False)
         else:
             self._fail(ServerDisconnected())
 
     # --- httptools callbacks ---
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        name = name.lower()
-        if name == b"location":
-            self._location = value.decode("latin-1")
-        elif name == b"content-length" or name == b"transfer-encoding":
-            self._framed = True
 
     def on_headers_complete(self) -> None:
         self._headers_done = True
@@ -122,8 +124,7 @@ class _Connection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         if self.parser.get_status_code() < 200:  # an interim answer (100 Continue unasked): the real one follows
             self._chunks = []
-            self._location = None
-            self._framed = self._headers_done = False
+            self._headers_done = False  # the head bytes stay: _header skips the interim answers' heads
             return
         self._finish(keep=self.parser.should_keep_alive())
 
@@ -136,7 +137,33 @@ class _Connection(asyncio.Protocol):
             return
         self.reusable = keep
         body = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
-        waiter.set_result(Answer(self.parser.get_status_code(), body, self._location))
+        status = self.parser.get_status_code()
+        location = self._header(b"location") if 300 <= status < 400 else None
+        waiter.set_result(Answer(status, body, None if location is None else location.decode("latin-1")))
+
+    def _framed(self) -> bool:
+        """The answer says where its body ends (a length or chunks); else the body runs to the close."""
+        return self._header(b"content-length") is not None or self._header(b"transfer-encoding") is not None
+
+    def _header(self, name: bytes) -> bytes | None:
+        """The value of the final answer's header ``name`` (lower case), the last one when it came more than once;
+        None when it did not come. Read from the head bytes the parser has accepted (1xx answers skipped)."""
+        raw = b"".join(self._head)
+        start = 0
+        while True:
+            end = _HEAD_END.search(raw, start)
+            stop = len(raw) if end is None else end.start()
+            lines = raw[start:stop].split(b"\n")
+            status = lines[0].split(b" ", 2)
+            if end is not None and len(status) > 1 and status[1][:1] == b"1":  # an interim answer: the next head
+                start = end.end()
+                continue
+            found = None
+            for line in lines[1:]:
+                key, colon, value = line.partition(b":")
+                if colon and key.strip().lower() == name:
+                    found = value.strip(b" \t\r")
+            return found
 
     def _fail(self, exc: HttpError) -> None:
         waiter = self._waiter
@@ -150,8 +177,8 @@ class _Connection(asyncio.Protocol):
         waiter: asyncio.Future[Answer] = loop.create_future()
         self._waiter = waiter
         self._chunks = []
-        self._location = None
-        self._framed = self._headers_done = self.reusable = False
+        self._head = []
+        self._headers_done = self.reusable = False
         self.transport.write(request)
         try:
             return await waiter

@@ -178,6 +178,41 @@ async def test_a_server_closing_without_a_whole_answer_is_a_disconnect() -> None
         await http.close()
 
 
+@pytest.mark.parametrize(
+    ("answer", "outcome"),
+    [
+        (b'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{"res', ServerDisconnected),
+        (b'HTTP/1.1 200 OK\r\ncontent-length:  90 \r\n\r\n{"res', ServerDisconnected),
+        (b'HTTP/1.1 200 OK\r\nX-Length: 90\r\n\r\n{"res', (200, b'{"res')),
+        (b"HTTP/1.1 302 Found\r\nLocation: /a\r\nLocation: /b\r\nContent-Length: 0\r\n\r\n", (302, b"", "/b")),
+        (b"HTTP/1.1 200 OK\r\nLocation: /a\r\nContent-Length: 2\r\n\r\n{}", (200, b"{}", None)),
+    ],
+)
+async def test_the_final_answers_own_headers_decide_after_an_interim_answer_in_pieces(
+    answer: bytes, outcome: object
+) -> None:
+    """The interim answer's headers (a length, a location) are not the final answer's."""
+    interim = b"HTTP/1.1 100 Continue\r\nContent-Length: 5\r\nLocation: /interim\r\n\r\n"
+    whole = interim + answer
+
+    async def pieces(number: int, head: bytes, body: bytes) -> bytes:
+        for i in range(0, len(whole), 7):  # the head in several reads
+            peer.writers[-1].write(whole[i : i + 7])
+            await asyncio.sleep(0.002)
+        return b""
+
+    async with HttpPeer(pieces, close_after_answer=True) as peer:
+        http = LeanHttp(HEADERS)
+        if outcome is ServerDisconnected:
+            with pytest.raises(ServerDisconnected):
+                await post(http, peer.url())
+        elif isinstance(outcome, tuple) and len(outcome) == 3:
+            assert tuple(await http.post(URL(peer.url()), b"{}", 10.0)) == outcome
+        else:
+            assert await post(http, peer.url()) == outcome
+        await http.close()
+
+
 async def test_bytes_that_are_not_http_are_a_bad_answer() -> None:
     async def garbage(number: int, head: bytes, body: bytes) -> bytes:
         return b"SSH-2.0-OpenSSH_9.2\r\n\r\n"
