@@ -90,7 +90,7 @@ def register_request(
 
 def card_request(method: str, call_id: str, user_ids: Sequence[int]) -> Request:
     """``show`` or ``hide`` for these users (always as a list, which both methods accept)."""
-    return method, {"CALL_ID": call_id, "USER_ID": [int(u) for u in user_ids]}
+    return method, {"CALL_ID": call_id, "USER_ID": list(map(int, user_ids))}
 
 
 def finish_request(
@@ -173,12 +173,12 @@ def request_for(cmd: CrmCommand, call_id: str = "") -> Request:
                 crm_entity_id=cmd.crm_entity_id,
             )
         case CrmShow():
-            return card_request(SHOW, _need(call_id, cmd), cmd.user_ids)
+            return card_request(SHOW, call_id or _no_call_id(cmd), cmd.user_ids)
         case CrmHide():
-            return card_request(HIDE, _need(call_id, cmd), cmd.user_ids)
+            return card_request(HIDE, call_id or _no_call_id(cmd), cmd.user_ids)
         case CrmFinish():
             return finish_request(
-                _need(call_id, cmd),
+                call_id or _no_call_id(cmd),
                 cmd.user_id,
                 cmd.duration,
                 cmd.status_code,
@@ -198,7 +198,5 @@ def request_for(cmd: CrmCommand, call_id: str = "") -> Request:
     raise ValueError(f"not a CRM command: {type(cmd).__name__}")
 
 
-def _need(call_id: str, cmd: CrmCommand) -> str:
-    if not call_id:
-        raise ValueError(f"{type(cmd).__name__} needs the CALL_ID (or a $result[...] reference)")
-    return call_id
+def _no_call_id(cmd: CrmCommand) -> str:
+    raise ValueError(f"{type(cmd).__name__} needs the CALL_ID (or a $result[...] reference)")

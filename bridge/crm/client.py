@@ -39,7 +39,7 @@ from bridge.crm.errors import (
 )
 from bridge.crm.http11 import HttpError, LeanHttp
 from bridge.crm.pacing import CrmStats, SharedPace, fill_bucket, limiter_for
-from bridge.crm.query import batch_command
+from bridge.crm.query import php_query
 from bridge.logs import HotLogger, redact_text, register_secrets
 
 log = HotLogger(__name__)
@@ -336,7 +336,9 @@ class Bitrix24Client:
             raise ValueError(f"a batch holds at most {MAX_BATCH} commands, got {len(commands)}")
         if not commands:
             return BatchResult()
-        cmd = {key: batch_command(method, params) for key, (method, params) in commands.items()}
+        cmd: dict[str, str] = {}
+        for key, (method, params) in commands.items():  # batch_command's text, two Python calls a command fewer
+            cmd[key] = f"{method}?{php_query(params)}"
         envelope = await self._request("batch", {"halt": 1 if halt else 0, "cmd": cmd}, commands=len(commands))
         return BatchResult.parse(envelope.get("result"), commands)
 

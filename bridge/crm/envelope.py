@@ -69,11 +69,13 @@ class BatchResult:
                 method = named[0] if isinstance(named, tuple) else named
                 errors[key] = error_of(method, raw) if isinstance(raw, dict) else classify(method, "", str(raw))
         results = inner.get("result")
+        total = inner.get("result_total")
+        following = inner.get("result_next")
         return cls(
             results=results if type(results) is dict else as_dict(results),
             errors=errors,
-            total=_int_values(inner.get("result_total")),
-            next=_int_values(inner.get("result_next")),
+            total=_int_values(total) if total else {},  # no list method in the batch: PHP's empty array, no call
+            next=_int_values(following) if following else {},
         )
 
 

@@ -35,39 +35,41 @@ def _quoted_key(key: str) -> str:
     return quote_plus(key)
 
 
-def _quoted(value: str) -> str:
-    """``quote_plus(value)``."""
-    return value.translate(_ASCII) if value.isascii() else quote_plus(value)
-
-
-def _add(out: list[str], name: str, value: Any) -> None:
-    """Append the ``name=value`` pairs of one parameter (nested ones the PHP way) to ``out``."""
-    kind = type(value)
-    if kind is str:
-        out.append(f"{_quoted_key(name)}={_quoted(value)}")
-    elif kind is int:  # digits and a sign: nothing to quote
-        out.append(f"{_quoted_key(name)}={value}")
-    elif value is None:  # http_build_query drops NULL
-        return
-    elif kind is dict or isinstance(value, Mapping):
-        for key, item in value.items():
-            _add(out, f"{name}[{key}]", item)
-    elif isinstance(value, list | tuple):
-        for index, item in enumerate(value):
-            _add(out, f"{name}[{index}]", item)
-    elif value is True:
-        out.append(f"{_quoted_key(name)}=1")
-    elif value is False:
-        out.append(f"{_quoted_key(name)}=0")
-    else:
-        out.append(f"{_quoted_key(name)}={_quoted(str(value))}")
-
-
 def php_query(params: Mapping[str, Any]) -> str:
-    """``http_build_query(params)``."""
+    """``http_build_query(params)``.
+
+    One function for the whole query: nested parameters are walked depth first on a stack of their own, and each
+    value is quoted where it is met, instead of a call per parameter and per value (~6 Python calls a batch
+    command, 2 with these: every batch the delivery sends)."""
     out: list[str] = []
+    stack: list[tuple[str, Any]] = []
     for name, item in params.items():
-        _add(out, str(name), item)
+        stack.append((str(name), item))
+    stack.reverse()
+    while stack:
+        name, value = stack.pop()
+        kind = type(value)
+        if kind is str:
+            out.append(f"{_quoted_key(name)}={value.translate(_ASCII) if value.isascii() else quote_plus(value)}")
+        elif kind is int:  # digits and a sign: nothing to quote
+            out.append(f"{_quoted_key(name)}={value}")
+        elif value is None:  # http_build_query drops NULL
+            continue
+        elif kind is dict or isinstance(value, Mapping):
+            nested = list(value.items())
+            for index in range(len(nested) - 1, -1, -1):  # pushed last first: popped in their order
+                key, item = nested[index]
+                stack.append((f"{name}[{key}]", item))
+        elif isinstance(value, list | tuple):
+            for index in range(len(value) - 1, -1, -1):
+                stack.append((f"{name}[{index}]", value[index]))
+        elif value is True:
+            out.append(f"{_quoted_key(name)}=1")
+        elif value is False:
+            out.append(f"{_quoted_key(name)}=0")
+        else:
+            text = str(value)
+            out.append(f"{_quoted_key(name)}={text.translate(_ASCII) if text.isascii() else quote_plus(text)}")
     return "&".join(out)
 
 
