@@ -50,6 +50,8 @@ log = structlog.get_logger(__name__)
 
 LINK_MESSAGES = frozenset({"ApplicationReplaced", "RESTResponse"})
 """Messages the link reads itself, beside the translator's events (Asterisk's event filter applies to them too)."""
+SOCKET_ENDS = frozenset({aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED})
+"""Messages that end the socket's ``async for`` (``ClientWebSocketResponse.__anext__``) and :meth:`AriLink._read`."""
 
 
 class AriLink(ReconnectingLink):
@@ -64,7 +66,9 @@ class AriLink(ReconnectingLink):
         self.translator = AriTranslator(EndpointTemplate(settings.device), settings.app)
         self.rest = AriRest(settings)
         self.rest.occupied = self.translator.occupied
-        self.commands = CallCommands(settings, self.translator, self.rest.request, self._emit, self.wait_connected)
+        self.commands = CallCommands(
+            settings, self.translator, self.rest.request, self._emit, self.wait_connected, self._up.is_set
+        )
         self._cleanups: set[asyncio.Task[None]] = set()
         self.lost_at: datetime | None = None
         """When the last session ended (what ended since happened at this moment or later)."""
@@ -118,30 +122,41 @@ class AriLink(ReconnectingLink):
 
     async def _read(self, socket: aiohttp.ClientWebSocketResponse) -> None:
         """Every frame decoded once: a RESTResponse goes to the requests waiting for it, ``ApplicationReplaced`` for
-        our application stops the link, anything else goes to the translator."""
-        translator, app = self.translator, self.settings.app
-        async for message in socket:
-            if message.type is aiohttp.WSMsgType.TEXT:
+        our application stops the link, anything else goes to the translator.
+
+        ``receive()`` itself, not ``async for``: the iterator adds a coroutine layer (two Python calls a frame) to
+        do the same test for the end of the socket as the loop below."""
+        translator, app, rest, receive = self.translator, self.settings.app, self.rest, socket.receive
+        text, binary, error = aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.ERROR
+        while True:
+            message = await receive()
+            frame = message.type
+            if frame is text:
                 try:
                     decoded = orjson.loads(message.data)
                 except (ValueError, TypeError):  # the translator says why (BadInput)
                     decoded = None
-                kind = decoded.get("type") if decoded.__class__ is dict else None
-                if kind == "RESTResponse" and self.rest.take(decoded):
-                    continue
-                if kind == "ApplicationReplaced" and decoded.get("application", app) == app:
-                    log.error("pbx.app_replaced", link="ari", app=app,
-                              note="another client subscribed to this application; this link stops")  # fmt: skip
-                    self.replaced.set()
-                    self._end()
-                    return
+                if decoded.__class__ is dict:
+                    kind = decoded.get("type")
+                    if kind == "RESTResponse":
+                        over_socket = rest.over_socket
+                        if over_socket is not None and over_socket.take(decoded):
+                            continue
+                    elif kind == "ApplicationReplaced" and decoded.get("application", app) == app:
+                        log.error("pbx.app_replaced", link="ari", app=app,
+                                  note="another client subscribed to this application; this link stops")  # fmt: skip
+                        self.replaced.set()
+                        self._end()
+                        return
                 events = translator.feed_text(message.data) if decoded is None else translator.feed(decoded)
                 for event in events:
                     self._emit(event)
-            elif message.type is aiohttp.WSMsgType.BINARY:
+            elif frame is binary:
                 self._emit(PbxEvent(None, BadInput(f"binary WebSocket frame of {len(message.data)} bytes")))
-            elif message.type is aiohttp.WSMsgType.ERROR:
+            elif frame is error:
                 log.warning("pbx.socket_error", link="ari", error=type(socket.exception()).__name__)
+                break
+            elif frame in SOCKET_ENDS:
                 break
 
     def _emit(self, event: PbxEvent) -> None:
