@@ -100,7 +100,8 @@ class CallMedia:
 
 class CallCommands:
     """Carries out PBX commands for calls; ``request`` is :meth:`AriRest.request` of the live session and
-    ``ready`` waits for the link (None: never wait, one try)."""
+    ``ready`` waits for the link (None: never wait, one try); ``up`` says whether it is up now (then no wait is
+    asked for: most commands)."""
 
     def __init__(
         self,
@@ -109,12 +110,14 @@ class CallCommands:
         request: Request,
         emit: Callable[[PbxEvent], None],
         ready: LinkReady | None = None,
+        up: Callable[[], bool] | None = None,
     ) -> None:
         self.settings = settings
         self.translator = translator
         self.request = request
         self.emit = emit
         self.ready = ready
+        self.up = up or _unknown
         wait = min(max(2 * settings.reconnect_max_delay, LINK_WAIT_FLOOR), LINK_WAIT_CAP)
         self.link_wait = wait if ready is not None else 0.0
         self.agent_endpoint = EndpointTemplate(settings.agent_endpoint)
@@ -129,7 +132,7 @@ class CallCommands:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.link_wait
         for attempt in range(1, ATTEMPTS + 1):
-            if self.ready is not None:
+            if self.ready is not None and not self.up():
                 await self.ready(deadline - loop.time())
             if call in self.hung_up and isinstance(command, NEEDS_CALLER):
                 log.info("pbx.command_dropped", call_id=call, command=type(command).__name__, reason="caller gone")
@@ -341,6 +344,10 @@ def _caller_id(name: str, number: str) -> str | None:
         return None
     clean = "".join(ch for ch in name if ch not in '"<>' and unicodedata.category(ch) != "Cc").strip()[:80]
     return f'"{clean}" <{number}>' if clean else f"<{number}>"
+
+
+def _unknown() -> bool:
+    return False
 
 
 async def _tolerate(pending: Awaitable[Any], *statuses: int) -> None:

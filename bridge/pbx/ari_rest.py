@@ -184,8 +184,11 @@ class AriRest:
 
     def _free(self, channels: object) -> bool:
         """No channel of ``channels`` (an id, a comma-separated or a list of them) may be playing or recording."""
+        occupied = self.occupied
+        if channels.__class__ is str and "," not in channels:  # one channel: most requests
+            return not occupied(channels)
         listed = channels if isinstance(channels, list | tuple) else str(channels or "").split(",")
-        return not any(self.occupied(str(channel)) for channel in listed)
+        return not any(occupied(str(channel)) for channel in listed)
 
     def _operation(self, resource: str, operation: str) -> Any:
         """aioswagger11's operation by resource and nickname, as the PBX's API docs describe it."""

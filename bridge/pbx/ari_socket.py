@@ -45,6 +45,7 @@ CHANNEL_QUEUED = {("channels", "answer"): "channelId", ("channels", "setChannelV
 
 
 PROBE_URI = "asterisk/ping"
+TEXT = aiohttp.WSMsgType.TEXT
 
 
 class SocketRest:
@@ -112,7 +113,7 @@ class SocketRest:
         if self._timer is None or deadline < self._timer_at:
             self._watch(loop, deadline)
         try:
-            await self._send(message)
+            await self.socket.send_frame(orjson.dumps(message), TEXT)  # what send_str does, without a str between
             return await waiter
         except (ConnectionError, RuntimeError) as exc:  # fail_all, or aiohttp: the socket closed under the send
             raise PbxError(0, str(exc) or f"ARI WebSocket closed ({type(exc).__name__})", action=action) from None
@@ -149,4 +150,4 @@ class SocketRest:
             self._watch(loop, soonest)
 
     async def _send(self, message: dict[str, Any]) -> None:
-        await self.socket.send_str(orjson.dumps(message).decode())
+        await self.socket.send_frame(orjson.dumps(message), TEXT)
