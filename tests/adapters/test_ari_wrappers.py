@@ -16,7 +16,7 @@ from bridge.config import AsteriskSettings, Secret
 from bridge.domain.commands import AnswerCaller
 from bridge.domain.events import CallStarted
 from bridge.pbx.ari import AriLink
-from bridge.pbx.ari_rest import AriRest
+from bridge.pbx.ari_rest import AriRest, lighten_heartbeat
 from bridge.pbx.events import PbxError, Resynced
 from bridge.sim.asterisk.simulator import AsteriskSimulator
 from tests.adapters.pbx_fixtures import ARI_PASSWORD, Events, running, settings_for, sim
@@ -222,3 +222,31 @@ async def test_a_cancellation_that_meets_the_answer_is_not_lost() -> None:
     request.cancel()
     with pytest.raises(asyncio.CancelledError):
         await request
+
+
+async def test_the_lighter_heartbeat_fits_this_aiohttp(sim: AsteriskSimulator) -> None:
+    """lighten_heartbeat relies on aiohttp internals: this fails when an aiohttp upgrade moves them."""
+    link = AriLink(settings_for(sim, ping_interval=30.0), Events().queue)
+    async with running(link):
+        await eventually(lambda: link.connected and link.rest.http is not None, timeout=5)
+        assert link.rest.http is not None
+        (socket,) = link.rest.http.websockets
+        protocol: Any = socket._response.connection.protocol  # type: ignore[union-attr]
+        assert protocol._data_received_cb != socket._on_data_received  # ours took its place
+        pong = asyncio.get_running_loop().call_later(60, lambda: None)
+        socket._pong_response_cb, socket._heartbeat_when = pong, 0.0
+        protocol._data_received_cb()
+        assert pong.cancelled() and socket._pong_response_cb is None
+        assert socket._heartbeat_when >= asyncio.get_running_loop().time() + 29  # rounded up past 5 s, as aiohttp
+        assert not lighten_heartbeat(socket)  # a second time: aiohttp's callback is no longer there
+
+
+async def test_an_idle_events_socket_whose_pings_are_answered_stays_up(sim: AsteriskSimulator) -> None:
+    """Pings go out on a quiet socket and their PONGs keep it: no reconnect however long nothing happens."""
+    events = Events()
+    link = AriLink(settings_for(sim, ping_interval=0.2), events.queue)
+    async with running(link):
+        await events.wait(Resynced)
+        await asyncio.sleep(1.5)  # several heartbeats, each with its PONG deadline of 0.1 s
+        assert link.connected
+    assert [type(e.event).__name__ for e in events.all()].count("Resynced") == 1
