@@ -66,6 +66,7 @@ class SocketRest:
         self._probe: str | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
+        self._loop = asyncio.get_running_loop()
         self.closed = ""
 
     async def probe(self) -> None:
@@ -97,6 +98,28 @@ class SocketRest:
     ) -> dict[str, Any]:
         """Send one request (``query``: ``{"name", "value"}`` items) and wait up to ``timeout`` seconds for its
         RESTResponse (``TimeoutError`` after that)."""
+        request_id, waiter, frame = self.submit(method, uri, query, body, action, timeout)
+        try:
+            await self.socket.send_frame(frame, TEXT)
+            return await waiter
+        except (ConnectionError, RuntimeError) as exc:
+            raise self.broken(exc, action) from None
+        finally:
+            self.pending.pop(request_id, None)
+
+    def submit(
+        self,
+        method: str,
+        uri: str,
+        query: list[dict[str, str]],
+        body: dict[str, Any] | None,
+        action: str,
+        timeout: float,
+    ) -> tuple[str, asyncio.Future[dict[str, Any]], bytes]:
+        """:meth:`request` up to the send: the request id, its answer to be, and the frame to send (with
+        ``send_frame``: what ``send_str`` does, without a str between). The caller sends it, awaits the answer,
+        turns ``ConnectionError``/``RuntimeError`` into :meth:`broken` and pops the id from :attr:`pending` at the
+        end (:class:`bridge.pbx.ari_rest.AriRest` does this itself, a coroutine layer less a request)."""
         if self.closed:
             raise PbxError(0, self.closed, action=action)
         request_id = str(next(self._ids))
@@ -106,19 +129,18 @@ class SocketRest:
         if body:
             message["content_type"] = "application/json"
             message["message_body"] = orjson.dumps(body).decode()
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         waiter: asyncio.Future[dict[str, Any]] = loop.create_future()
         deadline = loop.time() + timeout
         self.pending[request_id] = (waiter, deadline)
         if self._timer is None or deadline < self._timer_at:
             self._watch(loop, deadline)
-        try:
-            await self.socket.send_frame(orjson.dumps(message), TEXT)  # what send_str does, without a str between
-            return await waiter
-        except (ConnectionError, RuntimeError) as exc:  # fail_all, or aiohttp: the socket closed under the send
-            raise PbxError(0, str(exc) or f"ARI WebSocket closed ({type(exc).__name__})", action=action) from None
-        finally:
-            self.pending.pop(request_id, None)
+        return request_id, waiter, orjson.dumps(message)
+
+    @staticmethod
+    def broken(exc: BaseException, action: str) -> PbxError:
+        """What a request fails with when the socket closed under it (:meth:`fail_all`, or aiohttp under the send)."""
+        return PbxError(0, str(exc) or f"ARI WebSocket closed ({type(exc).__name__})", action=action)
 
     def fail_all(self, reason: str) -> None:
         """The socket is gone: every pending request fails with ``PbxError(0, reason)``, and so does every later one."""
