@@ -237,8 +237,11 @@ class AmiTranslator:
         self.linked_of.setdefault(uniqueid, linkedid)
 
     def _hangup(self, message: wire.AmiMessage) -> list[PbxEvent]:
-        linkedid = wire.header(message, "Linkedid")
-        uniqueid = wire.header(message, "Uniqueid")
+        linkedid, uniqueid = message.get("Linkedid"), message.get("Uniqueid")  # read in place when plain
+        if linkedid.__class__ is not str or not linkedid:
+            linkedid = wire.header(message, "Linkedid")
+        if uniqueid.__class__ is not str or not uniqueid:
+            uniqueid = wire.header(message, "Uniqueid")
         cause = wire.optional_int(message, "Cause")
         call = self.watched.get(linkedid)
         if call is not None and (uniqueid == call.origin or call.cause is None):
@@ -269,8 +272,13 @@ class AmiTranslator:
         return events
 
     def _device_state(self, message: wire.AmiMessage) -> list[PbxEvent]:
-        ext = self.device.value_of(wire.header(message, "Device"))
-        state = device_state_name(wire.header(message, "State"))
+        device, state_text = message.get("Device"), message.get("State")  # a third of the stream: read in place
+        if device.__class__ is not str or not device:
+            device = wire.header(message, "Device")
+        if state_text.__class__ is not str or not state_text:
+            state_text = wire.header(message, "State")
+        ext = self.device.value_of(device)  # type: ignore[arg-type]
+        state = device_state_name(state_text)  # type: ignore[arg-type]
         if state is None:
             raise wire.Malformed("unknown device state")
         if ext is None:
