@@ -13,7 +13,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from bridge.config import AsteriskSettings, Secret
-from bridge.domain.commands import AnswerCaller
+from bridge.domain.commands import AnswerCaller, RingAgent
 from bridge.domain.events import CallStarted
 from bridge.pbx.ari import AriLink
 from bridge.pbx.ari_rest import AriRest, lighten_heartbeat
@@ -123,13 +123,33 @@ async def test_run_returning_when_the_socket_closes_means_reconnect(sim: Asteris
 
 async def test_http_errors_become_pbx_errors_with_status_and_body(sim: AsteriskSimulator) -> None:
     link = AriLink(settings_for(sim), asyncio.Queue())
-    async with running(link):
-        with pytest.raises(PbxError) as missing:
-            await link.request("channels", "get", channelId="no-such-channel")
-        with pytest.raises(PbxError) as gone:
-            await link.execute("no-such-call", AnswerCaller())
+    with capture_logs() as logs:
+        async with running(link):
+            with pytest.raises(PbxError) as missing:
+                await link.request("channels", "get", channelId="no-such-channel")
+            with pytest.raises(PbxError) as gone:
+                await link.execute("no-such-call", AnswerCaller())
     assert (missing.value.status, missing.value.body) == (404, "Channel not found")
     assert gone.value.status == 404 and gone.value.action == "channels.answer"
+    failed = [e for e in logs if e["event"] == "pbx.command_failed"]  # the command's failure, once; the request's none
+    assert [(e["call_id"], e["command"], e["status"], e["action"]) for e in failed] == [
+        ("no-such-call", "AnswerCaller", 404, "channels.answer")
+    ]
+
+
+async def test_a_ring_the_pbx_took_is_a_leg_a_resync_may_end(sim: AsteriskSimulator) -> None:
+    """The link's ring commands confirm their legs once the originate is answered (a resync that does not list
+    them then ends them), whichever way the request went."""
+    for mode in ("off", "on"):
+        events = Events()
+        link = AriLink(settings_for(sim, rest_over_websocket=mode), events.queue)
+        async with running(link):
+            await sim.place_inbound_call(did="74951112233", caller="79161234567", hangup_after=30)
+            (started,) = await events.wait(CallStarted)
+            leg = f"leg-{mode}"
+            await link.execute(str(started.call), RingAgent(leg, "1001", 5))
+            assert link.translator.legs[leg].confirmed
+            assert leg in link.translator.confirmed_legs()
 
 
 async def test_an_allocation_failure_reads_as_its_error_text(sim: AsteriskSimulator) -> None:
