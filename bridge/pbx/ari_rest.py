@@ -228,6 +228,12 @@ class AriRest:
                     raise over_socket.broken(exc, route.action) from None
                 finally:
                     over_socket.pending.pop(request_id, None)
+                status, text = answer.get("status_code"), answer.get("message_body")
+                if status.__class__ is int and status < 400 and text.__class__ is str:  # _answer's common case
+                    try:
+                        return orjson.loads(text) if text else None
+                    except orjson.JSONDecodeError:
+                        raise PbxError(status, "answer is not JSON", action=route.action) from None
                 return _answer(answer, route.action)
         op = self._operation(resource, operation)
         args = {name: ari_value(value) for name, value in params.items() if value is not None}
