@@ -253,11 +253,22 @@ class AriTranslator:
     # --- handlers ----------------------------------------------------------------------------------
 
     def _stasis_start(self, message: Mapping[str, Any]) -> list[PbxEvent]:
-        channel = wire.mapping(message, "channel")
-        cid = wire.text(channel, "id")
+        # Asterisk's shapes read in place, anything else through wire's checks (in the same order, same errors)
+        channel = message.get("channel")
+        if channel.__class__ is not dict:
+            channel = wire.mapping(message, "channel")
+        cid = channel.get("id")
+        if cid.__class__ is not str or not cid:
+            cid = wire.text(channel, "id")
         args = wire.string_list(message, "args")
-        caller = wire.optional_mapping(channel, "caller") or {}
-        number, name = wire.optional_text(caller, "number"), wire.optional_text(caller, "name")
+        caller = channel.get("caller")
+        if caller.__class__ is not dict:
+            caller = wire.optional_mapping(channel, "caller") or {}
+        number, name = caller.get("number", ""), caller.get("name", "")
+        if number.__class__ is not str:
+            number = wire.optional_text(caller, "number")
+        if name.__class__ is not str:
+            name = wire.optional_text(caller, "name")
         kind = args[0] if args else ""
         if kind != "agent" and cid in self.legs:
             # a blind transfer's replacement: it answers with its Dial status
