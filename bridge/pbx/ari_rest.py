@@ -228,13 +228,16 @@ class AriRest:
                     raise over_socket.broken(exc, route.action) from None
                 finally:
                     over_socket.pending.pop(request_id, None)
-                status, text = answer.get("status_code"), answer.get("message_body")
-                if status.__class__ is int and status < 400 and text.__class__ is str:  # _answer's common case
-                    try:
-                        return orjson.loads(text) if text else None
-                    except orjson.JSONDecodeError:
-                        raise PbxError(status, "answer is not JSON", action=route.action) from None
-                return _answer(answer, route.action)
+                status = answer.get("status_code")
+                if status.__class__ is not int or status >= 400:
+                    return _answer(answer, route.action)  # an error (or an odd status): _answer says
+                text = answer.get("message_body")  # what _answer does with a success, in place
+                if text.__class__ is not str or not text:
+                    return None
+                try:
+                    return orjson.loads(text)
+                except orjson.JSONDecodeError:
+                    raise PbxError(status, "answer is not JSON", action=route.action) from None
         op = self._operation(resource, operation)
         args = {name: ari_value(value) for name, value in params.items() if value is not None}
         return await self._over_http(f"{resource}.{operation}", lambda: op(**args))
