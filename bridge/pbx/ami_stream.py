@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import codecs
 from dataclasses import dataclass
-from operator import methodcaller
 from typing import Any
 from urllib.parse import unquote
 
@@ -179,10 +178,6 @@ NOT_PLAIN = frozenset({"actionid", "commandid", "result", "content"})
 the name panoramisk gives a message's body."""
 
 
-SPLIT_HEADER = methodcaller("split", ": ", 1)
-"""``Name: value`` -> [name, value] (a list of one: no ``": "``), without a Python call per line."""
-
-
 def event_headers(text: str) -> dict[str, str] | None:
     """An event no action waits for, as a plain dict (header -> value, names as Asterisk writes them), when its frame
     is as plain as Asterisk's are: it starts ``Event: ``, every line is ``Name: value``, no name comes twice, none
@@ -195,7 +190,7 @@ def event_headers(text: str) -> dict[str, str] | None:
         return None
     lines = text.split(EOL)
     try:
-        headers = dict(map(SPLIT_HEADER, lines))
+        headers = dict([line.split(": ", 1) for line in lines])  # faster than map(methodcaller) despite the call
     except ValueError:  # a line without ": "
         return None
     names = set(map(str.lower, headers))
