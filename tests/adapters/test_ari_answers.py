@@ -69,3 +69,14 @@ async def test_errors_are_pbx_errors_with_status_and_reason(answer: dict[str, An
     with pytest.raises(PbxError) as failed:
         await ask(answer)
     assert (failed.value.status, failed.value.body, failed.value.action) == (status, reason, "channels.get")
+
+
+async def test_an_answer_after_its_request_timed_out_is_taken_quietly() -> None:
+    """The timer failed the request; its answer arrives before the request resumed: nothing breaks, nothing is kept."""
+    rest = SocketRest(AnsweringSocket({}), ready=True)  # type: ignore[arg-type]
+    request_id, waiter, _frame = rest.submit("GET", "asterisk/ping", [], None, "asterisk.ping", 10.0)
+    waiter.set_exception(TimeoutError())
+    assert rest.take({"type": "RESTResponse", "request_id": request_id, "status_code": 200})
+    assert not rest.pending
+    with pytest.raises(TimeoutError):
+        await waiter
