@@ -37,7 +37,7 @@ from yarl import URL
 
 from bridge.config import AsteriskSettings
 from bridge.logs import redact_text, register_secrets
-from bridge.pbx.ari_socket import CHANNEL_QUEUED, HTTP_ONLY, TEXT, SocketRest
+from bridge.pbx.ari_socket import BYTE_FRAMES, CHANNEL_QUEUED, HTTP_ONLY, TEXT, SocketRest
 from bridge.pbx.events import PbxError
 
 log = structlog.get_logger(__name__)
@@ -220,7 +220,8 @@ class AriRest:
                     route.method, uri, query, body, route.action, REQUEST_TIMEOUT
                 )
                 try:
-                    await over_socket.socket.send_frame(frame, TEXT)
+                    socket = over_socket.socket
+                    await (socket.send_frame(frame, TEXT) if BYTE_FRAMES else socket.send_str(frame.decode()))
                     answer = await waiter
                 except TimeoutError:
                     raise PbxError(0, "no answer over the ARI WebSocket", action=route.action) from None

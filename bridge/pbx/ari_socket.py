@@ -46,6 +46,8 @@ CHANNEL_QUEUED = {("channels", "answer"): "channelId", ("channels", "setChannelV
 
 PROBE_URI = "asterisk/ping"
 TEXT = aiohttp.WSMsgType.TEXT
+BYTE_FRAMES = hasattr(aiohttp.ClientWebSocketResponse, "send_frame")
+"""``send_frame`` (aiohttp 3.11+) takes orjson's bytes as they are; an older aiohttp gets a str (``send_str``)."""
 
 
 class SocketRest:
@@ -103,7 +105,7 @@ class SocketRest:
         RESTResponse (``TimeoutError`` after that)."""
         request_id, waiter, frame = self.submit(method, uri, query, body, action, timeout)
         try:
-            await self.socket.send_frame(frame, TEXT)
+            await (self.socket.send_frame(frame, TEXT) if BYTE_FRAMES else self.socket.send_str(frame.decode()))
             return await waiter
         except (ConnectionError, RuntimeError) as exc:
             raise self.broken(exc, action) from None
@@ -175,4 +177,5 @@ class SocketRest:
             self._watch(loop, soonest)
 
     async def _send(self, message: dict[str, Any]) -> None:
-        await self.socket.send_frame(orjson.dumps(message), TEXT)
+        frame = orjson.dumps(message)
+        await (self.socket.send_frame(frame, TEXT) if BYTE_FRAMES else self.socket.send_str(frame.decode()))

@@ -80,3 +80,30 @@ async def test_an_answer_after_its_request_timed_out_is_taken_quietly() -> None:
     assert not rest.pending
     with pytest.raises(TimeoutError):
         await waiter
+
+
+class StrSocket(AnsweringSocket):
+    """An aiohttp older than 3.11: text frames go as str (``send_str``); there is no ``send_frame``."""
+
+    async def send_str(self, data: str) -> None:
+        await super().send_frame(data.encode(), None)
+
+    def __getattribute__(self, name: str) -> Any:
+        if name == "send_frame":
+            raise AttributeError(name)
+        return super().__getattribute__(name)
+
+
+async def test_an_aiohttp_without_send_frame_sends_str(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("bridge.pbx.ari_rest.BYTE_FRAMES", False)
+    monkeypatch.setattr("bridge.pbx.ari_socket.BYTE_FRAMES", False)
+    rest = AriRest(load_config(EXAMPLE_CONFIG).asterisk)
+    socket = StrSocket({"status_code": 200, "message_body": '{"ok": true}'})
+    rest.over_socket = socket.rest = SocketRest(socket, ready=True)  # type: ignore[arg-type]
+    rest._routes["asterisk", "ping"] = _Route(("asterisk", "ping"), "GET", "asterisk/ping", [])
+    assert await rest.request("asterisk", "ping") == {"ok": True}
+    assert await socket.rest.request("GET", "asterisk/ping", [], None, "asterisk.ping", 5.0) == {
+        "type": "RESTResponse", "request_id": "2", "status_code": 200, "message_body": '{"ok": true}'
+    }  # fmt: skip
+    await socket.rest.probe()
+    assert [frame["request_id"] for frame in socket.frames] == ["1", "2", "3"]
