@@ -189,10 +189,11 @@ class AmiLink(ReconnectingLink):
 
     # --- events --------------------------------------------------------------------------------------
 
-    def _on_frame(self, message: Any) -> None:
-        self._on_event(None, message)
-
     def _on_event(self, _manager: Any, message: Any) -> None:
+        self._on_frame(message)
+
+    def _on_frame(self, message: Any) -> None:
+        """An event: the protocol hands nearly all of them here directly, panoramisk the rest (:meth:`_on_event`)."""
         uniqueid = message.get("Uniqueid") if message.get("Event") == "Hangup" else None
         if isinstance(uniqueid, str) and uniqueid:
             self._hangups[uniqueid] = datetime.now(UTC)

@@ -100,7 +100,8 @@ class CallMedia:
 
 class CallCommands:
     """Carries out PBX commands for calls; ``request`` is :meth:`AriRest.request` of the live session and
-    ``ready`` waits for the link (None: never wait, one try)."""
+    ``ready`` waits for the link (None: never wait, one try); ``up`` says whether it is up now (then no wait is
+    asked for: most commands)."""
 
     def __init__(
         self,
@@ -109,12 +110,21 @@ class CallCommands:
         request: Request,
         emit: Callable[[PbxEvent], None],
         ready: LinkReady | None = None,
+        up: Callable[[], bool] | None = None,
+        *,
+        confirm_rings: bool = False,
+        failed: Callable[[str, PbxCommand, PbxError], None] | None = None,
     ) -> None:
         self.settings = settings
         self.translator = translator
         self.request = request
         self.emit = emit
         self.ready = ready
+        self.up = up or _unknown
+        self.confirm_rings = confirm_rings
+        """A ring command carried out (or dropped) confirms its leg to the translator (the link's own commands)."""
+        self.failed = failed
+        """Told of a command that failed for good, after :meth:`_failed` and before the error is raised."""
         wait = min(max(2 * settings.reconnect_max_delay, LINK_WAIT_FLOOR), LINK_WAIT_CAP)
         self.link_wait = wait if ready is not None else 0.0
         self.agent_endpoint = EndpointTemplate(settings.agent_endpoint)
@@ -129,17 +139,23 @@ class CallCommands:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.link_wait
         for attempt in range(1, ATTEMPTS + 1):
-            if self.ready is not None:
+            if self.ready is not None and not self.up():
                 await self.ready(deadline - loop.time())
             if call in self.hung_up and isinstance(command, NEEDS_CALLER):
                 log.info("pbx.command_dropped", call_id=call, command=type(command).__name__, reason="caller gone")
+                if self.confirm_rings and isinstance(command, RingAgent | RingNumber):
+                    self.translator.confirm(command.leg)
                 return
             try:
                 await self._carry_out(call, command)
+                if self.confirm_rings and isinstance(command, RingAgent | RingNumber):
+                    self.translator.confirm(command.leg)
                 return
             except PbxError as exc:
                 if exc.status != 0 or attempt == ATTEMPTS or loop.time() >= deadline:
                     await self._failed(call, command)
+                    if self.failed is not None:
+                        self.failed(call, command, exc)
                     raise
                 log.info("pbx.command_retry", call_id=call, command=type(command).__name__, error=exc.body)
 
@@ -234,7 +250,11 @@ class CallCommands:
                                    terminateOn="#")  # fmt: skip
             case HangupCaller(reason=reason):
                 reason = reason if reason in HANGUP_REASONS else "normal"
-                await _tolerate(self.request("channels", "hangup", channelId=call, reason=reason), 404)
+                try:  # _tolerate's work in place (a coroutine layer less): 404 is gone already
+                    await self.request("channels", "hangup", channelId=call, reason=reason)
+                except PbxError as exc:
+                    if exc.status != 404:
+                        raise
                 await self.release(call)
             case _:
                 log.error("pbx.unsupported_command", call_id=call, command=type(command).__name__)
@@ -243,7 +263,11 @@ class CallCommands:
         """The caller is gone: destroy the call's bridge (which ends a bridge recording) and forget it."""
         media = self.calls.pop(call, None)
         if media is not None and media.bridge is not None:
-            await _tolerate(self.request("bridges", "destroy", bridgeId=media.bridge), 404)
+            try:
+                await self.request("bridges", "destroy", bridgeId=media.bridge)
+            except PbxError as exc:
+                if exc.status != 404:
+                    raise
 
     async def _cancel(self, call: str, leg: str, unless_answered: bool) -> None:
         state = self.translator.legs.get(leg)
@@ -253,7 +277,11 @@ class CallCommands:
         media = self.calls.setdefault(call, CallMedia())
         if leg not in media.joined:
             media.cancelled.add(leg)
-        await _tolerate(self.request("channels", "hangup", channelId=leg, reason="normal"), 404)
+        try:
+            await self.request("channels", "hangup", channelId=leg, reason="normal")
+        except PbxError as exc:
+            if exc.status != 404:
+                raise
 
     async def _bridge(self, call: str) -> str:
         media = self.calls.setdefault(call, CallMedia())
@@ -280,8 +308,10 @@ class CallCommands:
         if media is not None and media.music and media.bridge is not None:
             media.music = False  # before the request: a second stop meanwhile (the join's) sends nothing more
             try:
-                await _tolerate(self.request("bridges", "stopMoh", bridgeId=media.bridge), 404, 409)
-            except PbxError:
+                await self.request("bridges", "stopMoh", bridgeId=media.bridge)
+            except PbxError as exc:
+                if exc.status in (404, 409):  # gone, or no music
+                    return
                 media.music = True  # not stopped: a retry of the command (a link that broke under it) sends it again
                 raise
 
@@ -341,6 +371,10 @@ def _caller_id(name: str, number: str) -> str | None:
         return None
     clean = "".join(ch for ch in name if ch not in '"<>' and unicodedata.category(ch) != "Cc").strip()[:80]
     return f'"{clean}" <{number}>' if clean else f"<{number}>"
+
+
+def _unknown() -> bool:
+    return False
 
 
 async def _tolerate(pending: Awaitable[Any], *statuses: int) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import re
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
@@ -36,7 +37,7 @@ from yarl import URL
 
 from bridge.config import AsteriskSettings
 from bridge.logs import redact_text, register_secrets
-from bridge.pbx.ari_socket import CHANNEL_QUEUED, HTTP_ONLY, SocketRest
+from bridge.pbx.ari_socket import BYTE_FRAMES, CHANNEL_QUEUED, HTTP_ONLY, TEXT, SocketRest
 from bridge.pbx.events import PbxError
 
 log = structlog.get_logger(__name__)
@@ -70,6 +71,7 @@ class EscapingHttpClient(AsynchronousHttpClient):  # type: ignore[misc]
         encoded = urlencode({k: str(v) for k, v in query.items()}, quote_via=quote, safe="")
         target = URL(f"{url}?{encoded}" if encoded else url, encoded=True)
         socket = await self.session.ws_connect(target, heartbeat=self.heartbeat)
+        lighten_heartbeat(socket)
         self.websockets.add(socket)
         return socket
 
@@ -77,6 +79,50 @@ class EscapingHttpClient(AsynchronousHttpClient):  # type: ignore[misc]
         for socket in list(self.websockets):
             await socket.close()
         await self.session.close()
+
+
+HEARTBEAT_INTERNALS = ("_heartbeat", "_heartbeat_when", "_heartbeat_cb", "_pong_response_cb", "_send_heartbeat",
+                       "_on_data_received", "_closed", "_closing", "_conn")  # fmt: skip
+"""What :func:`lighten_heartbeat` uses of aiohttp's ``ClientWebSocketResponse`` (3.10 to 3.14 at least)."""
+
+
+def lighten_heartbeat(socket: aiohttp.ClientWebSocketResponse) -> bool:
+    """Have the heartbeat of ``socket`` follow the data at one Python call a read instead of five; False (aiohttp's
+    own left in place) when the socket lacks the internals this relies on (:data:`HEARTBEAT_INTERNALS`).
+
+    aiohttp resets the heartbeat on every read of the connection through ``_on_data_received``, a ``call_soon`` of
+    ``_flush_heartbeat_reset``, then ``_reset_heartbeat``, ``_cancel_pong_response_cb`` and
+    ``calculate_timeout_when``: a fifth of aiohttp's Python calls on a busy events socket. The callback put in its
+    place on the connection's protocol does the same at once: the next ping is due ``heartbeat`` seconds after the
+    last data (rounded up to the second past aiohttp's threshold, as aiohttp does), any data cancels the wait for a
+    PONG, and a heartbeat that has fired (a ping sent) is armed again. aiohttp's own timer, ping and PONG deadline
+    are untouched."""
+    heartbeat = getattr(socket, "_heartbeat", None)
+    connection = getattr(getattr(socket, "_response", None), "connection", None)
+    protocol: Any = getattr(connection, "protocol", None)
+    if (
+        heartbeat is None
+        or not all(hasattr(socket, name) for name in HEARTBEAT_INTERNALS)
+        or getattr(protocol, "_data_received_cb", None) != socket._on_data_received
+    ):
+        return False
+    loop = asyncio.get_running_loop()
+    connector = getattr(socket._conn, "_connector", None)
+    rounded = heartbeat > getattr(connector, "_timeout_ceil_threshold", 5)
+    send = socket._send_heartbeat
+
+    def data_received() -> None:
+        when = loop.time() + heartbeat
+        socket._heartbeat_when = math.ceil(when) if rounded else when
+        pong = socket._pong_response_cb
+        if pong is not None:
+            pong.cancel()
+            socket._pong_response_cb = None
+        if socket._heartbeat_cb is None and not (socket._closed or socket._closing):
+            socket._heartbeat_cb = loop.call_at(socket._heartbeat_when, send)
+
+    protocol._data_received_cb = data_received
+    return True
 
 
 def ari_value(value: object) -> object:
@@ -169,11 +215,30 @@ class AriRest:
             route = self._routes.get((resource, operation)) or self._route(resource, operation)
             if route.socket and (route.queued is None or self._free(params.get(route.queued))):
                 uri, query, body = route.fill(params)
+                # SocketRest.request's work, here: a coroutine layer less for every request
+                request_id, waiter, frame = over_socket.submit(
+                    route.method, uri, query, body, route.action, REQUEST_TIMEOUT
+                )
                 try:
-                    answer = await over_socket.request(route.method, uri, query, body, route.action, REQUEST_TIMEOUT)
+                    socket = over_socket.socket
+                    await (socket.send_frame(frame, TEXT) if BYTE_FRAMES else socket.send_str(frame.decode()))
+                    answer = await waiter
                 except TimeoutError:
                     raise PbxError(0, "no answer over the ARI WebSocket", action=route.action) from None
-                return _answer(answer, route.action)
+                except (ConnectionError, RuntimeError) as exc:
+                    raise over_socket.broken(exc, route.action) from None
+                finally:
+                    over_socket.pending.pop(request_id, None)
+                status = answer.get("status_code")
+                if status.__class__ is not int or status >= 400:
+                    return _answer(answer, route.action)  # an error (or an odd status): _answer says
+                text = answer.get("message_body")  # what _answer does with a success, in place
+                if text.__class__ is not str or not text:
+                    return None
+                try:
+                    return orjson.loads(text)
+                except orjson.JSONDecodeError:
+                    raise PbxError(status, "answer is not JSON", action=route.action) from None
         op = self._operation(resource, operation)
         args = {name: ari_value(value) for name, value in params.items() if value is not None}
         return await self._over_http(f"{resource}.{operation}", lambda: op(**args))
@@ -184,8 +249,11 @@ class AriRest:
 
     def _free(self, channels: object) -> bool:
         """No channel of ``channels`` (an id, a comma-separated or a list of them) may be playing or recording."""
+        occupied = self.occupied
+        if channels.__class__ is str and "," not in channels:  # one channel: most requests
+            return not occupied(channels)
         listed = channels if isinstance(channels, list | tuple) else str(channels or "").split(",")
-        return not any(self.occupied(str(channel)) for channel in listed)
+        return not any(occupied(str(channel)) for channel in listed)
 
     def _operation(self, resource: str, operation: str) -> Any:
         """aioswagger11's operation by resource and nickname, as the PBX's API docs describe it."""

@@ -45,6 +45,9 @@ CHANNEL_QUEUED = {("channels", "answer"): "channelId", ("channels", "setChannelV
 
 
 PROBE_URI = "asterisk/ping"
+TEXT = aiohttp.WSMsgType.TEXT
+BYTE_FRAMES = hasattr(aiohttp.ClientWebSocketResponse, "send_frame")
+"""``send_frame`` (aiohttp 3.11+) takes orjson's bytes as they are; an older aiohttp gets a str (``send_str``)."""
 
 
 class SocketRest:
@@ -65,6 +68,7 @@ class SocketRest:
         self._probe: str | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
+        self._loop = asyncio.get_running_loop()
         self.closed = ""
 
     async def probe(self) -> None:
@@ -81,8 +85,11 @@ class SocketRest:
             log.info("pbx.rest_over_websocket", link="ari", mode="auto")
             return True
         entry = self.pending.pop(request_id, None)
-        if entry is not None and not entry[0].done():
-            entry[0].set_result(message)
+        if entry is not None:
+            try:  # noqa: SIM105 (a done() test for every answer, or suppress()'s three calls, cost more)
+                entry[0].set_result(message)
+            except asyncio.InvalidStateError:  # timed out (or failed) already, its request not yet resumed
+                pass
         return True
 
     async def request(
@@ -96,6 +103,28 @@ class SocketRest:
     ) -> dict[str, Any]:
         """Send one request (``query``: ``{"name", "value"}`` items) and wait up to ``timeout`` seconds for its
         RESTResponse (``TimeoutError`` after that)."""
+        request_id, waiter, frame = self.submit(method, uri, query, body, action, timeout)
+        try:
+            await (self.socket.send_frame(frame, TEXT) if BYTE_FRAMES else self.socket.send_str(frame.decode()))
+            return await waiter
+        except (ConnectionError, RuntimeError) as exc:
+            raise self.broken(exc, action) from None
+        finally:
+            self.pending.pop(request_id, None)
+
+    def submit(
+        self,
+        method: str,
+        uri: str,
+        query: list[dict[str, str]],
+        body: dict[str, Any] | None,
+        action: str,
+        timeout: float,
+    ) -> tuple[str, asyncio.Future[dict[str, Any]], bytes]:
+        """:meth:`request` up to the send: the request id, its answer to be, and the frame to send (with
+        ``send_frame``: what ``send_str`` does, without a str between). The caller sends it, awaits the answer,
+        turns ``ConnectionError``/``RuntimeError`` into :meth:`broken` and pops the id from :attr:`pending` at the
+        end (:class:`bridge.pbx.ari_rest.AriRest` does this itself, a coroutine layer less a request)."""
         if self.closed:
             raise PbxError(0, self.closed, action=action)
         request_id = str(next(self._ids))
@@ -105,19 +134,18 @@ class SocketRest:
         if body:
             message["content_type"] = "application/json"
             message["message_body"] = orjson.dumps(body).decode()
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         waiter: asyncio.Future[dict[str, Any]] = loop.create_future()
         deadline = loop.time() + timeout
         self.pending[request_id] = (waiter, deadline)
         if self._timer is None or deadline < self._timer_at:
             self._watch(loop, deadline)
-        try:
-            await self._send(message)
-            return await waiter
-        except (ConnectionError, RuntimeError) as exc:  # fail_all, or aiohttp: the socket closed under the send
-            raise PbxError(0, str(exc) or f"ARI WebSocket closed ({type(exc).__name__})", action=action) from None
-        finally:
-            self.pending.pop(request_id, None)
+        return request_id, waiter, orjson.dumps(message)
+
+    @staticmethod
+    def broken(exc: BaseException, action: str) -> PbxError:
+        """What a request fails with when the socket closed under it (:meth:`fail_all`, or aiohttp under the send)."""
+        return PbxError(0, str(exc) or f"ARI WebSocket closed ({type(exc).__name__})", action=action)
 
     def fail_all(self, reason: str) -> None:
         """The socket is gone: every pending request fails with ``PbxError(0, reason)``, and so does every later one."""
@@ -149,4 +177,5 @@ class SocketRest:
             self._watch(loop, soonest)
 
     async def _send(self, message: dict[str, Any]) -> None:
-        await self.socket.send_str(orjson.dumps(message).decode())
+        frame = orjson.dumps(message)
+        await (self.socket.send_frame(frame, TEXT) if BYTE_FRAMES else self.socket.send_str(frame.decode()))

@@ -253,11 +253,22 @@ class AriTranslator:
     # --- handlers ----------------------------------------------------------------------------------
 
     def _stasis_start(self, message: Mapping[str, Any]) -> list[PbxEvent]:
-        channel = wire.mapping(message, "channel")
-        cid = wire.text(channel, "id")
+        # Asterisk's shapes read in place, anything else through wire's checks (in the same order, same errors)
+        channel = message.get("channel")
+        if channel.__class__ is not dict:
+            channel = wire.mapping(message, "channel")
+        cid = channel.get("id")
+        if cid.__class__ is not str or not cid:
+            cid = wire.text(channel, "id")
         args = wire.string_list(message, "args")
-        caller = wire.optional_mapping(channel, "caller") or {}
-        number, name = wire.optional_text(caller, "number"), wire.optional_text(caller, "name")
+        caller = channel.get("caller")
+        if caller.__class__ is not dict:
+            caller = wire.optional_mapping(channel, "caller") or {}
+        number, name = caller.get("number", ""), caller.get("name", "")
+        if number.__class__ is not str:
+            number = wire.optional_text(caller, "number")
+        if name.__class__ is not str:
+            name = wire.optional_text(caller, "name")
         kind = args[0] if args else ""
         if kind != "agent" and cid in self.legs:
             # a blind transfer's replacement: it answers with its Dial status
@@ -289,7 +300,7 @@ class AriTranslator:
         return [PbxEvent(None, entered)]
 
     def _stasis_end(self, message: Mapping[str, Any]) -> list[PbxEvent]:
-        cid = wire.text(wire.mapping(message, "channel"), "id")
+        cid = _channel_id(message, "channel")
         if cid in self.callers:
             return self._caller_gone(cid, cause=None)
         leg = self.legs.get(cid)
@@ -298,8 +309,10 @@ class AriTranslator:
         return []
 
     def _hangup_request(self, message: Mapping[str, Any]) -> list[PbxEvent]:
-        cid = wire.text(wire.mapping(message, "channel"), "id")
-        cause = wire.optional_int(message, "cause")
+        cid = _channel_id(message, "channel")
+        cause = message.get("cause")
+        if cause.__class__ is not int:  # Asterisk's (a JSON number) at once; anything else by the rules
+            cause = wire.optional_int(message, "cause")
         caller = self.callers.get(cid)
         if caller is not None and cause is not None and caller.hangup_cause is None:
             caller.hangup_cause = cause
@@ -308,7 +321,9 @@ class AriTranslator:
     def _destroyed(self, message: Mapping[str, Any]) -> list[PbxEvent]:
         channel = wire.mapping(message, "channel")
         cid = wire.text(channel, "id")
-        cause = wire.optional_int(message, "cause")
+        cause = message.get("cause")
+        if cause.__class__ is not int:
+            cause = wire.optional_int(message, "cause")
         if cid in self.callers:
             return self._caller_gone(cid, cause)
         leg = self.legs.get(cid)
@@ -318,22 +333,32 @@ class AriTranslator:
         return []
 
     def _dial(self, message: Mapping[str, Any]) -> list[PbxEvent]:
-        peer = wire.mapping(message, "peer")
-        leg = self.legs.get(wire.text(peer, "id"))
-        status = wire.optional_text(message, "dialstatus")
+        # the most frequent event: Asterisk's shapes read in place, anything else through wire's checks
+        peer = message.get("peer")
+        if peer.__class__ is not dict:
+            peer = wire.mapping(message, "peer")
+        peer_id = peer.get("id")
+        if peer_id.__class__ is not str or not peer_id:
+            peer_id = wire.text(peer, "id")
+        leg = self.legs.get(peer_id)
+        status = message.get("dialstatus", "")
+        if status.__class__ is not str:
+            status = wire.optional_text(message, "dialstatus")
         if leg is None:
             return []
-        leg.local = leg.local or wire.optional_text(peer, "name").startswith("Local/")
+        if not leg.local:
+            name = peer.get("name", "")
+            leg.local = (name if name.__class__ is str else wire.optional_text(peer, "name")).startswith("Local/")
         leg.confirmed = True
         if status not in PROGRESS_DIALSTATUS:
             leg.final_dialstatus = status
         if status == "ANSWER" and leg.entered and not leg.answered:
             leg.answered = True
-            return [PbxEvent(leg.call, LegAnswered(wire.text(peer, "id")), self.linkedid(leg.call))]
+            return [PbxEvent(leg.call, LegAnswered(peer_id), self.linkedid(leg.call))]
         return []
 
     def _dtmf(self, message: Mapping[str, Any]) -> list[PbxEvent]:
-        cid = wire.text(wire.mapping(message, "channel"), "id")
+        cid = _channel_id(message, "channel")
         digit = wire.text(message, "digit")
         if digit not in DTMF_DIGITS:
             raise wire.Malformed(f"digit {digit[:8]!r} is not a DTMF key")
@@ -446,3 +471,13 @@ def _bad(reason: str) -> PbxEvent:
 
 
 __all__ = ["AmiTranslator", "AriTranslator", "CallerState", "LegState"]
+
+
+def _channel_id(message: Mapping[str, Any], key: str) -> str:
+    """``wire.text(wire.mapping(message, key), "id")`` in one call for Asterisk's own shape (a dict with a string)."""
+    channel = message.get(key)
+    if channel.__class__ is dict:
+        cid = channel.get("id")
+        if cid.__class__ is str and cid:
+            return cid  # type: ignore[no-any-return]
+    return wire.text(wire.mapping(message, key), "id")

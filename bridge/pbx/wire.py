@@ -86,8 +86,11 @@ def optional_number(data: Mapping[str, Any], key: str) -> float:
 
 def string_list(data: Mapping[str, Any], key: str) -> list[str]:
     value = data.get(key, [])
-    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+    if not isinstance(value, list):
         raise Malformed(f"{key} is not a list of strings")
+    for item in value:  # a loop, not all() over a generator: a Python call for each item
+        if not isinstance(item, str):
+            raise Malformed(f"{key} is not a list of strings")
     return list(value)
 
 

@@ -188,13 +188,13 @@ async def test_credentials_stay_out_of_the_frames_and_logs(sim: AsteriskSimulato
         async with running(link):
             assert link.rest.over_socket is not None
             socket = link.rest.over_socket.socket
-            send = socket.send_str
+            send = socket.send_frame
 
-            async def spy(data: str, *args: Any) -> None:
-                frames.append(data)
+            async def spy(data: bytes, *args: Any) -> None:
+                frames.append(data.decode())
                 await send(data, *args)
 
-            socket.send_str = spy  # type: ignore[method-assign]
+            socket.send_frame = spy  # type: ignore[method-assign]
             with pytest.raises(PbxError) as failed:
                 await link.request("channels", "get", channelId="gone")
             assert await link.channels() == []

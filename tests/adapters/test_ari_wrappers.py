@@ -13,10 +13,10 @@ import pytest
 from structlog.testing import capture_logs
 
 from bridge.config import AsteriskSettings, Secret
-from bridge.domain.commands import AnswerCaller
+from bridge.domain.commands import AnswerCaller, RingAgent
 from bridge.domain.events import CallStarted
 from bridge.pbx.ari import AriLink
-from bridge.pbx.ari_rest import AriRest
+from bridge.pbx.ari_rest import AriRest, lighten_heartbeat
 from bridge.pbx.events import PbxError, Resynced
 from bridge.sim.asterisk.simulator import AsteriskSimulator
 from tests.adapters.pbx_fixtures import ARI_PASSWORD, Events, running, settings_for, sim
@@ -123,13 +123,33 @@ async def test_run_returning_when_the_socket_closes_means_reconnect(sim: Asteris
 
 async def test_http_errors_become_pbx_errors_with_status_and_body(sim: AsteriskSimulator) -> None:
     link = AriLink(settings_for(sim), asyncio.Queue())
-    async with running(link):
-        with pytest.raises(PbxError) as missing:
-            await link.request("channels", "get", channelId="no-such-channel")
-        with pytest.raises(PbxError) as gone:
-            await link.execute("no-such-call", AnswerCaller())
+    with capture_logs() as logs:
+        async with running(link):
+            with pytest.raises(PbxError) as missing:
+                await link.request("channels", "get", channelId="no-such-channel")
+            with pytest.raises(PbxError) as gone:
+                await link.execute("no-such-call", AnswerCaller())
     assert (missing.value.status, missing.value.body) == (404, "Channel not found")
     assert gone.value.status == 404 and gone.value.action == "channels.answer"
+    failed = [e for e in logs if e["event"] == "pbx.command_failed"]  # the command's failure, once; the request's none
+    assert [(e["call_id"], e["command"], e["status"], e["action"]) for e in failed] == [
+        ("no-such-call", "AnswerCaller", 404, "channels.answer")
+    ]
+
+
+async def test_a_ring_the_pbx_took_is_a_leg_a_resync_may_end(sim: AsteriskSimulator) -> None:
+    """The link's ring commands confirm their legs once the originate is answered (a resync that does not list
+    them then ends them), whichever way the request went."""
+    for mode in ("off", "on"):
+        events = Events()
+        link = AriLink(settings_for(sim, rest_over_websocket=mode), events.queue)
+        async with running(link):
+            await sim.place_inbound_call(did="74951112233", caller="79161234567", hangup_after=30)
+            (started,) = await events.wait(CallStarted)
+            leg = f"leg-{mode}"
+            await link.execute(str(started.call), RingAgent(leg, "1001", 5))
+            assert link.translator.legs[leg].confirmed
+            assert leg in link.translator.confirmed_legs()
 
 
 async def test_an_allocation_failure_reads_as_its_error_text(sim: AsteriskSimulator) -> None:
@@ -222,3 +242,31 @@ async def test_a_cancellation_that_meets_the_answer_is_not_lost() -> None:
     request.cancel()
     with pytest.raises(asyncio.CancelledError):
         await request
+
+
+async def test_the_lighter_heartbeat_fits_this_aiohttp(sim: AsteriskSimulator) -> None:
+    """lighten_heartbeat relies on aiohttp internals: this fails when an aiohttp upgrade moves them."""
+    link = AriLink(settings_for(sim, ping_interval=30.0), Events().queue)
+    async with running(link):
+        await eventually(lambda: link.connected and link.rest.http is not None, timeout=5)
+        assert link.rest.http is not None
+        (socket,) = link.rest.http.websockets
+        protocol: Any = socket._response.connection.protocol  # type: ignore[union-attr]
+        assert protocol._data_received_cb != socket._on_data_received  # ours took its place
+        pong = asyncio.get_running_loop().call_later(60, lambda: None)
+        socket._pong_response_cb, socket._heartbeat_when = pong, 0.0
+        protocol._data_received_cb()
+        assert pong.cancelled() and socket._pong_response_cb is None
+        assert socket._heartbeat_when >= asyncio.get_running_loop().time() + 29  # rounded up past 5 s, as aiohttp
+        assert not lighten_heartbeat(socket)  # a second time: aiohttp's callback is no longer there
+
+
+async def test_an_idle_events_socket_whose_pings_are_answered_stays_up(sim: AsteriskSimulator) -> None:
+    """Pings go out on a quiet socket and their PONGs keep it: no reconnect however long nothing happens."""
+    events = Events()
+    link = AriLink(settings_for(sim, ping_interval=0.2), events.queue)
+    async with running(link):
+        await events.wait(Resynced)
+        await asyncio.sleep(1.5)  # several heartbeats, each with its PONG deadline of 0.1 s
+        assert link.connected
+    assert [type(e.event).__name__ for e in events.all()].count("Resynced") == 1
