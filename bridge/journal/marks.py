@@ -61,6 +61,31 @@ def stored_result(result: Any) -> str:
         return json.dumps(result, ensure_ascii=False, default=str)
 
 
+DONE_IN_ONE = 100
+"""SQLite: the most operations one statement of :meth:`JournalMarks.mark_done_many` marks (five parameters each at
+most, well within the oldest SQLite's 999)."""
+
+
+def _done_statement(items: Sequence[tuple[int, tuple[str, str]]], now: float) -> tuple[str, tuple[Any, ...]]:
+    """SQLite: one UPDATE that marks these operations done, each with its (stored result, note), returning each one's
+    id and leg: a column all of them give the same value is one parameter, else a ``CASE id`` (a batch's answer is
+    mostly ``true`` and ``delivered``; a register's result is its own)."""
+    ids = tuple(op_id for op_id, _ in items)
+    sets: list[str] = []
+    params: list[Any] = []
+    for column in (0, 1):
+        values = [answer[column] for _, answer in items]
+        if len(set(values)) == 1:
+            sets.append("?")
+            params.append(values[0])
+        else:
+            sets.append("CASE id" + " WHEN ? THEN ?" * len(items) + " END")
+            params += [v for op_id, answer in items for v in (op_id, answer[column])]
+    sql = (f"UPDATE operations SET state = 'done', result = {sets[0]}, note = {sets[1]}, done_at = ?"
+           f" WHERE id IN ({_marks(ids)}) RETURNING id, crm_leg")  # fmt: skip
+    return sql, (*params, now, *ids)
+
+
 def _marks(values: Collection[Any]) -> str:
     """One ``?`` per value, for an ``IN (...)`` list."""
     return ", ".join("?" * len(values))
@@ -228,7 +253,8 @@ class JournalMarks(JournalReader):
     async def mark_done_many(self, marks: Sequence[DoneMark]) -> None:
         """Several :meth:`mark_done` in one transaction, the legs' heads refreshed once each (one statement for all
         of them). On PostgreSQL the operations and the CALL_IDs are one statement each too: a batch's answer costs a
-        few round trips, not three per operation (SQLite updates them one by one: a statement there costs no trip)."""
+        few round trips, not three per operation. SQLite: the operations in one statement too (see
+        :func:`_done_statement`), the CALL_IDs one each."""
         if not marks:
             return
         now = self._clock()
@@ -238,14 +264,11 @@ class JournalMarks(JournalReader):
                 rows = await self._all(
                     queries.DONE_MANY, (now, [m.op_id for m in marks], results, [m.note for m in marks])
                 )
-            else:  # one by one: a statement costs no trip here, and UPDATE ... FROM (VALUES ...) cost more a row
+            else:  # one statement per DONE_IN_ONE operations (UPDATE ... FROM (VALUES ...) cost more a row)
+                items = [(m.op_id, (result, m.note)) for m, result in zip(marks, results, strict=True)]
                 rows = []
-                for m, result in zip(marks, results, strict=True):
-                    rows += await self._all(
-                        "UPDATE operations SET state = 'done', result = ?, note = ?, done_at = ? WHERE id = ?"
-                        " RETURNING id, crm_leg",
-                        (result, m.note, now, m.op_id),
-                    )
+                for start in range(0, len(items), DONE_IN_ONE):
+                    rows += await self._all(*_done_statement(items[start : start + DONE_IN_ONE], now))
             leg_of: dict[int, str | None] = {row[0]: row[1] for row in rows}
             missing = [m.op_id for m in marks if m.op_id not in leg_of]
             if missing:

@@ -259,6 +259,34 @@ def test_a_batch_answer_marked_at_once_lets_each_leg_go_on_as_marks_one_by_one_w
     assert states(journal, "b") == [("register", "done"), ("finish", "pending")], "all or nothing"
 
 
+def test_a_batch_answer_keeps_each_operations_own_result_and_note(journal: Journal) -> None:
+    legs = [f"leg-{i}" for i in range(120)]  # more than one statement's worth on SQLite
+    for leg in legs:
+        journal.append(register(leg))
+        journal.append(CrmShow(leg, (7,)))
+    sent = journal.ready(limit=300, chain_limit=2)
+    assert len(sent) == 240
+    journal.mark_sent([p.id for p in sent])
+    marks = [
+        DoneMark(p.id, {"CALL_ID": f"C-{p.crm_leg}"}, call_id=f"C-{p.crm_leg}")
+        if p.kind == "register"
+        else DoneMark(p.id, p.seq == 2 and p.crm_leg != "leg-5", note="delivered" if p.crm_leg != "leg-7" else "late")
+        for p in sent
+    ]
+    journal.mark_done_many(marks)
+    assert sorted((c.call_id, c.state) for c in journal.calls()) == sorted((f"C-{leg}", "open") for leg in legs)
+    ops = {leg: journal.operations(leg) for leg in ("leg-0", "leg-5", "leg-7", "leg-119")}
+    assert [(op.state, op.result, op.note) for op in ops["leg-0"]] == [
+        ("done", {"CALL_ID": "C-leg-0"}, "delivered"), ("done", True, "delivered")]  # fmt: skip
+    assert [(op.result, op.note) for op in ops["leg-5"][1:]] == [(False, "delivered")]
+    assert [(op.result, op.note) for op in ops["leg-7"][1:]] == [(True, "late")]
+    assert [(op.result, op.note) for op in ops["leg-119"]] == [
+        ({"CALL_ID": "C-leg-119"}, "delivered"),
+        (True, "delivered"),
+    ]
+    assert journal.depth() == 0
+
+
 def test_legs_are_independent_and_oldest_first_within_the_limit(journal: Journal, clock: FakeClock) -> None:
     for i in range(5):
         journal.append(register(f"leg-{i}"))
