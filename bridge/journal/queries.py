@@ -104,9 +104,9 @@ end, and the state of its first register (or adoption)."""
 UPSERT_CALL_ORIGIN = UPSERT_CALL.rstrip() + _ORIGIN
 
 
-def _upsert_origin(columns: tuple[str, ...], line: str) -> str:
+def _upsert_origin(columns: tuple[str, ...], line: str, returning: str = "") -> str:
     """``UPSERT_CALL_ORIGIN`` that also writes ``columns`` (one more ``?`` each, after the call's names); ``line``:
-    what more lets the given line replace the row's (SQL, with its own parameters)."""
+    what more lets the given line replace the row's (SQL, with its own parameters); ``returning``: more it returns."""
     return (
         _UPSERT.format(
             columns="".join(f", {c}" for c in columns),
@@ -114,7 +114,8 @@ def _upsert_origin(columns: tuple[str, ...], line: str) -> str:
             line=line,
             updates="".join(f",\n    {c} = excluded.{c}" for c in columns),
         ).rstrip()
-        + _ORIGIN
+        + _ORIGIN.rstrip()
+        + returning
     )
 
 
@@ -122,8 +123,16 @@ UPSERT_REGISTER = _upsert_origin(("phone", "call_type", "started_at", "started_t
 """``UPSERT_CALL`` for a register, with what it says about the call (its own line, when it names one, wins; the
 parameters end with that line once more)."""
 
-UPSERT_FINISH = _upsert_origin(("user_id", "duration", "status_code", "ended_at", "answered_at"), "")
-"""``UPSERT_CALL_ORIGIN`` for a finish, with the call's end."""
+UPSERT_FINISH = _upsert_origin(
+    ("user_id", "duration", "status_code", "ended_at", "answered_at"),
+    "",
+    """, EXISTS (
+    SELECT 1 FROM operations o WHERE o.crm_leg = calls.crm_leg AND o.state = 'pending' AND o.kind = 'show'
+) AS shows_waiting
+""",
+)
+"""``UPSERT_CALL_ORIGIN`` for a finish, with the call's end; it also tells whether a show of the leg waits to be sent
+(``SKIP_PENDING_SHOWS`` has nothing to do when none does: most calls' cards went out long before their end)."""
 
 ORIGIN_ERROR = """
 SELECT last_error FROM operations WHERE crm_leg = ? AND kind IN ('register', 'adopt') ORDER BY seq LIMIT 1

@@ -191,9 +191,10 @@ class AsyncJournal(JournalMarks):
             op_id = await self._insert_op(leg, kind, text, state, note, now)
             self._remember(op_id, text, cmd)
             if kind == "finish":
-                await self._x(
-                    queries.SKIP_PENDING_SHOWS, ("skipped: the call ended before the card was sent", now, leg)
-                )
+                if call["shows_waiting"]:
+                    await self._x(
+                        queries.SKIP_PENDING_SHOWS, ("skipped: the call ended before the card was sent", now, leg)
+                    )
                 self._ending(leg)
             await self._refresh_call(leg, now)
             await self._notify_appended()

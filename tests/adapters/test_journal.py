@@ -287,6 +287,27 @@ def test_a_batch_answer_keeps_each_operations_own_result_and_note(journal: Journ
     assert journal.depth() == 0
 
 
+def test_a_show_still_waiting_when_the_call_ends_is_skipped_one_in_flight_is_not(journal: Journal) -> None:
+    journal.append(register("a"))
+    journal.append(CrmShow("a", (7,)))
+    reg, show = journal.ready()
+    journal.mark_sent([reg.id, show.id])
+    journal.mark_done_many([DoneMark(reg.id, {"CALL_ID": "C-a"}, call_id="C-a")])
+    journal.append(CrmHide("a", (7,)))
+    journal.append(CrmShow("a", (8,)))
+    journal.append(finish("a"))
+    assert [(op.kind, op.state, op.note) for op in journal.operations("a")] == [
+        ("register", "done", "delivered"),
+        ("show", "sent", ""),
+        ("hide", "pending", ""),
+        ("show", "done", "skipped: the call ended before the card was sent"),
+        ("finish", "pending", ""),
+    ]
+    journal.append(register("b"))
+    journal.append(finish("b"))
+    assert [(op.kind, op.state) for op in journal.operations("b")] == [("register", "pending"), ("finish", "pending")]
+
+
 def test_legs_are_independent_and_oldest_first_within_the_limit(journal: Journal, clock: FakeClock) -> None:
     for i in range(5):
         journal.append(register(f"leg-{i}"))
