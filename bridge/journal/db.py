@@ -79,6 +79,14 @@ class SqliteDb:
         assert rowid is not None
         return rowid
 
+    async def write(self, sql: str, params: Params) -> sqlite3.Cursor:
+        """One statement outside any transaction: atomic and committed by itself (no BEGIN and COMMIT of its own to
+        run), on its way to the disk as a commit is."""
+        assert not self._open, "write() is for a statement outside a transaction"
+        cur = self.conn.execute(sql, params)
+        self.wal.committed()
+        return cur
+
     async def begin(self) -> None:
         self.conn.execute("BEGIN IMMEDIATE")
         self._open = True

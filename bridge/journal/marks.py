@@ -20,7 +20,7 @@ import structlog
 from bridge.domain.commands import CrmHide
 from bridge.journal import queries
 from bridge.journal.codec import encode_command
-from bridge.journal.db import Db, Params, drive
+from bridge.journal.db import Db, Params, SqliteDb, drive
 from bridge.journal.reading import Clock, JournalReader
 from bridge.journal.rows import NEEDS_CALL_ID
 
@@ -222,12 +222,15 @@ class JournalMarks(JournalReader):
                 claimed = {row[0] for row in await self._all(queries.CLAIM, (list(op_ids), self.bridge))}
                 op_ids = [op_id for op_id in op_ids if op_id in claimed]
             return op_ids
-        async with self.transaction():
-            if op_ids:  # two statements for the whole batch, not three per operation
-                ids, marks = tuple(op_ids), ", ".join("?" * len(op_ids))
-                await self._x(queries.HEADS_IN_FLIGHT.format(ids=marks), ids + ids)
-                await self._x("UPDATE operations SET state = 'sent', attempts = attempts + 1, tries = tries + 1,"
-                              f" sent_by = ? WHERE id IN ({marks})", (self.bridge, *ids))  # fmt: skip
+        if not op_ids:
+            return op_ids
+        sql, params = queries.CLAIM_SQLITE.format(ids=_marks(op_ids)), (self.bridge, *op_ids)
+        if self._depth and self._db.in_transaction():  # the caller's transaction takes it
+            await self._x(sql, params)
+        else:  # one statement for the whole batch, committed by itself: no BEGIN and COMMIT (see CLAIM_SQLITE)
+            assert isinstance(self._db, SqliteDb)
+            self._statements += 1
+            await self._db.write(sql, params)
         return op_ids
 
     async def mark_done(

@@ -18,7 +18,7 @@ READY_LIVE_HEADS = """
 SELECT o.*, c.call_id, c.mode, c.state AS call_state, c.ended_at, c.head_due AS due,
        c.pbx_call, c.linkedid, c.line
 FROM calls c INDEXED BY calls_online_due JOIN operations o ON o.id = c.head_op
-WHERE c.head_due <= :now AND c.head_due IS NOT NULL AND c.mode = 'online'
+WHERE c.head_due <= :now AND c.head_due IS NOT NULL AND c.mode = 'online' AND o.state = 'pending'
 ORDER BY c.head_due, c.head_op
 LIMIT :limit
 """
@@ -29,7 +29,7 @@ READY_OFFLINE_HEADS = """
 SELECT o.*, c.call_id, c.mode, c.state AS call_state, c.ended_at, c.head_due AS due,
        c.pbx_call, c.linkedid, c.line
 FROM calls c INDEXED BY calls_offline_due JOIN operations o ON o.id = c.head_op
-WHERE c.head_due <= :now AND c.head_due IS NOT NULL AND c.mode = 'offline'
+WHERE c.head_due <= :now AND c.head_due IS NOT NULL AND c.mode = 'offline' AND o.state = 'pending'
 ORDER BY c.head_due, c.head_op
 LIMIT :limit
 """
@@ -55,11 +55,15 @@ UNION ALL SELECT 3 AS part, loose.* FROM ({READY_LOOSE}) loose
 
 # INDEXED BY: without statistics (no ANALYZE) SQLite would pick a wider index and read the whole backlog.
 
+# A head in flight is no longer due: SQLite's claim leaves its head_due as it was (see ``mark_sent``), so what reads
+# the due heads looks at the operation's state too (PostgreSQL's claim clears the head_due as well).
 NEXT_LIVE_DUE = """
-SELECT MIN(head_due) FROM calls INDEXED BY calls_online_due WHERE head_due IS NOT NULL AND mode = 'online'
+SELECT c.head_due FROM calls c INDEXED BY calls_online_due JOIN operations o ON o.id = c.head_op
+WHERE c.head_due IS NOT NULL AND c.mode = 'online' AND o.state = 'pending' ORDER BY c.head_due LIMIT 1
 """
 NEXT_OFFLINE_DUE = """
-SELECT MIN(head_due) FROM calls INDEXED BY calls_offline_due WHERE head_due IS NOT NULL AND mode = 'offline'
+SELECT c.head_due FROM calls c INDEXED BY calls_offline_due JOIN operations o ON o.id = c.head_op
+WHERE c.head_due IS NOT NULL AND c.mode = 'offline' AND o.state = 'pending' ORDER BY c.head_due LIMIT 1
 """
 NEXT_LOOSE_DUE = """
 SELECT MIN(next_attempt_at) FROM operations INDEXED BY operations_loose_due WHERE crm_leg IS NULL AND state = 'pending'
@@ -139,11 +143,12 @@ SELECT last_error FROM operations WHERE crm_leg = ? AND kind IN ('register', 'ad
 """
 """Why a leg's first register failed (read only when it did)."""
 
-HEADS_IN_FLIGHT = """
-UPDATE calls SET head_due = NULL
-WHERE crm_leg IN (SELECT crm_leg FROM operations WHERE id IN ({ids})) AND head_op IN ({ids})
+CLAIM_SQLITE = """
+UPDATE operations SET state = 'sent', attempts = attempts + 1, tries = tries + 1, sent_by = ? WHERE id IN ({ids})
 """
-"""Operations being marked ``sent`` are no longer due as their legs' heads (``{ids}``: one ``?`` per operation)."""
+"""SQLite: operations marked ``sent`` (``{ids}``: one ``?`` per operation), one statement committed by itself. Their
+legs' ``head_due`` stays as it was until the leg's next refresh: the readers of due heads skip a head that is not
+``pending`` (a second statement that cleared it cost more than what reads skip: a few heads in flight at most)."""
 
 LATER_OPEN_OPS = f"SELECT id, kind FROM operations WHERE crm_leg = ? AND seq > ? AND state IN {OPEN} ORDER BY seq"
 
@@ -191,7 +196,8 @@ HEAD_DUE = f"""(SELECT CASE WHEN o.state = 'pending' AND CASE
         WHEN o.kind IN {NAMES_CALL_ID} THEN calls.call_id IS NOT NULL
         ELSE 1 = 1 END
     THEN o.next_attempt_at END {_FIRST_OPEN})"""
-"""When the leg's head may go: it is ``pending`` (not in flight), and a register of an offline call waits for the
+"""When the leg's head may go: it is ``pending`` (not in flight; a claim on SQLite leaves the value until the next
+refresh, see ``CLAIM_SQLITE``), and a register of an offline call waits for the
 call's end, anything naming the CALL_ID for the CALL_ID. NULL when it may not go yet."""
 
 REFRESH_HEADS = f"UPDATE calls SET head_op = {HEAD_OP}, head_due = {HEAD_DUE} WHERE state IN ('open', 'ended')"

@@ -308,6 +308,23 @@ def test_a_show_still_waiting_when_the_call_ends_is_skipped_one_in_flight_is_not
     assert [(op.kind, op.state) for op in journal.operations("b")] == [("register", "pending"), ("finish", "pending")]
 
 
+def test_operations_in_flight_are_neither_ready_nor_due(journal: Journal, clock: FakeClock) -> None:
+    for leg in ("a", "b", "c"):
+        journal.append(register(leg, show=False))
+        clock.now += 1
+    a, b, c = journal.ready()
+    journal.mark_sent([a.id, b.id])
+    assert [op.crm_leg for op in journal.ready()] == ["c"]
+    assert journal.next_due(register_timeout=100) == clock.now - 1, "c's register is due since it was journaled"
+    journal.mark_sent([c.id])
+    assert journal.ready() == []
+    assert journal.next_due(register_timeout=100) is None, "nothing to wake up for while all is in flight"
+    journal.mark_failed(b.id, "HTTP 502", permanent=False, retry_at=clock.now + 4)
+    assert journal.next_due(register_timeout=100) == clock.now + 4
+    clock.now += 4
+    assert [op.crm_leg for op in journal.ready()] == ["b"]
+
+
 def test_legs_are_independent_and_oldest_first_within_the_limit(journal: Journal, clock: FakeClock) -> None:
     for i in range(5):
         journal.append(register(f"leg-{i}"))

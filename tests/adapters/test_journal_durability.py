@@ -339,3 +339,17 @@ def test_kill_9_under_the_event_loop_loses_no_commit(tmp_path: Path) -> None:
                 assert [op.kind for op in journal.operations(leg)] in (["register"], ["register", "finish"]), leg
             first = max(int(leg.split("-")[1]) for leg in legs) + 1
     assert len(appended) >= 80
+
+
+async def test_a_claim_is_a_commit_the_barrier_waits_for(tmp_path: Path, fsync_threads: list[str]) -> None:
+    """A sender that did not take the journal over awaits ``sync`` between marking operations sent and sending them:
+    the claim (one statement committed by itself, no transaction of its own) must count as a commit."""
+    with Journal.open(tmp_path / "j.db") as journal:
+        op = journal.append(register("a"))
+        await journal.sync()
+        before, fsyncs = journal.wal._committed, len(fsync_threads)
+        journal.mark_sent([op])
+        assert journal.wal._committed == before + 1
+        await journal.sync()
+        assert len(fsync_threads) > fsyncs, "the claim was fsynced before the barrier returned"
+        assert journal.operations("a")[0].state == "sent"
