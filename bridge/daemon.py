@@ -296,7 +296,7 @@ class Daemon:
         if self.behind is not None:
             return self.behind.wrote(leg)
         assert self.journal is not None
-        return bool(self.journal.calls(crm_leg=leg))
+        return self.journal.has_call(leg)  # at every call's start: the leg's index alone, no row read
 
     async def _pbx_side(self) -> None:
         """ARI, AMI, recovery (as after a restart: calls in progress are adopted) and the fallback mirror, while this

@@ -119,6 +119,9 @@ class Journal:
     ) -> list[CallRow]:
         return drive(self.aio.calls(status, since, crm_leg))
 
+    def has_call(self, crm_leg: str) -> bool:
+        return drive(self.aio.has_call(crm_leg))
+
     def legs_since(self, created: float) -> set[str]:
         return drive(self.aio.legs_since(created))
 

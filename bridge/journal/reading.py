@@ -214,6 +214,10 @@ class JournalReader:
         rows = await self._all(sql + " ORDER BY COALESCE(started_ts, created_at), crm_leg", tuple(params))
         return [CallRow.from_row(r) for r in rows]
 
+    async def has_call(self, crm_leg: str) -> bool:
+        """The journal holds a call row for this leg (read from the leg's index alone: no row is built)."""
+        return await self._one("SELECT 1 FROM calls WHERE crm_leg = ?", (crm_leg,)) is not None
+
     async def calls_of(self, legs: list[str]) -> dict[str, CallRow]:
         """These legs' call rows, by leg (a statement per :data:`~bridge.journal.queries.IN_LIST` legs)."""
         await self._fresh()

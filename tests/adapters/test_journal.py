@@ -325,6 +325,14 @@ def test_operations_in_flight_are_neither_ready_nor_due(journal: Journal, clock:
     assert [op.crm_leg for op in journal.ready()] == ["b"]
 
 
+def test_the_journal_tells_which_legs_it_holds(journal: Journal) -> None:
+    assert not journal.has_call("a")
+    journal.append(register("a"))
+    journal.append(CrmNotify(7, "no leg"))
+    assert journal.has_call("a")
+    assert not journal.has_call("b") and not journal.has_call("")
+
+
 def test_legs_are_independent_and_oldest_first_within_the_limit(journal: Journal, clock: FakeClock) -> None:
     for i in range(5):
         journal.append(register(f"leg-{i}"))
