@@ -37,7 +37,7 @@ from yarl import URL
 
 from bridge.config import AsteriskSettings
 from bridge.logs import redact_text, register_secrets
-from bridge.pbx.ari_socket import BYTE_FRAMES, CHANNEL_QUEUED, HTTP_ONLY, TEXT, SocketRest
+from bridge.pbx.ari_socket import CHANNEL_QUEUED, HTTP_ONLY, SocketRest
 from bridge.pbx.events import PbxError
 
 log = structlog.get_logger(__name__)
@@ -215,30 +215,11 @@ class AriRest:
             route = self._routes.get((resource, operation)) or self._route(resource, operation)
             if route.socket and (route.queued is None or self._free(params.get(route.queued))):
                 uri, query, body = route.fill(params)
-                # SocketRest.request's work, here: a coroutine layer less for every request
-                request_id, waiter, frame = over_socket.submit(
-                    route.method, uri, query, body, route.action, REQUEST_TIMEOUT
-                )
                 try:
-                    socket = over_socket.socket
-                    await (socket.send_frame(frame, TEXT) if BYTE_FRAMES else socket.send_str(frame.decode()))
-                    answer = await waiter
+                    answer = await over_socket.request(route.method, uri, query, body, route.action, REQUEST_TIMEOUT)
                 except TimeoutError:
                     raise PbxError(0, "no answer over the ARI WebSocket", action=route.action) from None
-                except (ConnectionError, RuntimeError) as exc:
-                    raise over_socket.broken(exc, route.action) from None
-                finally:
-                    over_socket.pending.pop(request_id, None)
-                status = answer.get("status_code")
-                if status.__class__ is not int or status >= 400:
-                    return _answer(answer, route.action)  # an error (or an odd status): _answer says
-                text = answer.get("message_body")  # what _answer does with a success, in place
-                if text.__class__ is not str or not text:
-                    return None
-                try:
-                    return orjson.loads(text)
-                except orjson.JSONDecodeError:
-                    raise PbxError(status, "answer is not JSON", action=route.action) from None
+                return _answer(answer, route.action)
         op = self._operation(resource, operation)
         args = {name: ari_value(value) for name, value in params.items() if value is not None}
         return await self._over_http(f"{resource}.{operation}", lambda: op(**args))

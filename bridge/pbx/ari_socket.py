@@ -105,10 +105,10 @@ class SocketRest:
         RESTResponse (``TimeoutError`` after that)."""
         request_id, waiter, frame = self.submit(method, uri, query, body, action, timeout)
         try:
-            await (self.socket.send_frame(frame, TEXT) if BYTE_FRAMES else self.socket.send_str(frame.decode()))
+            await self._send_frame(frame)
             return await waiter
-        except (ConnectionError, RuntimeError) as exc:
-            raise self.broken(exc, action) from None
+        except (ConnectionError, RuntimeError) as exc:  # fail_all, or aiohttp: the socket closed under the send
+            raise PbxError(0, str(exc) or f"ARI WebSocket closed ({type(exc).__name__})", action=action) from None
         finally:
             self.pending.pop(request_id, None)
 
@@ -121,10 +121,8 @@ class SocketRest:
         action: str,
         timeout: float,
     ) -> tuple[str, asyncio.Future[dict[str, Any]], bytes]:
-        """:meth:`request` up to the send: the request id, its answer to be, and the frame to send (with
-        ``send_frame``: what ``send_str`` does, without a str between). The caller sends it, awaits the answer,
-        turns ``ConnectionError``/``RuntimeError`` into :meth:`broken` and pops the id from :attr:`pending` at the
-        end (:class:`bridge.pbx.ari_rest.AriRest` does this itself, a coroutine layer less a request)."""
+        """:meth:`request` up to the send: the request id, its answer to be (registered in :attr:`pending`), and the
+        frame to send."""
         if self.closed:
             raise PbxError(0, self.closed, action=action)
         request_id = str(next(self._ids))
@@ -141,11 +139,6 @@ class SocketRest:
         if self._timer is None or deadline < self._timer_at:
             self._watch(loop, deadline)
         return request_id, waiter, orjson.dumps(message)
-
-    @staticmethod
-    def broken(exc: BaseException, action: str) -> PbxError:
-        """What a request fails with when the socket closed under it (:meth:`fail_all`, or aiohttp under the send)."""
-        return PbxError(0, str(exc) or f"ARI WebSocket closed ({type(exc).__name__})", action=action)
 
     def fail_all(self, reason: str) -> None:
         """The socket is gone: every pending request fails with ``PbxError(0, reason)``, and so does every later one."""
@@ -177,5 +170,8 @@ class SocketRest:
             self._watch(loop, soonest)
 
     async def _send(self, message: dict[str, Any]) -> None:
-        frame = orjson.dumps(message)
+        await self._send_frame(orjson.dumps(message))
+
+    async def _send_frame(self, frame: bytes) -> None:
+        """orjson's bytes as they are with ``send_frame``; as a str on an aiohttp without it."""
         await (self.socket.send_frame(frame, TEXT) if BYTE_FRAMES else self.socket.send_str(frame.decode()))

@@ -254,12 +254,8 @@ class AriTranslator:
 
     def _stasis_start(self, message: Mapping[str, Any]) -> list[PbxEvent]:
         # Asterisk's shapes read in place, anything else through wire's checks (in the same order, same errors)
-        channel = message.get("channel")
-        if channel.__class__ is not dict:
-            channel = wire.mapping(message, "channel")
-        cid = channel.get("id")
-        if cid.__class__ is not str or not cid:
-            cid = wire.text(channel, "id")
+        channel = _mapping(message, "channel")
+        cid = _text(channel, "id")
         args = wire.string_list(message, "args")
         caller = channel.get("caller")
         if caller.__class__ is not dict:
@@ -334,12 +330,8 @@ class AriTranslator:
 
     def _dial(self, message: Mapping[str, Any]) -> list[PbxEvent]:
         # the most frequent event: Asterisk's shapes read in place, anything else through wire's checks
-        peer = message.get("peer")
-        if peer.__class__ is not dict:
-            peer = wire.mapping(message, "peer")
-        peer_id = peer.get("id")
-        if peer_id.__class__ is not str or not peer_id:
-            peer_id = wire.text(peer, "id")
+        peer = _mapping(message, "peer")
+        peer_id = _text(peer, "id")
         leg = self.legs.get(peer_id)
         status = message.get("dialstatus", "")
         if status.__class__ is not str:
@@ -474,10 +466,17 @@ __all__ = ["AmiTranslator", "AriTranslator", "CallerState", "LegState"]
 
 
 def _channel_id(message: Mapping[str, Any], key: str) -> str:
-    """``wire.text(wire.mapping(message, key), "id")`` in one call for Asterisk's own shape (a dict with a string)."""
-    channel = message.get(key)
-    if channel.__class__ is dict:
-        cid = channel.get("id")
-        if cid.__class__ is str and cid:
-            return cid  # type: ignore[no-any-return]
-    return wire.text(wire.mapping(message, key), "id")
+    """``wire.text(wire.mapping(message, key), "id")``, Asterisk's own shape read in place."""
+    return _text(_mapping(message, key), "id")
+
+
+def _mapping(message: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    """``wire.mapping(message, key)``, a dict (Asterisk's own shape) read in place."""
+    value = message.get(key)
+    return value if value.__class__ is dict else wire.mapping(message, key)  # type: ignore[return-value]
+
+
+def _text(message: Mapping[str, Any], key: str) -> str:
+    """``wire.text(message, key)``, a non-empty string (Asterisk's own shape) read in place."""
+    value = message.get(key)
+    return value if value.__class__ is str and value else wire.text(message, key)  # type: ignore[return-value]

@@ -95,7 +95,6 @@ class StrSocket(AnsweringSocket):
 
 
 async def test_an_aiohttp_without_send_frame_sends_str(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("bridge.pbx.ari_rest.BYTE_FRAMES", False)
     monkeypatch.setattr("bridge.pbx.ari_socket.BYTE_FRAMES", False)
     rest = AriRest(load_config(EXAMPLE_CONFIG).asterisk)
     socket = StrSocket({"status_code": 200, "message_body": '{"ok": true}'})
