@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from bridge.dispatch import presence
 from bridge.dispatch.kept import KeptView
 from bridge.domain.scheme import Availability
-from bridge.pbx.outcomes import DEVICE_AVAILABILITY
 
 
 @dataclass
@@ -36,8 +35,7 @@ class AvailabilityBook:
 
     def set_device(self, ext: str, state: str) -> None:
         self.devices[ext] = state
-        device = DEVICE_AVAILABILITY[state]  # what :meth:`of` reads, at every device change
-        self._plain.set(ext, device if device is not Availability.AVAILABLE else self.crm.get(ext, device))
+        self._plain.set(ext, self.of(ext))
 
     def set_crm(self, found: Mapping[str, Availability]) -> None:
         """Bitrix24's day is now ``found`` (replacing what it said before)."""

@@ -172,8 +172,7 @@ class DeviceViews:
         self._settles.clear()
 
     def _tell(self, call_id: str, call: Call, ext: str, device: Availability) -> None:
-        # the book's ``of(ext, device)``, without the call (every reading a call is told goes through here)
-        availability = device if device is not Availability.AVAILABLE else self.book.crm.get(ext, device)
+        availability = self.book.of(ext, device)
         noted = self._noted.get(call_id)
         if noted is not None and ext in noted:
             if noted[ext] is availability:

@@ -46,7 +46,7 @@ def reading(state: str | None, own_leg: bool) -> Availability | None:
     """What ``state`` means for a call that has (``own_leg``) or has not a leg on the device; None: unsettled."""
     if own_leg and state in OWN_LEG_READINGS:
         return OWN_LEG_READINGS[state]
-    return Availability.AVAILABLE if state is None else DEVICE_AVAILABILITY[state]  # plain(), at every reading
+    return plain(state)
 
 
 def settled(state: str | None, own_leg: bool) -> Availability:
