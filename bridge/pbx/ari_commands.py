@@ -250,11 +250,7 @@ class CallCommands:
                                    terminateOn="#")  # fmt: skip
             case HangupCaller(reason=reason):
                 reason = reason if reason in HANGUP_REASONS else "normal"
-                try:  # _tolerate's work in place (a coroutine layer less): 404 is gone already
-                    await self.request("channels", "hangup", channelId=call, reason=reason)
-                except PbxError as exc:
-                    if exc.status != 404:
-                        raise
+                await _tolerate(self.request("channels", "hangup", channelId=call, reason=reason), 404)
                 await self.release(call)
             case _:
                 log.error("pbx.unsupported_command", call_id=call, command=type(command).__name__)
@@ -263,11 +259,7 @@ class CallCommands:
         """The caller is gone: destroy the call's bridge (which ends a bridge recording) and forget it."""
         media = self.calls.pop(call, None)
         if media is not None and media.bridge is not None:
-            try:
-                await self.request("bridges", "destroy", bridgeId=media.bridge)
-            except PbxError as exc:
-                if exc.status != 404:
-                    raise
+            await _tolerate(self.request("bridges", "destroy", bridgeId=media.bridge), 404)
 
     async def _cancel(self, call: str, leg: str, unless_answered: bool) -> None:
         state = self.translator.legs.get(leg)
@@ -277,11 +269,7 @@ class CallCommands:
         media = self.calls.setdefault(call, CallMedia())
         if leg not in media.joined:
             media.cancelled.add(leg)
-        try:
-            await self.request("channels", "hangup", channelId=leg, reason="normal")
-        except PbxError as exc:
-            if exc.status != 404:
-                raise
+        await _tolerate(self.request("channels", "hangup", channelId=leg, reason="normal"), 404)
 
     async def _bridge(self, call: str) -> str:
         media = self.calls.setdefault(call, CallMedia())
@@ -308,10 +296,8 @@ class CallCommands:
         if media is not None and media.music and media.bridge is not None:
             media.music = False  # before the request: a second stop meanwhile (the join's) sends nothing more
             try:
-                await self.request("bridges", "stopMoh", bridgeId=media.bridge)
-            except PbxError as exc:
-                if exc.status in (404, 409):  # gone, or no music
-                    return
+                await _tolerate(self.request("bridges", "stopMoh", bridgeId=media.bridge), 404, 409)
+            except PbxError:
                 media.music = True  # not stopped: a retry of the command (a link that broke under it) sends it again
                 raise
 
