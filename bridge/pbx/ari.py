@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,7 +37,7 @@ import orjson
 import structlog
 
 from bridge.config import AsteriskSettings
-from bridge.domain.commands import PbxCommand
+from bridge.domain.commands import PbxCommand, RingAgent, RingNumber
 from bridge.domain.events import CallerHungUp
 from bridge.pbx.ari_commands import CallCommands, CallMedia
 from bridge.pbx.ari_rest import AriRest
@@ -67,9 +67,8 @@ class AriLink(ReconnectingLink):
         self.rest = AriRest(settings)
         self.rest.occupied = self.translator.occupied
         self.commands = CallCommands(
-            settings, self.translator, self.rest.request, self._emit, self.wait_connected, self._up.is_set,
-            confirm_rings=True, failed=self._command_failed,
-        )  # fmt: skip
+            settings, self.translator, self.rest.request, self._emit, self.wait_connected, self._up.is_set
+        )
         self._cleanups: set[asyncio.Task[None]] = set()
         self.lost_at: datetime | None = None
         """When the last session ended (what ended since happened at this moment or later)."""
@@ -102,43 +101,8 @@ class AriLink(ReconnectingLink):
             for event in self.translator.resync(listed, lost_at=self.lost_at, confirmed=confirmed):
                 self._emit(event)
             self.connected = True  # only now: a command waiting for the link sees what ended while it was away
-            await self.rest.attach(socket)  # REST over this socket from now on (its answers come to the reader)
-            # The reader, here rather than in a coroutine of its own (a layer resumed with every frame): every frame
-            # decoded once, a RESTResponse goes to the requests waiting for it, ``ApplicationReplaced`` for our
-            # application stops the link, anything else goes to the translator. ``receive()`` itself, not ``async
-            # for``: the iterator adds a coroutine layer a frame to do the same test for the end of the socket.
-            translator, app, rest, receive = self.translator, self.settings.app, self.rest, socket.receive
-            text, binary, error = aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.ERROR
-            while True:
-                message = await receive()
-                frame = message.type
-                if frame is text:
-                    try:
-                        decoded = orjson.loads(message.data)
-                    except (ValueError, TypeError):  # the translator says why (BadInput)
-                        decoded = None
-                    if decoded.__class__ is dict:
-                        kind = decoded.get("type")
-                        if kind == "RESTResponse":
-                            over_socket = rest.over_socket
-                            if over_socket is not None and over_socket.take(decoded):
-                                continue
-                        elif kind == "ApplicationReplaced" and decoded.get("application", app) == app:
-                            note = "another client subscribed to this application; this link stops"
-                            log.error("pbx.app_replaced", link="ari", app=app, note=note)
-                            self.replaced.set()
-                            self._end()
-                            return True
-                    events = translator.feed_text(message.data) if decoded is None else translator.feed(decoded)
-                    for event in events:
-                        self._emit(event)
-                elif frame is binary:
-                    self._emit(PbxEvent(None, BadInput(f"binary WebSocket frame of {len(message.data)} bytes")))
-                elif frame is error:
-                    log.warning("pbx.socket_error", link="ari", error=type(socket.exception()).__name__)
-                    break
-                elif frame in SOCKET_ENDS:
-                    break
+            await self.rest.attach(socket)  # REST over this socket from now on (its answers come to _read)
+            await self._read(socket)
             return True
         finally:
             if self.connected:
@@ -155,6 +119,43 @@ class AriLink(ReconnectingLink):
         except PbxError as exc:
             log.warning("pbx.event_filter_refused", link="ari", status=exc.status, error=exc.body,
                         note="every event of the application comes; those the bridge ignores cost CPU")  # fmt: skip
+
+    async def _read(self, socket: aiohttp.ClientWebSocketResponse) -> None:
+        """Every frame decoded once: a RESTResponse goes to the requests waiting for it, ``ApplicationReplaced`` for
+        our application stops the link, anything else goes to the translator. ``receive()`` itself, not ``async
+        for``: the iterator adds a layer a frame to do the same test for the end of the socket (:data:`SOCKET_ENDS`)."""
+        translator, app, rest, receive = self.translator, self.settings.app, self.rest, socket.receive
+        text, binary, error = aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.ERROR
+        while True:
+            message = await receive()
+            frame = message.type
+            if frame is text:
+                try:
+                    decoded = orjson.loads(message.data)
+                except (ValueError, TypeError):  # the translator says why (BadInput)
+                    decoded = None
+                if decoded.__class__ is dict:
+                    kind = decoded.get("type")
+                    if kind == "RESTResponse":
+                        over_socket = rest.over_socket
+                        if over_socket is not None and over_socket.take(decoded):
+                            continue
+                    elif kind == "ApplicationReplaced" and decoded.get("application", app) == app:
+                        note = "another client subscribed to this application; this link stops"
+                        log.error("pbx.app_replaced", link="ari", app=app, note=note)
+                        self.replaced.set()
+                        self._end()
+                        return
+                events = translator.feed_text(message.data) if decoded is None else translator.feed(decoded)
+                for event in events:
+                    self._emit(event)
+            elif frame is binary:
+                self._emit(PbxEvent(None, BadInput(f"binary WebSocket frame of {len(message.data)} bytes")))
+            elif frame is error:
+                log.warning("pbx.socket_error", link="ari", error=type(socket.exception()).__name__)
+                break
+            elif frame in SOCKET_ENDS:
+                break
 
     def _emit(self, event: PbxEvent) -> None:
         event = self.commands.reviewed(event)
@@ -183,18 +184,19 @@ class AriLink(ReconnectingLink):
         """Any ARI operation by swagger nickname; see :meth:`AriRest.request`."""
         return await self.rest.request(resource, operation, **params)
 
-    def execute(self, call_id: str, cmd: PbxCommand) -> Coroutine[Any, Any, None]:
+    async def execute(self, call_id: str, cmd: PbxCommand) -> None:
         """Carry out one PBX command of call ``call_id`` (raises :class:`PbxError` when ARI refuses it).
 
-        A ring command that cannot be originated also puts ``LegEnded(FAILED)`` on the queue. The coroutine is
-        :meth:`CallCommands.execute`'s own (it confirms the ring commands' legs and reports failures through
-        :meth:`_command_failed`): no coroutine layer of the link's around every command.
+        A ring command that cannot be originated also puts ``LegEnded(FAILED)`` on the queue.
         """
-        return self.commands.execute(call_id, cmd)
-
-    def _command_failed(self, call_id: str, cmd: PbxCommand, exc: PbxError) -> None:
-        log.warning("pbx.command_failed", call_id=call_id, command=type(cmd).__name__, status=exc.status,
-                    error=exc.body, action=exc.action)  # fmt: skip
+        try:
+            await self.commands.execute(call_id, cmd)
+            if isinstance(cmd, RingAgent | RingNumber):
+                self.translator.confirm(cmd.leg)
+        except PbxError as exc:
+            log.warning("pbx.command_failed", call_id=call_id, command=type(cmd).__name__, status=exc.status,
+                        error=exc.body, action=exc.action)  # fmt: skip
+            raise
 
     def take_over(self, call: str, legs: Mapping[str, bool], *, bridge: str = "", recording: str = "") -> None:
         """Carry on a call a dead process made (a restart): follow its ``legs`` (channel id -> answered), hold the

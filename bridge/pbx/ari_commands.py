@@ -111,9 +111,6 @@ class CallCommands:
         emit: Callable[[PbxEvent], None],
         ready: LinkReady | None = None,
         up: Callable[[], bool] | None = None,
-        *,
-        confirm_rings: bool = False,
-        failed: Callable[[str, PbxCommand, PbxError], None] | None = None,
     ) -> None:
         self.settings = settings
         self.translator = translator
@@ -121,10 +118,6 @@ class CallCommands:
         self.emit = emit
         self.ready = ready
         self.up = up or _unknown
-        self.confirm_rings = confirm_rings
-        """A ring command carried out (or dropped) confirms its leg to the translator (the link's own commands)."""
-        self.failed = failed
-        """Told of a command that failed for good, after :meth:`_failed` and before the error is raised."""
         wait = min(max(2 * settings.reconnect_max_delay, LINK_WAIT_FLOOR), LINK_WAIT_CAP)
         self.link_wait = wait if ready is not None else 0.0
         self.agent_endpoint = EndpointTemplate(settings.agent_endpoint)
@@ -143,19 +136,13 @@ class CallCommands:
                 await self.ready(deadline - loop.time())
             if call in self.hung_up and isinstance(command, NEEDS_CALLER):
                 log.info("pbx.command_dropped", call_id=call, command=type(command).__name__, reason="caller gone")
-                if self.confirm_rings and isinstance(command, RingAgent | RingNumber):
-                    self.translator.confirm(command.leg)
                 return
             try:
                 await self._carry_out(call, command)
-                if self.confirm_rings and isinstance(command, RingAgent | RingNumber):
-                    self.translator.confirm(command.leg)
                 return
             except PbxError as exc:
                 if exc.status != 0 or attempt == ATTEMPTS or loop.time() >= deadline:
                     await self._failed(call, command)
-                    if self.failed is not None:
-                        self.failed(call, command, exc)
                     raise
                 log.info("pbx.command_retry", call_id=call, command=type(command).__name__, error=exc.body)
 
